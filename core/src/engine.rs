@@ -1,0 +1,188 @@
+//! The engine: a store plus what a running node adds to it: the role check (only the Active
+//! publishes), admin sessions with object locks, and revision retention.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::changeset::{ChangeInput, ChangeSet};
+use crate::error::{Error, Result};
+use crate::limits::AUTHOR_BYTES_MAX;
+use crate::model::Uid;
+use crate::node::{NodeState, Role};
+use crate::revision::{Head, Revision};
+use crate::session::Sessions;
+use crate::store::tables::name_key;
+use crate::store::{CommitMeta, Store, STORE_FILE};
+
+/// A snapshot of a node's state for `mgha status`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub node: NodeState,
+    pub head: Head,
+    /// The newest purged revision (0 when nothing was purged).
+    pub floor: Head,
+    pub objects: u64,
+    pub sessions: usize,
+}
+
+/// Options of an engine.
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// Keep at most this many revisions; older ones are purged. `None` keeps everything.
+    pub retain_revisions: Option<u64>,
+}
+
+/// A node's engine. Shared between threads behind an `Arc`.
+pub struct Engine {
+    store: Store,
+    dir: PathBuf,
+    sessions: Mutex<Sessions>,
+    options: EngineOptions,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({})", self.dir.display())
+    }
+}
+
+/// Purge runs at most once per this many revisions, so it stays off the hot path.
+const PURGE_EVERY_REVISIONS: u64 = 64;
+
+impl Engine {
+    /// Creates a node's store in `dir` (created if missing).
+    pub fn create(dir: &Path, node: &NodeState, options: EngineOptions) -> Result<Engine> {
+        std::fs::create_dir_all(dir)?;
+        let store = Store::create(&dir.join(STORE_FILE), node)?;
+        Ok(Engine { store, dir: dir.to_path_buf(), sessions: Mutex::default(), options })
+    }
+
+    /// Opens the node in `dir`.
+    pub fn open(dir: &Path, options: EngineOptions) -> Result<Engine> {
+        let store = Store::open(&dir.join(STORE_FILE))?;
+        Ok(Engine { store, dir: dir.to_path_buf(), sessions: Mutex::default(), options })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn node(&self) -> Result<NodeState> {
+        self.store.node()
+    }
+
+    pub fn status(&self) -> Result<Status> {
+        Ok(Status {
+            node: self.store.node()?,
+            head: self.store.head()?,
+            floor: self.store.floor()?,
+            objects: self.store.count()?,
+            sessions: self.lock_sessions().len(),
+        })
+    }
+
+    /// Publishes a changeset as one revision. Only the Active publishes.
+    pub fn publish(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
+        changeset.check()?;
+        let meta = self.commit_meta(author, &changeset.message)?;
+        let rev = self.store.publish(&meta, &changeset.changes)?;
+        self.after_publish(&rev);
+        Ok(rev)
+    }
+
+    /// Publishes a revision that restores the state after revision `to`.
+    pub fn revert(&self, author: &str, to: u64) -> Result<Revision> {
+        let meta = self.commit_meta(author, &format!("revert to revision {to}"))?;
+        let rev = self.store.revert(to, &meta)?;
+        self.after_publish(&rev);
+        Ok(rev)
+    }
+
+    fn commit_meta(&self, author: &str, message: &str) -> Result<CommitMeta> {
+        if author.len() > AUTHOR_BYTES_MAX {
+            return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
+        }
+        let node = self.store.node()?;
+        if node.role != Role::Active {
+            return Err(Error::ReadOnly { active: None });
+        }
+        Ok(CommitMeta { author: author.into(), message: message.into(), epoch: node.epoch, time_ms: crate::now_ms() })
+    }
+
+    fn after_publish(&self, rev: &Revision) {
+        if let Some(keep) = self.options.retain_revisions {
+            if rev.seq % PURGE_EVERY_REVISIONS == 0 {
+                if let Err(e) = self.store.purge(keep) {
+                    tracing::warn!(error = %e, "purge of old revisions failed; will retry");
+                }
+            }
+        }
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        // A panic while holding the lock leaves the table consistent (every method updates it
+        // after its checks), so a poisoned lock is still usable.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens an admin session for `author`.
+    pub fn session_open(&self, author: &str) -> Result<u64> {
+        if author.len() > AUTHOR_BYTES_MAX {
+            return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
+        }
+        self.lock_sessions().open(author)
+    }
+
+    /// Stages a put or delete in a session, locking the object against other sessions.
+    pub fn session_stage(&self, id: u64, change: ChangeInput) -> Result<()> {
+        let type_name = change.type_name().to_string();
+        if self.store.schemas().get(&type_name).is_none() {
+            return Err(Error::UnknownType(type_name));
+        }
+        let (name, uid) = match &change {
+            ChangeInput::Put { name, uid, .. } => (Some(name.clone()), uid.clone()),
+            ChangeInput::Delete { name, uid, .. } => (name.clone(), uid.clone()),
+        };
+        let mut keys = Vec::new();
+        if let Some(n) = &name {
+            keys.push(name_key(&type_name, n));
+            if let Ok(existing) = self.store.get(&type_name, n) {
+                keys.push(format!("uid:{}", existing.uid));
+            }
+        }
+        if let Some(u) = uid.as_deref().and_then(Uid::parse) {
+            keys.push(format!("uid:{u}"));
+        }
+        if keys.is_empty() {
+            return Err(Error::InvalidChangeset(format!("{}: name the object by name or uid", change.label())));
+        }
+        self.lock_sessions().stage(id, change, keys)
+    }
+
+    /// The changes staged in a session.
+    pub fn session_changes(&self, id: u64) -> Result<Vec<ChangeInput>> {
+        Ok(self.lock_sessions().get(id)?.changes.clone())
+    }
+
+    /// Publishes a session's changes as one revision and closes it. On a validation error the
+    /// session stays open so the admin can fix it.
+    pub fn session_publish(&self, id: u64, message: &str) -> Result<Revision> {
+        let (author, changes) = {
+            let sessions = self.lock_sessions();
+            let s = sessions.get(id)?;
+            (s.author.clone(), s.changes.clone())
+        };
+        let rev = self.publish(&author, &ChangeSet { message: message.into(), changes })?;
+        self.lock_sessions().close(id)?;
+        Ok(rev)
+    }
+
+    /// Drops a session's changes and releases its locks.
+    pub fn session_discard(&self, id: u64) -> Result<()> {
+        self.lock_sessions().close(id).map(|_| ())
+    }
+}

@@ -1,0 +1,143 @@
+//! Errors of the engine. One enum, each variant naming the object, field, revision or file at
+//! fault, and a stable [`ErrorCode`] that the admin API, the CLI and the C ABI map from.
+
+use std::path::PathBuf;
+
+/// A stable classification of [`Error`], shared by every front end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    InvalidArgument,
+    Validation,
+    NotFound,
+    Conflict,
+    ReadOnly,
+    TooLarge,
+    Corrupt,
+    Io,
+    Busy,
+}
+
+impl ErrorCode {
+    /// The kebab-case name used on the wire and in JSON error bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid-argument",
+            ErrorCode::Validation => "validation",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::ReadOnly => "read-only",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::Corrupt => "corrupt",
+            ErrorCode::Io => "io",
+            ErrorCode::Busy => "busy",
+        }
+    }
+}
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("invalid changeset: {0}")]
+    InvalidChangeset(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("unknown object type '{0}'")]
+    UnknownType(String),
+    #[error("{type_name} '{name}': field '{field}': {reason}")]
+    InvalidField { type_name: String, name: String, field: String, reason: String },
+    #[error("{type_name} '{name}': {reason}")]
+    InvalidObject { type_name: String, name: String, reason: String },
+    #[error("{type_name} '{name}': field '{field}' refers to '{reference}', which does not exist")]
+    DanglingReference { type_name: String, name: String, field: String, reference: String },
+    #[error("{type_name} '{name}': field '{field}': reference '{reference}' is ambiguous ({candidates}); use the uid")]
+    AmbiguousReference {
+        type_name: String,
+        name: String,
+        field: String,
+        reference: String,
+        candidates: String,
+    },
+    #[error("cannot delete {type_name} '{name}': it is used by {used_by}")]
+    StillReferenced { type_name: String, name: String, used_by: String },
+    #[error("{type_name} named '{name}' already exists (uid {uid})")]
+    DuplicateName { type_name: String, name: String, uid: String },
+    #[error("{type_name} uid {uid} cannot change its type to {new_type}")]
+    TypeChange { type_name: String, uid: String, new_type: String },
+    #[error("no {0}")]
+    NotFound(String),
+    #[error("no revision {0}")]
+    UnknownRevision(u64),
+    #[error("revision {seq} was purged; the oldest kept revision is {oldest}")]
+    RevisionPurged { seq: u64, oldest: u64 },
+    #[error("{what} is {size} bytes, over the limit of {max}")]
+    TooLarge { what: String, size: usize, max: usize },
+    #[error("nothing to publish: the changes leave every object as it was")]
+    EmptyChangeset,
+    #[error("this node is a read-only standby; publish on the active node{}", active.as_deref().map(|a| format!(" '{a}'")).unwrap_or_default())]
+    ReadOnly { active: Option<String> },
+    #[error("{object} is locked by session {session} of '{owner}'")]
+    Locked { object: String, session: u64, owner: String },
+    #[error("no open session {0}")]
+    NoSession(u64),
+    #[error("too many open sessions (limit {0})")]
+    TooManySessions(usize),
+    #[error("data directory {} is in use by another mgha process", .0.display())]
+    InUse(PathBuf),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    #[error("backup {}: {reason}", path.display())]
+    Backup { path: PathBuf, reason: String },
+    #[error("storage: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidChangeset(_) | Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Error::UnknownType(_)
+            | Error::InvalidField { .. }
+            | Error::InvalidObject { .. }
+            | Error::DanglingReference { .. }
+            | Error::AmbiguousReference { .. }
+            | Error::StillReferenced { .. }
+            | Error::DuplicateName { .. }
+            | Error::TypeChange { .. }
+            | Error::EmptyChangeset => ErrorCode::Validation,
+            Error::NotFound(_) | Error::UnknownRevision(_) | Error::RevisionPurged { .. } | Error::NoSession(_) => {
+                ErrorCode::NotFound
+            }
+            Error::TooLarge { .. } => ErrorCode::TooLarge,
+            Error::ReadOnly { .. } => ErrorCode::ReadOnly,
+            Error::Locked { .. } => ErrorCode::Conflict,
+            Error::TooManySessions(_) | Error::InUse(_) => ErrorCode::Busy,
+            Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,
+            Error::Storage(_) | Error::Io(_) => ErrorCode::Io,
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Storage(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,33 @@
+//! mgha-core: the Management High Availability engine.
+//!
+//! A revisioned configuration database of security-management objects ([`store::Store`]),
+//! wrapped by the [`engine::Engine`] that adds admin sessions, object locks and the role check.
+//! This crate knows nothing of C, HTTP, the command line or Python.
+
+pub mod backup;
+pub mod changeset;
+pub mod diff;
+pub mod engine;
+pub mod error;
+pub mod limits;
+pub mod model;
+pub mod node;
+pub mod revision;
+pub mod session;
+pub mod store;
+
+pub use changeset::{ChangeInput, ChangeSet};
+pub use diff::{Diff, DiffKind, FieldDiff, ObjectDiff};
+pub use engine::Engine;
+pub use error::{Error, ErrorCode, Result};
+pub use model::{Hash, Object, Uid};
+pub use node::{Designation, NodeState, Role};
+pub use revision::{Change, Head, Op, Revision, RevisionInfo};
+
+/// Milliseconds since the Unix epoch, for revision timestamps.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

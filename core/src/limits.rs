@@ -1,0 +1,35 @@
+//! Named limits. Every object, changeset, session and read has a ceiling here, so that a
+//! hostile or mistaken input is refused with a clear error instead of exhausting the node.
+
+/// Largest canonical encoding of one object (type, uid, name and fields).
+pub const OBJECT_BYTES_MAX: usize = 1024 * 1024;
+/// Longest object name, in bytes.
+pub const NAME_BYTES_MAX: usize = 256;
+/// Longest type name, in bytes.
+pub const TYPE_BYTES_MAX: usize = 64;
+/// Deepest nesting of maps and lists inside an object's fields.
+pub const FIELD_DEPTH_MAX: usize = 32;
+/// Most changes in one changeset (one revision).
+pub const CHANGESET_CHANGES_MAX: usize = 100_000;
+/// Largest JSON changeset body accepted by the admin API and `mgha apply`.
+pub const CHANGESET_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Longest revision message, in bytes.
+pub const MESSAGE_BYTES_MAX: usize = 4096;
+/// Longest author name, in bytes.
+pub const AUTHOR_BYTES_MAX: usize = 256;
+/// Most admin sessions open at once on one node.
+pub const SESSIONS_MAX: usize = 1024;
+/// Most staged changes in one admin session.
+pub const SESSION_CHANGES_MAX: usize = CHANGESET_CHANGES_MAX;
+/// Most objects returned by one list call.
+pub const LIST_OBJECTS_MAX: usize = 100_000;
+/// Most revisions returned by one revisions listing.
+pub const LIST_REVISIONS_MAX: usize = 10_000;
+/// Most object changes a diff or revert may span.
+pub const DIFF_CHANGES_MAX: usize = 1_000_000;
+/// Objects per chunk of a backup file.
+pub const BACKUP_CHUNK_OBJECTS: usize = 4096;
+/// Largest frame in a backup file.
+pub const BACKUP_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// redb page cache; bounded so resident memory does not follow database size.
+pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;

@@ -1,0 +1,365 @@
+//! Publishing: resolving a changeset against the current state, then committing the resulting
+//! object versions as one revision, all inside one redb write transaction. Any error drops the
+//! transaction, so a publish is all-or-nothing.
+
+use redb::{ReadableTable, WriteTransaction};
+use std::collections::HashMap;
+
+use super::tables::*;
+use super::{encode, get_object, lookup_name, Store};
+use crate::changeset::ChangeInput;
+use crate::error::{Error, Result};
+use crate::limits::OBJECT_BYTES_MAX;
+use crate::model::validate::{references, resolve_refs, validate_fields, validate_name};
+use crate::model::{Hash, Object, StateHash, Uid};
+use crate::revision::{Change, Head, Op, Revision};
+
+/// The version an object is to have after a commit: `None` deletes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub uid: Uid,
+    pub after: Option<Object>,
+}
+
+/// Who publishes, why, when, and at which epoch.
+#[derive(Clone, Debug)]
+pub struct CommitMeta {
+    pub author: String,
+    pub message: String,
+    pub epoch: u64,
+    pub time_ms: u64,
+}
+
+impl Store {
+    /// Validates `changes` and publishes them as one durable revision.
+    pub fn publish(&self, meta: &CommitMeta, changes: &[ChangeInput]) -> Result<Revision> {
+        let txn = self.begin_write()?;
+        let targets = self.resolve(&txn, changes)?;
+        let rev = self.commit_targets(&txn, meta, targets)?;
+        txn.commit()?;
+        Ok(rev)
+    }
+
+    /// Publishes object versions that are already resolved (revert, merge, replication).
+    pub fn publish_targets(&self, meta: &CommitMeta, targets: Vec<Target>) -> Result<Revision> {
+        let txn = self.begin_write()?;
+        let rev = self.commit_targets(&txn, meta, targets)?;
+        txn.commit()?;
+        Ok(rev)
+    }
+
+    /// Turns administrator changes (names, optional uids) into object versions with every
+    /// reference resolved to a uid.
+    fn resolve(&self, txn: &WriteTransaction, changes: &[ChangeInput]) -> Result<Vec<Target>> {
+        let objects = txn.open_table(OBJECTS)?;
+        let names = txn.open_table(NAMES)?;
+        let mut overlay: HashMap<Uid, Option<Object>> = HashMap::new();
+        let mut order: Vec<Uid> = Vec::new();
+        // Name keys this changeset creates (Some) or frees (None).
+        let mut overlay_names: HashMap<String, Option<Uid>> = HashMap::new();
+
+        let find_name = |overlay_names: &HashMap<String, Option<Uid>>, t: &str, n: &str| -> Result<Option<Uid>> {
+            match overlay_names.get(&name_key(t, n)) {
+                Some(found) => Ok(*found),
+                None => lookup_name(&names, t, n),
+            }
+        };
+        let current = |overlay: &HashMap<Uid, Option<Object>>, uid: &Uid| -> Result<Option<Object>> {
+            match overlay.get(uid) {
+                Some(o) => Ok(o.clone()),
+                None => get_object(&objects, uid),
+            }
+        };
+
+        for (i, change) in changes.iter().enumerate() {
+            let type_name = change.type_name();
+            if self.schemas.get(type_name).is_none() {
+                return Err(Error::UnknownType(type_name.into()));
+            }
+            match change {
+                ChangeInput::Put { type_name, name, uid, fields } => {
+                    validate_name(type_name, name)?;
+                    let uid = match uid {
+                        Some(s) => parse_uid(i, s)?,
+                        None => find_name(&overlay_names, type_name, name)?.unwrap_or_else(Uid::new_random),
+                    };
+                    if let Some(cur) = current(&overlay, &uid)? {
+                        if &cur.type_name != type_name {
+                            return Err(Error::TypeChange {
+                                type_name: cur.type_name,
+                                uid: uid.to_string(),
+                                new_type: type_name.clone(),
+                            });
+                        }
+                        if &cur.name != name {
+                            overlay_names.insert(name_key(type_name, &cur.name), None);
+                        }
+                    }
+                    overlay_names.insert(name_key(type_name, name), Some(uid));
+                    let obj = Object { type_name: type_name.clone(), uid, name: name.clone(), fields: fields.clone() };
+                    if overlay.insert(uid, Some(obj)).is_none() {
+                        order.push(uid);
+                    }
+                }
+                ChangeInput::Delete { type_name, name, uid } => {
+                    let found = match (uid, name) {
+                        (Some(s), _) => Some(parse_uid(i, s)?),
+                        (None, Some(n)) => find_name(&overlay_names, type_name, n)?,
+                        (None, None) => None,
+                    };
+                    let cur = match found {
+                        Some(u) => current(&overlay, &u)?,
+                        None => None,
+                    };
+                    let Some(cur) = cur.filter(|c| &c.type_name == type_name) else {
+                        return Err(Error::NotFound(change.label()));
+                    };
+                    overlay_names.insert(name_key(type_name, &cur.name), None);
+                    if overlay.insert(cur.uid, None).is_none() {
+                        order.push(cur.uid);
+                    }
+                }
+            }
+        }
+
+        // References may name objects created anywhere in the same changeset.
+        for uid in &order {
+            let Some(Some(mut obj)) = overlay.get(uid).cloned() else { continue };
+            let Some(schema) = self.schemas.get(&obj.type_name) else { continue };
+            let (type_name, name) = (obj.type_name.clone(), obj.name.clone());
+            resolve_refs(schema, &mut obj.fields, |field, types, reference| {
+                let target = self.resolve_ref(&overlay, &overlay_names, &find_name, &current, types, reference);
+                let target = target.map_err(|candidates| match candidates {
+                    Some(candidates) => Error::AmbiguousReference {
+                        type_name: type_name.clone(),
+                        name: name.clone(),
+                        field: field.into(),
+                        reference: reference.into(),
+                        candidates,
+                    },
+                    None => Error::DanglingReference {
+                        type_name: type_name.clone(),
+                        name: name.clone(),
+                        field: field.into(),
+                        reference: reference.into(),
+                    },
+                })??;
+                if target == *uid {
+                    return Err(Error::InvalidField {
+                        type_name: type_name.clone(),
+                        name: name.clone(),
+                        field: field.into(),
+                        reason: "an object cannot refer to itself".into(),
+                    });
+                }
+                Ok(target)
+            })?;
+            overlay.insert(*uid, Some(obj));
+        }
+        Ok(order.into_iter().map(|uid| Target { after: overlay.remove(&uid).flatten(), uid }).collect())
+    }
+
+    /// Finds the one object of an allowed type that `reference` (uid or name) designates.
+    /// `Err(None)`: nothing; `Err(Some(list))`: several candidates.
+    #[allow(clippy::type_complexity)]
+    fn resolve_ref(
+        &self,
+        overlay: &HashMap<Uid, Option<Object>>,
+        overlay_names: &HashMap<String, Option<Uid>>,
+        find_name: &dyn Fn(&HashMap<String, Option<Uid>>, &str, &str) -> Result<Option<Uid>>,
+        current: &dyn Fn(&HashMap<Uid, Option<Object>>, &Uid) -> Result<Option<Object>>,
+        types: &[String],
+        reference: &str,
+    ) -> std::result::Result<Result<Uid>, Option<String>> {
+        if let Some(uid) = Uid::parse(reference) {
+            return match current(overlay, &uid) {
+                Ok(Some(o)) if types.contains(&o.type_name) => Ok(Ok(uid)),
+                Ok(_) => Err(None),
+                Err(e) => Ok(Err(e)),
+            };
+        }
+        let mut found = Vec::new();
+        for t in types {
+            match find_name(overlay_names, t, reference) {
+                Ok(Some(uid)) => found.push((t, uid)),
+                Ok(None) => {}
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        match found.as_slice() {
+            [] => Err(None),
+            [(_, uid)] => Ok(Ok(*uid)),
+            many => Err(Some(many.iter().map(|(t, u)| format!("{t} {u}")).collect::<Vec<_>>().join(", "))),
+        }
+    }
+
+    /// Applies object versions as the next revision: indexes, integrity, state hash, log.
+    pub(crate) fn commit_targets(
+        &self,
+        txn: &WriteTransaction,
+        meta: &CommitMeta,
+        targets: Vec<Target>,
+    ) -> Result<Revision> {
+        let mut meta_table = txn.open_table(META)?;
+        let head: Head = match meta_table.get(META_HEAD)? {
+            Some(v) => super::decode(v.value(), "head")?,
+            None => return Err(Error::Corrupt("meta record 'head' is missing".into())),
+        };
+        let mut objects = txn.open_table(OBJECTS)?;
+        let mut names = txn.open_table(NAMES)?;
+        let mut refs = txn.open_table(REFS)?;
+        let mut state = StateHash::from_hash(head.state_hash);
+
+        // Pass 1: validate the new versions and take the old ones out of the indexes.
+        let mut effective: Vec<(Target, Option<(Object, Hash)>)> = Vec::with_capacity(targets.len());
+        for t in targets {
+            let before = match objects.get(t.uid.as_bytes().as_slice())? {
+                Some(raw) => {
+                    let bytes = raw.value();
+                    Some((Object::decode(bytes)?, Hash::of(bytes)))
+                }
+                None => None,
+            };
+            if before.as_ref().map(|b| &b.0) == t.after.as_ref() {
+                continue;
+            }
+            if let Some(a) = &t.after {
+                debug_assert_eq!(a.uid, t.uid);
+                let schema = self.schemas.get(&a.type_name).ok_or_else(|| Error::UnknownType(a.type_name.clone()))?;
+                validate_name(&a.type_name, &a.name)?;
+                validate_fields(schema, &a.name, &a.fields)?;
+                if let Some((b, _)) = &before {
+                    if b.type_name != a.type_name {
+                        return Err(Error::TypeChange {
+                            type_name: b.type_name.clone(),
+                            uid: b.uid.to_string(),
+                            new_type: a.type_name.clone(),
+                        });
+                    }
+                }
+            }
+            if let Some((b, h)) = &before {
+                names.remove(name_key(&b.type_name, &b.name).as_str())?;
+                if let Some(schema) = self.schemas.get(&b.type_name) {
+                    for (_, target) in references(schema, &b.fields) {
+                        refs.remove(ref_key(target.as_bytes(), b.uid.as_bytes()).as_slice())?;
+                    }
+                }
+                state.sub(*h);
+            }
+            effective.push((t, before));
+        }
+        if effective.is_empty() {
+            return Err(Error::EmptyChangeset);
+        }
+
+        // Pass 2: write the new versions and their index entries.
+        let mut changes = Vec::with_capacity(effective.len());
+        let mut undo = Vec::with_capacity(effective.len());
+        let mut new_refs: Vec<(usize, String, Uid)> = Vec::new();
+        let mut deleted: Vec<usize> = Vec::new();
+        for (t, before) in effective {
+            let index = changes.len();
+            if let Some(a) = &t.after {
+                let bytes = a.encode();
+                if bytes.len() > OBJECT_BYTES_MAX {
+                    return Err(Error::TooLarge {
+                        what: format!("{} '{}'", a.type_name, a.name),
+                        size: bytes.len(),
+                        max: OBJECT_BYTES_MAX,
+                    });
+                }
+                objects.insert(t.uid.as_bytes().as_slice(), bytes.as_slice())?;
+                let key = name_key(&a.type_name, &a.name);
+                if let Some(old) = names.insert(key.as_str(), t.uid.as_bytes().as_slice())? {
+                    let owner = Uid::from_slice(old.value())?;
+                    if owner != t.uid {
+                        return Err(Error::DuplicateName {
+                            type_name: a.type_name.clone(),
+                            name: a.name.clone(),
+                            uid: owner.to_string(),
+                        });
+                    }
+                }
+                if let Some(schema) = self.schemas.get(&a.type_name) {
+                    for (field, target) in references(schema, &a.fields) {
+                        refs.insert(ref_key(target.as_bytes(), t.uid.as_bytes()).as_slice(), ())?;
+                        new_refs.push((index, field, target));
+                    }
+                }
+                state.add(Hash::of(&bytes));
+            } else {
+                objects.remove(t.uid.as_bytes().as_slice())?;
+                deleted.push(index);
+            }
+            let (before_obj, before_hash) = match before {
+                Some((o, h)) => (Some(o), Some(h)),
+                None => (None, None),
+            };
+            let type_name = t.after.as_ref().or(before_obj.as_ref()).map(|o| o.type_name.clone()).unwrap_or_default();
+            changes.push(Change {
+                type_name,
+                uid: t.uid,
+                op: if t.after.is_some() { Op::Put } else { Op::Delete },
+                before: before_hash,
+                after: t.after,
+            });
+            undo.push(before_obj);
+        }
+
+        // Pass 3: referential integrity of the final state.
+        for (index, field, target) in &new_refs {
+            if objects.get(target.as_bytes().as_slice())?.is_none() {
+                let src = changes[*index].after.as_ref();
+                return Err(Error::DanglingReference {
+                    type_name: changes[*index].type_name.clone(),
+                    name: src.map(|o| o.name.clone()).unwrap_or_default(),
+                    field: field.clone(),
+                    reference: target.to_string(),
+                });
+            }
+        }
+        for index in deleted {
+            let uid = changes[index].uid;
+            let (lo, hi) = ref_range(uid.as_bytes());
+            let mut users = Vec::new();
+            for entry in refs.range(lo.as_slice()..=hi.as_slice())?.take(5) {
+                let (k, _) = entry?;
+                let source = Uid::from_slice(&k.value()[16..])?;
+                users.push(match get_object(&objects, &source)? {
+                    Some(o) => format!("{} '{}'", o.type_name, o.name),
+                    None => source.to_string(),
+                });
+            }
+            if !users.is_empty() {
+                let name = undo[index].as_ref().map(|o| o.name.clone()).unwrap_or_default();
+                return Err(Error::StillReferenced {
+                    type_name: changes[index].type_name.clone(),
+                    name,
+                    used_by: users.join(", "),
+                });
+            }
+        }
+
+        let id = Revision::compute_id(&head.id, meta.epoch, &changes);
+        let rev = Revision {
+            seq: head.seq + 1,
+            id,
+            parent: head.id,
+            epoch: meta.epoch,
+            author: meta.author.clone(),
+            time_ms: meta.time_ms,
+            message: meta.message.clone(),
+            state_hash: state.to_hash(),
+            changes,
+        };
+        txn.open_table(REVISIONS)?.insert(rev.seq, rev.encode().as_slice())?;
+        txn.open_table(UNDO)?.insert(rev.seq, encode(&undo).as_slice())?;
+        meta_table.insert(META_HEAD, encode(&rev.head()).as_slice())?;
+        Ok(rev)
+    }
+}
+
+fn parse_uid(index: usize, s: &str) -> Result<Uid> {
+    Uid::parse(s).ok_or_else(|| Error::InvalidChangeset(format!("change {index}: '{s}' is not a uid")))
+}

@@ -1,0 +1,110 @@
+//! History operations: diff between two revisions, revert to a revision, purge of old revisions.
+//! Diff and revert walk only the revisions between the two points (their undo records give the
+//! older versions), so their cost follows the number of changes, not the size of the database.
+
+use redb::{ReadTransaction, ReadableTable};
+use std::collections::HashMap;
+
+use super::tables::*;
+use super::{encode, CommitMeta, Store, Target};
+use crate::diff::{Diff, ObjectDiff};
+use crate::error::{Error, Result};
+use crate::limits::DIFF_CHANGES_MAX;
+use crate::model::{Object, Uid};
+use crate::revision::{Head, Revision};
+
+/// For each object changed in a span: its version before the span and after it.
+type Span = Vec<(Uid, Option<Object>, Option<Object>)>;
+
+impl Store {
+    /// Field-level differences from revision `from` to revision `to` (either order).
+    pub fn diff(&self, from: u64, to: u64) -> Result<Diff> {
+        let txn = self.begin_read()?;
+        let (lo, hi) = (from.min(to), from.max(to));
+        let span = self.span(&txn, lo, hi)?;
+        let mut objects: Vec<ObjectDiff> = span
+            .iter()
+            .filter_map(|(_, b, a)| ObjectDiff::between(b.as_ref(), a.as_ref()))
+            .map(|d| if from > to { d.reversed() } else { d })
+            .collect();
+        objects.sort_by(|a, b| (&a.type_name, &a.name, a.uid).cmp(&(&b.type_name, &b.name, b.uid)));
+        Ok(Diff { from, to, objects })
+    }
+
+    /// Publishes a new revision whose state equals the state after revision `to`.
+    pub fn revert(&self, to: u64, meta: &CommitMeta) -> Result<Revision> {
+        let targets: Vec<Target> = {
+            let txn = self.begin_read()?;
+            let head = self.head()?;
+            self.span(&txn, to, head.seq)?
+                .into_iter()
+                .map(|(uid, before, _)| Target { uid, after: before })
+                .collect()
+        };
+        self.publish_targets(meta, targets)
+    }
+
+    /// Every object changed between revisions `lo` and `hi` (lo <= hi), with its versions at
+    /// `lo` and at `hi`, in order of first change.
+    fn span(&self, txn: &ReadTransaction, lo: u64, hi: u64) -> Result<Span> {
+        let meta = txn.open_table(META)?;
+        let head: Head = super::decode(&meta.get(META_HEAD)?.map(|v| v.value().to_vec()).unwrap_or_default(), "head")?;
+        let floor: Head = super::decode(&meta.get(META_FLOOR)?.map(|v| v.value().to_vec()).unwrap_or_default(), "floor")?;
+        if hi > head.seq {
+            return Err(Error::UnknownRevision(hi));
+        }
+        if lo < floor.seq {
+            return Err(Error::RevisionPurged { seq: lo, oldest: floor.seq });
+        }
+        let mut index: HashMap<Uid, usize> = HashMap::new();
+        let mut span: Span = Vec::new();
+        let mut total = 0usize;
+        for seq in lo + 1..=hi {
+            let rev = self.revision_in(txn, seq)?;
+            let undo = self.undo_in(txn, seq)?;
+            if undo.len() != rev.changes.len() {
+                return Err(Error::Corrupt(format!("revision {seq}: undo record does not match its changes")));
+            }
+            total += rev.changes.len();
+            if total > DIFF_CHANGES_MAX {
+                return Err(Error::InvalidArgument(format!(
+                    "revisions {lo}..{hi} hold over {DIFF_CHANGES_MAX} changes; diff a shorter span"
+                )));
+            }
+            for (change, before) in rev.changes.into_iter().zip(undo) {
+                match index.get(&change.uid) {
+                    Some(&i) => span[i].2 = change.after,
+                    None => {
+                        index.insert(change.uid, span.len());
+                        span.push((change.uid, before, change.after));
+                    }
+                }
+            }
+        }
+        Ok(span)
+    }
+
+    /// Drops revisions older than the newest `keep`; returns how many were dropped. A peer that
+    /// needs a dropped revision gets a full sync instead.
+    pub fn purge(&self, keep: u64) -> Result<u64> {
+        let head = self.head()?;
+        let floor = self.floor()?;
+        let new_floor = head.seq.saturating_sub(keep);
+        if new_floor <= floor.seq {
+            return Ok(0);
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut revisions = txn.open_table(REVISIONS)?;
+            let floor_head = match revisions.get(new_floor)? {
+                Some(v) => Revision::decode(v.value())?.head(),
+                None => return Err(Error::Corrupt(format!("revision {new_floor} is missing"))),
+            };
+            revisions.retain_in(..=new_floor, |_, _| false)?;
+            txn.open_table(UNDO)?.retain_in(..=new_floor, |_, _| false)?;
+            txn.open_table(META)?.insert(META_FLOOR, encode(&floor_head).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(new_floor - floor.seq)
+    }
+}

@@ -1,0 +1,184 @@
+//! The redb-backed revisioned store: objects, names and references indexes, the revision log
+//! with undo records, and node state. Every publish is one redb write transaction committed with
+//! immediate durability before it is acknowledged; reads use MVCC snapshots, so diffs, listings
+//! and online backups go on while publishes commit.
+
+mod commit;
+mod history;
+mod read;
+pub mod tables;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::limits::STORE_CACHE_BYTES;
+use crate::model::{Object, Schemas, Uid};
+use crate::node::NodeState;
+use crate::revision::Head;
+use tables::*;
+
+pub use commit::{CommitMeta, Target};
+
+/// File name of the database inside a data directory.
+pub const STORE_FILE: &str = "mgha.redb";
+
+/// The revisioned configuration store of one node.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    schemas: Schemas,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.path.display())
+    }
+}
+
+impl Store {
+    /// Creates a new, empty store at `path` for `node`. Fails if a store is already there.
+    pub fn create(path: &Path, node: &NodeState) -> Result<Store> {
+        if path.exists() {
+            return Err(Error::InvalidArgument(format!("{} already exists", path.display())));
+        }
+        let db = builder().create(path).map_err(|e| map_open_error(path, e))?;
+        let store = Store { db, path: path.to_path_buf(), schemas: Schemas::builtin() };
+        let txn = store.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
+            meta.insert(META_NODE, encode(node).as_slice())?;
+            meta.insert(META_HEAD, encode(&Head::default()).as_slice())?;
+            meta.insert(META_FLOOR, encode(&Head::default()).as_slice())?;
+            // Create every table so readers never meet a missing one.
+            txn.open_table(OBJECTS)?;
+            txn.open_table(NAMES)?;
+            txn.open_table(REFS)?;
+            txn.open_table(REVISIONS)?;
+            txn.open_table(UNDO)?;
+        }
+        txn.commit()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store. A second process opening the same file gets [`Error::InUse`].
+    pub fn open(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::NotFound(format!("store at {}", path.display())));
+        }
+        let db = builder().open(path).map_err(|e| map_open_error(path, e))?;
+        let store = Store { db, path: path.to_path_buf(), schemas: Schemas::builtin() };
+        let format = store.meta_raw(META_FORMAT)?;
+        let version = format
+            .as_deref()
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| Error::Corrupt(format!("{}: no format version", path.display())))?;
+        if version != FORMAT_VERSION {
+            return Err(Error::Corrupt(format!(
+                "{}: storage format {version}, this build reads {FORMAT_VERSION}",
+                path.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn schemas(&self) -> &Schemas {
+        &self.schemas
+    }
+
+    /// This node's identity and role.
+    pub fn node(&self) -> Result<NodeState> {
+        self.meta(META_NODE)
+    }
+
+    /// Persists this node's identity and role.
+    pub fn set_node(&self, node: &NodeState) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(META_NODE, encode(node).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The newest revision.
+    pub fn head(&self) -> Result<Head> {
+        self.meta(META_HEAD)
+    }
+
+    /// The newest purged revision: history starts right after it.
+    pub fn floor(&self) -> Result<Head> {
+        self.meta(META_FLOOR)
+    }
+
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction> {
+        Ok(self.db.begin_write()?)
+    }
+
+    fn meta_raw(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T> {
+        let raw = self.meta_raw(key)?.ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?;
+        decode(&raw, key)
+    }
+}
+
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(STORE_CACHE_BYTES);
+    b
+}
+
+fn map_open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(path.parent().unwrap_or(path).to_path_buf()),
+        other => Error::Storage(other.into()),
+    }
+}
+
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Serializing plain data into a Vec cannot fail.
+    rmp_serde::to_vec_named(v).unwrap_or_default()
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
+/// Reads one object by uid from any table handle of `OBJECTS`.
+pub(crate) fn get_object(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    uid: &Uid,
+) -> Result<Option<Object>> {
+    match table.get(uid.as_bytes().as_slice())? {
+        Some(v) => Ok(Some(Object::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Looks a name up in any table handle of `NAMES`.
+pub(crate) fn lookup_name(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    type_name: &str,
+    name: &str,
+) -> Result<Option<Uid>> {
+    match table.get(name_key(type_name, name).as_str())? {
+        Some(v) => Ok(Some(Uid::from_slice(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

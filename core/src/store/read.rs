@@ -1,0 +1,127 @@
+//! Reads from MVCC snapshots: objects by uid, name or type, and the revision log.
+
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
+
+use super::tables::*;
+use super::{decode, get_object, lookup_name, Store};
+use crate::error::{Error, Result};
+use crate::limits::{LIST_OBJECTS_MAX, LIST_REVISIONS_MAX};
+use crate::model::{Object, Uid};
+use crate::revision::{Revision, RevisionInfo};
+
+impl Store {
+    /// One object of `type_name`, by uid or by name.
+    pub fn get(&self, type_name: &str, key: &str) -> Result<Object> {
+        let txn = self.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let by_uid = match Uid::parse(key) {
+            Some(uid) => get_object(&objects, &uid)?.filter(|o| o.type_name == type_name),
+            None => None,
+        };
+        if let Some(o) = by_uid {
+            return Ok(o);
+        }
+        let names = txn.open_table(NAMES)?;
+        if let Some(uid) = lookup_name(&names, type_name, key)? {
+            if let Some(o) = get_object(&objects, &uid)? {
+                return Ok(o);
+            }
+        }
+        if self.schemas.get(type_name).is_none() {
+            return Err(Error::UnknownType(type_name.into()));
+        }
+        Err(Error::NotFound(format!("{type_name} '{key}'")))
+    }
+
+    /// One object by uid, whatever its type.
+    pub fn get_by_uid(&self, uid: &Uid) -> Result<Option<Object>> {
+        let txn = self.begin_read()?;
+        get_object(&txn.open_table(OBJECTS)?, uid)
+    }
+
+    /// Objects of one type in name order, or of every type in (type, name) order; at most
+    /// `limit` (capped at [`LIST_OBJECTS_MAX`]), starting after `after` (a name key) if given.
+    pub fn list(&self, type_name: Option<&str>, limit: usize) -> Result<Vec<Object>> {
+        let limit = limit.min(LIST_OBJECTS_MAX);
+        let txn = self.begin_read()?;
+        let names = txn.open_table(NAMES)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        let range = match type_name {
+            Some(t) => {
+                if self.schemas.get(t).is_none() {
+                    return Err(Error::UnknownType(t.into()));
+                }
+                let (lo, hi) = type_range(t);
+                names.range(lo.as_str()..hi.as_str())?
+            }
+            None => names.range::<&str>(..)?,
+        };
+        for entry in range.take(limit) {
+            let (_, v) = entry?;
+            let uid = Uid::from_slice(v.value())?;
+            match get_object(&objects, &uid)? {
+                Some(o) => out.push(o),
+                None => return Err(Error::Corrupt(format!("name index points at missing object {uid}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many objects the store holds.
+    pub fn count(&self) -> Result<u64> {
+        let txn = self.begin_read()?;
+        Ok(txn.open_table(OBJECTS)?.len()?)
+    }
+
+    /// Revision headers, newest first, at most `limit` (capped), from `before` (exclusive) down.
+    pub fn revisions(&self, before: Option<u64>, limit: usize) -> Result<Vec<RevisionInfo>> {
+        let limit = limit.min(LIST_REVISIONS_MAX);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(REVISIONS)?;
+        let upper = before.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        for entry in table.range(..upper)?.rev().take(limit) {
+            let (_, v) = entry?;
+            out.push(Revision::decode(v.value())?.info());
+        }
+        Ok(out)
+    }
+
+    /// One revision with its changes.
+    pub fn revision(&self, seq: u64) -> Result<Revision> {
+        let txn = self.begin_read()?;
+        self.revision_in(&txn, seq)
+    }
+
+    pub(crate) fn revision_in(&self, txn: &ReadTransaction, seq: u64) -> Result<Revision> {
+        let table = txn.open_table(REVISIONS)?;
+        match table.get(seq)? {
+            Some(v) => Revision::decode(v.value()),
+            None => Err(self.missing_revision(txn, seq)?),
+        }
+    }
+
+    /// The objects as they were before revision `seq`, one per change.
+    pub(crate) fn undo_in(&self, txn: &ReadTransaction, seq: u64) -> Result<Vec<Option<Object>>> {
+        let table = txn.open_table(UNDO)?;
+        match table.get(seq)? {
+            Some(v) => decode(v.value(), "undo record"),
+            None => Err(self.missing_revision(txn, seq)?),
+        }
+    }
+
+    /// The error for a revision that is not in the log: purged, or never published.
+    pub(crate) fn missing_revision(&self, txn: &ReadTransaction, seq: u64) -> Result<Error> {
+        let meta = txn.open_table(META)?;
+        let floor: crate::revision::Head = match meta.get(META_FLOOR)? {
+            Some(v) => decode(v.value(), "floor")?,
+            None => Default::default(),
+        };
+        Ok(if seq <= floor.seq && seq > 0 {
+            Error::RevisionPurged { seq, oldest: floor.seq + 1 }
+        } else {
+            Error::UnknownRevision(seq)
+        })
+    }
+}

@@ -1,6 +1,6 @@
 //! Reads from MVCC snapshots: objects by uid, name or type, and the revision log.
 
-use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
+use redb::{ReadTransaction, ReadableTableMetadata};
 
 use super::tables::*;
 use super::{decode, get_object, lookup_name, Store};

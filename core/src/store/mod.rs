@@ -3,6 +3,7 @@
 //! immediate durability before it is acknowledged; reads use MVCC snapshots, so diffs, listings
 //! and online backups go on while publishes commit.
 
+mod check;
 mod commit;
 mod history;
 mod read;
@@ -18,6 +19,7 @@ use crate::node::NodeState;
 use crate::revision::Head;
 use tables::*;
 
+pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
 
 /// File name of the database inside a data directory.

@@ -2,7 +2,7 @@
 //! publishes), admin sessions with object locks, and revision retention.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::changeset::{ChangeInput, ChangeSet};
 use crate::error::{Error, Result};
@@ -34,7 +34,8 @@ pub struct EngineOptions {
 
 /// A node's engine. Shared between threads behind an `Arc`.
 pub struct Engine {
-    store: Store,
+    /// Swapped whole when a full sync installs a new snapshot; readers hold an `Arc`.
+    store: RwLock<Arc<Store>>,
     dir: PathBuf,
     sessions: Mutex<Sessions>,
     options: EngineOptions,
@@ -54,17 +55,19 @@ impl Engine {
     pub fn create(dir: &Path, node: &NodeState, options: EngineOptions) -> Result<Engine> {
         std::fs::create_dir_all(dir)?;
         let store = Store::create(&dir.join(STORE_FILE), node)?;
-        Ok(Engine { store, dir: dir.to_path_buf(), sessions: Mutex::default(), options })
+        Ok(Engine { store: RwLock::new(Arc::new(store)), dir: dir.to_path_buf(), sessions: Mutex::default(), options })
     }
 
     /// Opens the node in `dir`.
     pub fn open(dir: &Path, options: EngineOptions) -> Result<Engine> {
         let store = Store::open(&dir.join(STORE_FILE))?;
-        Ok(Engine { store, dir: dir.to_path_buf(), sessions: Mutex::default(), options })
+        Ok(Engine { store: RwLock::new(Arc::new(store)), dir: dir.to_path_buf(), sessions: Mutex::default(), options })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The current store. Hold the `Arc` only for the duration of one operation: a full sync
+    /// replaces the store, and the old file is closed once its last holder lets go.
+    pub fn store(&self) -> Arc<Store> {
+        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -72,15 +75,15 @@ impl Engine {
     }
 
     pub fn node(&self) -> Result<NodeState> {
-        self.store.node()
+        self.store().node()
     }
 
     pub fn status(&self) -> Result<Status> {
         Ok(Status {
-            node: self.store.node()?,
-            head: self.store.head()?,
-            floor: self.store.floor()?,
-            objects: self.store.count()?,
+            node: self.store().node()?,
+            head: self.store().head()?,
+            floor: self.store().floor()?,
+            objects: self.store().count()?,
             sessions: self.lock_sessions().len(),
         })
     }
@@ -89,7 +92,7 @@ impl Engine {
     pub fn publish(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
         changeset.check()?;
         let meta = self.commit_meta(author, &changeset.message)?;
-        let rev = self.store.publish(&meta, &changeset.changes)?;
+        let rev = self.store().publish(&meta, &changeset.changes)?;
         self.after_publish(&rev);
         Ok(rev)
     }
@@ -97,7 +100,7 @@ impl Engine {
     /// Publishes a revision that restores the state after revision `to`.
     pub fn revert(&self, author: &str, to: u64) -> Result<Revision> {
         let meta = self.commit_meta(author, &format!("revert to revision {to}"))?;
-        let rev = self.store.revert(to, &meta)?;
+        let rev = self.store().revert(to, &meta)?;
         self.after_publish(&rev);
         Ok(rev)
     }
@@ -106,7 +109,7 @@ impl Engine {
         if author.len() > AUTHOR_BYTES_MAX {
             return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
         }
-        let node = self.store.node()?;
+        let node = self.store().node()?;
         if node.role != Role::Active {
             return Err(Error::ReadOnly { active: None });
         }
@@ -116,7 +119,7 @@ impl Engine {
     fn after_publish(&self, rev: &Revision) {
         if let Some(keep) = self.options.retain_revisions {
             if rev.seq % PURGE_EVERY_REVISIONS == 0 {
-                if let Err(e) = self.store.purge(keep) {
+                if let Err(e) = self.store().purge(keep) {
                     tracing::warn!(error = %e, "purge of old revisions failed; will retry");
                 }
             }
@@ -140,7 +143,7 @@ impl Engine {
     /// Stages a put or delete in a session, locking the object against other sessions.
     pub fn session_stage(&self, id: u64, change: ChangeInput) -> Result<()> {
         let type_name = change.type_name().to_string();
-        if self.store.schemas().get(&type_name).is_none() {
+        if self.store().schemas().get(&type_name).is_none() {
             return Err(Error::UnknownType(type_name));
         }
         let (name, uid) = match &change {
@@ -150,7 +153,7 @@ impl Engine {
         let mut keys = Vec::new();
         if let Some(n) = &name {
             keys.push(name_key(&type_name, n));
-            if let Ok(existing) = self.store.get(&type_name, n) {
+            if let Ok(existing) = self.store().get(&type_name, n) {
                 keys.push(format!("uid:{}", existing.uid));
             }
         }

@@ -11,8 +11,12 @@ use crate::model::Uid;
 use crate::node::{NodeState, Role};
 use crate::revision::{Head, Revision};
 use crate::session::Sessions;
+use crate::sync::state::{PeerStatus, SyncState};
 use crate::store::tables::name_key;
 use crate::store::{CommitMeta, Store, STORE_FILE};
+
+/// Where a full sync builds the incoming snapshot before it is swapped in.
+pub const SNAPSHOT_FILE: &str = "mgha.redb.sync";
 
 /// A snapshot of a node's state for `mgha status`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -23,6 +27,9 @@ pub struct Status {
     pub floor: Head,
     pub objects: u64,
     pub sessions: usize,
+    /// The Active this node follows, when it is a Standby that knows it.
+    pub active: Option<String>,
+    pub peers: Vec<PeerStatus>,
 }
 
 /// Options of an engine.
@@ -30,6 +37,10 @@ pub struct Status {
 pub struct EngineOptions {
     /// Keep at most this many revisions; older ones are purged. `None` keeps everything.
     pub retain_revisions: Option<u64>,
+    /// Publish returns only after this many standbys durably applied the revision.
+    pub sync_standbys: usize,
+    /// How long a synchronous publish waits for its standbys.
+    pub sync_timeout_ms: u64,
 }
 
 /// A node's engine. Shared between threads behind an `Arc`.
@@ -39,6 +50,7 @@ pub struct Engine {
     dir: PathBuf,
     sessions: Mutex<Sessions>,
     options: EngineOptions,
+    sync: SyncState,
 }
 
 impl std::fmt::Debug for Engine {
@@ -55,13 +67,34 @@ impl Engine {
     pub fn create(dir: &Path, node: &NodeState, options: EngineOptions) -> Result<Engine> {
         std::fs::create_dir_all(dir)?;
         let store = Store::create(&dir.join(STORE_FILE), node)?;
-        Ok(Engine { store: RwLock::new(Arc::new(store)), dir: dir.to_path_buf(), sessions: Mutex::default(), options })
+        Engine::with_store(dir, store, options)
     }
 
     /// Opens the node in `dir`.
     pub fn open(dir: &Path, options: EngineOptions) -> Result<Engine> {
+        // A full sync that a crash interrupted leaves its partial file behind.
+        let partial = dir.join(SNAPSHOT_FILE);
+        if partial.exists() {
+            std::fs::remove_file(&partial)?;
+        }
         let store = Store::open(&dir.join(STORE_FILE))?;
-        Ok(Engine { store: RwLock::new(Arc::new(store)), dir: dir.to_path_buf(), sessions: Mutex::default(), options })
+        Engine::with_store(dir, store, options)
+    }
+
+    fn with_store(dir: &Path, store: Store, options: EngineOptions) -> Result<Engine> {
+        let sync = SyncState::new(store.head()?);
+        Ok(Engine {
+            store: RwLock::new(Arc::new(store)),
+            dir: dir.to_path_buf(),
+            sessions: Mutex::default(),
+            options,
+            sync,
+        })
+    }
+
+    /// Replication state shared with the sync runtime.
+    pub fn sync(&self) -> &SyncState {
+        &self.sync
     }
 
     /// The current store. Hold the `Arc` only for the duration of one operation: a full sync
@@ -85,7 +118,26 @@ impl Engine {
             floor: self.store().floor()?,
             objects: self.store().count()?,
             sessions: self.lock_sessions().len(),
+            active: self.sync.active_hint(),
+            peers: self.peers_with_lag()?,
         })
+    }
+
+    /// The peer table with lag in revisions and milliseconds computed against our head.
+    fn peers_with_lag(&self) -> Result<Vec<PeerStatus>> {
+        let store = self.store();
+        let head = store.head()?;
+        let mut peers = self.sync.peers();
+        for p in &mut peers {
+            p.lag_revisions = head.seq.saturating_sub(p.head.seq);
+            p.lag_ms = 0;
+            if p.lag_revisions > 0 && p.status == crate::sync::plan::SyncStatus::Lagging {
+                if let Ok(oldest) = store.revision(p.head.seq + 1) {
+                    p.lag_ms = crate::now_ms().saturating_sub(oldest.time_ms);
+                }
+            }
+        }
+        Ok(peers)
     }
 
     /// Publishes a changeset as one revision. Only the Active publishes.
@@ -94,7 +146,51 @@ impl Engine {
         let meta = self.commit_meta(author, &changeset.message)?;
         let rev = self.store().publish(&meta, &changeset.changes)?;
         self.after_publish(&rev);
+        self.wait_standbys(rev.seq)?;
         Ok(rev)
+    }
+
+    /// With `sync_standbys = N`, waits until N standbys acknowledged `seq`.
+    fn wait_standbys(&self, seq: u64) -> Result<()> {
+        let needed = self.options.sync_standbys;
+        if needed == 0 {
+            return Ok(());
+        }
+        let timeout = std::time::Duration::from_millis(self.options.sync_timeout_ms.max(1));
+        let acked = self.sync.wait_acks(seq, needed, timeout);
+        if acked < needed {
+            return Err(Error::NotReplicated { seq, acked, needed });
+        }
+        Ok(())
+    }
+
+    /// Applies a revision received from the Active (Standby side).
+    pub fn apply_replicated(&self, rev: Revision) -> Result<Head> {
+        let head = self.store().apply_replicated(&rev)?;
+        self.sync.committed(Some(Arc::new(rev)), head);
+        Ok(head)
+    }
+
+    /// Swaps in a snapshot built by a full sync: the file replaces the live store atomically
+    /// (rename), and this node keeps its own identity and role.
+    pub fn install_snapshot(&self, snapshot: &Path) -> Result<Head> {
+        let mut guard = self.store.write().unwrap_or_else(|p| p.into_inner());
+        let node = guard.node()?;
+        let live = self.dir.join(STORE_FILE);
+        std::fs::rename(snapshot, &live)?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        let store = Store::open(&live)?;
+        store.set_node(&node)?;
+        let head = store.head()?;
+        *guard = Arc::new(store);
+        drop(guard);
+        self.sync.committed(None, head);
+        Ok(head)
+    }
+
+    /// Persists a new node state (role, epoch) and returns it.
+    pub fn set_node(&self, node: &NodeState) -> Result<()> {
+        self.store().set_node(node)
     }
 
     /// Publishes a revision that restores the state after revision `to`.
@@ -102,6 +198,7 @@ impl Engine {
         let meta = self.commit_meta(author, &format!("revert to revision {to}"))?;
         let rev = self.store().revert(to, &meta)?;
         self.after_publish(&rev);
+        self.wait_standbys(rev.seq)?;
         Ok(rev)
     }
 
@@ -111,12 +208,13 @@ impl Engine {
         }
         let node = self.store().node()?;
         if node.role != Role::Active {
-            return Err(Error::ReadOnly { active: None });
+            return Err(Error::ReadOnly { active: self.sync.active_hint() });
         }
         Ok(CommitMeta { author: author.into(), message: message.into(), epoch: node.epoch, time_ms: crate::now_ms() })
     }
 
     fn after_publish(&self, rev: &Revision) {
+        self.sync.committed(Some(Arc::new(rev.clone())), rev.head());
         if let Some(keep) = self.options.retain_revisions {
             if rev.seq % PURGE_EVERY_REVISIONS == 0 {
                 if let Err(e) = self.store().purge(keep) {

@@ -16,6 +16,7 @@ pub enum ErrorCode {
     Corrupt,
     Io,
     Busy,
+    Peer,
 }
 
 impl ErrorCode {
@@ -31,6 +32,7 @@ impl ErrorCode {
             ErrorCode::Corrupt => "corrupt",
             ErrorCode::Io => "io",
             ErrorCode::Busy => "busy",
+            ErrorCode::Peer => "peer",
         }
     }
 }
@@ -89,6 +91,10 @@ pub enum Error {
     Corrupt(String),
     #[error("backup {}: {reason}", path.display())]
     Backup { path: PathBuf, reason: String },
+    #[error("revision {seq} is committed here but only {acked} of the {needed} required standbys applied it in time")]
+    NotReplicated { seq: u64, acked: usize, needed: usize },
+    #[error("peer: {0}")]
+    Peer(String),
     #[error("storage: {0}")]
     Storage(#[from] redb::Error),
     #[error("i/o: {0}")]
@@ -118,6 +124,7 @@ impl Error {
             Error::TooManySessions(_) | Error::InUse(_) => ErrorCode::Busy,
             Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,
             Error::Storage(_) | Error::Io(_) => ErrorCode::Io,
+            Error::NotReplicated { .. } | Error::Peer(_) => ErrorCode::Peer,
         }
     }
 }

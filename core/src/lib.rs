@@ -15,6 +15,7 @@ pub mod node;
 pub mod revision;
 pub mod session;
 pub mod store;
+pub mod sync;
 
 pub use changeset::{ChangeInput, ChangeSet};
 pub use diff::{Diff, DiffKind, FieldDiff, ObjectDiff};

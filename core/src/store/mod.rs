@@ -7,6 +7,7 @@ mod check;
 mod commit;
 mod history;
 mod read;
+mod replica;
 pub mod tables;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -21,6 +22,7 @@ use tables::*;
 
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
+pub use replica::SnapshotBuilder;
 
 /// File name of the database inside a data directory.
 pub const STORE_FILE: &str = "mgha.redb";
@@ -115,6 +117,31 @@ impl Store {
     /// The newest purged revision: history starts right after it.
     pub fn floor(&self) -> Result<Head> {
         self.meta(META_FLOOR)
+    }
+
+    /// Reads a small record of the meta table; `None` when absent.
+    pub(crate) fn meta_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.meta_raw(key)?.map(|raw| decode(&raw, key)).transpose()
+    }
+
+    /// Reads, changes and durably writes back one meta record in a single transaction.
+    pub(crate) fn meta_update<T, R>(&self, key: &str, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R>
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize + Default,
+    {
+        let txn = self.db.begin_write()?;
+        let out = {
+            let mut table = txn.open_table(META)?;
+            let mut value: T = match table.get(key)? {
+                Some(v) => decode(v.value(), key)?,
+                None => T::default(),
+            };
+            let out = f(&mut value)?;
+            table.insert(key, encode(&value).as_slice())?;
+            out
+        };
+        txn.commit()?;
+        Ok(out)
     }
 
     pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {

@@ -1,0 +1,158 @@
+//! The Standby side of replication: applying a revision received from the Active, and
+//! installing a full snapshot. Both check everything the Active claims (parent, before-hashes,
+//! revision id, state hash) and change nothing when a check fails.
+
+use redb::{ReadableTable, WriteTransaction};
+use std::path::{Path, PathBuf};
+
+use super::tables::*;
+use super::{decode, encode, CommitMeta, Store, Target};
+use crate::error::{Error, Result};
+use crate::model::validate::references;
+use crate::model::{Hash, Object, StateHash};
+use crate::node::NodeState;
+use crate::revision::{Head, Revision};
+
+impl Store {
+    /// Applies the next revision of the Active's history, durably, after checking that it
+    /// follows our head and reproduces the Active's id and state hash exactly.
+    pub fn apply_replicated(&self, rev: &Revision) -> Result<Head> {
+        let txn = self.begin_write()?;
+        let head: Head = read_head(&txn)?;
+        if rev.seq != head.seq + 1 || rev.parent != head.id {
+            return Err(Error::Corrupt(format!(
+                "revision {} does not follow our head {} ({})",
+                rev.seq,
+                head.seq,
+                head.id.short()
+            )));
+        }
+        let mut targets = Vec::with_capacity(rev.changes.len());
+        {
+            let objects = txn.open_table(OBJECTS)?;
+            for c in &rev.changes {
+                let current = objects.get(c.uid.as_bytes().as_slice())?.map(|v| Hash::of(v.value()));
+                if current != c.before {
+                    return Err(Error::Corrupt(format!(
+                        "revision {}: {} {} is not in the state the Active changed",
+                        rev.seq, c.type_name, c.uid
+                    )));
+                }
+                targets.push(Target { uid: c.uid, after: c.after.clone() });
+            }
+        }
+        let meta = CommitMeta {
+            author: rev.author.clone(),
+            message: rev.message.clone(),
+            epoch: rev.epoch,
+            time_ms: rev.time_ms,
+        };
+        let applied = self.commit_targets(&txn, &meta, targets)?;
+        if applied.id != rev.id || applied.state_hash != rev.state_hash {
+            return Err(Error::Corrupt(format!(
+                "revision {} reproduces id {} and state {}, the Active sent {} and {}",
+                rev.seq,
+                applied.id.short(),
+                applied.state_hash.short(),
+                rev.id.short(),
+                rev.state_hash.short()
+            )));
+        }
+        txn.commit()?;
+        Ok(applied.head())
+    }
+
+    /// Our revision id at `seq`, if that revision is in our log (or is the floor).
+    pub fn id_at(&self, seq: u64) -> Result<Option<Hash>> {
+        let floor = self.floor()?;
+        if seq == floor.seq {
+            return Ok(Some(floor.id));
+        }
+        let txn = self.begin_read()?;
+        let table = txn.open_table(REVISIONS)?;
+        Ok(match table.get(seq)? {
+            Some(v) => Some(Revision::decode(v.value())?.id),
+            None => None,
+        })
+    }
+}
+
+fn read_head(txn: &WriteTransaction) -> Result<Head> {
+    let meta = txn.open_table(META)?;
+    let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
+    decode(raw.value(), "head")
+}
+
+/// A full snapshot being received: objects go into a new store file beside the live one, with
+/// non-durable chunk commits; [`SnapshotBuilder::finish`] verifies the state hash and commits
+/// durably. The caller then swaps the file in (see `Engine::install_snapshot`).
+pub struct SnapshotBuilder {
+    store: Store,
+    path: PathBuf,
+    state: StateHash,
+    objects: u64,
+    head: Head,
+    expected_objects: u64,
+}
+
+impl SnapshotBuilder {
+    /// Starts a snapshot at `path` (removed first if a previous attempt left it).
+    pub fn begin(path: &Path, node: &NodeState, head: Head, expected_objects: u64) -> Result<SnapshotBuilder> {
+        if path.exists() {
+            std::fs::remove_file(path)?;
+        }
+        let store = Store::create(path, node)?;
+        Ok(SnapshotBuilder { store, path: path.to_path_buf(), state: StateHash::default(), objects: 0, head, expected_objects })
+    }
+
+    /// Adds one chunk of canonically encoded objects.
+    pub fn add_chunk(&mut self, chunk: &[impl AsRef<[u8]>]) -> Result<()> {
+        let mut txn = self.store.begin_write()?;
+        txn.set_durability(redb::Durability::None).map_err(|e| Error::Storage(e.into()))?;
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut names = txn.open_table(NAMES)?;
+            let mut refs = txn.open_table(REFS)?;
+            for raw in chunk {
+                let bytes = raw.as_ref();
+                let o = Object::decode(bytes)?;
+                if o.encode() != bytes {
+                    return Err(Error::Corrupt(format!("snapshot object {} is not canonically encoded", o.uid)));
+                }
+                objects.insert(o.uid.as_bytes().as_slice(), bytes)?;
+                names.insert(name_key(&o.type_name, &o.name).as_str(), o.uid.as_bytes().as_slice())?;
+                if let Some(schema) = self.store.schemas().get(&o.type_name) {
+                    for (_, target) in references(schema, &o.fields) {
+                        refs.insert(ref_key(target.as_bytes(), o.uid.as_bytes()).as_slice(), ())?;
+                    }
+                }
+                self.state.add(Hash::of(bytes));
+                self.objects += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Verifies the snapshot against the head it claims and commits it durably.
+    pub fn finish(self) -> Result<PathBuf> {
+        if self.objects != self.expected_objects || self.state.to_hash() != self.head.state_hash {
+            let _ = std::fs::remove_file(&self.path);
+            return Err(Error::Corrupt(format!(
+                "snapshot of {} objects hashing to {} does not match the announced {} objects and state {}",
+                self.objects,
+                self.state.to_hash().short(),
+                self.expected_objects,
+                self.head.state_hash.short()
+            )));
+        }
+        let txn = self.store.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_HEAD, encode(&self.head).as_slice())?;
+            meta.insert(META_FLOOR, encode(&self.head).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(self.path)
+    }
+}

@@ -1,0 +1,10 @@
+//! Synchronization between cluster members: the wire protocol, the pure decision of what a peer
+//! needs, trust (cluster CA, node certificates, join keys), and the tokio runtime that moves
+//! revisions from the Active to its Standbys.
+
+pub mod membership;
+pub mod pki;
+pub mod plan;
+pub mod state;
+pub mod tls;
+pub mod wire;

@@ -1,0 +1,138 @@
+//! What the engine shares with the sync runtime: head notifications, the peer table that
+//! `mgha status` shows, acknowledgements for synchronous publish, and the name of the Active a
+//! Standby follows (for its read-only error). Plain locks and a condition variable, so the
+//! synchronous engine and the async runtime can both use it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+use super::plan::SyncStatus;
+use crate::model::Uid;
+use crate::node::{Designation, Role};
+use crate::revision::{Head, Revision};
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub node_id: Uid,
+    pub name: String,
+    pub listen: String,
+    pub designation: Designation,
+    pub role: Option<Role>,
+    pub epoch: u64,
+    pub head: Head,
+    pub status: SyncStatus,
+    /// Revisions the peer is behind this node's head.
+    pub lag_revisions: u64,
+    /// Age of the oldest revision the peer has not acknowledged.
+    pub lag_ms: u64,
+    /// Unix milliseconds of the last frame from the peer; 0 when never.
+    pub last_contact_ms: u64,
+    pub connected: bool,
+}
+
+/// Shared replication state of one engine.
+pub struct SyncState {
+    heads: watch::Sender<Head>,
+    last: Mutex<Option<Arc<Revision>>>,
+    peers: Mutex<BTreeMap<Uid, PeerStatus>>,
+    acked: Condvar,
+    active_hint: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for SyncState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncState")
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent, so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SyncState {
+    pub fn new(head: Head) -> SyncState {
+        SyncState {
+            heads: watch::channel(head).0,
+            last: Mutex::new(None),
+            peers: Mutex::new(BTreeMap::new()),
+            acked: Condvar::new(),
+            active_hint: Mutex::new(None),
+        }
+    }
+
+    /// Called after every durable commit (local publish or replicated apply).
+    pub fn committed(&self, rev: Option<Arc<Revision>>, head: Head) {
+        if let Some(rev) = rev {
+            *lock(&self.last) = Some(rev);
+        }
+        self.heads.send_replace(head);
+    }
+
+    /// A receiver that wakes whenever the head moves.
+    pub fn subscribe(&self) -> watch::Receiver<Head> {
+        self.heads.subscribe()
+    }
+
+    pub fn head(&self) -> Head {
+        *self.heads.borrow()
+    }
+
+    /// The newest revision committed here, if it is `seq` (saves a store read on the hot path).
+    pub fn cached(&self, seq: u64) -> Option<Arc<Revision>> {
+        lock(&self.last).as_ref().filter(|r| r.seq == seq).cloned()
+    }
+
+    /// Updates (or creates) a peer's entry.
+    pub fn update_peer(&self, node_id: Uid, f: impl FnOnce(&mut PeerStatus)) {
+        let mut peers = lock(&self.peers);
+        let entry = peers.entry(node_id).or_insert_with(|| PeerStatus {
+            node_id,
+            name: String::new(),
+            listen: String::new(),
+            designation: Designation::Secondary,
+            role: None,
+            epoch: 0,
+            head: Head::default(),
+            status: SyncStatus::NeverSynchronized,
+            lag_revisions: 0,
+            lag_ms: 0,
+            last_contact_ms: 0,
+            connected: false,
+        });
+        f(entry);
+        drop(peers);
+        self.acked.notify_all();
+    }
+
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        lock(&self.peers).values().cloned().collect()
+    }
+
+    /// Waits until at least `needed` connected peers acknowledged `seq`, or `timeout` passes.
+    /// Returns how many had acknowledged.
+    pub fn wait_acks(&self, seq: u64, needed: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut peers = lock(&self.peers);
+        loop {
+            let acked = peers.values().filter(|p| p.head.seq >= seq && p.status != SyncStatus::Collision).count();
+            let now = Instant::now();
+            if acked >= needed || now >= deadline {
+                return acked;
+            }
+            peers = self.acked.wait_timeout(peers, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    pub fn set_active_hint(&self, name: Option<String>) {
+        *lock(&self.active_hint) = name;
+    }
+
+    pub fn active_hint(&self) -> Option<String> {
+        lock(&self.active_hint).clone()
+    }
+}

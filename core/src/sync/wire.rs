@@ -1,0 +1,329 @@
+//! The peer protocol's frames and messages. A frame is a 4-byte big-endian length and a
+//! MessagePack payload (structs as arrays, to keep per-revision overhead small); docs/protocol.md
+//! is the reference. Decoding never trusts a length before checking it against
+//! [`FRAME_BYTES_MAX`].
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::model::{Fields, Hash, Object, Uid};
+use crate::node::{Designation, Role};
+use crate::revision::{Change, Head, Op, Revision};
+
+/// Version of the peer protocol spoken by this build; peers must speak the same.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame accepted or sent.
+pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Objects per full-sync chunk; with [`crate::limits::OBJECT_BYTES_MAX`] objects a chunk
+/// still fits a frame only if most are small, so chunks are also cut by bytes.
+pub const SNAPSHOT_CHUNK_OBJECTS: usize = 4096;
+/// Bytes per full-sync chunk (before framing).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Errors of the framing layer.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {len} bytes is over the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// A cluster member as the Active advertises it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub node_id: Uid,
+    pub name: String,
+    pub listen: String,
+    pub designation: Designation,
+}
+
+/// The first message each side sends on an authenticated connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub cluster_id: Uid,
+    pub node_id: Uid,
+    pub name: String,
+    pub designation: Designation,
+    pub role: Role,
+    pub epoch: u64,
+    pub head: Head,
+    pub listen: String,
+    pub members: Vec<Member>,
+}
+
+/// A revision as it crosses the wire: without its parent (the receiver's head is the parent, and
+/// the id check proves it) and with each object's type and uid written once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireRevision {
+    pub seq: u64,
+    pub epoch: u64,
+    pub time_ms: u64,
+    pub author: String,
+    pub message: String,
+    pub id: Hash,
+    pub state_hash: Hash,
+    pub changes: Vec<WireChange>,
+}
+
+/// One change of a [`WireRevision`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireChange {
+    pub op: Op,
+    pub type_name: String,
+    pub uid: Uid,
+    pub before: Option<Hash>,
+    /// Name and fields after a put; `None` after a delete.
+    pub after: Option<(String, Fields)>,
+}
+
+/// A request to join the cluster, sent by a new Secondary before it has a certificate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub protocol: u32,
+    pub key_secret: String,
+    pub name: String,
+    pub listen: String,
+    /// PEM certificate signing request for the node's own key pair.
+    pub csr_pem: String,
+}
+
+/// What a Secondary needs to take part in the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JoinReply {
+    pub cluster_id: Uid,
+    pub node_id: Uid,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    pub members: Vec<Member>,
+}
+
+/// Every message of the peer protocol.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    Hello(Hello),
+    /// The sender refuses the connection or request, and says why.
+    Refuse { reason: String },
+    Revision(WireRevision),
+    /// The sender has durably applied everything up to `head`.
+    Ack { head: Head },
+    /// What is your revision id at `seq`?
+    IdAt { seq: u64 },
+    IdAtReply { seq: u64, id: Option<Hash> },
+    SnapshotBegin { head: Head, objects: u64 },
+    SnapshotChunk { objects: Vec<serde_bytes::ByteBuf> },
+    SnapshotEnd,
+    Ping { nonce: u64 },
+    Pong { nonce: u64 },
+    JoinRequest(JoinRequest),
+    JoinReply(JoinReply),
+}
+
+impl WireRevision {
+    pub fn from_revision(rev: &Revision) -> WireRevision {
+        WireRevision {
+            seq: rev.seq,
+            epoch: rev.epoch,
+            time_ms: rev.time_ms,
+            author: rev.author.clone(),
+            message: rev.message.clone(),
+            id: rev.id,
+            state_hash: rev.state_hash,
+            changes: rev
+                .changes
+                .iter()
+                .map(|c| WireChange {
+                    op: c.op,
+                    type_name: c.type_name.clone(),
+                    uid: c.uid,
+                    before: c.before,
+                    after: c.after.as_ref().map(|o| (o.name.clone(), o.fields.clone())),
+                })
+                .collect(),
+        }
+    }
+
+    /// The full revision, given the parent the receiver expects (its own head id).
+    pub fn into_revision(self, parent: Hash) -> Revision {
+        Revision {
+            seq: self.seq,
+            id: self.id,
+            parent,
+            epoch: self.epoch,
+            author: self.author,
+            time_ms: self.time_ms,
+            message: self.message,
+            state_hash: self.state_hash,
+            changes: self
+                .changes
+                .into_iter()
+                .map(|c| Change {
+                    after: c.after.map(|(name, fields)| Object {
+                        type_name: c.type_name.clone(),
+                        uid: c.uid,
+                        name,
+                        fields,
+                    }),
+                    type_name: c.type_name,
+                    uid: c.uid,
+                    op: c.op,
+                    before: c.before,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Encodes one message as a frame (length prefix included).
+pub fn encode_frame(msg: &Msg) -> Result<Vec<u8>, WireError> {
+    let mut buf = vec![0u8; 4];
+    rmp_serde::encode::write(&mut buf, msg).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let len = buf.len() - 4;
+    if len > FRAME_BYTES_MAX {
+        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
+    }
+    buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(buf)
+}
+
+/// Decodes a frame's payload.
+pub fn decode_payload(payload: &[u8]) -> Result<Msg, WireError> {
+    rmp_serde::from_slice(payload).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Decodes the first frame of `buf`: `Ok(None)` when more bytes are needed, otherwise the
+/// message and the bytes it used. The fuzz target and property tests drive this.
+pub fn decode_frame(buf: &[u8]) -> Result<Option<(Msg, usize)>, WireError> {
+    let Some(len_bytes) = buf.get(..4) else { return Ok(None) };
+    let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
+    }
+    let Some(payload) = buf.get(4..4 + len) else { return Ok(None) };
+    Ok(Some((decode_payload(payload)?, 4 + len)))
+}
+
+/// Reads one message; `Ok(None)` on a clean end of stream between frames.
+pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Msg>, WireError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    decode_payload(&payload).map(Some)
+}
+
+/// Writes one already-encoded frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Result<(), WireError> {
+    w.write_all(frame).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Encodes and writes one message.
+pub async fn write_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &Msg) -> Result<(), WireError> {
+    write_frame(w, &encode_frame(msg)?).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_revision() -> Revision {
+        let mut fields = Fields::new();
+        fields.insert("ipv4-address".into(), "10.0.0.1".into());
+        let uid = Uid::new_random();
+        let changes = vec![Change {
+            type_name: "host".into(),
+            uid,
+            op: Op::Put,
+            before: None,
+            after: Some(Object { type_name: "host".into(), uid, name: "web1".into(), fields }),
+        }];
+        let parent = Hash([7; 32]);
+        Revision {
+            seq: 12,
+            id: Revision::compute_id(&parent, 3, &changes),
+            parent,
+            epoch: 3,
+            author: "admin".into(),
+            time_ms: 1_700_000_000_000,
+            message: String::new(),
+            state_hash: Hash([1; 32]),
+            changes,
+        }
+    }
+
+    #[test]
+    fn revision_survives_the_wire() {
+        let rev = sample_revision();
+        let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).expect("encodes");
+        let (msg, used) = decode_frame(&frame).expect("decodes").expect("complete");
+        assert_eq!(used, frame.len());
+        let Msg::Revision(w) = msg else { panic!("not a revision") };
+        let back = w.into_revision(rev.parent);
+        assert_eq!(back, rev);
+        back.verify_id().expect("id still matches");
+    }
+
+    #[test]
+    fn one_host_revision_is_small_on_the_wire() {
+        let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(&sample_revision()))).expect("encodes");
+        assert!(frame.len() < 200, "{} bytes", frame.len());
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_reading() {
+        let mut frame = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&[0; 16]);
+        assert!(matches!(decode_frame(&frame), Err(WireError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn partial_frames_need_more_bytes() {
+        let frame = encode_frame(&Msg::Ping { nonce: 9 }).expect("encodes");
+        for cut in 0..frame.len() {
+            assert!(decode_frame(&frame[..cut]).expect("no error").is_none());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_frame(&bytes);
+        }
+
+        #[test]
+        fn garbage_payloads_are_malformed(payload in proptest::collection::vec(any::<u8>(), 1..256)) {
+            let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&payload);
+            if let Ok(Some((msg, _))) = decode_frame(&frame) {
+                // A random payload that happens to decode must re-encode to a frame that decodes
+                // to the same message.
+                let again = encode_frame(&msg).expect("re-encodes");
+                let (msg2, _) = decode_frame(&again).expect("decodes").expect("complete");
+                prop_assert_eq!(msg, msg2);
+            }
+        }
+
+        #[test]
+        fn acks_round_trip(seq in any::<u64>(), id in any::<[u8; 32]>(), state in any::<[u8; 32]>()) {
+            let msg = Msg::Ack { head: Head { seq, id: Hash(id), state_hash: Hash(state) } };
+            let frame = encode_frame(&msg).expect("encodes");
+            let (back, used) = decode_frame(&frame).expect("decodes").expect("complete");
+            prop_assert_eq!(used, frame.len());
+            prop_assert_eq!(back, msg);
+        }
+    }
+}

@@ -11,9 +11,9 @@ use crate::model::Uid;
 use crate::node::{NodeState, Role};
 use crate::revision::{Head, Revision};
 use crate::session::Sessions;
-use crate::sync::state::{PeerStatus, SyncState};
 use crate::store::tables::name_key;
 use crate::store::{CommitMeta, Store, STORE_FILE};
+use crate::sync::state::{PeerStatus, SyncState};
 
 /// Where a full sync builds the incoming snapshot before it is swapped in.
 pub const SNAPSHOT_FILE: &str = "mgha.redb.sync";
@@ -175,12 +175,14 @@ impl Engine {
     /// (rename), and this node keeps its own identity and role.
     pub fn install_snapshot(&self, snapshot: &Path) -> Result<Head> {
         let mut guard = self.store.write().unwrap_or_else(|p| p.into_inner());
-        let node = guard.node()?;
+        {
+            let incoming = Store::open(snapshot)?;
+            guard.copy_local_meta(&incoming)?;
+        }
         let live = self.dir.join(STORE_FILE);
         std::fs::rename(snapshot, &live)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         let store = Store::open(&live)?;
-        store.set_node(&node)?;
         let head = store.head()?;
         *guard = Arc::new(store);
         drop(guard);
@@ -204,19 +206,30 @@ impl Engine {
 
     fn commit_meta(&self, author: &str, message: &str) -> Result<CommitMeta> {
         if author.len() > AUTHOR_BYTES_MAX {
-            return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
+            return Err(Error::TooLarge {
+                what: "author".into(),
+                size: author.len(),
+                max: AUTHOR_BYTES_MAX,
+            });
         }
         let node = self.store().node()?;
         if node.role != Role::Active {
-            return Err(Error::ReadOnly { active: self.sync.active_hint() });
+            return Err(Error::ReadOnly {
+                active: self.sync.active_hint(),
+            });
         }
-        Ok(CommitMeta { author: author.into(), message: message.into(), epoch: node.epoch, time_ms: crate::now_ms() })
+        Ok(CommitMeta {
+            author: author.into(),
+            message: message.into(),
+            epoch: node.epoch,
+            time_ms: crate::now_ms(),
+        })
     }
 
     fn after_publish(&self, rev: &Revision) {
         self.sync.committed(Some(Arc::new(rev.clone())), rev.head());
         if let Some(keep) = self.options.retain_revisions {
-            if rev.seq % PURGE_EVERY_REVISIONS == 0 {
+            if rev.seq.is_multiple_of(PURGE_EVERY_REVISIONS) {
                 if let Err(e) = self.store().purge(keep) {
                     tracing::warn!(error = %e, "purge of old revisions failed; will retry");
                 }
@@ -233,7 +246,11 @@ impl Engine {
     /// Opens an admin session for `author`.
     pub fn session_open(&self, author: &str) -> Result<u64> {
         if author.len() > AUTHOR_BYTES_MAX {
-            return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
+            return Err(Error::TooLarge {
+                what: "author".into(),
+                size: author.len(),
+                max: AUTHOR_BYTES_MAX,
+            });
         }
         self.lock_sessions().open(author)
     }
@@ -259,7 +276,10 @@ impl Engine {
             keys.push(format!("uid:{u}"));
         }
         if keys.is_empty() {
-            return Err(Error::InvalidChangeset(format!("{}: name the object by name or uid", change.label())));
+            return Err(Error::InvalidChangeset(format!(
+                "{}: name the object by name or uid",
+                change.label()
+            )));
         }
         self.lock_sessions().stage(id, change, keys)
     }
@@ -277,7 +297,13 @@ impl Engine {
             let s = sessions.get(id)?;
             (s.author.clone(), s.changes.clone())
         };
-        let rev = self.publish(&author, &ChangeSet { message: message.into(), changes })?;
+        let rev = self.publish(
+            &author,
+            &ChangeSet {
+                message: message.into(),
+                changes,
+            },
+        )?;
         self.lock_sessions().close(id)?;
         Ok(rev)
     }

@@ -31,14 +31,19 @@ impl Store {
         {
             let objects = txn.open_table(OBJECTS)?;
             for c in &rev.changes {
-                let current = objects.get(c.uid.as_bytes().as_slice())?.map(|v| Hash::of(v.value()));
+                let current = objects
+                    .get(c.uid.as_bytes().as_slice())?
+                    .map(|v| Hash::of(v.value()));
                 if current != c.before {
                     return Err(Error::Corrupt(format!(
                         "revision {}: {} {} is not in the state the Active changed",
                         rev.seq, c.type_name, c.uid
                     )));
                 }
-                targets.push(Target { uid: c.uid, after: c.after.clone() });
+                targets.push(Target {
+                    uid: c.uid,
+                    after: c.after.clone(),
+                });
             }
         }
         let meta = CommitMeta {
@@ -62,6 +67,25 @@ impl Store {
         Ok(applied.head())
     }
 
+    /// Copies this node's own records (identity, role, members, join keys) into `other`: a
+    /// snapshot brings the Active's objects and head, never its identity.
+    pub fn copy_local_meta(&self, other: &Store) -> Result<()> {
+        let read = self.begin_read()?;
+        let from = read.open_table(META)?;
+        let txn = other.begin_write()?;
+        {
+            let mut to = txn.open_table(META)?;
+            for entry in from.iter()? {
+                let (k, v) = entry?;
+                if ![META_HEAD, META_FLOOR, META_FORMAT].contains(&k.value()) {
+                    to.insert(k.value(), v.value())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Our revision id at `seq`, if that revision is in our log (or is the floor).
     pub fn id_at(&self, seq: u64) -> Result<Option<Hash>> {
         let floor = self.floor()?;
@@ -79,7 +103,9 @@ impl Store {
 
 fn read_head(txn: &WriteTransaction) -> Result<Head> {
     let meta = txn.open_table(META)?;
-    let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
+    let raw = meta
+        .get(META_HEAD)?
+        .ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
     decode(raw.value(), "head")
 }
 
@@ -97,18 +123,31 @@ pub struct SnapshotBuilder {
 
 impl SnapshotBuilder {
     /// Starts a snapshot at `path` (removed first if a previous attempt left it).
-    pub fn begin(path: &Path, node: &NodeState, head: Head, expected_objects: u64) -> Result<SnapshotBuilder> {
+    pub fn begin(
+        path: &Path,
+        node: &NodeState,
+        head: Head,
+        expected_objects: u64,
+    ) -> Result<SnapshotBuilder> {
         if path.exists() {
             std::fs::remove_file(path)?;
         }
         let store = Store::create(path, node)?;
-        Ok(SnapshotBuilder { store, path: path.to_path_buf(), state: StateHash::default(), objects: 0, head, expected_objects })
+        Ok(SnapshotBuilder {
+            store,
+            path: path.to_path_buf(),
+            state: StateHash::default(),
+            objects: 0,
+            head,
+            expected_objects,
+        })
     }
 
     /// Adds one chunk of canonically encoded objects.
     pub fn add_chunk(&mut self, chunk: &[impl AsRef<[u8]>]) -> Result<()> {
         let mut txn = self.store.begin_write()?;
-        txn.set_durability(redb::Durability::None).map_err(|e| Error::Storage(e.into()))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| Error::Storage(e.into()))?;
         {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut names = txn.open_table(NAMES)?;
@@ -117,10 +156,16 @@ impl SnapshotBuilder {
                 let bytes = raw.as_ref();
                 let o = Object::decode(bytes)?;
                 if o.encode() != bytes {
-                    return Err(Error::Corrupt(format!("snapshot object {} is not canonically encoded", o.uid)));
+                    return Err(Error::Corrupt(format!(
+                        "snapshot object {} is not canonically encoded",
+                        o.uid
+                    )));
                 }
                 objects.insert(o.uid.as_bytes().as_slice(), bytes)?;
-                names.insert(name_key(&o.type_name, &o.name).as_str(), o.uid.as_bytes().as_slice())?;
+                names.insert(
+                    name_key(&o.type_name, &o.name).as_str(),
+                    o.uid.as_bytes().as_slice(),
+                )?;
                 if let Some(schema) = self.store.schemas().get(&o.type_name) {
                     for (_, target) in references(schema, &o.fields) {
                         refs.insert(ref_key(target.as_bytes(), o.uid.as_bytes()).as_slice(), ())?;
@@ -154,5 +199,44 @@ impl SnapshotBuilder {
         }
         txn.commit()?;
         Ok(self.path)
+    }
+}
+
+impl Store {
+    /// Streams a consistent snapshot (one MVCC read): `begin(head, object count)`, then chunks
+    /// of canonical object encodings bounded by count and bytes. Returns the snapshot's head.
+    pub fn snapshot_chunks(
+        &self,
+        chunk_objects: usize,
+        chunk_bytes: usize,
+        begin: &mut dyn FnMut(Head, u64) -> Result<()>,
+        chunk: &mut dyn FnMut(Vec<serde_bytes::ByteBuf>) -> Result<()>,
+    ) -> Result<Head> {
+        use redb::ReadableTableMetadata;
+        let txn = self.begin_read()?;
+        let head: Head = {
+            let meta = txn.open_table(META)?;
+            let raw = meta
+                .get(META_HEAD)?
+                .ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
+            decode(raw.value(), "head")?
+        };
+        let objects = txn.open_table(OBJECTS)?;
+        begin(head, objects.len()?)?;
+        let mut buf = Vec::new();
+        let mut bytes = 0usize;
+        for entry in objects.iter()? {
+            let (_, v) = entry?;
+            bytes += v.value().len();
+            buf.push(serde_bytes::ByteBuf::from(v.value().to_vec()));
+            if buf.len() >= chunk_objects || bytes >= chunk_bytes {
+                chunk(std::mem::take(&mut buf))?;
+                bytes = 0;
+            }
+        }
+        if !buf.is_empty() {
+            chunk(buf)?;
+        }
+        Ok(head)
     }
 }

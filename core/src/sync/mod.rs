@@ -2,9 +2,16 @@
 //! needs, trust (cluster CA, node certificates, join keys), and the tokio runtime that moves
 //! revisions from the Active to its Standbys.
 
+mod active;
+pub mod join;
 pub mod membership;
 pub mod pki;
 pub mod plan;
+pub mod runtime;
+mod standby;
 pub mod state;
 pub mod tls;
 pub mod wire;
+
+pub use plan::SyncStatus;
+pub use runtime::{SyncConfig, SyncRuntime};

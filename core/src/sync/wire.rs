@@ -106,18 +106,36 @@ pub struct JoinReply {
 pub enum Msg {
     Hello(Hello),
     /// The sender refuses the connection or request, and says why.
-    Refuse { reason: String },
+    Refuse {
+        reason: String,
+    },
     Revision(WireRevision),
     /// The sender has durably applied everything up to `head`.
-    Ack { head: Head },
+    Ack {
+        head: Head,
+    },
     /// What is your revision id at `seq`?
-    IdAt { seq: u64 },
-    IdAtReply { seq: u64, id: Option<Hash> },
-    SnapshotBegin { head: Head, objects: u64 },
-    SnapshotChunk { objects: Vec<serde_bytes::ByteBuf> },
+    IdAt {
+        seq: u64,
+    },
+    IdAtReply {
+        seq: u64,
+        id: Option<Hash>,
+    },
+    SnapshotBegin {
+        head: Head,
+        objects: u64,
+    },
+    SnapshotChunk {
+        objects: Vec<serde_bytes::ByteBuf>,
+    },
     SnapshotEnd,
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
     JoinRequest(JoinRequest),
     JoinReply(JoinReply),
 }
@@ -183,7 +201,10 @@ pub fn encode_frame(msg: &Msg) -> Result<Vec<u8>, WireError> {
     rmp_serde::encode::write(&mut buf, msg).map_err(|e| WireError::Malformed(e.to_string()))?;
     let len = buf.len() - 4;
     if len > FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
+        return Err(WireError::TooLarge {
+            len,
+            max: FRAME_BYTES_MAX,
+        });
     }
     buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(buf)
@@ -197,12 +218,19 @@ pub fn decode_payload(payload: &[u8]) -> Result<Msg, WireError> {
 /// Decodes the first frame of `buf`: `Ok(None)` when more bytes are needed, otherwise the
 /// message and the bytes it used. The fuzz target and property tests drive this.
 pub fn decode_frame(buf: &[u8]) -> Result<Option<(Msg, usize)>, WireError> {
-    let Some(len_bytes) = buf.get(..4) else { return Ok(None) };
+    let Some(len_bytes) = buf.get(..4) else {
+        return Ok(None);
+    };
     let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
     if len > FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
+        return Err(WireError::TooLarge {
+            len,
+            max: FRAME_BYTES_MAX,
+        });
     }
-    let Some(payload) = buf.get(4..4 + len) else { return Ok(None) };
+    let Some(payload) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
     Ok(Some((decode_payload(payload)?, 4 + len)))
 }
 
@@ -216,7 +244,10 @@ pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Msg>, Wi
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
+        return Err(WireError::TooLarge {
+            len,
+            max: FRAME_BYTES_MAX,
+        });
     }
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).await?;
@@ -249,7 +280,12 @@ mod tests {
             uid,
             op: Op::Put,
             before: None,
-            after: Some(Object { type_name: "host".into(), uid, name: "web1".into(), fields }),
+            after: Some(Object {
+                type_name: "host".into(),
+                uid,
+                name: "web1".into(),
+                fields,
+            }),
         }];
         let parent = Hash([7; 32]);
         Revision {
@@ -268,10 +304,13 @@ mod tests {
     #[test]
     fn revision_survives_the_wire() {
         let rev = sample_revision();
-        let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).expect("encodes");
+        let frame =
+            encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).expect("encodes");
         let (msg, used) = decode_frame(&frame).expect("decodes").expect("complete");
         assert_eq!(used, frame.len());
-        let Msg::Revision(w) = msg else { panic!("not a revision") };
+        let Msg::Revision(w) = msg else {
+            panic!("not a revision")
+        };
         let back = w.into_revision(rev.parent);
         assert_eq!(back, rev);
         back.verify_id().expect("id still matches");
@@ -279,7 +318,10 @@ mod tests {
 
     #[test]
     fn one_host_revision_is_small_on_the_wire() {
-        let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(&sample_revision()))).expect("encodes");
+        let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(
+            &sample_revision(),
+        )))
+        .expect("encodes");
         assert!(frame.len() < 200, "{} bytes", frame.len());
     }
 
@@ -287,7 +329,10 @@ mod tests {
     fn oversized_length_is_refused_before_reading() {
         let mut frame = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&[0; 16]);
-        assert!(matches!(decode_frame(&frame), Err(WireError::TooLarge { .. })));
+        assert!(matches!(
+            decode_frame(&frame),
+            Err(WireError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,88 @@
+//! Creating nodes: `init` (a Primary with a new cluster and its CA) and `join` (a Secondary,
+//! through a one-time key). The CLI, the C ABI and the tests all go through here.
+
+use std::path::Path;
+
+use crate::engine::{Engine, EngineOptions};
+use crate::error::{Error, Result};
+use crate::node::{Designation, NodeState, Role};
+use crate::sync::join::join_cluster;
+use crate::sync::membership::{self, JoinKey};
+use crate::sync::pki::{ca_fingerprint, TlsFiles};
+use crate::sync::wire::Member;
+
+/// Creates a Primary: Active at epoch 1, a new cluster id, the cluster CA and its own
+/// certificate under `dir/tls/`.
+pub fn init_primary(
+    dir: &Path,
+    name: &str,
+    listen: &str,
+    options: EngineOptions,
+) -> Result<Engine> {
+    crate::model::validate::validate_name("node", name)?;
+    if dir.join(crate::store::STORE_FILE).exists() {
+        return Err(Error::InvalidArgument(format!(
+            "{} already holds a node",
+            dir.display()
+        )));
+    }
+    let node = NodeState::new_primary(name);
+    let files = TlsFiles::new(dir);
+    files.create_primary(node.cluster_id, node.node_id, name)?;
+    let engine = Engine::create(dir, &node, options)?;
+    membership::merge_members(
+        &engine.store(),
+        &[Member {
+            node_id: node.node_id,
+            name: name.into(),
+            listen: listen.into(),
+            designation: Designation::Primary,
+        }],
+    )?;
+    Ok(engine)
+}
+
+/// Issues a one-time join key valid for `ttl_ms`. Only a node holding the cluster CA can.
+pub fn issue_join_key(engine: &Engine, ttl_ms: u64) -> Result<JoinKey> {
+    let files = TlsFiles::new(engine.dir());
+    if !files.has_ca_key() {
+        return Err(Error::InvalidArgument(
+            "this node does not hold the cluster CA; issue join keys on the primary".into(),
+        ));
+    }
+    let fp = ca_fingerprint(&files.read(&files.ca_cert())?)?;
+    membership::issue_join_key(&engine.store(), fp, ttl_ms, crate::now_ms())
+}
+
+/// Joins the cluster through `peer` and creates a Secondary, Standby, in `dir`.
+pub async fn join_secondary(
+    dir: &Path,
+    name: &str,
+    peer: &str,
+    key: &str,
+    listen: &str,
+    options: EngineOptions,
+) -> Result<Engine> {
+    crate::model::validate::validate_name("node", name)?;
+    if dir.join(crate::store::STORE_FILE).exists() {
+        return Err(Error::InvalidArgument(format!(
+            "{} already holds a node",
+            dir.display()
+        )));
+    }
+    let key = JoinKey::parse(key)?;
+    std::fs::create_dir_all(dir)?;
+    let files = TlsFiles::new(dir);
+    let joined = join_cluster(peer, &key, name, listen, &files).await?;
+    let node = NodeState {
+        node_id: joined.node_id,
+        name: name.into(),
+        cluster_id: joined.cluster_id,
+        designation: Designation::Secondary,
+        role: Role::Standby,
+        epoch: 0,
+    };
+    let engine = Engine::create(dir, &node, options)?;
+    membership::merge_members(&engine.store(), &joined.members)?;
+    Ok(engine)
+}

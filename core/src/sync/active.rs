@@ -1,0 +1,235 @@
+//! The Active's side of one Standby connection: decide what the Standby needs (see
+//! [`super::plan`]), send missing revisions or a full snapshot, then push every new revision as
+//! it commits and track the Standby's acknowledgements.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
+use super::runtime::Ctx;
+use super::wire::{
+    encode_frame, read_msg, write_frame, write_msg, Hello, Msg, WireError, WireRevision,
+    SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
+};
+use crate::error::{Error, Result};
+use crate::node::Role;
+use crate::revision::{Head, Revision};
+
+fn peer_err(e: WireError) -> Error {
+    Error::Peer(e.to_string())
+}
+
+/// Serves one Standby until the connection ends, this node stops being Active, or shutdown.
+pub(crate) async fn serve_standby<S>(ctx: Arc<Ctx>, stream: S, hello: Hello) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer_id = hello.node_id;
+    let (rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::channel::<std::result::Result<Msg, WireError>>(64);
+    let reader = tokio::spawn(async move {
+        let mut rd = rd;
+        loop {
+            let msg = read_msg(&mut rd).await;
+            let stop = !matches!(msg, Ok(Some(_)));
+            let item = match msg {
+                Ok(Some(m)) => Ok(m),
+                Ok(None) => Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                Err(e) => Err(e),
+            };
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let result = serve(&ctx, &mut wr, &mut rx, &hello).await;
+    reader.abort();
+    ctx.engine.sync().update_peer(peer_id, |p| {
+        p.connected = false;
+        if p.status != SyncStatus::Collision {
+            p.status = SyncStatus::Unreachable;
+        }
+    });
+    result
+}
+
+async fn serve<W: AsyncWrite + Unpin>(
+    ctx: &Arc<Ctx>,
+    wr: &mut W,
+    rx: &mut mpsc::Receiver<std::result::Result<Msg, WireError>>,
+    hello: &Hello,
+) -> Result<()> {
+    let engine = &ctx.engine;
+    let peer_id = hello.node_id;
+    let mut heads = engine.sync().subscribe();
+    let store = engine.store();
+    let ours = store.head()?;
+    let floor = store.floor()?;
+    let peer = hello.head;
+    let peer_id_at_ours = if peer.seq > ours.seq {
+        write_msg(wr, &Msg::IdAt { seq: ours.seq })
+            .await
+            .map_err(peer_err)?;
+        wait_id_reply(rx, ours.seq, Duration::from_millis(ctx.cfg.peer_timeout_ms)).await?
+    } else {
+        None
+    };
+    let our_id_at_peer = (peer.seq <= ours.seq)
+        .then(|| our_id_at(peer.seq, &floor, |s| store.id_at(s).ok().flatten()));
+    drop(store);
+    let (status, plan) = decide(&Facts {
+        ours,
+        floor,
+        peer,
+        our_id_at_peer,
+        peer_id_at_ours,
+    });
+    tracing::info!(peer = %hello.name, ?status, ?plan, "standby connected");
+    engine.sync().update_peer(peer_id, |p| {
+        p.status = status;
+        p.head = peer;
+        p.connected = true;
+        p.last_contact_ms = crate::now_ms();
+    });
+    let mut next = match plan {
+        Plan::Stream => Some(ours.seq + 1),
+        Plan::SendRevisions { after, .. } => Some(after + 1),
+        Plan::FullSync => {
+            let head = send_snapshot(ctx, wr).await?;
+            Some(head.seq + 1)
+        }
+        Plan::Hold => None,
+    };
+
+    let heartbeat = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
+    let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
+    let mut ticker = tokio::time::interval(heartbeat);
+    let mut last_heard = Instant::now();
+    let mut shutdown = ctx.shutdown.clone();
+    let mut nonce = 0u64;
+    loop {
+        if let Some(n) = next.as_mut() {
+            send_revisions(ctx, wr, n).await?;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            changed = heads.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                if engine.node()?.role != Role::Active {
+                    return Ok(());
+                }
+            }
+            msg = rx.recv() => {
+                last_heard = Instant::now();
+                match msg {
+                    Some(Ok(Msg::Ack { head })) => on_ack(ctx, peer_id, head),
+                    Some(Ok(Msg::Pong { .. })) => {
+                        engine.sync().update_peer(peer_id, |p| p.last_contact_ms = crate::now_ms());
+                    }
+                    Some(Ok(Msg::Refuse { reason })) => return Err(Error::Peer(format!("standby refused: {reason}"))),
+                    Some(Ok(other)) => return Err(Error::Peer(format!("unexpected message from standby: {other:?}"))),
+                    Some(Err(e)) => return Err(peer_err(e)),
+                    None => return Ok(()),
+                }
+            }
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > timeout {
+                    return Err(Error::Peer(format!("no word from {} for {} ms", hello.name, timeout.as_millis())));
+                }
+                nonce += 1;
+                write_msg(wr, &Msg::Ping { nonce }).await.map_err(peer_err)?;
+            }
+        }
+    }
+}
+
+fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, head: Head) {
+    let ours = ctx.engine.sync().head();
+    ctx.engine.sync().update_peer(peer_id, |p| {
+        p.head = head;
+        p.last_contact_ms = crate::now_ms();
+        p.status = if head == ours {
+            SyncStatus::Synchronized
+        } else {
+            SyncStatus::Lagging
+        };
+    });
+}
+
+async fn wait_id_reply(
+    rx: &mut mpsc::Receiver<std::result::Result<Msg, WireError>>,
+    seq: u64,
+    timeout: Duration,
+) -> Result<Option<crate::model::Hash>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => return Err(Error::Peer("no answer to id query".into())),
+            Ok(Some(Ok(Msg::IdAtReply { seq: s, id }))) if s == seq => return Ok(id),
+            Ok(Some(Ok(Msg::Pong { .. }))) => continue,
+            Ok(Some(Ok(other))) => {
+                return Err(Error::Peer(format!("expected an id reply, got {other:?}")))
+            }
+            Ok(Some(Err(e))) => return Err(peer_err(e)),
+            Ok(None) => return Err(Error::Peer("connection closed".into())),
+        }
+    }
+}
+
+/// Sends every revision from `*next` to our head, advancing `*next`.
+async fn send_revisions<W: AsyncWrite + Unpin>(
+    ctx: &Ctx,
+    wr: &mut W,
+    next: &mut u64,
+) -> Result<()> {
+    let head = ctx.engine.sync().head();
+    while *next <= head.seq {
+        let seq = *next;
+        let rev: Arc<Revision> = match ctx.engine.sync().cached(seq) {
+            Some(r) => r,
+            None => {
+                let engine = ctx.engine.clone();
+                tokio::task::spawn_blocking(move || engine.store().revision(seq))
+                    .await
+                    .map_err(|e| Error::Peer(e.to_string()))??
+                    .into()
+            }
+        };
+        let frame =
+            encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).map_err(peer_err)?;
+        write_frame(wr, &frame).await.map_err(peer_err)?;
+        *next += 1;
+    }
+    Ok(())
+}
+
+/// Streams a consistent snapshot in bounded chunks; memory stays at a few chunks whatever the
+/// database size, because the reading thread waits for the socket.
+async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W) -> Result<Head> {
+    let (tx, mut rx) = mpsc::channel::<Msg>(2);
+    let engine = ctx.engine.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let store = engine.store();
+        let send = |m: Msg| {
+            tx.blocking_send(m)
+                .map_err(|_| Error::Peer("standby went away during full sync".into()))
+        };
+        store.snapshot_chunks(
+            SNAPSHOT_CHUNK_OBJECTS,
+            SNAPSHOT_CHUNK_BYTES,
+            &mut |head, objects| send(Msg::SnapshotBegin { head, objects }),
+            &mut |chunk| send(Msg::SnapshotChunk { objects: chunk }),
+        )
+    });
+    while let Some(msg) = rx.recv().await {
+        write_msg(wr, &msg).await.map_err(peer_err)?;
+    }
+    let head = producer.await.map_err(|e| Error::Peer(e.to_string()))??;
+    write_msg(wr, &Msg::SnapshotEnd).await.map_err(peer_err)?;
+    tracing::info!(seq = head.seq, "full sync sent");
+    Ok(head)
+}

@@ -1,0 +1,182 @@
+//! Joining a cluster: the new Secondary's request (it sends a CSR; its key stays with it) and
+//! the signing node's answer, with the join key redeemed durably before anything is signed.
+
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::membership::{members, merge_members, redeem_join_key, JoinKey};
+use super::pki::{new_node_key_and_csr, sign_node_csr, TlsFiles};
+use super::plan::SyncStatus;
+use super::runtime::{ensure_dialers, Ctx};
+use super::tls::{joiner_client, member_server_name};
+use super::wire::{read_msg, write_msg, JoinReply, JoinRequest, Member, Msg, PROTOCOL_VERSION};
+use crate::error::{Error, Result};
+use crate::model::Uid;
+use crate::node::Designation;
+
+/// A fixed-window limit on join requests, so a key cannot be guessed by brute force.
+#[derive(Debug)]
+pub(crate) struct RateLimit {
+    per_minute: u32,
+    window_start: Instant,
+    used: u32,
+}
+
+impl RateLimit {
+    pub fn new(per_minute: u32) -> RateLimit {
+        RateLimit {
+            per_minute,
+            window_start: Instant::now(),
+            used: 0,
+        }
+    }
+    pub fn allow(&mut self) -> bool {
+        if self.window_start.elapsed() >= Duration::from_secs(60) {
+            self.window_start = Instant::now();
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= self.per_minute
+    }
+}
+
+/// Serves one join request on an unauthenticated connection.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: &std::sync::Arc<Ctx>,
+    stream: &mut S,
+    req: JoinRequest,
+) -> Result<()> {
+    let answer = decide(ctx, req).await;
+    let msg = match &answer {
+        Ok(reply) => Msg::JoinReply(reply.clone()),
+        Err(e) => Msg::Refuse {
+            reason: e.to_string(),
+        },
+    };
+    write_msg(stream, &msg)
+        .await
+        .map_err(|e| Error::Peer(e.to_string()))?;
+    let reply = answer?;
+    ensure_dialers(ctx)?;
+    tracing::info!(node = %reply.node_id, "a secondary joined the cluster");
+    Ok(())
+}
+
+async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply> {
+    if !ctx.joins.lock().unwrap_or_else(|p| p.into_inner()).allow() {
+        return Err(Error::Peer(
+            "too many join attempts; retry in a minute".into(),
+        ));
+    }
+    if req.protocol != PROTOCOL_VERSION {
+        return Err(Error::Peer(format!(
+            "protocol version {}, this node speaks {PROTOCOL_VERSION}",
+            req.protocol
+        )));
+    }
+    if !ctx.files.has_ca_key() {
+        return Err(Error::Peer(
+            "this node does not hold the cluster CA; join through the primary".into(),
+        ));
+    }
+    crate::model::validate::validate_name("node", &req.name)?;
+    let store = ctx.engine.store();
+    if members(&store)?.iter().any(|m| m.name == req.name) {
+        return Err(Error::Peer(format!(
+            "a member named '{}' already exists",
+            req.name
+        )));
+    }
+    let engine = ctx.engine.clone();
+    let secret = req.key_secret.clone();
+    tokio::task::spawn_blocking(move || redeem_join_key(&engine.store(), &secret, crate::now_ms()))
+        .await
+        .map_err(|e| Error::Peer(e.to_string()))??;
+    let node_id = Uid::new_random();
+    let ca_pem = ctx.files.read(&ctx.files.ca_cert())?;
+    let ca_key = ctx.files.read(&ctx.files.ca_key())?;
+    let cert_pem = sign_node_csr(&ca_pem, &ca_key, &req.csr_pem, node_id)?;
+    let member = Member {
+        node_id,
+        name: req.name.clone(),
+        listen: req.listen.clone(),
+        designation: Designation::Secondary,
+    };
+    merge_members(&store, std::slice::from_ref(&member))?;
+    ctx.engine.sync().update_peer(node_id, |p| {
+        p.name = member.name.clone();
+        p.listen = member.listen.clone();
+        p.designation = Designation::Secondary;
+        p.status = SyncStatus::NeverSynchronized;
+    });
+    let node = ctx.engine.node()?;
+    Ok(JoinReply {
+        cluster_id: node.cluster_id,
+        node_id,
+        cert_pem,
+        ca_pem,
+        members: members(&store)?,
+    })
+}
+
+/// What a node that joined learns.
+#[derive(Clone, Debug)]
+pub struct Joined {
+    pub cluster_id: Uid,
+    pub node_id: Uid,
+    pub members: Vec<Member>,
+}
+
+/// Joins the cluster through `peer` with a one-time key, writing the node's TLS files.
+pub async fn join_cluster(
+    peer: &str,
+    key: &JoinKey,
+    name: &str,
+    listen: &str,
+    files: &TlsFiles,
+) -> Result<Joined> {
+    let (node_key, csr_pem) = new_node_key_and_csr(name)?;
+    let timeout = Duration::from_secs(15);
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(peer))
+        .await
+        .map_err(|_| Error::Peer(format!("connect to {peer} timed out")))?
+        .map_err(|e| Error::Peer(format!("connect to {peer}: {e}")))?;
+    let connector = TlsConnector::from(joiner_client(key.ca_fingerprint)?);
+    let mut tls = tokio::time::timeout(timeout, connector.connect(member_server_name(), tcp))
+        .await
+        .map_err(|_| Error::Peer("TLS handshake timed out".into()))?
+        .map_err(|e| {
+            Error::Peer(format!(
+                "TLS handshake with {peer} (is the key for this cluster?): {e}"
+            ))
+        })?;
+    let req = JoinRequest {
+        protocol: PROTOCOL_VERSION,
+        key_secret: key.secret.clone(),
+        name: name.into(),
+        listen: listen.into(),
+        csr_pem,
+    };
+    write_msg(&mut tls, &Msg::JoinRequest(req))
+        .await
+        .map_err(|e| Error::Peer(e.to_string()))?;
+    let reply = match tokio::time::timeout(timeout, read_msg(&mut tls)).await {
+        Err(_) => return Err(Error::Peer("no answer to the join request".into())),
+        Ok(Ok(Some(Msg::JoinReply(r)))) => r,
+        Ok(Ok(Some(Msg::Refuse { reason }))) => {
+            return Err(Error::Peer(format!("join refused: {reason}")))
+        }
+        Ok(Ok(other)) => return Err(Error::Peer(format!("unexpected answer to join: {other:?}"))),
+        Ok(Err(e)) => return Err(Error::Peer(e.to_string())),
+    };
+    files.write(&files.node_key(), &node_key, true)?;
+    files.write(&files.node_cert(), &reply.cert_pem, false)?;
+    files.write(&files.ca_cert(), &reply.ca_pem, false)?;
+    Ok(Joined {
+        cluster_id: reply.cluster_id,
+        node_id: reply.node_id,
+        members: reply.members,
+    })
+}

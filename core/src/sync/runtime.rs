@@ -1,0 +1,328 @@
+//! The tokio runtime of synchronization: the peer listener, the dial loops of a Standby, and
+//! the wiring between connections and the engine. Decisions live in [`super::plan`]; this file
+//! only moves bytes and calls the engine.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::membership::{members, merge_members};
+use super::pki::{node_id_of, TlsFiles};
+use super::plan::SyncStatus;
+use super::tls::{member_server_name, MemberTls};
+use super::wire::{read_msg, write_msg, Hello, Member, Msg, PROTOCOL_VERSION};
+use super::{active, join, standby};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::model::Uid;
+use crate::node::Role;
+
+/// Timing and addresses of the sync runtime.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// Where peers connect (`HOST:PORT`).
+    pub listen: String,
+    /// The Active pings each Standby this often.
+    pub heartbeat_ms: u64,
+    /// A connection with no frame for this long is dead.
+    pub peer_timeout_ms: u64,
+    /// Pause between dial attempts of a Standby.
+    pub reconnect_ms: u64,
+    /// TLS handshake and hello must finish within this.
+    pub handshake_timeout_ms: u64,
+    /// Most join requests served per minute.
+    pub joins_per_minute: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            listen: "127.0.0.1:0".into(),
+            heartbeat_ms: 1000,
+            peer_timeout_ms: 5000,
+            reconnect_ms: 300,
+            handshake_timeout_ms: 10_000,
+            joins_per_minute: 30,
+        }
+    }
+}
+
+/// What every connection task needs.
+pub(crate) struct Ctx {
+    pub engine: Arc<Engine>,
+    pub tls: MemberTls,
+    pub files: TlsFiles,
+    pub cfg: SyncConfig,
+    pub shutdown: watch::Receiver<bool>,
+    pub joins: Mutex<join::RateLimit>,
+    /// Members that already have a dial loop.
+    dialing: Mutex<HashSet<Uid>>,
+    pub advertised: String,
+}
+
+/// A running sync runtime; dropping it without [`SyncRuntime::shutdown`] leaves tasks running
+/// until the tokio runtime ends.
+pub struct SyncRuntime {
+    shutdown: watch::Sender<bool>,
+    local_addr: SocketAddr,
+    listener_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SyncRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SyncRuntime({})", self.local_addr)
+    }
+}
+
+impl SyncRuntime {
+    /// Binds the peer listener and starts serving and following.
+    pub async fn start(
+        engine: Arc<Engine>,
+        files: TlsFiles,
+        cfg: SyncConfig,
+    ) -> Result<SyncRuntime> {
+        let tls = MemberTls::load(&files)?;
+        let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| {
+            Error::InvalidArgument(format!("cannot listen for peers on {}: {e}", cfg.listen))
+        })?;
+        let local_addr = listener.local_addr()?;
+        let node = engine.node()?;
+        let me = Member {
+            node_id: node.node_id,
+            name: node.name.clone(),
+            listen: local_addr.to_string(),
+            designation: node.designation,
+        };
+        merge_members(&engine.store(), &[me])?;
+        for m in members(&engine.store())? {
+            if m.node_id != node.node_id {
+                engine.sync().update_peer(m.node_id, |p| {
+                    p.name = m.name.clone();
+                    p.listen = m.listen.clone();
+                    p.designation = m.designation;
+                    p.status = SyncStatus::Unreachable;
+                });
+            }
+        }
+        let (tx, rx) = watch::channel(false);
+        let ctx = Arc::new(Ctx {
+            engine,
+            tls,
+            files,
+            joins: Mutex::new(join::RateLimit::new(cfg.joins_per_minute)),
+            cfg,
+            shutdown: rx,
+            dialing: Mutex::new(HashSet::new()),
+            advertised: local_addr.to_string(),
+        });
+        ensure_dialers(&ctx)?;
+        let listener_task = tokio::spawn(accept_loop(ctx, listener));
+        tracing::info!(%local_addr, "listening for peers");
+        Ok(SyncRuntime {
+            shutdown: tx,
+            local_addr,
+            listener_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops listening and closes every connection.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.listener_task.await;
+    }
+}
+
+/// Starts a dial loop for every member that has none yet.
+pub(crate) fn ensure_dialers(ctx: &Arc<Ctx>) -> Result<()> {
+    let me = ctx.engine.node()?.node_id;
+    let all = members(&ctx.engine.store())?;
+    let mut dialing = ctx.dialing.lock().unwrap_or_else(|p| p.into_inner());
+    for m in all {
+        if m.node_id != me && dialing.insert(m.node_id) {
+            tokio::spawn(standby::dial_loop(ctx.clone(), m));
+        }
+    }
+    Ok(())
+}
+
+async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener) {
+    let mut shutdown = ctx.shutdown.clone();
+    let acceptor = TlsAcceptor::from(ctx.tls.server.clone());
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, addr)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let ctx = ctx.clone();
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = handle_incoming(ctx, acceptor, tcp).await {
+                            tracing::info!(peer = %addr, error = %e, "peer connection refused or ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -> Result<()> {
+    let handshake = Duration::from_millis(ctx.cfg.handshake_timeout_ms);
+    let mut tls = tokio::time::timeout(handshake, acceptor.accept(tcp))
+        .await
+        .map_err(|_| Error::Peer("TLS handshake timed out".into()))?
+        .map_err(|e| Error::Peer(format!("TLS handshake: {e}")))?;
+    let peer_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec());
+    let first = tokio::time::timeout(handshake, read_msg(&mut tls))
+        .await
+        .map_err(|_| Error::Peer("no hello in time".into()))?
+        .map_err(|e| Error::Peer(e.to_string()))?;
+    let Some(cert) = peer_cert else {
+        // No certificate: only a join request is allowed.
+        return match first {
+            Some(Msg::JoinRequest(req)) => join::serve(&ctx, &mut tls, req).await,
+            _ => {
+                let _ = write_msg(
+                    &mut tls,
+                    &Msg::Refuse {
+                        reason: "authenticate with a member certificate".into(),
+                    },
+                )
+                .await;
+                Err(Error::Peer(
+                    "unauthenticated peer sent something other than a join request".into(),
+                ))
+            }
+        };
+    };
+    let node_id = node_id_of(&cert)?;
+    let Some(Msg::Hello(hello)) = first else {
+        let _ = write_msg(
+            &mut tls,
+            &Msg::Refuse {
+                reason: "expected hello".into(),
+            },
+        )
+        .await;
+        return Err(Error::Peer(format!(
+            "node {node_id} did not start with hello"
+        )));
+    };
+    if let Err(reason) = check_hello(&ctx, &hello, node_id) {
+        let _ = write_msg(
+            &mut tls,
+            &Msg::Refuse {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        return Err(Error::Peer(reason));
+    }
+    let ours = our_hello(&ctx)?;
+    write_msg(&mut tls, &Msg::Hello(ours.clone()))
+        .await
+        .map_err(|e| Error::Peer(e.to_string()))?;
+    learn_members(&ctx, &hello)?;
+    if ours.role == Role::Active && hello.role == Role::Standby {
+        active::serve_standby(ctx, tls, hello).await
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a peer's hello: protocol, cluster, and that it speaks for the certificate's node.
+pub(crate) fn check_hello(
+    ctx: &Ctx,
+    hello: &Hello,
+    cert_node: Uid,
+) -> std::result::Result<(), String> {
+    if hello.protocol != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {}, this node speaks {PROTOCOL_VERSION}",
+            hello.protocol
+        ));
+    }
+    let node = ctx.engine.node().map_err(|e| e.to_string())?;
+    if hello.cluster_id != node.cluster_id {
+        return Err(format!("cluster {} is not this cluster", hello.cluster_id));
+    }
+    if hello.node_id != cert_node {
+        return Err(format!(
+            "hello claims node {} but the certificate is node {cert_node}",
+            hello.node_id
+        ));
+    }
+    if hello.node_id == node.node_id {
+        return Err("a node cannot connect to itself".into());
+    }
+    Ok(())
+}
+
+/// This node's hello.
+pub(crate) fn our_hello(ctx: &Ctx) -> Result<Hello> {
+    let node = ctx.engine.node()?;
+    let store = ctx.engine.store();
+    Ok(Hello {
+        protocol: PROTOCOL_VERSION,
+        cluster_id: node.cluster_id,
+        node_id: node.node_id,
+        name: node.name,
+        designation: node.designation,
+        role: node.role,
+        epoch: node.epoch,
+        head: store.head()?,
+        listen: ctx.advertised.clone(),
+        members: members(&store)?,
+    })
+}
+
+/// Records what a peer's hello says about the cluster.
+pub(crate) fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
+    if merge_members(&ctx.engine.store(), &hello.members)? {
+        ensure_dialers(ctx)?;
+    }
+    ctx.engine.sync().update_peer(hello.node_id, |p| {
+        p.name = hello.name.clone();
+        p.listen = hello.listen.clone();
+        p.designation = hello.designation;
+        p.role = Some(hello.role);
+        p.epoch = hello.epoch;
+    });
+    Ok(())
+}
+
+/// Connects to a member as a member (mutual TLS).
+pub(crate) async fn connect_member(
+    ctx: &Ctx,
+    addr: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let handshake = Duration::from_millis(ctx.cfg.handshake_timeout_ms);
+    let tcp = tokio::time::timeout(handshake, TcpStream::connect(addr))
+        .await
+        .map_err(|_| Error::Peer(format!("connect to {addr} timed out")))??;
+    let _ = tcp.set_nodelay(true);
+    let connector = TlsConnector::from(ctx.tls.client.clone());
+    tokio::time::timeout(handshake, connector.connect(member_server_name(), tcp))
+        .await
+        .map_err(|_| Error::Peer(format!("TLS handshake with {addr} timed out")))?
+        .map_err(|e| Error::Peer(format!("TLS handshake with {addr}: {e}")))
+}

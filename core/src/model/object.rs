@@ -22,6 +22,20 @@ impl Uid {
     pub fn new_random() -> Uid {
         Uid(uuid::Uuid::new_v4())
     }
+    /// A fresh uid for a new object: a UUIDv7 (milliseconds since the Unix epoch, then 74
+    /// random bits), so uids made later sort later. New objects then land together at the end
+    /// of the object table instead of each on its own random page, which keeps the pages a
+    /// publish rewrites (and fsyncs) few.
+    pub fn new_ordered() -> Uid {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let random = uuid::Uuid::new_v4().into_bytes();
+        let mut tail = [0u8; 10];
+        tail.copy_from_slice(&random[..10]);
+        Uid(uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid())
+    }
     /// The 16 bytes used as a storage key.
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
@@ -114,7 +128,9 @@ impl<'de> Deserialize<'de> for Hash {
             Hash::from_hex(&s).ok_or_else(|| D::Error::custom("expected 64 hex digits"))
         } else {
             let b: serde_bytes_compat::Bytes = Deserialize::deserialize(d)?;
-            let arr: [u8; 32] = b.0.try_into().map_err(|_| D::Error::custom("expected 32 bytes"))?;
+            let arr: [u8; 32] =
+                b.0.try_into()
+                    .map_err(|_| D::Error::custom("expected 32 bytes"))?;
             Ok(Hash(arr))
         }
     }
@@ -167,7 +183,14 @@ pub struct Object {
 
 impl fmt::Debug for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} '{}' ({}) {}", self.type_name, self.name, self.uid, Value::Object(self.fields.clone()))
+        write!(
+            f,
+            "{} '{}' ({}) {}",
+            self.type_name,
+            self.name,
+            self.uid,
+            Value::Object(self.fields.clone())
+        )
     }
 }
 
@@ -272,13 +295,22 @@ mod tests {
     use serde_json::json;
 
     fn obj(fields: Value) -> Object {
-        let Value::Object(fields) = fields else { panic!("fields must be a map") };
-        Object { type_name: "host".into(), uid: Uid::new_random(), name: "h".into(), fields }
+        let Value::Object(fields) = fields else {
+            panic!("fields must be a map")
+        };
+        Object {
+            type_name: "host".into(),
+            uid: Uid::new_random(),
+            name: "h".into(),
+            fields,
+        }
     }
 
     #[test]
     fn canonical_encoding_round_trips() {
-        let o = obj(json!({"ipv4-address": "10.0.0.1", "tags": ["a", "b"], "n": -3, "m": {"z": null, "a": true}}));
+        let o = obj(
+            json!({"ipv4-address": "10.0.0.1", "tags": ["a", "b"], "n": -3, "m": {"z": null, "a": true}}),
+        );
         let back = Object::decode(&o.encode()).expect("decodes");
         assert_eq!(back, o);
         assert_eq!(back.encode(), o.encode());

@@ -44,7 +44,10 @@ pub fn validate_fields(schema: &TypeSchema, name: &str, fields: &Fields) -> Resu
     for (key, value) in fields {
         let Some(spec) = schema.field(key) else {
             let known: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
-            return Err(field_err(key, format!("unknown field (known: {})", known.join(", "))));
+            return Err(field_err(
+                key,
+                format!("unknown field (known: {})", known.join(", ")),
+            ));
         };
         check_depth(value, 0).map_err(|r| field_err(key, r))?;
         if !value.is_null() {
@@ -74,7 +77,10 @@ pub fn validate_fields(schema: &TypeSchema, name: &str, fields: &Fields) -> Resu
                     return Err(Error::InvalidObject {
                         type_name: schema.name.clone(),
                         name: name.into(),
-                        reason: format!("fields {} go together: give all or none", names.join(", ")),
+                        reason: format!(
+                            "fields {} go together: give all or none",
+                            names.join(", ")
+                        ),
                     });
                 }
             }
@@ -112,7 +118,9 @@ fn check_depth(v: &Value, depth: usize) -> std::result::Result<(), String> {
     match v {
         Value::Array(items) => items.iter().try_for_each(|i| check_depth(i, depth + 1)),
         Value::Object(map) => map.values().try_for_each(|i| check_depth(i, depth + 1)),
-        Value::Number(n) if n.is_f64() => Err("floating-point numbers are not supported; use an integer or a string".into()),
+        Value::Number(n) if n.is_f64() => {
+            Err("floating-point numbers are not supported; use an integer or a string".into())
+        }
         _ => Ok(()),
     }
 }
@@ -120,9 +128,15 @@ fn check_depth(v: &Value, depth: usize) -> std::result::Result<(), String> {
 fn check_kind(kind: &FieldKind, v: &Value) -> std::result::Result<(), String> {
     let want = |what: &str| Err(format!("expected {what}, got {v}"));
     match kind {
-        FieldKind::String => v.as_str().map(|_| ()).ok_or(()).or_else(|_| want("a string")),
+        FieldKind::String => v
+            .as_str()
+            .map(|_| ())
+            .ok_or(())
+            .or_else(|_| want("a string")),
         FieldKind::Int { min, max } => {
-            let Some(n) = v.as_i64() else { return want("an integer") };
+            let Some(n) = v.as_i64() else {
+                return want("an integer");
+            };
             if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
                 return Err(format!(
                     "{n} is out of range {}..={}",
@@ -132,7 +146,11 @@ fn check_kind(kind: &FieldKind, v: &Value) -> std::result::Result<(), String> {
             }
             Ok(())
         }
-        FieldKind::Bool => v.as_bool().map(|_| ()).ok_or(()).or_else(|_| want("true or false")),
+        FieldKind::Bool => v
+            .as_bool()
+            .map(|_| ())
+            .ok_or(())
+            .or_else(|_| want("true or false")),
         FieldKind::Ipv4 => match v.as_str().map(str::parse::<Ipv4Addr>) {
             Some(Ok(_)) => Ok(()),
             _ => want("an IPv4 address"),
@@ -160,14 +178,19 @@ fn check_kind(kind: &FieldKind, v: &Value) -> std::result::Result<(), String> {
         },
         FieldKind::RefsOrAny { .. } => match v {
             Value::String(s) if s == ANY => Ok(()),
-            Value::Array(items) if !items.is_empty() => {
-                items.iter().try_for_each(|i| check_kind(&FieldKind::Ref { types: vec![] }, i))
-            }
+            Value::Array(items) if !items.is_empty() => items
+                .iter()
+                .try_for_each(|i| check_kind(&FieldKind::Ref { types: vec![] }, i)),
             _ => want("\"Any\" or a non-empty list of references"),
         },
         FieldKind::List { item } => {
-            let Some(items) = v.as_array() else { return want("a list") };
-            items.iter().enumerate().try_for_each(|(i, x)| check_kind(item, x).map_err(|e| format!("item {i}: {e}")))
+            let Some(items) = v.as_array() else {
+                return want("a list");
+            };
+            items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, x)| check_kind(item, x).map_err(|e| format!("item {i}: {e}")))
         }
     }
 }
@@ -201,7 +224,9 @@ pub fn resolve_refs(
     mut resolve: impl FnMut(&str, &[String], &str) -> Result<Uid>,
 ) -> Result<()> {
     for spec in &schema.fields {
-        let Some(value) = fields.get_mut(&spec.name) else { continue };
+        let Some(value) = fields.get_mut(&spec.name) else {
+            continue;
+        };
         walk_refs_mut(&spec.kind, value, &mut |types, r| {
             let uid = resolve(&spec.name, types, r)?;
             Ok(uid.to_string())
@@ -254,8 +279,12 @@ pub fn references(schema: &TypeSchema, fields: &Fields) -> Vec<(String, Uid)> {
 fn collect_refs(kind: &FieldKind, v: &Value, f: &mut dyn FnMut(&str)) {
     match (kind, v) {
         (FieldKind::Ref { .. }, Value::String(s)) => f(s),
-        (FieldKind::RefsOrAny { .. }, Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(f),
-        (FieldKind::List { item }, Value::Array(items)) => items.iter().for_each(|x| collect_refs(item, x, f)),
+        (FieldKind::RefsOrAny { .. }, Value::Array(items)) => {
+            items.iter().filter_map(Value::as_str).for_each(f)
+        }
+        (FieldKind::List { item }, Value::Array(items)) => {
+            items.iter().for_each(|x| collect_refs(item, x, f))
+        }
         _ => {}
     }
 }
@@ -289,7 +318,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named() {
-        let e = check("host", json!({"ipv4-address": "10.0.0.1", "ipv4-adress": "x"})).expect_err("typo");
+        let e = check(
+            "host",
+            json!({"ipv4-address": "10.0.0.1", "ipv4-adress": "x"}),
+        )
+        .expect_err("typo");
         assert!(e.to_string().contains("'ipv4-adress'"), "{e}");
     }
 
@@ -304,8 +337,16 @@ mod tests {
 
     #[test]
     fn address_range_must_be_ordered() {
-        assert!(check("address-range", json!({"ipv4-address-first": "10.0.0.1", "ipv4-address-last": "10.0.0.9"})).is_ok());
-        assert!(check("address-range", json!({"ipv4-address-first": "10.0.0.9", "ipv4-address-last": "10.0.0.1"})).is_err());
+        assert!(check(
+            "address-range",
+            json!({"ipv4-address-first": "10.0.0.1", "ipv4-address-last": "10.0.0.9"})
+        )
+        .is_ok());
+        assert!(check(
+            "address-range",
+            json!({"ipv4-address-first": "10.0.0.9", "ipv4-address-last": "10.0.0.1"})
+        )
+        .is_err());
         assert!(check("address-range", json!({"ipv4-address-first": "10.0.0.9"})).is_err());
     }
 
@@ -334,6 +375,8 @@ mod tests {
         resolve_refs(g, &mut f, |_, _, _| Ok(uid)).expect("resolves");
         let refs = references(g, &f);
         assert_eq!(refs.len(), 2);
-        assert!(refs.iter().all(|(field, u)| field == "members" && *u == uid));
+        assert!(refs
+            .iter()
+            .all(|(field, u)| field == "members" && *u == uid));
     }
 }

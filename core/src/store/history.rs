@@ -48,13 +48,28 @@ impl Store {
     /// `lo` and at `hi`, in order of first change.
     fn span(&self, txn: &ReadTransaction, lo: u64, hi: u64) -> Result<Span> {
         let meta = txn.open_table(META)?;
-        let head: Head = super::decode(&meta.get(META_HEAD)?.map(|v| v.value().to_vec()).unwrap_or_default(), "head")?;
-        let floor: Head = super::decode(&meta.get(META_FLOOR)?.map(|v| v.value().to_vec()).unwrap_or_default(), "floor")?;
+        let head: Head = super::decode(
+            &meta
+                .get(META_HEAD)?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default(),
+            "head",
+        )?;
+        let floor: Head = super::decode(
+            &meta
+                .get(META_FLOOR)?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default(),
+            "floor",
+        )?;
         if hi > head.seq {
             return Err(Error::UnknownRevision(hi));
         }
         if lo < floor.seq {
-            return Err(Error::RevisionPurged { seq: lo, oldest: floor.seq });
+            return Err(Error::RevisionPurged {
+                seq: lo,
+                oldest: floor.seq,
+            });
         }
         let mut index: HashMap<Uid, usize> = HashMap::new();
         let mut span: Span = Vec::new();
@@ -63,7 +78,9 @@ impl Store {
             let rev = self.revision_in(txn, seq)?;
             let undo = self.undo_in(txn, seq)?;
             if undo.len() != rev.changes.len() {
-                return Err(Error::Corrupt(format!("revision {seq}: undo record does not match its changes")));
+                return Err(Error::Corrupt(format!(
+                    "revision {seq}: undo record does not match its changes"
+                )));
             }
             total += rev.changes.len();
             if total > DIFF_CHANGES_MAX {
@@ -101,8 +118,10 @@ impl Store {
                 None => return Err(Error::Corrupt(format!("revision {new_floor} is missing"))),
             };
             revisions.retain_in(..=new_floor, |_, _| false)?;
-            txn.open_table(UNDO)?.retain_in(..=new_floor, |_, _| false)?;
-            txn.open_table(META)?.insert(META_FLOOR, encode(&floor_head).as_slice())?;
+            txn.open_table(UNDO)?
+                .retain_in(..=new_floor, |_, _| false)?;
+            txn.open_table(META)?
+                .insert(META_FLOOR, encode(&floor_head).as_slice())?;
         }
         txn.commit()?;
         Ok(new_floor - floor.seq)

@@ -75,11 +75,7 @@ struct End {
 
 /// Writes a consistent backup of `store` at its current head, with retained history.
 /// Publishes may go on meanwhile: the backup reads one MVCC snapshot.
-pub fn write_backup(
-    store: &Store,
-    out: &mut dyn Write,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<BackupSummary> {
+pub fn write_backup(store: &Store, out: &mut dyn Write, progress: &mut dyn FnMut(Progress)) -> Result<BackupSummary> {
     let txn = store.begin_read()?;
     let meta = txn.open_table(META)?;
     let get_meta = |key: &str| -> Result<Vec<u8>> {
@@ -100,11 +96,7 @@ pub fn write_backup(
         created_ms: crate::now_ms(),
     };
     let total = header.objects + header.revisions;
-    let mut w = FrameWriter {
-        out,
-        hasher: blake3::Hasher::new(),
-        bytes: 0,
-    };
+    let mut w = FrameWriter { out, hasher: blake3::Hasher::new(), bytes: 0 };
     w.raw(MAGIC)?;
     w.frame(KIND_HEADER, &encode(&header))?;
     let mut done = 0u64;
@@ -140,9 +132,7 @@ pub fn write_backup(
     for entry in revisions.iter()? {
         let (k, v) = entry?;
         let seq = k.value();
-        let u = undo
-            .get(seq)?
-            .ok_or_else(|| Error::Corrupt(format!("undo record of revision {seq} is missing")))?;
+        let u = undo.get(seq)?.ok_or_else(|| Error::Corrupt(format!("undo record of revision {seq} is missing")))?;
         let size = v.value().len() + u.value().len();
         if !revs.is_empty() && revs_bytes + size > BACKUP_CHUNK_BYTES {
             w.frame(KIND_REVISIONS, &encode(&revs))?;
@@ -152,11 +142,7 @@ pub fn write_backup(
             progress(Progress { done, total });
         }
         revs_bytes += size;
-        revs.push(RevisionEntry {
-            seq,
-            revision: v.value().to_vec(),
-            undo: u.value().to_vec(),
-        });
+        revs.push(RevisionEntry { seq, revision: v.value().to_vec(), undo: u.value().to_vec() });
         if revs.len() == BACKUP_CHUNK_REVISIONS {
             w.frame(KIND_REVISIONS, &encode(&revs))?;
             done += revs.len() as u64;
@@ -173,10 +159,7 @@ pub fn write_backup(
     w.frame(KIND_END, &encode(&End { digest }))?;
     w.out.flush()?;
     progress(Progress { done, total });
-    Ok(BackupSummary {
-        header,
-        bytes: w.bytes,
-    })
+    Ok(BackupSummary { header, bytes: w.bytes })
 }
 
 struct FrameWriter<'a> {
@@ -201,8 +184,8 @@ impl FrameWriter<'_> {
                 max: BACKUP_FRAME_BYTES_MAX,
             });
         }
-        let len = u32::try_from(payload.len() + 1)
-            .map_err(|_| Error::InvalidArgument("backup frame over 4 GiB".into()))?;
+        let len =
+            u32::try_from(payload.len() + 1).map_err(|_| Error::InvalidArgument("backup frame over 4 GiB".into()))?;
         self.raw(&len.to_le_bytes())?;
         self.raw(&[kind])?;
         self.raw(payload)
@@ -227,11 +210,7 @@ impl Sink for NoSink {}
 
 /// Checks a backup stream end to end: framing, checksum, every object's encoding, the state
 /// hash, and the hash chain of its revisions.
-pub fn verify_backup(
-    path: &Path,
-    input: &mut dyn Read,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<BackupSummary> {
+pub fn verify_backup(path: &Path, input: &mut dyn Read, progress: &mut dyn FnMut(Progress)) -> Result<BackupSummary> {
     read_backup(path, input, &mut NoSink, progress)
 }
 
@@ -246,16 +225,10 @@ pub fn restore_backup(
     std::fs::create_dir_all(dir)?;
     let file = dir.join(STORE_FILE);
     if file.exists() {
-        return Err(Error::InvalidArgument(format!(
-            "{} already holds a store",
-            dir.display()
-        )));
+        return Err(Error::InvalidArgument(format!("{} already holds a store", dir.display())));
     }
     let result = (|| {
-        let mut sink = RestoreSink {
-            file: file.clone(),
-            store: None,
-        };
+        let mut sink = RestoreSink { file: file.clone(), store: None };
         let summary = read_backup(path, input, &mut sink, progress)?;
         let store = sink.store.ok_or_else(|| bad(path, "no header"))?;
         let txn = store.begin_write()?;
@@ -280,9 +253,7 @@ struct RestoreSink {
 
 impl RestoreSink {
     fn store(&self) -> Result<&Store> {
-        self.store
-            .as_ref()
-            .ok_or_else(|| Error::Corrupt("backup content before its header".into()))
+        self.store.as_ref().ok_or_else(|| Error::Corrupt("backup content before its header".into()))
     }
 }
 
@@ -294,18 +265,14 @@ impl Sink for RestoreSink {
     fn objects(&mut self, objects: &[(Object, Vec<u8>)]) -> Result<()> {
         let store = self.store()?;
         let mut txn = store.begin_write()?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(|e| Error::Storage(e.into()))?;
+        txn.set_durability(redb::Durability::None).map_err(|e| Error::Storage(e.into()))?;
         {
             let mut table = txn.open_table(OBJECTS)?;
             let mut names = txn.open_table(NAMES)?;
             let mut refs = txn.open_table(REFS)?;
             for (o, bytes) in objects {
                 table.insert(o.uid.as_bytes().as_slice(), bytes.as_slice())?;
-                names.insert(
-                    name_key(&o.type_name, &o.name).as_str(),
-                    o.uid.as_bytes().as_slice(),
-                )?;
+                names.insert(name_key(&o.type_name, &o.name).as_str(), o.uid.as_bytes().as_slice())?;
                 if let Some(schema) = store.schemas().get(&o.type_name) {
                     for (_, target) in references(schema, &o.fields) {
                         refs.insert(ref_key(target.as_bytes(), o.uid.as_bytes()).as_slice(), ())?;
@@ -333,10 +300,7 @@ impl Sink for RestoreSink {
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Backup {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    Error::Backup { path: path.to_path_buf(), reason: reason.into() }
 }
 
 fn read_backup(
@@ -345,33 +309,19 @@ fn read_backup(
     sink: &mut dyn Sink,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<BackupSummary> {
-    let mut r = FrameReader {
-        input,
-        hasher: blake3::Hasher::new(),
-        bytes: 0,
-        path,
-    };
+    let mut r = FrameReader { input, hasher: blake3::Hasher::new(), bytes: 0, path };
     let mut magic = [0u8; 8];
     r.exact(&mut magic)?;
     if &magic != MAGIC {
         return Err(bad(path, "not an mgha backup (bad magic)"));
     }
-    let (kind, payload) = r
-        .frame()?
-        .ok_or_else(|| bad(path, "truncated: no header"))?;
+    let (kind, payload) = r.frame()?.ok_or_else(|| bad(path, "truncated: no header"))?;
     if kind != KIND_HEADER {
         return Err(bad(path, "the first frame is not a header"));
     }
-    let header: BackupHeader =
-        decode(&payload, "backup header").map_err(|e| bad(path, e.to_string()))?;
+    let header: BackupHeader = decode(&payload, "backup header").map_err(|e| bad(path, e.to_string()))?;
     if header.format != BACKUP_FORMAT {
-        return Err(bad(
-            path,
-            format!(
-                "backup format {}, this build reads {BACKUP_FORMAT}",
-                header.format
-            ),
-        ));
+        return Err(bad(path, format!("backup format {}, this build reads {BACKUP_FORMAT}", header.format)));
     }
     sink.header(&header)?;
     let total = header.objects + header.revisions;
@@ -380,9 +330,7 @@ fn read_backup(
     let mut prev: Head = header.floor;
     loop {
         let digest_so_far = Hash(*r.hasher.finalize().as_bytes());
-        let (kind, payload) = r
-            .frame()?
-            .ok_or_else(|| bad(path, "truncated: no end frame"))?;
+        let (kind, payload) = r.frame()?.ok_or_else(|| bad(path, "truncated: no end frame"))?;
         match kind {
             KIND_OBJECTS => {
                 let chunk: Vec<serde_bytes::ByteBuf> =
@@ -391,10 +339,7 @@ fn read_backup(
                 for raw in chunk {
                     let o = Object::decode(&raw).map_err(|e| bad(path, e.to_string()))?;
                     if o.encode() != raw.as_slice() {
-                        return Err(bad(
-                            path,
-                            format!("object {} is not canonically encoded", o.uid),
-                        ));
+                        return Err(bad(path, format!("object {} is not canonically encoded", o.uid)));
                     }
                     state.add(Hash::of(&raw));
                     decoded.push((o, raw.into_vec()));
@@ -406,15 +351,11 @@ fn read_backup(
                 let entries: Vec<RevisionEntry> =
                     decode(&payload, "revision chunk").map_err(|e| bad(path, e.to_string()))?;
                 for e in &entries {
-                    let rev =
-                        Revision::decode(&e.revision).map_err(|err| bad(path, err.to_string()))?;
+                    let rev = Revision::decode(&e.revision).map_err(|err| bad(path, err.to_string()))?;
                     let _: Vec<Option<Object>> =
                         decode(&e.undo, "undo record").map_err(|err| bad(path, err.to_string()))?;
                     if rev.seq != e.seq || rev.seq != prev.seq + 1 || rev.parent != prev.id {
-                        return Err(bad(
-                            path,
-                            format!("revision {} does not follow revision {}", e.seq, prev.seq),
-                        ));
+                        return Err(bad(path, format!("revision {} does not follow revision {}", e.seq, prev.seq)));
                     }
                     rev.verify_id().map_err(|err| bad(path, err.to_string()))?;
                     prev = rev.head();
@@ -423,13 +364,9 @@ fn read_backup(
                 sink.revisions(&entries)?;
             }
             KIND_END => {
-                let end: End =
-                    decode(&payload, "end frame").map_err(|e| bad(path, e.to_string()))?;
+                let end: End = decode(&payload, "end frame").map_err(|e| bad(path, e.to_string()))?;
                 if end.digest != digest_so_far {
-                    return Err(bad(
-                        path,
-                        "checksum mismatch: the file was altered or damaged",
-                    ));
+                    return Err(bad(path, "checksum mismatch: the file was altered or damaged"));
                 }
                 let mut trailing = [0u8; 1];
                 if r.input.read(&mut trailing)? != 0 {
@@ -439,10 +376,7 @@ fn read_backup(
             }
             other => return Err(bad(path, format!("unknown frame kind {other}"))),
         }
-        progress(Progress {
-            done: objects + revisions,
-            total,
-        });
+        progress(Progress { done: objects + revisions, total });
     }
     if objects != header.objects || revisions != header.revisions {
         return Err(bad(
@@ -454,25 +388,16 @@ fn read_backup(
         ));
     }
     if state.to_hash() != header.head.state_hash {
-        return Err(bad(
-            path,
-            "the objects do not hash to the head's state hash",
-        ));
+        return Err(bad(path, "the objects do not hash to the head's state hash"));
     }
     if prev != header.head {
         return Err(bad(
             path,
-            format!(
-                "the history ends at revision {}, the header says {}",
-                prev.seq, header.head.seq
-            ),
+            format!("the history ends at revision {}, the header says {}", prev.seq, header.head.seq),
         ));
     }
     progress(Progress { done: total, total });
-    Ok(BackupSummary {
-        header,
-        bytes: r.bytes,
-    })
+    Ok(BackupSummary { header, bytes: r.bytes })
 }
 
 struct FrameReader<'a> {
@@ -500,17 +425,12 @@ impl FrameReader<'_> {
         if n == 0 {
             return Ok(None);
         }
-        self.input
-            .read_exact(&mut len[1..])
-            .map_err(|_| bad(self.path, "truncated frame length"))?;
+        self.input.read_exact(&mut len[1..]).map_err(|_| bad(self.path, "truncated frame length"))?;
         self.hasher.update(&len);
         self.bytes += 4;
         let len = u32::from_le_bytes(len) as usize;
         if len == 0 || len > BACKUP_FRAME_BYTES_MAX {
-            return Err(bad(
-                self.path,
-                format!("frame of {len} bytes is out of bounds"),
-            ));
+            return Err(bad(self.path, format!("frame of {len} bytes is out of bounds")));
         }
         let mut buf = vec![0u8; len];
         self.exact(&mut buf)?;

@@ -55,14 +55,8 @@ impl ChangeInput {
     /// How the change names its object, for messages and locks.
     pub fn label(&self) -> String {
         match self {
-            ChangeInput::Put {
-                type_name, name, ..
-            } => format!("{type_name} '{name}'"),
-            ChangeInput::Delete {
-                type_name,
-                name: Some(name),
-                ..
-            } => format!("{type_name} '{name}'"),
+            ChangeInput::Put { type_name, name, .. } => format!("{type_name} '{name}'"),
+            ChangeInput::Delete { type_name, name: Some(name), .. } => format!("{type_name} '{name}'"),
             ChangeInput::Delete { type_name, uid, .. } => {
                 format!("{type_name} {}", uid.as_deref().unwrap_or("?"))
             }
@@ -74,14 +68,9 @@ impl ChangeSet {
     /// Parses and bounds a JSON changeset; errors give the line and column.
     pub fn from_json(bytes: &[u8]) -> Result<ChangeSet> {
         if bytes.len() > CHANGESET_BYTES_MAX {
-            return Err(Error::TooLarge {
-                what: "changeset".into(),
-                size: bytes.len(),
-                max: CHANGESET_BYTES_MAX,
-            });
+            return Err(Error::TooLarge { what: "changeset".into(), size: bytes.len(), max: CHANGESET_BYTES_MAX });
         }
-        let cs: ChangeSet =
-            serde_json::from_slice(bytes).map_err(|e| Error::InvalidChangeset(e.to_string()))?;
+        let cs: ChangeSet = serde_json::from_slice(bytes).map_err(|e| Error::InvalidChangeset(e.to_string()))?;
         cs.check()?;
         Ok(cs)
     }
@@ -89,11 +78,7 @@ impl ChangeSet {
     /// Checks the limits and the form of every change.
     pub fn check(&self) -> Result<()> {
         if self.message.len() > MESSAGE_BYTES_MAX {
-            return Err(Error::TooLarge {
-                what: "message".into(),
-                size: self.message.len(),
-                max: MESSAGE_BYTES_MAX,
-            });
+            return Err(Error::TooLarge { what: "message".into(), size: self.message.len(), max: MESSAGE_BYTES_MAX });
         }
         if self.changes.len() > CHANGESET_CHANGES_MAX {
             return Err(Error::InvalidChangeset(format!(
@@ -105,15 +90,8 @@ impl ChangeSet {
             return Err(Error::InvalidChangeset("no changes".into()));
         }
         for (i, c) in self.changes.iter().enumerate() {
-            if let ChangeInput::Delete {
-                name: None,
-                uid: None,
-                ..
-            } = c
-            {
-                return Err(Error::InvalidChangeset(format!(
-                    "change {i}: a delete needs a name or a uid"
-                )));
+            if let ChangeInput::Delete { name: None, uid: None, .. } = c {
+                return Err(Error::InvalidChangeset(format!("change {i}: a delete needs a name or a uid")));
             }
         }
         Ok(())
@@ -145,16 +123,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_ops_are_refused() {
-        assert!(ChangeSet::from_json(
-            br#"{"changes": [{"op": "upsert", "type": "host", "name": "a"}]}"#
-        )
-        .is_err());
-        assert!(ChangeSet::from_json(
-            br#"{"changes": [{"op": "put", "type": "host", "name": "a", "feilds": {}}]}"#
-        )
-        .is_err());
-        assert!(
-            ChangeSet::from_json(br#"{"changes": [{"op": "delete", "type": "host"}]}"#).is_err()
-        );
+        assert!(ChangeSet::from_json(br#"{"changes": [{"op": "upsert", "type": "host", "name": "a"}]}"#).is_err());
+        assert!(ChangeSet::from_json(br#"{"changes": [{"op": "put", "type": "host", "name": "a", "feilds": {}}]}"#)
+            .is_err());
+        assert!(ChangeSet::from_json(br#"{"changes": [{"op": "delete", "type": "host"}]}"#).is_err());
     }
 }

@@ -13,18 +13,10 @@ use crate::sync::wire::Member;
 
 /// Creates a Primary: Active at epoch 1, a new cluster id, the cluster CA and its own
 /// certificate under `dir/tls/`.
-pub fn init_primary(
-    dir: &Path,
-    name: &str,
-    listen: &str,
-    options: EngineOptions,
-) -> Result<Engine> {
+pub fn init_primary(dir: &Path, name: &str, listen: &str, options: EngineOptions) -> Result<Engine> {
     crate::model::validate::validate_name("node", name)?;
     if dir.join(crate::store::STORE_FILE).exists() {
-        return Err(Error::InvalidArgument(format!(
-            "{} already holds a node",
-            dir.display()
-        )));
+        return Err(Error::InvalidArgument(format!("{} already holds a node", dir.display())));
     }
     let node = NodeState::new_primary(name);
     let files = TlsFiles::new(dir);
@@ -65,10 +57,7 @@ pub async fn join_secondary(
 ) -> Result<Engine> {
     crate::model::validate::validate_name("node", name)?;
     if dir.join(crate::store::STORE_FILE).exists() {
-        return Err(Error::InvalidArgument(format!(
-            "{} already holds a node",
-            dir.display()
-        )));
+        return Err(Error::InvalidArgument(format!("{} already holds a node", dir.display())));
     }
     let key = JoinKey::parse(key)?;
     std::fs::create_dir_all(dir)?;

@@ -63,11 +63,7 @@ impl ObjectDiff {
         let fields = keys
             .into_iter()
             .filter(|k| bf.get(*k) != af.get(*k))
-            .map(|k| FieldDiff {
-                field: k.clone(),
-                before: bf.get(k).cloned(),
-                after: af.get(k).cloned(),
-            })
+            .map(|k| FieldDiff { field: k.clone(), before: bf.get(k).cloned(), after: af.get(k).cloned() })
             .collect();
         let old_name = match (before, after) {
             (Some(b), Some(a)) if a.name != b.name => Some(b.name.clone()),
@@ -102,11 +98,7 @@ impl ObjectDiff {
             fields: self
                 .fields
                 .iter()
-                .map(|f| FieldDiff {
-                    field: f.field.clone(),
-                    before: f.after.clone(),
-                    after: f.before.clone(),
-                })
+                .map(|f| FieldDiff { field: f.field.clone(), before: f.after.clone(), after: f.before.clone() })
                 .collect(),
         }
     }
@@ -118,9 +110,7 @@ impl Diff {
         for d in &self.objects {
             match d.kind {
                 DiffKind::Removed => {
-                    state
-                        .remove(&d.uid)
-                        .ok_or_else(|| format!("{} is not in the state", d.uid))?;
+                    state.remove(&d.uid).ok_or_else(|| format!("{} is not in the state", d.uid))?;
                 }
                 DiffKind::Added | DiffKind::Modified => {
                     let obj = match d.kind {
@@ -135,17 +125,12 @@ impl Diff {
                                 fields: Default::default(),
                             })
                         }
-                        _ => state
-                            .get_mut(&d.uid)
-                            .ok_or_else(|| format!("{} is not in the state", d.uid))?,
+                        _ => state.get_mut(&d.uid).ok_or_else(|| format!("{} is not in the state", d.uid))?,
                     };
                     obj.name = d.name.clone();
                     for f in &d.fields {
                         if obj.fields.get(&f.field) != f.before.as_ref() {
-                            return Err(format!(
-                                "{} field {}: the state does not match the diff",
-                                d.uid, f.field
-                            ));
+                            return Err(format!("{} field {}: the state does not match the diff", d.uid, f.field));
                         }
                         match &f.after {
                             Some(v) => obj.fields.insert(f.field.clone(), v.clone()),

@@ -35,7 +35,8 @@ pub struct Status {
 /// Options of an engine.
 #[derive(Clone, Debug, Default)]
 pub struct EngineOptions {
-    /// Keep at most this many revisions; older ones are purged. `None` keeps everything.
+    /// Keep at least this many revisions; older ones are purged (purge runs every 64 revisions,
+    /// so up to N + 63 are kept between purges). `None` keeps everything.
     pub retain_revisions: Option<u64>,
     /// Publish returns only after this many standbys durably applied the revision.
     pub sync_standbys: usize,
@@ -190,7 +191,7 @@ impl Engine {
         Ok(head)
     }
 
-    /// Persists a new node state (role, epoch) and returns it.
+    /// Persists a new node state (role, epoch).
     pub fn set_node(&self, node: &NodeState) -> Result<()> {
         self.store().set_node(node)
     }
@@ -206,24 +207,13 @@ impl Engine {
 
     fn commit_meta(&self, author: &str, message: &str) -> Result<CommitMeta> {
         if author.len() > AUTHOR_BYTES_MAX {
-            return Err(Error::TooLarge {
-                what: "author".into(),
-                size: author.len(),
-                max: AUTHOR_BYTES_MAX,
-            });
+            return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
         }
         let node = self.store().node()?;
         if node.role != Role::Active {
-            return Err(Error::ReadOnly {
-                active: self.sync.active_hint(),
-            });
+            return Err(Error::ReadOnly { active: self.sync.active_hint() });
         }
-        Ok(CommitMeta {
-            author: author.into(),
-            message: message.into(),
-            epoch: node.epoch,
-            time_ms: crate::now_ms(),
-        })
+        Ok(CommitMeta { author: author.into(), message: message.into(), epoch: node.epoch, time_ms: crate::now_ms() })
     }
 
     fn after_publish(&self, rev: &Revision) {
@@ -246,11 +236,7 @@ impl Engine {
     /// Opens an admin session for `author`.
     pub fn session_open(&self, author: &str) -> Result<u64> {
         if author.len() > AUTHOR_BYTES_MAX {
-            return Err(Error::TooLarge {
-                what: "author".into(),
-                size: author.len(),
-                max: AUTHOR_BYTES_MAX,
-            });
+            return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
         }
         self.lock_sessions().open(author)
     }
@@ -276,10 +262,7 @@ impl Engine {
             keys.push(format!("uid:{u}"));
         }
         if keys.is_empty() {
-            return Err(Error::InvalidChangeset(format!(
-                "{}: name the object by name or uid",
-                change.label()
-            )));
+            return Err(Error::InvalidChangeset(format!("{}: name the object by name or uid", change.label())));
         }
         self.lock_sessions().stage(id, change, keys)
     }
@@ -297,13 +280,7 @@ impl Engine {
             let s = sessions.get(id)?;
             (s.author.clone(), s.changes.clone())
         };
-        let rev = self.publish(
-            &author,
-            &ChangeSet {
-                message: message.into(),
-                changes,
-            },
-        )?;
+        let rev = self.publish(&author, &ChangeSet { message: message.into(), changes })?;
         self.lock_sessions().close(id)?;
         Ok(rev)
     }

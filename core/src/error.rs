@@ -48,73 +48,33 @@ pub enum Error {
     #[error("unknown object type '{0}'")]
     UnknownType(String),
     #[error("{type_name} '{name}': field '{field}': {reason}")]
-    InvalidField {
-        type_name: String,
-        name: String,
-        field: String,
-        reason: String,
-    },
+    InvalidField { type_name: String, name: String, field: String, reason: String },
     #[error("{type_name} '{name}': {reason}")]
-    InvalidObject {
-        type_name: String,
-        name: String,
-        reason: String,
-    },
+    InvalidObject { type_name: String, name: String, reason: String },
     #[error("{type_name} '{name}': field '{field}' refers to '{reference}', which does not exist")]
-    DanglingReference {
-        type_name: String,
-        name: String,
-        field: String,
-        reference: String,
-    },
+    DanglingReference { type_name: String, name: String, field: String, reference: String },
     #[error("{type_name} '{name}': field '{field}': reference '{reference}' is ambiguous ({candidates}); use the uid")]
-    AmbiguousReference {
-        type_name: String,
-        name: String,
-        field: String,
-        reference: String,
-        candidates: String,
-    },
+    AmbiguousReference { type_name: String, name: String, field: String, reference: String, candidates: String },
     #[error("cannot delete {type_name} '{name}': it is used by {used_by}")]
-    StillReferenced {
-        type_name: String,
-        name: String,
-        used_by: String,
-    },
+    StillReferenced { type_name: String, name: String, used_by: String },
     #[error("{type_name} named '{name}' already exists (uid {uid})")]
-    DuplicateName {
-        type_name: String,
-        name: String,
-        uid: String,
-    },
+    DuplicateName { type_name: String, name: String, uid: String },
     #[error("{type_name} uid {uid} cannot change its type to {new_type}")]
-    TypeChange {
-        type_name: String,
-        uid: String,
-        new_type: String,
-    },
+    TypeChange { type_name: String, uid: String, new_type: String },
     #[error("no {0}")]
     NotFound(String),
     #[error("no revision {0}")]
     UnknownRevision(u64),
-    #[error("revision {seq} was purged; the oldest kept revision is {oldest}")]
+    #[error("revision {seq} was purged; history starts at revision {oldest}")]
     RevisionPurged { seq: u64, oldest: u64 },
     #[error("{what} is {size} bytes, over the limit of {max}")]
-    TooLarge {
-        what: String,
-        size: usize,
-        max: usize,
-    },
+    TooLarge { what: String, size: usize, max: usize },
     #[error("nothing to publish: the changes leave every object as it was")]
     EmptyChangeset,
     #[error("this node is a read-only standby; publish on the active node{}", active.as_deref().map(|a| format!(" '{a}'")).unwrap_or_default())]
     ReadOnly { active: Option<String> },
     #[error("{object} is locked by session {session} of '{owner}'")]
-    Locked {
-        object: String,
-        session: u64,
-        owner: String,
-    },
+    Locked { object: String, session: u64, owner: String },
     #[error("no open session {0}")]
     NoSession(u64),
     #[error("too many open sessions (limit {0})")]
@@ -126,11 +86,7 @@ pub enum Error {
     #[error("backup {}: {reason}", path.display())]
     Backup { path: PathBuf, reason: String },
     #[error("revision {seq} is committed here but only {acked} of the {needed} required standbys applied it in time")]
-    NotReplicated {
-        seq: u64,
-        acked: usize,
-        needed: usize,
-    },
+    NotReplicated { seq: u64, acked: usize, needed: usize },
     #[error("peer: {0}")]
     Peer(String),
     #[error("storage: {0}")]
@@ -153,10 +109,9 @@ impl Error {
             | Error::DuplicateName { .. }
             | Error::TypeChange { .. }
             | Error::EmptyChangeset => ErrorCode::Validation,
-            Error::NotFound(_)
-            | Error::UnknownRevision(_)
-            | Error::RevisionPurged { .. }
-            | Error::NoSession(_) => ErrorCode::NotFound,
+            Error::NotFound(_) | Error::UnknownRevision(_) | Error::RevisionPurged { .. } | Error::NoSession(_) => {
+                ErrorCode::NotFound
+            }
             Error::TooLarge { .. } => ErrorCode::TooLarge,
             Error::ReadOnly { .. } => ErrorCode::ReadOnly,
             Error::Locked { .. } => ErrorCode::Conflict,
@@ -177,13 +132,7 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// Result with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -28,8 +28,5 @@ pub use revision::{Change, Head, Op, Revision, RevisionInfo};
 
 /// Milliseconds since the Unix epoch, for revision timestamps.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -113,11 +113,7 @@ impl Revision {
     }
 
     pub fn head(&self) -> Head {
-        Head {
-            seq: self.seq,
-            id: self.id,
-            state_hash: self.state_hash,
-        }
+        Head { seq: self.seq, id: self.id, state_hash: self.state_hash }
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -32,15 +32,7 @@ impl Sessions {
         }
         self.next_id += 1;
         let id = self.next_id;
-        self.open.insert(
-            id,
-            Session {
-                id,
-                author: author.into(),
-                changes: Vec::new(),
-                locks: Vec::new(),
-            },
-        );
+        self.open.insert(id, Session { id, author: author.into(), changes: Vec::new(), locks: Vec::new() });
         Ok(id)
     }
 
@@ -53,23 +45,13 @@ impl Sessions {
     pub fn stage(&mut self, id: u64, change: ChangeInput, lock_keys: Vec<String>) -> Result<()> {
         let session = self.open.get(&id).ok_or(Error::NoSession(id))?;
         if session.changes.len() >= SESSION_CHANGES_MAX {
-            return Err(Error::InvalidArgument(format!(
-                "session {id} already holds {SESSION_CHANGES_MAX} changes"
-            )));
+            return Err(Error::InvalidArgument(format!("session {id} already holds {SESSION_CHANGES_MAX} changes")));
         }
         for key in &lock_keys {
             if let Some(&holder) = self.locks.get(key) {
                 if holder != id {
-                    let owner = self
-                        .open
-                        .get(&holder)
-                        .map(|s| s.author.clone())
-                        .unwrap_or_default();
-                    return Err(Error::Locked {
-                        object: change.label(),
-                        session: holder,
-                        owner,
-                    });
+                    let owner = self.open.get(&holder).map(|s| s.author.clone()).unwrap_or_default();
+                    return Err(Error::Locked { object: change.label(), session: holder, owner });
                 }
             }
         }
@@ -106,12 +88,7 @@ mod tests {
     use super::*;
 
     fn put(name: &str) -> ChangeInput {
-        ChangeInput::Put {
-            type_name: "host".into(),
-            name: name.into(),
-            uid: None,
-            fields: Default::default(),
-        }
+        ChangeInput::Put { type_name: "host".into(), name: name.into(), uid: None, fields: Default::default() }
     }
 
     #[test]
@@ -119,14 +96,10 @@ mod tests {
         let mut s = Sessions::default();
         let a = s.open("alice").expect("open");
         let b = s.open("bob").expect("open");
-        s.stage(a, put("web1"), vec!["host\0web1".into()])
-            .expect("alice stages");
-        let e = s
-            .stage(b, put("web1"), vec!["host\0web1".into()])
-            .expect_err("bob is locked out");
+        s.stage(a, put("web1"), vec!["host\0web1".into()]).expect("alice stages");
+        let e = s.stage(b, put("web1"), vec!["host\0web1".into()]).expect_err("bob is locked out");
         assert!(e.to_string().contains("alice"), "{e}");
         s.close(a).expect("close");
-        s.stage(b, put("web1"), vec!["host\0web1".into()])
-            .expect("bob may edit after alice closed");
+        s.stage(b, put("web1"), vec!["host\0web1".into()]).expect("bob may edit after alice closed");
     }
 }

@@ -35,9 +35,7 @@ async fn start(engine: Arc<Engine>, listen: &str) -> SyncRuntime {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    SyncRuntime::start(engine.clone(), TlsFiles::new(engine.dir()), cfg(listen))
-        .await
-        .expect("runtime starts")
+    SyncRuntime::start(engine.clone(), TlsFiles::new(engine.dir()), cfg(listen)).await.expect("runtime starts")
 }
 
 async fn primary(options: EngineOptions) -> Node {
@@ -45,41 +43,19 @@ async fn primary(options: EngineOptions) -> Node {
     let listen = free_addr();
     let engine = Arc::new(init_primary(dir.path(), "a", &listen, options).expect("init"));
     let runtime = start(engine.clone(), &listen).await;
-    Node {
-        engine,
-        runtime: Some(runtime),
-        _dir: dir,
-    }
+    Node { engine, runtime: Some(runtime), _dir: dir }
 }
 
 async fn secondary(p: &Node, name: &str) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let listen = free_addr();
     let key = issue_join_key(&p.engine, 60_000).expect("key").to_string();
-    let peer = p
-        .runtime
-        .as_ref()
-        .expect("running")
-        .local_addr()
-        .to_string();
+    let peer = p.runtime.as_ref().expect("running").local_addr().to_string();
     let engine = Arc::new(
-        join_secondary(
-            dir.path(),
-            name,
-            &peer,
-            &key,
-            &listen,
-            EngineOptions::default(),
-        )
-        .await
-        .expect("joins"),
+        join_secondary(dir.path(), name, &peer, &key, &listen, EngineOptions::default()).await.expect("joins"),
     );
     let runtime = start(engine.clone(), &listen).await;
-    Node {
-        engine,
-        runtime: Some(runtime),
-        _dir: dir,
-    }
+    Node { engine, runtime: Some(runtime), _dir: dir }
 }
 
 fn hosts(prefix: &str, n: usize) -> ChangeSet {
@@ -89,27 +65,20 @@ fn hosts(prefix: &str, n: usize) -> ChangeSet {
                 "fields": {"ipv4-address": format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)}})
         })
         .collect::<Vec<_>>();
-    serde_json::from_value(serde_json::json!({"message": prefix, "changes": changes}))
-        .expect("changeset")
+    serde_json::from_value(serde_json::json!({"message": prefix, "changes": changes})).expect("changeset")
 }
 
 async fn wait_converged(nodes: &[&Node]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let heads: Vec<_> = nodes
-            .iter()
-            .map(|n| n.engine.store().head().expect("head"))
-            .collect();
+        let heads: Vec<_> = nodes.iter().map(|n| n.engine.store().head().expect("head")).collect();
         if heads.windows(2).all(|w| w[0] == w[1]) {
             for n in nodes {
                 n.engine.store().check().expect("store verifies");
             }
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nodes did not converge: {heads:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "nodes did not converge: {heads:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -117,29 +86,18 @@ async fn wait_converged(nodes: &[&Node]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_standbys_follow_every_publish() {
     let a = primary(EngineOptions::default()).await;
-    a.engine
-        .publish("admin", &hosts("pre", 50))
-        .expect("publish before join");
+    a.engine.publish("admin", &hosts("pre", 50)).expect("publish before join");
     let b = secondary(&a, "b").await;
     let c = secondary(&a, "c").await;
     let d = secondary(&a, "d").await;
     wait_converged(&[&a, &b, &c, &d]).await;
     for i in 0..20 {
-        a.engine
-            .publish("admin", &hosts(&format!("r{i}-"), 1 + i % 3))
-            .expect("publish");
+        a.engine.publish("admin", &hosts(&format!("r{i}-"), 1 + i % 3)).expect("publish");
     }
     wait_converged(&[&a, &b, &c, &d]).await;
     let status = a.engine.status().expect("status");
     assert_eq!(status.peers.len(), 3);
-    assert!(
-        status
-            .peers
-            .iter()
-            .all(|p| p.status == SyncStatus::Synchronized && p.connected),
-        "{:?}",
-        status.peers
-    );
+    assert!(status.peers.iter().all(|p| p.status == SyncStatus::Synchronized && p.connected), "{:?}", status.peers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,10 +106,7 @@ async fn standby_refuses_publish_naming_the_active() {
     let b = secondary(&a, "b").await;
     a.engine.publish("admin", &hosts("x", 1)).expect("publish");
     wait_converged(&[&a, &b]).await;
-    let e = b
-        .engine
-        .publish("admin", &hosts("y", 1))
-        .expect_err("standby is read-only");
+    let e = b.engine.publish("admin", &hosts("y", 1)).expect_err("standby is read-only");
     assert!(matches!(e, Error::ReadOnly { .. }), "{e}");
     assert!(e.to_string().contains("'a'"), "{e}");
 }
@@ -162,17 +117,10 @@ async fn restarted_standby_catches_up_with_missed_revisions_only() {
     let mut b = secondary(&a, "b").await;
     a.engine.publish("admin", &hosts("x", 10)).expect("publish");
     wait_converged(&[&a, &b]).await;
-    let listen = b
-        .runtime
-        .as_ref()
-        .expect("running")
-        .local_addr()
-        .to_string();
+    let listen = b.runtime.as_ref().expect("running").local_addr().to_string();
     b.runtime.take().expect("running").shutdown().await;
     for i in 0..5 {
-        a.engine
-            .publish("admin", &hosts(&format!("m{i}-"), 2))
-            .expect("publish while b is down");
+        a.engine.publish("admin", &hosts(&format!("m{i}-"), 2)).expect("publish while b is down");
     }
     let before = b.engine.store().head().expect("head");
     let floor = b.engine.store().floor().expect("floor");
@@ -187,42 +135,27 @@ async fn restarted_standby_catches_up_with_missed_revisions_only() {
 async fn standby_behind_the_purge_point_gets_a_full_sync() {
     let a = primary(EngineOptions::default()).await;
     for i in 0..10 {
-        a.engine
-            .publish("admin", &hosts(&format!("p{i}-"), 20))
-            .expect("publish");
+        a.engine.publish("admin", &hosts(&format!("p{i}-"), 20)).expect("publish");
     }
     a.engine.store().purge(3).expect("purge");
     let b = secondary(&a, "b").await;
     wait_converged(&[&a, &b]).await;
     assert_eq!(b.engine.store().count().expect("count"), 200);
-    a.engine
-        .publish("admin", &hosts("after", 1))
-        .expect("publish");
+    a.engine.publish("admin", &hosts("after", 1)).expect("publish");
     wait_converged(&[&a, &b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn synchronous_publish_waits_for_standbys() {
-    let a = primary(EngineOptions {
-        sync_standbys: 1,
-        sync_timeout_ms: 5000,
-        ..Default::default()
-    })
-    .await;
+    let a = primary(EngineOptions { sync_standbys: 1, sync_timeout_ms: 5000, ..Default::default() }).await;
     let b = secondary(&a, "b").await;
     // The first publish may wait for b to connect; afterwards b has it when publish returns.
     for i in 0..5 {
         let engine = a.engine.clone();
         let cs = hosts(&format!("s{i}-"), 1);
-        let rev = tokio::task::spawn_blocking(move || engine.publish("admin", &cs))
-            .await
-            .expect("join")
-            .expect("publish");
-        assert!(
-            b.engine.store().head().expect("head").seq >= rev.seq,
-            "standby lacks revision {}",
-            rev.seq
-        );
+        let rev =
+            tokio::task::spawn_blocking(move || engine.publish("admin", &cs)).await.expect("join").expect("publish");
+        assert!(b.engine.store().head().expect("head").seq >= rev.seq, "standby lacks revision {}", rev.seq);
     }
 }
 
@@ -230,34 +163,13 @@ async fn synchronous_publish_waits_for_standbys() {
 async fn join_key_works_once() {
     let a = primary(EngineOptions::default()).await;
     let key = issue_join_key(&a.engine, 60_000).expect("key").to_string();
-    let peer = a
-        .runtime
-        .as_ref()
-        .expect("running")
-        .local_addr()
-        .to_string();
+    let peer = a.runtime.as_ref().expect("running").local_addr().to_string();
     let d1 = tempfile::tempdir().expect("tempdir");
-    join_secondary(
-        d1.path(),
-        "b",
-        &peer,
-        &key,
-        &free_addr(),
-        EngineOptions::default(),
-    )
-    .await
-    .expect("first join");
+    join_secondary(d1.path(), "b", &peer, &key, &free_addr(), EngineOptions::default()).await.expect("first join");
     let d2 = tempfile::tempdir().expect("tempdir");
-    let e = join_secondary(
-        d2.path(),
-        "c",
-        &peer,
-        &key,
-        &free_addr(),
-        EngineOptions::default(),
-    )
-    .await
-    .expect_err("second join with the same key");
+    let e = join_secondary(d2.path(), "c", &peer, &key, &free_addr(), EngineOptions::default())
+        .await
+        .expect_err("second join with the same key");
     assert!(e.to_string().contains("already used"), "{e}");
 }
 
@@ -265,25 +177,11 @@ async fn join_key_works_once() {
 async fn key_of_another_cluster_fails_the_handshake() {
     let a = primary(EngineOptions::default()).await;
     let other = primary(EngineOptions::default()).await;
-    let key = issue_join_key(&other.engine, 60_000)
-        .expect("key")
-        .to_string();
-    let peer = a
-        .runtime
-        .as_ref()
-        .expect("running")
-        .local_addr()
-        .to_string();
+    let key = issue_join_key(&other.engine, 60_000).expect("key").to_string();
+    let peer = a.runtime.as_ref().expect("running").local_addr().to_string();
     let d = tempfile::tempdir().expect("tempdir");
-    let e = join_secondary(
-        d.path(),
-        "b",
-        &peer,
-        &key,
-        &free_addr(),
-        EngineOptions::default(),
-    )
-    .await
-    .expect_err("CA pinned by the key does not match");
+    let e = join_secondary(d.path(), "b", &peer, &key, &free_addr(), EngineOptions::default())
+        .await
+        .expect_err("CA pinned by the key does not match");
     assert!(e.to_string().contains("TLS"), "{e}");
 }

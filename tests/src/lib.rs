@@ -1,1 +1,5 @@
-//! x
+//! Shared helpers of mgha's multi-process and cross-language integration tests (the tests
+//! themselves live in `tests/tests/`).
+
+pub mod process;
+pub mod proxy;

@@ -6,7 +6,5 @@ pub mod state_hash;
 pub mod validate;
 
 pub use object::{Fields, Hash, Object, Uid};
-pub use schema::{
-    Constraint, FieldKind, FieldSpec, MergeStrategy, Schemas, TypeSchema, BUILTIN_TYPES,
-};
+pub use schema::{Constraint, FieldKind, FieldSpec, MergeStrategy, Schemas, TypeSchema, BUILTIN_TYPES};
 pub use state_hash::StateHash;

@@ -42,9 +42,7 @@ impl Uid {
     }
     /// The uid stored under a 16-byte key.
     pub fn from_slice(bytes: &[u8]) -> Result<Uid> {
-        uuid::Uuid::from_slice(bytes)
-            .map(Uid)
-            .map_err(|_| Error::Corrupt(format!("uid of {} bytes", bytes.len())))
+        uuid::Uuid::from_slice(bytes).map(Uid).map_err(|_| Error::Corrupt(format!("uid of {} bytes", bytes.len())))
     }
     /// Parses the hyphenated text form; `None` when `s` is not a uid.
     pub fn parse(s: &str) -> Option<Uid> {
@@ -128,9 +126,7 @@ impl<'de> Deserialize<'de> for Hash {
             Hash::from_hex(&s).ok_or_else(|| D::Error::custom("expected 64 hex digits"))
         } else {
             let b: serde_bytes_compat::Bytes = Deserialize::deserialize(d)?;
-            let arr: [u8; 32] =
-                b.0.try_into()
-                    .map_err(|_| D::Error::custom("expected 32 bytes"))?;
+            let arr: [u8; 32] = b.0.try_into().map_err(|_| D::Error::custom("expected 32 bytes"))?;
             Ok(Hash(arr))
         }
     }
@@ -183,14 +179,7 @@ pub struct Object {
 
 impl fmt::Debug for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} '{}' ({}) {}",
-            self.type_name,
-            self.name,
-            self.uid,
-            Value::Object(self.fields.clone())
-        )
+        write!(f, "{} '{}' ({}) {}", self.type_name, self.name, self.uid, Value::Object(self.fields.clone()))
     }
 }
 
@@ -295,22 +284,13 @@ mod tests {
     use serde_json::json;
 
     fn obj(fields: Value) -> Object {
-        let Value::Object(fields) = fields else {
-            panic!("fields must be a map")
-        };
-        Object {
-            type_name: "host".into(),
-            uid: Uid::new_random(),
-            name: "h".into(),
-            fields,
-        }
+        let Value::Object(fields) = fields else { panic!("fields must be a map") };
+        Object { type_name: "host".into(), uid: Uid::new_random(), name: "h".into(), fields }
     }
 
     #[test]
     fn canonical_encoding_round_trips() {
-        let o = obj(
-            json!({"ipv4-address": "10.0.0.1", "tags": ["a", "b"], "n": -3, "m": {"z": null, "a": true}}),
-        );
+        let o = obj(json!({"ipv4-address": "10.0.0.1", "tags": ["a", "b"], "n": -3, "m": {"z": null, "a": true}}));
         let back = Object::decode(&o.encode()).expect("decodes");
         assert_eq!(back, o);
         assert_eq!(back.encode(), o.encode());

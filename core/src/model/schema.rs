@@ -151,69 +151,37 @@ const SERVICES: &[&str] = &["service-tcp", "service-udp", "service-group"];
 const AUTH_METHODS: &[&str] = &["password", "certificate", "radius"];
 
 fn f(name: &str, kind: FieldKind) -> FieldSpec {
-    FieldSpec {
-        name: name.into(),
-        kind,
-        required: false,
-        merge: MergeStrategy::Replace,
-    }
+    FieldSpec { name: name.into(), kind, required: false, merge: MergeStrategy::Replace }
 }
 fn required(name: &str, kind: FieldKind) -> FieldSpec {
-    FieldSpec {
-        required: true,
-        ..f(name, kind)
-    }
+    FieldSpec { required: true, ..f(name, kind) }
 }
 fn members(types: &[&str]) -> FieldSpec {
-    FieldSpec {
-        merge: MergeStrategy::SetUnion,
-        ..f(
-            "members",
-            FieldKind::List {
-                item: Box::new(refs(types)),
-            },
-        )
-    }
+    FieldSpec { merge: MergeStrategy::SetUnion, ..f("members", FieldKind::List { item: Box::new(refs(types)) }) }
 }
 fn refs(types: &[&str]) -> FieldKind {
-    FieldKind::Ref {
-        types: strings(types),
-    }
+    FieldKind::Ref { types: strings(types) }
 }
 fn refs_or_any(types: &[&str]) -> FieldKind {
-    FieldKind::RefsOrAny {
-        types: strings(types),
-    }
+    FieldKind::RefsOrAny { types: strings(types) }
 }
 fn enumeration(values: &[&str]) -> FieldKind {
-    FieldKind::Enum {
-        values: strings(values),
-    }
+    FieldKind::Enum { values: strings(values) }
 }
 fn int(min: i64, max: i64) -> FieldKind {
-    FieldKind::Int {
-        min: Some(min),
-        max: Some(max),
-    }
+    FieldKind::Int { min: Some(min), max: Some(max) }
 }
 fn strings(s: &[&str]) -> Vec<String> {
     s.iter().map(|s| s.to_string()).collect()
 }
 fn any_of(fields: &[&str]) -> Constraint {
-    Constraint::AnyOf {
-        fields: strings(fields),
-    }
+    Constraint::AnyOf { fields: strings(fields) }
 }
 fn together(fields: &[&str]) -> Constraint {
-    Constraint::Together {
-        fields: strings(fields),
-    }
+    Constraint::Together { fields: strings(fields) }
 }
 fn ordered(first: &str, last: &str) -> Constraint {
-    Constraint::Ordered {
-        first: first.into(),
-        last: last.into(),
-    }
+    Constraint::Ordered { first: first.into(), last: last.into() }
 }
 
 /// Optional fields every built-in type accepts.
@@ -223,23 +191,14 @@ pub fn common_fields() -> Vec<FieldSpec> {
         f("color", FieldKind::String),
         FieldSpec {
             merge: MergeStrategy::SetUnion,
-            ..f(
-                "tags",
-                FieldKind::List {
-                    item: Box::new(FieldKind::String),
-                },
-            )
+            ..f("tags", FieldKind::List { item: Box::new(FieldKind::String) })
         },
     ]
 }
 
 fn ty(name: &str, mut fields: Vec<FieldSpec>, constraints: Vec<Constraint>) -> TypeSchema {
     fields.extend(common_fields());
-    TypeSchema {
-        name: name.into(),
-        fields,
-        constraints,
-    }
+    TypeSchema { name: name.into(), fields, constraints }
 }
 
 fn builtin_types() -> Vec<TypeSchema> {
@@ -252,12 +211,7 @@ fn builtin_types() -> Vec<TypeSchema> {
         ),
         ty(
             "network",
-            vec![
-                f("subnet4", Ipv4),
-                f("mask-length4", int(0, 32)),
-                f("subnet6", Ipv6),
-                f("mask-length6", int(0, 128)),
-            ],
+            vec![f("subnet4", Ipv4), f("mask-length4", int(0, 32)), f("subnet6", Ipv6), f("mask-length6", int(0, 128))],
             vec![
                 any_of(&["subnet4", "subnet6"]),
                 together(&["subnet4", "mask-length4"]),
@@ -303,31 +257,19 @@ fn builtin_types() -> Vec<TypeSchema> {
             "policy-package",
             vec![FieldSpec {
                 merge: MergeStrategy::SetUnion,
-                ..f(
-                    "access-layers",
-                    List {
-                        item: Box::new(refs(&["access-layer"])),
-                    },
-                )
+                ..f("access-layers", List { item: Box::new(refs(&["access-layer"])) })
             }],
             vec![],
         ),
         ty(
             "user",
-            vec![
-                f("email", String),
-                f("authentication-method", enumeration(AUTH_METHODS)),
-                f("expiration-date", Date),
-            ],
+            vec![f("email", String), f("authentication-method", enumeration(AUTH_METHODS)), f("expiration-date", Date)],
             vec![],
         ),
         ty("user-group", vec![members(&["user", "user-group"])], vec![]),
         ty(
             "administrator",
-            vec![
-                f("permissions-profile", String),
-                f("authentication-method", enumeration(AUTH_METHODS)),
-            ],
+            vec![f("permissions-profile", String), f("authentication-method", enumeration(AUTH_METHODS))],
             vec![],
         ),
         ty("system-setting", vec![required("value", Any)], vec![]),

@@ -15,11 +15,8 @@ pub const ANY: &str = "Any";
 
 /// Checks a name: non-empty, bounded, printable.
 pub fn validate_name(type_name: &str, name: &str) -> Result<()> {
-    let bad = |reason: &str| Error::InvalidObject {
-        type_name: type_name.into(),
-        name: name.into(),
-        reason: reason.into(),
-    };
+    let bad =
+        |reason: &str| Error::InvalidObject { type_name: type_name.into(), name: name.into(), reason: reason.into() };
     if name.trim().is_empty() {
         return Err(bad("the name is empty"));
     }
@@ -44,10 +41,7 @@ pub fn validate_fields(schema: &TypeSchema, name: &str, fields: &Fields) -> Resu
     for (key, value) in fields {
         let Some(spec) = schema.field(key) else {
             let known: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
-            return Err(field_err(
-                key,
-                format!("unknown field (known: {})", known.join(", ")),
-            ));
+            return Err(field_err(key, format!("unknown field (known: {})", known.join(", "))));
         };
         check_depth(value, 0).map_err(|r| field_err(key, r))?;
         if !value.is_null() {
@@ -77,10 +71,7 @@ pub fn validate_fields(schema: &TypeSchema, name: &str, fields: &Fields) -> Resu
                     return Err(Error::InvalidObject {
                         type_name: schema.name.clone(),
                         name: name.into(),
-                        reason: format!(
-                            "fields {} go together: give all or none",
-                            names.join(", ")
-                        ),
+                        reason: format!("fields {} go together: give all or none", names.join(", ")),
                     });
                 }
             }
@@ -128,11 +119,7 @@ fn check_depth(v: &Value, depth: usize) -> std::result::Result<(), String> {
 fn check_kind(kind: &FieldKind, v: &Value) -> std::result::Result<(), String> {
     let want = |what: &str| Err(format!("expected {what}, got {v}"));
     match kind {
-        FieldKind::String => v
-            .as_str()
-            .map(|_| ())
-            .ok_or(())
-            .or_else(|_| want("a string")),
+        FieldKind::String => v.as_str().map(|_| ()).ok_or(()).or_else(|_| want("a string")),
         FieldKind::Int { min, max } => {
             let Some(n) = v.as_i64() else {
                 return want("an integer");
@@ -146,11 +133,7 @@ fn check_kind(kind: &FieldKind, v: &Value) -> std::result::Result<(), String> {
             }
             Ok(())
         }
-        FieldKind::Bool => v
-            .as_bool()
-            .map(|_| ())
-            .ok_or(())
-            .or_else(|_| want("true or false")),
+        FieldKind::Bool => v.as_bool().map(|_| ()).ok_or(()).or_else(|_| want("true or false")),
         FieldKind::Ipv4 => match v.as_str().map(str::parse::<Ipv4Addr>) {
             Some(Ok(_)) => Ok(()),
             _ => want("an IPv4 address"),
@@ -178,19 +161,16 @@ fn check_kind(kind: &FieldKind, v: &Value) -> std::result::Result<(), String> {
         },
         FieldKind::RefsOrAny { .. } => match v {
             Value::String(s) if s == ANY => Ok(()),
-            Value::Array(items) if !items.is_empty() => items
-                .iter()
-                .try_for_each(|i| check_kind(&FieldKind::Ref { types: vec![] }, i)),
+            Value::Array(items) if !items.is_empty() => {
+                items.iter().try_for_each(|i| check_kind(&FieldKind::Ref { types: vec![] }, i))
+            }
             _ => want("\"Any\" or a non-empty list of references"),
         },
         FieldKind::List { item } => {
             let Some(items) = v.as_array() else {
                 return want("a list");
             };
-            items
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, x)| check_kind(item, x).map_err(|e| format!("item {i}: {e}")))
+            items.iter().enumerate().try_for_each(|(i, x)| check_kind(item, x).map_err(|e| format!("item {i}: {e}")))
         }
     }
 }
@@ -235,11 +215,7 @@ pub fn resolve_refs(
     Ok(())
 }
 
-fn walk_refs_mut(
-    kind: &FieldKind,
-    v: &mut Value,
-    f: &mut dyn FnMut(&[String], &str) -> Result<String>,
-) -> Result<()> {
+fn walk_refs_mut(kind: &FieldKind, v: &mut Value, f: &mut dyn FnMut(&[String], &str) -> Result<String>) -> Result<()> {
     match (kind, v) {
         (FieldKind::Ref { types }, Value::String(s)) => {
             *s = f(types, s)?;
@@ -279,12 +255,8 @@ pub fn references(schema: &TypeSchema, fields: &Fields) -> Vec<(String, Uid)> {
 fn collect_refs(kind: &FieldKind, v: &Value, f: &mut dyn FnMut(&str)) {
     match (kind, v) {
         (FieldKind::Ref { .. }, Value::String(s)) => f(s),
-        (FieldKind::RefsOrAny { .. }, Value::Array(items)) => {
-            items.iter().filter_map(Value::as_str).for_each(f)
-        }
-        (FieldKind::List { item }, Value::Array(items)) => {
-            items.iter().for_each(|x| collect_refs(item, x, f))
-        }
+        (FieldKind::RefsOrAny { .. }, Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(f),
+        (FieldKind::List { item }, Value::Array(items)) => items.iter().for_each(|x| collect_refs(item, x, f)),
         _ => {}
     }
 }
@@ -318,11 +290,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named() {
-        let e = check(
-            "host",
-            json!({"ipv4-address": "10.0.0.1", "ipv4-adress": "x"}),
-        )
-        .expect_err("typo");
+        let e = check("host", json!({"ipv4-address": "10.0.0.1", "ipv4-adress": "x"})).expect_err("typo");
         assert!(e.to_string().contains("'ipv4-adress'"), "{e}");
     }
 
@@ -337,16 +305,12 @@ mod tests {
 
     #[test]
     fn address_range_must_be_ordered() {
-        assert!(check(
-            "address-range",
-            json!({"ipv4-address-first": "10.0.0.1", "ipv4-address-last": "10.0.0.9"})
-        )
-        .is_ok());
-        assert!(check(
-            "address-range",
-            json!({"ipv4-address-first": "10.0.0.9", "ipv4-address-last": "10.0.0.1"})
-        )
-        .is_err());
+        assert!(
+            check("address-range", json!({"ipv4-address-first": "10.0.0.1", "ipv4-address-last": "10.0.0.9"})).is_ok()
+        );
+        assert!(
+            check("address-range", json!({"ipv4-address-first": "10.0.0.9", "ipv4-address-last": "10.0.0.1"})).is_err()
+        );
         assert!(check("address-range", json!({"ipv4-address-first": "10.0.0.9"})).is_err());
     }
 
@@ -375,8 +339,6 @@ mod tests {
         resolve_refs(g, &mut f, |_, _, _| Ok(uid)).expect("resolves");
         let refs = references(g, &f);
         assert_eq!(refs.len(), 2);
-        assert!(refs
-            .iter()
-            .all(|(field, u)| field == "members" && *u == uid));
+        assert!(refs.iter().all(|(field, u)| field == "members" && *u == uid));
     }
 }

@@ -25,9 +25,7 @@ impl Store {
         let txn = self.begin_read()?;
         let meta = txn.open_table(META)?;
         let read_head = |key: &str| -> Result<Head> {
-            let raw = meta
-                .get(key)?
-                .ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?;
+            let raw = meta.get(key)?.ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?;
             decode(raw.value(), key)
         };
         let head = read_head(META_HEAD)?;
@@ -43,27 +41,19 @@ impl Store {
             let bytes = v.value();
             let o = Object::decode(bytes)?;
             if o.uid != uid || o.encode() != bytes {
-                return Err(Error::Corrupt(format!(
-                    "object {uid} is stored under the wrong key or not canonically"
-                )));
+                return Err(Error::Corrupt(format!("object {uid} is stored under the wrong key or not canonically")));
             }
             match names.get(name_key(&o.type_name, &o.name).as_str())? {
                 Some(u) if Uid::from_slice(u.value())? == uid => {}
                 _ => {
-                    return Err(Error::Corrupt(format!(
-                        "{} '{}' is missing from the name index",
-                        o.type_name, o.name
-                    )))
+                    return Err(Error::Corrupt(format!("{} '{}' is missing from the name index", o.type_name, o.name)))
                 }
             }
             state.add(Hash::of(bytes));
             count += 1;
         }
         if names.len()? != count {
-            return Err(Error::Corrupt(format!(
-                "the name index holds {} entries for {count} objects",
-                names.len()?
-            )));
+            return Err(Error::Corrupt(format!("the name index holds {} entries for {count} objects", names.len()?)));
         }
         if state.to_hash() != head.state_hash {
             return Err(Error::Corrupt(format!(
@@ -80,26 +70,15 @@ impl Store {
             let (k, v) = entry?;
             let rev = Revision::decode(v.value())?;
             if rev.seq != k.value() || rev.seq != prev.seq + 1 || rev.parent != prev.id {
-                return Err(Error::Corrupt(format!(
-                    "revision {} does not follow revision {}",
-                    k.value(),
-                    prev.seq
-                )));
+                return Err(Error::Corrupt(format!("revision {} does not follow revision {}", k.value(), prev.seq)));
             }
             rev.verify_id()?;
             prev = rev.head();
             n += 1;
         }
         if prev != head {
-            return Err(Error::Corrupt(format!(
-                "the revision log ends at {}, the head is {}",
-                prev.seq, head.seq
-            )));
+            return Err(Error::Corrupt(format!("the revision log ends at {}, the head is {}", prev.seq, head.seq)));
         }
-        Ok(CheckReport {
-            head,
-            objects: count,
-            revisions: n,
-        })
+        Ok(CheckReport { head, objects: count, revisions: n })
     }
 }

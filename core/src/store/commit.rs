@@ -11,7 +11,7 @@ use crate::changeset::ChangeInput;
 use crate::error::{Error, Result};
 use crate::limits::OBJECT_BYTES_MAX;
 use crate::model::validate::{references, resolve_refs, validate_fields, validate_name};
-use crate::model::{Hash, Object, StateHash, Uid};
+use crate::model::{FieldKind, Fields, Hash, Object, StateHash, TypeSchema, Uid};
 use crate::revision::{Change, Head, Op, Revision};
 
 /// The version an object is to have after a commit: `None` deletes it.
@@ -58,22 +58,18 @@ impl Store {
         // Name keys this changeset creates (Some) or frees (None).
         let mut overlay_names: HashMap<String, Option<Uid>> = HashMap::new();
 
-        let find_name = |overlay_names: &HashMap<String, Option<Uid>>,
-                         t: &str,
-                         n: &str|
-         -> Result<Option<Uid>> {
+        let find_name = |overlay_names: &HashMap<String, Option<Uid>>, t: &str, n: &str| -> Result<Option<Uid>> {
             match overlay_names.get(&name_key(t, n)) {
                 Some(found) => Ok(*found),
                 None => lookup_name(&names, t, n),
             }
         };
-        let current =
-            |overlay: &HashMap<Uid, Option<Object>>, uid: &Uid| -> Result<Option<Object>> {
-                match overlay.get(uid) {
-                    Some(o) => Ok(o.clone()),
-                    None => get_object(&objects, uid),
-                }
-            };
+        let current = |overlay: &HashMap<Uid, Option<Object>>, uid: &Uid| -> Result<Option<Object>> {
+            match overlay.get(uid) {
+                Some(o) => Ok(o.clone()),
+                None => get_object(&objects, uid),
+            }
+        };
 
         for (i, change) in changes.iter().enumerate() {
             let type_name = change.type_name();
@@ -81,19 +77,19 @@ impl Store {
                 return Err(Error::UnknownType(type_name.into()));
             }
             match change {
-                ChangeInput::Put {
-                    type_name,
-                    name,
-                    uid,
-                    fields,
-                } => {
+                ChangeInput::Put { type_name, name, uid, fields } => {
                     validate_name(type_name, name)?;
-                    let uid = match uid {
-                        Some(s) => parse_uid(i, s)?,
-                        None => find_name(&overlay_names, type_name, name)?
-                            .unwrap_or_else(Uid::new_random),
+                    let known = match uid {
+                        Some(s) => Some(parse_uid(i, s)?),
+                        None => find_name(&overlay_names, type_name, name)?,
                     };
-                    if let Some(cur) = current(&overlay, &uid)? {
+                    let uid = known.unwrap_or_else(Uid::new_ordered);
+                    // A uid made just now names no stored object: there is nothing to read.
+                    let cur = match known {
+                        Some(uid) => current(&overlay, &uid)?,
+                        None => None,
+                    };
+                    if let Some(cur) = cur {
                         if &cur.type_name != type_name {
                             return Err(Error::TypeChange {
                                 type_name: cur.type_name,
@@ -106,21 +102,12 @@ impl Store {
                         }
                     }
                     overlay_names.insert(name_key(type_name, name), Some(uid));
-                    let obj = Object {
-                        type_name: type_name.clone(),
-                        uid,
-                        name: name.clone(),
-                        fields: fields.clone(),
-                    };
+                    let obj = Object { type_name: type_name.clone(), uid, name: name.clone(), fields: fields.clone() };
                     if overlay.insert(uid, Some(obj)).is_none() {
                         order.push(uid);
                     }
                 }
-                ChangeInput::Delete {
-                    type_name,
-                    name,
-                    uid,
-                } => {
+                ChangeInput::Delete { type_name, name, uid } => {
                     let found = match (uid, name) {
                         (Some(s), _) => Some(parse_uid(i, s)?),
                         (None, Some(n)) => find_name(&overlay_names, type_name, n)?,
@@ -143,22 +130,19 @@ impl Store {
 
         // References may name objects created anywhere in the same changeset.
         for uid in &order {
-            let Some(Some(mut obj)) = overlay.get(uid).cloned() else {
+            let Some(Some(obj)) = overlay.get(uid) else {
                 continue;
             };
             let Some(schema) = self.schemas.get(&obj.type_name) else {
                 continue;
             };
+            if !may_refer(schema, &obj.fields) {
+                continue;
+            }
+            let mut obj = obj.clone();
             let (type_name, name) = (obj.type_name.clone(), obj.name.clone());
             resolve_refs(schema, &mut obj.fields, |field, types, reference| {
-                let target = self.resolve_ref(
-                    &overlay,
-                    &overlay_names,
-                    &find_name,
-                    &current,
-                    types,
-                    reference,
-                );
+                let target = self.resolve_ref(&overlay, &overlay_names, &find_name, &current, types, reference);
                 let target = target.map_err(|candidates| match candidates {
                     Some(candidates) => Error::AmbiguousReference {
                         type_name: type_name.clone(),
@@ -186,13 +170,7 @@ impl Store {
             })?;
             overlay.insert(*uid, Some(obj));
         }
-        Ok(order
-            .into_iter()
-            .map(|uid| Target {
-                after: overlay.remove(&uid).flatten(),
-                uid,
-            })
-            .collect())
+        Ok(order.into_iter().map(|uid| Target { after: overlay.remove(&uid).flatten(), uid }).collect())
     }
 
     /// Finds the one object of an allowed type that `reference` (uid or name) designates.
@@ -210,6 +188,8 @@ impl Store {
         if let Some(uid) = Uid::parse(reference) {
             return match current(overlay, &uid) {
                 Ok(Some(o)) if types.contains(&o.type_name) => Ok(Ok(uid)),
+                // Deleted by this changeset: the commit's integrity check names who still uses it.
+                Ok(None) if matches!(overlay.get(&uid), Some(None)) => Ok(Ok(uid)),
                 Ok(_) => Err(None),
                 Err(e) => Ok(Err(e)),
             };
@@ -225,12 +205,7 @@ impl Store {
         match found.as_slice() {
             [] => Err(None),
             [(_, uid)] => Ok(Ok(*uid)),
-            many => Err(Some(
-                many.iter()
-                    .map(|(t, u)| format!("{t} {u}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )),
+            many => Err(Some(many.iter().map(|(t, u)| format!("{t} {u}")).collect::<Vec<_>>().join(", "))),
         }
     }
 
@@ -252,8 +227,7 @@ impl Store {
         let mut state = StateHash::from_hash(head.state_hash);
 
         // Pass 1: validate the new versions and take the old ones out of the indexes.
-        let mut effective: Vec<(Target, Option<(Object, Hash)>)> =
-            Vec::with_capacity(targets.len());
+        let mut effective: Vec<(Target, Option<(Object, Hash)>)> = Vec::with_capacity(targets.len());
         for t in targets {
             let before = match objects.get(t.uid.as_bytes().as_slice())? {
                 Some(raw) => {
@@ -267,10 +241,7 @@ impl Store {
             }
             if let Some(a) = &t.after {
                 debug_assert_eq!(a.uid, t.uid);
-                let schema = self
-                    .schemas
-                    .get(&a.type_name)
-                    .ok_or_else(|| Error::UnknownType(a.type_name.clone()))?;
+                let schema = self.schemas.get(&a.type_name).ok_or_else(|| Error::UnknownType(a.type_name.clone()))?;
                 validate_name(&a.type_name, &a.name)?;
                 validate_fields(schema, &a.name, &a.fields)?;
                 if let Some((b, _)) = &before {
@@ -341,20 +312,11 @@ impl Store {
                 Some((o, h)) => (Some(o), Some(h)),
                 None => (None, None),
             };
-            let type_name = t
-                .after
-                .as_ref()
-                .or(before_obj.as_ref())
-                .map(|o| o.type_name.clone())
-                .unwrap_or_default();
+            let type_name = t.after.as_ref().or(before_obj.as_ref()).map(|o| o.type_name.clone()).unwrap_or_default();
             changes.push(Change {
                 type_name,
                 uid: t.uid,
-                op: if t.after.is_some() {
-                    Op::Put
-                } else {
-                    Op::Delete
-                },
+                op: if t.after.is_some() { Op::Put } else { Op::Delete },
                 before: before_hash,
                 after: t.after,
             });
@@ -362,17 +324,8 @@ impl Store {
         }
 
         // Pass 3: referential integrity of the final state.
-        for (index, field, target) in &new_refs {
-            if objects.get(target.as_bytes().as_slice())?.is_none() {
-                let src = changes[*index].after.as_ref();
-                return Err(Error::DanglingReference {
-                    type_name: changes[*index].type_name.clone(),
-                    name: src.map(|o| o.name.clone()).unwrap_or_default(),
-                    field: field.clone(),
-                    reference: target.to_string(),
-                });
-            }
-        }
+        // Deletions first, so that a reference to an object this changeset deletes is reported
+        // as "still used by" rather than as dangling.
         for index in deleted {
             let uid = changes[index].uid;
             let (lo, hi) = ref_range(uid.as_bytes());
@@ -386,14 +339,22 @@ impl Store {
                 });
             }
             if !users.is_empty() {
-                let name = undo[index]
-                    .as_ref()
-                    .map(|o| o.name.clone())
-                    .unwrap_or_default();
+                let name = undo[index].as_ref().map(|o| o.name.clone()).unwrap_or_default();
                 return Err(Error::StillReferenced {
                     type_name: changes[index].type_name.clone(),
                     name,
                     used_by: users.join(", "),
+                });
+            }
+        }
+        for (index, field, target) in &new_refs {
+            if objects.get(target.as_bytes().as_slice())?.is_none() {
+                let src = changes[*index].after.as_ref();
+                return Err(Error::DanglingReference {
+                    type_name: changes[*index].type_name.clone(),
+                    name: src.map(|o| o.name.clone()).unwrap_or_default(),
+                    field: field.clone(),
+                    reference: target.to_string(),
                 });
             }
         }
@@ -410,16 +371,26 @@ impl Store {
             state_hash: state.to_hash(),
             changes,
         };
-        txn.open_table(REVISIONS)?
-            .insert(rev.seq, rev.encode().as_slice())?;
-        txn.open_table(UNDO)?
-            .insert(rev.seq, encode(&undo).as_slice())?;
+        txn.open_table(REVISIONS)?.insert(rev.seq, rev.encode().as_slice())?;
+        txn.open_table(UNDO)?.insert(rev.seq, encode(&undo).as_slice())?;
         meta_table.insert(META_HEAD, encode(&rev.head()).as_slice())?;
         Ok(rev)
     }
 }
 
+/// Whether `fields` has a field that the schema says may hold references. Objects without one
+/// have nothing to resolve, so they are not copied to be resolved.
+fn may_refer(schema: &TypeSchema, fields: &Fields) -> bool {
+    fn refers(kind: &FieldKind) -> bool {
+        match kind {
+            FieldKind::Ref { .. } | FieldKind::RefsOrAny { .. } => true,
+            FieldKind::List { item } => refers(item),
+            _ => false,
+        }
+    }
+    schema.fields.iter().any(|f| refers(&f.kind) && fields.contains_key(&f.name))
+}
+
 fn parse_uid(index: usize, s: &str) -> Result<Uid> {
-    Uid::parse(s)
-        .ok_or_else(|| Error::InvalidChangeset(format!("change {index}: '{s}' is not a uid")))
+    Uid::parse(s).ok_or_else(|| Error::InvalidChangeset(format!("change {index}: '{s}' is not a uid")))
 }

@@ -33,43 +33,40 @@ impl Store {
 
     /// Publishes a new revision whose state equals the state after revision `to`.
     pub fn revert(&self, to: u64, meta: &CommitMeta) -> Result<Revision> {
+        // Holding the write transaction first means no publish can commit between reading the
+        // span and committing the revert: the snapshot read below is the latest state.
+        let write = self.begin_write()?;
         let targets: Vec<Target> = {
-            let txn = self.begin_read()?;
-            let head = self.head()?;
-            self.span(&txn, to, head.seq)?
-                .into_iter()
-                .map(|(uid, before, _)| Target { uid, after: before })
-                .collect()
+            let read = self.begin_read()?;
+            let head = self.head_in(&read)?;
+            if to > head.seq {
+                return Err(Error::UnknownRevision(to));
+            }
+            self.span(&read, to, head.seq)?.into_iter().map(|(uid, before, _)| Target { uid, after: before }).collect()
         };
-        self.publish_targets(meta, targets)
+        let rev = self.commit_targets(&write, meta, targets)?;
+        write.commit()?;
+        Ok(rev)
+    }
+
+    fn head_in(&self, txn: &ReadTransaction) -> Result<Head> {
+        let meta = txn.open_table(META)?;
+        let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
+        super::decode(raw.value(), "head")
     }
 
     /// Every object changed between revisions `lo` and `hi` (lo <= hi), with its versions at
     /// `lo` and at `hi`, in order of first change.
     fn span(&self, txn: &ReadTransaction, lo: u64, hi: u64) -> Result<Span> {
         let meta = txn.open_table(META)?;
-        let head: Head = super::decode(
-            &meta
-                .get(META_HEAD)?
-                .map(|v| v.value().to_vec())
-                .unwrap_or_default(),
-            "head",
-        )?;
-        let floor: Head = super::decode(
-            &meta
-                .get(META_FLOOR)?
-                .map(|v| v.value().to_vec())
-                .unwrap_or_default(),
-            "floor",
-        )?;
+        let head: Head = super::decode(&meta.get(META_HEAD)?.map(|v| v.value().to_vec()).unwrap_or_default(), "head")?;
+        let floor: Head =
+            super::decode(&meta.get(META_FLOOR)?.map(|v| v.value().to_vec()).unwrap_or_default(), "floor")?;
         if hi > head.seq {
             return Err(Error::UnknownRevision(hi));
         }
         if lo < floor.seq {
-            return Err(Error::RevisionPurged {
-                seq: lo,
-                oldest: floor.seq,
-            });
+            return Err(Error::RevisionPurged { seq: lo, oldest: floor.seq });
         }
         let mut index: HashMap<Uid, usize> = HashMap::new();
         let mut span: Span = Vec::new();
@@ -78,9 +75,7 @@ impl Store {
             let rev = self.revision_in(txn, seq)?;
             let undo = self.undo_in(txn, seq)?;
             if undo.len() != rev.changes.len() {
-                return Err(Error::Corrupt(format!(
-                    "revision {seq}: undo record does not match its changes"
-                )));
+                return Err(Error::Corrupt(format!("revision {seq}: undo record does not match its changes")));
             }
             total += rev.changes.len();
             if total > DIFF_CHANGES_MAX {
@@ -118,10 +113,8 @@ impl Store {
                 None => return Err(Error::Corrupt(format!("revision {new_floor} is missing"))),
             };
             revisions.retain_in(..=new_floor, |_, _| false)?;
-            txn.open_table(UNDO)?
-                .retain_in(..=new_floor, |_, _| false)?;
-            txn.open_table(META)?
-                .insert(META_FLOOR, encode(&floor_head).as_slice())?;
+            txn.open_table(UNDO)?.retain_in(..=new_floor, |_, _| false)?;
+            txn.open_table(META)?.insert(META_FLOOR, encode(&floor_head).as_slice())?;
         }
         txn.commit()?;
         Ok(new_floor - floor.seq)

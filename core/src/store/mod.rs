@@ -44,19 +44,10 @@ impl Store {
     /// Creates a new, empty store at `path` for `node`. Fails if a store is already there.
     pub fn create(path: &Path, node: &NodeState) -> Result<Store> {
         if path.exists() {
-            return Err(Error::InvalidArgument(format!(
-                "{} already exists",
-                path.display()
-            )));
+            return Err(Error::InvalidArgument(format!("{} already exists", path.display())));
         }
-        let db = builder()
-            .create(path)
-            .map_err(|e| map_open_error(path, e))?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-            schemas: Schemas::builtin(),
-        };
+        let db = builder().create(path).map_err(|e| map_open_error(path, e))?;
+        let store = Store { db, path: path.to_path_buf(), schemas: Schemas::builtin() };
         let txn = store.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -81,11 +72,7 @@ impl Store {
             return Err(Error::NotFound(format!("store at {}", path.display())));
         }
         let db = builder().open(path).map_err(|e| map_open_error(path, e))?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-            schemas: Schemas::builtin(),
-        };
+        let store = Store { db, path: path.to_path_buf(), schemas: Schemas::builtin() };
         let format = store.meta_raw(META_FORMAT)?;
         let version = format
             .as_deref()
@@ -117,8 +104,7 @@ impl Store {
     /// Persists this node's identity and role.
     pub fn set_node(&self, node: &NodeState) -> Result<()> {
         let txn = self.db.begin_write()?;
-        txn.open_table(META)?
-            .insert(META_NODE, encode(node).as_slice())?;
+        txn.open_table(META)?.insert(META_NODE, encode(node).as_slice())?;
         txn.commit()?;
         Ok(())
     }
@@ -139,11 +125,7 @@ impl Store {
     }
 
     /// Reads, changes and durably writes back one meta record in a single transaction.
-    pub(crate) fn meta_update<T, R>(
-        &self,
-        key: &str,
-        f: impl FnOnce(&mut T) -> Result<R>,
-    ) -> Result<R>
+    pub(crate) fn meta_update<T, R>(&self, key: &str, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R>
     where
         T: serde::de::DeserializeOwned + serde::Serialize + Default,
     {
@@ -177,9 +159,7 @@ impl Store {
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T> {
-        let raw = self
-            .meta_raw(key)?
-            .ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?;
+        let raw = self.meta_raw(key)?.ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?;
         decode(&raw, key)
     }
 }
@@ -192,9 +172,7 @@ fn builder() -> redb::Builder {
 
 fn map_open_error(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => {
-            Error::InUse(path.parent().unwrap_or(path).to_path_buf())
-        }
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(path.parent().unwrap_or(path).to_path_buf()),
         other => Error::Storage(other.into()),
     }
 }

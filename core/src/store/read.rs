@@ -62,11 +62,7 @@ impl Store {
             let uid = Uid::from_slice(v.value())?;
             match get_object(&objects, &uid)? {
                 Some(o) => out.push(o),
-                None => {
-                    return Err(Error::Corrupt(format!(
-                        "name index points at missing object {uid}"
-                    )))
-                }
+                None => return Err(Error::Corrupt(format!("name index points at missing object {uid}"))),
             }
         }
         Ok(out)
@@ -123,10 +119,7 @@ impl Store {
             None => Default::default(),
         };
         Ok(if seq <= floor.seq && seq > 0 {
-            Error::RevisionPurged {
-                seq,
-                oldest: floor.seq + 1,
-            }
+            Error::RevisionPurged { seq, oldest: floor.seq + 1 }
         } else {
             Error::UnknownRevision(seq)
         })

@@ -31,19 +31,14 @@ impl Store {
         {
             let objects = txn.open_table(OBJECTS)?;
             for c in &rev.changes {
-                let current = objects
-                    .get(c.uid.as_bytes().as_slice())?
-                    .map(|v| Hash::of(v.value()));
+                let current = objects.get(c.uid.as_bytes().as_slice())?.map(|v| Hash::of(v.value()));
                 if current != c.before {
                     return Err(Error::Corrupt(format!(
                         "revision {}: {} {} is not in the state the Active changed",
                         rev.seq, c.type_name, c.uid
                     )));
                 }
-                targets.push(Target {
-                    uid: c.uid,
-                    after: c.after.clone(),
-                });
+                targets.push(Target { uid: c.uid, after: c.after.clone() });
             }
         }
         let meta = CommitMeta {
@@ -103,9 +98,7 @@ impl Store {
 
 fn read_head(txn: &WriteTransaction) -> Result<Head> {
     let meta = txn.open_table(META)?;
-    let raw = meta
-        .get(META_HEAD)?
-        .ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
+    let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
     decode(raw.value(), "head")
 }
 
@@ -123,12 +116,7 @@ pub struct SnapshotBuilder {
 
 impl SnapshotBuilder {
     /// Starts a snapshot at `path` (removed first if a previous attempt left it).
-    pub fn begin(
-        path: &Path,
-        node: &NodeState,
-        head: Head,
-        expected_objects: u64,
-    ) -> Result<SnapshotBuilder> {
+    pub fn begin(path: &Path, node: &NodeState, head: Head, expected_objects: u64) -> Result<SnapshotBuilder> {
         if path.exists() {
             std::fs::remove_file(path)?;
         }
@@ -146,8 +134,7 @@ impl SnapshotBuilder {
     /// Adds one chunk of canonically encoded objects.
     pub fn add_chunk(&mut self, chunk: &[impl AsRef<[u8]>]) -> Result<()> {
         let mut txn = self.store.begin_write()?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(|e| Error::Storage(e.into()))?;
+        txn.set_durability(redb::Durability::None).map_err(|e| Error::Storage(e.into()))?;
         {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut names = txn.open_table(NAMES)?;
@@ -156,16 +143,10 @@ impl SnapshotBuilder {
                 let bytes = raw.as_ref();
                 let o = Object::decode(bytes)?;
                 if o.encode() != bytes {
-                    return Err(Error::Corrupt(format!(
-                        "snapshot object {} is not canonically encoded",
-                        o.uid
-                    )));
+                    return Err(Error::Corrupt(format!("snapshot object {} is not canonically encoded", o.uid)));
                 }
                 objects.insert(o.uid.as_bytes().as_slice(), bytes)?;
-                names.insert(
-                    name_key(&o.type_name, &o.name).as_str(),
-                    o.uid.as_bytes().as_slice(),
-                )?;
+                names.insert(name_key(&o.type_name, &o.name).as_str(), o.uid.as_bytes().as_slice())?;
                 if let Some(schema) = self.store.schemas().get(&o.type_name) {
                     for (_, target) in references(schema, &o.fields) {
                         refs.insert(ref_key(target.as_bytes(), o.uid.as_bytes()).as_slice(), ())?;
@@ -216,9 +197,7 @@ impl Store {
         let txn = self.begin_read()?;
         let head: Head = {
             let meta = txn.open_table(META)?;
-            let raw = meta
-                .get(META_HEAD)?
-                .ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
+            let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
             decode(raw.value(), "head")?
         };
         let objects = txn.open_table(OBJECTS)?;

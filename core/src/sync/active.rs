@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
 use super::runtime::Ctx;
 use super::wire::{
-    encode_frame, read_msg, write_frame, write_msg, Hello, Msg, WireError, WireRevision,
-    SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
+    encode_frame, read_msg, write_frame, write_msg, Hello, Msg, WireError, WireRevision, SNAPSHOT_CHUNK_BYTES,
+    SNAPSHOT_CHUNK_OBJECTS,
 };
 use crate::error::{Error, Result};
 use crate::node::Role;
@@ -69,23 +69,14 @@ async fn serve<W: AsyncWrite + Unpin>(
     let floor = store.floor()?;
     let peer = hello.head;
     let peer_id_at_ours = if peer.seq > ours.seq {
-        write_msg(wr, &Msg::IdAt { seq: ours.seq })
-            .await
-            .map_err(peer_err)?;
+        write_msg(wr, &Msg::IdAt { seq: ours.seq }).await.map_err(peer_err)?;
         wait_id_reply(rx, ours.seq, Duration::from_millis(ctx.cfg.peer_timeout_ms)).await?
     } else {
         None
     };
-    let our_id_at_peer = (peer.seq <= ours.seq)
-        .then(|| our_id_at(peer.seq, &floor, |s| store.id_at(s).ok().flatten()));
+    let our_id_at_peer = (peer.seq <= ours.seq).then(|| our_id_at(peer.seq, &floor, |s| store.id_at(s).ok().flatten()));
     drop(store);
-    let (status, plan) = decide(&Facts {
-        ours,
-        floor,
-        peer,
-        our_id_at_peer,
-        peer_id_at_ours,
-    });
+    let (status, plan) = decide(&Facts { ours, floor, peer, our_id_at_peer, peer_id_at_ours });
     tracing::info!(peer = %hello.name, ?status, ?plan, "standby connected");
     engine.sync().update_peer(peer_id, |p| {
         p.status = status;
@@ -152,11 +143,7 @@ fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, head: Head) {
     ctx.engine.sync().update_peer(peer_id, |p| {
         p.head = head;
         p.last_contact_ms = crate::now_ms();
-        p.status = if head == ours {
-            SyncStatus::Synchronized
-        } else {
-            SyncStatus::Lagging
-        };
+        p.status = if head == ours { SyncStatus::Synchronized } else { SyncStatus::Lagging };
     });
 }
 
@@ -171,9 +158,7 @@ async fn wait_id_reply(
             Err(_) => return Err(Error::Peer("no answer to id query".into())),
             Ok(Some(Ok(Msg::IdAtReply { seq: s, id }))) if s == seq => return Ok(id),
             Ok(Some(Ok(Msg::Pong { .. }))) => continue,
-            Ok(Some(Ok(other))) => {
-                return Err(Error::Peer(format!("expected an id reply, got {other:?}")))
-            }
+            Ok(Some(Ok(other))) => return Err(Error::Peer(format!("expected an id reply, got {other:?}"))),
             Ok(Some(Err(e))) => return Err(peer_err(e)),
             Ok(None) => return Err(Error::Peer("connection closed".into())),
         }
@@ -181,11 +166,7 @@ async fn wait_id_reply(
 }
 
 /// Sends every revision from `*next` to our head, advancing `*next`.
-async fn send_revisions<W: AsyncWrite + Unpin>(
-    ctx: &Ctx,
-    wr: &mut W,
-    next: &mut u64,
-) -> Result<()> {
+async fn send_revisions<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, next: &mut u64) -> Result<()> {
     let head = ctx.engine.sync().head();
     while *next <= head.seq {
         let seq = *next;
@@ -199,8 +180,7 @@ async fn send_revisions<W: AsyncWrite + Unpin>(
                     .into()
             }
         };
-        let frame =
-            encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).map_err(peer_err)?;
+        let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).map_err(peer_err)?;
         write_frame(wr, &frame).await.map_err(peer_err)?;
         *next += 1;
     }
@@ -214,10 +194,7 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W) -> Result<H
     let engine = ctx.engine.clone();
     let producer = tokio::task::spawn_blocking(move || {
         let store = engine.store();
-        let send = |m: Msg| {
-            tx.blocking_send(m)
-                .map_err(|_| Error::Peer("standby went away during full sync".into()))
-        };
+        let send = |m: Msg| tx.blocking_send(m).map_err(|_| Error::Peer("standby went away during full sync".into()));
         store.snapshot_chunks(
             SNAPSHOT_CHUNK_OBJECTS,
             SNAPSHOT_CHUNK_BYTES,

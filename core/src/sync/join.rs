@@ -26,11 +26,7 @@ pub(crate) struct RateLimit {
 
 impl RateLimit {
     pub fn new(per_minute: u32) -> RateLimit {
-        RateLimit {
-            per_minute,
-            window_start: Instant::now(),
-            used: 0,
-        }
+        RateLimit { per_minute, window_start: Instant::now(), used: 0 }
     }
     pub fn allow(&mut self) -> bool {
         if self.window_start.elapsed() >= Duration::from_secs(60) {
@@ -51,13 +47,9 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let answer = decide(ctx, req).await;
     let msg = match &answer {
         Ok(reply) => Msg::JoinReply(reply.clone()),
-        Err(e) => Msg::Refuse {
-            reason: e.to_string(),
-        },
+        Err(e) => Msg::Refuse { reason: e.to_string() },
     };
-    write_msg(stream, &msg)
-        .await
-        .map_err(|e| Error::Peer(e.to_string()))?;
+    write_msg(stream, &msg).await.map_err(|e| Error::Peer(e.to_string()))?;
     let reply = answer?;
     ensure_dialers(ctx)?;
     tracing::info!(node = %reply.node_id, "a secondary joined the cluster");
@@ -66,28 +58,18 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 
 async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply> {
     if !ctx.joins.lock().unwrap_or_else(|p| p.into_inner()).allow() {
-        return Err(Error::Peer(
-            "too many join attempts; retry in a minute".into(),
-        ));
+        return Err(Error::Peer("too many join attempts; retry in a minute".into()));
     }
     if req.protocol != PROTOCOL_VERSION {
-        return Err(Error::Peer(format!(
-            "protocol version {}, this node speaks {PROTOCOL_VERSION}",
-            req.protocol
-        )));
+        return Err(Error::Peer(format!("protocol version {}, this node speaks {PROTOCOL_VERSION}", req.protocol)));
     }
     if !ctx.files.has_ca_key() {
-        return Err(Error::Peer(
-            "this node does not hold the cluster CA; join through the primary".into(),
-        ));
+        return Err(Error::Peer("this node does not hold the cluster CA; join through the primary".into()));
     }
     crate::model::validate::validate_name("node", &req.name)?;
     let store = ctx.engine.store();
     if members(&store)?.iter().any(|m| m.name == req.name) {
-        return Err(Error::Peer(format!(
-            "a member named '{}' already exists",
-            req.name
-        )));
+        return Err(Error::Peer(format!("a member named '{}' already exists", req.name)));
     }
     let engine = ctx.engine.clone();
     let secret = req.key_secret.clone();
@@ -98,12 +80,8 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply
     let ca_pem = ctx.files.read(&ctx.files.ca_cert())?;
     let ca_key = ctx.files.read(&ctx.files.ca_key())?;
     let cert_pem = sign_node_csr(&ca_pem, &ca_key, &req.csr_pem, node_id)?;
-    let member = Member {
-        node_id,
-        name: req.name.clone(),
-        listen: req.listen.clone(),
-        designation: Designation::Secondary,
-    };
+    let member =
+        Member { node_id, name: req.name.clone(), listen: req.listen.clone(), designation: Designation::Secondary };
     merge_members(&store, std::slice::from_ref(&member))?;
     ctx.engine.sync().update_peer(node_id, |p| {
         p.name = member.name.clone();
@@ -112,13 +90,7 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply
         p.status = SyncStatus::NeverSynchronized;
     });
     let node = ctx.engine.node()?;
-    Ok(JoinReply {
-        cluster_id: node.cluster_id,
-        node_id,
-        cert_pem,
-        ca_pem,
-        members: members(&store)?,
-    })
+    Ok(JoinReply { cluster_id: node.cluster_id, node_id, cert_pem, ca_pem, members: members(&store)? })
 }
 
 /// What a node that joined learns.
@@ -130,13 +102,7 @@ pub struct Joined {
 }
 
 /// Joins the cluster through `peer` with a one-time key, writing the node's TLS files.
-pub async fn join_cluster(
-    peer: &str,
-    key: &JoinKey,
-    name: &str,
-    listen: &str,
-    files: &TlsFiles,
-) -> Result<Joined> {
+pub async fn join_cluster(peer: &str, key: &JoinKey, name: &str, listen: &str, files: &TlsFiles) -> Result<Joined> {
     let (node_key, csr_pem) = new_node_key_and_csr(name)?;
     let timeout = Duration::from_secs(15);
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(peer))
@@ -147,11 +113,7 @@ pub async fn join_cluster(
     let mut tls = tokio::time::timeout(timeout, connector.connect(member_server_name(), tcp))
         .await
         .map_err(|_| Error::Peer("TLS handshake timed out".into()))?
-        .map_err(|e| {
-            Error::Peer(format!(
-                "TLS handshake with {peer} (is the key for this cluster?): {e}"
-            ))
-        })?;
+        .map_err(|e| Error::Peer(format!("TLS handshake with {peer} (is the key for this cluster?): {e}")))?;
     let req = JoinRequest {
         protocol: PROTOCOL_VERSION,
         key_secret: key.secret.clone(),
@@ -159,24 +121,16 @@ pub async fn join_cluster(
         listen: listen.into(),
         csr_pem,
     };
-    write_msg(&mut tls, &Msg::JoinRequest(req))
-        .await
-        .map_err(|e| Error::Peer(e.to_string()))?;
+    write_msg(&mut tls, &Msg::JoinRequest(req)).await.map_err(|e| Error::Peer(e.to_string()))?;
     let reply = match tokio::time::timeout(timeout, read_msg(&mut tls)).await {
         Err(_) => return Err(Error::Peer("no answer to the join request".into())),
         Ok(Ok(Some(Msg::JoinReply(r)))) => r,
-        Ok(Ok(Some(Msg::Refuse { reason }))) => {
-            return Err(Error::Peer(format!("join refused: {reason}")))
-        }
+        Ok(Ok(Some(Msg::Refuse { reason }))) => return Err(Error::Peer(format!("join refused: {reason}"))),
         Ok(Ok(other)) => return Err(Error::Peer(format!("unexpected answer to join: {other:?}"))),
         Ok(Err(e)) => return Err(Error::Peer(e.to_string())),
     };
     files.write(&files.node_key(), &node_key, true)?;
     files.write(&files.node_cert(), &reply.cert_pem, false)?;
     files.write(&files.ca_cert(), &reply.ca_pem, false)?;
-    Ok(Joined {
-        cluster_id: reply.cluster_id,
-        node_id: reply.node_id,
-        members: reply.members,
-    })
+    Ok(Joined { cluster_id: reply.cluster_id, node_id: reply.node_id, members: reply.members })
 }

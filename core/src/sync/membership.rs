@@ -33,25 +33,18 @@ pub struct JoinKey {
 
 impl JoinKey {
     pub fn parse(text: &str) -> Result<JoinKey> {
-        let bad = || {
-            Error::InvalidArgument("malformed join key (expected mgha1.<32 hex>.<64 hex>)".into())
-        };
+        let bad = || Error::InvalidArgument("malformed join key (expected mgha1.<32 hex>.<64 hex>)".into());
         let mut parts = text.trim().split('.');
         if parts.next() != Some(KEY_PREFIX) {
             return Err(bad());
         }
-        let secret = parts
-            .next()
-            .filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(bad)?;
+        let secret =
+            parts.next().filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())).ok_or_else(bad)?;
         let fp = parts.next().and_then(Hash::from_hex).ok_or_else(bad)?;
         if parts.next().is_some() {
             return Err(bad());
         }
-        Ok(JoinKey {
-            secret: secret.to_ascii_lowercase(),
-            ca_fingerprint: fp,
-        })
+        Ok(JoinKey { secret: secret.to_ascii_lowercase(), ca_fingerprint: fp })
     }
 }
 
@@ -66,12 +59,7 @@ fn secret_id(secret: &str) -> String {
 }
 
 /// Issues a new single-use join key valid for `ttl_ms`.
-pub fn issue_join_key(
-    store: &Store,
-    ca_fingerprint: Hash,
-    ttl_ms: u64,
-    now_ms: u64,
-) -> Result<JoinKey> {
+pub fn issue_join_key(store: &Store, ca_fingerprint: Hash, ttl_ms: u64, now_ms: u64) -> Result<JoinKey> {
     let mut bytes = [0u8; 16];
     rand::Rng::fill(&mut rand::thread_rng(), &mut bytes);
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -79,32 +67,19 @@ pub fn issue_join_key(
     store.meta_update(META_JOIN_KEYS, |keys: &mut BTreeMap<String, KeyRecord>| {
         keys.retain(|_, k| k.expires_ms > now_ms && k.used_ms.is_none());
         if keys.len() >= JOIN_KEYS_MAX {
-            return Err(Error::InvalidArgument(format!(
-                "{JOIN_KEYS_MAX} join keys are already outstanding"
-            )));
+            return Err(Error::InvalidArgument(format!("{JOIN_KEYS_MAX} join keys are already outstanding")));
         }
-        keys.insert(
-            id,
-            KeyRecord {
-                expires_ms: now_ms.saturating_add(ttl_ms),
-                used_ms: None,
-            },
-        );
+        keys.insert(id, KeyRecord { expires_ms: now_ms.saturating_add(ttl_ms), used_ms: None });
         Ok(())
     })?;
-    Ok(JoinKey {
-        secret,
-        ca_fingerprint,
-    })
+    Ok(JoinKey { secret, ca_fingerprint })
 }
 
 /// Redeems a join key's secret: it must exist, be unused and unexpired; it is then used.
 pub fn redeem_join_key(store: &Store, secret: &str, now_ms: u64) -> Result<()> {
     let id = secret_id(&secret.to_ascii_lowercase());
     store.meta_update(META_JOIN_KEYS, |keys: &mut BTreeMap<String, KeyRecord>| {
-        let record = keys
-            .get_mut(&id)
-            .ok_or_else(|| Error::Peer("unknown join key".into()))?;
+        let record = keys.get_mut(&id).ok_or_else(|| Error::Peer("unknown join key".into()))?;
         if record.used_ms.is_some() {
             return Err(Error::Peer("join key was already used".into()));
         }
@@ -118,16 +93,13 @@ pub fn redeem_join_key(store: &Store, secret: &str, now_ms: u64) -> Result<()> {
 
 /// The members this node knows, itself included.
 pub fn members(store: &Store) -> Result<Vec<Member>> {
-    Ok(store
-        .meta_get::<Vec<Member>>(META_MEMBERS)?
-        .unwrap_or_default())
+    Ok(store.meta_get::<Vec<Member>>(META_MEMBERS)?.unwrap_or_default())
 }
 
 /// Adds or updates members (by node id); returns whether anything changed.
 pub fn merge_members(store: &Store, incoming: &[Member]) -> Result<bool> {
     let current = members(store)?;
-    let mut merged: BTreeMap<Uid, Member> =
-        current.iter().map(|m| (m.node_id, m.clone())).collect();
+    let mut merged: BTreeMap<Uid, Member> = current.iter().map(|m| (m.node_id, m.clone())).collect();
     for m in incoming {
         merged.insert(m.node_id, m.clone());
     }
@@ -149,8 +121,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s =
-            Store::create(&dir.path().join("s.redb"), &NodeState::new_primary("a")).expect("store");
+        let s = Store::create(&dir.path().join("s.redb"), &NodeState::new_primary("a")).expect("store");
         (dir, s)
     }
 
@@ -169,10 +140,7 @@ mod tests {
     fn expired_or_unknown_keys_are_refused() {
         let (_d, s) = store();
         let key = issue_join_key(&s, Hash([1; 32]), 10, 1_000).expect("issued");
-        assert!(redeem_join_key(&s, &key.secret, 2_000)
-            .expect_err("expired")
-            .to_string()
-            .contains("expired"));
+        assert!(redeem_join_key(&s, &key.secret, 2_000).expect_err("expired").to_string().contains("expired"));
         assert!(redeem_join_key(&s, "00", 0).is_err());
         assert!(JoinKey::parse("mgha1.zz.00").is_err());
     }

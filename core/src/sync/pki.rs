@@ -3,8 +3,8 @@
 //! used: a Secondary's private key never leaves it (it sends a CSR).
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::path::{Path, PathBuf};
 
@@ -26,20 +26,12 @@ fn pki_err(what: &str, e: impl std::fmt::Display) -> Error {
 pub fn new_cluster_ca(cluster_id: Uid) -> Result<(String, String)> {
     let key = KeyPair::generate().map_err(|e| pki_err("CA key", e))?;
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("mgha cluster {cluster_id}"));
+    params.distinguished_name.push(DnType::CommonName, format!("mgha cluster {cluster_id}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     params.not_after = params.not_before + time_days(NODE_CERT_DAYS * 10);
-    let cert = params
-        .self_signed(&key)
-        .map_err(|e| pki_err("CA certificate", e))?;
+    let cert = params.self_signed(&key).map_err(|e| pki_err("CA certificate", e))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -51,54 +43,29 @@ fn time_days(days: i64) -> time::Duration {
 pub fn new_node_key_and_csr(name: &str) -> Result<(String, String)> {
     let key = KeyPair::generate().map_err(|e| pki_err("node key", e))?;
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, name.to_string());
-    let csr = params
-        .serialize_request(&key)
-        .map_err(|e| pki_err("CSR", e))?;
-    Ok((
-        key.serialize_pem(),
-        csr.pem().map_err(|e| pki_err("CSR", e))?,
-    ))
+    params.distinguished_name.push(DnType::CommonName, name.to_string());
+    let csr = params.serialize_request(&key).map_err(|e| pki_err("CSR", e))?;
+    Ok((key.serialize_pem(), csr.pem().map_err(|e| pki_err("CSR", e))?))
 }
 
 /// Signs a node certificate for `node_id` with the cluster CA. Whatever names the CSR asks for
 /// are ignored: the CA decides the names (the member name and the node id).
-pub fn sign_node_csr(
-    ca_cert_pem: &str,
-    ca_key_pem: &str,
-    csr_pem: &str,
-    node_id: Uid,
-) -> Result<String> {
+pub fn sign_node_csr(ca_cert_pem: &str, ca_key_pem: &str, csr_pem: &str, node_id: Uid) -> Result<String> {
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| pki_err("CA key", e))?;
-    let issuer =
-        Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(|e| pki_err("CA certificate", e))?;
-    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-        .map_err(|e| pki_err("certificate request", e))?;
-    let cert = node_params(node_id)?
-        .signed_by(&csr.public_key, &issuer)
-        .map_err(|e| pki_err("node certificate", e))?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(|e| pki_err("CA certificate", e))?;
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| pki_err("certificate request", e))?;
+    let cert = node_params(node_id)?.signed_by(&csr.public_key, &issuer).map_err(|e| pki_err("node certificate", e))?;
     Ok(cert.pem())
 }
 
 fn node_params(node_id: Uid) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, node_id.to_string());
+    params.distinguished_name.push(DnType::CommonName, node_id.to_string());
     params.subject_alt_names = vec![
         SanType::DnsName(MEMBER_DNS.try_into().map_err(|e| pki_err("SAN", e))?),
-        SanType::DnsName(
-            format!("{node_id}{NODE_DNS_SUFFIX}")
-                .try_into()
-                .map_err(|e| pki_err("SAN", e))?,
-        ),
+        SanType::DnsName(format!("{node_id}{NODE_DNS_SUFFIX}").try_into().map_err(|e| pki_err("SAN", e))?),
     ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     params.not_after = params.not_before + time_days(NODE_CERT_DAYS);
@@ -109,8 +76,7 @@ fn node_params(node_id: Uid) -> Result<CertificateParams> {
 /// The node id a member certificate (DER) was issued for.
 pub fn node_id_of(cert_der: &[u8]) -> Result<Uid> {
     use x509_parser::prelude::*;
-    let (_, cert) =
-        X509Certificate::from_der(cert_der).map_err(|e| pki_err("peer certificate", e))?;
+    let (_, cert) = X509Certificate::from_der(cert_der).map_err(|e| pki_err("peer certificate", e))?;
     let san = cert
         .subject_alternative_name()
         .map_err(|e| pki_err("peer certificate", e))?
@@ -148,9 +114,7 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     pub fn new(data_dir: &Path) -> TlsFiles {
-        TlsFiles {
-            dir: data_dir.join("tls"),
-        }
+        TlsFiles { dir: data_dir.join("tls") }
     }
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.pem")
@@ -183,8 +147,7 @@ impl TlsFiles {
     }
 
     pub fn read(&self, path: &Path) -> Result<String> {
-        std::fs::read_to_string(path)
-            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
+        std::fs::read_to_string(path).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
     }
 
     /// Creates the CA and the Primary's own certificate.

@@ -86,13 +86,9 @@ pub fn decide(f: &Facts) -> (SyncStatus, Plan) {
         Equal => (SyncStatus::Collision, Plan::Hold),
         Less if f.peer.seq == 0 => (SyncStatus::NeverSynchronized, Plan::FullSync),
         Less => match f.our_id_at_peer {
-            Some(OurIdAt::Known(id)) if id == f.peer.id => (
-                SyncStatus::Lagging,
-                Plan::SendRevisions {
-                    after: f.peer.seq,
-                    to: f.ours.seq,
-                },
-            ),
+            Some(OurIdAt::Known(id)) if id == f.peer.id => {
+                (SyncStatus::Lagging, Plan::SendRevisions { after: f.peer.seq, to: f.ours.seq })
+            }
             Some(OurIdAt::Known(_)) => (SyncStatus::Collision, Plan::Hold),
             // Behind the purge point: ancestry cannot be proven from our log; a full sync
             // brings the peer to our state.
@@ -121,110 +117,64 @@ mod tests {
     use super::*;
 
     fn head(seq: u64, id: u8) -> Head {
-        Head {
-            seq,
-            id: Hash([id; 32]),
-            state_hash: Hash([id; 32]),
-        }
+        Head { seq, id: Hash([id; 32]), state_hash: Hash([id; 32]) }
     }
 
     fn facts(ours: Head, peer: Head) -> Facts {
-        Facts {
-            ours,
-            floor: Head::default(),
-            peer,
-            our_id_at_peer: None,
-            peer_id_at_ours: None,
-        }
+        Facts { ours, floor: Head::default(), peer, our_id_at_peer: None, peer_id_at_ours: None }
     }
 
     #[test]
     fn same_head_is_synchronized() {
-        assert_eq!(
-            decide(&facts(head(5, 5), head(5, 5))),
-            (SyncStatus::Synchronized, Plan::Stream)
-        );
+        assert_eq!(decide(&facts(head(5, 5), head(5, 5))), (SyncStatus::Synchronized, Plan::Stream));
     }
 
     #[test]
     fn same_height_other_id_is_a_collision() {
-        assert_eq!(
-            decide(&facts(head(5, 5), head(5, 6))).0,
-            SyncStatus::Collision
-        );
+        assert_eq!(decide(&facts(head(5, 5), head(5, 6))).0, SyncStatus::Collision);
     }
 
     #[test]
     fn ancestor_peer_is_lagging_and_gets_the_missing_revisions() {
-        let f = Facts {
-            our_id_at_peer: Some(OurIdAt::Known(Hash([3; 32]))),
-            ..facts(head(5, 5), head(3, 3))
-        };
-        assert_eq!(
-            decide(&f),
-            (SyncStatus::Lagging, Plan::SendRevisions { after: 3, to: 5 })
-        );
+        let f = Facts { our_id_at_peer: Some(OurIdAt::Known(Hash([3; 32]))), ..facts(head(5, 5), head(3, 3)) };
+        assert_eq!(decide(&f), (SyncStatus::Lagging, Plan::SendRevisions { after: 3, to: 5 }));
     }
 
     #[test]
     fn behind_with_another_history_is_a_collision() {
-        let f = Facts {
-            our_id_at_peer: Some(OurIdAt::Known(Hash([9; 32]))),
-            ..facts(head(5, 5), head(3, 3))
-        };
+        let f = Facts { our_id_at_peer: Some(OurIdAt::Known(Hash([9; 32]))), ..facts(head(5, 5), head(3, 3)) };
         assert_eq!(decide(&f), (SyncStatus::Collision, Plan::Hold));
     }
 
     #[test]
     fn new_peer_gets_a_full_sync() {
-        assert_eq!(
-            decide(&facts(head(5, 5), Head::default())),
-            (SyncStatus::NeverSynchronized, Plan::FullSync)
-        );
+        assert_eq!(decide(&facts(head(5, 5), Head::default())), (SyncStatus::NeverSynchronized, Plan::FullSync));
     }
 
     #[test]
     fn peer_behind_the_purge_point_gets_a_full_sync() {
-        let f = Facts {
-            our_id_at_peer: Some(OurIdAt::Purged),
-            ..facts(head(50, 5), head(3, 3))
-        };
+        let f = Facts { our_id_at_peer: Some(OurIdAt::Purged), ..facts(head(50, 5), head(3, 3)) };
         assert_eq!(decide(&f), (SyncStatus::Lagging, Plan::FullSync));
     }
 
     #[test]
     fn peer_ahead_on_our_history_is_advanced() {
-        let f = Facts {
-            peer_id_at_ours: Some(Hash([5; 32])),
-            ..facts(head(5, 5), head(8, 8))
-        };
+        let f = Facts { peer_id_at_ours: Some(Hash([5; 32])), ..facts(head(5, 5), head(8, 8)) };
         assert_eq!(decide(&f), (SyncStatus::Advanced, Plan::Hold));
-        let f = Facts {
-            peer_id_at_ours: Some(Hash([7; 32])),
-            ..facts(head(5, 5), head(8, 8))
-        };
+        let f = Facts { peer_id_at_ours: Some(Hash([7; 32])), ..facts(head(5, 5), head(8, 8)) };
         assert_eq!(decide(&f), (SyncStatus::Collision, Plan::Hold));
     }
 
     #[test]
     fn empty_active_and_empty_peer_are_synchronized() {
-        assert_eq!(
-            decide(&facts(Head::default(), Head::default())).0,
-            SyncStatus::Synchronized
-        );
+        assert_eq!(decide(&facts(Head::default(), Head::default())).0, SyncStatus::Synchronized);
     }
 
     #[test]
     fn our_id_at_uses_the_floor() {
         let floor = head(10, 10);
-        assert_eq!(
-            our_id_at(10, &floor, |_| None),
-            OurIdAt::Known(Hash([10; 32]))
-        );
+        assert_eq!(our_id_at(10, &floor, |_| None), OurIdAt::Known(Hash([10; 32])));
         assert_eq!(our_id_at(4, &floor, |_| None), OurIdAt::Purged);
-        assert_eq!(
-            our_id_at(12, &floor, |_| Some(Hash([12; 32]))),
-            OurIdAt::Known(Hash([12; 32]))
-        );
+        assert_eq!(our_id_at(12, &floor, |_| Some(Hash([12; 32]))), OurIdAt::Known(Hash([12; 32])));
     }
 }

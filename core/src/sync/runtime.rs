@@ -25,8 +25,10 @@ use crate::node::Role;
 /// Timing and addresses of the sync runtime.
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
-    /// Where peers connect (`HOST:PORT`).
+    /// Where this node listens for peers (`HOST:PORT`).
     pub listen: String,
+    /// The address other members are told to dial, when it differs from `listen` (NAT, a proxy).
+    pub advertise: Option<String>,
     /// The Active pings each Standby this often.
     pub heartbeat_ms: u64,
     /// A connection with no frame for this long is dead.
@@ -43,6 +45,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             listen: "127.0.0.1:0".into(),
+            advertise: None,
             heartbeat_ms: 1000,
             peer_timeout_ms: 5000,
             reconnect_ms: 300,
@@ -81,21 +84,18 @@ impl std::fmt::Debug for SyncRuntime {
 
 impl SyncRuntime {
     /// Binds the peer listener and starts serving and following.
-    pub async fn start(
-        engine: Arc<Engine>,
-        files: TlsFiles,
-        cfg: SyncConfig,
-    ) -> Result<SyncRuntime> {
+    pub async fn start(engine: Arc<Engine>, files: TlsFiles, cfg: SyncConfig) -> Result<SyncRuntime> {
         let tls = MemberTls::load(&files)?;
-        let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| {
-            Error::InvalidArgument(format!("cannot listen for peers on {}: {e}", cfg.listen))
-        })?;
+        let listener = TcpListener::bind(&cfg.listen)
+            .await
+            .map_err(|e| Error::InvalidArgument(format!("cannot listen for peers on {}: {e}", cfg.listen)))?;
         let local_addr = listener.local_addr()?;
+        let advertised = cfg.advertise.clone().unwrap_or_else(|| local_addr.to_string());
         let node = engine.node()?;
         let me = Member {
             node_id: node.node_id,
             name: node.name.clone(),
-            listen: local_addr.to_string(),
+            listen: advertised.clone(),
             designation: node.designation,
         };
         merge_members(&engine.store(), &[me])?;
@@ -118,16 +118,12 @@ impl SyncRuntime {
             cfg,
             shutdown: rx,
             dialing: Mutex::new(HashSet::new()),
-            advertised: local_addr.to_string(),
+            advertised,
         });
         ensure_dialers(&ctx)?;
         let listener_task = tokio::spawn(accept_loop(ctx, listener));
         tracing::info!(%local_addr, "listening for peers");
-        Ok(SyncRuntime {
-            shutdown: tx,
-            local_addr,
-            listener_task,
-        })
+        Ok(SyncRuntime { shutdown: tx, local_addr, listener_task })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -186,12 +182,7 @@ async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -
         .await
         .map_err(|_| Error::Peer("TLS handshake timed out".into()))?
         .map_err(|e| Error::Peer(format!("TLS handshake: {e}")))?;
-    let peer_cert = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec());
+    let peer_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
     let first = tokio::time::timeout(handshake, read_msg(&mut tls))
         .await
         .map_err(|_| Error::Peer("no hello in time".into()))?
@@ -201,46 +192,23 @@ async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -
         return match first {
             Some(Msg::JoinRequest(req)) => join::serve(&ctx, &mut tls, req).await,
             _ => {
-                let _ = write_msg(
-                    &mut tls,
-                    &Msg::Refuse {
-                        reason: "authenticate with a member certificate".into(),
-                    },
-                )
-                .await;
-                Err(Error::Peer(
-                    "unauthenticated peer sent something other than a join request".into(),
-                ))
+                let _ =
+                    write_msg(&mut tls, &Msg::Refuse { reason: "authenticate with a member certificate".into() }).await;
+                Err(Error::Peer("unauthenticated peer sent something other than a join request".into()))
             }
         };
     };
     let node_id = node_id_of(&cert)?;
     let Some(Msg::Hello(hello)) = first else {
-        let _ = write_msg(
-            &mut tls,
-            &Msg::Refuse {
-                reason: "expected hello".into(),
-            },
-        )
-        .await;
-        return Err(Error::Peer(format!(
-            "node {node_id} did not start with hello"
-        )));
+        let _ = write_msg(&mut tls, &Msg::Refuse { reason: "expected hello".into() }).await;
+        return Err(Error::Peer(format!("node {node_id} did not start with hello")));
     };
     if let Err(reason) = check_hello(&ctx, &hello, node_id) {
-        let _ = write_msg(
-            &mut tls,
-            &Msg::Refuse {
-                reason: reason.clone(),
-            },
-        )
-        .await;
+        let _ = write_msg(&mut tls, &Msg::Refuse { reason: reason.clone() }).await;
         return Err(Error::Peer(reason));
     }
     let ours = our_hello(&ctx)?;
-    write_msg(&mut tls, &Msg::Hello(ours.clone()))
-        .await
-        .map_err(|e| Error::Peer(e.to_string()))?;
+    write_msg(&mut tls, &Msg::Hello(ours.clone())).await.map_err(|e| Error::Peer(e.to_string()))?;
     learn_members(&ctx, &hello)?;
     if ours.role == Role::Active && hello.role == Role::Standby {
         active::serve_standby(ctx, tls, hello).await
@@ -250,26 +218,16 @@ async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -
 }
 
 /// Checks a peer's hello: protocol, cluster, and that it speaks for the certificate's node.
-pub(crate) fn check_hello(
-    ctx: &Ctx,
-    hello: &Hello,
-    cert_node: Uid,
-) -> std::result::Result<(), String> {
+pub(crate) fn check_hello(ctx: &Ctx, hello: &Hello, cert_node: Uid) -> std::result::Result<(), String> {
     if hello.protocol != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {}, this node speaks {PROTOCOL_VERSION}",
-            hello.protocol
-        ));
+        return Err(format!("protocol version {}, this node speaks {PROTOCOL_VERSION}", hello.protocol));
     }
     let node = ctx.engine.node().map_err(|e| e.to_string())?;
     if hello.cluster_id != node.cluster_id {
         return Err(format!("cluster {} is not this cluster", hello.cluster_id));
     }
     if hello.node_id != cert_node {
-        return Err(format!(
-            "hello claims node {} but the certificate is node {cert_node}",
-            hello.node_id
-        ));
+        return Err(format!("hello claims node {} but the certificate is node {cert_node}", hello.node_id));
     }
     if hello.node_id == node.node_id {
         return Err("a node cannot connect to itself".into());
@@ -311,10 +269,7 @@ pub(crate) fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
 }
 
 /// Connects to a member as a member (mutual TLS).
-pub(crate) async fn connect_member(
-    ctx: &Ctx,
-    addr: &str,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+pub(crate) async fn connect_member(ctx: &Ctx, addr: &str) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let handshake = Duration::from_millis(ctx.cfg.handshake_timeout_ms);
     let tcp = tokio::time::timeout(handshake, TcpStream::connect(addr))
         .await

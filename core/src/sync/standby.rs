@@ -42,16 +42,9 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
 async fn follow_once(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     tracing::debug!(peer = %member.name, addr = %member.listen, "dialing");
     let mut tls = connect_member(ctx, &member.listen).await?;
-    let cert = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec());
+    let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
     let node_id = node_id_of(&cert.ok_or_else(|| Error::Peer("peer sent no certificate".into()))?)?;
-    write_msg(&mut tls, &Msg::Hello(our_hello(ctx)?))
-        .await
-        .map_err(peer_err)?;
+    write_msg(&mut tls, &Msg::Hello(our_hello(ctx)?)).await.map_err(peer_err)?;
     let handshake = Duration::from_millis(ctx.cfg.handshake_timeout_ms);
     let hello = match tokio::time::timeout(handshake, read_msg(&mut tls)).await {
         Err(_) => return Err(Error::Peer("no hello in time".into())),
@@ -69,17 +62,8 @@ async fn follow_once(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     }
     let mut node = ctx.engine.node()?;
     if hello.epoch < node.epoch {
-        let reason = format!(
-            "active epoch {} is older than ours {}",
-            hello.epoch, node.epoch
-        );
-        let _ = write_msg(
-            &mut tls,
-            &Msg::Refuse {
-                reason: reason.clone(),
-            },
-        )
-        .await;
+        let reason = format!("active epoch {} is older than ours {}", hello.epoch, node.epoch);
+        let _ = write_msg(&mut tls, &Msg::Refuse { reason: reason.clone() }).await;
         return Err(Error::Peer(reason));
     }
     if hello.epoch > node.epoch {
@@ -97,11 +81,7 @@ async fn follow_once(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
 }
 
 /// Processes the Active's messages until the connection ends.
-async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
-    ctx: &Arc<Ctx>,
-    stream: &mut S,
-    hello: &Hello,
-) -> Result<()> {
+async fn follow<S: AsyncRead + AsyncWrite + Unpin>(ctx: &Arc<Ctx>, stream: &mut S, hello: &Hello) -> Result<()> {
     let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
     let mut shutdown = ctx.shutdown.clone();
     let mut snapshot: Option<SnapshotBuilder> = None;
@@ -141,21 +121,12 @@ async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "refusing a revision from the active");
-                        let _ = write_msg(
-                            stream,
-                            &Msg::Refuse {
-                                reason: e.to_string(),
-                            },
-                        )
-                        .await;
+                        let _ = write_msg(stream, &Msg::Refuse { reason: e.to_string() }).await;
                         return Err(e);
                     }
                 }
             }
-            Msg::IdAt { seq } => Msg::IdAtReply {
-                seq,
-                id: ctx.engine.store().id_at(seq)?,
-            },
+            Msg::IdAt { seq } => Msg::IdAtReply { seq, id: ctx.engine.store().id_at(seq)? },
             Msg::Ping { nonce } => Msg::Pong { nonce },
             Msg::SnapshotBegin { head, objects } => {
                 let engine = ctx.engine.clone();
@@ -170,21 +141,16 @@ async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             Msg::SnapshotChunk { objects } => {
-                let mut builder = snapshot
-                    .take()
-                    .ok_or_else(|| Error::Peer("snapshot chunk before its start".into()))?;
-                let builder = tokio::task::spawn_blocking(move || {
-                    builder.add_chunk(&objects).map(|_| builder)
-                })
-                .await
-                .map_err(|e| Error::Peer(e.to_string()))??;
+                let mut builder =
+                    snapshot.take().ok_or_else(|| Error::Peer("snapshot chunk before its start".into()))?;
+                let builder = tokio::task::spawn_blocking(move || builder.add_chunk(&objects).map(|_| builder))
+                    .await
+                    .map_err(|e| Error::Peer(e.to_string()))??;
                 snapshot = Some(builder);
                 continue;
             }
             Msg::SnapshotEnd => {
-                let builder = snapshot
-                    .take()
-                    .ok_or_else(|| Error::Peer("snapshot end before its start".into()))?;
+                let builder = snapshot.take().ok_or_else(|| Error::Peer("snapshot end before its start".into()))?;
                 let engine = ctx.engine.clone();
                 let head = tokio::task::spawn_blocking(move || {
                     let path = builder.finish()?;
@@ -196,14 +162,8 @@ async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
                 synced(ctx);
                 Msg::Ack { head }
             }
-            Msg::Refuse { reason } => {
-                return Err(Error::Peer(format!("the active refused us: {reason}")))
-            }
-            other => {
-                return Err(Error::Peer(format!(
-                    "unexpected message from the active: {other:?}"
-                )))
-            }
+            Msg::Refuse { reason } => return Err(Error::Peer(format!("the active refused us: {reason}"))),
+            other => return Err(Error::Peer(format!("unexpected message from the active: {other:?}"))),
         };
         write_msg(stream, &reply).await.map_err(peer_err)?;
     }

@@ -119,19 +119,12 @@ impl SyncState {
         let deadline = Instant::now() + timeout;
         let mut peers = lock(&self.peers);
         loop {
-            let acked = peers
-                .values()
-                .filter(|p| p.head.seq >= seq && p.status != SyncStatus::Collision)
-                .count();
+            let acked = peers.values().filter(|p| p.head.seq >= seq && p.status != SyncStatus::Collision).count();
             let now = Instant::now();
             if acked >= needed || now >= deadline {
                 return acked;
             }
-            peers = self
-                .acked
-                .wait_timeout(peers, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            peers = self.acked.wait_timeout(peers, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 

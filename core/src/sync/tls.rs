@@ -36,8 +36,7 @@ fn key(pem: &str) -> Result<PrivateKeyDer<'static>> {
 
 /// The name dialers verify: every member certificate carries it.
 pub fn member_server_name() -> ServerName<'static> {
-    ServerName::try_from(MEMBER_DNS)
-        .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()))
+    ServerName::try_from(MEMBER_DNS).unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()))
 }
 
 /// The TLS material of a member node, loaded once.
@@ -86,21 +85,14 @@ impl MemberTls {
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, node_key)
             .map_err(|e| tls_err("client certificate", e))?;
-        Ok(MemberTls {
-            server: Arc::new(server),
-            client: Arc::new(client),
-            ca_fingerprint: ca_fingerprint(&ca_pem)?,
-        })
+        Ok(MemberTls { server: Arc::new(server), client: Arc::new(client), ca_fingerprint: ca_fingerprint(&ca_pem)? })
     }
 }
 
 /// A client configuration for joining: no client certificate; the server must present a chain
 /// that includes the CA whose fingerprint the join key pins.
 pub fn joiner_client(pinned_ca: Hash) -> Result<Arc<ClientConfig>> {
-    let verifier = PinnedCa {
-        pinned: pinned_ca,
-        provider: provider(),
-    };
+    let verifier = PinnedCa { pinned: pinned_ca, provider: provider() };
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls_err("client", e))?
@@ -128,17 +120,12 @@ impl ServerCertVerifier for PinnedCa {
         let ca = intermediates
             .iter()
             .find(|c| Hash::of(c.as_ref()) == self.pinned)
-            .ok_or(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))?;
+            .ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            self.provider.clone(),
-        )
-        .build()
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, &[], server_name, ocsp, now)
     }
 
@@ -148,12 +135,7 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -162,17 +144,10 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }

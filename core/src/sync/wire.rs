@@ -201,10 +201,7 @@ pub fn encode_frame(msg: &Msg) -> Result<Vec<u8>, WireError> {
     rmp_serde::encode::write(&mut buf, msg).map_err(|e| WireError::Malformed(e.to_string()))?;
     let len = buf.len() - 4;
     if len > FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge {
-            len,
-            max: FRAME_BYTES_MAX,
-        });
+        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
     }
     buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(buf)
@@ -223,10 +220,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Msg, usize)>, WireError> {
     };
     let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
     if len > FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge {
-            len,
-            max: FRAME_BYTES_MAX,
-        });
+        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
     }
     let Some(payload) = buf.get(4..4 + len) else {
         return Ok(None);
@@ -244,10 +238,7 @@ pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Msg>, Wi
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge {
-            len,
-            max: FRAME_BYTES_MAX,
-        });
+        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
     }
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).await?;
@@ -280,12 +271,7 @@ mod tests {
             uid,
             op: Op::Put,
             before: None,
-            after: Some(Object {
-                type_name: "host".into(),
-                uid,
-                name: "web1".into(),
-                fields,
-            }),
+            after: Some(Object { type_name: "host".into(), uid, name: "web1".into(), fields }),
         }];
         let parent = Hash([7; 32]);
         Revision {
@@ -304,13 +290,10 @@ mod tests {
     #[test]
     fn revision_survives_the_wire() {
         let rev = sample_revision();
-        let frame =
-            encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).expect("encodes");
+        let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).expect("encodes");
         let (msg, used) = decode_frame(&frame).expect("decodes").expect("complete");
         assert_eq!(used, frame.len());
-        let Msg::Revision(w) = msg else {
-            panic!("not a revision")
-        };
+        let Msg::Revision(w) = msg else { panic!("not a revision") };
         let back = w.into_revision(rev.parent);
         assert_eq!(back, rev);
         back.verify_id().expect("id still matches");
@@ -318,10 +301,7 @@ mod tests {
 
     #[test]
     fn one_host_revision_is_small_on_the_wire() {
-        let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(
-            &sample_revision(),
-        )))
-        .expect("encodes");
+        let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(&sample_revision()))).expect("encodes");
         assert!(frame.len() < 200, "{} bytes", frame.len());
     }
 
@@ -329,10 +309,7 @@ mod tests {
     fn oversized_length_is_refused_before_reading() {
         let mut frame = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&[0; 16]);
-        assert!(matches!(
-            decode_frame(&frame),
-            Err(WireError::TooLarge { .. })
-        ));
+        assert!(matches!(decode_frame(&frame), Err(WireError::TooLarge { .. })));
     }
 
     #[test]

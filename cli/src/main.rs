@@ -1,1 +1,262 @@
-fn main(){}
+//! `mgha`: the daemon, admin CLI, demo and benchmarks of a Management High Availability node.
+//! This file holds the command line (clap derive) and the dispatch only; docs/cli.md describes
+//! every command and exit code.
+
+// First: its print macros are used by the modules below.
+#[macro_use]
+mod output;
+
+mod api;
+mod bench;
+mod client;
+mod commands;
+mod config;
+mod daemon;
+mod demo;
+mod exit;
+mod sample;
+mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "mgha", version, about = "Management High Availability engine: daemon, admin CLI and demo")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a node: Primary, Active, epoch 1, with its config and admin token.
+    Init(InitArgs),
+    /// Run the daemon: serve the admin API on loopback until SIGTERM or SIGINT.
+    Run(NodeArgs),
+    /// Show the node's identity, role, head and size.
+    Status(ReadArgs),
+    /// Publish a JSON changeset as one revision (all or nothing).
+    Apply(ApplyArgs),
+    /// Show one object, by type and uid or name.
+    Get(GetArgs),
+    /// List objects, of one type or of all.
+    List(ListArgs),
+    /// List revisions, newest first.
+    Revisions(RevisionsArgs),
+    /// Show one revision and its changes.
+    Revision(RevisionArgs),
+    /// Field-level differences between two revisions.
+    Diff(DiffArgs),
+    /// Publish a revision that restores the state after revision REV.
+    Revert(RevertArgs),
+    /// Write an online, consistent backup of the node to a file.
+    Backup(BackupArgs),
+    /// Check a backup file end to end and show what it holds.
+    Verify(VerifyArgs),
+    /// Build a new node from a backup file.
+    Restore(RestoreArgs),
+    /// Run a single-node demonstration in a temporary directory.
+    Demo(DemoArgs),
+    /// Measure the engine's performance on this machine.
+    Bench(bench::BenchArgs),
+}
+
+/// The node's data directory.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// The node's data directory (holds mgha.toml, admin.token and the store).
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The node's name.
+    #[arg(long)]
+    pub name: String,
+    /// Loopback address of the admin API (default: a free port on 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Keep at most this many revisions (default: keep all).
+    #[arg(long, value_name = "N")]
+    pub retain_revisions: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The revision message (replaces the changeset's own).
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Who publishes (default: $USER).
+    #[arg(long)]
+    pub author: Option<String>,
+    /// The changeset file, or - for standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Object type, such as host or access-rule.
+    #[arg(value_name = "TYPE")]
+    pub type_name: String,
+    /// The object's uid or name.
+    #[arg(value_name = "UID-OR-NAME")]
+    pub key: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Only objects of this type.
+    #[arg(short, long = "type", value_name = "TYPE")]
+    pub type_name: Option<String>,
+    /// At most this many objects.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RevisionsArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// At most this many revisions.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
+    /// Only revisions older than this one.
+    #[arg(long, value_name = "REV")]
+    pub before: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RevisionArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The revision number.
+    #[arg(value_name = "REV")]
+    pub seq: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The revision to compare from (0: the empty state).
+    #[arg(value_name = "FROM")]
+    pub from: u64,
+    /// The revision to compare to.
+    #[arg(value_name = "TO")]
+    pub to: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RevertArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The revision whose state to restore.
+    #[arg(value_name = "REV")]
+    pub to: u64,
+    /// Who reverts (default: $USER).
+    #[arg(long)]
+    pub author: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The backup file to write; it must not exist yet.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// The backup file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    /// The backup file.
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// The new node's data directory; it must not hold a node yet.
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Loopback address of the new node's admin API (default: a free port on 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Keep the demo's data directories instead of removing them.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version go to stdout and are not errors.
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    // The daemon logs at its configured level; commands log warnings and errors only.
+    if !matches!(cli.command, Command::Run(_)) {
+        commands::init_logging("warn");
+    }
+    let result = match cli.command {
+        Command::Init(a) => commands::init::init(&a),
+        Command::Run(a) => commands::run::run(&a),
+        Command::Status(a) => commands::read::status(&a),
+        Command::Apply(a) => commands::write::apply(&a),
+        Command::Get(a) => commands::read::get(&a),
+        Command::List(a) => commands::read::list(&a),
+        Command::Revisions(a) => commands::read::revisions(&a),
+        Command::Revision(a) => commands::read::revision(&a),
+        Command::Diff(a) => commands::read::diff(&a),
+        Command::Revert(a) => commands::write::revert(&a),
+        Command::Backup(a) => commands::backup::backup(&a),
+        Command::Verify(a) => commands::backup::verify(&a),
+        Command::Restore(a) => commands::backup::restore(&a),
+        Command::Demo(a) => demo::run(&a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::for_error(&e))
+        }
+    }
+}

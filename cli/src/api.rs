@@ -1,0 +1,480 @@
+//! The admin API's JSON bodies, shared by the daemon (which sends them), the CLI (which reads
+//! them, from the daemon or built from a local engine) and the OpenAPI document (which describes
+//! them). They mirror the core types field for field; the tests below pin that the JSON of each
+//! core type parses as its mirror, so the document cannot drift from what is on the wire.
+
+use mgha_core::engine::Status;
+use mgha_core::sync::state::PeerStatus;
+use mgha_core::{Change, Diff, FieldDiff, Head, NodeState, Object, ObjectDiff, Revision, RevisionInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// An error: a stable code (kebab-case `ErrorCode`, or `unauthorized`) and a message naming
+/// the object, field, revision or file at fault.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    #[schema(example = "validation")]
+    pub code: String,
+    pub message: String,
+}
+
+/// A node's identity, designation, role and epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeBody {
+    pub node_id: String,
+    pub name: String,
+    pub cluster_id: String,
+    /// `primary` or `secondary`.
+    pub designation: String,
+    /// `active` or `standby`.
+    pub role: String,
+    pub epoch: u64,
+}
+
+/// A point in history: revision number, revision id and the state hash after it (hex).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeadBody {
+    pub seq: u64,
+    pub id: String,
+    pub state_hash: String,
+}
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusBody {
+    pub node: NodeBody,
+    pub head: HeadBody,
+    /// The newest purged revision (seq 0 when nothing was purged).
+    pub floor: HeadBody,
+    pub objects: u64,
+    pub sessions: usize,
+    /// The Active this node follows, when it is a Standby that knows it.
+    pub active: Option<String>,
+    pub peers: Vec<PeerBody>,
+}
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerBody {
+    pub node_id: String,
+    pub name: String,
+    /// The peer's sync address.
+    pub listen: String,
+    pub designation: String,
+    /// `active` or `standby`; null when not known yet.
+    pub role: Option<String>,
+    pub epoch: u64,
+    pub head: HeadBody,
+    /// `never-synchronized`, `synchronized`, `lagging`, `advanced`, `collision` or `unreachable`.
+    pub status: String,
+    /// Revisions the peer is behind this node's head.
+    pub lag_revisions: u64,
+    /// Age of the oldest revision the peer has not acknowledged.
+    pub lag_ms: u64,
+    /// Unix milliseconds of the last frame from the peer; 0 when never.
+    pub last_contact_ms: u64,
+    pub connected: bool,
+}
+
+/// One object. Reference fields hold uids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectBody {
+    #[serde(rename = "type")]
+    #[schema(example = "host")]
+    pub type_name: String,
+    pub uid: String,
+    #[schema(example = "web1")]
+    pub name: String,
+    /// The object's document of fields.
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Value>,
+}
+
+/// `GET /v1/objects`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ObjectList {
+    pub objects: Vec<ObjectBody>,
+}
+
+/// A revision without its changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevisionInfoBody {
+    pub seq: u64,
+    pub id: String,
+    pub parent: String,
+    pub epoch: u64,
+    pub author: String,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    pub message: String,
+    pub state_hash: String,
+    /// How many objects the revision changed.
+    pub changes: usize,
+}
+
+/// `GET /v1/revisions`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevisionList {
+    pub revisions: Vec<RevisionInfoBody>,
+}
+
+/// One object's change within a revision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeBody {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub uid: String,
+    /// `put` or `delete`.
+    pub op: String,
+    /// Hash of the object before the change; null when it did not exist.
+    pub before: Option<String>,
+    /// The object after the change; null for a delete.
+    pub after: Option<ObjectBody>,
+}
+
+/// `GET /v1/revisions/{seq}`: a revision with its changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevisionBody {
+    pub seq: u64,
+    pub id: String,
+    pub parent: String,
+    pub epoch: u64,
+    pub author: String,
+    pub time_ms: u64,
+    pub message: String,
+    pub state_hash: String,
+    pub changes: Vec<ChangeBody>,
+}
+
+/// One field that differs; null means absent on that side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDiffBody {
+    pub field: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// One object that differs between two revisions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectDiffBody {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub uid: String,
+    pub name: String,
+    /// The name on the `from` side, when the object was renamed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_name: Option<String>,
+    /// `added`, `removed` or `modified`.
+    pub kind: String,
+    pub fields: Vec<FieldDiffBody>,
+}
+
+/// `GET /v1/diff`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiffBody {
+    pub from: u64,
+    pub to: u64,
+    pub objects: Vec<ObjectDiffBody>,
+}
+
+/// A put or delete of one object, as an administrator writes it (docs/changeset.md). The
+/// daemon parses it with the core's own strict parser; this mirror only describes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChangeInputBody {
+    Put {
+        #[serde(rename = "type")]
+        type_name: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<String>,
+        #[serde(default)]
+        #[schema(value_type = Object)]
+        fields: Map<String, Value>,
+    },
+    Delete {
+        #[serde(rename = "type")]
+        type_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<String>,
+    },
+}
+
+/// `POST /v1/publish`: one changeset, published as one revision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSetBody {
+    #[serde(default)]
+    pub message: String,
+    pub changes: Vec<ChangeInputBody>,
+}
+
+/// `POST /v1/revert`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevertRequest {
+    /// The revision whose state the new revision restores.
+    pub to: u64,
+}
+
+/// `POST /v1/sessions`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionOpenRequest {
+    pub author: String,
+}
+
+/// The id of a newly opened session.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionCreated {
+    pub id: u64,
+}
+
+/// `GET /v1/sessions/{id}`: the changes staged so far.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionBody {
+    pub id: u64,
+    pub changes: Vec<ChangeInputBody>,
+}
+
+/// `POST /v1/sessions/{id}/publish`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPublishRequest {
+    #[serde(default)]
+    pub message: String,
+}
+
+impl From<&NodeState> for NodeBody {
+    fn from(n: &NodeState) -> Self {
+        NodeBody {
+            node_id: n.node_id.to_string(),
+            name: n.name.clone(),
+            cluster_id: n.cluster_id.to_string(),
+            designation: n.designation.to_string(),
+            role: n.role.to_string(),
+            epoch: n.epoch,
+        }
+    }
+}
+
+impl From<&Head> for HeadBody {
+    fn from(h: &Head) -> Self {
+        HeadBody { seq: h.seq, id: h.id.to_hex(), state_hash: h.state_hash.to_hex() }
+    }
+}
+
+impl From<&Status> for StatusBody {
+    fn from(s: &Status) -> Self {
+        StatusBody {
+            node: (&s.node).into(),
+            head: (&s.head).into(),
+            floor: (&s.floor).into(),
+            objects: s.objects,
+            sessions: s.sessions,
+            active: s.active.clone(),
+            peers: s.peers.iter().map(PeerBody::from).collect(),
+        }
+    }
+}
+
+impl From<&PeerStatus> for PeerBody {
+    fn from(p: &PeerStatus) -> Self {
+        PeerBody {
+            node_id: p.node_id.to_string(),
+            name: p.name.clone(),
+            listen: p.listen.clone(),
+            designation: p.designation.to_string(),
+            role: p.role.map(|r| r.to_string()),
+            epoch: p.epoch,
+            head: (&p.head).into(),
+            // The wire name is the core's serde name, which `as_str` (for people) is not.
+            status: serde_json::to_value(p.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            lag_revisions: p.lag_revisions,
+            lag_ms: p.lag_ms,
+            last_contact_ms: p.last_contact_ms,
+            connected: p.connected,
+        }
+    }
+}
+
+impl From<&Object> for ObjectBody {
+    fn from(o: &Object) -> Self {
+        ObjectBody {
+            type_name: o.type_name.clone(),
+            uid: o.uid.to_string(),
+            name: o.name.clone(),
+            fields: o.fields.clone(),
+        }
+    }
+}
+
+impl From<&RevisionInfo> for RevisionInfoBody {
+    fn from(r: &RevisionInfo) -> Self {
+        RevisionInfoBody {
+            seq: r.seq,
+            id: r.id.to_hex(),
+            parent: r.parent.to_hex(),
+            epoch: r.epoch,
+            author: r.author.clone(),
+            time_ms: r.time_ms,
+            message: r.message.clone(),
+            state_hash: r.state_hash.to_hex(),
+            changes: r.changes,
+        }
+    }
+}
+
+impl From<&Change> for ChangeBody {
+    fn from(c: &Change) -> Self {
+        let op = match c.op {
+            mgha_core::Op::Put => "put",
+            mgha_core::Op::Delete => "delete",
+        };
+        ChangeBody {
+            type_name: c.type_name.clone(),
+            uid: c.uid.to_string(),
+            op: op.into(),
+            before: c.before.map(|h| h.to_hex()),
+            after: c.after.as_ref().map(ObjectBody::from),
+        }
+    }
+}
+
+impl From<&Revision> for RevisionBody {
+    fn from(r: &Revision) -> Self {
+        RevisionBody {
+            seq: r.seq,
+            id: r.id.to_hex(),
+            parent: r.parent.to_hex(),
+            epoch: r.epoch,
+            author: r.author.clone(),
+            time_ms: r.time_ms,
+            message: r.message.clone(),
+            state_hash: r.state_hash.to_hex(),
+            changes: r.changes.iter().map(ChangeBody::from).collect(),
+        }
+    }
+}
+
+impl From<&FieldDiff> for FieldDiffBody {
+    fn from(f: &FieldDiff) -> Self {
+        FieldDiffBody { field: f.field.clone(), before: f.before.clone(), after: f.after.clone() }
+    }
+}
+
+impl From<&ObjectDiff> for ObjectDiffBody {
+    fn from(d: &ObjectDiff) -> Self {
+        let kind = match d.kind {
+            mgha_core::DiffKind::Added => "added",
+            mgha_core::DiffKind::Removed => "removed",
+            mgha_core::DiffKind::Modified => "modified",
+        };
+        ObjectDiffBody {
+            type_name: d.type_name.clone(),
+            uid: d.uid.to_string(),
+            name: d.name.clone(),
+            old_name: d.old_name.clone(),
+            kind: kind.into(),
+            fields: d.fields.iter().map(FieldDiffBody::from).collect(),
+        }
+    }
+}
+
+impl From<&Diff> for DiffBody {
+    fn from(d: &Diff) -> Self {
+        DiffBody { from: d.from, to: d.to, objects: d.objects.iter().map(ObjectDiffBody::from).collect() }
+    }
+}
+
+/// The mirror of a core change input, through their shared JSON form.
+pub fn change_input_body(c: &mgha_core::ChangeInput) -> ChangeInputBody {
+    match c.clone() {
+        mgha_core::ChangeInput::Put { type_name, name, uid, fields } => {
+            ChangeInputBody::Put { type_name, name, uid, fields }
+        }
+        mgha_core::ChangeInput::Delete { type_name, name, uid } => ChangeInputBody::Delete { type_name, name, uid },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mgha_core::engine::{Engine, EngineOptions};
+    use mgha_core::{ChangeSet, NodeState};
+
+    /// Serializes a core value and parses it as its mirror (which refuses unknown keys), then
+    /// checks that the mirror built by `From` gives the very same JSON.
+    fn same_json<C: Serialize, M: Serialize + serde::de::DeserializeOwned>(core: &C, mirror: &M) {
+        let core_json = serde_json::to_value(core).expect("core serializes");
+        let parsed: M = serde_json::from_value(core_json.clone()).expect("core JSON parses as the mirror");
+        assert_eq!(serde_json::to_value(&parsed).expect("mirror serializes"), core_json);
+        assert_eq!(serde_json::to_value(mirror).expect("mirror serializes"), core_json);
+    }
+
+    #[test]
+    fn mirrors_match_the_core_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine =
+            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let cs = ChangeSet::from_json(
+            br#"{"message": "m", "changes": [
+                {"op": "put", "type": "host", "name": "web1", "fields": {"ipv4-address": "10.0.0.1"}},
+                {"op": "put", "type": "group", "name": "web", "fields": {"members": ["web1"]}}]}"#,
+        )
+        .expect("changeset");
+        let r1 = engine.publish("alice", &cs).expect("publish");
+        let cs2 = ChangeSet::from_json(
+            br#"{"changes": [{"op": "put", "type": "host", "name": "web1", "fields": {"ipv4-address": "10.0.0.2"}}]}"#,
+        )
+        .expect("changeset");
+        engine.publish("bob", &cs2).expect("publish");
+
+        let status = engine.status().expect("status");
+        same_json(&status, &StatusBody::from(&status));
+        same_json(&r1, &RevisionBody::from(&r1));
+        same_json(&r1.info(), &RevisionInfoBody::from(&r1.info()));
+        let obj = engine.store().get("group", "web").expect("get");
+        same_json(&obj, &ObjectBody::from(&obj));
+        let diff = engine.store().diff(0, 2).expect("diff");
+        same_json(&diff, &DiffBody::from(&diff));
+        let diff = engine.store().diff(1, 2).expect("diff");
+        same_json(&diff, &DiffBody::from(&diff));
+        same_json(
+            &cs,
+            &ChangeSetBody { message: cs.message.clone(), changes: cs.changes.iter().map(change_input_body).collect() },
+        );
+    }
+
+    #[test]
+    fn documented_changeset_parses_as_mirror_and_core() {
+        let text = br#"{"message": "web tier", "changes": [
+            {"op": "put", "type": "host", "name": "web1", "fields": {"ipv4-address": "10.0.0.1"}},
+            {"op": "delete", "type": "host", "name": "old-host"}]}"#;
+        let core = ChangeSet::from_json(text).expect("core parses");
+        let mirror: ChangeSetBody = serde_json::from_slice(text).expect("mirror parses");
+        assert_eq!(serde_json::to_value(&core).expect("json"), serde_json::to_value(&mirror).expect("json"));
+    }
+}

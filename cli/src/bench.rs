@@ -1,0 +1,138 @@
+//! `mgha bench`: the engine's performance figures, measured in one run on the disk under test
+//! and printed next to their goals: durable publish throughput and latency (with the disk's own
+//! fsync floor beside them), diff cost at two database sizes, open time and resident memory of a
+//! large store, and backup, verify and restore throughput. docs/BENCHMARKS.md explains each row.
+
+mod machine;
+mod probe;
+mod report;
+mod scenario;
+mod workload;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// Options of `mgha bench`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BenchArgs {
+    /// Run every measurement at 1/100 scale: a smoke run of a few seconds, not a measurement.
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory on the disk to measure. A scratch directory is made inside it and removed at
+    /// the end. Default: the system temp dir, or the current directory when that is a tmpfs.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print a JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the scratch directory (stores and backup file) instead of removing it.
+    #[arg(long)]
+    pub keep: bool,
+    /// Internal: open the store in DIR, print open time and memory as JSON, and exit. The bench
+    /// runs itself with this flag so that memory is measured in a fresh process.
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub probe_open: Option<PathBuf>,
+}
+
+/// How big each measurement is. `--quick` divides every count by 100.
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    /// Publishes of one object, timed one by one for the latency percentiles.
+    pub latency_publishes: usize,
+    /// Revisions of `batch_objects` objects for the batch throughput.
+    pub batch_revisions: usize,
+    pub batch_objects: usize,
+    /// 4 KiB append + fdatasync rounds for the disk floor.
+    pub fsync_rounds: usize,
+    /// The small and the large store, and the revision size used to build them.
+    pub small_objects: usize,
+    pub large_objects: usize,
+    pub build_objects_per_revision: usize,
+    /// Objects changed by the revision that is diffed.
+    pub diff_changes: usize,
+    /// Repetitions of each diff (the median is reported).
+    pub diff_runs: usize,
+}
+
+impl Scale {
+    pub fn full() -> Scale {
+        Scale {
+            latency_publishes: 2_000,
+            batch_revisions: 300,
+            batch_objects: 100,
+            fsync_rounds: 2_000,
+            small_objects: 10_000,
+            large_objects: 1_000_000,
+            build_objects_per_revision: 10_000,
+            diff_changes: 10_000,
+            diff_runs: 5,
+        }
+    }
+
+    pub fn quick() -> Scale {
+        Scale {
+            latency_publishes: 20,
+            batch_revisions: 3,
+            batch_objects: 100,
+            fsync_rounds: 20,
+            small_objects: 100,
+            large_objects: 10_000,
+            build_objects_per_revision: 1_000,
+            diff_changes: 100,
+            diff_runs: 3,
+        }
+    }
+}
+
+/// Runs `mgha bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.probe_open {
+        return probe::child(dir);
+    }
+    let base = match &args.dir {
+        Some(d) => d.clone(),
+        None => machine::default_base_dir()?,
+    };
+    let scratch = Scratch::create(&base, args.keep)?;
+    let scale = if args.quick { Scale::quick() } else { Scale::full() };
+    let report = scenario::run(scratch.path(), scale, args.quick)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    if args.keep {
+        eprintln!("scratch directory kept: {}", scratch.path().display());
+    }
+    Ok(())
+}
+
+/// The scratch directory of one run, removed on drop unless kept.
+struct Scratch {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn create(base: &Path, keep: bool) -> anyhow::Result<Scratch> {
+        std::fs::create_dir_all(base).with_context(|| format!("creating {}", base.display()))?;
+        let path = base.join(format!("mgha-bench-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Scratch { path, keep })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = std::fs::remove_dir_all(&self.path) {
+                eprintln!("warning: could not remove {}: {e}", self.path.display());
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The bench's result: one row per figure with its goal and reference, printed as an aligned
+//! table or as a JSON document.
+
+use serde_json::{json, Value};
+
+use super::machine::Machine;
+
+/// What a figure should be.
+#[derive(Clone, Copy, Debug)]
+pub enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+    /// Inclusive bounds.
+    Between(f64, f64),
+}
+
+impl Goal {
+    fn met(self, v: f64) -> bool {
+        match self {
+            Goal::AtLeast(g) => v >= g,
+            Goal::AtMost(g) => v <= g,
+            Goal::Between(lo, hi) => (lo..=hi).contains(&v),
+        }
+    }
+
+    /// measured / goal, for the one-sided goals.
+    fn ratio(self, v: f64) -> Option<f64> {
+        match self {
+            Goal::AtLeast(g) | Goal::AtMost(g) if g != 0.0 => Some(v / g),
+            _ => None,
+        }
+    }
+
+    fn text(self, unit: Unit) -> String {
+        match self {
+            Goal::AtLeast(g) => format!(">= {}", unit.format(g)),
+            Goal::AtMost(g) => format!("<= {}", unit.format(g)),
+            Goal::Between(lo, hi) => format!("{} .. {}", unit.format(lo), unit.format(hi)),
+        }
+    }
+
+    fn to_json(self) -> Value {
+        match self {
+            Goal::AtLeast(g) => json!({"at_least": g}),
+            Goal::AtMost(g) => json!({"at_most": g}),
+            Goal::Between(lo, hi) => json!({"between": [lo, hi]}),
+        }
+    }
+}
+
+/// The unit of a figure, which also decides how it is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    ObjectsPerSecond,
+    Milliseconds,
+    MiB,
+    MBPerSecond,
+    Times,
+}
+
+impl Unit {
+    fn symbol(self) -> &'static str {
+        match self {
+            Unit::ObjectsPerSecond => "obj/s",
+            Unit::Milliseconds => "ms",
+            Unit::MiB => "MiB",
+            Unit::MBPerSecond => "MB/s",
+            Unit::Times => "x",
+        }
+    }
+
+    fn format(self, v: f64) -> String {
+        let n = match self {
+            Unit::ObjectsPerSecond => thousands(v.round() as u64),
+            Unit::Milliseconds if v < 10.0 => format!("{v:.3}"),
+            Unit::Milliseconds => format!("{v:.1}"),
+            Unit::MiB | Unit::MBPerSecond => format!("{v:.1}"),
+            Unit::Times => format!("{v:.2}"),
+        };
+        format!("{n} {}", self.symbol())
+    }
+}
+
+/// One measured figure.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// Stable identifier, used by scripts and the smoke test.
+    pub key: &'static str,
+    pub figure: String,
+    pub value: f64,
+    pub unit: Unit,
+    pub goal: Option<Goal>,
+    /// PostgreSQL 15 on this kind of machine, in the same unit.
+    pub reference: Option<f64>,
+}
+
+impl Row {
+    pub fn new(key: &'static str, figure: impl Into<String>, value: f64, unit: Unit) -> Row {
+        Row { key, figure: figure.into(), value, unit, goal: None, reference: None }
+    }
+
+    pub fn goal(mut self, goal: Goal) -> Row {
+        self.goal = Some(goal);
+        self
+    }
+
+    pub fn reference(mut self, reference: f64) -> Row {
+        self.reference = Some(reference);
+        self
+    }
+
+    pub fn met(&self) -> Option<bool> {
+        self.goal.map(|g| g.met(self.value))
+    }
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub machine: Machine,
+    pub quick: bool,
+    pub scratch: String,
+    pub host_json_bytes: f64,
+    pub elapsed_s: f64,
+    pub rows: Vec<Row>,
+}
+
+const HEADERS: [&str; 6] = ["figure", "measured", "goal", "ratio", "PostgreSQL 15", "vs PG"];
+
+impl Report {
+    /// The human table, preceded by the machine it ran on.
+    pub fn to_table(&self) -> String {
+        let m = &self.machine;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "mgha bench{}: {} x {}, {:.1} GiB, kernel {}\n",
+            if self.quick { " --quick (1/100 scale: a smoke run, not a measurement)" } else { "" },
+            m.cores,
+            m.cpu,
+            m.memory_gib,
+            m.kernel,
+        ));
+        out.push_str(&format!(
+            "disk: {} ({}) mounted on {}, scratch {}\n",
+            m.device, m.filesystem, m.mount_point, self.scratch
+        ));
+        if m.in_memory() {
+            out.push_str("WARNING: the scratch directory is in memory; durability figures mean nothing here\n");
+        }
+        out.push_str(&format!("objects: hosts of {:.0} bytes of JSON each\n\n", self.host_json_bytes));
+        let cells: Vec<[String; 7]> = self.rows.iter().map(cells).collect();
+        let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.len()).collect();
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row.iter()) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut header: Vec<String> = HEADERS.iter().map(|h| h.to_string()).collect();
+        header.push(String::new());
+        out.push_str(&line(&header, &widths));
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).chain([String::new()]).collect();
+        out.push_str(&line(&rule, &widths));
+        for row in &cells {
+            out.push_str(&line(row, &widths));
+        }
+        let missed = self.rows.iter().filter(|r| r.met() == Some(false)).count();
+        let goals = self.rows.iter().filter(|r| r.goal.is_some()).count();
+        out.push_str(&format!("\n{} of {goals} goals met; ran in {:.1} s\n", goals - missed, self.elapsed_s));
+        out
+    }
+
+    pub fn to_json(&self) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "key": r.key,
+                    "figure": r.figure,
+                    "value": r.value,
+                    "unit": r.unit.symbol(),
+                    "goal": r.goal.map(Goal::to_json),
+                    "ratio": r.goal.and_then(|g| g.ratio(r.value)),
+                    "met": r.met(),
+                    "postgresql15": r.reference,
+                })
+            })
+            .collect();
+        json!({
+            "machine": self.machine,
+            "quick": self.quick,
+            "scratch": self.scratch,
+            "host_json_bytes": self.host_json_bytes,
+            "elapsed_s": self.elapsed_s,
+            "rows": rows,
+        })
+    }
+}
+
+fn cells(r: &Row) -> [String; 7] {
+    let dash = || "-".to_string();
+    let ratio = r.goal.and_then(|g| g.ratio(r.value)).map_or_else(dash, |x| format!("{x:.2}"));
+    let vs_ref = r.reference.filter(|x| *x != 0.0).map_or_else(dash, |x| format!("{:.2}", r.value / x));
+    let verdict = match r.met() {
+        Some(true) => "ok",
+        Some(false) => "MISSED",
+        None => "",
+    };
+    [
+        r.figure.clone(),
+        r.unit.format(r.value),
+        r.goal.map_or_else(dash, |g| g.text(r.unit)),
+        ratio,
+        r.reference.map_or_else(dash, |x| r.unit.format(x)),
+        vs_ref,
+        verdict.to_string(),
+    ]
+}
+
+/// One table line: the figure left-aligned, numbers right-aligned.
+fn line(cells: &[String], widths: &[usize]) -> String {
+    let mut s = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        let w = widths.get(i).copied().unwrap_or(0);
+        if i == 0 {
+            s.push_str(&format!("{c:<w$}"));
+        } else {
+            s.push_str(&format!("  {c:>w$}"));
+        }
+    }
+    s.truncate(s.trim_end().len());
+    s.push('\n');
+    s
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -1,0 +1,314 @@
+//! The measurements, in the order they run: the disk floor, publish latency and throughput,
+//! building a small and a large store and diffing a 10,000-change revision in each, opening both
+//! in a fresh process, and backing the large one up, verifying and restoring it.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use mgha_core::backup::{restore_backup, verify_backup, write_backup};
+use mgha_core::engine::{Engine, EngineOptions};
+use mgha_core::store::STORE_FILE;
+use mgha_core::NodeState;
+
+use super::machine::Machine;
+use super::probe;
+use super::report::{Goal, Report, Row, Unit};
+use super::workload::{fsync_floor, host_json_bytes, hosts, median_ms, percentile_ms};
+use super::Scale;
+
+/// Goals and references, from the issue. PostgreSQL 15 on the same kind of machine: 0.44 ms p50
+/// and 0.66 ms p99 for one upsert, about 14,000 upserted objects/s in batches.
+const PUBLISH_P50_MS_MAX: f64 = 0.45;
+const PUBLISH_P50_OVER_FLOOR_MAX: f64 = 1.5;
+const BATCH_OBJECTS_PER_S_MIN: f64 = 50_000.0;
+const DIFF_MS_MAX: f64 = 100.0;
+const OPEN_MS_MAX: f64 = 1_000.0;
+/// Resident memory after opening a 100 times larger store may grow by at most this factor.
+const RSS_GROWTH_MAX: f64 = 2.0;
+const PG_P50_MS: f64 = 0.44;
+const PG_P99_MS: f64 = 0.66;
+const PG_OBJECTS_PER_S: f64 = 14_000.0;
+
+const AUTHOR: &str = "bench";
+const MIB: f64 = 1024.0 * 1024.0;
+
+pub fn run(scratch: &Path, scale: Scale, quick: bool) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let log = |what: &str| eprintln!("[{:>6.1} s] {what}", started.elapsed().as_secs_f64());
+    let machine = Machine::probe(scratch);
+    let mut rows = Vec::new();
+
+    log("disk: fsync floor");
+    let floor_p50 = disk_floor(scratch, scale, &mut rows)?;
+    log("publish: latency and throughput");
+    publish(&scratch.join("publish"), scale, floor_p50, &mut rows)?;
+
+    log(&format!("building the {}-object store", scale.small_objects));
+    let small = build_and_diff(&scratch.join("small"), scale.small_objects, scale)?;
+    log(&format!("building the {}-object store", scale.large_objects));
+    let large = build_and_diff(&scratch.join("large"), scale.large_objects, scale)?;
+    diff_rows(&small, &large, scale, &mut rows);
+
+    log("open and memory, in a fresh process");
+    let small_probe = probe::measure(&small.dir)?;
+    let large_probe = probe::measure(&large.dir)?;
+    ensure!(large_probe.objects == scale.large_objects as u64, "the probe saw {} objects", large_probe.objects);
+    open_rows(&small_probe, &large_probe, scale, &mut rows);
+
+    log("backup, verify and restore of the large store");
+    backup(scratch, &large.dir, scale, &mut rows)?;
+    log("done");
+
+    Ok(Report {
+        machine,
+        quick,
+        scratch: scratch.display().to_string(),
+        host_json_bytes: host_json_bytes(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+        rows,
+    })
+}
+
+/// The disk's floor for one durable write; returns its p50 in ms.
+fn disk_floor(scratch: &Path, scale: Scale, rows: &mut Vec<Row>) -> anyhow::Result<f64> {
+    let data = fsync_floor(scratch, scale.fsync_rounds, false).context("measuring the fdatasync floor")?;
+    let full = fsync_floor(scratch, scale.fsync_rounds, true).context("measuring the fsync floor")?;
+    let p50 = percentile_ms(&data, 50.0);
+    rows.push(Row::new("disk.fdatasync.p50", "disk floor p50: 4 KiB append + fdatasync", p50, Unit::Milliseconds));
+    let p99 = percentile_ms(&data, 99.0);
+    rows.push(Row::new("disk.fdatasync.p99", "disk floor p99: 4 KiB append + fdatasync", p99, Unit::Milliseconds));
+    let full_p50 = percentile_ms(&full, 50.0);
+    rows.push(Row::new("disk.fsync.p50", "disk p50: 4 KiB append + fsync", full_p50, Unit::Milliseconds));
+    Ok(p50)
+}
+
+/// Durable publishes through `Engine::publish`: one object at a time (latency), then batches of
+/// new objects and batches of updates (throughput).
+fn publish(dir: &Path, scale: Scale, floor_p50: f64, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let engine = Engine::create(dir, &NodeState::new_primary("bench"), EngineOptions::default())?;
+    let warmup = (scale.latency_publishes / 10).max(5) as u64;
+    let mut next = 0u64;
+    for _ in 0..warmup {
+        engine.publish(AUTHOR, &hosts([next], 0))?;
+        next += 1;
+    }
+
+    let singles: Vec<_> = (0..scale.latency_publishes as u64).map(|k| hosts([next + k], 0)).collect();
+    next += singles.len() as u64;
+    let mut samples = Vec::with_capacity(singles.len());
+    let t = Instant::now();
+    for cs in &singles {
+        let one = Instant::now();
+        engine.publish(AUTHOR, cs)?;
+        samples.push(one.elapsed());
+    }
+    let single_rate = singles.len() as f64 / t.elapsed().as_secs_f64();
+    let p50 = percentile_ms(&samples, 50.0);
+    let p99 = percentile_ms(&samples, 99.0);
+
+    let batch = scale.batch_objects as u64;
+    let created_from = next;
+    let inserts: Vec<_> =
+        (0..scale.batch_revisions as u64).map(|r| hosts(next + r * batch..next + (r + 1) * batch, 0)).collect();
+    let insert_rate = publish_all(&engine, &inserts, scale.batch_objects)?;
+    let updates: Vec<_> = (0..scale.batch_revisions as u64)
+        .map(|r| hosts(created_from + r * batch..created_from + (r + 1) * batch, 1))
+        .collect();
+    let update_rate = publish_all(&engine, &updates, scale.batch_objects)?;
+
+    rows.push(
+        Row::new("publish.p50", "publish latency p50, 1 object/revision", p50, Unit::Milliseconds)
+            .goal(Goal::AtMost(PUBLISH_P50_MS_MAX))
+            .reference(PG_P50_MS),
+    );
+    rows.push(
+        Row::new("publish.p50_over_floor", "publish latency p50 / disk floor p50", p50 / floor_p50, Unit::Times)
+            .goal(Goal::AtMost(PUBLISH_P50_OVER_FLOOR_MAX)),
+    );
+    rows.push(
+        Row::new("publish.p99", "publish latency p99, 1 object/revision", p99, Unit::Milliseconds).reference(PG_P99_MS),
+    );
+    rows.push(Row::new("publish.rate.1", "publish throughput, 1 object/revision", single_rate, Unit::ObjectsPerSecond));
+    rows.push(
+        Row::new(
+            "publish.rate.100",
+            format!("publish throughput, {batch} new objects/revision"),
+            insert_rate,
+            Unit::ObjectsPerSecond,
+        )
+        .goal(Goal::AtLeast(BATCH_OBJECTS_PER_S_MIN))
+        .reference(PG_OBJECTS_PER_S),
+    );
+    rows.push(
+        Row::new(
+            "publish.rate.100_updates",
+            format!("publish throughput, {batch} updated objects/revision"),
+            update_rate,
+            Unit::ObjectsPerSecond,
+        )
+        .goal(Goal::AtLeast(BATCH_OBJECTS_PER_S_MIN))
+        .reference(PG_OBJECTS_PER_S),
+    );
+    Ok(())
+}
+
+/// Publishes every changeset; returns objects per second.
+fn publish_all(engine: &Engine, changesets: &[mgha_core::ChangeSet], per_revision: usize) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    for cs in changesets {
+        engine.publish(AUTHOR, cs)?;
+    }
+    Ok((changesets.len() * per_revision) as f64 / t.elapsed().as_secs_f64())
+}
+
+/// A store built for the diff, open and backup figures.
+struct Built {
+    dir: PathBuf,
+    objects: usize,
+    build_rate: f64,
+    diff_ms: f64,
+    file_bytes: u64,
+}
+
+/// Builds a store of `objects` hosts in large revisions, then publishes one revision changing
+/// `scale.diff_changes` of them, spread over the whole key space, and times its diff.
+fn build_and_diff(dir: &Path, objects: usize, scale: Scale) -> anyhow::Result<Built> {
+    let engine = Engine::create(dir, &NodeState::new_primary("bench"), EngineOptions::default())?;
+    let mut publishing = Duration::ZERO;
+    let per_revision = scale.build_objects_per_revision.min(objects);
+    for start in (0..objects).step_by(per_revision) {
+        let cs = hosts(start as u64..(start + per_revision).min(objects) as u64, 0);
+        let t = Instant::now();
+        engine.publish(AUTHOR, &cs)?;
+        publishing += t.elapsed();
+    }
+    let build_rate = objects as f64 / publishing.as_secs_f64();
+
+    let changes = scale.diff_changes.min(objects);
+    let stride = (objects / changes) as u64;
+    let rev = engine.publish(AUTHOR, &hosts((0..changes as u64).map(|k| k * stride), 1))?;
+    let mut samples = Vec::with_capacity(scale.diff_runs);
+    for _ in 0..scale.diff_runs {
+        let t = Instant::now();
+        let diff = engine.store().diff(rev.seq - 1, rev.seq)?;
+        samples.push(t.elapsed());
+        ensure!(diff.objects.len() == changes, "the diff lists {} objects, not {changes}", diff.objects.len());
+    }
+    drop(engine);
+    let file_bytes = std::fs::metadata(dir.join(STORE_FILE))?.len();
+    Ok(Built { dir: dir.to_path_buf(), objects, build_rate, diff_ms: median_ms(&samples), file_bytes })
+}
+
+fn diff_rows(small: &Built, large: &Built, scale: Scale, rows: &mut Vec<Row>) {
+    let changes = scale.diff_changes;
+    rows.push(Row::new(
+        "build.large",
+        format!("build: {} objects in revisions of {}", large.objects, scale.build_objects_per_revision),
+        large.build_rate,
+        Unit::ObjectsPerSecond,
+    ));
+    rows.push(Row::new(
+        "store.large.size",
+        format!("store file, {} objects", large.objects),
+        large.file_bytes as f64 / MIB,
+        Unit::MiB,
+    ));
+    rows.push(
+        Row::new(
+            "diff.small",
+            format!("diff of {changes} changes, {}-object store", small.objects),
+            small.diff_ms,
+            Unit::Milliseconds,
+        )
+        .goal(Goal::AtMost(DIFF_MS_MAX)),
+    );
+    rows.push(
+        Row::new(
+            "diff.large",
+            format!("diff of {changes} changes, {}-object store", large.objects),
+            large.diff_ms,
+            Unit::Milliseconds,
+        )
+        .goal(Goal::AtMost(DIFF_MS_MAX)),
+    );
+    rows.push(
+        Row::new(
+            "diff.large_over_small",
+            "diff time, large store / small store",
+            large.diff_ms / small.diff_ms,
+            Unit::Times,
+        )
+        .goal(Goal::Between(0.5, 1.5)),
+    );
+}
+
+fn open_rows(small: &probe::ProbeResult, large: &probe::ProbeResult, scale: Scale, rows: &mut Vec<Row>) {
+    let (n_small, n_large) = (scale.small_objects, scale.large_objects);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    rows.push(Row::new("open.small", format!("open, {n_small}-object store"), small.open_ms, Unit::Milliseconds));
+    rows.push(
+        Row::new("open.large", format!("open, {n_large}-object store"), large.open_ms, Unit::Milliseconds)
+            .goal(Goal::AtMost(OPEN_MS_MAX)),
+    );
+    rows.push(Row::new(
+        "rss.small",
+        format!("RSS after open, {n_small}-object store"),
+        mib(small.rss_open_kib),
+        Unit::MiB,
+    ));
+    rows.push(Row::new(
+        "rss.large",
+        format!("RSS after open, {n_large}-object store"),
+        mib(large.rss_open_kib),
+        Unit::MiB,
+    ));
+    rows.push(
+        Row::new(
+            "rss.large_over_small",
+            "RSS after open, large store / small store",
+            large.rss_open_kib as f64 / small.rss_open_kib as f64,
+            Unit::Times,
+        )
+        .goal(Goal::AtMost(RSS_GROWTH_MAX)),
+    );
+    rows.push(Row::new(
+        "rss.large.check_peak",
+        format!("peak RSS after reading all {n_large} objects (full check)"),
+        mib(large.hwm_check_kib),
+        Unit::MiB,
+    ));
+}
+
+/// Backup of the large store to a file (flushed to disk), then verify and restore of that file.
+fn backup(scratch: &Path, store_dir: &Path, scale: Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let path = scratch.join("large.mghabak");
+    let engine = Engine::open(store_dir, EngineOptions::default())?;
+    let t = Instant::now();
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+    let written = write_backup(&engine.store(), &mut out, &mut |_| {})?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    let write_s = t.elapsed().as_secs_f64();
+    drop(engine);
+
+    let t = Instant::now();
+    let verified = verify_backup(&path, &mut BufReader::with_capacity(1 << 20, File::open(&path)?), &mut |_| {})?;
+    let verify_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut input = BufReader::with_capacity(1 << 20, File::open(&path)?);
+    let restored = restore_backup(&path, &mut input, &scratch.join("restored"), &mut |_| {})?;
+    let restore_s = t.elapsed().as_secs_f64();
+    ensure!(verified.bytes == written.bytes && restored.bytes == written.bytes, "backup sizes disagree");
+    ensure!(restored.header.objects == scale.large_objects as u64, "restored {} objects", restored.header.objects);
+
+    let mb = written.bytes as f64 / 1e6;
+    let n = scale.large_objects;
+    rows.push(Row::new("backup.size", format!("backup file, {n} objects"), written.bytes as f64 / MIB, Unit::MiB));
+    rows.push(Row::new("backup.write", "backup write (to file, fsynced)", mb / write_s, Unit::MBPerSecond));
+    rows.push(Row::new("backup.verify", "backup verify", mb / verify_s, Unit::MBPerSecond));
+    rows.push(Row::new("backup.restore", "backup restore (into a new store)", mb / restore_s, Unit::MBPerSecond));
+    Ok(())
+}

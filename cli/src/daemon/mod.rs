@@ -1,0 +1,14 @@
+//! The daemon: the admin HTTP/JSON API of one node, served on loopback by `mgha run`.
+//!
+//! `server` holds the router, middleware and shutdown; `routes` the route table and the
+//! read/publish handlers; `sessions` and `backup` their own endpoints; `errors` the JSON error
+//! shape and its HTTP statuses; `metrics` the Prometheus counters; `openapi` the document
+//! generated from the handlers.
+
+pub mod backup;
+pub mod errors;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod server;
+pub mod sessions;

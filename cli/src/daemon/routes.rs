@@ -1,0 +1,248 @@
+//! The admin API's route table and its read, publish and revert handlers. The table is the one
+//! list of routes: the router is built from it and the OpenAPI test checks every entry against
+//! the generated document, so a route without documentation (or the reverse) fails the build.
+
+use axum::extract::State;
+use axum::handler::Handler;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::MethodRouter;
+use axum::Json;
+use mgha_core::limits::{LIST_OBJECTS_MAX, LIST_REVISIONS_MAX};
+use mgha_core::{ChangeSet, ErrorCode};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody};
+use super::metrics::Gauges;
+use super::server::AppState;
+use super::{backup, openapi, sessions};
+use crate::api::*;
+
+/// The header that names who publishes; without it the author is [`DEFAULT_AUTHOR`].
+pub const AUTHOR_HEADER: &str = "x-mgha-author";
+/// The author of publishes that do not name one.
+pub const DEFAULT_AUTHOR: &str = "admin";
+/// Objects returned by `GET /v1/objects` without `limit`.
+pub const LIST_OBJECTS_DEFAULT: usize = 1000;
+/// Revisions returned by `GET /v1/revisions` without `limit`.
+pub const LIST_REVISIONS_DEFAULT: usize = 100;
+
+/// One route: its method and path as the OpenAPI document spells them, and its handler.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+    Route { method: "get", path, handler: axum::routing::get(h) }
+}
+fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+    Route { method: "post", path, handler: axum::routing::post(h) }
+}
+fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+    Route { method: "delete", path, handler: axum::routing::delete(h) }
+}
+
+/// Every route of the admin API.
+pub fn table() -> Vec<Route> {
+    vec![
+        get("/v1/status", status),
+        post("/v1/publish", publish),
+        get("/v1/objects", list_objects),
+        get("/v1/objects/{type}/{key}", get_object),
+        get("/v1/revisions", list_revisions),
+        get("/v1/revisions/{seq}", get_revision),
+        get("/v1/diff", diff),
+        post("/v1/revert", revert),
+        post("/v1/sessions", sessions::open),
+        get("/v1/sessions/{id}", sessions::show),
+        delete("/v1/sessions/{id}", sessions::discard),
+        post("/v1/sessions/{id}/changes", sessions::stage),
+        post("/v1/sessions/{id}/publish", sessions::publish),
+        get("/v1/backup", backup::download),
+        get("/metrics", metrics),
+        get("/openapi.json", openapi::document),
+    ]
+}
+
+/// The author named by the request, checked against the core's limit before any work.
+pub fn author(headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get(AUTHOR_HEADER) {
+        None => Ok(DEFAULT_AUTHOR.into()),
+        Some(v) => {
+            let a = v
+                .to_str()
+                .map_err(|_| {
+                    ApiError::new(ErrorCode::InvalidArgument, format!("header {AUTHOR_HEADER}: not visible ASCII"))
+                })?
+                .trim();
+            if a.is_empty() {
+                return Err(ApiError::new(ErrorCode::InvalidArgument, format!("header {AUTHOR_HEADER}: empty")));
+            }
+            Ok(a.to_string())
+        }
+    }
+}
+
+/// The node's identity, role, head and size.
+#[utoipa::path(get, path = "/v1/status", tag = "node",
+    responses((status = 200, body = StatusBody), (status = 401, body = ErrorBody)))]
+pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
+    let s = state.run(|e| e.status()).await?;
+    Ok(Json(StatusBody::from(&s)))
+}
+
+/// Publishes a changeset as one revision, all or nothing.
+#[utoipa::path(post, path = "/v1/publish", tag = "revisions",
+    request_body(content = ChangeSetBody, description = "The changeset (docs/changeset.md)"),
+    params(("x-mgha-author" = Option<String>, Header, description = "Who publishes (default: admin)")),
+    responses(
+        (status = 201, description = "The new revision", body = RevisionInfoBody),
+        (status = 400, description = "Malformed changeset", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "An object is locked by an admin session", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "Validation failed; nothing was published", body = ErrorBody),
+        (status = 503, description = "This node is a read-only standby", body = ErrorBody)))]
+pub async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<RevisionInfoBody>), ApiError> {
+    let author = author(&headers)?;
+    // Parsing a large changeset is CPU work too: it runs on the blocking pool with the publish.
+    let rev = state
+        .run_publish(move |e| {
+            let cs = ChangeSet::from_json(&body)?;
+            e.publish(&author, &cs)
+        })
+        .await?;
+    tracing::info!(seq = rev.seq, changes = rev.changes.len(), author = %rev.author, "published");
+    Ok((StatusCode::CREATED, Json(RevisionInfoBody::from(&rev.info()))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsQuery {
+    /// Only objects of this type.
+    #[serde(rename = "type")]
+    pub type_name: Option<String>,
+    /// At most this many objects (default 1000, at most 100000).
+    pub limit: Option<usize>,
+}
+
+/// Objects in (type, name) order.
+#[utoipa::path(get, path = "/v1/objects", tag = "objects", params(ObjectsQuery),
+    responses((status = 200, body = ObjectList), (status = 401, body = ErrorBody), (status = 422, description = "Unknown type", body = ErrorBody)))]
+pub async fn list_objects(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ObjectsQuery>,
+) -> Result<Json<ObjectList>, ApiError> {
+    let limit = q.limit.unwrap_or(LIST_OBJECTS_DEFAULT).min(LIST_OBJECTS_MAX);
+    let objects = state.run(move |e| e.store().list(q.type_name.as_deref(), limit)).await?;
+    Ok(Json(ObjectList { objects: objects.iter().map(ObjectBody::from).collect() }))
+}
+
+/// One object by type and uid or name.
+#[utoipa::path(get, path = "/v1/objects/{type}/{key}", tag = "objects",
+    params(("type" = String, Path, description = "Object type"), ("key" = String, Path, description = "Uid or name")),
+    responses((status = 200, body = ObjectBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_object(
+    State(state): State<AppState>,
+    ApiPath((type_name, key)): ApiPath<(String, String)>,
+) -> Result<Json<ObjectBody>, ApiError> {
+    let o = state.run(move |e| e.store().get(&type_name, &key)).await?;
+    Ok(Json(ObjectBody::from(&o)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RevisionsQuery {
+    /// Only revisions older than this one.
+    pub before: Option<u64>,
+    /// At most this many (default 100, at most 10000).
+    pub limit: Option<usize>,
+}
+
+/// Revision headers, newest first.
+#[utoipa::path(get, path = "/v1/revisions", tag = "revisions", params(RevisionsQuery),
+    responses((status = 200, body = RevisionList), (status = 401, body = ErrorBody)))]
+pub async fn list_revisions(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<RevisionsQuery>,
+) -> Result<Json<RevisionList>, ApiError> {
+    let limit = q.limit.unwrap_or(LIST_REVISIONS_DEFAULT).min(LIST_REVISIONS_MAX);
+    let revs = state.run(move |e| e.store().revisions(q.before, limit)).await?;
+    Ok(Json(RevisionList { revisions: revs.iter().map(RevisionInfoBody::from).collect() }))
+}
+
+/// One revision with its changes.
+#[utoipa::path(get, path = "/v1/revisions/{seq}", tag = "revisions",
+    params(("seq" = u64, Path, description = "Revision number")),
+    responses((status = 200, body = RevisionBody), (status = 401, body = ErrorBody), (status = 404, description = "Unknown or purged", body = ErrorBody)))]
+pub async fn get_revision(
+    State(state): State<AppState>,
+    ApiPath(seq): ApiPath<u64>,
+) -> Result<Json<RevisionBody>, ApiError> {
+    let rev = state.run(move |e| e.store().revision(seq)).await?;
+    Ok(Json(RevisionBody::from(&rev)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The revision to compare from (0 is the empty state).
+    pub from: u64,
+    /// The revision to compare to.
+    pub to: u64,
+}
+
+/// Field-level differences between two revisions.
+#[utoipa::path(get, path = "/v1/diff", tag = "revisions", params(DiffQuery),
+    responses((status = 200, body = DiffBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn diff(State(state): State<AppState>, ApiQuery(q): ApiQuery<DiffQuery>) -> Result<Json<DiffBody>, ApiError> {
+    let d = state.run(move |e| e.store().diff(q.from, q.to)).await?;
+    Ok(Json(DiffBody::from(&d)))
+}
+
+/// Publishes a revision that restores the state after revision `to`.
+#[utoipa::path(post, path = "/v1/revert", tag = "revisions", request_body = RevertRequest,
+    params(("x-mgha-author" = Option<String>, Header, description = "Who reverts (default: admin)")),
+    responses(
+        (status = 201, description = "The new revision", body = RevisionInfoBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "Unknown or purged revision", body = ErrorBody),
+        (status = 422, description = "Nothing to revert", body = ErrorBody),
+        (status = 503, description = "This node is a read-only standby", body = ErrorBody)))]
+pub async fn revert(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<RevertRequest>,
+) -> Result<(StatusCode, Json<RevisionInfoBody>), ApiError> {
+    let author = author(&headers)?;
+    let rev = state.run_publish(move |e| e.revert(&author, req.to)).await?;
+    tracing::info!(seq = rev.seq, to = req.to, author = %rev.author, "reverted");
+    Ok((StatusCode::CREATED, Json(RevisionInfoBody::from(&rev.info()))))
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, body = ErrorBody)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let s = state.run(|e| e.status()).await?;
+    let gauges = Gauges {
+        head_seq: s.head.seq,
+        objects: s.objects,
+        sessions: s.sessions,
+        epoch: s.node.epoch,
+        active: s.node.role == mgha_core::Role::Active,
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(gauges)))
+}

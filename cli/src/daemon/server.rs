@@ -1,0 +1,260 @@
+//! The daemon's HTTP server: the router with its middleware (bearer token, request metrics, body
+//! limit), the shared state, and a graceful shutdown on SIGTERM or SIGINT. Engine calls are
+//! synchronous redb work, so they run on tokio's blocking pool, never on the async workers.
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use mgha_core::{Engine, ErrorCode};
+use tokio::sync::Notify;
+
+use super::errors::ApiError;
+use super::metrics::{Metrics, UNMATCHED_ROUTE};
+use super::routes;
+use crate::config::NodeConfig;
+
+/// How long open connections (a backup download, say) may run on after a stop signal before the
+/// daemon closes them and exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    token: Arc<str>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, token: &str) -> AppState {
+        AppState { engine, token: token.into(), metrics: Arc::default() }
+    }
+
+    /// Runs synchronous engine work on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> mgha_core::Result<T> + Send + 'static,
+    {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(|e| ApiError::internal(format!("engine task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
+    /// Runs a publish (plain, session or revert) and records its outcome and latency.
+    pub async fn run_publish<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> mgha_core::Result<T> + Send + 'static,
+    {
+        let started = std::time::Instant::now();
+        let result = self.run(f).await;
+        let outcome = match &result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(serde_json::from_value(serde_json::Value::String(e.code.clone())).unwrap_or(ErrorCode::Io)),
+        };
+        self.metrics.publish(outcome, started.elapsed());
+        result
+    }
+}
+
+/// The admin API router.
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new();
+    for route in routes::table() {
+        tracing::debug!(method = route.method, path = route.path, "route");
+        app = app.route(route.path, route.handler);
+    }
+    app.fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(mgha_core::limits::CHANGESET_BYTES_MAX))
+        .with_state(state)
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no route {method} {}; GET /openapi.json lists them", uri.path()))
+}
+
+/// Refuses every request without the node's bearer token, /metrics and /openapi.json included:
+/// they reveal the configuration's size and shape.
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req.headers().get(AUTHORIZATION).map(|v| v.to_str().unwrap_or("").trim());
+    let Some(value) = presented else {
+        return ApiError::unauthorized("missing 'Authorization: Bearer <token>'; the token is in DIR/admin.token")
+            .into_response();
+    };
+    let token = value.strip_prefix("Bearer ").map(str::trim).unwrap_or("");
+    if !crate::token::matches(&state.token, token) {
+        return ApiError::unauthorized("wrong bearer token; the token is in DIR/admin.token").into_response();
+    }
+    next.run(req).await
+}
+
+/// Counts requests by route pattern, method and status.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, |p| p.as_str()).to_string();
+    // The method is a token the client chooses; keep the label set bounded.
+    let method = match *req.method() {
+        Method::GET | Method::POST | Method::PUT | Method::DELETE | Method::HEAD => req.method().as_str().to_string(),
+        _ => "OTHER".to_string(),
+    };
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    tracing::debug!(%route, %method, status, "request");
+    state.metrics.request(&route, &method, status);
+    resp
+}
+
+/// Serves the admin API on the configured loopback address until SIGTERM or SIGINT.
+pub async fn serve(engine: Arc<Engine>, config: &NodeConfig, token: &str) -> anyhow::Result<()> {
+    // Handlers go in before the socket opens: a stop signal that arrives as soon as the daemon
+    // answers must be a clean stop, not the default action of killing the process.
+    let signals = StopSignals::install()?;
+    let listener = tokio::net::TcpListener::bind(config.admin)
+        .await
+        .with_context(|| format!("cannot listen on {} (key 'admin' in mgha.toml)", config.admin))?;
+    let app = router(AppState::new(engine, token));
+    let stop = Arc::new(Notify::new());
+    let stopped = stop.clone();
+    let mut server = tokio::spawn(
+        axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await }).into_future(),
+    );
+    tracing::info!(node = %config.name, admin = %config.admin, "admin API listening");
+
+    tokio::select! {
+        res = &mut server => {
+            res.context("admin server task")?.context("admin server")?;
+            anyhow::bail!("the admin server stopped by itself");
+        }
+        sig = signals.wait() => {
+            tracing::info!(signal = sig, "stopping: finishing open requests");
+        }
+    }
+    // notify_one keeps a permit, so the server sees it even if it has not started waiting yet.
+    stop.notify_one();
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+        Ok(res) => res.context("admin server task")?.context("admin server")?,
+        Err(_) => {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "requests still open after the grace period; closing them"
+            );
+            server.abort();
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The signals that stop the daemon.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT and names it.
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use mgha_core::engine::EngineOptions;
+    use mgha_core::NodeState;
+    use tower::ServiceExt;
+
+    async fn get(app: &Router, uri: &str, auth: Option<&str>) -> (StatusCode, serde_json::Value) {
+        let mut req = axum::http::Request::builder().uri(uri);
+        if let Some(a) = auth {
+            req = req.header(AUTHORIZATION, a);
+        }
+        let resp = app.clone().oneshot(req.body(Body::empty()).expect("request")).await.expect("response");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    fn app(dir: &std::path::Path) -> Router {
+        let engine = Engine::create(dir, &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        router(AppState::new(Arc::new(engine), "secret"))
+    }
+
+    #[tokio::test]
+    async fn every_route_needs_the_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path());
+        for uri in ["/v1/status", "/metrics", "/openapi.json", "/no/such/route"] {
+            for auth in [None, Some("Bearer wrong"), Some("secret"), Some("Basic secret")] {
+                let (status, body) = get(&app, uri, auth).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} {auth:?}");
+                assert_eq!(body["error"]["code"], "unauthorized", "{uri} {auth:?}");
+            }
+            let (status, _) = get(&app, uri, Some("Bearer secret")).await;
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "{uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn request_errors_are_json_with_mapped_statuses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path());
+        let auth = Some("Bearer secret");
+        let (status, body) = get(&app, "/no/such/route", auth).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::NOT_FOUND, &"not-found".into()));
+        let (status, body) = get(&app, "/v1/diff?from=1", auth).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &"invalid-argument".into()));
+        let (status, body) = get(&app, "/v1/revisions/abc", auth).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &"invalid-argument".into()));
+        let (status, body) = get(&app, "/v1/objects?type=hots", auth).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::UNPROCESSABLE_ENTITY, &"validation".into()));
+        let (status, body) = get(&app, "/v1/objects/host/web1", auth).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("web1")), "{body}");
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_route_pattern() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path());
+        get(&app, "/v1/objects/host/a", Some("Bearer secret")).await;
+        get(&app, "/v1/objects/host/b", Some("Bearer secret")).await;
+        get(&app, "/random/path", None).await;
+        let req = axum::http::Request::builder()
+            .uri("/metrics")
+            .header(AUTHORIZATION, "Bearer secret")
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("response");
+        let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body").to_vec())
+            .expect("utf-8");
+        assert!(text.contains(r#"route="/v1/objects/{type}/{key}",method="GET",status="404"} 2"#), "{text}");
+        assert!(text.contains(r#"route="unmatched",method="GET",status="401"} 1"#), "{text}");
+    }
+}

@@ -1,0 +1,342 @@
+//! What the CLI prints: aligned tables and detail views for people, and the API's own JSON
+//! bodies for scripts (`--json`), so that machine output is the documented API schema.
+
+/// `println!` that does not panic when stdout is closed (`mgha list | head`): the rest of the
+/// output is dropped and the command goes on, so a demo still stops its daemon.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` with the same behaviour as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::*;
+
+/// Widest a free-text cell gets in a table before it is cut.
+const CELL_CHARS_MAX: usize = 60;
+
+/// A table with an optional header row and columns padded to their widest cell.
+#[derive(Debug)]
+pub struct Table {
+    header: Option<Vec<String>>,
+    cols: usize,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table { header: Some(header.iter().map(|h| h.to_string()).collect()), cols: header.len(), rows: Vec::new() }
+    }
+
+    /// A two-column table of names and values, without a header.
+    pub fn keyed() -> Table {
+        Table { header: None, cols: 2, rows: Vec::new() }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self) -> String {
+        let cols = self.cols;
+        let mut widths = vec![0usize; cols];
+        for row in self.header.iter().chain(&self.rows) {
+            for (i, cell) in row.iter().enumerate().take(cols) {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in self.header.iter().chain(&self.rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate().take(cols) {
+                if i + 1 == cols {
+                    line.push_str(cell);
+                } else {
+                    let pad = widths[i] - cell.chars().count();
+                    let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn print(&self) {
+        out!("{}", self.render());
+    }
+}
+
+/// Prints a body as pretty JSON.
+pub fn json<T: Serialize>(body: &T) -> anyhow::Result<()> {
+    outln!("{}", serde_json::to_string_pretty(body)?);
+    Ok(())
+}
+
+/// Cuts text to `max` characters, marking the cut.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The first 12 hex digits of a hash, as people compare them.
+pub fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// A value as compact JSON, strings without quotes.
+pub fn value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm), so that
+/// the CLI needs no calendar library for one timestamp format.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `mgha status`.
+pub fn status(s: &StatusBody, via: &str) -> String {
+    let mut t = Table::keyed();
+    t.rows = vec![
+        vec!["node".into(), format!("{} ({})", s.node.name, s.node.node_id)],
+        vec!["cluster".into(), s.node.cluster_id.clone()],
+        vec!["designation".into(), s.node.designation.clone()],
+        vec!["role".into(), s.node.role.clone()],
+        vec!["epoch".into(), s.node.epoch.to_string()],
+        vec!["head".into(), format!("revision {} (id {})", s.head.seq, short(&s.head.id))],
+        vec!["state hash".into(), s.head.state_hash.clone()],
+        vec!["history".into(), history(s)],
+        vec!["objects".into(), s.objects.to_string()],
+        vec!["sessions".into(), s.sessions.to_string()],
+        vec!["served by".into(), via.into()],
+    ];
+    if let Some(active) = &s.active {
+        t.row(vec!["active node".into(), active.clone()]);
+    }
+    let mut out = t.render();
+    if !s.peers.is_empty() {
+        let mut peers = Table::new(&["PEER", "ROLE", "EPOCH", "HEAD", "STATUS", "LAG", "CONNECTED"]);
+        for p in &s.peers {
+            peers.row(vec![
+                p.name.clone(),
+                p.role.clone().unwrap_or_else(|| "?".into()),
+                p.epoch.to_string(),
+                p.head.seq.to_string(),
+                p.status.clone(),
+                format!("{} rev, {} ms", p.lag_revisions, p.lag_ms),
+                if p.connected { "yes" } else { "no" }.into(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&peers.render());
+    }
+    out
+}
+
+fn history(s: &StatusBody) -> String {
+    match (s.head.seq, s.floor.seq) {
+        (0, _) => "empty".into(),
+        (head, 0) => format!("revisions 1..{head}"),
+        (head, floor) => format!("revisions {}..{head} (1..{floor} purged)", floor + 1),
+    }
+}
+
+/// `mgha revisions`.
+pub fn revisions(revs: &[RevisionInfoBody]) -> String {
+    let mut t = Table::new(&["REV", "TIME (UTC)", "AUTHOR", "CHANGES", "ID", "STATE", "MESSAGE"]);
+    for r in revs {
+        t.row(vec![
+            r.seq.to_string(),
+            time(r.time_ms),
+            cut(&r.author, 24),
+            r.changes.to_string(),
+            short(&r.id).into(),
+            short(&r.state_hash).into(),
+            cut(&r.message, CELL_CHARS_MAX),
+        ]);
+    }
+    t.render()
+}
+
+/// `mgha list`.
+pub fn objects(objects: &[ObjectBody]) -> String {
+    let mut t = Table::new(&["TYPE", "NAME", "UID", "FIELDS"]);
+    for o in objects {
+        let fields = o.fields.iter().map(|(k, v)| format!("{k}={}", value(v))).collect::<Vec<_>>().join(" ");
+        t.row(vec![o.type_name.clone(), cut(&o.name, 40), o.uid.clone(), cut(&fields, CELL_CHARS_MAX)]);
+    }
+    t.render()
+}
+
+/// `mgha get`: the object's identity, then one line per field.
+pub fn object(o: &ObjectBody) -> String {
+    let mut t = Table::keyed();
+    t.row(vec!["type".into(), o.type_name.clone()]);
+    t.row(vec!["name".into(), o.name.clone()]);
+    t.row(vec!["uid".into(), o.uid.clone()]);
+    for (k, v) in &o.fields {
+        t.row(vec![k.clone(), value(v)]);
+    }
+    t.render()
+}
+
+/// `mgha diff`: one block per object, one line per field.
+pub fn diff(d: &DiffBody) -> String {
+    let mut out = String::new();
+    if d.objects.is_empty() {
+        let _ = writeln!(out, "revisions {} and {} hold the same objects", d.from, d.to);
+        return out;
+    }
+    let (mut added, mut removed, mut modified) = (0, 0, 0);
+    for o in &d.objects {
+        let sign = match o.kind.as_str() {
+            "added" => {
+                added += 1;
+                '+'
+            }
+            "removed" => {
+                removed += 1;
+                '-'
+            }
+            _ => {
+                modified += 1;
+                '~'
+            }
+        };
+        let renamed = o.old_name.as_ref().map(|n| format!(" (was '{n}')")).unwrap_or_default();
+        let _ = writeln!(out, "{sign} {} '{}'{renamed}  {}", o.type_name, o.name, o.uid);
+        let width = o.fields.iter().map(|f| f.field.chars().count()).max().unwrap_or(0);
+        for f in &o.fields {
+            let _ = writeln!(out, "    {:width$}  {}", f.field, field_change(&o.kind, f));
+        }
+    }
+    let _ = writeln!(out, "revisions {} -> {}: {added} added, {removed} removed, {modified} modified", d.from, d.to);
+    out
+}
+
+/// How one field changed. An added or removed object shows its values; a changed list shows
+/// the items that came and went, since lists of references are long and mostly unchanged.
+fn field_change(kind: &str, f: &FieldDiffBody) -> String {
+    match (&f.before, &f.after) {
+        (Some(Value::Array(b)), Some(Value::Array(a))) => {
+            let gone: Vec<String> = b.iter().filter(|x| !a.contains(x)).map(value).collect();
+            let came: Vec<String> = a.iter().filter(|x| !b.contains(x)).map(value).collect();
+            if gone.is_empty() && came.is_empty() {
+                return "reordered".into();
+            }
+            let mut parts = Vec::new();
+            if !came.is_empty() {
+                parts.push(format!("+ {}", came.join(", ")));
+            }
+            if !gone.is_empty() {
+                parts.push(format!("- {}", gone.join(", ")));
+            }
+            parts.join("  ")
+        }
+        (Some(b), Some(a)) => format!("{b} -> {a}"),
+        (None, Some(a)) if kind == "added" => a.to_string(),
+        (None, Some(a)) => format!("(absent) -> {a}"),
+        (Some(b), None) if kind == "removed" => b.to_string(),
+        (Some(b), None) => format!("{b} -> (absent)"),
+        (None, None) => String::new(),
+    }
+}
+
+/// One line about a new revision, for `apply`, `revert` and the demo.
+pub fn published(r: &RevisionInfoBody) -> String {
+    format!(
+        "revision {} published: {} change{}, id {}, state {}",
+        r.seq,
+        r.changes,
+        if r.changes == 1 { "" } else { "s" },
+        short(&r.id),
+        short(&r.state_hash)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_align() {
+        let mut t = Table::new(&["A", "LONGER"]);
+        t.row(vec!["wide cell".into(), "x".into()]);
+        assert_eq!(t.render(), "A          LONGER\nwide cell  x\n");
+    }
+
+    #[test]
+    fn times_are_utc_calendar_dates() {
+        assert_eq!(time(0), "1970-01-01 00:00:00");
+        assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(time(1_700_000_000_123), "2023-11-14 22:13:20");
+    }
+
+    #[test]
+    fn diff_shows_list_items_that_came_and_went() {
+        let d = DiffBody {
+            from: 1,
+            to: 2,
+            objects: vec![ObjectDiffBody {
+                type_name: "group".into(),
+                uid: "u".into(),
+                name: "web".into(),
+                old_name: None,
+                kind: "modified".into(),
+                fields: vec![FieldDiffBody {
+                    field: "members".into(),
+                    before: Some(serde_json::json!(["a", "b", "c"])),
+                    after: Some(serde_json::json!(["a", "c", "d"])),
+                }],
+            }],
+        };
+        let text = diff(&d);
+        assert!(text.contains("~ group 'web'"), "{text}");
+        assert!(text.contains("members  + d  - b"), "{text}");
+        assert!(text.contains("0 added, 0 removed, 1 modified"), "{text}");
+    }
+
+    #[test]
+    fn long_text_is_cut() {
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut("abc", 4), "abc");
+    }
+}

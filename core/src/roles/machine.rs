@@ -1,0 +1,382 @@
+//! The role state machine of one node: who may publish, planned and forced changeover, and
+//! fencing by epoch. Events in, actions out, no I/O and no clock of its own, so the runtime
+//! drives it and the simulation in `core/tests/roles_sim.rs` checks it over thousands of seeds.
+//!
+//! Rules:
+//! - Only an Active that is not handing over accepts publishes.
+//! - Planned changeover: the Active fences publishes, waits until the target has its head, asks
+//!   the target to become Active at epoch + 1, and follows it once the target confirms. If the
+//!   target never catches up, nothing changes. If the target does not answer after being asked,
+//!   the old Active steps down without raising its epoch (it cannot know whether the target took
+//!   over; two Actives are worse than none).
+//! - Forced changeover: a Standby becomes Active in the round after the highest epoch it knows.
+//! - Epochs are ballot numbers, as in Paxos: a round in the high bits and the tag of the node
+//!   that becomes Active in the low bits ([`epoch`]). Two nodes can never become Active at the
+//!   same epoch, even when a forced changeover races a planned one.
+//! - Fencing: any node that sees a higher epoch adopts it, and an Active that does steps down at
+//!   once. Two Actives at one epoch (only possible after simultaneous forced changeovers) settle
+//!   deterministically: the lower node id steps down.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Uid;
+use crate::node::Role;
+
+/// Epochs as ballot numbers: `round << TAG_BITS | node tag`.
+pub mod epoch {
+    /// Bits of an epoch that hold the tag of the node that became Active in it.
+    pub const TAG_BITS: u32 = 16;
+
+    /// The first epoch of a node with `tag` (a Primary at `init`: round 1).
+    pub fn first(tag: u16) -> u64 {
+        (1 << TAG_BITS) | u64::from(tag)
+    }
+
+    /// The epoch in which the node with `tag` becomes Active after `highest`: the next round.
+    pub fn next(highest: u64, tag: u16) -> u64 {
+        (((highest >> TAG_BITS) + 1) << TAG_BITS) | u64::from(tag)
+    }
+
+    /// The round of an epoch, as people count changeovers.
+    pub fn round(epoch: u64) -> u64 {
+        epoch >> TAG_BITS
+    }
+
+    /// The tag of the node that was Active in `epoch`.
+    pub fn tag(epoch: u64) -> u16 {
+        (epoch & ((1 << TAG_BITS) - 1)) as u16
+    }
+
+    /// `round.tag`, for status output.
+    pub fn display(epoch: u64) -> String {
+        format!("{}.{}", round(epoch), tag(epoch))
+    }
+}
+
+/// A planned changeover in progress on the Active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    pub target: Uid,
+    pub target_tag: u16,
+    pub deadline_ms: u64,
+    /// The target has been asked to take over.
+    pub promote_sent: bool,
+}
+
+/// Why a publish is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// This node is a Standby.
+    Standby,
+    /// A planned changeover to `target` is in progress; retry on it shortly.
+    HandingOver { target: Uid },
+}
+
+/// What happens to a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An administrator publishes.
+    Publish,
+    /// Planned changeover to `target`, which must be connected.
+    ChangeoverTo { target: Uid, target_tag: u16, target_connected: bool, now_ms: u64, timeout_ms: u64 },
+    /// The sync layer saw the target acknowledge our head.
+    TargetCaughtUp { target: Uid },
+    /// Time passes (deadlines).
+    Tick { now_ms: u64 },
+    /// The Active asks us to take over at `epoch`; `head_matches` says our head is its head.
+    PromoteRequest { from: Uid, epoch: u64, head_matches: bool },
+    /// The target took over at `epoch`.
+    Promoted { from: Uid, epoch: u64 },
+    /// Forced changeover on this node; `highest_epoch` is the highest epoch it has heard of.
+    Force { highest_epoch: u64 },
+    /// A peer said (in a hello or a frame) that it is `role` at `epoch`.
+    PeerSeen { peer: Uid, role: Role, epoch: u64 },
+}
+
+/// What the runtime must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Accept the publish.
+    Accept,
+    Refuse(Refusal),
+    /// Durably record the new role and epoch (before acting on them).
+    Persist {
+        role: Role,
+        epoch: u64,
+    },
+    /// Ask the target to become Active at `epoch`.
+    SendPromote {
+        target: Uid,
+        epoch: u64,
+    },
+    /// Tell the old Active we took over at `epoch`.
+    ReplyPromoted {
+        to: Uid,
+        epoch: u64,
+    },
+    /// A changeover this node was part of finished: it is now Active (or Standby) at `epoch`.
+    ChangeoverDone {
+        epoch: u64,
+    },
+    ChangeoverFailed {
+        reason: String,
+    },
+    /// An Active met a higher (or winning equal) epoch and became Standby.
+    SteppedDown {
+        because: Uid,
+        epoch: u64,
+    },
+}
+
+/// The role state of one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleMachine {
+    pub node_id: Uid,
+    /// This node's tag in epochs.
+    pub tag: u16,
+    pub role: Role,
+    pub epoch: u64,
+    pub handover: Option<Handover>,
+}
+
+impl RoleMachine {
+    pub fn new(node_id: Uid, tag: u16, role: Role, epoch: u64) -> RoleMachine {
+        RoleMachine { node_id, tag, role, epoch, handover: None }
+    }
+
+    /// Whether a publish would be accepted now.
+    pub fn may_publish(&self) -> Result<(), Refusal> {
+        match (self.role, self.handover) {
+            (Role::Active, None) => Ok(()),
+            (Role::Active, Some(h)) => Err(Refusal::HandingOver { target: h.target }),
+            (Role::Standby, _) => Err(Refusal::Standby),
+        }
+    }
+
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        match event {
+            Event::Publish => vec![match self.may_publish() {
+                Ok(()) => Action::Accept,
+                Err(r) => Action::Refuse(r),
+            }],
+            Event::ChangeoverTo { target, target_tag, target_connected, now_ms, timeout_ms } => {
+                let refuse = |reason: &str| vec![Action::ChangeoverFailed { reason: reason.into() }];
+                if self.role != Role::Active {
+                    return refuse("this node is not the active");
+                }
+                if self.handover.is_some() {
+                    return refuse("a changeover is already in progress");
+                }
+                if target == self.node_id {
+                    return refuse("this node is already the active");
+                }
+                if !target_connected {
+                    return refuse("the target is not connected to the active");
+                }
+                self.handover = Some(Handover {
+                    target,
+                    target_tag,
+                    deadline_ms: now_ms.saturating_add(timeout_ms),
+                    promote_sent: false,
+                });
+                vec![]
+            }
+            Event::TargetCaughtUp { target } => match &mut self.handover {
+                Some(h) if h.target == target && !h.promote_sent && self.role == Role::Active => {
+                    h.promote_sent = true;
+                    vec![Action::SendPromote { target, epoch: epoch::next(self.epoch, h.target_tag) }]
+                }
+                _ => vec![],
+            },
+            Event::Tick { now_ms } => match self.handover {
+                Some(h) if now_ms > h.deadline_ms => {
+                    self.handover = None;
+                    if h.promote_sent {
+                        self.role = Role::Standby;
+                        vec![
+                            Action::Persist { role: Role::Standby, epoch: self.epoch },
+                            Action::ChangeoverFailed {
+                                reason: "the target did not confirm in time; this node stepped down to standby \
+                                         (check which node is active)"
+                                    .into(),
+                            },
+                        ]
+                    } else {
+                        vec![Action::ChangeoverFailed {
+                            reason: "the target did not catch up in time; nothing changed".into(),
+                        }]
+                    }
+                }
+                _ => vec![],
+            },
+            Event::PromoteRequest { from, epoch, head_matches } => {
+                if self.role == Role::Standby && epoch > self.epoch && epoch::tag(epoch) == self.tag && head_matches {
+                    self.role = Role::Active;
+                    self.epoch = epoch;
+                    vec![
+                        Action::Persist { role: Role::Active, epoch },
+                        Action::ReplyPromoted { to: from, epoch },
+                        Action::ChangeoverDone { epoch },
+                    ]
+                } else {
+                    vec![]
+                }
+            }
+            Event::Promoted { from, epoch } => match self.handover {
+                Some(h) if h.target == from && h.promote_sent && epoch == epoch::next(self.epoch, h.target_tag) => {
+                    self.handover = None;
+                    self.role = Role::Standby;
+                    self.epoch = epoch;
+                    vec![Action::Persist { role: Role::Standby, epoch }, Action::ChangeoverDone { epoch }]
+                }
+                _ => vec![],
+            },
+            Event::Force { highest_epoch } => {
+                if self.role == Role::Active {
+                    return vec![Action::ChangeoverFailed { reason: "this node is already the active".into() }];
+                }
+                let epoch = epoch::next(highest_epoch.max(self.epoch), self.tag);
+                self.role = Role::Active;
+                self.epoch = epoch;
+                vec![Action::Persist { role: Role::Active, epoch }, Action::ChangeoverDone { epoch }]
+            }
+            Event::PeerSeen { peer, role, epoch } => {
+                let higher = epoch > self.epoch;
+                let tie_lost =
+                    epoch == self.epoch && role == Role::Active && self.role == Role::Active && peer > self.node_id;
+                if self.role == Role::Active && (higher || tie_lost) {
+                    self.role = Role::Standby;
+                    self.epoch = epoch;
+                    self.handover = None;
+                    vec![Action::Persist { role: Role::Standby, epoch }, Action::SteppedDown { because: peer, epoch }]
+                } else if higher {
+                    self.epoch = epoch;
+                    vec![Action::Persist { role: self.role, epoch }]
+                } else {
+                    vec![]
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (Uid, Uid) {
+        let (a, b) = (Uid::new_random(), Uid::new_random());
+        if a < b {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+
+    #[test]
+    fn only_an_active_without_handover_publishes() {
+        let (a, b) = ids();
+        let mut m = RoleMachine::new(a, 0, Role::Active, epoch::first(0));
+        assert_eq!(m.handle(Event::Publish), vec![Action::Accept]);
+        m.handle(Event::ChangeoverTo { target: b, target_tag: 1, target_connected: true, now_ms: 0, timeout_ms: 100 });
+        assert_eq!(m.handle(Event::Publish), vec![Action::Refuse(Refusal::HandingOver { target: b })]);
+        let mut s = RoleMachine::new(b, 1, Role::Standby, epoch::first(0));
+        assert_eq!(s.handle(Event::Publish), vec![Action::Refuse(Refusal::Standby)]);
+    }
+
+    #[test]
+    fn planned_changeover_moves_the_role_at_epoch_plus_one() {
+        let (a, b) = ids();
+        let e = epoch::next(epoch::first(0), 0);
+        let mut old = RoleMachine::new(a, 0, Role::Active, e);
+        let mut new = RoleMachine::new(b, 1, Role::Standby, e);
+        let four = epoch::next(e, 1);
+        assert!(old
+            .handle(Event::ChangeoverTo {
+                target: b,
+                target_tag: 1,
+                target_connected: true,
+                now_ms: 0,
+                timeout_ms: 100
+            })
+            .is_empty());
+        let send = old.handle(Event::TargetCaughtUp { target: b });
+        assert_eq!(send, vec![Action::SendPromote { target: b, epoch: four }]);
+        assert_eq!((epoch::round(four), epoch::tag(four)), (epoch::round(e) + 1, 1));
+        let reply = new.handle(Event::PromoteRequest { from: a, epoch: four, head_matches: true });
+        assert!(reply.contains(&Action::ReplyPromoted { to: a, epoch: four }));
+        assert_eq!((new.role, new.epoch), (Role::Active, four));
+        old.handle(Event::Promoted { from: b, epoch: four });
+        assert_eq!((old.role, old.epoch, old.handover), (Role::Standby, four, None));
+    }
+
+    #[test]
+    fn unreachable_or_slow_target_changes_nothing() {
+        let (a, b) = ids();
+        let mut m = RoleMachine::new(a, 0, Role::Active, epoch::first(0));
+        let out = m.handle(Event::ChangeoverTo {
+            target: b,
+            target_tag: 1,
+            target_connected: false,
+            now_ms: 0,
+            timeout_ms: 100,
+        });
+        assert!(matches!(out.as_slice(), [Action::ChangeoverFailed { .. }]));
+        m.handle(Event::ChangeoverTo { target: b, target_tag: 1, target_connected: true, now_ms: 0, timeout_ms: 100 });
+        let out = m.handle(Event::Tick { now_ms: 101 });
+        assert!(matches!(out.as_slice(), [Action::ChangeoverFailed { .. }]));
+        assert_eq!((m.role, m.epoch, m.handover), (Role::Active, epoch::first(0), None));
+    }
+
+    #[test]
+    fn unanswered_promote_steps_down_without_raising_the_epoch() {
+        let (a, b) = ids();
+        let mut m = RoleMachine::new(a, 0, Role::Active, epoch::first(0));
+        m.handle(Event::ChangeoverTo { target: b, target_tag: 1, target_connected: true, now_ms: 0, timeout_ms: 100 });
+        m.handle(Event::TargetCaughtUp { target: b });
+        m.handle(Event::Tick { now_ms: 500 });
+        assert_eq!((m.role, m.epoch), (Role::Standby, epoch::first(0)));
+    }
+
+    #[test]
+    fn promote_with_a_different_head_is_ignored() {
+        let (a, b) = ids();
+        let mut s = RoleMachine::new(b, 1, Role::Standby, epoch::first(0));
+        let next = epoch::next(epoch::first(0), 1);
+        assert!(s.handle(Event::PromoteRequest { from: a, epoch: next, head_matches: false }).is_empty());
+        assert_eq!(s.role, Role::Standby);
+    }
+
+    #[test]
+    fn force_takes_one_more_than_the_highest_epoch_known() {
+        let (_, b) = ids();
+        let mut s = RoleMachine::new(b, 7, Role::Standby, epoch::first(0));
+        let highest = epoch::next(epoch::next(epoch::first(0), 3), 2);
+        s.handle(Event::Force { highest_epoch: highest });
+        assert_eq!((s.role, epoch::round(s.epoch), epoch::tag(s.epoch)), (Role::Active, epoch::round(highest) + 1, 7));
+    }
+
+    #[test]
+    fn active_seeing_a_higher_epoch_steps_down_at_once() {
+        let (a, b) = ids();
+        let mut m = RoleMachine::new(a, 0, Role::Active, epoch::first(0));
+        let higher = epoch::next(epoch::first(0), 1);
+        let out = m.handle(Event::PeerSeen { peer: b, role: Role::Active, epoch: higher });
+        assert!(out.contains(&Action::SteppedDown { because: b, epoch: higher }));
+        assert_eq!(m.may_publish(), Err(Refusal::Standby));
+        // Epochs never go back.
+        m.handle(Event::PeerSeen { peer: b, role: Role::Active, epoch: epoch::first(0) });
+        assert_eq!(m.epoch, higher);
+    }
+
+    #[test]
+    fn equal_epoch_actives_settle_on_the_higher_node_id() {
+        let (low, high) = ids();
+        // Cannot happen with distinct tags; the rule is a last line of defence.
+        let mut l = RoleMachine::new(low, 0, Role::Active, 4);
+        let mut h = RoleMachine::new(high, 0, Role::Active, 4);
+        l.handle(Event::PeerSeen { peer: high, role: Role::Active, epoch: 4 });
+        h.handle(Event::PeerSeen { peer: low, role: Role::Active, epoch: 4 });
+        assert_eq!((l.role, h.role), (Role::Standby, Role::Active));
+    }
+}

@@ -439,3 +439,35 @@ impl FrameReader<'_> {
         Ok(Some((kind, buf)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changeset::ChangeInput;
+    use crate::model::Fields;
+    use crate::store::CommitMeta;
+    use serde_json::Value;
+
+    #[test]
+    fn history_over_one_frame_is_written_in_readable_chunks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = NodeState::new_primary("test");
+        let store = Store::create(&dir.path().join(STORE_FILE), &node).expect("create store");
+        let meta = CommitMeta { author: "t".into(), message: "big".into(), epoch: 1, time_ms: 0 };
+        // 120 revisions of about 600 KB each (the new version and its undo record): over
+        // 64 MiB in all, so a chunk of 256 revisions would be a frame no reader accepts.
+        for i in 0..120 {
+            let mut fields = Fields::new();
+            fields.insert("value".into(), Value::String(format!("{i}{}", "0".repeat(300_000))));
+            let change =
+                ChangeInput::Put { type_name: "system-setting".into(), name: "blob".into(), uid: None, fields };
+            store.publish(&meta, &[change]).expect("publish");
+        }
+        let mut file = Vec::new();
+        let written = write_backup(&store, &mut file, &mut |_| {}).expect("write");
+        let read =
+            verify_backup(Path::new("test.bak"), &mut file.as_slice(), &mut |_| {}).expect("the backup verifies");
+        assert_eq!(read.header.revisions, 120);
+        assert_eq!(read.bytes, written.bytes);
+    }
+}

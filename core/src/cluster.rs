@@ -29,6 +29,7 @@ pub fn init_primary(dir: &Path, name: &str, listen: &str, options: EngineOptions
             name: name.into(),
             listen: listen.into(),
             designation: Designation::Primary,
+            tag: 0,
         }],
     )?;
     Ok(engine)
@@ -70,8 +71,36 @@ pub async fn join_secondary(
         designation: Designation::Secondary,
         role: Role::Standby,
         epoch: 0,
+        tag: joined.tag,
     };
     let engine = Engine::create(dir, &node, options)?;
     membership::merge_members(&engine.store(), &joined.members)?;
     Ok(engine)
+}
+
+/// Makes this Secondary the Primary, when the Primary is lost for good: it must hold the cluster
+/// CA key (every member receives it from the Active over the member channel). It can then issue
+/// join keys and sign new members.
+pub fn promote_to_primary(engine: &Engine) -> Result<()> {
+    let files = TlsFiles::new(engine.dir());
+    if !files.has_ca_key() {
+        return Err(Error::InvalidArgument(
+            "this node has not received the cluster CA key yet (it arrives once the node has followed an active)"
+                .into(),
+        ));
+    }
+    let store = engine.store();
+    let mut node = store.node()?;
+    if node.designation == Designation::Primary {
+        return Err(Error::InvalidArgument("this node is already the primary".into()));
+    }
+    node.designation = Designation::Primary;
+    store.set_node(&node)?;
+    let mut me: Vec<Member> = membership::members(&store)?.into_iter().filter(|m| m.node_id == node.node_id).collect();
+    for m in &mut me {
+        m.designation = Designation::Primary;
+    }
+    membership::merge_members(&store, &me)?;
+    tracing::warn!(node = %node.name, "promoted to primary");
+    Ok(())
 }

@@ -10,6 +10,7 @@ use crate::limits::AUTHOR_BYTES_MAX;
 use crate::model::Uid;
 use crate::node::{NodeState, Role};
 use crate::revision::{Head, Revision};
+use crate::roles::{Action as RoleAction, Event as RoleEvent, Refusal, RoleMachine};
 use crate::session::Sessions;
 use crate::store::tables::name_key;
 use crate::store::{CommitMeta, Store, STORE_FILE};
@@ -52,6 +53,7 @@ pub struct Engine {
     sessions: Mutex<Sessions>,
     options: EngineOptions,
     sync: SyncState,
+    roles: Mutex<RoleMachine>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -84,7 +86,10 @@ impl Engine {
 
     fn with_store(dir: &Path, store: Store, options: EngineOptions) -> Result<Engine> {
         let sync = SyncState::new(store.head()?);
+        let node = store.node()?;
+        let roles = Mutex::new(RoleMachine::new(node.node_id, node.tag, node.role, node.epoch));
         Ok(Engine {
+            roles,
             store: RwLock::new(Arc::new(store)),
             dir: dir.to_path_buf(),
             sessions: Mutex::default(),
@@ -144,11 +149,93 @@ impl Engine {
     /// Publishes a changeset as one revision. Only the Active publishes.
     pub fn publish(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
         changeset.check()?;
-        let meta = self.commit_meta(author, &changeset.message)?;
-        let rev = self.store().publish(&meta, &changeset.changes)?;
-        self.after_publish(&rev);
+        self.publish_with(author, &changeset.message, |store, meta| store.publish(meta, &changeset.changes))
+    }
+
+    /// Runs one local commit under the role lock: the role machine must accept the publish, and
+    /// no changeover can start until the commit is done, so a handover never misses a revision.
+    pub(crate) fn publish_with(
+        &self,
+        author: &str,
+        message: &str,
+        commit: impl FnOnce(&Store, &CommitMeta) -> Result<Revision>,
+    ) -> Result<Revision> {
+        if author.len() > AUTHOR_BYTES_MAX {
+            return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
+        }
+        let rev = {
+            let roles = self.lock_roles();
+            if let Err(refusal) = roles.may_publish() {
+                return Err(self.refusal_error(refusal));
+            }
+            let meta = CommitMeta {
+                author: author.into(),
+                message: message.into(),
+                epoch: roles.epoch,
+                time_ms: crate::now_ms(),
+            };
+            let rev = commit(&self.store(), &meta)?;
+            self.after_publish(&rev);
+            rev
+        };
         self.wait_standbys(rev.seq)?;
         Ok(rev)
+    }
+
+    fn refusal_error(&self, refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::Standby => Error::ReadOnly { active: self.sync.active_hint() },
+            Refusal::HandingOver { target } => {
+                let name = crate::sync::membership::members(&self.store())
+                    .ok()
+                    .and_then(|m| m.into_iter().find(|m| m.node_id == target).map(|m| m.name))
+                    .unwrap_or_else(|| target.to_string());
+                Error::ChangeoverInProgress { target: name }
+            }
+        }
+    }
+
+    fn lock_roles(&self) -> std::sync::MutexGuard<'_, RoleMachine> {
+        // The machine is only replaced whole (see role_event), so a poisoned lock holds a
+        // consistent state.
+        self.roles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current role and epoch, as the role machine holds them.
+    pub fn role(&self) -> (Role, u64) {
+        let m = self.lock_roles();
+        (m.role, m.epoch)
+    }
+
+    /// The role machine's state (for status and tests).
+    pub fn role_machine(&self) -> RoleMachine {
+        self.lock_roles().clone()
+    }
+
+    /// Feeds the role machine, durably records any new role and epoch before the change takes
+    /// effect, and returns the actions for the caller (the sync runtime) to carry out.
+    pub fn role_event(&self, event: RoleEvent) -> Result<Vec<RoleAction>> {
+        let mut guard = self.lock_roles();
+        let mut next = guard.clone();
+        let actions = next.handle(event);
+        for a in &actions {
+            if let RoleAction::Persist { role, epoch } = a {
+                let store = self.store();
+                let mut node = store.node()?;
+                node.role = *role;
+                node.epoch = *epoch;
+                store.set_node(&node)?;
+            }
+        }
+        let changed = (guard.role, guard.epoch) != (next.role, next.epoch);
+        *guard = next;
+        drop(guard);
+        if changed {
+            let (role, epoch) = self.role();
+            tracing::info!(%role, epoch = %crate::roles::machine::epoch::display(epoch), "role changed");
+            self.sync.role_changed(role, epoch);
+        }
+        Ok(actions)
     }
 
     /// With `sync_standbys = N`, waits until N standbys acknowledged `seq`.
@@ -198,22 +285,7 @@ impl Engine {
 
     /// Publishes a revision that restores the state after revision `to`.
     pub fn revert(&self, author: &str, to: u64) -> Result<Revision> {
-        let meta = self.commit_meta(author, &format!("revert to revision {to}"))?;
-        let rev = self.store().revert(to, &meta)?;
-        self.after_publish(&rev);
-        self.wait_standbys(rev.seq)?;
-        Ok(rev)
-    }
-
-    fn commit_meta(&self, author: &str, message: &str) -> Result<CommitMeta> {
-        if author.len() > AUTHOR_BYTES_MAX {
-            return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
-        }
-        let node = self.store().node()?;
-        if node.role != Role::Active {
-            return Err(Error::ReadOnly { active: self.sync.active_hint() });
-        }
-        Ok(CommitMeta { author: author.into(), message: message.into(), epoch: node.epoch, time_ms: crate::now_ms() })
+        self.publish_with(author, &format!("revert to revision {to}"), |store, meta| store.revert(to, meta))
     }
 
     fn after_publish(&self, rev: &Revision) {

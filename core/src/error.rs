@@ -73,6 +73,10 @@ pub enum Error {
     EmptyChangeset,
     #[error("this node is a read-only standby; publish on the active node{}", active.as_deref().map(|a| format!(" '{a}'")).unwrap_or_default())]
     ReadOnly { active: Option<String> },
+    #[error("a changeover to '{target}' is in progress; retry on '{target}' in a moment")]
+    ChangeoverInProgress { target: String },
+    #[error("changeover: {0}")]
+    Changeover(String),
     #[error("{object} is locked by session {session} of '{owner}'")]
     Locked { object: String, session: u64, owner: String },
     #[error("no open session {0}")]
@@ -115,7 +119,8 @@ impl Error {
             Error::TooLarge { .. } => ErrorCode::TooLarge,
             Error::ReadOnly { .. } => ErrorCode::ReadOnly,
             Error::Locked { .. } => ErrorCode::Conflict,
-            Error::TooManySessions(_) | Error::InUse(_) => ErrorCode::Busy,
+            Error::TooManySessions(_) | Error::InUse(_) | Error::ChangeoverInProgress { .. } => ErrorCode::Busy,
+            Error::Changeover(_) => ErrorCode::Conflict,
             Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,
             Error::Storage(_) | Error::Io(_) => ErrorCode::Io,
             Error::NotReplicated { .. } | Error::Peer(_) => ErrorCode::Peer,

@@ -28,11 +28,15 @@ pub struct NodeState {
     pub cluster_id: Uid,
     pub designation: Designation,
     pub role: Role,
+    /// A ballot number (see `roles::machine::epoch`): round and the tag of its Active.
     pub epoch: u64,
+    /// This node's tag in epochs, unique in the cluster (the Primary is 0).
+    #[serde(default)]
+    pub tag: u16,
 }
 
 impl NodeState {
-    /// A fresh Primary: Active at epoch 1 of a new cluster.
+    /// A fresh Primary: Active in round 1 of a new cluster, tag 0.
     pub fn new_primary(name: &str) -> NodeState {
         NodeState {
             node_id: Uid::new_random(),
@@ -40,7 +44,8 @@ impl NodeState {
             cluster_id: Uid::new_random(),
             designation: Designation::Primary,
             role: Role::Active,
-            epoch: 1,
+            epoch: crate::roles::machine::epoch::first(0),
+            tag: 0,
         }
     }
 }

@@ -301,6 +301,7 @@ impl Sim {
         self.check_no_loss();
     }
 
+    #[allow(clippy::collapsible_match)] // one arm per kind of chaos reads better than guards
     fn chaos(&mut self) {
         let n = self.nodes.len();
         let i = self.rng.gen_range(0..n);

@@ -297,6 +297,16 @@ mod tests {
     }
 
     #[test]
+    fn ordered_uids_sort_by_creation_time() {
+        let first = Uid::new_ordered();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = Uid::new_ordered();
+        assert!(first < second, "{first} then {second}");
+        assert_eq!(second.0.get_version(), Some(uuid::Version::SortRand));
+        assert_ne!(Uid::new_ordered(), Uid::new_ordered());
+    }
+
+    #[test]
     fn hash_hex_round_trips() {
         let h = Hash::of(b"abc");
         assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));

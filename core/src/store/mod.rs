@@ -3,6 +3,7 @@
 //! immediate durability before it is acknowledged; reads use MVCC snapshots, so diffs, listings
 //! and online backups go on while publishes commit.
 
+mod branches;
 mod check;
 mod commit;
 mod history;
@@ -20,6 +21,7 @@ use crate::node::NodeState;
 use crate::revision::Head;
 use tables::*;
 
+pub use branches::{Branch, Resolution as BranchResolution};
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
 pub use replica::SnapshotBuilder;

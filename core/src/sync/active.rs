@@ -1,21 +1,25 @@
 //! The Active's side of one Standby connection: decide what the Standby needs (see
-//! [`super::plan`]), send missing revisions or a full snapshot, then push every new revision as
-//! it commits and track the Standby's acknowledgements.
+//! [`super::plan`]), keep a diverged Standby's branch, send missing revisions or a full
+//! snapshot, then push every new revision as it commits, track acknowledgements, and carry out
+//! the Active's part of a planned changeover.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::conn::{spawn_reader, Inbox, PeerCmd};
 use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
 use super::runtime::Ctx;
 use super::wire::{
-    encode_frame, read_msg, write_frame, write_msg, Hello, Msg, WireError, WireRevision, SNAPSHOT_CHUNK_BYTES,
+    encode_frame, write_frame, write_msg, Hello, Msg, WireError, WireRevision, SNAPSHOT_CHUNK_BYTES,
     SNAPSHOT_CHUNK_OBJECTS,
 };
+use super::{branch, changeover};
 use crate::error::{Error, Result};
 use crate::node::Role;
 use crate::revision::{Head, Revision};
+use crate::roles::{Action, Event};
 
 fn peer_err(e: WireError) -> Error {
     Error::Peer(e.to_string())
@@ -28,24 +32,11 @@ where
 {
     let peer_id = hello.node_id;
     let (rd, mut wr) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<std::result::Result<Msg, WireError>>(64);
-    let reader = tokio::spawn(async move {
-        let mut rd = rd;
-        loop {
-            let msg = read_msg(&mut rd).await;
-            let stop = !matches!(msg, Ok(Some(_)));
-            let item = match msg {
-                Ok(Some(m)) => Ok(m),
-                Ok(None) => Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into())),
-                Err(e) => Err(e),
-            };
-            if tx.send(item).await.is_err() || stop {
-                return;
-            }
-        }
-    });
-    let result = serve(&ctx, &mut wr, &mut rx, &hello).await;
+    let (reader, mut rx) = spawn_reader(rd);
+    let mut cmds = ctx.registry.register(peer_id);
+    let result = serve(&ctx, &mut wr, &mut rx, &mut cmds, &hello).await;
     reader.abort();
+    ctx.registry.unregister(peer_id);
     ctx.engine.sync().update_peer(peer_id, |p| {
         p.connected = false;
         if p.status != SyncStatus::Collision {
@@ -58,40 +49,35 @@ where
 async fn serve<W: AsyncWrite + Unpin>(
     ctx: &Arc<Ctx>,
     wr: &mut W,
-    rx: &mut mpsc::Receiver<std::result::Result<Msg, WireError>>,
+    rx: &mut Inbox,
+    cmds: &mut mpsc::Receiver<PeerCmd>,
     hello: &Hello,
 ) -> Result<()> {
     let engine = &ctx.engine;
     let peer_id = hello.node_id;
     let mut heads = engine.sync().subscribe();
-    let store = engine.store();
-    let ours = store.head()?;
-    let floor = store.floor()?;
-    let peer = hello.head;
-    let peer_id_at_ours = if peer.seq > ours.seq {
-        write_msg(wr, &Msg::IdAt { seq: ours.seq }).await.map_err(peer_err)?;
-        wait_id_reply(rx, ours.seq, Duration::from_millis(ctx.cfg.peer_timeout_ms)).await?
-    } else {
-        None
-    };
-    let our_id_at_peer = (peer.seq <= ours.seq).then(|| our_id_at(peer.seq, &floor, |s| store.id_at(s).ok().flatten()));
-    drop(store);
-    let (status, plan) = decide(&Facts { ours, floor, peer, our_id_at_peer, peer_id_at_ours });
+    if ctx.files.has_ca_key() {
+        // Lets any Secondary be promoted to Primary if this one is lost for good.
+        let pem = ctx.files.read(&ctx.files.ca_key())?;
+        write_msg(wr, &Msg::CaKey { pem }).await.map_err(peer_err)?;
+    }
+    let (status, plan) = plan_for(ctx, wr, rx, hello).await?;
     tracing::info!(peer = %hello.name, ?status, ?plan, "standby connected");
     engine.sync().update_peer(peer_id, |p| {
         p.status = status;
-        p.head = peer;
+        p.head = hello.head;
         p.connected = true;
         p.last_contact_ms = crate::now_ms();
     });
     let mut next = match plan {
-        Plan::Stream => Some(ours.seq + 1),
+        Plan::Stream => Some(hello.head.seq + 1),
         Plan::SendRevisions { after, .. } => Some(after + 1),
-        Plan::FullSync => {
-            let head = send_snapshot(ctx, wr).await?;
-            Some(head.seq + 1)
+        Plan::FullSync => Some(send_snapshot(ctx, wr, false).await?.seq + 1),
+        Plan::Hold => {
+            // Diverged or ahead: keep its branch first; only then may a snapshot replace its store.
+            branch::fetch(ctx, wr, rx, hello).await?;
+            Some(send_snapshot(ctx, wr, true).await?.seq + 1)
         }
-        Plan::Hold => None,
     };
 
     let heartbeat = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
@@ -101,25 +87,52 @@ async fn serve<W: AsyncWrite + Unpin>(
     let mut shutdown = ctx.shutdown.clone();
     let mut nonce = 0u64;
     loop {
+        if engine.role().0 != Role::Active {
+            return Ok(());
+        }
         if let Some(n) = next.as_mut() {
             send_revisions(ctx, wr, n).await?;
         }
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
-            changed = heads.changed() => {
-                if changed.is_err() {
-                    return Ok(());
+            changed = heads.changed() => if changed.is_err() { return Ok(()) },
+            cmd = cmds.recv() => match cmd {
+                Some(PeerCmd::Promote { epoch, head }) => {
+                    write_msg(wr, &Msg::Promote { epoch, head }).await.map_err(peer_err)?;
                 }
-                if engine.node()?.role != Role::Active {
-                    return Ok(());
+                Some(PeerCmd::Send(msg)) => write_msg(wr, &msg).await.map_err(peer_err)?,
+                Some(PeerCmd::Forward { reply, .. }) => {
+                    let _ = reply.send(Err(Error::Changeover("this node is the active".into())));
                 }
-            }
+                None => return Ok(()),
+            },
             msg = rx.recv() => {
                 last_heard = Instant::now();
                 match msg {
                     Some(Ok(Msg::Ack { head })) => on_ack(ctx, peer_id, head),
                     Some(Ok(Msg::Pong { .. })) => {
                         engine.sync().update_peer(peer_id, |p| p.last_contact_ms = crate::now_ms());
+                    }
+                    Some(Ok(Msg::Promoted { epoch })) => {
+                        let actions = engine.role_event(Event::Promoted { from: peer_id, epoch })?;
+                        if actions.iter().any(|a| matches!(a, Action::ChangeoverDone { .. })) {
+                            tracing::info!(new_active = %hello.name, "planned changeover done; following it");
+                            ctx.promoted.send_replace(Some((peer_id, epoch)));
+                            return Ok(());
+                        }
+                    }
+                    Some(Ok(Msg::ChangeoverRequest { target })) => {
+                        let (ctx2, tx) = (ctx.clone(), ctx.registry.get(peer_id));
+                        tokio::spawn(async move {
+                            let r = changeover::changeover(&ctx2, &target, ctx2.changeover_timeout()).await;
+                            let msg = match r {
+                                Ok(epoch) => Msg::ChangeoverResult { epoch: Some(epoch), error: None },
+                                Err(e) => Msg::ChangeoverResult { epoch: None, error: Some(e.to_string()) },
+                            };
+                            if let Some(tx) = tx {
+                                let _ = tx.send(PeerCmd::Send(msg)).await;
+                            }
+                        });
                     }
                     Some(Ok(Msg::Refuse { reason })) => return Err(Error::Peer(format!("standby refused: {reason}"))),
                     Some(Ok(other)) => return Err(Error::Peer(format!("unexpected message from standby: {other:?}"))),
@@ -138,20 +151,43 @@ async fn serve<W: AsyncWrite + Unpin>(
     }
 }
 
+/// Gathers the facts (asking the peer for its id at our head when it is ahead) and decides.
+async fn plan_for<W: AsyncWrite + Unpin>(
+    ctx: &Arc<Ctx>,
+    wr: &mut W,
+    rx: &mut Inbox,
+    hello: &Hello,
+) -> Result<(SyncStatus, Plan)> {
+    let store = ctx.engine.store();
+    let (ours, floor, peer) = (store.head()?, store.floor()?, hello.head);
+    let peer_id_at_ours = if peer.seq > ours.seq {
+        write_msg(wr, &Msg::IdAt { seq: ours.seq }).await.map_err(peer_err)?;
+        wait_id_reply(rx, ours.seq, Duration::from_millis(ctx.cfg.peer_timeout_ms)).await?
+    } else {
+        None
+    };
+    let our_id_at_peer = (peer.seq <= ours.seq).then(|| our_id_at(peer.seq, &floor, |s| store.id_at(s).ok().flatten()));
+    Ok(decide(&Facts { ours, floor, peer, our_id_at_peer, peer_id_at_ours }))
+}
+
 fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, head: Head) {
     let ours = ctx.engine.sync().head();
+    let collision =
+        ctx.engine.store().branches().map(|b| b.iter().any(|b| b.node_id == peer_id && b.resolved.is_none()));
     ctx.engine.sync().update_peer(peer_id, |p| {
         p.head = head;
         p.last_contact_ms = crate::now_ms();
-        p.status = if head == ours { SyncStatus::Synchronized } else { SyncStatus::Lagging };
+        p.status = if matches!(collision, Ok(true)) {
+            SyncStatus::Collision
+        } else if head == ours {
+            SyncStatus::Synchronized
+        } else {
+            SyncStatus::Lagging
+        };
     });
 }
 
-async fn wait_id_reply(
-    rx: &mut mpsc::Receiver<std::result::Result<Msg, WireError>>,
-    seq: u64,
-    timeout: Duration,
-) -> Result<Option<crate::model::Hash>> {
+async fn wait_id_reply(rx: &mut Inbox, seq: u64, timeout: Duration) -> Result<Option<crate::model::Hash>> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -189,7 +225,7 @@ async fn send_revisions<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, next: &mut
 
 /// Streams a consistent snapshot in bounded chunks; memory stays at a few chunks whatever the
 /// database size, because the reading thread waits for the socket.
-async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W) -> Result<Head> {
+async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, archive: bool) -> Result<Head> {
     let (tx, mut rx) = mpsc::channel::<Msg>(2);
     let engine = ctx.engine.clone();
     let producer = tokio::task::spawn_blocking(move || {
@@ -198,7 +234,7 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W) -> Result<H
         store.snapshot_chunks(
             SNAPSHOT_CHUNK_OBJECTS,
             SNAPSHOT_CHUNK_BYTES,
-            &mut |head, objects| send(Msg::SnapshotBegin { head, objects }),
+            &mut |head, objects| send(Msg::SnapshotBegin { head, objects, archive }),
             &mut |chunk| send(Msg::SnapshotChunk { objects: chunk }),
         )
     });

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::membership::{members, merge_members, redeem_join_key, JoinKey};
+use super::membership::{members, merge_members, next_tag, redeem_join_key, JoinKey};
 use super::pki::{new_node_key_and_csr, sign_node_csr, TlsFiles};
 use super::plan::SyncStatus;
 use super::runtime::{ensure_dialers, Ctx};
@@ -80,8 +80,14 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply
     let ca_pem = ctx.files.read(&ctx.files.ca_cert())?;
     let ca_key = ctx.files.read(&ctx.files.ca_key())?;
     let cert_pem = sign_node_csr(&ca_pem, &ca_key, &req.csr_pem, node_id)?;
-    let member =
-        Member { node_id, name: req.name.clone(), listen: req.listen.clone(), designation: Designation::Secondary };
+    let tag = next_tag(&store)?;
+    let member = Member {
+        node_id,
+        name: req.name.clone(),
+        listen: req.listen.clone(),
+        designation: Designation::Secondary,
+        tag,
+    };
     merge_members(&store, std::slice::from_ref(&member))?;
     ctx.engine.sync().update_peer(node_id, |p| {
         p.name = member.name.clone();
@@ -90,7 +96,7 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply
         p.status = SyncStatus::NeverSynchronized;
     });
     let node = ctx.engine.node()?;
-    Ok(JoinReply { cluster_id: node.cluster_id, node_id, cert_pem, ca_pem, members: members(&store)? })
+    Ok(JoinReply { cluster_id: node.cluster_id, node_id, tag, cert_pem, ca_pem, members: members(&store)? })
 }
 
 /// What a node that joined learns.
@@ -98,6 +104,7 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply
 pub struct Joined {
     pub cluster_id: Uid,
     pub node_id: Uid,
+    pub tag: u16,
     pub members: Vec<Member>,
 }
 
@@ -132,5 +139,5 @@ pub async fn join_cluster(peer: &str, key: &JoinKey, name: &str, listen: &str, f
     files.write(&files.node_key(), &node_key, true)?;
     files.write(&files.node_cert(), &reply.cert_pem, false)?;
     files.write(&files.ca_cert(), &reply.ca_pem, false)?;
-    Ok(Joined { cluster_id: reply.cluster_id, node_id: reply.node_id, members: reply.members })
+    Ok(Joined { cluster_id: reply.cluster_id, node_id: reply.node_id, tag: reply.tag, members: reply.members })
 }

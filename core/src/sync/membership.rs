@@ -14,6 +14,7 @@ use crate::store::Store;
 
 const META_MEMBERS: &str = "members";
 const META_JOIN_KEYS: &str = "join_keys";
+const META_NEXT_TAG: &str = "next_tag";
 const KEY_PREFIX: &str = "mgha1";
 /// Most unexpired join keys outstanding at once.
 pub const JOIN_KEYS_MAX: usize = 64;
@@ -91,6 +92,19 @@ pub fn redeem_join_key(store: &Store, secret: &str, now_ms: u64) -> Result<()> {
     })
 }
 
+/// Takes the next unused epoch tag (the Primary has 0), durably.
+pub fn next_tag(store: &Store) -> Result<u16> {
+    let used: u16 = members(store)?.iter().map(|m| m.tag).max().unwrap_or(0);
+    store.meta_update(META_NEXT_TAG, |next: &mut u16| {
+        let tag = (*next).max(used.saturating_add(1));
+        if tag == u16::MAX {
+            return Err(Error::InvalidArgument("the cluster has used every node tag".into()));
+        }
+        *next = tag + 1;
+        Ok(tag)
+    })
+}
+
 /// The members this node knows, itself included.
 pub fn members(store: &Store) -> Result<Vec<Member>> {
     Ok(store.meta_get::<Vec<Member>>(META_MEMBERS)?.unwrap_or_default())
@@ -153,6 +167,7 @@ mod tests {
             name: name.into(),
             listen: "x".into(),
             designation: Designation::Secondary,
+            tag: 1,
         };
         let id = Uid::new_random();
         assert!(merge_members(&s, &[m("b", id)]).expect("merge"));

@@ -3,6 +3,9 @@
 //! revisions from the Active to its Standbys.
 
 mod active;
+mod branch;
+mod changeover;
+mod conn;
 pub mod join;
 pub mod membership;
 pub mod pki;

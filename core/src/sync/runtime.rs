@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::conn::Registry;
 use super::membership::{members, merge_members};
 use super::pki::{node_id_of, TlsFiles};
 use super::plan::SyncStatus;
@@ -21,6 +22,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::Uid;
 use crate::node::Role;
+use crate::roles::{Action as RoleAction, Event as RoleEvent};
 
 /// Timing and addresses of the sync runtime.
 #[derive(Clone, Debug)]
@@ -39,6 +41,8 @@ pub struct SyncConfig {
     pub handshake_timeout_ms: u64,
     /// Most join requests served per minute.
     pub joins_per_minute: u32,
+    /// How long a planned changeover may take before it is called off.
+    pub changeover_timeout_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -51,6 +55,7 @@ impl Default for SyncConfig {
             reconnect_ms: 300,
             handshake_timeout_ms: 10_000,
             joins_per_minute: 30,
+            changeover_timeout_ms: 5000,
         }
     }
 }
@@ -66,6 +71,18 @@ pub(crate) struct Ctx {
     /// Members that already have a dial loop.
     dialing: Mutex<HashSet<Uid>>,
     pub advertised: String,
+    /// Command channels of live connection tasks.
+    pub registry: Registry,
+    /// Set by the connection task that saw the target of a planned changeover take over.
+    pub promoted: watch::Sender<Option<(Uid, u64)>>,
+    /// The Active this Standby follows right now.
+    pub upstream: Mutex<Option<Uid>>,
+}
+
+impl Ctx {
+    pub fn changeover_timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.changeover_timeout_ms.max(1))
+    }
 }
 
 /// A running sync runtime; dropping it without [`SyncRuntime::shutdown`] leaves tasks running
@@ -74,6 +91,7 @@ pub struct SyncRuntime {
     shutdown: watch::Sender<bool>,
     local_addr: SocketAddr,
     listener_task: JoinHandle<()>,
+    ctx: Arc<Ctx>,
 }
 
 impl std::fmt::Debug for SyncRuntime {
@@ -97,6 +115,7 @@ impl SyncRuntime {
             name: node.name.clone(),
             listen: advertised.clone(),
             designation: node.designation,
+            tag: node.tag,
         };
         merge_members(&engine.store(), &[me])?;
         for m in members(&engine.store())? {
@@ -119,15 +138,29 @@ impl SyncRuntime {
             shutdown: rx,
             dialing: Mutex::new(HashSet::new()),
             advertised,
+            registry: Registry::default(),
+            promoted: watch::channel(None).0,
+            upstream: Mutex::new(None),
         });
         ensure_dialers(&ctx)?;
-        let listener_task = tokio::spawn(accept_loop(ctx, listener));
+        let listener_task = tokio::spawn(accept_loop(ctx.clone(), listener));
         tracing::info!(%local_addr, "listening for peers");
-        Ok(SyncRuntime { shutdown: tx, local_addr, listener_task })
+        Ok(SyncRuntime { shutdown: tx, local_addr, listener_task, ctx })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A planned changeover to the member named `target` (asked of any node: a Standby
+    /// forwards it to the Active). Returns the new epoch.
+    pub async fn changeover(&self, target: &str) -> Result<u64> {
+        super::changeover::changeover(&self.ctx, target, self.ctx.changeover_timeout()).await
+    }
+
+    /// A forced changeover: this Standby becomes Active. Returns the new epoch.
+    pub fn force_changeover(&self) -> Result<u64> {
+        super::changeover::force(&self.ctx)
     }
 
     /// Stops listening and closes every connection.
@@ -265,6 +298,16 @@ pub(crate) fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
         p.role = Some(hello.role);
         p.epoch = hello.epoch;
     });
+    // Fencing: an Active that meets a higher epoch steps down before anything else happens.
+    for a in ctx.engine.role_event(RoleEvent::PeerSeen { peer: hello.node_id, role: hello.role, epoch: hello.epoch })? {
+        if let RoleAction::SteppedDown { epoch, .. } = a {
+            tracing::warn!(
+                peer = %hello.name,
+                epoch = %crate::roles::machine::epoch::display(epoch),
+                "a higher epoch is active: stepped down to standby"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -1,10 +1,15 @@
 //! A Standby's side: dial every member, follow the one that is Active (apply its revisions
-//! durably and acknowledge them, install full snapshots), and say who the Active is.
+//! durably and acknowledge them, install full snapshots, hand over its branch when asked), take
+//! over when the Active promotes it, and say who the Active is. An Active dials too, to learn of
+//! other Actives: whichever sees the higher epoch steps down (fencing).
 
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
+use tokio::sync::oneshot;
 
+use super::branch;
+use super::conn::{spawn_reader, Inbox, PeerCmd};
 use super::pki::node_id_of;
 use super::plan::SyncStatus;
 use super::runtime::{check_hello, connect_member, learn_members, our_hello, Ctx};
@@ -12,35 +17,37 @@ use super::wire::{read_msg, write_msg, Hello, Member, Msg, WireError};
 use crate::engine::SNAPSHOT_FILE;
 use crate::error::{Error, Result};
 use crate::node::Role;
+use crate::roles::{Action, Event};
 use crate::store::SnapshotBuilder;
 
 fn peer_err(e: WireError) -> Error {
     Error::Peer(e.to_string())
 }
 
-/// Keeps a connection to `member` while this node is a Standby and that member is Active.
+/// Keeps in touch with `member`: follows it while this node is a Standby and it is the Active;
+/// while this node is Active, exchanges hellos with it now and then.
 pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
     let mut shutdown = ctx.shutdown.clone();
     let pause = Duration::from_millis(ctx.cfg.reconnect_ms.max(10));
+    let probe_every = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let standby = matches!(ctx.engine.node().map(|n| n.role), Ok(Role::Standby));
-        if standby {
-            if let Err(e) = follow_once(&ctx, &member).await {
-                tracing::debug!(peer = %member.name, error = %e, "not following");
-            }
+        let active = ctx.engine.role().0 == Role::Active;
+        if let Err(e) = contact(&ctx, &member).await {
+            tracing::debug!(peer = %member.name, error = %e, "no session with peer");
         }
+        let wait = if active { probe_every } else { pause };
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-async fn follow_once(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
-    tracing::debug!(peer = %member.name, addr = %member.listen, "dialing");
+async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
+    tracing::trace!(peer = %member.name, addr = %member.listen, "dialing");
     let mut tls = connect_member(ctx, &member.listen).await?;
     let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
     let node_id = node_id_of(&cert.ok_or_else(|| Error::Peer("peer sent no certificate".into()))?)?;
@@ -57,22 +64,25 @@ async fn follow_once(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     };
     check_hello(ctx, &hello, node_id).map_err(Error::Peer)?;
     learn_members(ctx, &hello)?;
-    if hello.role != Role::Active {
+    let (role, epoch) = ctx.engine.role();
+    if role != Role::Standby || hello.role != Role::Active {
         return Ok(());
     }
-    let mut node = ctx.engine.node()?;
-    if hello.epoch < node.epoch {
-        let reason = format!("active epoch {} is older than ours {}", hello.epoch, node.epoch);
+    if hello.epoch < epoch {
+        let reason = format!("active epoch {} is older than ours {epoch}", hello.epoch);
         let _ = write_msg(&mut tls, &Msg::Refuse { reason: reason.clone() }).await;
         return Err(Error::Peer(reason));
     }
-    if hello.epoch > node.epoch {
-        node.epoch = hello.epoch;
-        ctx.engine.set_node(&node)?;
-    }
     ctx.engine.sync().set_active_hint(Some(hello.name.clone()));
     tracing::info!(active = %hello.name, "following the active");
-    let result = follow(ctx, &mut tls, &hello).await;
+    let (rd, mut wr) = tokio::io::split(tls);
+    let (reader, mut rx) = spawn_reader(rd);
+    let mut cmds = ctx.registry.register(hello.node_id);
+    *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) = Some(hello.node_id);
+    let result = follow(ctx, &mut wr, &mut rx, &mut cmds, &hello).await;
+    reader.abort();
+    ctx.registry.unregister(hello.node_id);
+    *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) = None;
     ctx.engine.sync().update_peer(hello.node_id, |p| {
         p.connected = false;
         p.status = SyncStatus::Unreachable;
@@ -80,11 +90,18 @@ async fn follow_once(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     result
 }
 
-/// Processes the Active's messages until the connection ends.
-async fn follow<S: AsyncRead + AsyncWrite + Unpin>(ctx: &Arc<Ctx>, stream: &mut S, hello: &Hello) -> Result<()> {
+/// Processes the Active's messages until the connection ends or this node stops following.
+async fn follow<W: AsyncWrite + Unpin>(
+    ctx: &Arc<Ctx>,
+    wr: &mut W,
+    rx: &mut Inbox,
+    cmds: &mut tokio::sync::mpsc::Receiver<PeerCmd>,
+    hello: &Hello,
+) -> Result<()> {
     let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
     let mut shutdown = ctx.shutdown.clone();
     let mut snapshot: Option<SnapshotBuilder> = None;
+    let mut pending: Option<oneshot::Sender<Result<u64>>> = None;
     let synced = |ctx: &Ctx| {
         let head = ctx.engine.sync().head();
         ctx.engine.sync().update_peer(hello.node_id, |p| {
@@ -98,13 +115,29 @@ async fn follow<S: AsyncRead + AsyncWrite + Unpin>(ctx: &Arc<Ctx>, stream: &mut 
     loop {
         let msg = tokio::select! {
             _ = shutdown.changed() => return Ok(()),
-            read = tokio::time::timeout(timeout, read_msg(stream)) => match read {
+            cmd = cmds.recv() => {
+                match cmd {
+                    Some(PeerCmd::Forward { target, reply }) => {
+                        write_msg(wr, &Msg::ChangeoverRequest { target }).await.map_err(peer_err)?;
+                        pending = Some(reply);
+                    }
+                    Some(PeerCmd::Send(m)) => write_msg(wr, &m).await.map_err(peer_err)?,
+                    Some(PeerCmd::Promote { .. }) | None => {}
+                }
+                continue;
+            }
+            read = tokio::time::timeout(timeout, rx.recv()) => match read {
                 Err(_) => return Err(Error::Peer(format!("no word from the active for {} ms", timeout.as_millis()))),
-                Ok(Ok(Some(m))) => m,
-                Ok(Ok(None)) => return Ok(()),
-                Ok(Err(e)) => return Err(peer_err(e)),
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(peer_err(e)),
+                Ok(None) => return Ok(()),
             }
         };
+        // Fencing: stop following as soon as this node is no longer a Standby of this epoch.
+        let (role, epoch) = ctx.engine.role();
+        if role != Role::Standby || epoch > hello.epoch {
+            return Ok(());
+        }
         let reply = match msg {
             Msg::Revision(w) => {
                 let engine = ctx.engine.clone();
@@ -121,16 +154,19 @@ async fn follow<S: AsyncRead + AsyncWrite + Unpin>(ctx: &Arc<Ctx>, stream: &mut 
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "refusing a revision from the active");
-                        let _ = write_msg(stream, &Msg::Refuse { reason: e.to_string() }).await;
+                        let _ = write_msg(wr, &Msg::Refuse { reason: e.to_string() }).await;
                         return Err(e);
                     }
                 }
             }
             Msg::IdAt { seq } => Msg::IdAtReply { seq, id: ctx.engine.store().id_at(seq)? },
             Msg::Ping { nonce } => Msg::Pong { nonce },
-            Msg::SnapshotBegin { head, objects } => {
+            Msg::SnapshotBegin { head, objects, archive } => {
                 let engine = ctx.engine.clone();
                 let builder = tokio::task::spawn_blocking(move || {
+                    if archive {
+                        archive_store(&engine)?;
+                    }
                     let node = engine.node()?;
                     SnapshotBuilder::begin(&engine.dir().join(SNAPSHOT_FILE), &node, head, objects)
                 })
@@ -162,9 +198,59 @@ async fn follow<S: AsyncRead + AsyncWrite + Unpin>(ctx: &Arc<Ctx>, stream: &mut 
                 synced(ctx);
                 Msg::Ack { head }
             }
+            Msg::GetRevisions { after, to } => {
+                let revisions = branch::revisions(&ctx.engine.store(), after, to)?;
+                for r in revisions {
+                    write_msg(wr, &Msg::BranchRevision(Box::new(r))).await.map_err(peer_err)?;
+                }
+                Msg::BranchEnd
+            }
+            Msg::Promote { epoch, head } => {
+                let head_matches = ctx.engine.store().head()? == head;
+                let actions =
+                    ctx.engine.role_event(Event::PromoteRequest { from: hello.node_id, epoch, head_matches })?;
+                if actions.iter().any(|a| matches!(a, Action::ReplyPromoted { .. })) {
+                    write_msg(wr, &Msg::Promoted { epoch }).await.map_err(peer_err)?;
+                    tracing::info!(epoch = %crate::roles::machine::epoch::display(epoch), "promoted: this node is now active");
+                    return Ok(());
+                }
+                continue;
+            }
+            Msg::ChangeoverResult { epoch, error } => {
+                if let Some(reply) = pending.take() {
+                    let _ = reply.send(match (epoch, error) {
+                        (Some(e), _) => Ok(e),
+                        (None, e) => Err(Error::Changeover(e.unwrap_or_else(|| "refused".into()))),
+                    });
+                }
+                continue;
+            }
+            Msg::CaKey { pem } => {
+                if !ctx.files.has_ca_key() {
+                    ctx.files.write(&ctx.files.ca_key(), &pem, true)?;
+                    tracing::info!("received the cluster CA key (this secondary can be promoted to primary)");
+                }
+                continue;
+            }
             Msg::Refuse { reason } => return Err(Error::Peer(format!("the active refused us: {reason}"))),
             other => return Err(Error::Peer(format!("unexpected message from the active: {other:?}"))),
         };
-        write_msg(stream, &reply).await.map_err(peer_err)?;
+        write_msg(wr, &reply).await.map_err(peer_err)?;
     }
+}
+
+/// Keeps a backup of this node's store before a snapshot replaces a diverged history.
+fn archive_store(engine: &crate::engine::Engine) -> Result<()> {
+    let dir = engine.dir().join("archive");
+    std::fs::create_dir_all(&dir)?;
+    let store = engine.store();
+    let head = store.head()?;
+    let path = dir.join(format!("{}-rev{}.mghabak", crate::now_ms(), head.seq));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    crate::backup::write_backup(&store, &mut file, &mut |_| {})?;
+    use std::io::Write;
+    file.flush()?;
+    file.get_ref().sync_all()?;
+    tracing::warn!(path = %path.display(), "history diverged from the active's: archived this node's store");
+    Ok(())
 }

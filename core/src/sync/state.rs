@@ -41,7 +41,20 @@ pub struct SyncState {
     peers: Mutex<BTreeMap<Uid, PeerStatus>>,
     acked: Condvar,
     active_hint: Mutex<Option<String>>,
+    events: tokio::sync::broadcast::Sender<NodeEvent>,
 }
+
+/// Something front ends may want to react to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum NodeEvent {
+    RoleChanged { role: Role, epoch: u64 },
+    SyncStatusChanged { peer: Uid, name: String, status: SyncStatus },
+    Collision { branch: u64, peer: String, revisions: usize },
+}
+
+/// Events kept for slow receivers before the oldest are dropped.
+const EVENTS_QUEUE_MAX: usize = 1024;
 
 impl std::fmt::Debug for SyncState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,6 +75,7 @@ impl SyncState {
             peers: Mutex::new(BTreeMap::new()),
             acked: Condvar::new(),
             active_hint: Mutex::new(None),
+            events: tokio::sync::broadcast::channel(EVENTS_QUEUE_MAX).0,
         }
     }
 
@@ -104,8 +118,13 @@ impl SyncState {
             last_contact_ms: 0,
             connected: false,
         });
+        let before = entry.status;
         f(entry);
+        let (after, name) = (entry.status, entry.name.clone());
         drop(peers);
+        if before != after {
+            self.emit(NodeEvent::SyncStatusChanged { peer: node_id, name, status: after });
+        }
         self.acked.notify_all();
     }
 
@@ -126,6 +145,24 @@ impl SyncState {
             }
             peers = self.acked.wait_timeout(peers, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
+    }
+
+    /// Records a role change for observers (events, status).
+    pub fn role_changed(&self, role: Role, epoch: u64) {
+        let _ = self.events.send(NodeEvent::RoleChanged { role, epoch });
+        if role == Role::Active {
+            self.set_active_hint(None);
+        }
+    }
+
+    /// Engine events for front ends (C callbacks, Python): role changes, collisions, peer
+    /// status changes. Lagging receivers lose the oldest events, never block the engine.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
     }
 
     pub fn set_active_hint(&self, name: Option<String>) {

@@ -38,6 +38,9 @@ pub struct Member {
     pub name: String,
     pub listen: String,
     pub designation: Designation,
+    /// The node's tag in epochs.
+    #[serde(default)]
+    pub tag: u16,
 }
 
 /// The first message each side sends on an authenticated connection.
@@ -96,6 +99,7 @@ pub struct JoinRequest {
 pub struct JoinReply {
     pub cluster_id: Uid,
     pub node_id: Uid,
+    pub tag: u16,
     pub cert_pem: String,
     pub ca_pem: String,
     pub members: Vec<Member>,
@@ -122,9 +126,11 @@ pub enum Msg {
         seq: u64,
         id: Option<Hash>,
     },
+    /// `archive`: the receiver's history diverged; it keeps a backup of its store first.
     SnapshotBegin {
         head: Head,
         objects: u64,
+        archive: bool,
     },
     SnapshotChunk {
         objects: Vec<serde_bytes::ByteBuf>,
@@ -138,6 +144,35 @@ pub enum Msg {
     },
     JoinRequest(JoinRequest),
     JoinReply(JoinReply),
+    /// The Active asks the receiver to become Active at `epoch`, if its head is `head`.
+    Promote {
+        epoch: u64,
+        head: Head,
+    },
+    /// The receiver took over at `epoch`.
+    Promoted {
+        epoch: u64,
+    },
+    /// A Standby forwards an administrator's planned changeover to the Active.
+    ChangeoverRequest {
+        target: String,
+    },
+    ChangeoverResult {
+        epoch: Option<u64>,
+        error: Option<String>,
+    },
+    /// Send me your revisions `after + 1 ..= to` (a collision branch).
+    GetRevisions {
+        after: u64,
+        to: u64,
+    },
+    BranchRevision(Box<Revision>),
+    BranchEnd,
+    /// The cluster CA key, from a node that holds it to a member, so that a Secondary can be
+    /// promoted to Primary if the Primary is lost.
+    CaKey {
+        pem: String,
+    },
 }
 
 impl WireRevision {

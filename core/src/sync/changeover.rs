@@ -1,0 +1,98 @@
+//! Planned and forced changeover, driven through the role machine. A planned changeover runs on
+//! the Active; asked on a Standby, it is forwarded to the Active over the follow connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+use super::conn::PeerCmd;
+use super::membership::members;
+use super::runtime::Ctx;
+use crate::error::{Error, Result};
+use crate::node::Role;
+use crate::roles::{Action, Event};
+
+/// Hands the Active role to the member named `target`; returns the new epoch.
+pub(crate) async fn changeover(ctx: &Arc<Ctx>, target: &str, timeout: Duration) -> Result<u64> {
+    let engine = &ctx.engine;
+    if engine.role().0 != Role::Active {
+        return forward(ctx, target, timeout).await;
+    }
+    let member = members(&engine.store())?
+        .into_iter()
+        .find(|m| m.name == target)
+        .ok_or_else(|| Error::Changeover(format!("no member named '{target}'")))?;
+    let connected = engine.sync().peers().iter().any(|p| p.node_id == member.node_id && p.connected);
+    let timeout_ms = timeout.as_millis() as u64;
+    let mut promoted = ctx.promoted.subscribe();
+    failed(engine.role_event(Event::ChangeoverTo {
+        target: member.node_id,
+        target_tag: member.tag,
+        target_connected: connected,
+        now_ms: crate::now_ms(),
+        timeout_ms,
+    })?)?;
+    tracing::info!(target = %target, "planned changeover: publishes fenced, waiting for the target");
+    loop {
+        if let Some((node, epoch)) = *promoted.borrow_and_update() {
+            if node == member.node_id {
+                return Ok(epoch);
+            }
+        }
+        let ours = engine.sync().head();
+        let caught_up = engine.sync().peers().iter().any(|p| p.node_id == member.node_id && p.head == ours);
+        if caught_up {
+            for a in engine.role_event(Event::TargetCaughtUp { target: member.node_id })? {
+                if let Action::SendPromote { epoch, .. } = a {
+                    if let Some(tx) = ctx.registry.get(member.node_id) {
+                        let _ = tx.send(PeerCmd::Promote { epoch, head: ours }).await;
+                    }
+                }
+            }
+        }
+        failed(engine.role_event(Event::Tick { now_ms: crate::now_ms() })?)?;
+        if engine.role_machine().handover.is_none() && engine.role().0 == Role::Active {
+            return Err(Error::Changeover("the changeover was cancelled".into()));
+        }
+        tokio::select! {
+            _ = promoted.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
+}
+
+fn failed(actions: Vec<Action>) -> Result<()> {
+    for a in actions {
+        if let Action::ChangeoverFailed { reason } = a {
+            return Err(Error::Changeover(reason));
+        }
+    }
+    Ok(())
+}
+
+/// A Standby passes the request to the Active it follows.
+async fn forward(ctx: &Arc<Ctx>, target: &str, timeout: Duration) -> Result<u64> {
+    let upstream = *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner());
+    let tx = upstream.and_then(|id| ctx.registry.get(id)).ok_or_else(|| {
+        Error::Changeover("this standby is not connected to an active to forward the request to".into())
+    })?;
+    let (reply, answer) = oneshot::channel();
+    tx.send(PeerCmd::Forward { target: target.into(), reply })
+        .await
+        .map_err(|_| Error::Changeover("the connection to the active closed".into()))?;
+    match tokio::time::timeout(timeout + Duration::from_secs(2), answer).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Error::Changeover("the connection to the active closed before it answered".into())),
+        Err(_) => Err(Error::Changeover("the active did not answer in time".into())),
+    }
+}
+
+/// Makes this Standby Active in the round after the highest epoch it has seen.
+pub(crate) fn force(ctx: &Arc<Ctx>) -> Result<u64> {
+    let engine = &ctx.engine;
+    let highest = engine.sync().peers().iter().map(|p| p.epoch).max().unwrap_or(0).max(engine.role().1);
+    failed(engine.role_event(Event::Force { highest_epoch: highest })?)?;
+    let epoch = engine.role().1;
+    tracing::warn!(epoch = %crate::roles::machine::epoch::display(epoch), "forced changeover: this node is now active");
+    Ok(epoch)
+}

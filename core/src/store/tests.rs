@@ -353,9 +353,13 @@ fn standby_refuses_publish_revert_and_session_publish() {
     let session = engine.session_open("admin").expect("session");
     engine.session_stage(session, host("h2", "10.0.0.2")).expect("stage");
 
-    let mut node = engine.node().expect("node");
-    node.role = Role::Standby;
-    engine.store().set_node(&node).expect("set node");
+    // Another node took over at a higher epoch: this one steps down (fencing).
+    let (_, epoch) = engine.role();
+    let higher = crate::roles::machine::epoch::next(epoch, 1);
+    engine
+        .role_event(crate::roles::Event::PeerSeen { peer: crate::Uid::new_random(), role: Role::Active, epoch: higher })
+        .expect("step down");
+    assert_eq!(engine.node().expect("node").role, Role::Standby, "the new role is persisted");
     let head = engine.store().head().expect("head");
 
     assert!(matches!(engine.publish("admin", &cs), Err(Error::ReadOnly { .. })));

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod changeset;
 pub mod cluster;
+pub mod collision;
 pub mod diff;
 pub mod engine;
 pub mod error;

@@ -14,7 +14,7 @@ use crate::model::{Object, Uid};
 use crate::revision::{Head, Revision};
 
 /// For each object changed in a span: its version before the span and after it.
-type Span = Vec<(Uid, Option<Object>, Option<Object>)>;
+pub(crate) type Span = Vec<(Uid, Option<Object>, Option<Object>)>;
 
 impl Store {
     /// Field-level differences from revision `from` to revision `to` (either order).
@@ -53,6 +53,13 @@ impl Store {
         let meta = txn.open_table(META)?;
         let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
         super::decode(raw.value(), "head")
+    }
+
+    /// Every object changed since revision `from`, with its version then and now (one snapshot).
+    pub(crate) fn changed_since(&self, from: u64) -> Result<Span> {
+        let txn = self.begin_read()?;
+        let head = self.head_in(&txn)?;
+        self.span(&txn, from, head.seq)
     }
 
     /// Every object changed between revisions `lo` and `hi` (lo <= hi), with its versions at

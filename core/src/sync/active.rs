@@ -116,6 +116,7 @@ async fn serve<W: AsyncWrite + Unpin>(
                     Some(Ok(Msg::Promoted { epoch })) => {
                         let actions = engine.role_event(Event::Promoted { from: peer_id, epoch })?;
                         if actions.iter().any(|a| matches!(a, Action::ChangeoverDone { .. })) {
+                            engine.sync().set_active_hint(Some(hello.name.clone()));
                             tracing::info!(new_active = %hello.name, "planned changeover done; following it");
                             ctx.promoted.send_replace(Some((peer_id, epoch)));
                             return Ok(());

@@ -22,9 +22,19 @@ pub(crate) async fn changeover(ctx: &Arc<Ctx>, target: &str, timeout: Duration) 
         .into_iter()
         .find(|m| m.name == target)
         .ok_or_else(|| Error::Changeover(format!("no member named '{target}'")))?;
-    let connected = engine.sync().peers().iter().any(|p| p.node_id == member.node_id && p.connected);
-    let timeout_ms = timeout.as_millis() as u64;
+    // A target that is reconnecting (right after an earlier changeover, say) gets until the
+    // deadline to be back; publishes are not fenced meanwhile.
+    let connect_deadline = tokio::time::Instant::now() + timeout;
+    let is_connected = || engine.sync().peers().iter().any(|p| p.node_id == member.node_id && p.connected);
+    while !is_connected() && tokio::time::Instant::now() < connect_deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let connected = is_connected();
+    let timeout_ms = connect_deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis().max(1) as u64;
+    // Forget an earlier changeover's outcome, and accept only an epoch above ours.
+    ctx.promoted.send_replace(None);
     let mut promoted = ctx.promoted.subscribe();
+    let epoch_before = engine.role().1;
     failed(engine.role_event(Event::ChangeoverTo {
         target: member.node_id,
         target_tag: member.tag,
@@ -35,7 +45,7 @@ pub(crate) async fn changeover(ctx: &Arc<Ctx>, target: &str, timeout: Duration) 
     tracing::info!(target = %target, "planned changeover: publishes fenced, waiting for the target");
     loop {
         if let Some((node, epoch)) = *promoted.borrow_and_update() {
-            if node == member.node_id {
+            if node == member.node_id && epoch > epoch_before {
                 return Ok(epoch);
             }
         }

@@ -301,6 +301,7 @@ pub(crate) fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
     // Fencing: an Active that meets a higher epoch steps down before anything else happens.
     for a in ctx.engine.role_event(RoleEvent::PeerSeen { peer: hello.node_id, role: hello.role, epoch: hello.epoch })? {
         if let RoleAction::SteppedDown { epoch, .. } = a {
+            ctx.engine.sync().set_active_hint(Some(hello.name.clone()));
             tracing::warn!(
                 peer = %hello.name,
                 epoch = %crate::roles::machine::epoch::display(epoch),

@@ -5,6 +5,7 @@
 
 use mgha_core::engine::Status;
 use mgha_core::sync::state::PeerStatus;
+use mgha_core::sync::SyncStatus;
 use mgha_core::{Change, Diff, FieldDiff, Head, NodeState, Object, ObjectDiff, Revision, RevisionInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -35,7 +36,10 @@ pub struct NodeBody {
     pub designation: String,
     /// `active` or `standby`.
     pub role: String,
+    /// A ballot number: `round << 16 | tag` of the node that became Active in it.
     pub epoch: u64,
+    /// This node's tag in epochs, unique in the cluster (the Primary is 0).
+    pub tag: u16,
 }
 
 /// A point in history: revision number, revision id and the state hash after it (hex).
@@ -264,6 +268,27 @@ pub struct SessionPublishRequest {
     pub message: String,
 }
 
+/// `POST /v1/join-keys`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinKeyRequest {
+    /// How long the key stays valid, in milliseconds (default one hour, at most 30 days).
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+}
+
+/// A one-time join key, for `mgha join --key`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinKeyBody {
+    /// `mgha1.<secret>.<CA fingerprint>`; valid once.
+    pub key: String,
+    /// How long it stays valid, in milliseconds.
+    pub expires_ms: u64,
+    /// When it expires, in milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
 impl From<&NodeState> for NodeBody {
     fn from(n: &NodeState) -> Self {
         NodeBody {
@@ -273,6 +298,7 @@ impl From<&NodeState> for NodeBody {
             designation: n.designation.to_string(),
             role: n.role.to_string(),
             epoch: n.epoch,
+            tag: n.tag,
         }
     }
 }
@@ -307,17 +333,19 @@ impl From<&PeerStatus> for PeerBody {
             role: p.role.map(|r| r.to_string()),
             epoch: p.epoch,
             head: (&p.head).into(),
-            // The wire name is the core's serde name, which `as_str` (for people) is not.
-            status: serde_json::to_value(p.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            status: sync_status_name(p.status),
             lag_revisions: p.lag_revisions,
             lag_ms: p.lag_ms,
             last_contact_ms: p.last_contact_ms,
             connected: p.connected,
         }
     }
+}
+
+/// A sync status's name in the API and metrics: the core's serde name (`never-synchronized`),
+/// which `SyncStatus::as_str` (for people) is not.
+pub fn sync_status_name(status: SyncStatus) -> String {
+    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 impl From<&Object> for ObjectBody {

@@ -43,6 +43,8 @@ pub struct Scale {
     /// Revisions of `batch_objects` objects for the batch throughput.
     pub batch_revisions: usize,
     pub batch_objects: usize,
+    /// Revisions of `batch_objects` updates scattered over the large store.
+    pub scattered_revisions: usize,
     /// 4 KiB append + fdatasync rounds for the disk floor.
     pub fsync_rounds: usize,
     /// The small and the large store, and the revision size used to build them.
@@ -51,8 +53,6 @@ pub struct Scale {
     pub build_objects_per_revision: usize,
     /// Objects changed by the revision that is diffed.
     pub diff_changes: usize,
-    /// Repetitions of each diff (the median is reported).
-    pub diff_runs: usize,
 }
 
 impl Scale {
@@ -61,12 +61,12 @@ impl Scale {
             latency_publishes: 2_000,
             batch_revisions: 300,
             batch_objects: 100,
+            scattered_revisions: 100,
             fsync_rounds: 2_000,
             small_objects: 10_000,
             large_objects: 1_000_000,
             build_objects_per_revision: 10_000,
             diff_changes: 10_000,
-            diff_runs: 5,
         }
     }
 
@@ -75,12 +75,12 @@ impl Scale {
             latency_publishes: 20,
             batch_revisions: 3,
             batch_objects: 100,
+            scattered_revisions: 3,
             fsync_rounds: 20,
             small_objects: 100,
             large_objects: 10_000,
             build_objects_per_revision: 1_000,
             diff_changes: 100,
-            diff_runs: 3,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use mgha_core::engine::Engine;
+use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::ChangeSet;
 use serde::de::DeserializeOwned;
 
@@ -42,7 +42,10 @@ pub struct Remote {
 
 /// The store, opened in this process.
 pub struct Local {
-    engine: Engine,
+    /// Boxed: an engine is several times the size of a [`Remote`].
+    engine: Box<Engine>,
+    /// `sync_standbys` of the config: a publish that must reach standbys needs the daemon.
+    sync_standbys: usize,
 }
 
 /// Progress of a backup download or write, for the progress bar.
@@ -63,7 +66,10 @@ impl Backend {
             let token = crate::token::read(dir)?;
             return Ok(Backend::Remote(Remote::new(config.admin, token)));
         }
-        let engine = Engine::open(dir, config.engine_options()).map_err(|e| match e {
+        // Without the daemon no standby is connected: publishes are refused up front when the
+        // config wants them replicated (see `Local::check_replicable`), never left waiting.
+        let options = EngineOptions { sync_standbys: 0, ..config.engine_options() };
+        let engine = Engine::open(dir, options).map_err(|e| match e {
             mgha_core::Error::InUse(_) => anyhow::Error::new(e).context(format!(
                 "no daemon answers at {} (key 'admin' in {}), yet another process holds the store",
                 config.admin,
@@ -71,7 +77,7 @@ impl Backend {
             )),
             other => anyhow::Error::new(other).context(format!("opening the store in {}", dir.display())),
         })?;
-        Ok(Backend::Local(Local { engine }))
+        Ok(Backend::Local(Local { engine: Box::new(engine), sync_standbys: config.sync_standbys }))
     }
 
     /// Says which way the node is reached, for `status`.
@@ -98,7 +104,10 @@ impl Backend {
                 let body = serde_json::to_vec(cs).context("encoding the changeset")?;
                 r.send("POST", "/v1/publish", Some(author), Some(body))
             }
-            Backend::Local(l) => Ok(RevisionInfoBody::from(&l.engine.publish(author, cs)?.info())),
+            Backend::Local(l) => {
+                l.check_replicable()?;
+                Ok(RevisionInfoBody::from(&l.engine.publish(author, cs)?.info()))
+            }
         }
     }
 
@@ -159,7 +168,22 @@ impl Backend {
                 let body = serde_json::to_vec(&RevertRequest { to }).context("encoding the request")?;
                 r.send("POST", "/v1/revert", Some(author), Some(body))
             }
-            Backend::Local(l) => Ok(RevisionInfoBody::from(&l.engine.revert(author, to)?.info())),
+            Backend::Local(l) => {
+                l.check_replicable()?;
+                Ok(RevisionInfoBody::from(&l.engine.revert(author, to)?.info()))
+            }
+        }
+    }
+
+    /// Issues a one-time join key valid for `ttl_ms` (on the node holding the cluster CA).
+    pub fn join_key(&self, ttl_ms: u64) -> anyhow::Result<JoinKeyBody> {
+        match self {
+            Backend::Remote(r) => {
+                let body =
+                    serde_json::to_vec(&JoinKeyRequest { expires_ms: Some(ttl_ms) }).context("encoding the request")?;
+                r.send("POST", "/v1/join-keys", None, Some(body))
+            }
+            Backend::Local(l) => Ok(crate::daemon::cluster::issue(&l.engine, ttl_ms)?),
         }
     }
 
@@ -174,6 +198,23 @@ impl Backend {
                 Ok(summary.bytes)
             }
         }
+    }
+}
+
+impl Local {
+    /// Refuses a publish the config wants acknowledged by standbys: only the running daemon
+    /// talks to them, so it could never be, and nothing should be committed that way.
+    fn check_replicable(&self) -> anyhow::Result<()> {
+        if self.sync_standbys > 0 {
+            anyhow::bail!(
+                "'sync_standbys = {}' in {} wants every publish applied by a standby, and only the running daemon \
+                 replicates; start it with `mgha run --data-dir {}`",
+                self.sync_standbys,
+                crate::config::CONFIG_FILE,
+                self.engine.dir().display()
+            );
+        }
+        Ok(())
     }
 }
 

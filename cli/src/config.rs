@@ -1,6 +1,6 @@
-//! The node configuration file `DIR/mgha.toml`, written by `init` and `restore`, read by `run`
-//! and by every CLI command (to find the daemon). docs/config.md documents each key. Parsing is
-//! strict: an unknown key or an invalid value is an error that names the key, because a typo in
+//! The node configuration file `DIR/mgha.toml`, written by `init`, `join` and `restore`, read by
+//! `run` and by every CLI command (to find the daemon). docs/config.md documents each key. Parsing
+//! is strict: an unknown key or an invalid value is an error that names the key, because a typo in
 //! a config file that is silently ignored is found only in an outage.
 
 use std::fmt;
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use mgha_core::engine::EngineOptions;
+use mgha_core::sync::SyncConfig;
 use serde::{Deserialize, Serialize};
 
 /// File name of the node configuration inside a data directory.
@@ -16,6 +17,31 @@ pub const CONFIG_FILE: &str = "mgha.toml";
 
 /// Largest configuration file we read; a config is a handful of lines.
 const CONFIG_BYTES_MAX: u64 = 64 * 1024;
+
+/// Default of `sync_timeout_ms`: long enough for a standby on a slow disk, short enough that an
+/// administrator is told within seconds that a publish is not replicated.
+pub const SYNC_TIMEOUT_MS_DEFAULT: u64 = 5000;
+/// Default of `heartbeat_ms`.
+pub const HEARTBEAT_MS_DEFAULT: u64 = 1000;
+/// Default of `peer_timeout_ms`: five missed heartbeats.
+pub const PEER_TIMEOUT_MS_DEFAULT: u64 = 5000;
+/// Most standbys a synchronous publish may wait for; a cluster larger than this is not a
+/// management HA cluster.
+pub const SYNC_STANDBYS_MAX: usize = 64;
+/// Shortest heartbeat: below this the pings are the traffic.
+const HEARTBEAT_MS_MIN: u64 = 10;
+/// Longest heartbeat or timeout of any kind: a day. Beyond that a value is a typo.
+const TIMEOUT_MS_MAX: u64 = 86_400_000;
+
+fn default_sync_timeout_ms() -> u64 {
+    SYNC_TIMEOUT_MS_DEFAULT
+}
+fn default_heartbeat_ms() -> u64 {
+    HEARTBEAT_MS_DEFAULT
+}
+fn default_peer_timeout_ms() -> u64 {
+    PEER_TIMEOUT_MS_DEFAULT
+}
 
 /// A node's configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,9 +51,27 @@ pub struct NodeConfig {
     pub name: String,
     /// Where the admin HTTP API listens. Loopback only.
     pub admin: SocketAddr,
+    /// Where the node listens for its peers (`HOST:PORT`). Absent: the node runs alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// The address peers are told to dial, when it differs from `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
     /// Keep at most this many revisions; older ones are purged. Absent: keep all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_revisions: Option<u64>,
+    /// A publish returns only after this many standbys durably applied it.
+    #[serde(default)]
+    pub sync_standbys: usize,
+    /// How long a synchronous publish waits for its standbys.
+    #[serde(default = "default_sync_timeout_ms")]
+    pub sync_timeout_ms: u64,
+    /// The Active pings each Standby this often.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// A peer connection silent for this long is dropped.
+    #[serde(default = "default_peer_timeout_ms")]
+    pub peer_timeout_ms: u64,
     /// The daemon's log level.
     #[serde(default)]
     pub log: LogLevel,
@@ -58,9 +102,21 @@ impl fmt::Display for LogLevel {
 }
 
 impl NodeConfig {
-    /// A configuration with defaults for everything but the name and the admin address.
+    /// A configuration with defaults for everything but the name and the admin address; without
+    /// a `listen` address, so a node that runs alone (a restored one, say).
     pub fn new(name: &str, admin: SocketAddr) -> NodeConfig {
-        NodeConfig { name: name.into(), admin, retain_revisions: None, log: LogLevel::default() }
+        NodeConfig {
+            name: name.into(),
+            admin,
+            listen: None,
+            advertise: None,
+            retain_revisions: None,
+            sync_standbys: 0,
+            sync_timeout_ms: SYNC_TIMEOUT_MS_DEFAULT,
+            heartbeat_ms: HEARTBEAT_MS_DEFAULT,
+            peer_timeout_ms: PEER_TIMEOUT_MS_DEFAULT,
+            log: LogLevel::default(),
+        }
     }
 
     /// The path of the config file in `dir`.
@@ -113,12 +169,55 @@ impl NodeConfig {
         if self.retain_revisions == Some(0) {
             bail!("key 'retain_revisions': must be at least 1 (omit the key to keep every revision)");
         }
+        if let Some(listen) = &self.listen {
+            check_host_port("listen", listen)?;
+        }
+        if let Some(advertise) = &self.advertise {
+            check_host_port("advertise", advertise)?;
+            if self.listen.is_none() {
+                bail!("key 'advertise': set only with 'listen' (a node without 'listen' has no peers)");
+            }
+        }
+        if self.sync_standbys > SYNC_STANDBYS_MAX {
+            bail!("key 'sync_standbys': {} is over the limit of {SYNC_STANDBYS_MAX}", self.sync_standbys);
+        }
+        if self.sync_standbys > 0 && self.listen.is_none() {
+            bail!("key 'sync_standbys': a synchronous publish needs standbys, and so the key 'listen'");
+        }
+        check_ms("sync_timeout_ms", self.sync_timeout_ms, 1)?;
+        check_ms("heartbeat_ms", self.heartbeat_ms, HEARTBEAT_MS_MIN)?;
+        check_ms("peer_timeout_ms", self.peer_timeout_ms, 1)?;
+        // A connection is dropped after `peer_timeout_ms` of silence, and a heartbeat is the only
+        // traffic of an idle one: a timeout under two heartbeats drops healthy connections.
+        if self.peer_timeout_ms < 2 * self.heartbeat_ms {
+            bail!(
+                "key 'peer_timeout_ms': {} ms is under two heartbeats ('heartbeat_ms' = {}); idle peers would be \
+                 dropped",
+                self.peer_timeout_ms,
+                self.heartbeat_ms
+            );
+        }
         Ok(())
     }
 
     /// The engine options this configuration asks for.
     pub fn engine_options(&self) -> EngineOptions {
-        EngineOptions { retain_revisions: self.retain_revisions, ..EngineOptions::default() }
+        EngineOptions {
+            retain_revisions: self.retain_revisions,
+            sync_standbys: self.sync_standbys,
+            sync_timeout_ms: self.sync_timeout_ms,
+        }
+    }
+
+    /// The sync runtime's configuration, or `None` when the node has no `listen` address.
+    pub fn sync_config(&self) -> Option<SyncConfig> {
+        Some(SyncConfig {
+            listen: self.listen.clone()?,
+            advertise: self.advertise.clone(),
+            heartbeat_ms: self.heartbeat_ms,
+            peer_timeout_ms: self.peer_timeout_ms,
+            ..SyncConfig::default()
+        })
     }
 
     /// The file's text: a pointer to the documentation, then the keys.
@@ -141,6 +240,31 @@ impl NodeConfig {
             .and_then(|_| f.sync_all())
             .with_context(|| format!("{}: cannot write", path.display()))
     }
+}
+
+/// Checks a `HOST:PORT` address: a host, and a fixed port, because peers remember the address
+/// and dial it again after a restart.
+fn check_host_port(key: &str, value: &str) -> anyhow::Result<()> {
+    let Some((host, port)) = value.rsplit_once(':') else {
+        bail!("key '{key}': {value:?} is not HOST:PORT");
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("key '{key}': {value:?} is not HOST:PORT (no host)");
+    }
+    match port.parse::<u16>() {
+        Ok(0) => bail!("key '{key}': port 0 is not a fixed port; peers could not find this node again"),
+        Ok(_) => Ok(()),
+        Err(_) => bail!("key '{key}': {value:?} is not HOST:PORT (bad port {port:?})"),
+    }
+}
+
+/// Checks a duration in milliseconds against a floor and [`TIMEOUT_MS_MAX`].
+fn check_ms(key: &str, value: u64, min: u64) -> anyhow::Result<()> {
+    if value < min || value > TIMEOUT_MS_MAX {
+        bail!("key '{key}': {value} ms is outside {min}..={TIMEOUT_MS_MAX}");
+    }
+    Ok(())
 }
 
 /// Turns a toml error into one that names the key: toml points at the offending span, and the
@@ -168,14 +292,19 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nretain_revisions = 100\nlog = \"debug\"\n";
+    const GOOD: &str = "name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nlisten = \"127.0.0.1:7430\"\n\
+        advertise = \"mgmt1.example:7430\"\nretain_revisions = 100\nsync_standbys = 1\nsync_timeout_ms = 2000\n\
+        heartbeat_ms = 200\npeer_timeout_ms = 1000\nlog = \"debug\"\n";
 
     #[test]
     fn parses_every_key() {
         let c = NodeConfig::parse(GOOD).expect("parses");
         assert_eq!(c.name, "n1");
         assert_eq!(c.admin, "127.0.0.1:7420".parse().expect("addr"));
+        assert_eq!(c.listen.as_deref(), Some("127.0.0.1:7430"));
+        assert_eq!(c.advertise.as_deref(), Some("mgmt1.example:7430"));
         assert_eq!(c.retain_revisions, Some(100));
+        assert_eq!((c.sync_standbys, c.sync_timeout_ms, c.heartbeat_ms, c.peer_timeout_ms), (1, 2000, 200, 1000));
         assert_eq!(c.log, LogLevel::Debug);
     }
 
@@ -184,6 +313,24 @@ mod tests {
         let c = NodeConfig::parse("name = \"n1\"\nadmin = \"[::1]:7420\"\n").expect("parses");
         assert_eq!(c.retain_revisions, None);
         assert_eq!(c.log, LogLevel::Info);
+        assert_eq!((c.listen, c.advertise), (None, None));
+        assert_eq!(c.sync_standbys, 0);
+        assert_eq!(
+            (c.sync_timeout_ms, c.heartbeat_ms, c.peer_timeout_ms),
+            (SYNC_TIMEOUT_MS_DEFAULT, HEARTBEAT_MS_DEFAULT, PEER_TIMEOUT_MS_DEFAULT)
+        );
+    }
+
+    #[test]
+    fn keys_map_to_engine_and_sync_options() {
+        let c = NodeConfig::parse(GOOD).expect("parses");
+        let e = c.engine_options();
+        assert_eq!((e.retain_revisions, e.sync_standbys, e.sync_timeout_ms), (Some(100), 1, 2000));
+        let s = c.sync_config().expect("listen is set");
+        assert_eq!(s.listen, "127.0.0.1:7430");
+        assert_eq!(s.advertise.as_deref(), Some("mgmt1.example:7430"));
+        assert_eq!((s.heartbeat_ms, s.peer_timeout_ms), (200, 1000));
+        assert!(NodeConfig::new("n", "127.0.0.1:1".parse().expect("addr")).sync_config().is_none());
     }
 
     #[test]
@@ -203,6 +350,17 @@ mod tests {
             ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nretain_revisions = -1\n", "retain_revisions"),
             ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nretain_revisions = 0\n", "retain_revisions"),
             ("name = \"\"\nadmin = \"127.0.0.1:7420\"\n", "name"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nlisten = \"127.0.0.1\"\n", "listen"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nlisten = \"127.0.0.1:0\"\n", "listen"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nlisten = \":7430\"\n", "listen"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nlisten = 7430\n", "listen"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nadvertise = \"h:1\"\n", "advertise"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nsync_standbys = 1\n", "sync_standbys"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nsync_standbys = -1\n", "sync_standbys"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nsync_timeout_ms = 0\n", "sync_timeout_ms"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nheartbeat_ms = 1\n", "heartbeat_ms"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\npeer_timeout_ms = 1500\n", "peer_timeout_ms"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nheartbeat_ms = \"1s\"\n", "heartbeat_ms"),
         ] {
             let e = NodeConfig::parse(text).expect_err(text);
             let msg = format!("{e:#}");
@@ -221,6 +379,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut c = NodeConfig::new("n1", "127.0.0.1:7421".parse().expect("addr"));
         c.retain_revisions = Some(5);
+        c.listen = Some("127.0.0.1:7431".into());
         c.write_new(dir.path()).expect("writes");
         assert_eq!(NodeConfig::load(dir.path()).expect("loads"), c);
         assert!(c.write_new(dir.path()).is_err(), "an existing config is never replaced");

@@ -32,11 +32,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create a node: Primary, Active, epoch 1, with its config and admin token.
+    /// Create a cluster: its first node, Primary and Active, with the cluster CA.
     Init(InitArgs),
-    /// Run the daemon: serve the admin API on loopback until SIGTERM or SIGINT.
+    /// Print a one-time key with which one more node can join the cluster (on the Primary).
+    JoinKey(JoinKeyArgs),
+    /// Create a Secondary (Standby) node that joins a cluster through a one-time key.
+    Join(JoinArgs),
+    /// Run the daemon: admin API and peer synchronization, until SIGTERM or SIGINT.
     Run(NodeArgs),
-    /// Show the node's identity, role, head and size.
+    /// Show the node's identity, role, head and size, and its peers.
     Status(ReadArgs),
     /// Publish a JSON changeset as one revision (all or nothing).
     Apply(ApplyArgs),
@@ -58,7 +62,7 @@ enum Command {
     Verify(VerifyArgs),
     /// Build a new node from a backup file.
     Restore(RestoreArgs),
-    /// Run a single-node demonstration in a temporary directory.
+    /// Run a three-node cluster demonstration in a temporary directory.
     Demo(DemoArgs),
     /// Measure the engine's performance on this machine.
     Bench(bench::BenchArgs),
@@ -79,6 +83,43 @@ pub struct InitArgs {
     /// The node's name.
     #[arg(long)]
     pub name: String,
+    /// Loopback address of the admin API (default: a free port on 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Where to listen for peers, HOST:PORT (default: a free port on 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Keep at most this many revisions (default: keep all).
+    #[arg(long, value_name = "N")]
+    pub retain_revisions: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct JoinKeyArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// How long the key stays valid: a number and a unit, s, m, h or d (30s, 10m, 1h, 2d).
+    #[arg(long, value_name = "TTL", default_value = "1h", value_parser = commands::join::parse_ttl_ms)]
+    pub expires: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct JoinArgs {
+    /// The new node's data directory; it must be empty or not exist yet.
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The new node's name, unique in the cluster.
+    #[arg(long)]
+    pub name: String,
+    /// The peer address (HOST:PORT, its 'listen') of the node that issued the key.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer: String,
+    /// The one-time join key printed by `mgha join-key`.
+    #[arg(long, value_name = "KEY")]
+    pub key: String,
+    /// Where to listen for peers, HOST:PORT (default: a free port on 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
     /// Loopback address of the admin API (default: a free port on 127.0.0.1).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
@@ -237,6 +278,8 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Init(a) => commands::init::init(&a),
+        Command::JoinKey(a) => commands::join::join_key(&a),
+        Command::Join(a) => commands::join::join(&a),
         Command::Run(a) => commands::run::run(&a),
         Command::Status(a) => commands::read::status(&a),
         Command::Apply(a) => commands::write::apply(&a),

@@ -132,7 +132,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// `mgha status`.
+/// `mgha status`: the node, then its peers as this node sees them.
 pub fn status(s: &StatusBody, via: &str) -> String {
     let mut t = Table::keyed();
     t.rows = vec![
@@ -140,35 +140,86 @@ pub fn status(s: &StatusBody, via: &str) -> String {
         vec!["cluster".into(), s.node.cluster_id.clone()],
         vec!["designation".into(), s.node.designation.clone()],
         vec!["role".into(), s.node.role.clone()],
-        vec!["epoch".into(), s.node.epoch.to_string()],
-        vec!["head".into(), format!("revision {} (id {})", s.head.seq, short(&s.head.id))],
-        vec!["state hash".into(), s.head.state_hash.clone()],
+        vec!["epoch".into(), epoch(s.node.epoch)],
+        vec![
+            "head".into(),
+            format!("revision {}, id {}, state {}", s.head.seq, short(&s.head.id), short(&s.head.state_hash)),
+        ],
         vec!["history".into(), history(s)],
         vec!["objects".into(), s.objects.to_string()],
         vec!["sessions".into(), s.sessions.to_string()],
         vec!["served by".into(), via.into()],
     ];
-    if let Some(active) = &s.active {
-        t.row(vec!["active node".into(), active.clone()]);
+    if s.node.role == "standby" {
+        let follows = s.active.as_ref().map_or("no active node found yet".into(), |a| format!("the active node '{a}'"));
+        t.row(vec!["follows".into(), follows]);
     }
     let mut out = t.render();
     if !s.peers.is_empty() {
-        let mut peers = Table::new(&["PEER", "ROLE", "EPOCH", "HEAD", "STATUS", "LAG", "CONNECTED"]);
-        for p in &s.peers {
-            peers.row(vec![
-                p.name.clone(),
-                p.role.clone().unwrap_or_else(|| "?".into()),
-                p.epoch.to_string(),
-                p.head.seq.to_string(),
-                p.status.clone(),
-                format!("{} rev, {} ms", p.lag_revisions, p.lag_ms),
-                if p.connected { "yes" } else { "no" }.into(),
-            ]);
-        }
         out.push('\n');
-        out.push_str(&peers.render());
+        out.push_str(&peers(&s.peers, mgha_core::now_ms()));
     }
     out
+}
+
+/// The peers table of `mgha status`, with last contacts relative to `now_ms`.
+pub fn peers(peers: &[PeerBody], now_ms: u64) -> String {
+    let mut t = Table::new(&["PEER", "DESIGNATION", "ROLE", "EPOCH", "HEAD", "STATUS", "LAG", "LAST CONTACT"]);
+    let mut sorted: Vec<&PeerBody> = peers.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for p in sorted {
+        let lag = if p.lag_revisions == 0 && p.lag_ms == 0 {
+            "0".to_string()
+        } else {
+            format!("{} rev, {} ms", p.lag_revisions, p.lag_ms)
+        };
+        t.row(vec![
+            p.name.clone(),
+            p.designation.clone(),
+            p.role.clone().unwrap_or_else(|| "?".into()),
+            epoch(p.epoch),
+            format!("{} ({})", p.head.seq, p.head.id.get(..8).unwrap_or(&p.head.id)),
+            sync_status(&p.status),
+            lag,
+            ago(now_ms, p.last_contact_ms),
+        ]);
+    }
+    t.render()
+}
+
+/// An epoch as people read it: `round.tag` (the JSON has the raw ballot number).
+pub fn epoch(e: u64) -> String {
+    mgha_core::roles::machine::epoch::display(e)
+}
+
+/// A sync status as people read it: the API's `never-synchronized` is "never synchronized".
+pub fn sync_status(wire: &str) -> String {
+    wire.replace('-', " ")
+}
+
+/// How long ago `then_ms` was, as "0.3s ago", "12s ago", "5m ago"; "never" for 0.
+pub fn ago(now_ms: u64, then_ms: u64) -> String {
+    if then_ms == 0 {
+        return "never".into();
+    }
+    let ms = now_ms.saturating_sub(then_ms);
+    match ms {
+        0..=9_999 => format!("{:.1}s ago", ms as f64 / 1000.0),
+        10_000..=119_999 => format!("{}s ago", ms / 1000),
+        120_000..=7_199_999 => format!("{}m ago", ms / 60_000),
+        7_200_000..=172_799_999 => format!("{}h ago", ms / 3_600_000),
+        _ => format!("{}d ago", ms / 86_400_000),
+    }
+}
+
+/// A duration in the largest unit that divides it: "30s", "10m", "1h", "2d", else "1500 ms".
+pub fn duration_ms(ms: u64) -> String {
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms > 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms} ms")
 }
 
 fn history(s: &StatusBody) -> String {
@@ -332,6 +383,20 @@ mod tests {
         assert!(text.contains("~ group 'web'"), "{text}");
         assert!(text.contains("members  + d  - b"), "{text}");
         assert!(text.contains("0 added, 0 removed, 1 modified"), "{text}");
+    }
+
+    #[test]
+    fn contacts_and_durations_read_as_people_say_them() {
+        assert_eq!(ago(10_000, 0), "never");
+        assert_eq!(ago(10_000, 9_700), "0.3s ago");
+        assert_eq!(ago(100_000, 50_000), "50s ago");
+        assert_eq!(ago(1_000_000, 700_000), "5m ago");
+        assert_eq!(ago(5, 10), "0.0s ago", "a contact in the future (clock step) is now");
+        assert_eq!(duration_ms(3_600_000), "1h");
+        assert_eq!(duration_ms(30_000), "30s");
+        assert_eq!(duration_ms(172_800_000), "2d");
+        assert_eq!(duration_ms(1500), "1500 ms");
+        assert_eq!(sync_status("never-synchronized"), "never synchronized");
     }
 
     #[test]

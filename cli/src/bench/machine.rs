@@ -16,6 +16,10 @@ pub struct Machine {
     pub device: String,
     pub filesystem: String,
     pub mount_point: String,
+    /// 1-minute load average when the run started and when it ended: other work on the machine
+    /// skews every figure, so a published table says how busy the machine was.
+    pub load_start: f64,
+    pub load_end: f64,
 }
 
 impl Machine {
@@ -29,7 +33,14 @@ impl Machine {
             device: mount.device,
             filesystem: mount.fstype,
             mount_point: mount.point,
+            load_start: load_average().unwrap_or(0.0),
+            load_end: 0.0,
         }
+    }
+
+    /// Records the load average at the end of the run.
+    pub fn finish(&mut self) {
+        self.load_end = load_average().unwrap_or(0.0);
     }
 
     /// True when the scratch directory lives in memory, where fsync measures nothing.
@@ -100,6 +111,11 @@ pub fn status_kib(text: &str, key: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
+}
+
+/// The 1-minute load average.
+fn load_average() -> Option<f64> {
+    read_trimmed("/proc/loadavg")?.split_whitespace().next()?.parse().ok()
 }
 
 fn read_trimmed(path: &str) -> Option<String> {

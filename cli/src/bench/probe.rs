@@ -1,5 +1,6 @@
-//! Open time and resident memory of a store, measured in a fresh process: the bench runs its own
-//! executable with `bench --probe-open DIR`, so the memory of building the store does not count.
+//! Open time, resident memory and diff time of a store, measured in a fresh process: the bench
+//! runs its own executable with `bench --probe-open DIR`, so neither the memory nor the heap
+//! fragmentation left by building the store counts.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,6 +11,10 @@ use mgha_core::engine::{Engine, EngineOptions};
 use serde::{Deserialize, Serialize};
 
 use super::machine::status_kib;
+use super::workload::median_ms;
+
+/// Diffs timed in the probe; the first reads the revision from disk, the median is reported.
+const DIFF_RUNS: usize = 7;
 
 /// What the child process reports, as one JSON line on stdout.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -19,6 +24,10 @@ pub struct ProbeResult {
     pub objects: u64,
     /// Resident memory right after open (and a status read).
     pub rss_open_kib: u64,
+    /// Median time to diff the last revision against its parent.
+    pub diff_ms: f64,
+    /// Objects that diff lists.
+    pub diff_objects: usize,
     /// Peak resident memory after a full integrity check that reads every object and revision:
     /// bounded by the page cache limit, not by the database size.
     pub hwm_check_kib: u64,
@@ -32,6 +41,15 @@ pub fn child(dir: &Path) -> anyhow::Result<()> {
     let open_ms = ms(t);
     let objects = engine.status()?.objects;
     let rss_open_kib = self_status_kib("VmRSS")?;
+    let head = engine.status()?.head.seq;
+    let mut samples = Vec::with_capacity(DIFF_RUNS);
+    let mut diff_objects = 0;
+    for _ in 0..DIFF_RUNS {
+        let t = Instant::now();
+        diff_objects = engine.store().diff(head.saturating_sub(1), head)?.objects.len();
+        samples.push(t.elapsed());
+    }
+    let diff_ms = median_ms(&samples);
     let t = Instant::now();
     let report = engine.store().check()?;
     let check_ms = ms(t);
@@ -39,7 +57,7 @@ pub fn child(dir: &Path) -> anyhow::Result<()> {
         bail!("check saw {} objects, status {objects}", report.objects);
     }
     let hwm_check_kib = self_status_kib("VmHWM")?;
-    let result = ProbeResult { open_ms, objects, rss_open_kib, hwm_check_kib, check_ms };
+    let result = ProbeResult { open_ms, objects, rss_open_kib, diff_ms, diff_objects, hwm_check_kib, check_ms };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }

@@ -144,6 +144,7 @@ impl Report {
             "disk: {} ({}) mounted on {}, scratch {}\n",
             m.device, m.filesystem, m.mount_point, self.scratch
         ));
+        out.push_str(&format!("load average (1 min): {:.2} at start, {:.2} at end\n", m.load_start, m.load_end));
         if m.in_memory() {
             out.push_str("WARNING: the scratch directory is in memory; durability figures mean nothing here\n");
         }
@@ -235,12 +236,28 @@ fn line(cells: &[String], widths: &[usize]) -> String {
 
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
+    // ASCII digits: every chunk is valid UTF-8.
+    let groups: Vec<&str> = digits.as_bytes().rchunks(3).rev().map(|g| std::str::from_utf8(g).unwrap_or("?")).collect();
+    groups.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
-    out
+
+    #[test]
+    fn goals_are_met_at_their_bounds() {
+        assert!(Goal::AtMost(1.5).met(1.5));
+        assert!(!Goal::AtLeast(50_000.0).met(49_999.0));
+        assert!(!Goal::Between(0.5, 1.5).met(1.6));
+        assert_eq!(Goal::AtLeast(2.0).ratio(3.0), Some(1.5));
+    }
 }

@@ -148,7 +148,14 @@ pub fn summary_table(s: &BackupSummary) -> String {
     let mut t = Table::keyed();
     t.row(vec![
         "node".into(),
-        format!("{} ({}, {} {}, epoch {})", h.node.name, h.node.node_id, h.node.designation, h.node.role, h.node.epoch),
+        format!(
+            "{} ({}, {} {}, epoch {})",
+            h.node.name,
+            h.node.node_id,
+            h.node.designation,
+            h.node.role,
+            output::epoch(h.node.epoch)
+        ),
     ]);
     t.row(vec!["cluster".into(), h.node.cluster_id.to_string()]);
     t.row(vec!["revision".into(), format!("{} (id {})", h.head.seq, h.head.id.short())]);

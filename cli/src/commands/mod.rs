@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod init;
+pub mod join;
 pub mod read;
 pub mod run;
 pub mod write;

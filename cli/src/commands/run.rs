@@ -1,5 +1,6 @@
 //! `mgha run`: the daemon. Opens the store (redb's lock makes a second daemon on the same
-//! directory fail at once with a clear error), then serves the admin API until a stop signal.
+//! directory fail at once with a clear error), then synchronizes with the cluster's peers and
+//! serves the admin API until a stop signal.
 
 use std::sync::Arc;
 
@@ -20,8 +21,9 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     let status = engine.status().context("reading the node's state")?;
     tracing::info!(
         node = %status.node.name,
+        designation = %status.node.designation,
         role = %status.node.role,
-        epoch = status.node.epoch,
+        epoch = %crate::output::epoch(status.node.epoch),
         head = status.head.seq,
         objects = status.objects,
         "store opened"

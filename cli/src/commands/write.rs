@@ -24,7 +24,7 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
     }
     let author = author(args.author.as_deref());
     let backend = Backend::connect(&args.read.node.data_dir)?;
-    let rev = backend.publish(&author, &cs).with_context(|| format!("{label}: nothing was published"))?;
+    let rev = backend.publish(&author, &cs).map_err(|e| publish_failed(e, &label))?;
     if args.read.json {
         return output::json(&rev);
     }
@@ -36,12 +36,24 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
 pub fn revert(args: &RevertArgs) -> anyhow::Result<()> {
     let author = author(args.author.as_deref());
     let backend = Backend::connect(&args.read.node.data_dir)?;
-    let rev = backend.revert(&author, args.to).with_context(|| format!("revert to revision {}", args.to))?;
+    let rev =
+        backend.revert(&author, args.to).map_err(|e| publish_failed(e, &format!("revert to revision {}", args.to)))?;
     if args.read.json {
         return output::json(&rev);
     }
     outln!("{} (the state of revision {})", output::published(&rev), args.to);
     Ok(())
+}
+
+/// Says what became of a publish that failed. A `peer` error is a synchronous publish that its
+/// standbys did not confirm in time: the revision *is* committed on this node (the message says
+/// which), so "nothing was published" would be false.
+fn publish_failed(e: anyhow::Error, what: &str) -> anyhow::Error {
+    if crate::exit::for_error(&e) == crate::exit::for_code(mgha_core::ErrorCode::Peer) {
+        e.context(format!("{what}: published on this node, but not confirmed by enough standbys"))
+    } else {
+        e.context(format!("{what}: nothing was published"))
+    }
 }
 
 /// The author: as given, else the login name, else `admin`.

@@ -1,13 +1,16 @@
 //! Prometheus metrics of the daemon, in the text exposition format, written by hand: a handful
 //! of counters and one histogram do not need a metrics framework. Label sets are bounded: routes
-//! are axum's matched patterns (a fixed set, plus one `unmatched` for everything else) and error
-//! codes are the engine's fixed list.
+//! are axum's matched patterns (a fixed set, plus one `unmatched` for everything else), error
+//! codes are the engine's fixed list, and peers are the cluster's members.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use mgha_core::engine::Status;
+use mgha_core::sync::SyncStatus;
 
 /// Upper bounds of the publish latency histogram, in seconds. A durable publish costs at least
 /// one fsync (around a millisecond on SSDs), so the buckets start there.
@@ -34,13 +37,58 @@ struct Histogram {
 }
 
 /// Values read from the engine at scrape time.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Gauges {
     pub head_seq: u64,
     pub objects: u64,
     pub sessions: usize,
     pub epoch: u64,
     pub active: bool,
+    pub peers: Vec<PeerGauges>,
+}
+
+/// One peer's replication as this node sees it.
+#[derive(Clone, Debug)]
+pub struct PeerGauges {
+    pub name: String,
+    pub status: SyncStatus,
+    pub lag_revisions: u64,
+    pub lag_ms: u64,
+    pub connected: bool,
+}
+
+/// Every sync status, so each peer has a full set of `mgha_peer_status` series (one at 1).
+const SYNC_STATUSES: [SyncStatus; 6] = [
+    SyncStatus::NeverSynchronized,
+    SyncStatus::Synchronized,
+    SyncStatus::Lagging,
+    SyncStatus::Advanced,
+    SyncStatus::Collision,
+    SyncStatus::Unreachable,
+];
+
+impl Gauges {
+    /// The gauges of a node's status.
+    pub fn of(s: &Status) -> Gauges {
+        Gauges {
+            head_seq: s.head.seq,
+            objects: s.objects,
+            sessions: s.sessions,
+            epoch: s.node.epoch,
+            active: s.node.role == mgha_core::Role::Active,
+            peers: s
+                .peers
+                .iter()
+                .map(|p| PeerGauges {
+                    name: p.name.clone(),
+                    status: p.status,
+                    lag_revisions: p.lag_revisions,
+                    lag_ms: p.lag_ms,
+                    connected: p.connected,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Metrics {
@@ -65,14 +113,14 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, g: Gauges) -> String {
+    pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail.
         let _ = self.render_into(&mut out, g);
         out
     }
 
-    fn render_into(&self, out: &mut String, g: Gauges) -> std::fmt::Result {
+    fn render_into(&self, out: &mut String, g: &Gauges) -> std::fmt::Result {
         writeln!(out, "# HELP mgha_publish_total Revisions published by this node (changesets, sessions, reverts).")?;
         writeln!(out, "# TYPE mgha_publish_total counter")?;
         writeln!(out, "mgha_publish_total {}", self.publishes.load(Ordering::Relaxed))?;
@@ -108,6 +156,11 @@ impl Metrics {
             writeln!(out, "# TYPE {name} gauge")?;
             writeln!(out, "{name} {value}")?;
         }
+        writeln!(out, "# HELP mgha_role The node's role: 1 for the current one.")?;
+        writeln!(out, "# TYPE mgha_role gauge")?;
+        writeln!(out, "mgha_role{{role=\"active\"}} {}", u64::from(g.active))?;
+        writeln!(out, "mgha_role{{role=\"standby\"}} {}", u64::from(!g.active))?;
+        render_peers(out, &g.peers)?;
 
         writeln!(out, "# HELP mgha_http_requests_total Admin API requests, by route, method and status.")?;
         writeln!(out, "# TYPE mgha_http_requests_total counter")?;
@@ -120,6 +173,37 @@ impl Metrics {
         }
         Ok(())
     }
+}
+
+/// The per-peer series, one family at a time as the exposition format wants.
+fn render_peers(out: &mut String, peers: &[PeerGauges]) -> std::fmt::Result {
+    type Value = fn(&PeerGauges) -> u64;
+    let families: [(&str, &str, Value); 3] = [
+        ("mgha_peer_lag_revisions", "Revisions the peer is behind this node.", |p| p.lag_revisions),
+        ("mgha_peer_lag_ms", "Age of the oldest revision the peer has not applied.", |p| p.lag_ms),
+        ("mgha_peer_connected", "1 while a sync connection to the peer is open.", |p| u64::from(p.connected)),
+    ];
+    for (name, help, value) in families {
+        writeln!(out, "# HELP {name} {help}")?;
+        writeln!(out, "# TYPE {name} gauge")?;
+        for p in peers {
+            writeln!(out, "{name}{{peer=\"{}\"}} {}", escape(&p.name), value(p))?;
+        }
+    }
+    writeln!(out, "# HELP mgha_peer_status The peer's sync status: 1 for the current one.")?;
+    writeln!(out, "# TYPE mgha_peer_status gauge")?;
+    for p in peers {
+        for status in SYNC_STATUSES {
+            let label = crate::api::sync_status_name(status);
+            writeln!(
+                out,
+                "mgha_peer_status{{peer=\"{}\",status=\"{label}\"}} {}",
+                escape(&p.name),
+                u64::from(p.status == status)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 impl Histogram {
@@ -150,7 +234,21 @@ mod tests {
         m.publish(Err(mgha_core::ErrorCode::Validation), Duration::from_millis(1));
         m.request("/v1/status", "GET", 200);
         m.request("/v1/status", "GET", 200);
-        let text = m.render(Gauges { head_seq: 7, objects: 42, sessions: 1, epoch: 1, active: true });
+        let peer = |name: &str, status| PeerGauges {
+            name: name.into(),
+            status,
+            lag_revisions: 3,
+            lag_ms: 250,
+            connected: status != SyncStatus::Unreachable,
+        };
+        let text = m.render(&Gauges {
+            head_seq: 7,
+            objects: 42,
+            sessions: 1,
+            epoch: 1,
+            active: true,
+            peers: vec![peer("b", SyncStatus::Lagging), peer("c\"q", SyncStatus::Unreachable)],
+        });
         assert!(text.contains("mgha_publish_total 2\n"), "{text}");
         assert!(text.contains("mgha_publish_errors_total{code=\"validation\"} 1\n"), "{text}");
         assert!(text.contains("mgha_publish_duration_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
@@ -161,5 +259,20 @@ mod tests {
             text.contains("mgha_http_requests_total{route=\"/v1/status\",method=\"GET\",status=\"200\"} 2\n"),
             "{text}"
         );
+        for line in [
+            "mgha_role{role=\"active\"} 1\n",
+            "mgha_role{role=\"standby\"} 0\n",
+            "mgha_epoch 1\n",
+            "mgha_peer_lag_revisions{peer=\"b\"} 3\n",
+            "mgha_peer_lag_ms{peer=\"b\"} 250\n",
+            "mgha_peer_connected{peer=\"b\"} 1\n",
+            "mgha_peer_connected{peer=\"c\\\"q\"} 0\n",
+            "mgha_peer_status{peer=\"b\",status=\"lagging\"} 1\n",
+            "mgha_peer_status{peer=\"b\",status=\"synchronized\"} 0\n",
+            "mgha_peer_status{peer=\"c\\\"q\",status=\"unreachable\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+        assert_eq!(text.matches("mgha_peer_status{peer=\"b\"").count(), 6, "one series per status");
     }
 }

@@ -8,7 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, routes, sessions};
+use super::{backup, cluster, routes, sessions};
 use crate::api::ErrorBody;
 
 #[derive(OpenApi)]
@@ -16,7 +16,7 @@ use crate::api::ErrorBody;
     info(
         title = "mgha admin API",
         description = "Administration of one mgha node: status, objects, revisions, diffs, reverts, \
-            admin sessions, backups and metrics. Every request needs `Authorization: Bearer <token>`, \
+            admin sessions, join keys, backups and metrics. Every request needs `Authorization: Bearer <token>`, \
             the token being in the node's DIR/admin.token. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
@@ -33,6 +33,7 @@ use crate::api::ErrorBody;
         sessions::discard,
         sessions::stage,
         sessions::publish,
+        cluster::create_join_key,
         backup::download,
         routes::metrics,
         document,
@@ -44,6 +45,7 @@ use crate::api::ErrorBody;
         (name = "objects", description = "The configuration objects"),
         (name = "revisions", description = "History: publish, list, diff, revert"),
         (name = "sessions", description = "Admin sessions that publish as one revision"),
+        (name = "cluster", description = "Cluster membership: join keys"),
         (name = "operations", description = "Backups, metrics and this document"),
     )
 )]

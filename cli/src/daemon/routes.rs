@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody};
 use super::metrics::Gauges;
 use super::server::AppState;
-use super::{backup, openapi, sessions};
+use super::{backup, cluster, openapi, sessions};
 use crate::api::*;
 
 /// The header that names who publishes; without it the author is [`DEFAULT_AUTHOR`].
@@ -60,6 +60,7 @@ pub fn table() -> Vec<Route> {
         delete("/v1/sessions/{id}", sessions::discard),
         post("/v1/sessions/{id}/changes", sessions::stage),
         post("/v1/sessions/{id}/publish", sessions::publish),
+        post("/v1/join-keys", cluster::create_join_key),
         get("/v1/backup", backup::download),
         get("/metrics", metrics),
         get("/openapi.json", openapi::document),
@@ -237,12 +238,6 @@ pub async fn metrics(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     let s = state.run(|e| e.status()).await?;
-    let gauges = Gauges {
-        head_seq: s.head.seq,
-        objects: s.objects,
-        sessions: s.sessions,
-        epoch: s.node.epoch,
-        active: s.node.role == mgha_core::Role::Active,
-    };
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(gauges)))
+    let text = state.metrics.render(&Gauges::of(&s));
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }

@@ -1,6 +1,7 @@
 //! The daemon's HTTP server: the router with its middleware (bearer token, request metrics, body
-//! limit), the shared state, and a graceful shutdown on SIGTERM or SIGINT. Engine calls are
-//! synchronous redb work, so they run on tokio's blocking pool, never on the async workers.
+//! limit), the shared state, the peer synchronization runtime beside it, and a graceful shutdown
+//! on SIGTERM or SIGINT. Engine calls are synchronous redb work, so they run on tokio's blocking
+//! pool, never on the async workers.
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use mgha_core::sync::pki::TlsFiles;
+use mgha_core::sync::SyncRuntime;
 use mgha_core::{Engine, ErrorCode};
 use tokio::sync::Notify;
 
@@ -116,11 +119,55 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     resp
 }
 
-/// Serves the admin API on the configured loopback address until SIGTERM or SIGINT.
+/// Serves the admin API on the configured loopback address, and synchronizes with the peers
+/// when the node has a `listen` address, until SIGTERM or SIGINT.
 pub async fn serve(engine: Arc<Engine>, config: &NodeConfig, token: &str) -> anyhow::Result<()> {
-    // Handlers go in before the socket opens: a stop signal that arrives as soon as the daemon
+    // Handlers go in before any socket opens: a stop signal that arrives as soon as the daemon
     // answers must be a clean stop, not the default action of killing the process.
     let signals = StopSignals::install()?;
+    let sync = start_sync(&engine, config).await?;
+    let served = serve_admin(engine, config, token, signals).await;
+    // After the admin server: a synchronous publish still open there needs its standbys.
+    if let Some(sync) = sync {
+        sync.shutdown().await;
+        tracing::info!("peer synchronization stopped");
+    }
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the sync runtime when the config has `listen`, and says what this node does in the
+/// cluster.
+async fn start_sync(engine: &Arc<Engine>, config: &NodeConfig) -> anyhow::Result<Option<SyncRuntime>> {
+    let node = engine.node().context("reading the node's identity")?;
+    let Some(sync_config) = config.sync_config() else {
+        tracing::info!(node = %node.name, role = %node.role, "no 'listen' in mgha.toml: running alone, without peers");
+        return Ok(None);
+    };
+    let listen = sync_config.listen.clone();
+    let runtime = SyncRuntime::start(engine.clone(), TlsFiles::new(engine.dir()), sync_config)
+        .await
+        .with_context(|| format!("cannot start peer synchronization on {listen} (key 'listen' in mgha.toml)"))?;
+    tracing::info!(
+        node = %node.name,
+        designation = %node.designation,
+        role = %node.role,
+        epoch = %crate::output::epoch(node.epoch),
+        listen = %runtime.local_addr(),
+        sync_standbys = config.sync_standbys,
+        "peer synchronization running"
+    );
+    Ok(Some(runtime))
+}
+
+/// Serves the admin API until a stop signal, then lets open requests finish.
+async fn serve_admin(
+    engine: Arc<Engine>,
+    config: &NodeConfig,
+    token: &str,
+    signals: StopSignals,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on {} (key 'admin' in mgha.toml)", config.admin))?;
@@ -153,7 +200,6 @@ pub async fn serve(engine: Arc<Engine>, config: &NodeConfig, token: &str) -> any
             server.abort();
         }
     }
-    tracing::info!("stopped");
     Ok(())
 }
 

@@ -1,0 +1,75 @@
+//! Smoke test of `mgha bench --quick`: every figure is measured and printed, as a table and as
+//! JSON, and the scratch directory is removed. No timing is asserted: this runs anywhere.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Every row of the bench, by its stable key and the start of its label in the table.
+const ROWS: &[(&str, &str)] = &[
+    ("disk.fdatasync.p50", "disk floor p50"),
+    ("disk.fdatasync.p99", "disk floor p99"),
+    ("disk.fsync.p50", "disk p50: 4 KiB append + fsync"),
+    ("publish.p50", "publish latency p50"),
+    ("publish.p50_over_floor", "publish latency p50 / disk floor p50"),
+    ("publish.p99", "publish latency p99"),
+    ("publish.rate.1", "publish throughput, 1 object/revision"),
+    ("publish.rate.100", "publish throughput, 100 new objects/revision"),
+    ("publish.rate.100_updates", "publish throughput, 100 updated objects/revision"),
+    ("publish.rate.100_scattered", "publish throughput, 100 updates/revision scattered"),
+    ("build.large", "build:"),
+    ("store.large.size", "store file"),
+    ("diff.small", "diff of 100 changes, 100-object store"),
+    ("diff.large", "diff of 100 changes, 10000-object store"),
+    ("diff.large_over_small", "diff time, large store / small store"),
+    ("open.small", "open, 100-object store"),
+    ("open.large", "open, 10000-object store"),
+    ("rss.small", "RSS after open, 100-object store"),
+    ("rss.large", "RSS after open, 10000-object store"),
+    ("rss.large_over_small", "RSS after open, large store / small store"),
+    ("rss.large.check_peak", "peak RSS after reading all"),
+    ("backup.size", "backup file"),
+    ("backup.write", "backup write"),
+    ("backup.verify", "backup verify"),
+    ("backup.restore", "backup restore"),
+];
+
+fn bench(dir: &Path, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mgha"))
+        .args(["bench", "--quick", "--dir"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("runs mgha bench");
+    assert!(out.status.success(), "mgha bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn assert_scratch_removed(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir).expect("lists the dir").collect();
+    assert!(left.is_empty(), "the bench left {left:?} behind");
+}
+
+#[test]
+fn quick_bench_prints_every_row() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table = bench(dir.path(), &[]);
+    for (_, label) in ROWS {
+        assert!(table.lines().any(|l| l.starts_with(label)), "no row '{label}' in:\n{table}");
+    }
+    assert!(table.contains("goals met"), "no summary in:\n{table}");
+    assert_scratch_removed(dir.path());
+}
+
+#[test]
+fn quick_bench_json_has_every_row() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json: serde_json::Value = serde_json::from_str(&bench(dir.path(), &["--json"])).expect("valid JSON");
+    let rows = json["rows"].as_array().expect("rows");
+    for (key, _) in ROWS {
+        let row = rows.iter().find(|r| r["key"] == *key).unwrap_or_else(|| panic!("no row {key}"));
+        assert!(row["value"].as_f64().is_some(), "row {key} has no value");
+    }
+    assert_eq!(rows.len(), ROWS.len(), "rows: {rows:?}");
+    assert!(json["machine"]["cores"].as_u64().is_some());
+    assert_scratch_removed(dir.path());
+}

@@ -1,0 +1,290 @@
+//! Helpers of the cluster tests: the built `mgha` binary run as an operator would, nodes in temp
+//! dirs on free loopback ports, and daemons that a guard kills with SIGKILL when a test ends or
+//! fails, so no process outlives its test.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a daemon may take to answer, or a cluster to converge, before a test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn mgha(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mgha"))
+        .args(args)
+        .env("MGHA_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("mgha runs")
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = mgha(args);
+    assert!(out.status.success(), "mgha {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn ok_json(args: &[&str]) -> Value {
+    let text = ok(args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("mgha {args:?} printed no JSON ({e}): {text}"))
+}
+
+/// Runs a command that must fail with `code`; returns its stderr.
+pub fn fails(args: &[&str], code: i32) -> String {
+    let out = mgha(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "mgha {args:?}: {stderr}");
+    stderr
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `n` distinct free loopback addresses (all held until all are chosen).
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind")).collect();
+    held.iter().map(|l| l.local_addr().expect("addr")).collect()
+}
+
+/// A changeset of `n` hosts named `{prefix}-{i}`, as JSON text.
+pub fn hosts(prefix: &str, n: usize) -> String {
+    let changes: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"op": "put", "type": "host", "name": format!("{prefix}-{i}"),
+                "fields": {"ipv4-address": format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)}})
+        })
+        .collect();
+    serde_json::json!({"message": prefix, "changes": changes}).to_string()
+}
+
+/// A test's temp dir, where its nodes and changeset files live.
+pub struct Scratch {
+    tmp: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { tmp: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Writes a file and returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    /// `mgha init` of a Primary named `name`, with fixed free ports.
+    pub fn init(&self, name: &str) -> Node {
+        let dir = self.path(name);
+        let addrs = free_addrs(2);
+        ok(&[
+            "init",
+            "-d",
+            s(&dir),
+            "--name",
+            name,
+            "--admin",
+            &addrs[0].to_string(),
+            "--listen",
+            &addrs[1].to_string(),
+        ]);
+        Node::new(dir, name)
+    }
+
+    /// `mgha join` of a Secondary named `name` through `primary`, with a fresh key.
+    pub fn join(&self, primary: &Node, name: &str) -> Node {
+        let key = primary.join_key("10m");
+        let dir = self.path(name);
+        ok(&["join", "-d", s(&dir), "--name", name, "--peer", &primary.listen(), "--key", &key]);
+        Node::new(dir, name)
+    }
+}
+
+/// A node's data directory and, while it runs, its daemon.
+pub struct Node {
+    pub dir: PathBuf,
+    pub name: String,
+    pub daemon: Option<Daemon>,
+}
+
+impl Node {
+    pub fn new(dir: PathBuf, name: &str) -> Node {
+        Node { dir, name: name.into(), daemon: None }
+    }
+
+    pub fn d(&self) -> &str {
+        s(&self.dir)
+    }
+
+    fn config_value(&self, key: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.join("mgha.toml")).expect("config");
+        let line = text.lines().find(|l| l.starts_with(&format!("{key} ="))).expect("key in config");
+        line.split_once('=').expect("key = value").1.trim().trim_matches('"').to_string()
+    }
+
+    /// The peer address (`listen` in mgha.toml).
+    pub fn listen(&self) -> String {
+        self.config_value("listen")
+    }
+
+    pub fn admin(&self) -> String {
+        self.config_value("admin")
+    }
+
+    /// Replaces a `key = value` line of mgha.toml (the node must not run).
+    pub fn set_config(&self, key: &str, value: &str) {
+        let path = self.dir.join("mgha.toml");
+        let text = std::fs::read_to_string(&path).expect("config");
+        let mut found = false;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with(&format!("{key} =")) {
+                    found = true;
+                    format!("{key} = {value}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(found, "{key} is in {}", path.display());
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write config");
+    }
+
+    /// A one-time join key from `mgha join-key`.
+    pub fn join_key(&self, expires: &str) -> String {
+        ok(&["join-key", "-d", self.d(), "--expires", expires]).trim().to_string()
+    }
+
+    /// `mgha status --json`.
+    pub fn status(&self) -> Value {
+        ok_json(&["status", "-d", self.d(), "--json"])
+    }
+
+    /// The daemon's status over HTTP, or `None` while it does not answer.
+    pub fn http_status(&self) -> Option<Value> {
+        let token = std::fs::read_to_string(self.dir.join("admin.token")).ok()?;
+        let agent = ureq::Agent::config_builder().proxy(None).http_status_as_error(false).build().new_agent();
+        let mut resp = agent
+            .get(format!("http://{}/v1/status", self.admin()))
+            .header("authorization", format!("Bearer {}", token.trim()))
+            .call()
+            .ok()?;
+        if resp.status() != 200 {
+            return None;
+        }
+        resp.body_mut().read_json().ok()
+    }
+
+    /// Spawns `mgha run` without waiting for it to answer.
+    pub fn spawn(&mut self) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.with_extension("log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_mgha"))
+            .args(["run", "-d", self.d()])
+            .env("MGHA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("daemon starts");
+        self.daemon = Some(Daemon { child });
+    }
+
+    /// Starts `mgha run` and waits until it answers.
+    pub fn start(&mut self) {
+        self.spawn();
+        let deadline = Instant::now() + WAIT;
+        while self.http_status().is_none() {
+            if let Some(Ok(Some(status))) = self.daemon.as_mut().map(|d| d.child.try_wait()) {
+                panic!("{} exited while starting: {status}\n{}", self.name, self.log());
+            }
+            assert!(Instant::now() < deadline, "{} did not answer in time", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.daemon.take().expect("running").terminate()
+    }
+
+    /// SIGKILL, at once.
+    pub fn kill(&mut self) {
+        drop(self.daemon.take());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+/// A running daemon, killed with SIGKILL on drop unless it was stopped.
+pub struct Daemon {
+    pub child: Child,
+}
+
+impl Daemon {
+    /// SIGTERM, then the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "daemon ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls until `done` holds, failing the test with `what` after [`WAIT`].
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until every follower's head (seq, id, state hash) equals the leader's.
+pub fn wait_converged(leader: &Node, followers: &[&Node]) {
+    wait_until("the followers to reach the leader's head", || {
+        let Some(lead) = leader.http_status() else { return false };
+        followers.iter().all(|f| f.http_status().is_some_and(|s| s["head"] == lead["head"]))
+    });
+}
+
+/// Waits until the leader reports every one of `peers` synchronized at its head.
+pub fn wait_peers_synchronized(leader: &Node, peers: &[&str]) {
+    wait_until("the peers to be reported synchronized", || {
+        let Some(s) = leader.http_status() else { return false };
+        peers.iter().all(|name| {
+            s["peers"].as_array().into_iter().flatten().any(|p| {
+                p["name"] == *name && p["status"] == "synchronized" && p["head"] == s["head"] && p["connected"] == true
+            })
+        })
+    });
+}

@@ -134,10 +134,16 @@ impl Engine {
         let store = self.store();
         let head = store.head()?;
         let mut peers = self.sync.peers();
+        let open_branches: Vec<Uid> =
+            store.branches()?.into_iter().filter(|b| b.resolved.is_none()).map(|b| b.node_id).collect();
         for p in &mut peers {
+            if open_branches.contains(&p.node_id) {
+                // Shown until an administrator resolves the branch, whatever the peer's head.
+                p.status = crate::sync::plan::SyncStatus::Collision;
+            }
             p.lag_revisions = head.seq.saturating_sub(p.head.seq);
             p.lag_ms = 0;
-            if p.lag_revisions > 0 && p.status == crate::sync::plan::SyncStatus::Lagging {
+            if p.lag_revisions > 0 {
                 if let Ok(oldest) = store.revision(p.head.seq + 1) {
                     p.lag_ms = crate::now_ms().saturating_sub(oldest.time_ms);
                 }

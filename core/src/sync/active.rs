@@ -109,7 +109,7 @@ async fn serve<W: AsyncWrite + Unpin>(
             msg = rx.recv() => {
                 last_heard = Instant::now();
                 match msg {
-                    Some(Ok(Msg::Ack { head })) => on_ack(ctx, peer_id, head),
+                    Some(Ok(Msg::Ack { head, epoch })) => on_ack(ctx, peer_id, head, epoch),
                     Some(Ok(Msg::Pong { .. })) => {
                         engine.sync().update_peer(peer_id, |p| p.last_contact_ms = crate::now_ms());
                     }
@@ -171,12 +171,13 @@ async fn plan_for<W: AsyncWrite + Unpin>(
     Ok(decide(&Facts { ours, floor, peer, our_id_at_peer, peer_id_at_ours }))
 }
 
-fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, head: Head) {
+fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, head: Head, epoch: u64) {
     let ours = ctx.engine.sync().head();
     let collision =
         ctx.engine.store().branches().map(|b| b.iter().any(|b| b.node_id == peer_id && b.resolved.is_none()));
     ctx.engine.sync().update_peer(peer_id, |p| {
         p.head = head;
+        p.epoch = epoch;
         p.last_contact_ms = crate::now_ms();
         p.status = if matches!(collision, Ok(true)) {
             SyncStatus::Collision

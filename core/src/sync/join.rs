@@ -47,6 +47,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let answer = decide(ctx, req).await;
     let msg = match &answer {
         Ok(reply) => Msg::JoinReply(reply.clone()),
+        Err(Error::Peer(reason)) => Msg::Refuse { reason: reason.clone() },
         Err(e) => Msg::Refuse { reason: e.to_string() },
     };
     write_msg(stream, &msg).await.map_err(|e| Error::Peer(e.to_string()))?;

@@ -66,6 +66,20 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     learn_members(ctx, &hello)?;
     let (role, epoch) = ctx.engine.role();
     if role != Role::Standby || hello.role != Role::Active {
+        // Not a session to keep, but the peer answered: say how its history compares to ours.
+        let ours = ctx.engine.sync().head();
+        ctx.engine.sync().update_peer(hello.node_id, |p| {
+            p.head = hello.head;
+            p.last_contact_ms = crate::now_ms();
+            p.connected = true;
+            p.status = if hello.head == ours {
+                SyncStatus::Synchronized
+            } else if hello.head.seq < ours.seq {
+                SyncStatus::Lagging
+            } else {
+                SyncStatus::Advanced
+            };
+        });
         return Ok(());
     }
     if hello.epoch < epoch {
@@ -150,7 +164,7 @@ async fn follow<W: AsyncWrite + Unpin>(
                 match applied {
                     Ok(head) => {
                         synced(ctx);
-                        Msg::Ack { head }
+                        Msg::Ack { head, epoch: ctx.engine.role().1 }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "refusing a revision from the active");
@@ -196,7 +210,7 @@ async fn follow<W: AsyncWrite + Unpin>(
                 .map_err(|e| Error::Peer(e.to_string()))??;
                 tracing::info!(seq = head.seq, "full sync installed");
                 synced(ctx);
-                Msg::Ack { head }
+                Msg::Ack { head, epoch: ctx.engine.role().1 }
             }
             Msg::GetRevisions { after, to } => {
                 let revisions = branch::revisions(&ctx.engine.store(), after, to)?;

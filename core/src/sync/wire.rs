@@ -114,9 +114,10 @@ pub enum Msg {
         reason: String,
     },
     Revision(WireRevision),
-    /// The sender has durably applied everything up to `head`.
+    /// The sender has durably applied everything up to `head`; `epoch` is its current epoch.
     Ack {
         head: Head,
+        epoch: u64,
     },
     /// What is your revision id at `seq`?
     IdAt {
@@ -376,7 +377,7 @@ mod tests {
 
         #[test]
         fn acks_round_trip(seq in any::<u64>(), id in any::<[u8; 32]>(), state in any::<[u8; 32]>()) {
-            let msg = Msg::Ack { head: Head { seq, id: Hash(id), state_hash: Hash(state) } };
+            let msg = Msg::Ack { head: Head { seq, id: Hash(id), state_hash: Hash(state) }, epoch: seq / 2 };
             let frame = encode_frame(&msg).expect("encodes");
             let (back, used) = decode_frame(&frame).expect("decodes").expect("complete");
             prop_assert_eq!(used, frame.len());

@@ -3,6 +3,7 @@
 //! fsync floor beside them), diff cost at two database sizes, open time and resident memory of a
 //! large store, and backup, verify and restore throughput. docs/BENCHMARKS.md explains each row.
 
+mod cluster;
 mod machine;
 mod probe;
 mod report;
@@ -33,6 +34,19 @@ pub struct BenchArgs {
     /// runs itself with this flag so that memory is measured in a fresh process.
     #[arg(long, hide = true, value_name = "DIR")]
     pub probe_open: Option<PathBuf>,
+    /// Internal: serve DIR as the Active (full-sync measurement) until stdin closes.
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub probe_serve: Option<PathBuf>,
+    /// Internal: follow the Active from DIR until revision --probe-until.
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub probe_follow: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    pub probe_addr: Option<String>,
+    #[arg(long, hide = true)]
+    pub probe_until: Option<u64>,
+    /// Skip the cluster figures (replication, full sync, changeover, merge).
+    #[arg(long)]
+    pub no_cluster: bool,
 }
 
 /// How big each measurement is. `--quick` divides every count by 100.
@@ -90,13 +104,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.probe_open {
         return probe::child(dir);
     }
+    if let Some(dir) = &args.probe_serve {
+        return cluster::probe_serve(dir, args.probe_addr.as_deref().unwrap_or("127.0.0.1:0"));
+    }
+    if let Some(dir) = &args.probe_follow {
+        return cluster::probe_follow(
+            dir,
+            args.probe_addr.as_deref().unwrap_or("127.0.0.1:0"),
+            args.probe_until.unwrap_or(0),
+        );
+    }
     let base = match &args.dir {
         Some(d) => d.clone(),
         None => machine::default_base_dir()?,
     };
     let scratch = Scratch::create(&base, args.keep)?;
     let scale = if args.quick { Scale::quick() } else { Scale::full() };
-    let report = scenario::run(scratch.path(), scale, args.quick)?;
+    let mut report = scenario::run(scratch.path(), scale, args.quick)?;
+    if !args.no_cluster {
+        let cs = if args.quick { cluster::ClusterScale::quick() } else { cluster::ClusterScale::full() };
+        let started = std::time::Instant::now();
+        let log = |what: &str| eprintln!("[cluster {:>6.1} s] {what}", started.elapsed().as_secs_f64());
+        log("replication lag and bytes on the wire");
+        cluster::replication(scratch.path(), cs, &mut report.rows)?;
+        log("planned and forced changeover");
+        cluster::changeover(scratch.path(), cs, &mut report.rows)?;
+        log("merge");
+        cluster::merge(cs, &mut report.rows)?;
+        log(&format!("full sync of {} objects", cs.full_sync_objects));
+        cluster::full_sync(scratch.path(), cs, &mut report.rows)?;
+        report.elapsed_s += started.elapsed().as_secs_f64();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {

@@ -202,3 +202,15 @@ async fn promoted_secondary_can_admit_new_members() {
     .await
     .expect("a new secondary joins the promoted primary");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changeover_back_and_forth_between_two_nodes() {
+    let c = Cluster::start(1, false, EngineOptions::default()).await;
+    c.converged(Duration::from_secs(10)).await;
+    for round in 0..6 {
+        let (from, to) = if round % 2 == 0 { (0, "s1") } else { (1, "a") };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.nodes[from].runtime.as_ref().expect("running").changeover(to).await.expect("changeover");
+        assert_eq!(c.engine(from).role().0, Role::Standby, "round {round}");
+    }
+}

@@ -56,6 +56,7 @@ pub enum Unit {
     MiB,
     MBPerSecond,
     Times,
+    Bytes,
 }
 
 impl Unit {
@@ -66,6 +67,7 @@ impl Unit {
             Unit::MiB => "MiB",
             Unit::MBPerSecond => "MB/s",
             Unit::Times => "x",
+            Unit::Bytes => "B",
         }
     }
 
@@ -76,6 +78,7 @@ impl Unit {
             Unit::Milliseconds => format!("{v:.1}"),
             Unit::MiB | Unit::MBPerSecond => format!("{v:.1}"),
             Unit::Times => format!("{v:.2}"),
+            Unit::Bytes => format!("{v:.0}"),
         };
         format!("{n} {}", self.symbol())
     }

@@ -109,7 +109,7 @@ async fn serve<W: AsyncWrite + Unpin>(
             msg = rx.recv() => {
                 last_heard = Instant::now();
                 match msg {
-                    Some(Ok(Msg::Ack { head, epoch })) => on_ack(ctx, peer_id, head, epoch),
+                    Some(Ok(Msg::Ack { seq, state_hash, epoch })) => on_ack(ctx, peer_id, seq, state_hash, epoch)?,
                     Some(Ok(Msg::Pong { .. })) => {
                         engine.sync().update_peer(peer_id, |p| p.last_contact_ms = crate::now_ms());
                     }
@@ -171,22 +171,19 @@ async fn plan_for<W: AsyncWrite + Unpin>(
     Ok(decide(&Facts { ours, floor, peer, our_id_at_peer, peer_id_at_ours }))
 }
 
-fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, head: Head, epoch: u64) {
+fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, seq: u64, state_hash: crate::model::Hash, epoch: u64) -> Result<()> {
     let ours = ctx.engine.sync().head();
-    let collision =
-        ctx.engine.store().branches().map(|b| b.iter().any(|b| b.node_id == peer_id && b.resolved.is_none()));
+    // The standby applied our revisions, so its id at `seq` is ours.
+    let id = if seq == ours.seq { Some(ours.id) } else { ctx.engine.store().id_at(seq)? };
+    let head = Head { seq, id: id.unwrap_or_default(), state_hash };
+    // Collision is shown from the open branches by Engine::status; here only heads count.
     ctx.engine.sync().update_peer(peer_id, |p| {
         p.head = head;
         p.epoch = epoch;
         p.last_contact_ms = crate::now_ms();
-        p.status = if matches!(collision, Ok(true)) {
-            SyncStatus::Collision
-        } else if head == ours {
-            SyncStatus::Synchronized
-        } else {
-            SyncStatus::Lagging
-        };
+        p.status = if head == ours { SyncStatus::Synchronized } else { SyncStatus::Lagging };
     });
+    Ok(())
 }
 
 async fn wait_id_reply(rx: &mut Inbox, seq: u64, timeout: Duration) -> Result<Option<crate::model::Hash>> {

@@ -25,7 +25,12 @@ pub(crate) async fn changeover(ctx: &Arc<Ctx>, target: &str, timeout: Duration) 
     // A target that is reconnecting (right after an earlier changeover, say) gets until the
     // deadline to be back; publishes are not fenced meanwhile.
     let connect_deadline = tokio::time::Instant::now() + timeout;
-    let is_connected = || engine.sync().peers().iter().any(|p| p.node_id == member.node_id && p.connected);
+    // Connected means: a replication session with the target is open here (a hello exchanged
+    // in passing is not enough; the promote must travel on the session).
+    let is_connected = || {
+        ctx.registry.get(member.node_id).is_some()
+            && engine.sync().peers().iter().any(|p| p.node_id == member.node_id && p.connected)
+    };
     while !is_connected() && tokio::time::Instant::now() < connect_deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -50,7 +55,8 @@ pub(crate) async fn changeover(ctx: &Arc<Ctx>, target: &str, timeout: Duration) 
             }
         }
         let ours = engine.sync().head();
-        let caught_up = engine.sync().peers().iter().any(|p| p.node_id == member.node_id && p.head == ours);
+        let caught_up =
+            is_connected() && engine.sync().peers().iter().any(|p| p.node_id == member.node_id && p.head == ours);
         if caught_up {
             for a in engine.role_event(Event::TargetCaughtUp { target: member.node_id })? {
                 if let Action::SendPromote { epoch, .. } = a {

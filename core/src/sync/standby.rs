@@ -71,7 +71,6 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
         ctx.engine.sync().update_peer(hello.node_id, |p| {
             p.head = hello.head;
             p.last_contact_ms = crate::now_ms();
-            p.connected = true;
             p.status = if hello.head == ours {
                 SyncStatus::Synchronized
             } else if hello.head.seq < ours.seq {
@@ -164,7 +163,7 @@ async fn follow<W: AsyncWrite + Unpin>(
                 match applied {
                     Ok(head) => {
                         synced(ctx);
-                        Msg::Ack { head, epoch: ctx.engine.role().1 }
+                        Msg::Ack { seq: head.seq, state_hash: head.state_hash, epoch: ctx.engine.role().1 }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "refusing a revision from the active");
@@ -210,7 +209,7 @@ async fn follow<W: AsyncWrite + Unpin>(
                 .map_err(|e| Error::Peer(e.to_string()))??;
                 tracing::info!(seq = head.seq, "full sync installed");
                 synced(ctx);
-                Msg::Ack { head, epoch: ctx.engine.role().1 }
+                Msg::Ack { seq: head.seq, state_hash: head.state_hash, epoch: ctx.engine.role().1 }
             }
             Msg::GetRevisions { after, to } => {
                 let revisions = branch::revisions(&ctx.engine.store(), after, to)?;

@@ -114,9 +114,11 @@ pub enum Msg {
         reason: String,
     },
     Revision(WireRevision),
-    /// The sender has durably applied everything up to `head`; `epoch` is its current epoch.
+    /// The sender has durably applied everything up to `seq`, reaching `state_hash`; `epoch` is
+    /// its current epoch. (No revision id: the receiver knows its own ids.)
     Ack {
-        head: Head,
+        seq: u64,
+        state_hash: Hash,
         epoch: u64,
     },
     /// What is your revision id at `seq`?
@@ -377,7 +379,7 @@ mod tests {
 
         #[test]
         fn acks_round_trip(seq in any::<u64>(), id in any::<[u8; 32]>(), state in any::<[u8; 32]>()) {
-            let msg = Msg::Ack { head: Head { seq, id: Hash(id), state_hash: Hash(state) }, epoch: seq / 2 };
+            let msg = Msg::Ack { seq, state_hash: Hash(state), epoch: u64::from(id[0]) };
             let frame = encode_frame(&msg).expect("encodes");
             let (back, used) = decode_frame(&frame).expect("decodes").expect("complete");
             prop_assert_eq!(used, frame.len());

@@ -1,0 +1,540 @@
+//! Cluster figures: replication lag from a commit on the Active to the durable apply on a
+//! Standby, bytes on the wire per revision, a full sync of a large store (each side in its own
+//! process, so its peak memory is its own) next to a raw loopback copy of the same bytes, planned
+//! and forced changeover times, and merge throughput.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mgha_core::cluster::{init_primary, issue_join_key, join_secondary};
+use mgha_core::engine::{Engine, EngineOptions};
+use mgha_core::model::{Object, Uid};
+use mgha_core::sync::pki::TlsFiles;
+use mgha_core::sync::{SyncConfig, SyncRuntime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::report::{Goal, Row, Unit};
+use super::workload::{hosts, percentile_ms};
+
+const LAG_P99_MS_MAX: f64 = 1.0;
+const PG_LAG_P50_MS: f64 = 0.48;
+const PG_LAG_P99_MS: f64 = 0.74;
+const WIRE_BYTES_MAX: f64 = 270.0;
+const PG_WAL_BYTES: f64 = 539.0;
+const FULL_SYNC_MS_MAX: f64 = 2_500.0;
+const RSS_MIB_MAX: f64 = 256.0;
+const CHANGEOVER_P99_MS_MAX: f64 = 500.0;
+const MERGE_MS_MAX: f64 = 2_000.0;
+
+/// Sizes of the cluster measurements.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterScale {
+    pub lag_revisions: usize,
+    pub wire_revisions: usize,
+    pub full_sync_objects: usize,
+    pub changeovers: usize,
+    pub merge_objects: usize,
+}
+
+impl ClusterScale {
+    pub fn full() -> ClusterScale {
+        ClusterScale {
+            lag_revisions: 2_000,
+            wire_revisions: 2_000,
+            full_sync_objects: 1_000_000,
+            changeovers: 20,
+            merge_objects: 100_000,
+        }
+    }
+    pub fn quick() -> ClusterScale {
+        ClusterScale {
+            lag_revisions: 20,
+            wire_revisions: 20,
+            full_sync_objects: 10_000,
+            changeovers: 3,
+            merge_objects: 1_000,
+        }
+    }
+}
+
+fn free_addr() -> anyhow::Result<String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string())
+}
+
+fn sync_config(listen: &str, advertise: Option<String>) -> SyncConfig {
+    SyncConfig {
+        listen: listen.into(),
+        advertise,
+        heartbeat_ms: 200,
+        peer_timeout_ms: 5_000,
+        reconnect_ms: 20,
+        ..Default::default()
+    }
+}
+
+/// Two nodes in this process over real TCP and TLS on loopback.
+struct Pair {
+    a: Arc<Engine>,
+    b: Arc<Engine>,
+    ra: SyncRuntime,
+    rb: SyncRuntime,
+}
+
+async fn pair(dir: &Path, relay: bool) -> anyhow::Result<(Pair, Option<Counters>)> {
+    let a_listen = free_addr()?;
+    let (advertise, counter) = if relay {
+        let (addr, counter) = counting_relay(&a_listen).await?;
+        (Some(addr), Some(counter))
+    } else {
+        (None, None)
+    };
+    let a = Arc::new(init_primary(&dir.join("a"), "a", &a_listen, EngineOptions::default())?);
+    let ra =
+        SyncRuntime::start(a.clone(), TlsFiles::new(&dir.join("a")), sync_config(&a_listen, advertise.clone())).await?;
+    let key = issue_join_key(&a, 60_000)?.to_string();
+    let b_listen = free_addr()?;
+    let peer = advertise.unwrap_or_else(|| a_listen.clone());
+    let b = Arc::new(join_secondary(&dir.join("b"), "b", &peer, &key, &b_listen, EngineOptions::default()).await?);
+    let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, None)).await?;
+    let p = Pair { a, b, ra, rb };
+    p.converge(Duration::from_secs(30)).await?;
+    Ok((p, counter))
+}
+
+impl Pair {
+    async fn converge(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while self.a.store().head()? != self.b.store().head()? {
+            if Instant::now() > deadline {
+                bail!("the standby did not converge within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+    async fn stop(self) {
+        self.ra.shutdown().await;
+        self.rb.shutdown().await;
+    }
+}
+
+/// Bytes a relay forwarded: towards the Active (from its dialers) and from it.
+#[derive(Clone, Default)]
+struct Counters {
+    to_active: Arc<AtomicU64>,
+    from_active: Arc<AtomicU64>,
+}
+
+/// A TCP relay in front of `target` (the Active's peer port) that counts what it forwards.
+async fn counting_relay(target: &str) -> anyhow::Result<(String, Counters)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let counters = Counters::default();
+    let (target, c) = (target.to_string(), counters.clone());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (target, c) = (target.clone(), c.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else { return };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, c.to_active.clone()));
+                pump(sr, cw, c.from_active).await;
+            });
+        }
+    });
+    Ok((addr, counters))
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    count: Arc<AtomicU64>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+/// Replication lag and bytes on the wire.
+pub fn replication(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        for per_revision in [1usize, 100] {
+            let dir = scratch.join(format!("lag-{per_revision}"));
+            let (p, _) = pair(&dir, false).await?;
+            // When each head appeared on each side, recorded by the head watches.
+            let seen: Arc<Mutex<HashMap<(u8, u64), Instant>>> = Arc::default();
+            for (side, engine) in [(0u8, p.a.clone()), (1u8, p.b.clone())] {
+                let mut rx = engine.sync().subscribe();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    while rx.changed().await.is_ok() {
+                        let seq = rx.borrow_and_update().seq;
+                        seen.lock().unwrap_or_else(|e| e.into_inner()).insert((side, seq), Instant::now());
+                    }
+                });
+            }
+            let mut lags = Vec::with_capacity(scale.lag_revisions);
+            for i in 0..scale.lag_revisions as u64 {
+                let (a, first) = (p.a.clone(), i * per_revision as u64);
+                let cs = hosts(first..first + per_revision as u64, 1);
+                let rev = tokio::task::spawn_blocking(move || a.publish("bench", &cs)).await??;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let t = {
+                        let s = seen.lock().unwrap_or_else(|e| e.into_inner());
+                        (s.get(&(0, rev.seq)).copied(), s.get(&(1, rev.seq)).copied())
+                    };
+                    if let (Some(ta), Some(tb)) = t {
+                        lags.push(tb.saturating_duration_since(ta));
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        bail!("revision {} did not reach the standby", rev.seq);
+                    }
+                    tokio::time::sleep(Duration::from_micros(50)).await;
+                }
+            }
+            let (p50, p99) = (percentile_ms(&lags, 50.0), percentile_ms(&lags, 99.0));
+            let key50: &'static str = if per_revision == 1 { "sync_lag_1_p50" } else { "sync_lag_100_p50" };
+            let key99: &'static str = if per_revision == 1 { "sync_lag_1_p99" } else { "sync_lag_100_p99" };
+            let mut r50 =
+                Row::new(key50, format!("replication lag, {per_revision} obj/rev, p50"), p50, Unit::Milliseconds);
+            let mut r99 =
+                Row::new(key99, format!("replication lag, {per_revision} obj/rev, p99"), p99, Unit::Milliseconds);
+            if per_revision == 1 {
+                r50 = r50.reference(PG_LAG_P50_MS);
+                r99 = r99.goal(Goal::AtMost(LAG_P99_MS_MAX)).reference(PG_LAG_P99_MS);
+            }
+            rows.push(r50);
+            rows.push(r99);
+            p.stop().await;
+        }
+
+        let (p, counters) = pair(&scratch.join("wire"), true).await?;
+        let counters = counters.context("relay counters")?;
+        let before = (counters.from_active.load(Ordering::Relaxed), counters.to_active.load(Ordering::Relaxed));
+        let mut change_bytes = 0usize;
+        for i in 0..scale.wire_revisions as u64 {
+            let a = p.a.clone();
+            let rev = tokio::task::spawn_blocking(move || a.publish("bench", &hosts([1_000_000 + i], 1))).await??;
+            change_bytes +=
+                rev.changes.iter().filter_map(|c| c.after.as_ref()).map(Object::encode).map(|b| b.len()).sum::<usize>();
+            p.converge(Duration::from_secs(10)).await?;
+        }
+        let n = scale.wire_revisions as f64;
+        let wire = (counters.from_active.load(Ordering::Relaxed) - before.0) as f64 / n;
+        let acks = (counters.to_active.load(Ordering::Relaxed) - before.1) as f64 / n;
+        let encoded = change_bytes as f64 / n;
+        rows.push(Row::new(
+            "encoded_change_bytes",
+            "encoded change (canonical object), 1-host revision",
+            encoded,
+            Unit::Bytes,
+        ));
+        rows.push(
+            Row::new(
+                "wire_bytes_per_revision",
+                "bytes Active -> Standby per 1-host revision (with TLS)",
+                wire,
+                Unit::Bytes,
+            )
+            .goal(Goal::AtMost(WIRE_BYTES_MAX))
+            .reference(PG_WAL_BYTES),
+        );
+        rows.push(Row::new(
+            "wire_ack_bytes_per_revision",
+            "bytes Standby -> Active per revision (ack, with TLS)",
+            acks,
+            Unit::Bytes,
+        ));
+        p.stop().await;
+        Ok(())
+    })
+}
+
+/// Planned changeover (idle and under 100 publishes/s) and forced changeover times.
+pub fn changeover(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (p, _) = pair(&scratch.join("changeover"), false).await?;
+        for loaded in [false, true] {
+            let stop = Arc::new(AtomicBool::new(false));
+            let load = loaded.then(|| {
+                let (engines, stop) = (vec![p.a.clone(), p.b.clone()], stop.clone());
+                std::thread::spawn(move || {
+                    let mut i = 2_000_000u64;
+                    while !stop.load(Ordering::SeqCst) {
+                        for e in &engines {
+                            if e.publish("load", &hosts([i], 1)).is_ok() {
+                                break;
+                            }
+                        }
+                        i += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                })
+            });
+            let mut times = Vec::new();
+            for _ in 0..scale.changeovers {
+                let a_active = p.a.role().0 == mgha_core::Role::Active;
+                let (from, to) = if a_active { (&p.ra, "b") } else { (&p.rb, "a") };
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let t = Instant::now();
+                from.changeover(to).await.with_context(|| format!("changeover to {to}"))?;
+                times.push(t.elapsed());
+            }
+            stop.store(true, Ordering::SeqCst);
+            if let Some(h) = load {
+                let _ = h.join();
+            }
+            let what = if loaded { "under 100 publishes/s" } else { "idle" };
+            let (k50, k99): (&'static str, &'static str) = if loaded {
+                ("changeover_load_p50", "changeover_load_p99")
+            } else {
+                ("changeover_idle_p50", "changeover_idle_p99")
+            };
+            rows.push(Row::new(
+                k50,
+                format!("planned changeover, {what}, p50"),
+                percentile_ms(&times, 50.0),
+                Unit::Milliseconds,
+            ));
+            rows.push(
+                Row::new(
+                    k99,
+                    format!("planned changeover, {what}, p99"),
+                    percentile_ms(&times, 99.0),
+                    Unit::Milliseconds,
+                )
+                .goal(Goal::AtMost(CHANGEOVER_P99_MS_MAX)),
+            );
+        }
+        // Forced: from the order to the first publish accepted on the new Active.
+        let standby = if p.a.role().0 == mgha_core::Role::Standby { (&p.ra, &p.a) } else { (&p.rb, &p.b) };
+        let t = Instant::now();
+        standby.0.force_changeover()?;
+        let engine = standby.1.clone();
+        tokio::task::spawn_blocking(move || engine.publish("bench", &hosts([3_000_000], 1))).await??;
+        rows.push(Row::new(
+            "changeover_forced",
+            "forced changeover, to first publish",
+            t.elapsed().as_secs_f64() * 1e3,
+            Unit::Milliseconds,
+        ));
+        p.stop().await;
+        Ok(())
+    })
+}
+
+/// Three-way merge of many diverged objects.
+pub fn merge(scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use mgha_core::merge::{merge_states, resolve, Resolution, Side};
+    let schemas = mgha_core::model::Schemas::builtin();
+    let group = |uid: Uid, members: &[&str], comment: &str| -> Object {
+        let mut fields = mgha_core::model::Fields::new();
+        fields.insert("members".into(), serde_json::json!(members));
+        fields.insert("comments".into(), comment.into());
+        Object { type_name: "group".into(), uid, name: format!("g-{uid}"), fields }
+    };
+    let m: Vec<String> = (0..8).map(|i| Uid(uuid::Uuid::from_u128(i)).to_string()).collect();
+    let inputs: Vec<_> = (0..scale.merge_objects)
+        .map(|i| {
+            let uid = Uid(uuid::Uuid::from_u128(1_000_000 + i as u128));
+            let base = group(uid, &[&m[0], &m[1], &m[2]], "base");
+            let active = group(uid, &[&m[0], &m[1], &m[3]], "active");
+            let branch = group(uid, &[&m[1], &m[2], &m[4]], if i % 10 == 0 { "branch" } else { "base" });
+            (uid, Some(base), Some(active), Some(branch))
+        })
+        .collect();
+    let t = Instant::now();
+    let outcome = merge_states(&schemas, inputs);
+    let resolved = resolve(&outcome, &Resolution::Prefer(Side::Active)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if resolved.len() != scale.merge_objects {
+        bail!("the merge resolved {} of {} objects", resolved.len(), scale.merge_objects);
+    }
+    rows.push(
+        Row::new(
+            "merge_diverged",
+            format!("merge of {} diverged objects", scale.merge_objects),
+            ms,
+            Unit::Milliseconds,
+        )
+        .goal(Goal::AtMost(MERGE_MS_MAX * scale.merge_objects as f64 / 100_000.0)),
+    );
+    Ok(())
+}
+
+/// A full sync of a large store, each side in its own process, next to a raw loopback copy.
+pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let dir = scratch.join("fullsync");
+    let a_dir = dir.join("a");
+    let a_listen = free_addr()?;
+    let (key, head, bytes) = {
+        let engine = init_primary(&a_dir, "a", &a_listen, EngineOptions::default())?;
+        let per = 10_000.min(scale.full_sync_objects);
+        for start in (0..scale.full_sync_objects).step_by(per) {
+            engine.publish("bench", &hosts(start as u64..(start + per).min(scale.full_sync_objects) as u64, 1))?;
+        }
+        let total: u64 = std::fs::metadata(a_dir.join(mgha_core::store::STORE_FILE))?.len();
+        (issue_join_key(&engine, 600_000)?.to_string(), engine.store().head()?, total)
+    };
+    let exe = std::env::current_exe()?;
+    let mut serve = Command::new(&exe)
+        .args(["bench", "--probe-serve"])
+        .arg(&a_dir)
+        .arg("--probe-addr")
+        .arg(&a_listen)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the serving side")?;
+    let mut serve_out = BufReader::new(serve.stdout.take().context("stdout")?);
+    let mut ready = String::new();
+    serve_out.read_line(&mut ready)?;
+    let b_dir = dir.join("b");
+    let b_listen = free_addr()?;
+    runtime()?.block_on(join_secondary(&b_dir, "b", &a_listen, &key, &b_listen, EngineOptions::default()))?;
+    let t = Instant::now();
+    let follow = Command::new(&exe)
+        .args(["bench", "--probe-follow"])
+        .arg(&b_dir)
+        .arg("--probe-addr")
+        .arg(&b_listen)
+        .arg("--probe-until")
+        .arg(head.seq.to_string())
+        .output()
+        .context("running the following side")?;
+    let sync_ms = t.elapsed().as_secs_f64() * 1e3;
+    if !follow.status.success() {
+        bail!("the following side failed: {}", String::from_utf8_lossy(&follow.stderr));
+    }
+    let follow: serde_json::Value = serde_json::from_slice(&follow.stdout)?;
+    drop(serve.stdin.take());
+    let mut serve_json = String::new();
+    serve_out.read_to_string(&mut serve_json)?;
+    let _ = serve.wait();
+    let serve: serde_json::Value = serde_json::from_str(serve_json.trim())?;
+    let objects = scale.full_sync_objects as f64;
+    let mb = bytes as f64 / 1e6;
+    rows.push(
+        Row::new(
+            "full_sync_ms",
+            format!("full sync of {} objects (process start to synchronized)", scale.full_sync_objects),
+            sync_ms,
+            Unit::Milliseconds,
+        )
+        .goal(Goal::AtMost(FULL_SYNC_MS_MAX * objects / 1e6)),
+    );
+    rows.push(Row::new(
+        "full_sync_mb_s",
+        "  full sync throughput (store file bytes)",
+        mb / (sync_ms / 1e3),
+        Unit::MBPerSecond,
+    ));
+    rows.push(Row::new(
+        "full_sync_objects_s",
+        "  full sync objects/s",
+        objects / (sync_ms / 1e3),
+        Unit::ObjectsPerSecond,
+    ));
+    rows.push(Row::new(
+        "raw_tcp_mb_s",
+        "  raw loopback TCP copy of the same bytes",
+        raw_copy_mb_s(bytes)?,
+        Unit::MBPerSecond,
+    ));
+    for (key, what, v) in [
+        ("full_sync_rss_active", "  peak memory, sending side", &serve),
+        ("full_sync_rss_standby", "  peak memory, receiving side", &follow),
+    ] {
+        let mib = v["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0;
+        rows.push(Row::new(key, what, mib, Unit::MiB).goal(Goal::AtMost(RSS_MIB_MAX)));
+    }
+    Ok(())
+}
+
+fn raw_copy_mb_s(bytes: u64) -> anyhow::Result<f64> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut s, _) = listener.accept()?;
+        std::io::copy(&mut s, &mut std::io::sink())
+    });
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    let buf = vec![0x5au8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        s.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    drop(s);
+    reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    Ok(bytes as f64 / 1e6 / t.elapsed().as_secs_f64())
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Hidden probe: serve `dir` as the Active until standard input closes, then print peak memory.
+pub fn probe_serve(dir: &Path, addr: &str) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let engine = Arc::new(Engine::open(dir, EngineOptions::default())?);
+        let r = SyncRuntime::start(engine, TlsFiles::new(dir), sync_config(addr, None)).await?;
+        println!("ready");
+        std::io::stdout().flush()?;
+        tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+        })
+        .await?;
+        r.shutdown().await;
+        println!("{}", serde_json::json!({"peak_rss_kib": peak_rss_kib()}));
+        Ok(())
+    })
+}
+
+/// Hidden probe: follow the Active from `dir` until head `until`, then print peak memory.
+pub fn probe_follow(dir: &Path, addr: &str, until: u64) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let engine = Arc::new(Engine::open(dir, EngineOptions::default())?);
+        let r = SyncRuntime::start(engine.clone(), TlsFiles::new(dir), sync_config(addr, None)).await?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while engine.store().head()?.seq < until {
+            if Instant::now() > deadline {
+                bail!("not synchronized in time");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        r.shutdown().await;
+        println!("{}", serde_json::json!({"peak_rss_kib": peak_rss_kib()}));
+        Ok(())
+    })
+}

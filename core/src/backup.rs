@@ -231,6 +231,7 @@ pub fn restore_backup(
         let mut sink = RestoreSink { file: file.clone(), store: None };
         let summary = read_backup(path, input, &mut sink, progress)?;
         let store = sink.store.ok_or_else(|| bad(path, "no header"))?;
+        store.index_plugin_references()?;
         let txn = store.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;

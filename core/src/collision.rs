@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::diff::ObjectDiff;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::merge::{merge_states, resolve, Conflict, MergeOutcome, Resolution};
+use crate::merge::{merge_states_with, resolve, Conflict, MergeOutcome, Resolution};
 use crate::model::{Object, Uid};
 use crate::store::{Branch, BranchResolution, Target};
 
@@ -76,9 +76,11 @@ fn versions(engine: &Engine, branch: &Branch) -> Result<Versions> {
     Ok(out)
 }
 
-fn merge_outcome(engine: &Engine, v: &Versions) -> MergeOutcome {
-    let schemas = engine.store().schemas().clone();
-    merge_states(&schemas, v.iter().map(|(uid, (b, a, br))| (*uid, b.clone(), a.clone(), br.clone())))
+/// The merge of a branch, with plugin types merged by their plugins.
+fn merge_outcome(engine: &Engine, v: &Versions) -> Result<MergeOutcome> {
+    let plugins = engine.store().plugins();
+    let changed = v.iter().map(|(uid, (b, a, br))| (*uid, b.clone(), a.clone(), br.clone()));
+    merge_states_with(plugins.schemas(), &*plugins, changed)
 }
 
 fn open_branch(engine: &Engine, id: u64) -> Result<Branch> {
@@ -101,7 +103,7 @@ impl Engine {
         let v = versions(self, &branch)?;
         let branch_changes = v.values().filter_map(|(b, _, br)| ObjectDiff::between(b.as_ref(), br.as_ref())).collect();
         let active_changes = v.values().filter_map(|(b, a, _)| ObjectDiff::between(b.as_ref(), a.as_ref())).collect();
-        let conflicts = merge_outcome(self, &v).conflicts;
+        let conflicts = merge_outcome(self, &v)?.conflicts;
         Ok(CollisionDiff { branch: id, fork: branch.fork.seq, branch_changes, active_changes, conflicts })
     }
 
@@ -124,7 +126,7 @@ impl Engine {
                 (targets, 0, |seq, _| BranchResolution::TookBranch { seq })
             }
             ResolveHow::Merge(resolution) => {
-                let outcome = merge_outcome(self, &versions(self, &branch)?);
+                let outcome = merge_outcome(self, &versions(self, &branch)?)?;
                 let n = outcome.conflicts.len();
                 let resolved = resolve(&outcome, resolution).map_err(|e| Error::InvalidArgument(e.to_string()))?;
                 let targets = resolved.into_iter().map(|(uid, after)| Target { uid, after }).collect();

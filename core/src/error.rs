@@ -93,6 +93,10 @@ pub enum Error {
     NotReplicated { seq: u64, acked: usize, needed: usize },
     #[error("peer: {0}")]
     Peer(String),
+    /// A plugin refused at check, or one of its calls failed (trap, fuel, deadline, memory,
+    /// malformed answer), or a plugin operation was refused. Only that call fails.
+    #[error("plugin '{plugin}' {call}: {reason}")]
+    Plugin { plugin: String, call: String, reason: String },
     #[error("storage: {0}")]
     Storage(#[from] redb::Error),
     #[error("i/o: {0}")]
@@ -112,7 +116,8 @@ impl Error {
             | Error::StillReferenced { .. }
             | Error::DuplicateName { .. }
             | Error::TypeChange { .. }
-            | Error::EmptyChangeset => ErrorCode::Validation,
+            | Error::EmptyChangeset
+            | Error::Plugin { .. } => ErrorCode::Validation,
             Error::NotFound(_) | Error::UnknownRevision(_) | Error::RevisionPurged { .. } | Error::NoSession(_) => {
                 ErrorCode::NotFound
             }

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod merge;
 pub mod model;
 pub mod node;
+pub mod plugin;
 pub mod revision;
 pub mod roles;
 pub mod session;

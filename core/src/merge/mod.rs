@@ -1,5 +1,7 @@
 //! Three-way merge of a collision branch into the Active's state, as DESIGN.md "Merge" describes:
-//! trivial cases first, then a field-by-field merge by each type's per-field strategy. Conflicts
+//! trivial cases first, then the type's own merge where it has one (a plugin type that declares
+//! a custom merge, through [`CustomMerge`]), else a field-by-field merge by each type's per-field
+//! strategy. Conflicts
 //! are records, settled by side or by explicit value in [`resolve`]. Everything here is pure and
 //! deterministic, so every node that merges the same inputs gets byte-identical objects and the
 //! same conflict list.
@@ -81,6 +83,22 @@ pub enum Method {
     Fields,
     /// The sides disagree about the whole object: one [`WHOLE_OBJECT`] conflict.
     Whole,
+    /// By the type's plugin; the result may still carry conflicts.
+    Plugin,
+}
+
+/// A type's own three-way merge, consulted after the trivial cases: plugin types that declare a
+/// custom merge (see `crate::plugin`). It must be deterministic, as the rest of the merge is.
+pub trait CustomMerge {
+    /// The merge of one object of `type_name` (the type on every present side), or `None` when
+    /// the type has no merge of its own and its per-field strategies apply.
+    fn merge(
+        &self,
+        type_name: &str,
+        base: Option<&Object>,
+        active: Option<&Object>,
+        branch: Option<&Object>,
+    ) -> Option<crate::Result<ObjectMerge>>;
 }
 
 /// The merge of one object.
@@ -211,7 +229,7 @@ pub struct MergeOutcome {
     pub conflicts: Vec<Conflict>,
     /// Objects settled by the trivial rules.
     pub trivial: usize,
-    /// Objects merged field by field (with or without conflicts).
+    /// Objects merged field by field or by their plugin (with or without conflicts).
     pub field_merged: usize,
     /// The provisional version of every object with conflicts, sorted by uid, whether or not it
     /// differs from the active's: [`resolve`] starts from it.
@@ -234,6 +252,62 @@ pub fn merge_states<I>(schemas: &Schemas, changed: I) -> MergeOutcome
 where
     I: IntoIterator<Item = (Uid, Option<Object>, Option<Object>, Option<Object>)>,
 {
+    match merge_all::<_, std::convert::Infallible>(schemas, changed, |_, _, _, _| None) {
+        Ok(outcome) => outcome,
+        Err(never) => match never {},
+    }
+}
+
+/// [`merge_states`], with the types' own merges: an error of one (a plugin that traps, runs out
+/// of fuel or answers nonsense) fails the whole merge, naming the plugin.
+pub fn merge_states_with<I>(schemas: &Schemas, custom: &dyn CustomMerge, changed: I) -> crate::Result<MergeOutcome>
+where
+    I: IntoIterator<Item = (Uid, Option<Object>, Option<Object>, Option<Object>)>,
+{
+    merge_all(schemas, changed, |t, b, a, r| custom.merge(t, b, a, r))
+}
+
+/// The type's own merge, when it has one and the trivial rules do not settle the object (and
+/// every side present holds the same type), else [`merge_object`].
+pub fn merge_object_with(
+    custom: &dyn CustomMerge,
+    schema: Option<&TypeSchema>,
+    base: Option<&Object>,
+    active: Option<&Object>,
+    branch: Option<&Object>,
+) -> crate::Result<ObjectMerge> {
+    custom_first(schema, base, active, branch, |t, b, a, r| custom.merge(t, b, a, r))
+}
+
+fn custom_first<E>(
+    schema: Option<&TypeSchema>,
+    base: Option<&Object>,
+    active: Option<&Object>,
+    branch: Option<&Object>,
+    custom: impl FnOnce(&str, Option<&Object>, Option<&Object>, Option<&Object>) -> Option<Result<ObjectMerge, E>>,
+) -> Result<ObjectMerge, E> {
+    if three_way(base, active, branch).is_none() {
+        let mut types = [base, active, branch].into_iter().flatten().map(|o| o.type_name.as_str());
+        if let Some(first) = types.next() {
+            if types.all(|t| t == first) {
+                if let Some(merged) = custom(first, base, active, branch) {
+                    return merged;
+                }
+            }
+        }
+    }
+    Ok(merge_object(schema, base, active, branch))
+}
+
+#[allow(clippy::type_complexity)]
+fn merge_all<I, E>(
+    schemas: &Schemas,
+    changed: I,
+    mut custom: impl FnMut(&str, Option<&Object>, Option<&Object>, Option<&Object>) -> Option<Result<ObjectMerge, E>>,
+) -> Result<MergeOutcome, E>
+where
+    I: IntoIterator<Item = (Uid, Option<Object>, Option<Object>, Option<Object>)>,
+{
     let mut inputs: Vec<_> = changed.into_iter().collect();
     inputs.sort_unstable_by_key(|input| input.0);
     assert!(inputs.windows(2).all(|w| w[0].0 != w[1].0), "merge_states: a uid appears twice");
@@ -242,10 +316,10 @@ where
     for (uid, base, active, branch) in inputs {
         let type_name = active.as_ref().or(branch.as_ref()).or(base.as_ref()).map(|o| o.type_name.as_str());
         let schema = type_name.and_then(|t| schemas.get(t));
-        let merged = merge_object(schema, base.as_ref(), active.as_ref(), branch.as_ref());
+        let merged = custom_first(schema, base.as_ref(), active.as_ref(), branch.as_ref(), &mut custom)?;
         match merged.method {
             Method::Trivial => out.trivial += 1,
-            Method::Fields => out.field_merged += 1,
+            Method::Fields | Method::Plugin => out.field_merged += 1,
             Method::Whole => {}
         }
         if !merged.conflicts.is_empty() {
@@ -256,5 +330,5 @@ where
             out.targets.push((uid, merged.result));
         }
     }
-    out
+    Ok(out)
 }

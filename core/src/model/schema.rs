@@ -126,6 +126,11 @@ impl Schemas {
     pub fn iter(&self) -> impl Iterator<Item = &TypeSchema> {
         self.types.values()
     }
+
+    /// Adds (or replaces) a type: how plugin types join the built-in ones.
+    pub fn insert(&mut self, schema: TypeSchema) -> Option<TypeSchema> {
+        self.types.insert(schema.name.clone(), schema)
+    }
 }
 
 /// The names of the built-in types.

@@ -36,7 +36,7 @@ impl Store {
         let txn = self.begin_write()?;
         let targets = self.resolve(&txn, changes)?;
         let rev = self.commit_targets(&txn, meta, targets)?;
-        txn.commit()?;
+        self.commit_revision(txn, &rev)?;
         Ok(rev)
     }
 
@@ -44,7 +44,7 @@ impl Store {
     pub fn publish_targets(&self, meta: &CommitMeta, targets: Vec<Target>) -> Result<Revision> {
         let txn = self.begin_write()?;
         let rev = self.commit_targets(&txn, meta, targets)?;
-        txn.commit()?;
+        self.commit_revision(txn, &rev)?;
         Ok(rev)
     }
 
@@ -57,6 +57,7 @@ impl Store {
         let mut order: Vec<Uid> = Vec::new();
         // Name keys this changeset creates (Some) or frees (None).
         let mut overlay_names: HashMap<String, Option<Uid>> = HashMap::new();
+        let schemas = self.schemas();
 
         let find_name = |overlay_names: &HashMap<String, Option<Uid>>, t: &str, n: &str| -> Result<Option<Uid>> {
             match overlay_names.get(&name_key(t, n)) {
@@ -73,7 +74,7 @@ impl Store {
 
         for (i, change) in changes.iter().enumerate() {
             let type_name = change.type_name();
-            if self.schemas.get(type_name).is_none() {
+            if schemas.get(type_name).is_none() {
                 return Err(Error::UnknownType(type_name.into()));
             }
             match change {
@@ -133,7 +134,7 @@ impl Store {
             let Some(Some(obj)) = overlay.get(uid) else {
                 continue;
             };
-            let Some(schema) = self.schemas.get(&obj.type_name) else {
+            let Some(schema) = schemas.get(&obj.type_name) else {
                 continue;
             };
             if !may_refer(schema, &obj.fields) {
@@ -225,6 +226,9 @@ impl Store {
         let mut names = txn.open_table(NAMES)?;
         let mut refs = txn.open_table(REFS)?;
         let mut state = StateHash::from_hash(head.state_hash);
+        // Taken after the write transaction began: see store/plugins.rs.
+        let plugins = self.plugins();
+        let schemas = plugins.schemas();
 
         // Pass 1: validate the new versions and take the old ones out of the indexes.
         let mut effective: Vec<(Target, Option<(Object, Hash)>)> = Vec::with_capacity(targets.len());
@@ -241,9 +245,10 @@ impl Store {
             }
             if let Some(a) = &t.after {
                 debug_assert_eq!(a.uid, t.uid);
-                let schema = self.schemas.get(&a.type_name).ok_or_else(|| Error::UnknownType(a.type_name.clone()))?;
+                let schema = schemas.get(&a.type_name).ok_or_else(|| Error::UnknownType(a.type_name.clone()))?;
                 validate_name(&a.type_name, &a.name)?;
                 validate_fields(schema, &a.name, &a.fields)?;
+                plugins.validate(a)?;
                 if let Some((b, _)) = &before {
                     if b.type_name != a.type_name {
                         return Err(Error::TypeChange {
@@ -256,7 +261,7 @@ impl Store {
             }
             if let Some((b, h)) = &before {
                 names.remove(name_key(&b.type_name, &b.name).as_str())?;
-                if let Some(schema) = self.schemas.get(&b.type_name) {
+                if let Some(schema) = schemas.get(&b.type_name) {
                     for (_, target) in references(schema, &b.fields) {
                         refs.remove(ref_key(target.as_bytes(), b.uid.as_bytes()).as_slice())?;
                     }
@@ -297,7 +302,7 @@ impl Store {
                         });
                     }
                 }
-                if let Some(schema) = self.schemas.get(&a.type_name) {
+                if let Some(schema) = schemas.get(&a.type_name) {
                     for (field, target) in references(schema, &a.fields) {
                         refs.insert(ref_key(target.as_bytes(), t.uid.as_bytes()).as_slice(), ())?;
                         new_refs.push((index, field, target));
@@ -358,6 +363,7 @@ impl Store {
                 });
             }
         }
+        plugins.check_commit(&objects, &names, &changes, &undo)?;
 
         let id = Revision::compute_id(&head.id, meta.epoch, &changes);
         let rev = Revision {

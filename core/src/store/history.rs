@@ -45,7 +45,7 @@ impl Store {
             self.span(&read, to, head.seq)?.into_iter().map(|(uid, before, _)| Target { uid, after: before }).collect()
         };
         let rev = self.commit_targets(&write, meta, targets)?;
-        write.commit()?;
+        self.commit_revision(write, &rev)?;
         Ok(rev)
     }
 

@@ -7,17 +7,20 @@ mod branches;
 mod check;
 mod commit;
 mod history;
+mod plugins;
 mod read;
 mod replica;
 pub mod tables;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
 use crate::limits::STORE_CACHE_BYTES;
 use crate::model::{Object, Schemas, Uid};
 use crate::node::NodeState;
+use crate::plugin::{PluginLimits, PluginRegistry};
 use crate::revision::Head;
 use tables::*;
 
@@ -33,7 +36,8 @@ pub const STORE_FILE: &str = "mgha.redb";
 pub struct Store {
     db: Database,
     path: PathBuf,
-    schemas: Schemas,
+    /// The known types and loaded plugins; swapped whole after a revision changes plugins.
+    plugins: RwLock<Arc<PluginRegistry>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -49,7 +53,11 @@ impl Store {
             return Err(Error::InvalidArgument(format!("{} already exists", path.display())));
         }
         let db = builder().create(path).map_err(|e| map_open_error(path, e))?;
-        let store = Store { db, path: path.to_path_buf(), schemas: Schemas::builtin() };
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
+        };
         let txn = store.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -74,7 +82,11 @@ impl Store {
             return Err(Error::NotFound(format!("store at {}", path.display())));
         }
         let db = builder().open(path).map_err(|e| map_open_error(path, e))?;
-        let store = Store { db, path: path.to_path_buf(), schemas: Schemas::builtin() };
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
+        };
         let format = store.meta_raw(META_FORMAT)?;
         let version = format
             .as_deref()
@@ -87,6 +99,7 @@ impl Store {
                 path.display()
             )));
         }
+        store.reload_plugins()?;
         Ok(store)
     }
 
@@ -94,8 +107,9 @@ impl Store {
         &self.path
     }
 
-    pub fn schemas(&self) -> &Schemas {
-        &self.schemas
+    /// Every type this store knows: the built-in ones and those of its loaded plugins.
+    pub fn schemas(&self) -> Arc<Schemas> {
+        self.plugins().schemas().clone()
     }
 
     /// This node's identity and role.

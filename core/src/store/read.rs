@@ -27,7 +27,7 @@ impl Store {
                 return Ok(o);
             }
         }
-        if self.schemas.get(type_name).is_none() {
+        if self.schemas().get(type_name).is_none() {
             return Err(Error::UnknownType(type_name.into()));
         }
         Err(Error::NotFound(format!("{type_name} '{key}'")))
@@ -49,7 +49,7 @@ impl Store {
         let mut out = Vec::new();
         let range = match type_name {
             Some(t) => {
-                if self.schemas.get(t).is_none() {
+                if self.schemas().get(t).is_none() {
                     return Err(Error::UnknownType(t.into()));
                 }
                 let (lo, hi) = type_range(t);

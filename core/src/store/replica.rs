@@ -58,7 +58,7 @@ impl Store {
                 rev.state_hash.short()
             )));
         }
-        txn.commit()?;
+        self.commit_revision(txn, &applied)?;
         Ok(applied.head())
     }
 
@@ -172,6 +172,7 @@ impl SnapshotBuilder {
                 self.head.state_hash.short()
             )));
         }
+        self.store.index_plugin_references()?;
         let txn = self.store.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;

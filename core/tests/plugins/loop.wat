@@ -1,0 +1,17 @@
+;; Hostile: validate never returns (an endless loop); fuel or the deadline ends the call.
+(module
+  (memory (export "memory") 2)
+  (data (i32.const 16) "\84\a4name\a4loop\a7version\a31.0\a5types\91\82\a4name\aaloop.thing\a6fields\92\85\a4name\a5level\a4kind\a3int\a3min\00\a3max\0a\a5merge\a3max\82\a4name\a4note\a4kind\a6string\a5merge\90")
+  (data (i32.const 1024) "\81\a2ok\c3")
+  (data (i32.const 1040) "\c1\c1\c1\c1")
+  (func (export "mgha_abi_version") (result i32) (i32.const 1))
+  (func (export "mgha_alloc") (param $len i32) (result i32)
+    (if (result i32) (i32.gt_u (local.get $len) (i32.const 61440))
+      (then (i32.const 0))
+      (else (i32.const 4096))))
+  (func (export "mgha_free") (param i32 i32))
+  (func (export "mgha_describe") (result i64) (i64.const 0x000000100000007e))
+  (func (export "mgha_validate") (param i32 i32) (result i64)
+    (loop $forever (br $forever))
+    (unreachable))
+  (func (export "mgha_merge") (param i32 i32) (result i64) (unreachable)))

@@ -95,8 +95,9 @@ enum mgha_event_kind
   MGHA_EVENT_ROLE_CHANGED = 2,
   // A peer's sync status changed. `seq` is the peer's head as this node knows it.
   MGHA_EVENT_SYNC_STATUS_CHANGED = 3,
-  // A peer's status became `collision`: its history diverged from this node's. Sent after the
-  // matching `MGHA_EVENT_SYNC_STATUS_CHANGED`. `seq` is the peer's head.
+  // A peer's status became `collision`: its history diverged from this node's, or this node
+  // keeps a collision branch of its revisions. Sent after the matching
+  // `MGHA_EVENT_SYNC_STATUS_CHANGED`. `seq` is the peer's head.
   MGHA_EVENT_COLLISION = 4,
 };
 #ifndef __cplusplus
@@ -150,6 +151,20 @@ void mgha_bytes_free(uint8_t *ptr, size_t len);
 // Publishes go on meanwhile; the backup holds the state and retained history at one revision.
 mgha_status mgha_engine_backup(const struct mgha_engine *engine, const char *path);
 
+// A planned changeover: hands the Active role to the member named `target`, losing no
+// revision (docs/roles.md). May be asked on any member; a Standby forwards it to the Active.
+// Blocks until done or refused. Refused (`MGHA_CONFLICT`, the message says why): no such
+// member, the target not connected or not caught up in time, already the Active, a node
+// without peers. `MGHA_BUSY`: a changeover is already running on this handle, or the Active is
+// handing over to another node, or the call came from an event callback of this engine.
+mgha_status mgha_engine_changeover(const struct mgha_engine *engine, const char *target);
+
+// A forced changeover: this Standby becomes the Active at once, in the round after the highest
+// epoch it knows, without the current Active (which steps down when it returns; what it
+// published meanwhile becomes a collision branch). Writes the new epoch to `out_epoch`.
+// Refused (`MGHA_CONFLICT`) on the Active and on a node without peers.
+mgha_status mgha_engine_changeover_force(const struct mgha_engine *engine, uint64_t *out_epoch);
+
 // Checks the whole store (encodings, indexes, state hash, hash chain) and returns what it
 // covered as JSON `{"head", "objects", "revisions"}`; `MGHA_CORRUPT` names the first fault.
 // Reads every object: its cost grows with the database.
@@ -161,6 +176,38 @@ mgha_status mgha_engine_check_json(const struct mgha_engine *engine, char **out)
 // event thread cannot wait for itself), and `MGHA_INVALID_ARGUMENT` for a handle that is not
 // live (already closed). Sessions of the engine stay allocated until freed; their calls fail.
 mgha_status mgha_engine_close(struct mgha_engine *engine);
+
+// What branch `id` and the Active each changed since the fork, field by field, and the
+// conflicts a merge would leave: JSON `{"branch", "fork", "branch_changes": [...],
+// "active_changes": [...], "conflicts": [{"type", "uid", "name", "field", "base"?, "active"?,
+// "branch"?}]}` (a side's key is absent where the field is absent on that side).
+mgha_status mgha_engine_collision_diff_json(const struct mgha_engine *engine,
+                                            uint64_t id,
+                                            char **out);
+
+// Resolves collision branch `id` by `author`, `how` being one of:
+// - `"keep-active"`: the Active's state stays; nothing is published;
+// - `"keep-branch"`: publishes one revision that makes the state the branch's;
+// - `"merge"`, `"merge-prefer-active"`, `"merge-prefer-branch"`: publishes a three-way merge;
+//   conflicts are settled by the preferred side, by `resolutions_json` (a resolution file,
+//   docs/roles.md: `{"default"?, "objects": [{"uid", "field", "take" | "value"}]}`), or both;
+//   a plain `"merge"` with conflicts left fails with `MGHA_INVALID_ARGUMENT` listing them.
+//
+// `resolutions_json` may be NULL, and must be for the two `keep-` ways. Writes the revision
+// published to `out_seq`, or 0 when nothing was published. Publishing needs the Active
+// (`MGHA_READ_ONLY` elsewhere); an already resolved branch is `MGHA_INVALID_ARGUMENT`.
+mgha_status mgha_engine_collision_resolve(const struct mgha_engine *engine,
+                                          uint64_t id,
+                                          const char *how,
+                                          const char *resolutions_json,
+                                          const char *author,
+                                          uint64_t *out_seq);
+
+// Every collision branch this node keeps, resolved ones included, oldest first, as a JSON
+// array of `{"id", "node_id", "node", "fork", "head", "revisions", "headers", "detected_ms",
+// "status": "open" | "resolved", "resolution": {"how", "seq", "conflicts"} | null,
+// "resolved_ms"}`. Branches are kept on the node that detected them (the Active).
+mgha_status mgha_engine_collisions_json(const struct mgha_engine *engine, char **out);
 
 // The field-level differences from revision `from` to revision `to` (either order; 0 is the
 // empty state), as JSON `{"from", "to", "objects": [...]}`.
@@ -218,6 +265,32 @@ mgha_status mgha_engine_open_path(const char *path, struct mgha_engine **out);
 // restored from a backup), which runs without peers.
 mgha_status mgha_engine_peer_addr(const struct mgha_engine *engine, char **out);
 
+// Installs the module at `wasm` (`len` bytes), or upgrades the installed plugin of the same
+// name, as one revision by `author`, written to `out_seq`. Installing the module that is
+// already installed changes nothing: `MGHA_VALIDATION` ("nothing to publish").
+mgha_status mgha_engine_plugin_install(const struct mgha_engine *engine,
+                                       const char *author,
+                                       const uint8_t *wasm,
+                                       size_t len,
+                                       uint64_t *out_seq);
+
+// Every installed plugin, by name, as a JSON array of descriptions; one this node could not
+// load carries the reason in `error`.
+mgha_status mgha_engine_plugin_list_json(const struct mgha_engine *engine, char **out);
+
+// Removes the plugin `name` as one revision by `author`, written to `out_seq`. Refused
+// (`MGHA_VALIDATION`, naming a few) while objects of its types exist; `MGHA_NOT_FOUND` when no
+// such plugin is installed.
+mgha_status mgha_engine_plugin_remove(const struct mgha_engine *engine,
+                                      const char *author,
+                                      const char *name,
+                                      uint64_t *out_seq);
+
+// Makes this Secondary the Primary when the Primary is lost for good: it can then issue join
+// keys. It needs the cluster CA key, which a member receives once it has followed an Active;
+// before that, and on the Primary itself, `MGHA_INVALID_ARGUMENT`.
+mgha_status mgha_engine_promote(const struct mgha_engine *engine);
+
 // Publishes a JSON changeset (docs/changeset.md) as one revision by `author`, writing its
 // number to `out_seq`.
 mgha_status mgha_engine_publish_json(const struct mgha_engine *engine,
@@ -271,6 +344,11 @@ mgha_status mgha_last_error_code(void);
 // NULL. The pointer stays valid until the next status-returning call on this thread; copy the
 // text to keep it. Do not free it.
 const char *mgha_last_error_message(void);
+
+// Checks the `len` bytes of a WebAssembly module at `wasm` as install would, with the default
+// limits, and writes what it declares as JSON to `out_json`. Nothing is installed; no engine
+// is needed.
+mgha_status mgha_plugin_check(const uint8_t *wasm, size_t len, char **out_json);
 
 // Opens an admin session for `author`. Free it with `mgha_session_free`.
 mgha_status mgha_session_begin(const struct mgha_engine *engine,

@@ -211,6 +211,50 @@ class Engine {
   }
   void backup(const std::string& path) const { detail::check(mgha_engine_backup(get(), path.c_str())); }
 
+  // Roles (docs/roles.md). A planned changeover to the member `target` blocks until done or
+  // refused; a forced one makes this Standby the Active and returns the new epoch.
+  void changeover(const std::string& target) const { detail::check(mgha_engine_changeover(get(), target.c_str())); }
+  std::uint64_t changeover_force() const {
+    std::uint64_t epoch = 0;
+    detail::check(mgha_engine_changeover_force(get(), &epoch));
+    return epoch;
+  }
+  void promote() const { detail::check(mgha_engine_promote(get())); }
+
+  // Collision branches: a JSON array, one branch's diff, and a resolution. `how` is
+  // "keep-active", "keep-branch", "merge", "merge-prefer-active" or "merge-prefer-branch";
+  // `resolutions_json` is a resolution file, empty for none. Returns the revision published, 0
+  // when nothing was.
+  std::string collisions_json() const {
+    return detail::string_out([&](char** out) { return mgha_engine_collisions_json(get(), out); });
+  }
+  std::string collision_diff_json(std::uint64_t id) const {
+    return detail::string_out([&](char** out) { return mgha_engine_collision_diff_json(get(), id, out); });
+  }
+  std::uint64_t collision_resolve(std::uint64_t id, const std::string& how, const std::string& resolutions_json,
+                                  const std::string& author) const {
+    std::uint64_t seq = 0;
+    const char* resolutions = resolutions_json.empty() ? nullptr : resolutions_json.c_str();
+    detail::check(mgha_engine_collision_resolve(get(), id, how.c_str(), resolutions, author.c_str(), &seq));
+    return seq;
+  }
+
+  // Plugins: install (or upgrade) a WebAssembly module, list, remove; each publish returns its
+  // revision.
+  std::uint64_t plugin_install(const std::string& author, const std::vector<std::uint8_t>& wasm) const {
+    std::uint64_t seq = 0;
+    detail::check(mgha_engine_plugin_install(get(), author.c_str(), wasm.data(), wasm.size(), &seq));
+    return seq;
+  }
+  std::string plugin_list_json() const {
+    return detail::string_out([&](char** out) { return mgha_engine_plugin_list_json(get(), out); });
+  }
+  std::uint64_t plugin_remove(const std::string& author, const std::string& name) const {
+    std::uint64_t seq = 0;
+    detail::check(mgha_engine_plugin_remove(get(), author.c_str(), name.c_str(), &seq));
+    return seq;
+  }
+
   // Calls `callback` on the engine's event thread for every event until unsubscribe() or
   // close(). Returns the subscription id.
   std::uint64_t subscribe(Callback callback) {
@@ -253,6 +297,11 @@ class Engine {
 
 // The library version.
 inline std::string version() { return mgha_version(); }
+
+// Checks a WebAssembly plugin module as install would; returns what it declares as JSON.
+inline std::string plugin_check(const std::vector<std::uint8_t>& wasm) {
+  return detail::string_out([&](char** out) { return mgha_plugin_check(wasm.data(), wasm.size(), out); });
+}
 
 }  // namespace mgha
 

@@ -2,6 +2,11 @@
 //! them, from the daemon or built from a local engine) and the OpenAPI document (which describes
 //! them). They mirror the core types field for field; the tests below pin that the JSON of each
 //! core type parses as its mirror, so the document cannot drift from what is on the wire.
+//! `roles` holds the bodies of changeover, promotion and collision branches.
+
+mod roles;
+
+pub use roles::*;
 
 use mgha_core::engine::Status;
 use mgha_core::sync::state::PeerStatus;
@@ -64,6 +69,9 @@ pub struct StatusBody {
     /// The Active this node follows, when it is a Standby that knows it.
     pub active: Option<String>,
     pub peers: Vec<PeerBody>,
+    /// Collision branches kept on this node and not resolved yet (`GET /v1/collisions`).
+    #[serde(default)]
+    pub collisions_open: usize,
 }
 
 /// One peer as this node sees it.
@@ -309,8 +317,9 @@ impl From<&Head> for HeadBody {
     }
 }
 
-impl From<&Status> for StatusBody {
-    fn from(s: &Status) -> Self {
+impl StatusBody {
+    /// The body of a node's status, with the number of its open collision branches.
+    pub fn new(s: &Status, collisions_open: usize) -> StatusBody {
         StatusBody {
             node: (&s.node).into(),
             head: (&s.head).into(),
@@ -319,7 +328,14 @@ impl From<&Status> for StatusBody {
             sessions: s.sessions,
             active: s.active.clone(),
             peers: s.peers.iter().map(PeerBody::from).collect(),
+            collisions_open,
         }
+    }
+
+    /// The status of the node of `engine`, open collision branches counted.
+    pub fn of(engine: &mgha_core::Engine) -> mgha_core::Result<StatusBody> {
+        let open = engine.collisions()?.iter().filter(|b| b.resolved.is_none()).count();
+        Ok(StatusBody::new(&engine.status()?, open))
     }
 }
 
@@ -481,7 +497,12 @@ mod tests {
         engine.publish("bob", &cs2).expect("publish");
 
         let status = engine.status().expect("status");
-        same_json(&status, &StatusBody::from(&status));
+        // The status body adds the count of open collision branches to the core's status.
+        let mut body = serde_json::to_value(StatusBody::of(&engine).expect("status")).expect("json");
+        assert_eq!(body.as_object_mut().and_then(|m| m.remove("collisions_open")), Some(0.into()));
+        assert_eq!(body, serde_json::to_value(&status).expect("json"));
+        let parsed: StatusBody = serde_json::from_value(serde_json::to_value(&status).expect("json")).expect("parses");
+        assert_eq!(parsed, StatusBody::new(&status, 0));
         same_json(&r1, &RevisionBody::from(&r1));
         same_json(&r1.info(), &RevisionInfoBody::from(&r1.info()));
         let obj = engine.store().get("group", "web").expect("get");

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::ChangeSet;
 use serde::de::DeserializeOwned;
@@ -80,6 +80,22 @@ impl Backend {
         Ok(Backend::Local(Local { engine: Box::new(engine), sync_standbys: config.sync_standbys }))
     }
 
+    /// The running daemon of `dir`, for what only it can do: `what` needs the peer connections,
+    /// and only the daemon holds them. An error saying to start it when none answers.
+    pub fn daemon(dir: &Path, what: &str) -> anyhow::Result<Remote> {
+        let config = NodeConfig::load(dir)?;
+        if !daemon_listens(config.admin) {
+            bail!(
+                "no daemon answers at {} (key 'admin' in {}); start the daemon (`mgha run --data-dir {}`): {what} \
+                 needs the peer connections",
+                config.admin,
+                NodeConfig::path(dir).display(),
+                dir.display()
+            );
+        }
+        Ok(Remote::new(config.admin, crate::token::read(dir)?))
+    }
+
     /// Says which way the node is reached, for `status`.
     pub fn describe(&self) -> String {
         match self {
@@ -93,7 +109,7 @@ impl Backend {
     pub fn status(&self) -> anyhow::Result<StatusBody> {
         match self {
             Backend::Remote(r) => r.get_json("/v1/status"),
-            Backend::Local(l) => Ok(StatusBody::from(&l.engine.status()?)),
+            Backend::Local(l) => Ok(StatusBody::of(&l.engine)?),
         }
     }
 
@@ -187,6 +203,46 @@ impl Backend {
         }
     }
 
+    /// Makes this Secondary the Primary.
+    pub fn promote(&self) -> anyhow::Result<NodeBody> {
+        match self {
+            Backend::Remote(r) => r.send("POST", "/v1/promote", None, None),
+            Backend::Local(l) => Ok(crate::daemon::roles::promote_node(&l.engine)?),
+        }
+    }
+
+    /// The collision branches kept on this node, resolved ones included.
+    pub fn collisions(&self) -> anyhow::Result<Vec<CollisionBody>> {
+        match self {
+            Backend::Remote(r) => Ok(r.get_json::<CollisionList>("/v1/collisions")?.collisions),
+            Backend::Local(l) => Ok(crate::daemon::collisions::list(&l.engine)?.collisions),
+        }
+    }
+
+    /// What branch `id` and the Active each changed since the fork, and a merge's conflicts.
+    pub fn collision_diff(&self, id: u64) -> anyhow::Result<CollisionDiffBody> {
+        match self {
+            Backend::Remote(r) => r.get_json(&format!("/v1/collisions/{id}/diff")),
+            Backend::Local(l) => Ok(crate::daemon::collisions::diff(&l.engine, id)?),
+        }
+    }
+
+    /// Resolves branch `id`.
+    pub fn resolve_collision(&self, id: u64, req: &ResolveRequest, author: &str) -> anyhow::Result<ResolvedBody> {
+        match self {
+            Backend::Remote(r) => {
+                let body = serde_json::to_vec(req).context("encoding the request")?;
+                r.send("POST", &format!("/v1/collisions/{id}/resolve"), Some(author), Some(body))
+            }
+            Backend::Local(l) => {
+                if crate::daemon::collisions::may_publish(req) {
+                    l.check_replicable()?;
+                }
+                Ok(crate::daemon::collisions::resolve(&l.engine, id, req, author)?)
+            }
+        }
+    }
+
     /// Writes a consistent backup to `out`; returns the bytes written.
     pub fn backup(&self, out: &mut dyn Write, progress: &mut dyn FnMut(BackupProgress)) -> anyhow::Result<u64> {
         match self {
@@ -248,6 +304,12 @@ impl Remote {
             .build()
             .new_agent();
         Remote { base: format!("http://{addr}"), token, agent }
+    }
+
+    /// Asks the daemon for a changeover.
+    pub fn changeover(&self, req: &ChangeoverRequest) -> anyhow::Result<ChangeoverBody> {
+        let body = serde_json::to_vec(req).context("encoding the request")?;
+        self.send("POST", "/v1/changeover", None, Some(body))
     }
 
     /// GETs a JSON body.

@@ -25,6 +25,9 @@ pub const SYNC_TIMEOUT_MS_DEFAULT: u64 = 5000;
 pub const HEARTBEAT_MS_DEFAULT: u64 = 1000;
 /// Default of `peer_timeout_ms`: five missed heartbeats.
 pub const PEER_TIMEOUT_MS_DEFAULT: u64 = 5000;
+/// Default of `changeover_timeout_ms`: publishes are fenced for at most this long while the
+/// target catches up, so it is also the longest pause a planned changeover can cause.
+pub const CHANGEOVER_TIMEOUT_MS_DEFAULT: u64 = 5000;
 /// Most standbys a synchronous publish may wait for; a cluster larger than this is not a
 /// management HA cluster.
 pub const SYNC_STANDBYS_MAX: usize = 64;
@@ -41,6 +44,9 @@ fn default_heartbeat_ms() -> u64 {
 }
 fn default_peer_timeout_ms() -> u64 {
     PEER_TIMEOUT_MS_DEFAULT
+}
+fn default_changeover_timeout_ms() -> u64 {
+    CHANGEOVER_TIMEOUT_MS_DEFAULT
 }
 
 /// A node's configuration.
@@ -72,6 +78,9 @@ pub struct NodeConfig {
     /// A peer connection silent for this long is dropped.
     #[serde(default = "default_peer_timeout_ms")]
     pub peer_timeout_ms: u64,
+    /// How long a planned changeover may take before it is called off.
+    #[serde(default = "default_changeover_timeout_ms")]
+    pub changeover_timeout_ms: u64,
     /// The daemon's log level.
     #[serde(default)]
     pub log: LogLevel,
@@ -115,6 +124,7 @@ impl NodeConfig {
             sync_timeout_ms: SYNC_TIMEOUT_MS_DEFAULT,
             heartbeat_ms: HEARTBEAT_MS_DEFAULT,
             peer_timeout_ms: PEER_TIMEOUT_MS_DEFAULT,
+            changeover_timeout_ms: CHANGEOVER_TIMEOUT_MS_DEFAULT,
             log: LogLevel::default(),
         }
     }
@@ -187,6 +197,7 @@ impl NodeConfig {
         check_ms("sync_timeout_ms", self.sync_timeout_ms, 1)?;
         check_ms("heartbeat_ms", self.heartbeat_ms, HEARTBEAT_MS_MIN)?;
         check_ms("peer_timeout_ms", self.peer_timeout_ms, 1)?;
+        check_ms("changeover_timeout_ms", self.changeover_timeout_ms, 1)?;
         // A connection is dropped after `peer_timeout_ms` of silence, and a heartbeat is the only
         // traffic of an idle one: a timeout under two heartbeats drops healthy connections.
         if self.peer_timeout_ms < 2 * self.heartbeat_ms {
@@ -216,6 +227,7 @@ impl NodeConfig {
             advertise: self.advertise.clone(),
             heartbeat_ms: self.heartbeat_ms,
             peer_timeout_ms: self.peer_timeout_ms,
+            changeover_timeout_ms: self.changeover_timeout_ms,
             ..SyncConfig::default()
         })
     }
@@ -294,7 +306,7 @@ mod tests {
 
     const GOOD: &str = "name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nlisten = \"127.0.0.1:7430\"\n\
         advertise = \"mgmt1.example:7430\"\nretain_revisions = 100\nsync_standbys = 1\nsync_timeout_ms = 2000\n\
-        heartbeat_ms = 200\npeer_timeout_ms = 1000\nlog = \"debug\"\n";
+        heartbeat_ms = 200\npeer_timeout_ms = 1000\nchangeover_timeout_ms = 3000\nlog = \"debug\"\n";
 
     #[test]
     fn parses_every_key() {
@@ -329,7 +341,7 @@ mod tests {
         let s = c.sync_config().expect("listen is set");
         assert_eq!(s.listen, "127.0.0.1:7430");
         assert_eq!(s.advertise.as_deref(), Some("mgmt1.example:7430"));
-        assert_eq!((s.heartbeat_ms, s.peer_timeout_ms), (200, 1000));
+        assert_eq!((s.heartbeat_ms, s.peer_timeout_ms, s.changeover_timeout_ms), (200, 1000, 3000));
         assert!(NodeConfig::new("n", "127.0.0.1:1".parse().expect("addr")).sync_config().is_none());
     }
 
@@ -361,6 +373,7 @@ mod tests {
             ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nheartbeat_ms = 1\n", "heartbeat_ms"),
             ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\npeer_timeout_ms = 1500\n", "peer_timeout_ms"),
             ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nheartbeat_ms = \"1s\"\n", "heartbeat_ms"),
+            ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nchangeover_timeout_ms = 0\n", "changeover_timeout_ms"),
         ] {
             let e = NodeConfig::parse(text).expect_err(text);
             let msg = format!("{e:#}");

@@ -2,9 +2,12 @@
 //! node is made and run by real `mgha` child processes (init, join-key, join, run), and the tour
 //! talks to them over their admin APIs, exactly as an operator's CLI would: replication of a
 //! sample policy, a Standby refusing a publish, a Secondary that misses revisions and catches
-//! up, then history, diff, revert, and a backup taken from a Standby, verified and restored.
+//! up, then history, diff, revert, a backup taken from a Standby, verified and restored, and the
+//! roles: planned changeover under load, and a forced one that leaves a collision branch, merged.
 
 mod nodes;
+mod proxy;
+mod roles;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use self::nodes::{mgha, mgha_status, wait_synced, Node};
+use self::proxy::Proxy;
 use crate::api::StatusBody;
 use crate::output::{self, Table};
 use crate::{commands, sample, DemoArgs};
@@ -59,7 +63,12 @@ fn tour(base: &Path) -> anyhow::Result<()> {
     let p = primary_dir.display().to_string();
 
     heading(1, "Create the cluster: its Primary holds the cluster CA");
-    show(&["init", "--data-dir", &p, "--name", "primary"])?;
+    // The peers reach the Primary through a fault proxy, so that step 10 can cut it off.
+    let listen = commands::init::free_loopback_addr()?;
+    let proxy = Proxy::start(listen)?;
+    let (listen, advertise) = (listen.to_string(), proxy.addr().to_string());
+    outln!("# the peers will reach the Primary through a fault proxy at {advertise} (used in step 10)");
+    show(&["init", "--data-dir", &p, "--name", "primary", "--listen", &listen, "--advertise", &advertise])?;
     let mut primary = Node::load(&primary_dir)?;
     shell(&format!("mgha run --data-dir {p} &"));
     primary.start()?;
@@ -193,7 +202,11 @@ fn tour(base: &Path) -> anyhow::Result<()> {
     }
     outln!("the restored node has the Primary's revision and state hash");
 
-    heading(9, "Stop the cluster");
+    let cluster = roles::Cluster { primary: &primary, secondaries: &secondaries, proxy: &proxy };
+    roles::planned(9, &cluster)?;
+    roles::forced(10, &cluster)?;
+
+    heading(12, "Stop the cluster");
     for node in secondaries.iter_mut().chain(std::iter::once(&mut primary)) {
         shell(&format!("kill -TERM {}", node.pid()));
         let status = node.stop()?;
@@ -215,12 +228,13 @@ const BANNER_CHANGE: &str = r#"{"message": "login banner", "changes": [
 
 /// One line per node: role, head and state, to show that they agree.
 fn cluster_table(primary: &Node, secondaries: &[Node]) -> anyhow::Result<()> {
-    let mut t = Table::new(&["NODE", "ROLE", "REVISION", "STATE", "OBJECTS"]);
+    let mut t = Table::new(&["NODE", "ROLE", "EPOCH", "REVISION", "STATE", "OBJECTS"]);
     for node in std::iter::once(primary).chain(secondaries) {
         let s = node.status()?;
         t.row(vec![
             node.name.clone(),
             format!("{} {}", s.node.designation, s.node.role),
+            output::epoch(s.node.epoch),
             s.head.seq.to_string(),
             output::short(&s.head.state_hash).into(),
             s.objects.to_string(),

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(name = "mgha", version, about = "Management High Availability engine: daemon, admin CLI and demo")]
@@ -56,6 +56,12 @@ enum Command {
     Diff(DiffArgs),
     /// Publish a revision that restores the state after revision REV.
     Revert(RevertArgs),
+    /// Hand the Active role to another node (planned), or take it on a Standby (forced).
+    Changeover(ChangeoverArgs),
+    /// Collision branches: what an old Active published while it was cut off.
+    Collision(CollisionArgs),
+    /// Make this Secondary the Primary, when the Primary is lost for good.
+    Promote(ReadArgs),
     /// Write an online, consistent backup of the node to a file.
     Backup(BackupArgs),
     /// Check a backup file end to end and show what it holds.
@@ -89,6 +95,9 @@ pub struct InitArgs {
     /// Where to listen for peers, HOST:PORT (default: a free port on 127.0.0.1).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// The address peers are told to dial, when it is not --listen (a NAT, a proxy, a DNS name).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
     /// Keep at most this many revisions (default: keep all).
     #[arg(long, value_name = "N")]
     pub retain_revisions: Option<u64>,
@@ -120,6 +129,9 @@ pub struct JoinArgs {
     /// Where to listen for peers, HOST:PORT (default: a free port on 127.0.0.1).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// The address peers are told to dial, when it is not --listen (a NAT, a proxy, a DNS name).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
     /// Loopback address of the admin API (default: a free port on 127.0.0.1).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
@@ -222,6 +234,86 @@ pub struct RevertArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct ChangeoverArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The member that becomes the Active (a planned changeover, asked on any node).
+    #[arg(long, value_name = "NAME", required_unless_present = "force", conflicts_with = "force")]
+    pub to: Option<String>,
+    /// Make this Standby the Active now, without the Active (use it only when that is unreachable).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation of a forced changeover.
+    #[arg(short = 'y', long, requires = "force")]
+    pub yes: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CollisionArgs {
+    #[command(subcommand)]
+    pub command: CollisionCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum CollisionCommand {
+    /// List the collision branches kept on this node, open and resolved.
+    Show(ReadArgs),
+    /// What a branch and the Active each changed since the fork, and a merge's conflicts.
+    Diff(CollisionDiffArgs),
+    /// Resolve a branch: keep one side's state, or merge both.
+    Resolve(CollisionResolveArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CollisionDiffArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The branch id (`mgha collision show`).
+    #[arg(value_name = "ID")]
+    pub id: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CollisionResolveArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The branch id (`mgha collision show`).
+    #[arg(value_name = "ID")]
+    pub id: u64,
+    /// Keep one side whole: `active` (publishes nothing) or `branch` (publishes the branch's state).
+    #[arg(long, value_enum, value_name = "SIDE", required_unless_present = "merge", conflicts_with = "merge")]
+    pub keep: Option<Side>,
+    /// Publish a three-way merge of both sides.
+    #[arg(long)]
+    pub merge: bool,
+    /// With --merge: the side taken in every conflict (a resolution file's default).
+    #[arg(long, value_enum, value_name = "SIDE", requires = "merge")]
+    pub prefer: Option<Side>,
+    /// With --merge: a resolution file choosing per conflict (docs/roles.md).
+    #[arg(long, value_name = "FILE", requires = "merge")]
+    pub resolutions: Option<PathBuf>,
+    /// Who resolves (default: $USER).
+    #[arg(long)]
+    pub author: Option<String>,
+}
+
+/// A side of a collision.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Active,
+    Branch,
+}
+
+impl From<Side> for api::SideBody {
+    fn from(s: Side) -> api::SideBody {
+        match s {
+            Side::Active => api::SideBody::Active,
+            Side::Branch => api::SideBody::Branch,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct BackupArgs {
     #[command(flatten)]
     pub read: ReadArgs,
@@ -289,6 +381,9 @@ fn main() -> ExitCode {
         Command::Revision(a) => commands::read::revision(&a),
         Command::Diff(a) => commands::read::diff(&a),
         Command::Revert(a) => commands::write::revert(&a),
+        Command::Changeover(a) => commands::roles::changeover(&a),
+        Command::Collision(a) => commands::roles::collision(&a),
+        Command::Promote(a) => commands::roles::promote(&a),
         Command::Backup(a) => commands::backup::backup(&a),
         Command::Verify(a) => commands::backup::verify(&a),
         Command::Restore(a) => commands::backup::restore(&a),

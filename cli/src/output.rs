@@ -18,6 +18,10 @@ macro_rules! out {
     }};
 }
 
+mod roles;
+
+pub use roles::*;
+
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -148,6 +152,7 @@ pub fn status(s: &StatusBody, via: &str) -> String {
         vec!["history".into(), history(s)],
         vec!["objects".into(), s.objects.to_string()],
         vec!["sessions".into(), s.sessions.to_string()],
+        vec!["collisions".into(), open_collisions(s.collisions_open)],
         vec!["served by".into(), via.into()],
     ];
     if s.node.role == "standby" {
@@ -276,8 +281,16 @@ pub fn diff(d: &DiffBody) -> String {
         let _ = writeln!(out, "revisions {} and {} hold the same objects", d.from, d.to);
         return out;
     }
+    let (added, removed, modified) = object_changes(&mut out, &d.objects);
+    let _ = writeln!(out, "revisions {} -> {}: {added} added, {removed} removed, {modified} modified", d.from, d.to);
+    out
+}
+
+/// Object diffs, one block per object and one line per field, appended to `out`; returns how
+/// many objects were added, removed and modified.
+pub fn object_changes(out: &mut String, objects: &[ObjectDiffBody]) -> (usize, usize, usize) {
     let (mut added, mut removed, mut modified) = (0, 0, 0);
-    for o in &d.objects {
+    for o in objects {
         let sign = match o.kind.as_str() {
             "added" => {
                 added += 1;
@@ -299,8 +312,7 @@ pub fn diff(d: &DiffBody) -> String {
             let _ = writeln!(out, "    {:width$}  {}", f.field, field_change(&o.kind, f));
         }
     }
-    let _ = writeln!(out, "revisions {} -> {}: {added} added, {removed} removed, {modified} modified", d.from, d.to);
-    out
+    (added, removed, modified)
 }
 
 /// How one field changed. An added or removed object shows its values; a changed list shows

@@ -7,8 +7,9 @@
  * Engine "a" creates the cluster (a Primary, Active) and issues a one-time join key; engine "b"
  * joins with it (a Secondary, Standby). A session on "a" publishes a revision; "b" receives it
  * and reports it through an event callback, which main() waits for on a condition variable.
- * Then a publish on "b" fails with MGHA_READ_ONLY and a message naming "a". (Changing over, so
- * that "b" becomes Active, is not in the C API yet.)
+ * Then a publish on "b" fails with MGHA_READ_ONLY and a message naming "a". A planned
+ * changeover swaps the roles: "b" becomes Active, publishes a revision that "a" (now a Standby)
+ * applies and reports through its own callback, and a publish on "a" fails naming "b".
  *
  * WORK_DIR must exist and be empty; the nodes' data directories are created under it.
  * Exit status 0 when every step went as described.
@@ -34,14 +35,15 @@
     }                                                                                     \
   } while (0)
 
-/* What the callback shares with main(): the newest head "b" reported. */
+/* What a callback shares with main(): the newest head its engine reported. */
 struct waiter {
   pthread_mutex_t lock;
   pthread_cond_t changed;
   uint64_t head;
 };
 
-/* Runs on b's event thread. The event and its JSON are valid only during the call. */
+/* Runs on the subscribed engine's event thread. The event and its JSON are valid only during
+   the call. */
 static void on_event(void *user_data, const mgha_event *event) {
   struct waiter *w = user_data;
   if (event->kind != MGHA_EVENT_REVISION_APPLIED) {
@@ -92,8 +94,9 @@ int main(int argc, char **argv) {
   mgha_engine *a = NULL, *b = NULL;
   mgha_session *session = NULL;
   char *config_a, *config_b, *peer = NULL, *key = NULL, *object = NULL;
-  uint64_t subscription = 0, seq = 0, refused_seq = 0;
+  uint64_t subscription = 0, subscription_a = 0, seq = 0, refused_seq = 0;
   struct waiter waiter = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+  struct waiter waiter_a = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
   mgha_status status;
 
   if (argc != 2) {
@@ -142,6 +145,37 @@ int main(int argc, char **argv) {
   }
   printf("b refused a publish: %s: %s\n", mgha_status_name(status), mgha_last_error_message());
 
+  /* A planned changeover hands the Active role to b: it blocks until b took over at a new
+     epoch with a's head, so no revision is lost. Now b publishes, and a follows it. */
+  CHECK(mgha_engine_subscribe(a, on_event, &waiter_a, &subscription_a));
+  CHECK(mgha_engine_changeover(a, "b"));
+  printf("changed over: b is the Active\n");
+  CHECK(mgha_engine_publish_json(
+      b, "bob",
+      "{\"changes\": [{\"op\": \"put\", \"type\": \"host\", \"name\": \"web2\", "
+      "\"fields\": {\"ipv4-address\": \"10.0.0.2\"}}]}",
+      &seq));
+  printf("b published revision %llu\n", (unsigned long long)seq);
+  if (!wait_for_head(&waiter_a, seq, 120)) {
+    fprintf(stderr, "a did not report revision %llu in time\n", (unsigned long long)seq);
+    return 1;
+  }
+  CHECK(mgha_engine_get_json(a, "host", "web2", &object));
+  printf("a applied revision %llu: %s\n", (unsigned long long)seq, object);
+  mgha_string_free(object);
+
+  refused_seq = 0;
+  status = mgha_engine_publish_json(
+      a, "alice", "{\"changes\": [{\"op\": \"delete\", \"type\": \"host\", \"name\": \"web2\"}]}",
+      &refused_seq);
+  if (status != MGHA_READ_ONLY || refused_seq != 0 || strstr(mgha_last_error_message(), "'b'") == NULL) {
+    fprintf(stderr, "expected MGHA_READ_ONLY naming 'b', got %s: %s\n", mgha_status_name(status),
+            mgha_last_error_message());
+    return 1;
+  }
+  printf("a refused a publish: %s: %s\n", mgha_status_name(status), mgha_last_error_message());
+
+  CHECK(mgha_engine_unsubscribe(a, subscription_a));
   CHECK(mgha_engine_unsubscribe(b, subscription));
   CHECK(mgha_engine_close(b));
   CHECK(mgha_engine_close(a));

@@ -28,6 +28,10 @@ pub struct EngineConfig {
     /// Where the node listens for peers (`HOST:PORT`; port 0 picks a free port).
     #[serde(default)]
     pub listen: Option<String>,
+    /// The address other members are told to dial, when it differs from `listen` (a NAT, a
+    /// proxy in front of the node, as the Python test harness puts).
+    #[serde(default)]
+    pub advertise: Option<String>,
     /// A publish returns only after this many standbys applied it.
     #[serde(default)]
     pub sync_standbys: usize,
@@ -43,6 +47,9 @@ pub struct EngineConfig {
     /// A peer connection silent for this long is dead.
     #[serde(default = "default_peer_timeout_ms")]
     pub peer_timeout_ms: u64,
+    /// How long a planned changeover may take before it is called off.
+    #[serde(default = "default_changeover_timeout_ms")]
+    pub changeover_timeout_ms: u64,
 }
 
 fn default_sync_timeout_ms() -> u64 {
@@ -55,6 +62,10 @@ fn default_heartbeat_ms() -> u64 {
 
 fn default_peer_timeout_ms() -> u64 {
     SyncConfig::default().peer_timeout_ms
+}
+
+fn default_changeover_timeout_ms() -> u64 {
+    SyncConfig::default().changeover_timeout_ms
 }
 
 impl EngineConfig {
@@ -103,6 +114,11 @@ impl EngineConfig {
         if self.listen.as_deref().is_some_and(|l| l.trim().is_empty()) {
             return bad("listen", "is empty");
         }
+        match self.advertise.as_deref() {
+            Some(a) if a.trim().is_empty() => return bad("advertise", "is empty"),
+            Some(_) if self.listen.is_none() => return bad("advertise", "needs 'listen'"),
+            _ => {}
+        }
         if self.retain_revisions == Some(0) {
             return bad("retain_revisions", "must be at least 1 (omit the key to keep every revision)");
         }
@@ -114,6 +130,9 @@ impl EngineConfig {
         }
         if self.sync_timeout_ms == 0 {
             return bad("sync_timeout_ms", "must be at least 1");
+        }
+        if self.changeover_timeout_ms == 0 {
+            return bad("changeover_timeout_ms", "must be at least 1");
         }
         Ok(())
     }
@@ -128,6 +147,11 @@ impl EngineConfig {
         self.listen.as_deref().ok_or_else(|| FfiError::invalid("config: key 'listen' is required to run a node"))
     }
 
+    /// The address members dial: `advertise`, else `listen`.
+    pub fn member_address<'a>(&'a self, listen: &'a str) -> &'a str {
+        self.advertise.as_deref().unwrap_or(listen)
+    }
+
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {
             retain_revisions: self.retain_revisions,
@@ -139,8 +163,10 @@ impl EngineConfig {
     pub fn sync_config(&self, listen: &str) -> SyncConfig {
         SyncConfig {
             listen: listen.into(),
+            advertise: self.advertise.clone(),
             heartbeat_ms: self.heartbeat_ms,
             peer_timeout_ms: self.peer_timeout_ms,
+            changeover_timeout_ms: self.changeover_timeout_ms,
             ..SyncConfig::default()
         }
     }
@@ -186,11 +212,15 @@ mod tests {
         assert_eq!(c.sync_standbys, 0);
         assert_eq!(c.heartbeat_ms, SyncConfig::default().heartbeat_ms);
         let full = format!(
-            "{GOOD}sync_standbys = 1\nsync_timeout_ms = 500\nretain_revisions = 9\nheartbeat_ms = 50\npeer_timeout_ms = 400\n"
+            "{GOOD}sync_standbys = 1\nsync_timeout_ms = 500\nretain_revisions = 9\nheartbeat_ms = 50\npeer_timeout_ms = 400\n\
+             advertise = \"127.0.0.1:9\"\nchangeover_timeout_ms = 700\n"
         );
         let c = EngineConfig::parse(&full, None).expect("parses");
         assert_eq!((c.sync_standbys, c.sync_timeout_ms, c.retain_revisions), (1, 500, Some(9)));
         assert_eq!((c.heartbeat_ms, c.peer_timeout_ms), (50, 400));
+        let sync = c.sync_config("127.0.0.1:0");
+        assert_eq!((sync.advertise.as_deref(), sync.changeover_timeout_ms), (Some("127.0.0.1:9"), 700));
+        assert_eq!(c.member_address("127.0.0.1:0"), "127.0.0.1:9");
     }
 
     #[test]
@@ -200,6 +230,8 @@ mod tests {
             (format!("{GOOD}sync_standbys = \"two\"\n"), "sync_standbys"),
             (format!("{GOOD}retain_revisions = 0\n"), "retain_revisions"),
             (format!("{GOOD}heartbeat_ms = 100\npeer_timeout_ms = 50\n"), "peer_timeout_ms"),
+            ("data_dir = \"/a\"\nadvertise = \"127.0.0.1:9\"\n".to_string(), "advertise"),
+            (format!("{GOOD}changeover_timeout_ms = 0\n"), "changeover_timeout_ms"),
             ("name = \"a\"\n".to_string(), "data_dir"),
         ] {
             let e = EngineConfig::parse(&text, None).expect_err(&text);

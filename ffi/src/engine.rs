@@ -7,7 +7,7 @@
 use std::ffi::c_char;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use mgha_core::cluster::{init_primary, issue_join_key, join_secondary};
@@ -38,6 +38,10 @@ pub struct mgha_engine {
     peer_addr: Option<SocketAddr>,
     events: Arc<Events>,
     running: Mutex<Option<Running>>,
+    /// Held by the changeover in progress on this handle (see [`crate::roles`]).
+    changeover: Mutex<()>,
+    /// How long a planned changeover may take (the config's `changeover_timeout_ms`).
+    changeover_timeout: Duration,
 }
 
 /// What close tears down, in this order.
@@ -59,6 +63,34 @@ impl mgha_engine {
 
     pub fn events(&self) -> &Events {
         &self.events
+    }
+
+    pub fn changeover_timeout(&self) -> Duration {
+        self.changeover_timeout
+    }
+
+    /// The changeover slot of this handle: `None` while another changeover holds it.
+    pub fn try_changeover_slot(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.changeover.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Runs `f` with the node's sync runtime and the tokio runtime that drives it. Close waits
+    /// until `f` returns. Fails for a closed handle, and with `MGHA_CONFLICT` for a node without
+    /// certificates (restored from a backup), which has no peers to change roles with.
+    pub fn with_sync<T>(&self, f: impl FnOnce(&SyncRuntime, &tokio::runtime::Runtime) -> FfiResult<T>) -> FfiResult<T> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let running = running.as_ref().ok_or_else(|| FfiError::invalid("the engine was closed"))?;
+        let sync = running.sync.as_ref().ok_or_else(|| {
+            FfiError::new(
+                mgha_status::MGHA_CONFLICT,
+                "this node has no certificates and runs without peers: there is no other node to change roles with",
+            )
+        })?;
+        f(sync, &running.runtime)
     }
 
     /// Stops the event thread, then sync, then the runtime, and lets go of the store.
@@ -103,7 +135,7 @@ fn block_sigpipe() {
 
 /// Refuses a call from inside a tokio runtime (a Rust host's async code): starting or stopping
 /// an engine's own runtime there would panic.
-fn outside_async_runtime(what: &str) -> FfiResult<()> {
+pub(crate) fn outside_async_runtime(what: &str) -> FfiResult<()> {
     match tokio::runtime::Handle::try_current() {
         Ok(_) => Err(FfiError::new(
             mgha_status::MGHA_BUSY,
@@ -152,15 +184,20 @@ fn launch(
         peer_addr: sync.as_ref().map(SyncRuntime::local_addr),
         events,
         running: Mutex::new(Some(Running { dispatcher, sync, runtime })),
+        changeover: Mutex::new(()),
+        changeover_timeout: Duration::from_millis(config.changeover_timeout_ms),
     };
     Ok(ENGINES.insert(Arc::new(handle)))
 }
 
 /// Refuses a peer address that cannot be bound before a node is created for it, so that a
-/// taken port does not leave a node on disk that never ran.
-fn check_listen(listen: &str) -> FfiResult<()> {
+/// taken port does not leave a node on disk that never ran; and resolves port 0 to the port it
+/// got. A new member announces its address when it joins, and members keep dialing the address
+/// they first heard: a node must never be known as `HOST:0`.
+fn check_listen(listen: &str) -> FfiResult<String> {
     std::net::TcpListener::bind(listen)
-        .map(drop)
+        .and_then(|l| l.local_addr())
+        .map(|addr| addr.to_string())
         .map_err(|e| FfiError::invalid(format!("config: key 'listen': cannot listen for peers on {listen}: {e}")))
 }
 
@@ -174,13 +211,14 @@ fn config_arg(config_toml: *const c_char) -> FfiResult<EngineConfig> {
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_init(config_toml: *const c_char, out: *mut *mut mgha_engine) -> mgha_status {
     ffi_boundary!(status: {
-        let config = config_arg(config_toml)?;
+        let mut config = config_arg(config_toml)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
-        let name = config.require_name()?;
-        check_listen(config.require_listen()?)?;
+        let name = config.require_name()?.to_owned();
+        let name = name.as_str();
+        config.listen = Some(check_listen(config.require_listen()?)?);
         let handle = launch(&config, |_, listen| {
-            init_primary(&config.data_dir, name, listen, config.engine_options())
+            init_primary(&config.data_dir, name, config.member_address(listen), config.engine_options())
         })?;
         out.set(handle);
         Ok(())
@@ -197,17 +235,18 @@ pub unsafe extern "C" fn mgha_engine_join(
     out: *mut *mut mgha_engine,
 ) -> mgha_status {
     ffi_boundary!(status: {
-        let config = config_arg(config_toml)?;
+        let mut config = config_arg(config_toml)?;
         // SAFETY (three calls): C strings and an out-parameter valid for the call (API contract).
         let peer = unsafe { text(peer, "peer") }?;
         let key = unsafe { text(key, "key") }?;
         let out = unsafe { Out::new(out, "out") }?;
-        let name = config.require_name()?;
-        check_listen(config.require_listen()?)?;
+        let name = config.require_name()?.to_owned();
+        let name = name.as_str();
+        config.listen = Some(check_listen(config.require_listen()?)?);
         let handle = launch(&config, |runtime, listen| {
             // On a runtime thread, not this one: the join talks to the peer (see block_sigpipe).
             let (dir, name, peer, key, listen) =
-                (config.data_dir.clone(), name.to_owned(), peer.to_owned(), key.to_owned(), listen.to_owned());
+                (config.data_dir.clone(), name.to_owned(), peer.to_owned(), key.to_owned(), config.member_address(listen).to_owned());
             let options = config.engine_options();
             let join = runtime.spawn(async move { join_secondary(&dir, &name, &peer, &key, &listen, options).await });
             runtime.block_on(join).map_err(|e| mgha_core::Error::Peer(format!("the join task failed: {e}")))?

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use mgha_core::engine::Engine;
 use mgha_core::model::Uid;
+use mgha_core::sync::state::PeerStatus;
 use mgha_core::sync::SyncStatus;
 use mgha_core::{Head, Role};
 use serde_json::json;
@@ -44,8 +45,9 @@ pub enum mgha_event_kind {
     MGHA_EVENT_ROLE_CHANGED = 2,
     /// A peer's sync status changed. `seq` is the peer's head as this node knows it.
     MGHA_EVENT_SYNC_STATUS_CHANGED = 3,
-    /// A peer's status became `collision`: its history diverged from this node's. Sent after the
-    /// matching `MGHA_EVENT_SYNC_STATUS_CHANGED`. `seq` is the peer's head.
+    /// A peer's status became `collision`: its history diverged from this node's, or this node
+    /// keeps a collision branch of its revisions. Sent after the matching
+    /// `MGHA_EVENT_SYNC_STATUS_CHANGED`. `seq` is the peer's head.
     MGHA_EVENT_COLLISION = 4,
 }
 
@@ -149,6 +151,13 @@ impl Events {
     }
 }
 
+/// The peers as `mgha_engine_status_json` shows them: the sync table, with `collision` for
+/// every peer whose branch is kept and not resolved yet (whatever its head does meanwhile), so
+/// that events and status never disagree.
+fn peers(engine: &Engine) -> Vec<PeerStatus> {
+    engine.status().map(|s| s.peers).unwrap_or_default()
+}
+
 /// What the dispatcher saw last.
 struct Seen {
     head: Head,
@@ -161,7 +170,7 @@ impl Seen {
         Seen {
             head: engine.sync().head(),
             node: engine.node().ok().map(|n| (n.role, n.epoch)),
-            peers: engine.sync().peers().into_iter().map(|p| (p.node_id, p.status)).collect(),
+            peers: peers(engine).into_iter().map(|p| (p.node_id, p.status)).collect(),
         }
     }
 
@@ -183,7 +192,7 @@ impl Seen {
                 events.deliver(mgha_event_kind::MGHA_EVENT_ROLE_CHANGED, head.seq, &body);
             }
         }
-        for peer in engine.sync().peers() {
+        for peer in peers(engine) {
             let previous = self.peers.insert(peer.node_id, peer.status);
             if previous == Some(peer.status) {
                 continue;

@@ -18,5 +18,7 @@ pub mod strings;
 pub mod backup;
 pub mod engine;
 pub mod events;
+pub mod plugins;
 pub mod read;
+pub mod roles;
 pub mod session;

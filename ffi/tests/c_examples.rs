@@ -1,7 +1,7 @@
 //! The C and C++ examples, compiled with the system's compilers against `include/mgha.h` and
 //! linked against the library cargo built for these tests, then run: two engines form a
-//! cluster on loopback. The C example also runs under valgrind (memcheck) when it is installed,
-//! and is also linked statically against `libmgha.a`.
+//! cluster on loopback and swap roles with a planned changeover. The C example also runs under
+//! valgrind (memcheck) when it is installed, and is also linked statically against `libmgha.a`.
 //!
 //! Compilers: `$CC` (default `cc`) and `$CXX` (default `c++`), with `-Wall -Wextra -Werror
 //! -pedantic`. Flags come from `pkg-config mgha` when pkg-config is installed, through the
@@ -121,6 +121,8 @@ fn c_example_forms_a_cluster() {
     let out = run(&[], c_example());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("b refused a publish: MGHA_READ_ONLY"), "{stdout}");
+    assert!(stdout.contains("changed over: b is the Active"), "{stdout}");
+    assert!(stdout.contains("a refused a publish: MGHA_READ_ONLY"), "after the changeover: {stdout}");
 }
 
 #[test]
@@ -158,5 +160,10 @@ fn cpp_example_forms_a_cluster() {
     let exe = dir.path().join("cluster-cpp");
     compile(&compiler("CXX", "c++"), "-std=c++17", "examples/cpp/cluster.cpp", &exe, false);
     let out = run(&[], &exe);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("MGHA_READ_ONLY"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("refused a publish: MGHA_READ_ONLY").count(),
+        2,
+        "before and after the changeover: {stdout}"
+    );
 }

@@ -138,7 +138,7 @@ pub fn restore_node(input: &Path, dir: &Path, admin: Option<std::net::SocketAddr
     super::init::write_node_files(dir, &config)?;
     let engine = Engine::open(dir, config.engine_options())
         .with_context(|| format!("opening the restored store in {}", dir.display()))?;
-    let status = crate::api::StatusBody::from(&engine.status()?);
+    let status = crate::api::StatusBody::of(&engine)?;
     Ok(Restored { data_dir: dir.to_path_buf(), admin, status })
 }
 

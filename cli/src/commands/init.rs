@@ -24,6 +24,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
     let (admin, listen) = node_addrs(args.admin, args.listen.as_deref())?;
     let mut config = NodeConfig::new(&args.name, admin);
     config.listen = Some(listen);
+    config.advertise = args.advertise.clone();
     config.retain_revisions = args.retain_revisions;
     let node = create_node(dir, &config)?;
     outln!("initialized node '{}' in {}: a new cluster, and this node its Primary", node.name, dir.display());
@@ -32,6 +33,9 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
     outln!("  role         {} {}, epoch {}", node.designation, node.role, crate::output::epoch(node.epoch));
     outln!("  admin API    http://{} (token in {})", config.admin, crate::token::path(dir).display());
     outln!("  peers        {} (key 'listen')", config.listen.as_deref().unwrap_or_default());
+    if let Some(advertise) = &config.advertise {
+        outln!("  advertised   {advertise} (key 'advertise': where the peers dial this node)");
+    }
     outln!("  cluster CA   {} (its key: ca.key, mode 0600)", dir.join(TLS_DIR).join("ca.pem").display());
     outln!("start it with: mgha run --data-dir {}", dir.display());
     outln!("add a node:    mgha join-key --data-dir {}, then `mgha join` on the new node", dir.display());

@@ -40,13 +40,16 @@ pub fn join(args: &JoinArgs) -> anyhow::Result<()> {
     let (admin, listen) = node_addrs(args.admin, args.listen.as_deref())?;
     let mut config = NodeConfig::new(&args.name, admin);
     config.listen = Some(listen.clone());
+    config.advertise = args.advertise.clone();
     config.retain_revisions = args.retain_revisions;
     config.check().context("the node configuration")?;
+    // The members learn this node's address from the join: the one they should dial.
+    let advertised = config.advertise.clone().unwrap_or_else(|| listen.clone());
     let scaffold = Scaffold::prepare(dir, true)?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let engine = runtime
-        .block_on(join_secondary(dir, &args.name, &args.peer, &args.key, &listen, config.engine_options()))
+        .block_on(join_secondary(dir, &args.name, &args.peer, &args.key, &advertised, config.engine_options()))
         .with_context(|| format!("cannot join the cluster through {}", args.peer))?;
     let node = engine.node()?;
     let cluster = members(&engine.store())?;
@@ -59,6 +62,9 @@ pub fn join(args: &JoinArgs) -> anyhow::Result<()> {
     outln!("  role         {} {}", node.designation, node.role);
     outln!("  admin API    http://{} (token in {})", config.admin, crate::token::path(dir).display());
     outln!("  peers        {listen} (key 'listen')");
+    if let Some(advertise) = &config.advertise {
+        outln!("  advertised   {advertise} (key 'advertise': where the peers dial this node)");
+    }
     let others: Vec<String> =
         cluster.iter().filter(|m| m.node_id != node.node_id).map(|m| format!("{} ({})", m.name, m.listen)).collect();
     outln!("  members      {}", others.join(", "));

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod init;
 pub mod join;
 pub mod read;
+pub mod roles;
 pub mod run;
 pub mod write;
 

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mgha_core::engine::Status;
 use mgha_core::sync::SyncStatus;
+
+use crate::api::StatusBody;
 
 /// Upper bounds of the publish latency histogram, in seconds. A durable publish costs at least
 /// one fsync (around a millisecond on SSDs), so the buckets start there.
@@ -44,6 +45,8 @@ pub struct Gauges {
     pub sessions: usize,
     pub epoch: u64,
     pub active: bool,
+    /// Collision branches kept on this node and not resolved yet.
+    pub collisions_open: usize,
     pub peers: Vec<PeerGauges>,
 }
 
@@ -51,7 +54,8 @@ pub struct Gauges {
 #[derive(Clone, Debug)]
 pub struct PeerGauges {
     pub name: String,
-    pub status: SyncStatus,
+    /// The API's name of the peer's sync status (`never-synchronized`, ...).
+    pub status: String,
     pub lag_revisions: u64,
     pub lag_ms: u64,
     pub connected: bool,
@@ -69,19 +73,20 @@ const SYNC_STATUSES: [SyncStatus; 6] = [
 
 impl Gauges {
     /// The gauges of a node's status.
-    pub fn of(s: &Status) -> Gauges {
+    pub fn of(s: &StatusBody) -> Gauges {
         Gauges {
             head_seq: s.head.seq,
             objects: s.objects,
             sessions: s.sessions,
             epoch: s.node.epoch,
-            active: s.node.role == mgha_core::Role::Active,
+            active: s.node.role == mgha_core::Role::Active.to_string(),
+            collisions_open: s.collisions_open,
             peers: s
                 .peers
                 .iter()
                 .map(|p| PeerGauges {
                     name: p.name.clone(),
-                    status: p.status,
+                    status: p.status.clone(),
                     lag_revisions: p.lag_revisions,
                     lag_ms: p.lag_ms,
                     connected: p.connected,
@@ -144,12 +149,16 @@ impl Metrics {
         writeln!(out, "mgha_publish_duration_seconds_sum {sum_s}")?;
         writeln!(out, "mgha_publish_duration_seconds_count {count}")?;
 
+        let round = mgha_core::roles::machine::epoch::round(g.epoch);
+        let collisions = g.collisions_open as u64;
         let gauges = [
             ("mgha_head_seq", "The newest revision number.", g.head_seq),
             ("mgha_objects", "Objects in the configuration database.", g.objects),
             ("mgha_sessions_open", "Open admin sessions.", g.sessions as u64),
-            ("mgha_epoch", "The node's epoch.", g.epoch),
+            ("mgha_epoch", "The node's epoch (a ballot number: round << 16 | tag).", g.epoch),
+            ("mgha_epoch_round", "The round of the node's epoch; every changeover starts a new one.", round),
             ("mgha_active", "1 when this node is the Active, 0 on a Standby.", u64::from(g.active)),
+            ("mgha_collisions_open", "Collision branches kept on this node and not resolved yet.", collisions),
         ];
         for (name, help, value) in gauges {
             writeln!(out, "# HELP {name} {help}")?;
@@ -199,7 +208,7 @@ fn render_peers(out: &mut String, peers: &[PeerGauges]) -> std::fmt::Result {
                 out,
                 "mgha_peer_status{{peer=\"{}\",status=\"{label}\"}} {}",
                 escape(&p.name),
-                u64::from(p.status == status)
+                u64::from(p.status == label)
             )?;
         }
     }
@@ -236,7 +245,7 @@ mod tests {
         m.request("/v1/status", "GET", 200);
         let peer = |name: &str, status| PeerGauges {
             name: name.into(),
-            status,
+            status: crate::api::sync_status_name(status),
             lag_revisions: 3,
             lag_ms: 250,
             connected: status != SyncStatus::Unreachable,
@@ -245,8 +254,9 @@ mod tests {
             head_seq: 7,
             objects: 42,
             sessions: 1,
-            epoch: 1,
+            epoch: (3 << 16) | 2,
             active: true,
+            collisions_open: 2,
             peers: vec![peer("b", SyncStatus::Lagging), peer("c\"q", SyncStatus::Unreachable)],
         });
         assert!(text.contains("mgha_publish_total 2\n"), "{text}");
@@ -262,7 +272,9 @@ mod tests {
         for line in [
             "mgha_role{role=\"active\"} 1\n",
             "mgha_role{role=\"standby\"} 0\n",
-            "mgha_epoch 1\n",
+            "mgha_epoch 196610\n",
+            "mgha_epoch_round 3\n",
+            "mgha_collisions_open 2\n",
             "mgha_peer_lag_revisions{peer=\"b\"} 3\n",
             "mgha_peer_lag_ms{peer=\"b\"} 250\n",
             "mgha_peer_connected{peer=\"b\"} 1\n",

@@ -8,7 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, cluster, routes, sessions};
+use super::{backup, cluster, collisions, roles, routes, sessions};
 use crate::api::ErrorBody;
 
 #[derive(OpenApi)]
@@ -16,7 +16,7 @@ use crate::api::ErrorBody;
     info(
         title = "mgha admin API",
         description = "Administration of one mgha node: status, objects, revisions, diffs, reverts, \
-            admin sessions, join keys, backups and metrics. Every request needs `Authorization: Bearer <token>`, \
+            admin sessions, join keys, changeover and collision branches, backups and metrics. Every request needs `Authorization: Bearer <token>`, \
             the token being in the node's DIR/admin.token. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
@@ -34,6 +34,11 @@ use crate::api::ErrorBody;
         sessions::stage,
         sessions::publish,
         cluster::create_join_key,
+        roles::changeover,
+        roles::promote,
+        collisions::list_collisions,
+        collisions::diff_collision,
+        collisions::resolve_collision,
         backup::download,
         routes::metrics,
         document,
@@ -46,6 +51,7 @@ use crate::api::ErrorBody;
         (name = "revisions", description = "History: publish, list, diff, revert"),
         (name = "sessions", description = "Admin sessions that publish as one revision"),
         (name = "cluster", description = "Cluster membership: join keys"),
+        (name = "roles", description = "Changeover, promotion and collision branches"),
         (name = "operations", description = "Backups, metrics and this document"),
     )
 )]
@@ -106,7 +112,20 @@ mod tests {
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         assert!(doc["security"].as_array().is_some_and(|s| !s.is_empty()));
         let schemas = doc["components"]["schemas"].as_object().expect("schemas");
-        for name in ["StatusBody", "ChangeSetBody", "ChangeInputBody", "RevisionInfoBody", "DiffBody", "ErrorBody"] {
+        for name in [
+            "StatusBody",
+            "ChangeSetBody",
+            "ChangeInputBody",
+            "RevisionInfoBody",
+            "DiffBody",
+            "ErrorBody",
+            "ChangeoverRequest",
+            "ChangeoverBody",
+            "CollisionList",
+            "CollisionDiffBody",
+            "ResolveRequest",
+            "ResolvedBody",
+        ] {
             assert!(schemas.contains_key(name), "{name} is not in the document");
         }
     }

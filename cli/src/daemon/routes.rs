@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody};
 use super::metrics::Gauges;
 use super::server::AppState;
-use super::{backup, cluster, openapi, sessions};
+use super::{backup, cluster, collisions, openapi, roles, sessions};
 use crate::api::*;
 
 /// The header that names who publishes; without it the author is [`DEFAULT_AUTHOR`].
@@ -61,6 +61,11 @@ pub fn table() -> Vec<Route> {
         post("/v1/sessions/{id}/changes", sessions::stage),
         post("/v1/sessions/{id}/publish", sessions::publish),
         post("/v1/join-keys", cluster::create_join_key),
+        post("/v1/changeover", roles::changeover),
+        post("/v1/promote", roles::promote),
+        get("/v1/collisions", collisions::list_collisions),
+        get("/v1/collisions/{id}/diff", collisions::diff_collision),
+        post("/v1/collisions/{id}/resolve", collisions::resolve_collision),
         get("/v1/backup", backup::download),
         get("/metrics", metrics),
         get("/openapi.json", openapi::document),
@@ -90,8 +95,8 @@ pub fn author(headers: &HeaderMap) -> Result<String, ApiError> {
 #[utoipa::path(get, path = "/v1/status", tag = "node",
     responses((status = 200, body = StatusBody), (status = 401, body = ErrorBody)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
-    let s = state.run(|e| e.status()).await?;
-    Ok(Json(StatusBody::from(&s)))
+    let s = state.run(StatusBody::of).await?;
+    Ok(Json(s))
 }
 
 /// Publishes a changeset as one revision, all or nothing.
@@ -237,7 +242,7 @@ pub async fn revert(
 pub async fn metrics(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let s = state.run(|e| e.status()).await?;
+    let s = state.run(StatusBody::of).await?;
     let text = state.metrics.render(&Gauges::of(&s));
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }

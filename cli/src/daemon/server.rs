@@ -1,10 +1,10 @@
 //! The daemon's HTTP server: the router with its middleware (bearer token, request metrics, body
-//! limit), the shared state, the peer synchronization runtime beside it, and a graceful shutdown
-//! on SIGTERM or SIGINT. Engine calls are synchronous redb work, so they run on tokio's blocking
-//! pool, never on the async workers.
+//! limit), the shared state (with the peer synchronization runtime, which changeovers go
+//! through), the event log, and a graceful shutdown on SIGTERM or SIGINT. Engine calls are
+//! synchronous redb work, so they run on tokio's blocking pool, never on the async workers.
 
 use std::future::IntoFuture;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use axum::Router;
 use mgha_core::sync::pki::TlsFiles;
 use mgha_core::sync::SyncRuntime;
 use mgha_core::{Engine, ErrorCode};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, RwLock};
 
 use super::errors::ApiError;
 use super::metrics::{Metrics, UNMATCHED_ROUTE};
@@ -28,17 +28,60 @@ use crate::config::NodeConfig;
 /// daemon closes them and exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The peer synchronization runtime, when the node has peers. Behind a lock because shutdown
+/// must own it: it takes it once no changeover is using it.
+pub type SharedSync = Arc<RwLock<Option<SyncRuntime>>>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
     token: Arc<str>,
     pub metrics: Arc<Metrics>,
+    pub sync: SharedSync,
+    /// How long a planned changeover may take (`changeover_timeout_ms`).
+    pub changeover_timeout: Duration,
+    /// The target of the changeover this daemon runs now, if any: one at a time.
+    changeover: Arc<Mutex<Option<String>>>,
+}
+
+/// Holds the daemon's changeover slot; frees it when dropped.
+pub struct ChangeoverSlot(Arc<Mutex<Option<String>>>);
+
+impl Drop for ChangeoverSlot {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 impl AppState {
+    /// The state of a daemon without peers, for the handler tests.
+    #[cfg(test)]
     pub fn new(engine: Arc<Engine>, token: &str) -> AppState {
-        AppState { engine, token: token.into(), metrics: Arc::default() }
+        let timeout = Duration::from_millis(crate::config::CHANGEOVER_TIMEOUT_MS_DEFAULT);
+        AppState::with_sync(engine, token, Arc::default(), timeout)
+    }
+
+    pub fn with_sync(engine: Arc<Engine>, token: &str, sync: SharedSync, changeover_timeout: Duration) -> AppState {
+        AppState {
+            engine,
+            token: token.into(),
+            metrics: Arc::default(),
+            sync,
+            changeover_timeout,
+            changeover: Arc::default(),
+        }
+    }
+
+    /// Takes the changeover slot for a changeover to `target`; while another holds it, a busy
+    /// error naming that one's target.
+    pub fn changeover_slot(&self, target: &str) -> Result<ChangeoverSlot, ApiError> {
+        let mut slot = self.changeover.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = slot.as_ref() {
+            return Err(mgha_core::Error::ChangeoverInProgress { target: running.clone() }.into());
+        }
+        *slot = Some(target.to_string());
+        Ok(ChangeoverSlot(self.changeover.clone()))
     }
 
     /// Runs synchronous engine work on the blocking pool.
@@ -125,13 +168,18 @@ pub async fn serve(engine: Arc<Engine>, config: &NodeConfig, token: &str) -> any
     // Handlers go in before any socket opens: a stop signal that arrives as soon as the daemon
     // answers must be a clean stop, not the default action of killing the process.
     let signals = StopSignals::install()?;
-    let sync = start_sync(&engine, config).await?;
-    let served = serve_admin(engine, config, token, signals).await;
-    // After the admin server: a synchronous publish still open there needs its standbys.
-    if let Some(sync) = sync {
-        sync.shutdown().await;
+    // Subscribed before the runtime starts, so the first peer status changes are logged too.
+    let events = tokio::spawn(super::roles::log_events(engine.sync().events()));
+    let sync: SharedSync = Arc::new(RwLock::new(start_sync(&engine, config).await?));
+    let timeout = Duration::from_millis(config.changeover_timeout_ms);
+    let served = serve_admin(AppState::with_sync(engine, token, sync.clone(), timeout), config, signals).await;
+    // After the admin server: a synchronous publish still open there needs its standbys. A
+    // changeover still running holds the runtime until its own timeout ends it.
+    if let Some(runtime) = sync.write().await.take() {
+        runtime.shutdown().await;
         tracing::info!("peer synchronization stopped");
     }
+    events.abort();
     served?;
     tracing::info!("stopped");
     Ok(())
@@ -162,16 +210,11 @@ async fn start_sync(engine: &Arc<Engine>, config: &NodeConfig) -> anyhow::Result
 }
 
 /// Serves the admin API until a stop signal, then lets open requests finish.
-async fn serve_admin(
-    engine: Arc<Engine>,
-    config: &NodeConfig,
-    token: &str,
-    signals: StopSignals,
-) -> anyhow::Result<()> {
+async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on {} (key 'admin' in mgha.toml)", config.admin))?;
-    let app = router(AppState::new(engine, token));
+    let app = router(state);
     let stop = Arc::new(Notify::new());
     let stopped = stop.clone();
     let mut server = tokio::spawn(

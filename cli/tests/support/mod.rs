@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mgha_tests::proxy::FaultProxy;
 use serde_json::Value;
 
 /// How long a daemon may take to answer, or a cluster to converge, before a test fails.
@@ -109,6 +110,43 @@ impl Scratch {
         ok(&["join", "-d", s(&dir), "--name", name, "--peer", &primary.listen(), "--key", &key]);
         Node::new(dir, name)
     }
+
+    /// `mgha init` of a Primary whose peers reach it only through a fault proxy: it advertises
+    /// the proxy's address.
+    pub fn init_behind_proxy(&self, name: &str) -> (Node, FaultProxy) {
+        let dir = self.path(name);
+        let addrs = free_addrs(2);
+        let proxy = FaultProxy::start(addrs[1]).expect("proxy");
+        let (admin, listen, advertise) = (addrs[0].to_string(), addrs[1].to_string(), proxy.addr().to_string());
+        ok(&["init", "-d", s(&dir), "--name", name, "--admin", &admin, "--listen", &listen, "--advertise", &advertise]);
+        (Node::new(dir, name), proxy)
+    }
+
+    /// `mgha join` of a Secondary whose peers reach it only through a fault proxy.
+    pub fn join_behind_proxy(&self, primary: &Node, name: &str) -> (Node, FaultProxy) {
+        let key = primary.join_key("10m");
+        let dir = self.path(name);
+        let listen = free_addrs(1)[0];
+        let proxy = FaultProxy::start(listen).expect("proxy");
+        let (listen, advertise) = (listen.to_string(), proxy.addr().to_string());
+        let peer = primary.advertised();
+        ok(&[
+            "join",
+            "-d",
+            s(&dir),
+            "--name",
+            name,
+            "--peer",
+            &peer,
+            "--key",
+            &key,
+            "--listen",
+            &listen,
+            "--advertise",
+            &advertise,
+        ]);
+        (Node::new(dir, name), proxy)
+    }
 }
 
 /// A node's data directory and, while it runs, its daemon.
@@ -136,6 +174,24 @@ impl Node {
     /// The peer address (`listen` in mgha.toml).
     pub fn listen(&self) -> String {
         self.config_value("listen")
+    }
+
+    /// The address peers dial: `advertise` when set, else `listen`.
+    pub fn advertised(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("mgha.toml")).expect("config");
+        if text.lines().any(|l| l.starts_with("advertise =")) {
+            self.config_value("advertise")
+        } else {
+            self.listen()
+        }
+    }
+
+    /// Short heartbeats and timeouts (the node must not run), so that peers notice a loss and
+    /// a changeover gives up within a test's patience.
+    pub fn fast_timers(&self) {
+        self.set_config("heartbeat_ms", "100");
+        self.set_config("peer_timeout_ms", "1000");
+        self.set_config("changeover_timeout_ms", "1500");
     }
 
     pub fn admin(&self) -> String {
@@ -185,6 +241,20 @@ impl Node {
             return None;
         }
         resp.body_mut().read_json().ok()
+    }
+
+    /// The daemon's Prometheus metrics.
+    pub fn metrics(&self) -> String {
+        let token = std::fs::read_to_string(self.dir.join("admin.token")).expect("token");
+        let agent = ureq::Agent::config_builder().proxy(None).build().new_agent();
+        agent
+            .get(format!("http://{}/metrics", self.admin()))
+            .header("authorization", format!("Bearer {}", token.trim()))
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("text")
     }
 
     /// Spawns `mgha run` without waiting for it to answer.

@@ -1,0 +1,372 @@
+"""Test clusters for pytest: N nodes on free loopback ports in a temp dir, each behind a fault
+proxy, as in-process engines (through the C ABI) or as real ``mgha`` daemons.
+
+::
+
+    pytest_plugins = ["mgha.testing"]          # in conftest.py: the fixtures below
+
+    def test_failover(cluster):
+        c = cluster(2)                         # a: Primary, Active; b: Standby; synced
+        c["a"].publish({"changes": [...]})
+        c.wait_synced()
+        c.kill("a")
+        c.force_changeover("b")
+        ...
+
+A :class:`Cluster` (made by :func:`cluster`, or by the ``cluster`` fixture) starts its nodes,
+waits until they are synchronized, and tears everything down in :meth:`Cluster.close`, which
+the fixture runs even when the test fails: engines closed, daemons killed, proxies stopped, the
+temp dir removed (kept when ``MGHA_KEEP`` is set, for a post-mortem; its path is printed).
+Daemons also die with the test process (Linux ``PR_SET_PDEATHSIG``).
+
+Partitions go through the proxies; see :mod:`mgha.proxy` for what a cut can and cannot
+separate.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import string
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, Union
+
+import pytest
+
+from .engine import Engine
+from .events import Event
+from .nodes import DaemonNode, EngineNode, Node, find_binary
+from .proxy import ProxyHub
+
+T = TypeVar("T")
+NodeRef = Union[Node, str, int]
+
+#: Default wait for the cluster to converge.
+SYNC_TIMEOUT_S = 30.0
+#: How often waits poll.
+POLL_S = 0.02
+#: The environment variable that keeps the temp dirs of clusters.
+KEEP_ENV = "MGHA_KEEP"
+
+
+def free_ports(n: int) -> List[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (all bound at once, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_for(check: Callable[[], Optional[T]], timeout: float, what: str) -> T:
+    """Polls ``check`` until it returns something truthy and returns it; a check that raises
+    :class:`mgha.Error` counts as not yet. Raises :class:`TimeoutError` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Optional[BaseException] = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - a node may be restarting
+            last = e
+        if time.monotonic() > deadline:
+            cause = f" (last: {last})" if last else ""
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{cause}")
+        time.sleep(POLL_S)
+
+
+class Cluster:
+    """Nodes ``a``, ``b``, ... of one cluster; ``a`` created it. Index by name or position."""
+
+    def __init__(self, mode: str, root: Path, keep: bool) -> None:
+        self.mode = mode
+        self.dir = root
+        self.keep = keep
+        self.nodes: List[Node] = []
+        self.hub = ProxyHub()
+        self._closed = False
+
+    def __getitem__(self, ref: NodeRef) -> Node:
+        return self.node(ref)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def node(self, ref: NodeRef) -> Node:
+        if isinstance(ref, Node):
+            return ref
+        if isinstance(ref, int):
+            return self.nodes[ref]
+        for n in self.nodes:
+            if n.name == ref:
+                return n
+        raise KeyError(f"no node {ref!r} in this cluster ({', '.join(n.name for n in self.nodes)})")
+
+    def running(self) -> List[Node]:
+        return [n for n in self.nodes if n.running]
+
+    def active(self) -> Node:
+        """The one running node whose role is active."""
+        actives = [n for n in self.running() if n.role() == "active"]
+        if len(actives) != 1:
+            raise AssertionError(f"expected one active node, found {[n.name for n in actives]}")
+        return actives[0]
+
+    # -- waiting and checking ------------------------------------------------------------------
+
+    def _synced(self) -> Optional[Tuple[int]]:
+        nodes = self.running()
+        statuses = {n.name: n.status() for n in nodes}
+        heads = {(s["head"]["seq"], s["head"]["state_hash"]) for s in statuses.values()}
+        actives = [name for name, s in statuses.items() if s["node"]["role"] == "active"]
+        if len(heads) != 1 or len(actives) != 1:
+            return None
+        peers = {p["name"]: p for p in statuses[actives[0]]["peers"]}
+        for n in nodes:
+            p = peers.get(n.name)
+            if n.name != actives[0] and (p is None or p["status"] != "synchronized" or not p["connected"]):
+                return None
+        return (int(next(iter(heads))[0]),)
+
+    def wait_synced(self, timeout: float = SYNC_TIMEOUT_S) -> int:
+        """Waits until every running node has the same head and state hash, one of them is
+        active and it sees every other running node connected and synchronized. Returns the
+        head revision."""
+        try:
+            return wait_for(self._synced, timeout, "the cluster to synchronize")[0]
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n{self.describe()}") from None
+
+    def wait_for(self, check: Callable[[], Optional[T]], timeout: float = SYNC_TIMEOUT_S, what: str = "it") -> T:
+        """:func:`wait_for`, with the cluster's state in the timeout message."""
+        try:
+            return wait_for(check, timeout, what)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n{self.describe()}") from None
+
+    def wait_for_peer_status(self, node: NodeRef, peer: NodeRef, status: str, timeout: float = SYNC_TIMEOUT_S) -> None:
+        """Polls until ``node`` sees ``peer`` with sync status ``status``."""
+        n, p = self.node(node), self.node(peer)
+        self.wait_for(lambda: n.peer_status(p.name) == status, timeout, f"{n.name} to see {p.name} {status}")
+
+    def heads(self) -> Dict[str, Tuple[int, str]]:
+        """(revision, state hash) of every running node."""
+        return {n.name: n.head() for n in self.running()}
+
+    def assert_converged(self) -> None:
+        """Every running node has the same head revision and state hash."""
+        heads = self.heads()
+        if len(set(heads.values())) != 1:
+            raise AssertionError(f"nodes diverge:\n{self.describe()}")
+
+    def describe(self) -> str:
+        """One line per node: role, epoch, head, and how it sees its peers."""
+        lines = []
+        for n in self.nodes:
+            if not n.running:
+                lines.append(f"  {n.name}: down")
+                continue
+            try:
+                s = n.status()
+            except Exception as e:  # noqa: BLE001 - describing, not asserting
+                lines.append(f"  {n.name}: status failed: {e}")
+                continue
+            peers = ", ".join(
+                f"{p['name']} {p['status']}{'' if p['connected'] else ' (not connected)'}" for p in s["peers"]
+            )
+            lines.append(
+                f"  {n.name}: {s['node']['role']} epoch {s['node']['epoch']} head {s['head']['seq']} "
+                f"{s['head']['state_hash'][:12]}; peers: {peers}"
+            )
+        return "\n".join(lines)
+
+    # -- roles and faults -----------------------------------------------------------------------
+
+    def changeover(self, to: NodeRef) -> None:
+        """A planned changeover from the current Active to ``to``; returns once ``to`` is
+        Active (the call blocks until the engine finished it)."""
+        target = self.node(to)
+        self.active().changeover(target.name)
+        self.wait_for(lambda: target.role() == "active", 10, f"{target.name} to be active")
+
+    def force_changeover(self, node: NodeRef) -> int:
+        """Makes the Standby ``node`` Active at once; returns the new epoch."""
+        return self.node(node).force_changeover()
+
+    def kill(self, node: NodeRef) -> None:
+        """Stops ``node`` abruptly: SIGKILL for a daemon, close for an engine."""
+        self.node(node).kill()
+
+    def start(self, node: NodeRef) -> None:
+        """Starts ``node`` again on its data directory and ports."""
+        self.node(node).start()
+
+    def cut(self, node: NodeRef) -> None:
+        """Nothing reaches ``node`` from its peers (its proxy aborts and refuses connections)."""
+        self.node(node).proxy.cut()
+
+    def partition(self, a: NodeRef, b: NodeRef) -> None:
+        """Separates ``a`` and ``b``: both are cut (see :mod:`mgha.proxy`)."""
+        self.cut(a)
+        self.cut(b)
+
+    def heal(self, *nodes: NodeRef) -> None:
+        """Lets traffic reach the given nodes again (all nodes when none is given)."""
+        for n in [self.node(r) for r in nodes] or self.nodes:
+            n.proxy.restore()
+
+    # -- teardown -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stops every node and proxy and removes the temp dir. Idempotent; every step runs
+        even when one fails (the first failure is raised at the end)."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: List[BaseException] = []
+        for n in self.nodes:
+            try:
+                n.kill()
+            except Exception as e:  # noqa: BLE001 - go on tearing down
+                errors.append(e)
+        try:
+            self.hub.close()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        if self.keep:
+            print(f"mgha.testing: kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if errors:
+            raise errors[0]
+
+
+def cluster(
+    n: int = 3,
+    mode: str = "engines",
+    *,
+    wait: bool = True,
+    root: Optional[Path] = None,
+    **config: Any,
+) -> Cluster:
+    """Starts a cluster of ``n`` nodes named ``a``, ``b``, ...: ``a`` creates it (Primary,
+    Active), the others join through it. ``mode`` is ``"engines"`` (in this process, through
+    the C ABI) or ``"daemons"`` (``mgha`` child processes: ``$MGHA_BIN`` or the workspace's
+    ``target/debug/mgha``). ``config`` adds engine config keys (docs/c-api.md) or, for daemons,
+    ``mgha.toml`` keys (docs/config.md), e.g. ``sync_standbys=1``. Waits until synchronized
+    unless ``wait=False``. Everything made is torn down if a step fails."""
+    if mode not in ("engines", "daemons"):
+        raise ValueError(f"mode must be 'engines' or 'daemons', not {mode!r}")
+    if not 1 <= n <= len(string.ascii_lowercase):
+        raise ValueError(f"a test cluster has 1 to 26 nodes, not {n}")
+    keep = bool(os.environ.get(KEEP_ENV))
+    path = Path(tempfile.mkdtemp(prefix="mgha-test-", dir=root))
+    c = Cluster(mode, path, keep)
+    try:
+        binary = find_binary() if mode == "daemons" else None
+        ports = free_ports(3 * n)
+        for i in range(n):
+            name = string.ascii_lowercase[i]
+            proxy = c.hub.proxy(ports[3 * i + 1], ports[3 * i])
+            node: Node
+            if binary is not None:
+                node = DaemonNode(name, path, ports[3 * i], proxy, config, binary=binary, admin_port=ports[3 * i + 2])
+            else:
+                node = EngineNode(name, path, ports[3 * i], proxy, config)
+            c.nodes.append(node)
+            if i == 0:
+                node.create_primary()
+            else:
+                node.create_secondary(c.nodes[0].address, c.nodes[0].join_key())
+        if wait:
+            c.wait_synced()
+        return c
+    except BaseException:
+        c.close()
+        raise
+
+
+class EventLog:
+    """Records the events of an engine (through :meth:`mgha.Engine.subscribe`) and waits for
+    one: ``log.wait_for(lambda e: e.kind == EventKind.COLLISION)``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.events: List[Event] = []
+        self._changed = threading.Condition()
+        self.subscription = engine.subscribe(self._record)
+
+    def _record(self, event: Event) -> None:
+        with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    def wait_for(
+        self, match: Callable[[Event], bool], timeout: float = SYNC_TIMEOUT_S, what: str = "an event"
+    ) -> Event:
+        """The first recorded event that matches (waiting for it if none has yet)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for e in self.events:
+                    if match(e):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = ", ".join(f"{e.kind.name} {e.data}" for e in self.events[-10:])
+                    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; last events: {seen}")
+                self._changed.wait(left)
+
+    def close(self) -> None:
+        self.subscription.unsubscribe()
+
+
+@pytest.fixture(name="cluster")
+def cluster_fixture() -> Iterator[Callable[..., Cluster]]:
+    """A factory: ``cluster(n=3, mode="engines", **config)`` starts a :class:`Cluster`; every
+    cluster it made is torn down after the test, passed or failed."""
+    made: List[Cluster] = []
+
+    def make(n: int = 3, mode: str = "engines", **config: Any) -> Cluster:
+        c = cluster(n, mode, **config)
+        made.append(c)
+        return c
+
+    yield make
+    errors = []
+    for c in made:
+        try:
+            c.close()
+        except Exception as e:  # noqa: BLE001 - close the others too
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def tmp_engine() -> Iterator[Engine]:
+    """One Primary engine in a temp dir (no proxy), closed and removed after the test."""
+    path = Path(tempfile.mkdtemp(prefix="mgha-test-"))
+    try:
+        with Engine.init({"data_dir": str(path / "node"), "name": "solo", "listen": "127.0.0.1:0"}) as engine:
+            yield engine
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -396,7 +396,7 @@ pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> an
         let total: u64 = std::fs::metadata(a_dir.join(mgha_core::store::STORE_FILE))?.len();
         (issue_join_key(&engine, 600_000)?.to_string(), engine.store().head()?, total)
     };
-    let exe = std::env::current_exe()?;
+    let exe = own_exe()?;
     let mut serve = Command::new(&exe)
         .args(["bench", "--probe-serve"])
         .arg(&a_dir)
@@ -469,6 +469,21 @@ pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> an
         rows.push(Row::new(key, what, mib, Unit::MiB).goal(Goal::AtMost(RSS_MIB_MAX)));
     }
     Ok(())
+}
+
+/// This binary, to run the probes from. When the file was rebuilt while we run, Linux reports
+/// the old path with " (deleted)"; the new file at the same path is the same program.
+fn own_exe() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    if exe.exists() {
+        return Ok(exe);
+    }
+    let text = exe.to_string_lossy();
+    let trimmed = std::path::PathBuf::from(text.trim_end_matches(" (deleted)"));
+    if trimmed.exists() {
+        return Ok(trimmed);
+    }
+    bail!("cannot find this program's binary at {}", exe.display())
 }
 
 fn raw_copy_mb_s(bytes: u64) -> anyhow::Result<f64> {

@@ -50,8 +50,8 @@ pub fn planned(step: usize, c: &Cluster) -> anyhow::Result<()> {
     show(&["changeover", "--data-dir", &p, "--to", &s1.name])?;
     following(&[c.primary, s2], s1)?;
     std::thread::sleep(LOAD_PAUSE);
-    outln!("# asked on secondary-2, a Standby: it forwards the request to the Active");
-    show(&["changeover", "--data-dir", &s2.d(), "--to", &c.primary.name])?;
+    outln!("# asked on the Primary, a Standby now: it forwards the request to the Active");
+    show(&["changeover", "--data-dir", &p, "--to", &c.primary.name])?;
     following(&[s1, s2], c.primary)?;
     std::thread::sleep(LOAD_PAUSE);
     let load = publisher.stop()?;

@@ -76,6 +76,14 @@ impl Store {
                     to.insert(k.value(), v.value())?;
                 }
             }
+            // Collision branches are this node's record too: never dropped by a snapshot.
+            if let Ok(from) = read.open_table(super::branches::BRANCHES) {
+                let mut to = txn.open_table(super::branches::BRANCHES)?;
+                for entry in from.iter()? {
+                    let (k, v) = entry?;
+                    to.insert(k.value(), v.value())?;
+                }
+            }
         }
         txn.commit()?;
         Ok(())

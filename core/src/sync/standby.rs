@@ -95,7 +95,13 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     let result = follow(ctx, &mut wr, &mut rx, &mut cmds, &hello).await;
     reader.abort();
     ctx.registry.unregister(hello.node_id);
-    *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    {
+        // Only forget the upstream if a newer session has not replaced it meanwhile.
+        let mut upstream = ctx.upstream.lock().unwrap_or_else(|p| p.into_inner());
+        if *upstream == Some(hello.node_id) {
+            *upstream = None;
+        }
+    }
     ctx.engine.sync().update_peer(hello.node_id, |p| {
         p.connected = false;
         p.status = SyncStatus::Unreachable;

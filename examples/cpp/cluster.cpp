@@ -22,7 +22,8 @@ namespace {
 
 std::string node_config(const std::string& work_dir, const std::string& name) {
   return "data_dir = \"" + work_dir + "/" + name + "\"\nname = \"" + name +
-         "\"\nlisten = \"127.0.0.1:0\"\nheartbeat_ms = 200\npeer_timeout_ms = 20000\n";
+         "\"\nlisten = \"127.0.0.1:0\"\nheartbeat_ms = 200\npeer_timeout_ms = 20000\n"
+         "changeover_timeout_ms = 60000\n";
 }
 
 // The newest head an engine reported, shared between its event thread and main().

@@ -212,8 +212,8 @@ mod tests {
         assert_eq!(c.sync_standbys, 0);
         assert_eq!(c.heartbeat_ms, SyncConfig::default().heartbeat_ms);
         let full = format!(
-            "{GOOD}sync_standbys = 1\nsync_timeout_ms = 500\nretain_revisions = 9\nheartbeat_ms = 50\npeer_timeout_ms = 400\n\
-             advertise = \"127.0.0.1:9\"\nchangeover_timeout_ms = 700\n"
+            "{GOOD}sync_standbys = 1\nsync_timeout_ms = 500\nretain_revisions = 9\n\
+             heartbeat_ms = 50\npeer_timeout_ms = 400\nadvertise = \"127.0.0.1:9\"\nchangeover_timeout_ms = 700\n"
         );
         let c = EngineConfig::parse(&full, None).expect("parses");
         assert_eq!((c.sync_standbys, c.sync_timeout_ms, c.retain_revisions), (1, 500, Some(9)));

@@ -214,9 +214,8 @@ pub unsafe extern "C" fn mgha_engine_init(config_toml: *const c_char, out: *mut 
         let mut config = config_arg(config_toml)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
-        let name = config.require_name()?.to_owned();
-        let name = name.as_str();
         config.listen = Some(check_listen(config.require_listen()?)?);
+        let name = config.require_name()?;
         let handle = launch(&config, |_, listen| {
             init_primary(&config.data_dir, name, config.member_address(listen), config.engine_options())
         })?;
@@ -240,13 +239,12 @@ pub unsafe extern "C" fn mgha_engine_join(
         let peer = unsafe { text(peer, "peer") }?;
         let key = unsafe { text(key, "key") }?;
         let out = unsafe { Out::new(out, "out") }?;
-        let name = config.require_name()?.to_owned();
-        let name = name.as_str();
         config.listen = Some(check_listen(config.require_listen()?)?);
+        let name = config.require_name()?;
         let handle = launch(&config, |runtime, listen| {
             // On a runtime thread, not this one: the join talks to the peer (see block_sigpipe).
-            let (dir, name, peer, key, listen) =
-                (config.data_dir.clone(), name.to_owned(), peer.to_owned(), key.to_owned(), config.member_address(listen).to_owned());
+            let listen = config.member_address(listen).to_owned();
+            let (dir, name, peer, key) = (config.data_dir.clone(), name.to_owned(), peer.to_owned(), key.to_owned());
             let options = config.engine_options();
             let join = runtime.spawn(async move { join_secondary(&dir, &name, &peer, &key, &listen, options).await });
             runtime.block_on(join).map_err(|e| mgha_core::Error::Peer(format!("the join task failed: {e}")))?

@@ -36,7 +36,10 @@ fn not_from_callback(handle: &mgha_engine, what: &str) -> FfiResult<()> {
     if handle.events().on_event_thread() {
         return Err(FfiError::new(
             mgha_status::MGHA_BUSY,
-            format!("{what} blocks until done and cannot run in an event callback of the same engine; call it from another thread"),
+            format!(
+                "{what} blocks until done and cannot run in an event callback of the same engine; \
+                 call it from another thread"
+            ),
         ));
     }
     Ok(())

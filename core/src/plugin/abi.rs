@@ -10,8 +10,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use super::msgpack::{self, map_len, str};
 use crate::limits::FIELD_DEPTH_MAX;
-use crate::model::object::encode_value;
 use crate::model::{Fields, Object, TypeSchema, Uid};
 
 /// The ABI version this host speaks; `mgha_abi_version` must return it.
@@ -99,7 +99,7 @@ pub fn encode_object(buf: &mut Vec<u8>, o: &Object) {
     // Keys in bytewise order: fields < name < type < uid.
     map_len(buf, 4);
     str(buf, "fields");
-    encode_fields(buf, &o.fields);
+    msgpack::map(buf, &o.fields);
     str(buf, "name");
     str(buf, &o.name);
     str(buf, "type");
@@ -130,31 +130,19 @@ pub fn encode_merge_input(
     str(buf, type_name);
 }
 
-fn encode_fields(buf: &mut Vec<u8>, fields: &Fields) {
-    map_len(buf, fields.len());
-    let mut entries: Vec<(&String, &Value)> = fields.iter().collect();
-    // Sorted already unless serde_json's `preserve_order` is on somewhere in the build.
-    if !entries.windows(2).all(|w| w[0].0 <= w[1].0) {
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    }
-    for (k, v) in entries {
-        str(buf, k);
-        encode_value(buf, v);
-    }
-}
-
-fn map_len(buf: &mut Vec<u8>, len: usize) {
-    // Writing to a Vec cannot fail.
-    let _ = rmp::encode::write_map_len(buf, len as u32);
-}
-
-fn str(buf: &mut Vec<u8>, s: &str) {
-    let _ = rmp::encode::write_str(buf, s);
-}
-
 /// Decodes an answer; the error says what is wrong with it.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     rmp_serde::from_slice(bytes).map_err(|e| format!("malformed answer: {e}"))
+}
+
+/// Decodes merge's answer: by hand when it has the usual shape, else as [`decode`] does.
+pub fn decode_merge_output(bytes: &[u8]) -> Result<MergeOutput, String> {
+    msgpack::merge_output(bytes).map_or_else(|| decode(bytes), Ok)
+}
+
+/// Decodes validate's answer: by hand when it has the usual shape, else as [`decode`] does.
+pub fn decode_validate_output(bytes: &[u8]) -> Result<ValidateOutput, String> {
+    msgpack::validate_output(bytes).map_or_else(|| decode(bytes), Ok)
 }
 
 impl AbiObject {

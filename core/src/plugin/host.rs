@@ -330,23 +330,24 @@ impl Instance {
     }
 
     /// Runs one call: copies `input` into the plugin's memory, calls the export, copies the
-    /// answer out (at most `output_max` bytes) and frees both buffers in the plugin.
+    /// answer (at most `output_max` bytes) into `answer` and frees both buffers in the plugin.
     pub fn call(
         &mut self,
         call: Call,
         input: &[u8],
         limits: &PluginLimits,
         output_max: usize,
-    ) -> Result<Vec<u8>, String> {
+        answer: &mut Vec<u8>,
+    ) -> Result<(), String> {
         arm(&mut self.store, limits)?;
-        let result = self.call_armed(call, input, output_max);
+        let result = self.call_armed(call, input, output_max, answer);
         result.map_err(|e| match e {
             Fault::Wasm(e) => failure(&self.store, &e, limits),
             Fault::Abi(reason) => reason,
         })
     }
 
-    fn call_armed(&mut self, call: Call, input: &[u8], output_max: usize) -> Result<Vec<u8>, Fault> {
+    fn call_armed(&mut self, call: Call, input: &[u8], output_max: usize, answer: &mut Vec<u8>) -> Result<(), Fault> {
         let len = i32::try_from(input.len()).map_err(|_| Fault::Abi("input over 2 GiB".into()))?;
         let ptr = if input.is_empty() {
             0
@@ -369,19 +370,20 @@ impl Instance {
         if out_len > output_max {
             return Err(Fault::Abi(format!("answer of {out_len} bytes, over the limit of {output_max}")));
         }
-        let output = match self.memory.data(&self.store).get(out_ptr..out_ptr + out_len) {
-            Some(bytes) => bytes.to_vec(),
+        answer.clear();
+        match self.memory.data(&self.store).get(out_ptr..out_ptr + out_len) {
+            Some(bytes) => answer.extend_from_slice(bytes),
             None => {
                 return Err(Fault::Abi(format!("answer at {out_ptr:#x}+{out_len} lies outside linear memory")));
             }
-        };
+        }
         if out_len > 0 {
             self.free.call(&mut self.store, (out_ptr as i32, out_len as i32))?;
         }
         if len > 0 {
             self.free.call(&mut self.store, (ptr, len))?;
         }
-        Ok(output)
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //! one: the error reported is always what a fresh instance does with that input. A plugin that
 //! keeps no state between calls (docs/plugin-abi.md requires it) answers the same either way.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
@@ -48,8 +49,9 @@ impl Plugin {
         if version != ABI_VERSION {
             return Err(refuse(format!("it speaks plugin ABI version {version}; this host speaks {ABI_VERSION}")));
         }
-        let answer = instance
-            .call(Call::Describe, &[], &limits, PLUGIN_DESCRIBE_BYTES_MAX)
+        let mut answer = Vec::new();
+        instance
+            .call(Call::Describe, &[], &limits, PLUGIN_DESCRIBE_BYTES_MAX, &mut answer)
             .map_err(|e| refuse(format!("describe {e}")))?;
         let description: Description = abi::decode(&answer).map_err(|e| refuse(format!("describe: {e}")))?;
         check::description(&description).map_err(refuse)?;
@@ -104,28 +106,30 @@ impl Plugin {
         self.custom_merge.contains(type_name)
     }
 
-    /// Runs one call on a pooled instance (see the module docs for retries).
-    fn call(&self, call: Call, input: &[u8]) -> Result<Vec<u8>> {
+    /// Runs one call on a pooled instance (see the module docs for retries); the answer goes to
+    /// `answer`.
+    fn call(&self, call: Call, input: &[u8], answer: &mut Vec<u8>) -> Result<()> {
         let fail = |reason: String| Error::Plugin { plugin: self.name.to_string(), call: call.name().into(), reason };
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut instance = match pooled {
             Some(i) => i,
             None => self.instantiate().map_err(fail)?,
         };
-        let answer = match instance.call(call, input, &self.limits, self.limits.output_bytes_max) {
+        let max = self.limits.output_bytes_max;
+        let answered = match instance.call(call, input, &self.limits, max, answer) {
             Err(_) if instance.calls > 0 => {
                 instance = self.instantiate().map_err(fail)?;
-                instance.call(call, input, &self.limits, self.limits.output_bytes_max)
+                instance.call(call, input, &self.limits, max, answer)
             }
             other => other,
         };
-        let answer = answer.map_err(fail)?;
+        answered.map_err(fail)?;
         instance.calls += 1;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < PLUGIN_INSTANCES_IDLE_MAX {
             idle.push(instance);
         }
-        Ok(answer)
+        Ok(())
     }
 
     fn instantiate(&self) -> std::result::Result<Instance, String> {
@@ -139,10 +143,11 @@ impl Plugin {
     /// Asks the plugin whether an object of one of its types is valid. An object it refuses is
     /// an [`Error::InvalidField`] (or [`Error::InvalidObject`]) with the plugin's first reason.
     pub fn validate(&self, o: &Object) -> Result<()> {
-        let mut input = Vec::with_capacity(128);
-        abi::encode_object(&mut input, o);
-        let answer = self.call(Call::Validate, &input)?;
-        let out: ValidateOutput = abi::decode(&answer).map_err(|e| self.malformed(Call::Validate, e))?;
+        let out: ValidateOutput = with_buffers(|input, answer| {
+            abi::encode_object(input, o);
+            self.call(Call::Validate, input, answer)?;
+            abi::decode_validate_output(answer).map_err(|e| self.malformed(Call::Validate, e))
+        })?;
         match (out.ok, out.errors.first()) {
             (true, None) => Ok(()),
             (true, Some(_)) => Err(self.malformed(Call::Validate, "malformed answer: ok with errors".into())),
@@ -178,11 +183,12 @@ impl Plugin {
         let Some(any) = active.or(branch).or(base) else {
             return Err(self.malformed(Call::Merge, "asked to merge an object absent on every side".into()));
         };
-        let mut input = Vec::with_capacity(512);
-        abi::encode_merge_input(&mut input, type_name, base, active, branch);
-        let answer = self.call(Call::Merge, &input)?;
         let bad = |reason: String| self.malformed(Call::Merge, reason);
-        let out: MergeOutput = abi::decode(&answer).map_err(bad)?;
+        let out: MergeOutput = with_buffers(|input, answer| {
+            abi::encode_merge_input(input, type_name, base, active, branch);
+            self.call(Call::Merge, input, answer)?;
+            abi::decode_merge_output(answer).map_err(bad)
+        })?;
         let result = match out.result {
             Some(o) => Some(o.into_object(type_name, any.uid).map_err(bad)?),
             None => None,
@@ -218,4 +224,32 @@ impl Plugin {
         }
         Ok(ObjectMerge { result, conflicts, method: Method::Plugin })
     }
+}
+
+/// Buffers kept above this size are dropped after the call, so that one large answer does not
+/// pin megabytes to a thread.
+const BUFFER_BYTES_KEPT_MAX: usize = 64 * 1024;
+
+thread_local! {
+    /// The input and answer buffers of this thread's plugin calls, reused from call to call.
+    static BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with an empty input buffer and an answer buffer: this thread's, unless they are in
+/// use (a call made while another is being answered), then new ones.
+fn with_buffers<T>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> T) -> T {
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let (input, answer) = &mut *buffers;
+            input.clear();
+            let out = f(input, answer);
+            for b in [input, answer] {
+                if b.capacity() > BUFFER_BYTES_KEPT_MAX {
+                    *b = Vec::new();
+                }
+            }
+            out
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
 }

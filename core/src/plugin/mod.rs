@@ -1,7 +1,7 @@
 //! WebAssembly plugins: new object types, their validation and their merge rules, sandboxed,
 //! deterministic and replicated. docs/plugin-abi.md is the contract a plugin is written against.
 //!
-//! - [`abi`]: the ABI's names and MessagePack encodings.
+//! - [`abi`]: the ABI's names and MessagePack encodings; `msgpack` writes and reads them by hand.
 //! - [`host`]: the wasmtime engine, the one table of host functions, the module cache, instances.
 //! - [`limits`]: [`PluginLimits`], the manifest of what a call may use, and the named ceilings.
 //! - [`check`]: what a plugin may declare (namespaced type names, sane schemas).
@@ -20,6 +20,7 @@ pub mod check;
 pub mod host;
 pub mod limits;
 pub mod loaded;
+mod msgpack;
 pub mod registry;
 pub mod stored;
 

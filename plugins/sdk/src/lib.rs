@@ -37,10 +37,21 @@
 //! host reuses instances and may start fresh ones at any time), documents hold no floats, and
 //! each call runs under fuel, a deadline and a memory limit.
 
+#[cfg(any(test, all(target_arch = "wasm32", not(target_feature = "atomics"), feature = "arena")))]
+mod arena;
+mod codec;
+#[cfg(any(test, all(target_arch = "wasm32", feature = "memcmp")))]
+mod mem;
 mod merge;
 #[doc(hidden)]
 pub mod rt;
 mod types;
+
+/// Every call's allocations come from an arena that the next call reuses (see `src/arena.rs`);
+/// the default feature `arena` installs it.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics"), feature = "arena"))]
+#[global_allocator]
+static ALLOCATOR: arena::Arena<arena::LinearMemory> = arena::Arena::new(arena::LinearMemory);
 
 pub use merge::{set_union, three_way, whole_conflict, FieldMerge, Side};
 pub use serde_json::{self, json, Value};

@@ -3,8 +3,7 @@
 //! that both sides changed differently is a [`Conflict`]. [`FieldMerge`] walks an object's
 //! fields and collects the result and the conflicts.
 
-use serde_json::Value;
-use std::collections::BTreeSet;
+use serde_json::{Map, Value};
 
 use crate::types::{Conflict, Fields, MergeInput, MergeOutput, Object};
 
@@ -57,7 +56,7 @@ pub fn set_union(base: Option<&Value>, active: Option<&Value>, branch: Option<&V
 /// A merge answer for delete against modify: keep the active's version until the administrator
 /// chooses, with one conflict over the whole object.
 pub fn whole_conflict(input: &MergeInput) -> MergeOutput {
-    let json = |o: &Option<Object>| o.as_ref().and_then(|o| serde_json::to_value(o).ok());
+    let json = |o: &Option<Object>| o.as_ref().map(object_value);
     MergeOutput {
         result: input.active.clone(),
         conflicts: vec![Conflict {
@@ -69,6 +68,16 @@ pub fn whole_conflict(input: &MergeInput) -> MergeOutput {
     }
 }
 
+/// An object as a document, as serde would write it (`type`, `uid`, `name`, `fields`).
+fn object_value(o: &Object) -> Value {
+    let mut map = Map::new();
+    map.insert("fields".into(), Value::Object(o.fields.clone()));
+    map.insert("name".into(), Value::String(o.name.clone()));
+    map.insert("type".into(), Value::String(o.type_name.clone()));
+    map.insert("uid".into(), Value::String(o.uid.clone()));
+    Value::Object(map)
+}
+
 /// Builds the merge of an object both sides hold, field by field.
 pub struct FieldMerge<'a> {
     base: Option<&'a Object>,
@@ -76,7 +85,8 @@ pub struct FieldMerge<'a> {
     branch: &'a Object,
     fields: Fields,
     conflicts: Vec<Conflict>,
-    done: BTreeSet<String>,
+    /// Fields merged by [`FieldMerge::field`]: a handful, so a list.
+    done: Vec<String>,
 }
 
 impl<'a> FieldMerge<'a> {
@@ -88,7 +98,7 @@ impl<'a> FieldMerge<'a> {
             branch: input.branch.as_ref()?,
             fields: Fields::new(),
             conflicts: Vec::new(),
-            done: BTreeSet::new(),
+            done: Vec::new(),
         })
     }
 
@@ -104,8 +114,28 @@ impl<'a> FieldMerge<'a> {
         field: &str,
         rule: impl FnOnce(Option<&Value>, Option<&Value>, Option<&Value>) -> Result<Option<Value>, ()>,
     ) -> &mut Self {
-        self.done.insert(field.to_string());
+        if !self.done.iter().any(|d| d == field) {
+            self.done.push(field.to_string());
+        }
+        self.merge(field, rule);
+        self
+    }
+
+    fn merge(
+        &mut self,
+        field: &str,
+        rule: impl FnOnce(Option<&Value>, Option<&Value>, Option<&Value>) -> Result<Option<Value>, ()>,
+    ) {
         let (b, a, r) = self.values(field);
+        self.merge_values(field, [b, a, r], rule);
+    }
+
+    fn merge_values(
+        &mut self,
+        field: &str,
+        [b, a, r]: [Option<&Value>; 3],
+        rule: impl FnOnce(Option<&Value>, Option<&Value>, Option<&Value>) -> Result<Option<Value>, ()>,
+    ) {
         let merged = match three_way(b, a, r) {
             Some(Side::Active) => Ok(a.cloned()),
             Some(Side::Branch) => Ok(r.cloned()),
@@ -126,21 +156,20 @@ impl<'a> FieldMerge<'a> {
         if let Some(v) = value {
             self.fields.insert(field.to_string(), v);
         }
-        self
     }
 
     /// Merges every field not merged yet, and the name: a change on both sides to different
     /// values is a conflict.
     pub fn finish(mut self) -> MergeOutput {
-        let rest: BTreeSet<String> =
-            [self.base.map(|o| &o.fields), Some(&self.active.fields), Some(&self.branch.fields)]
-                .into_iter()
-                .flatten()
-                .flat_map(|f| f.keys().cloned())
-                .filter(|k| !self.done.contains(k))
-                .collect();
-        for field in rest {
-            self.field(&field, |_, _, _| Err(()));
+        // The three maps walked side by side in key order: every field once, without lookups.
+        let no_fields = Fields::new();
+        let (base, active, branch) = (self.base.map_or(&no_fields, |o| &o.fields), self.active, self.branch);
+        let mut sides = [base.iter().peekable(), active.fields.iter().peekable(), branch.fields.iter().peekable()];
+        while let Some(key) = sides.iter_mut().filter_map(|s| s.peek().map(|&(k, _)| k.as_str())).min() {
+            let values = sides.each_mut().map(|s| s.next_if(|&(k, _)| k == key).map(|(_, v)| v));
+            if !self.done.iter().any(|d| d == key) {
+                self.merge_values(key, values, |_, _, _| Err(()));
+            }
         }
         let names = (self.base.map(|o| o.name.as_str()), self.active.name.as_str(), self.branch.name.as_str());
         let name = match three_way(names.0, Some(names.1), Some(names.2)) {
@@ -164,5 +193,52 @@ impl<'a> FieldMerge<'a> {
             fields: self.fields,
         };
         MergeOutput { result: Some(result), conflicts: self.conflicts }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(name: &str, fields: Value) -> Object {
+        let Value::Object(fields) = fields else { panic!("a map") };
+        Object { type_name: "t.t".into(), uid: "u".into(), name: name.into(), fields }
+    }
+
+    #[test]
+    fn fields_merge_by_rule_by_side_or_as_conflicts() {
+        let input = MergeInput {
+            type_name: "t.t".into(),
+            base: Some(object("n", json!({"list": [1, 2], "a": 1, "b": 1, "gone": 1, "both": 1}))),
+            active: Some(object("n", json!({"list": [1, 2, 3], "a": 2, "b": 1, "both": 2, "new": 1}))),
+            branch: Some(object("renamed", json!({"list": [2], "a": 1, "b": 3, "gone": 1, "both": 3}))),
+        };
+        let mut merge = FieldMerge::new(&input).expect("both sides");
+        merge.field("list", |b, a, r| set_union(b, a, r).map(Some).ok_or(()));
+        let out = merge.finish();
+        let result = out.result.expect("a result");
+        assert_eq!(result.name, "renamed");
+        assert_eq!(
+            Value::Object(result.fields),
+            json!({"list": [2, 3], "a": 2, "b": 3, "both": 2, "new": 1}),
+            "the active's change, the branch's, the active's value where both changed; a field \
+             deleted on one side only stays deleted"
+        );
+        let conflicts: Vec<&str> = out.conflicts.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(conflicts, ["both"]);
+        assert_eq!(out.conflicts[0].base, Some(json!(1)));
+    }
+
+    #[test]
+    fn a_deleted_side_is_a_whole_object_conflict() {
+        let o = object("n", json!({"a": 1}));
+        let input =
+            MergeInput { type_name: "t.t".into(), base: Some(o.clone()), active: Some(o.clone()), branch: None };
+        assert!(FieldMerge::new(&input).is_none());
+        let out = whole_conflict(&input);
+        assert_eq!(out.result, Some(o.clone()));
+        assert_eq!(out.conflicts[0].active, Some(serde_json::to_value(&o).expect("serializes")));
+        assert_eq!(out.conflicts[0].branch, None);
     }
 }

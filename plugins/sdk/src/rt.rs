@@ -1,12 +1,14 @@
 //! What the exports that [`crate::export!`] generates run: the allocator pair the host uses to
-//! pass buffers, and the decode → call → encode of each call. Not for plugin authors.
+//! pass buffers, and the decode → call → encode of each call (with the hand-written codec of
+//! [`crate::codec`]). Not for plugin authors.
 //!
 //! Buffers are allocated with alignment 1 and their exact length, so `mgha_free(ptr, len)`
 //! rebuilds the same layout; an answer is a leaked boxed slice, which is that layout too.
 
 use std::alloc::Layout;
 
-use crate::types::{MergeInput, Object, ValidateOutput};
+use crate::codec::{self, Reader, Writer};
+use crate::types::ValidateOutput;
 use crate::Plugin;
 
 /// `mgha_alloc`: `len` bytes for the host to write into; 0 when impossible.
@@ -37,7 +39,14 @@ pub unsafe fn free(ptr: i32, len: i32) {
 /// `mgha_describe`.
 pub fn describe<P: Plugin>() -> i64 {
     hook_panics();
-    answer(&P::describe())
+    // Once per instance: serde's way is good enough here.
+    let description = match serde_json::to_value(P::describe()) {
+        Ok(v) => v,
+        Err(e) => panic!("mgha-plugin: unencodable description: {e}"),
+    };
+    let mut out = Writer::with_capacity(1024);
+    out.value(&description);
+    answer(out.buf)
 }
 
 /// `mgha_validate`.
@@ -47,9 +56,11 @@ pub fn describe<P: Plugin>() -> i64 {
 pub unsafe fn validate<P: Plugin>(ptr: i32, len: i32) -> i64 {
     hook_panics();
     // SAFETY: forwarded from the caller.
-    let object: Object = decode(unsafe { input(ptr, len) });
+    let object = decode(unsafe { input(ptr, len) }, Reader::object);
     let errors = P::validate(&object).err().unwrap_or_default();
-    answer(&ValidateOutput { ok: errors.is_empty(), errors })
+    let mut out = Writer::with_capacity(64);
+    out.validate_output(&ValidateOutput { ok: errors.is_empty(), errors });
+    answer(out.buf)
 }
 
 /// `mgha_merge`.
@@ -59,8 +70,11 @@ pub unsafe fn validate<P: Plugin>(ptr: i32, len: i32) -> i64 {
 pub unsafe fn merge<P: Plugin>(ptr: i32, len: i32) -> i64 {
     hook_panics();
     // SAFETY: forwarded from the caller.
-    let input: MergeInput = decode(unsafe { input(ptr, len) });
-    answer(&P::merge(input))
+    let input = decode(unsafe { input(ptr, len) }, Reader::merge_input);
+    let merged = P::merge(input);
+    let mut out = Writer::with_capacity(512);
+    out.merge_output(&merged);
+    answer(out.buf)
 }
 
 /// # Safety
@@ -75,20 +89,18 @@ unsafe fn input<'a>(ptr: i32, len: i32) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(ptr as u32 as usize as *const u8, len) }
 }
 
-fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> T {
-    match rmp_serde::from_slice(bytes) {
-        Ok(v) => v,
+fn decode<'a, T>(bytes: &'a [u8], read: impl FnOnce(&mut Reader<'a>) -> Result<T, codec::Error>) -> T {
+    let mut reader = Reader::new(bytes);
+    match read(&mut reader) {
+        Ok(v) if reader.finished() => v,
         // The host only sends what the ABI says; anything else is a bug worth a trap.
+        Ok(_) => panic!("mgha-plugin: undecodable input: bytes after the value"),
         Err(e) => panic!("mgha-plugin: undecodable input: {e}"),
     }
 }
 
-/// Encodes an answer (maps with named keys) and hands it to the host as `ptr << 32 | len`.
-fn answer<T: serde::Serialize>(value: &T) -> i64 {
-    let bytes = match rmp_serde::to_vec_named(value) {
-        Ok(b) => b,
-        Err(e) => panic!("mgha-plugin: unencodable answer: {e}"),
-    };
+/// Hands an encoded answer to the host as `ptr << 32 | len`.
+fn answer(bytes: Vec<u8>) -> i64 {
     let bytes = bytes.into_boxed_slice();
     let len = bytes.len();
     if len == 0 {

@@ -72,6 +72,12 @@ pub struct StatusBody {
     /// Collision branches kept on this node and not resolved yet (`GET /v1/collisions`).
     #[serde(default)]
     pub collisions_open: usize,
+    /// Automatic failover (absent in manual mode): `mode`, `heartbeat_ms`, `failover_after_ms`,
+    /// `arbiter` (`kind`, `has_quorum`, `holder`, `members` with `name`, `address`, `healthy`,
+    /// `detail`), `lease_left_ms` (an Active), `waiting` (a Standby), `last_error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub failover: Option<mgha_core::failover::FailoverStatus>,
 }
 
 /// One peer as this node sees it.
@@ -329,6 +335,7 @@ impl StatusBody {
             active: s.active.clone(),
             peers: s.peers.iter().map(PeerBody::from).collect(),
             collisions_open,
+            failover: s.failover.clone(),
         }
     }
 

@@ -1,10 +1,13 @@
 //! `mgha bench`: the engine's performance figures, measured in one run on the disk under test
 //! and printed next to their goals: durable publish throughput and latency (with the disk's own
 //! fsync floor beside them), diff cost at two database sizes, open time and resident memory of a
-//! large store, and backup, verify and restore throughput. docs/BENCHMARKS.md explains each row.
+//! large store, backup, verify and restore throughput, the cluster figures, and the cost of plugin
+//! calls next to the built-in merge. docs/BENCHMARKS.md explains each row.
 
 mod cluster;
+mod failover;
 mod machine;
+mod plugins;
 mod probe;
 mod report;
 mod scenario;
@@ -47,6 +50,34 @@ pub struct BenchArgs {
     /// Skip the cluster figures (replication, full sync, changeover, merge).
     #[arg(long)]
     pub no_cluster: bool,
+    /// What to measure: everything, only the plugin figures, or only automatic failover.
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    pub scenario: Scenario,
+    /// --scenario failover: SIGKILLs of the Active per measurement and mode.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub failover_runs: u64,
+    /// --scenario failover: the etcd executable for the etcd mode (skipped when it does not run).
+    #[arg(long, value_name = "PATH", default_value = "etcd")]
+    pub etcd_bin: PathBuf,
+    /// Directory of the example plugins' .wasm files, which scripts/build-plugins builds and
+    /// prints. Without it a full run skips the plugin figures.
+    #[arg(long, value_name = "DIR", env = plugins::PLUGINS_DIR_ENV)]
+    pub plugins_dir: Option<PathBuf>,
+}
+
+/// The measurements `--scenario` selects.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scenario {
+    /// The single-node figures, the cluster figures (unless --no-cluster) and the plugin figures
+    /// (when the example plugins are found).
+    #[default]
+    All,
+    /// Plugin call overhead and merge throughput against the built-in merge.
+    Plugins,
+    /// Automatic failover with real processes, in quorum and etcd mode: SIGKILL of the Active to
+    /// the first publish on the other node, and acknowledged publishes lost. Minutes, so never
+    /// part of `all`.
+    Failover,
 }
 
 /// How big each measurement is. `--quick` divides every count by 100.
@@ -118,10 +149,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => machine::default_base_dir()?,
     };
+    // Refuse a missing plugin directory before an hour of other measurements, not after.
+    let plugins_dir = match (args.scenario, &args.plugins_dir) {
+        (Scenario::All, None) => {
+            eprintln!("plugin figures skipped: no --plugins-dir (build the examples with scripts/build-plugins)");
+            None
+        }
+        (Scenario::Failover, _) => None,
+        (_, dir) => Some(plugins::examples_dir(dir.as_deref())?),
+    };
+    if args.scenario == Scenario::All {
+        eprintln!("failover figures skipped: they take minutes (`mgha bench --scenario failover`)");
+    }
     let scratch = Scratch::create(&base, args.keep)?;
     let scale = if args.quick { Scale::quick() } else { Scale::full() };
-    let mut report = scenario::run(scratch.path(), scale, args.quick)?;
-    if !args.no_cluster {
+    let mut report = match args.scenario {
+        Scenario::All => scenario::run(scratch.path(), scale, args.quick)?,
+        Scenario::Plugins | Scenario::Failover => scenario::empty(scratch.path(), args.quick),
+    };
+    if args.scenario == Scenario::All && !args.no_cluster {
         let cs = if args.quick { cluster::ClusterScale::quick() } else { cluster::ClusterScale::full() };
         let started = std::time::Instant::now();
         let log = |what: &str| eprintln!("[cluster {:>6.1} s] {what}", started.elapsed().as_secs_f64());
@@ -135,6 +181,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         cluster::full_sync(scratch.path(), cs, &mut report.rows)?;
         report.elapsed_s += started.elapsed().as_secs_f64();
     }
+    if let Some(dir) = plugins_dir {
+        let ps = if args.quick { plugins::PluginScale::quick() } else { plugins::PluginScale::full() };
+        let started = std::time::Instant::now();
+        eprintln!("[plugins] call overhead and merge throughput of the examples in {}", dir.display());
+        plugins::run(scratch.path(), &dir, ps, &mut report.rows)?;
+        report.elapsed_s += started.elapsed().as_secs_f64();
+    }
+    if args.scenario == Scenario::Failover {
+        // --quick: two runs per measurement, a smoke run.
+        let runs = if args.quick { args.failover_runs.min(2) } else { args.failover_runs } as usize;
+        let started = std::time::Instant::now();
+        failover::run(scratch.path(), runs, &args.etcd_bin, &mut report.rows)?;
+        report.elapsed_s += started.elapsed().as_secs_f64();
+    }
+    report.machine.finish();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {

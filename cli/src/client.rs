@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 
 use crate::api::*;
 use crate::config::NodeConfig;
+use crate::daemon::errors::ApiError;
+use crate::daemon::plugins::{self, PluginBody, PluginList};
 use crate::daemon::routes::{AUTHOR_HEADER, LIST_OBJECTS_DEFAULT};
 use crate::exit::ApiFailure;
 
@@ -26,6 +28,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest JSON answer the CLI reads: a full object listing at its limit fits.
 const RESPONSE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+/// The content type of JSON request bodies.
+const JSON: &str = "application/json";
+/// The content type of WebAssembly modules sent to the plugin routes.
+const WASM: &str = "application/wasm";
 
 /// A node, reached through its daemon or its store.
 pub enum Backend {
@@ -243,6 +249,46 @@ impl Backend {
         }
     }
 
+    /// Checks a WebAssembly module as install would, with the node's limits; installs nothing.
+    pub fn plugin_check(&self, wasm: Vec<u8>) -> anyhow::Result<PluginBody> {
+        match self {
+            Backend::Remote(r) => r.send_as("POST", "/v1/plugin-check", None, Some((wasm, WASM))),
+            Backend::Local(l) => Ok(plugins::check(&l.engine, &wasm)?),
+        }
+    }
+
+    /// Installs (or upgrades) a plugin as one revision.
+    pub fn plugin_install(&self, author: &str, wasm: Vec<u8>) -> anyhow::Result<RevisionInfoBody> {
+        match self {
+            Backend::Remote(r) => r.send_as("POST", "/v1/plugins", Some(author), Some((wasm, WASM))),
+            Backend::Local(l) => {
+                l.check_replicable()?;
+                Ok(RevisionInfoBody::from(&plugins::install(&l.engine, author, &wasm)?.info()))
+            }
+        }
+    }
+
+    /// The installed plugins, and whether this node runs each.
+    pub fn plugins(&self) -> anyhow::Result<Vec<PluginBody>> {
+        match self {
+            Backend::Remote(r) => Ok(r.get_json::<PluginList>("/v1/plugins")?.plugins),
+            Backend::Local(l) => Ok(plugins::list(&l.engine)?.plugins),
+        }
+    }
+
+    /// Removes a plugin as one revision; refused as a conflict while objects of its types remain.
+    pub fn plugin_remove(&self, author: &str, name: &str) -> anyhow::Result<RevisionInfoBody> {
+        match self {
+            Backend::Remote(r) => r.send("DELETE", &format!("/v1/plugins/{}", encode(name)), Some(author), None),
+            Backend::Local(l) => {
+                l.check_replicable()?;
+                let rev =
+                    l.engine.plugin_remove(author, name).map_err(|e| failure(plugins::removal_refused(e.into())))?;
+                Ok(RevisionInfoBody::from(&rev.info()))
+            }
+        }
+    }
+
     /// Writes a consistent backup to `out`; returns the bytes written.
     pub fn backup(&self, out: &mut dyn Write, progress: &mut dyn FnMut(BackupProgress)) -> anyhow::Result<u64> {
         match self {
@@ -272,6 +318,12 @@ impl Local {
         }
         Ok(())
     }
+}
+
+/// An API error made on this side (the store opened locally) as the daemon would have sent it, so
+/// that the exit code and message are the same either way.
+fn failure(e: ApiError) -> anyhow::Error {
+    ApiFailure { code: e.code, message: e.message }.into()
 }
 
 /// Whether something accepts connections at the daemon's address.
@@ -317,13 +369,25 @@ impl Remote {
         self.send("GET", path, None, None)
     }
 
-    /// Sends a request and reads a JSON answer; an error answer becomes an [`ApiFailure`].
+    /// Sends a request with a JSON body (or none) and reads a JSON answer; an error answer
+    /// becomes an [`ApiFailure`].
     pub fn send<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         author: Option<&str>,
         body: Option<Vec<u8>>,
+    ) -> anyhow::Result<T> {
+        self.send_as(method, path, author, body.map(|b| (b, JSON)))
+    }
+
+    /// [`Remote::send`] with a body of the given content type.
+    fn send_as<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        author: Option<&str>,
+        body: Option<(Vec<u8>, &str)>,
     ) -> anyhow::Result<T> {
         let mut resp = self.call(method, path, author, body, Some(CALL_TIMEOUT))?;
         resp.body_mut()
@@ -338,7 +402,7 @@ impl Remote {
         method: &str,
         path: &str,
         author: Option<&str>,
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, &str)>,
         timeout: Option<Duration>,
     ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let url = format!("{}{path}", self.base);
@@ -349,13 +413,11 @@ impl Remote {
         if let Some(a) = author {
             req = req.header(AUTHOR_HEADER, a);
         }
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
         // A GET carries no body at all (ureq refuses an empty one on GET), so the two kinds of
         // request have different body types.
         let sent = match body {
-            Some(b) => {
+            Some((b, content_type)) => {
+                let req = req.header("content-type", content_type);
                 let req = req.body(b).with_context(|| format!("{method} {url}: bad request"))?;
                 self.agent.run(self.agent.configure_request(req).timeout_global(timeout).build())
             }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use mgha_core::engine::EngineOptions;
+use mgha_core::failover::{FailoverMode, FailoverTiming};
 use mgha_core::sync::SyncConfig;
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +85,43 @@ pub struct NodeConfig {
     /// The daemon's log level.
     #[serde(default)]
     pub log: LogLevel,
+    /// How the Active role moves when the Active fails: "manual" (an administrator), "quorum"
+    /// (a Raft group of the nodes and a witness) or "etcd" (a leader key in an etcd cluster).
+    #[serde(default)]
+    pub failover: FailoverMode,
+    /// Automatic failover: a Standby takes over once the Active has not renewed its hold for
+    /// this long.
+    #[serde(default = "default_failover_after_ms")]
+    pub failover_after_ms: u64,
+    /// Automatic failover: a Standby more than this many revisions behind is never chosen.
+    #[serde(default = "default_max_lag_revisions")]
+    pub max_lag_revisions: u64,
+    /// Quorum mode: where this node's arbiter (Raft) listens, `HOST:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_listen: Option<String>,
+    /// Quorum mode: every voter as `NAME=HOST:PORT`, this node and the witnesses included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quorum_members: Vec<String>,
+    /// etcd mode: the etcd cluster's client URLs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etcd_endpoints: Vec<String>,
+    /// etcd mode: the key prefix; absent: `/mgha/<cluster id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_prefix: Option<String>,
+}
+
+fn default_failover_after_ms() -> u64 {
+    FailoverTiming::default().failover_after_ms
+}
+fn default_max_lag_revisions() -> u64 {
+    FailoverTiming::default().max_lag_revisions
+}
+
+/// One voter of the quorum arbiter, from `quorum_members`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumMember {
+    pub name: String,
+    pub address: String,
 }
 
 /// Log levels of the daemon, from quietest to loudest.
@@ -126,6 +164,13 @@ impl NodeConfig {
             peer_timeout_ms: PEER_TIMEOUT_MS_DEFAULT,
             changeover_timeout_ms: CHANGEOVER_TIMEOUT_MS_DEFAULT,
             log: LogLevel::default(),
+            failover: FailoverMode::Manual,
+            failover_after_ms: default_failover_after_ms(),
+            max_lag_revisions: default_max_lag_revisions(),
+            quorum_listen: None,
+            quorum_members: Vec::new(),
+            etcd_endpoints: Vec::new(),
+            etcd_prefix: None,
         }
     }
 
@@ -208,7 +253,84 @@ impl NodeConfig {
                 self.heartbeat_ms
             );
         }
+        self.check_failover()
+    }
+
+    /// The failover keys: each mode's own keys are present, and only with it.
+    fn check_failover(&self) -> anyhow::Result<()> {
+        check_ms("failover_after_ms", self.failover_after_ms, 1)?;
+        if self.failover != FailoverMode::Quorum && (self.quorum_listen.is_some() || !self.quorum_members.is_empty()) {
+            bail!(
+                "keys 'quorum_listen' and 'quorum_members' are for failover = \"quorum\" (failover is \"{}\")",
+                self.failover
+            );
+        }
+        if self.failover != FailoverMode::Etcd && (!self.etcd_endpoints.is_empty() || self.etcd_prefix.is_some()) {
+            bail!(
+                "keys 'etcd_endpoints' and 'etcd_prefix' are for failover = \"etcd\" (failover is \"{}\")",
+                self.failover
+            );
+        }
+        if self.failover == FailoverMode::Manual {
+            return Ok(());
+        }
+        if self.listen.is_none() {
+            bail!("key 'failover': automatic failover needs peers, and so the key 'listen'");
+        }
+        self.failover_timing().validate().map_err(|e| anyhow::anyhow!("key 'failover_after_ms': {e}"))?;
+        match self.failover {
+            FailoverMode::Quorum => {
+                let Some(listen) = &self.quorum_listen else {
+                    bail!(
+                        "key 'quorum_listen': failover = \"quorum\" needs the address this node's arbiter listens on"
+                    );
+                };
+                check_host_port("quorum_listen", listen)?;
+                let members = self.quorum_members()?;
+                if !members.iter().any(|m| m.name == self.name) {
+                    bail!("key 'quorum_members': this node ('{}') is not among the voters", self.name);
+                }
+                if members.len() < 3 {
+                    bail!(
+                        "key 'quorum_members': {} voters cannot decide safely; automatic failover needs three: add a \
+                         witness (`mgha witness`) or a third node",
+                        members.len()
+                    );
+                }
+            }
+            FailoverMode::Etcd => {
+                if self.etcd_endpoints.is_empty() {
+                    bail!("key 'etcd_endpoints': failover = \"etcd\" needs the etcd cluster's client URLs");
+                }
+            }
+            FailoverMode::Manual => {}
+        }
         Ok(())
+    }
+
+    /// The voters of `quorum_members`.
+    pub fn quorum_members(&self) -> anyhow::Result<Vec<QuorumMember>> {
+        let mut out: Vec<QuorumMember> = Vec::new();
+        for m in &self.quorum_members {
+            let Some((name, address)) = m.split_once('=') else {
+                bail!("key 'quorum_members': {m:?} is not NAME=HOST:PORT");
+            };
+            check_host_port("quorum_members", address)?;
+            if out.iter().any(|o| o.name == name || o.address == address) {
+                bail!("key 'quorum_members': {m:?} repeats a name or an address");
+            }
+            out.push(QuorumMember { name: name.trim().into(), address: address.trim().into() });
+        }
+        Ok(out)
+    }
+
+    /// The timing of automatic failover.
+    pub fn failover_timing(&self) -> FailoverTiming {
+        FailoverTiming {
+            heartbeat_ms: self.heartbeat_ms,
+            failover_after_ms: self.failover_after_ms,
+            max_lag_revisions: self.max_lag_revisions,
+        }
     }
 
     /// The engine options this configuration asks for.

@@ -68,6 +68,10 @@ enum Command {
     Verify(VerifyArgs),
     /// Build a new node from a backup file.
     Restore(RestoreArgs),
+    /// WebAssembly plugins: check a module, install, list, remove.
+    Plugin(commands::plugin::PluginArgs),
+    /// Run an arbiter witness: the third vote of automatic failover for two data nodes.
+    Witness(commands::witness::WitnessArgs),
     /// Run a three-node cluster demonstration in a temporary directory.
     Demo(DemoArgs),
     /// Measure the engine's performance on this machine.
@@ -387,6 +391,8 @@ fn main() -> ExitCode {
         Command::Backup(a) => commands::backup::backup(&a),
         Command::Verify(a) => commands::backup::verify(&a),
         Command::Restore(a) => commands::backup::restore(&a),
+        Command::Plugin(a) => commands::plugin::plugin(&a),
+        Command::Witness(a) => commands::witness::witness(&a),
         Command::Demo(a) => demo::run(&a),
         Command::Bench(a) => bench::run(a),
     };

@@ -18,8 +18,10 @@ macro_rules! out {
     }};
 }
 
+mod plugins;
 mod roles;
 
+pub use plugins::*;
 pub use roles::*;
 
 use std::fmt::Write as _;
@@ -159,12 +161,47 @@ pub fn status(s: &StatusBody, via: &str) -> String {
         let follows = s.active.as_ref().map_or("no active node found yet".into(), |a| format!("the active node '{a}'"));
         t.row(vec!["follows".into(), follows]);
     }
+    if let Some(f) = &s.failover {
+        failover_rows(&mut t, f);
+    }
     let mut out = t.render();
     if !s.peers.is_empty() {
         out.push('\n');
         out.push_str(&peers(&s.peers, mgha_core::now_ms()));
     }
+    if let Some(arbiter) = s.failover.as_ref().and_then(|f| f.arbiter.as_ref()) {
+        let mut m = Table::new(&["arbiter member", "address", "health", "detail"]);
+        for member in &arbiter.members {
+            let health = if member.healthy { "healthy" } else { "unreachable" };
+            m.row(vec![member.name.clone(), member.address.clone(), health.into(), member.detail.clone()]);
+        }
+        out.push('\n');
+        out.push_str(&m.render());
+    }
     out
+}
+
+/// The automatic-failover rows of `mgha status`.
+fn failover_rows(t: &mut Table, f: &mgha_core::failover::FailoverStatus) {
+    t.row(vec![
+        "failover".into(),
+        format!("{} (heartbeat {} ms, failover after {} ms)", f.mode, f.heartbeat_ms, f.failover_after_ms),
+    ]);
+    if let Some(a) = &f.arbiter {
+        let holder = a.holder.map_or("none".into(), |h| format!("node {} at epoch {}", h.node_id, epoch(h.epoch)));
+        let quorum = if a.has_quorum { "has a quorum" } else { "NO QUORUM" };
+        t.row(vec!["arbiter".into(), format!("{} ({quorum}), holder: {holder}", a.kind)]);
+    }
+    if let Some(left) = f.lease_left_ms {
+        let lease = if left == 0 { "expired: publishes refused".into() } else { format!("{left} ms left") };
+        t.row(vec!["lease".into(), lease]);
+    }
+    if let Some(w) = &f.waiting {
+        t.row(vec!["takes over".into(), format!("not now: {w}")]);
+    }
+    if let Some(e) = &f.last_error {
+        t.row(vec!["arbiter error".into(), e.clone()]);
+    }
 }
 
 /// The peers table of `mgha status`, with last contacts relative to `now_ms`.

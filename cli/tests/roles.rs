@@ -11,126 +11,16 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mgha_tests::process::ChildGuard;
 use rand::Rng;
 use serde_json::Value;
+use support::publisher::*;
 use support::*;
 
 const ROUNDS: usize = 20;
 const EXIT_CONFLICT: i32 = 6;
-
-/// A node's daemon, for the publisher thread: its admin address and token.
-#[derive(Clone)]
-struct Api {
-    name: String,
-    admin: String,
-    token: String,
-}
-
-impl Api {
-    fn of(node: &Node) -> Api {
-        let token = std::fs::read_to_string(node.dir.join("admin.token")).expect("token");
-        Api { name: node.name.clone(), admin: node.admin(), token: token.trim().to_string() }
-    }
-
-    /// Publishes one host; `Ok` once acknowledged, else the error code (or "unreachable").
-    fn publish_host(&self, name: &str, i: usize) -> Result<(), String> {
-        let agent = ureq::Agent::config_builder()
-            .proxy(None)
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .new_agent();
-        let body = serde_json::json!({"changes": [{"op": "put", "type": "host", "name": name,
-            "fields": {"ipv4-address": format!("10.60.{}.{}", i / 256 % 256, i % 256)}}]});
-        let mut resp = match agent
-            .post(format!("http://{}/v1/publish", self.admin))
-            .header("authorization", format!("Bearer {}", self.token))
-            .send_json(body)
-        {
-            Ok(r) => r,
-            Err(_) => return Err("unreachable".into()),
-        };
-        if resp.status() == 201 {
-            return Ok(());
-        }
-        let err: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
-        Err(err["error"]["code"].as_str().unwrap_or("unreadable").to_string())
-    }
-}
-
-/// Publishes one host at a time on whichever node takes it, retrying on the others when one is
-/// read-only, busy or down; remembers every acknowledged name.
-struct Publisher {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<String>>>,
-    thread: JoinHandle<()>,
-}
-
-impl Publisher {
-    fn start(prefix: &str, nodes: Vec<Api>) -> Publisher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let (stopped, acks, prefix) = (stop.clone(), acked.clone(), prefix.to_string());
-        let thread = std::thread::spawn(move || {
-            // A fresh name for every attempt: an attempt cut off by a kill may have committed
-            // without an answer, and must not turn the retry into a publish of nothing.
-            let mut i = 0;
-            while !stopped.load(Ordering::SeqCst) {
-                let mut done = false;
-                for n in &nodes {
-                    let name = format!("{prefix}-{i}");
-                    i += 1;
-                    match n.publish_host(&name, i) {
-                        Ok(()) => {
-                            acks.lock().expect("lock").push(name);
-                            done = true;
-                            break;
-                        }
-                        Err(code) if ["read-only", "busy", "unreachable"].contains(&code.as_str()) => {}
-                        Err(code) => panic!("publishing {name} on {}: unexpected error {code}", n.name),
-                    }
-                }
-                if !done {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        });
-        Publisher { stop, acked, thread }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().expect("lock").len()
-    }
-
-    /// Stops publishing; the acknowledged names.
-    fn stop(self) -> Vec<String> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread.join().expect("publisher");
-        let acked = self.acked.lock().expect("lock").clone();
-        acked
-    }
-}
-
-/// The names of every host on a node.
-fn hosts_on(node: &Node) -> BTreeSet<String> {
-    let list = ok_json(&["list", "-d", node.d(), "--type", "host", "--limit", "100000", "--json"]);
-    list["objects"].as_array().expect("objects").iter().filter_map(|o| o["name"].as_str().map(String::from)).collect()
-}
-
-/// Every acknowledged publish is on every node.
-fn assert_all_present(acked: &[String], nodes: &[&Node]) {
-    for node in nodes {
-        let hosts = hosts_on(node);
-        let missing: Vec<&String> = acked.iter().filter(|h| !hosts.contains(*h)).collect();
-        assert!(missing.is_empty(), "{} lacks acknowledged publishes {missing:?}", node.name);
-    }
-}
 
 /// (role, epoch) of each node that answers.
 fn roles(nodes: &[&Node]) -> Vec<Option<(String, u64)>> {

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::node::{Designation, NodeState, Role};
-use crate::sync::join::join_cluster;
+use crate::sync::join::{enroll_witness as enroll_witness_through, join_cluster};
 use crate::sync::membership::{self, JoinKey};
 use crate::sync::pki::{ca_fingerprint, TlsFiles};
 use crate::sync::wire::Member;
@@ -76,6 +76,22 @@ pub async fn join_secondary(
     let engine = Engine::create(dir, &node, options)?;
     membership::merge_members(&engine.store(), &joined.members)?;
     Ok(engine)
+}
+
+/// Enrolls an arbiter witness in `dir` (`mgha witness`): redeems the one-time join key with
+/// `peer` for a certificate of the cluster CA, written under `dir/tls/`. The witness does not
+/// become a member: it votes in the arbiter's Raft group and holds no data.
+pub async fn enroll_witness(dir: &Path, name: &str, peer: &str, key: &str) -> Result<()> {
+    crate::model::validate::validate_name("node", name)?;
+    let files = TlsFiles::new(dir);
+    if files.node_cert().exists() {
+        return Err(Error::InvalidArgument(format!("{} already holds an enrolled member", dir.display())));
+    }
+    let key = JoinKey::parse(key)?;
+    std::fs::create_dir_all(dir)?;
+    let enrolled = enroll_witness_through(peer, &key, name, &files).await?;
+    tracing::info!(witness = %enrolled.node_id, cluster = %enrolled.cluster_id, "enrolled as an arbiter witness");
+    Ok(())
 }
 
 /// Makes this Secondary the Primary, when the Primary is lost for good: it must hold the cluster

@@ -31,6 +31,9 @@ pub struct Status {
     /// The Active this node follows, when it is a Standby that knows it.
     pub active: Option<String>,
     pub peers: Vec<PeerStatus>,
+    /// Automatic failover: the mode, the arbiter and its members (absent in manual mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<crate::failover::FailoverStatus>,
 }
 
 /// Options of an engine.
@@ -126,6 +129,7 @@ impl Engine {
             sessions: self.lock_sessions().len(),
             active: self.sync.active_hint(),
             peers: self.peers_with_lag()?,
+            failover: self.sync.failover(),
         })
     }
 
@@ -171,7 +175,7 @@ impl Engine {
         }
         let rev = {
             let roles = self.lock_roles();
-            if let Err(refusal) = roles.may_publish() {
+            if let Err(refusal) = roles.may_publish(crate::mono_ms()) {
                 return Err(self.refusal_error(refusal));
             }
             let meta = CommitMeta {
@@ -191,6 +195,7 @@ impl Engine {
     fn refusal_error(&self, refusal: Refusal) -> Error {
         match refusal {
             Refusal::Standby => Error::ReadOnly { active: self.sync.active_hint() },
+            Refusal::LeaseExpired => Error::Fenced,
             Refusal::HandingOver { target } => {
                 let name = crate::sync::membership::members(&self.store())
                     .ok()
@@ -211,6 +216,15 @@ impl Engine {
     pub fn role(&self) -> (Role, u64) {
         let m = self.lock_roles();
         (m.role, m.epoch)
+    }
+
+    /// Puts publishing under an arbiter's lease (automatic failover): from now on the Active
+    /// publishes only until the lease the failover driver renews runs out.
+    pub fn set_arbitrated(&self) {
+        let mut m = self.lock_roles();
+        if m.lease_until_ms.is_none() {
+            m.lease_until_ms = Some(0);
+        }
     }
 
     /// The role machine's state (for status and tests).

@@ -73,6 +73,11 @@ pub enum Error {
     EmptyChangeset,
     #[error("this node is a read-only standby; publish on the active node{}", active.as_deref().map(|a| format!(" '{a}'")).unwrap_or_default())]
     ReadOnly { active: Option<String> },
+    #[error(
+        "this node is not confirmed as the active by the arbiter (lost the quorum or its lease); it takes no \
+         publishes until a renewal succeeds or another node takes over"
+    )]
+    Fenced,
     #[error("a changeover to '{target}' is in progress; retry on '{target}' in a moment")]
     ChangeoverInProgress { target: String },
     #[error("changeover: {0}")]
@@ -122,7 +127,7 @@ impl Error {
                 ErrorCode::NotFound
             }
             Error::TooLarge { .. } => ErrorCode::TooLarge,
-            Error::ReadOnly { .. } => ErrorCode::ReadOnly,
+            Error::ReadOnly { .. } | Error::Fenced => ErrorCode::ReadOnly,
             Error::Locked { .. } => ErrorCode::Conflict,
             Error::TooManySessions(_) | Error::InUse(_) | Error::ChangeoverInProgress { .. } => ErrorCode::Busy,
             Error::Changeover(_) => ErrorCode::Conflict,

@@ -11,6 +11,7 @@ pub mod collision;
 pub mod diff;
 pub mod engine;
 pub mod error;
+pub mod failover;
 pub mod limits;
 pub mod merge;
 pub mod model;
@@ -33,4 +34,11 @@ pub use revision::{Change, Head, Op, Revision, RevisionInfo};
 /// Milliseconds since the Unix epoch, for revision timestamps.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Milliseconds of a monotonic clock since this process first asked, for leases and deadlines
+/// that must not move when the wall clock is set.
+pub fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
 }

@@ -307,7 +307,7 @@ impl Sim {
         let i = self.rng.gen_range(0..n);
         match self.rng.gen_range(0..100) {
             0..=39 => {
-                if self.nodes[i].up && self.event(i, Event::Publish) == vec![Action::Accept] {
+                if self.nodes[i].up && self.event(i, Event::Publish { now_ms: 0 }) == vec![Action::Accept] {
                     let r = self.next_rev;
                     self.next_rev += 1;
                     self.nodes[i].log.push(r);

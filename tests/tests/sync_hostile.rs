@@ -186,6 +186,7 @@ async fn join_attempts_are_rate_limited() {
             name: format!("x{i}"),
             listen: String::new(),
             csr_pem: String::new(),
+            witness: false,
         };
         write_msg(&mut tls, &Msg::JoinRequest(req)).await.expect("write");
         last = refusal(&mut tls).await.expect("refused");

@@ -473,7 +473,7 @@ pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> an
 
 /// This binary, to run the probes from. When the file was rebuilt while we run, Linux reports
 /// the old path with " (deleted)"; the new file at the same path is the same program.
-fn own_exe() -> anyhow::Result<std::path::PathBuf> {
+pub(super) fn own_exe() -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
     if exe.exists() {
         return Ok(exe);

@@ -53,10 +53,13 @@ impl Goal {
 pub enum Unit {
     ObjectsPerSecond,
     Milliseconds,
+    Microseconds,
     MiB,
     MBPerSecond,
     Times,
     Bytes,
+    /// A plain number of events (publishes lost per failover), printed without a unit.
+    Count,
 }
 
 impl Unit {
@@ -64,10 +67,12 @@ impl Unit {
         match self {
             Unit::ObjectsPerSecond => "obj/s",
             Unit::Milliseconds => "ms",
+            Unit::Microseconds => "µs",
             Unit::MiB => "MiB",
             Unit::MBPerSecond => "MB/s",
             Unit::Times => "x",
             Unit::Bytes => "B",
+            Unit::Count => "",
         }
     }
 
@@ -76,10 +81,15 @@ impl Unit {
             Unit::ObjectsPerSecond => thousands(v.round() as u64),
             Unit::Milliseconds if v < 10.0 => format!("{v:.3}"),
             Unit::Milliseconds => format!("{v:.1}"),
+            Unit::Microseconds => format!("{v:.2}"),
             Unit::MiB | Unit::MBPerSecond => format!("{v:.1}"),
             Unit::Times => format!("{v:.2}"),
             Unit::Bytes => format!("{v:.0}"),
+            Unit::Count => format!("{v:.2}"),
         };
+        if self.symbol().is_empty() {
+            return n;
+        }
         format!("{n} {}", self.symbol())
     }
 }

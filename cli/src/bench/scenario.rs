@@ -82,6 +82,18 @@ pub fn run(scratch: &Path, scale: Scale, quick: bool) -> anyhow::Result<Report> 
     })
 }
 
+/// A report without rows, for a run that measures other figures only (`--scenario plugins`).
+pub fn empty(scratch: &Path, quick: bool) -> Report {
+    Report {
+        machine: Machine::probe(scratch),
+        quick,
+        scratch: scratch.display().to_string(),
+        host_json_bytes: host_json_bytes(),
+        elapsed_s: 0.0,
+        rows: Vec::new(),
+    }
+}
+
 /// The disk's floor for one durable write; returns its p50 in ms.
 fn disk_floor(scratch: &Path, scale: Scale, rows: &mut Vec<Row>) -> anyhow::Result<f64> {
     let data = fsync_floor(scratch, scale.fsync_rounds, false).context("measuring the fdatasync floor")?;

@@ -5,9 +5,11 @@
 pub mod backup;
 pub mod init;
 pub mod join;
+pub mod plugin;
 pub mod read;
 pub mod roles;
 pub mod run;
+pub mod witness;
 pub mod write;
 
 use std::io::IsTerminal;

@@ -48,7 +48,7 @@ pub fn revert(args: &RevertArgs) -> anyhow::Result<()> {
 /// Says what became of a publish that failed. A `peer` error is a synchronous publish that its
 /// standbys did not confirm in time: the revision *is* committed on this node (the message says
 /// which), so "nothing was published" would be false.
-fn publish_failed(e: anyhow::Error, what: &str) -> anyhow::Error {
+pub(super) fn publish_failed(e: anyhow::Error, what: &str) -> anyhow::Error {
     if crate::exit::for_error(&e) == crate::exit::for_code(mgha_core::ErrorCode::Peer) {
         e.context(format!("{what}: published on this node, but not confirmed by enough standbys"))
     } else {

@@ -2,7 +2,7 @@
 //!
 //! `server` holds the router, middleware, the sync runtime beside it and shutdown; `routes` the
 //! route table and the read/publish handlers; `sessions`, `backup`, `cluster` (join keys),
-//! `roles` (changeover, promotion, the event log) and `collisions` their own endpoints; `errors`
+//! `roles` (changeover, promotion, the event log), `failover` (the arbiter of automatic failover), `collisions` and `plugins` their own endpoints; `errors`
 //! the JSON error shape and its HTTP statuses; `metrics` the Prometheus counters; `openapi` the
 //! document generated from the handlers.
 
@@ -10,8 +10,10 @@ pub mod backup;
 pub mod cluster;
 pub mod collisions;
 pub mod errors;
+pub mod failover;
 pub mod metrics;
 pub mod openapi;
+pub mod plugins;
 pub mod roles;
 pub mod routes;
 pub mod server;

@@ -8,7 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, cluster, collisions, roles, routes, sessions};
+use super::{backup, cluster, collisions, plugins, roles, routes, sessions};
 use crate::api::ErrorBody;
 
 #[derive(OpenApi)]
@@ -16,7 +16,7 @@ use crate::api::ErrorBody;
     info(
         title = "mgha admin API",
         description = "Administration of one mgha node: status, objects, revisions, diffs, reverts, \
-            admin sessions, join keys, changeover and collision branches, backups and metrics. Every request needs `Authorization: Bearer <token>`, \
+            admin sessions, join keys, changeover and collision branches, plugins, backups and metrics. Every request needs `Authorization: Bearer <token>`, \
             the token being in the node's DIR/admin.token. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
@@ -39,6 +39,10 @@ use crate::api::ErrorBody;
         collisions::list_collisions,
         collisions::diff_collision,
         collisions::resolve_collision,
+        plugins::check_plugin,
+        plugins::install_plugin,
+        plugins::list_plugins,
+        plugins::remove_plugin,
         backup::download,
         routes::metrics,
         document,
@@ -52,6 +56,7 @@ use crate::api::ErrorBody;
         (name = "sessions", description = "Admin sessions that publish as one revision"),
         (name = "cluster", description = "Cluster membership: join keys"),
         (name = "roles", description = "Changeover, promotion and collision branches"),
+        (name = "plugins", description = "WebAssembly plugins: check, install, list, remove"),
         (name = "operations", description = "Backups, metrics and this document"),
     )
 )]
@@ -125,6 +130,8 @@ mod tests {
             "CollisionDiffBody",
             "ResolveRequest",
             "ResolvedBody",
+            "PluginBody",
+            "PluginList",
         ] {
             assert!(schemas.contains_key(name), "{name} is not in the document");
         }

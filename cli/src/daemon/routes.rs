@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody};
 use super::metrics::Gauges;
 use super::server::AppState;
-use super::{backup, cluster, collisions, openapi, roles, sessions};
+use super::{backup, cluster, collisions, openapi, plugins, roles, sessions};
 use crate::api::*;
 
 /// The header that names who publishes; without it the author is [`DEFAULT_AUTHOR`].
@@ -66,6 +66,11 @@ pub fn table() -> Vec<Route> {
         get("/v1/collisions", collisions::list_collisions),
         get("/v1/collisions/{id}/diff", collisions::diff_collision),
         post("/v1/collisions/{id}/resolve", collisions::resolve_collision),
+        // Not under /v1/plugins/: that path would shadow the removal of a plugin named "check".
+        post("/v1/plugin-check", plugins::check_plugin),
+        post("/v1/plugins", plugins::install_plugin),
+        get("/v1/plugins", plugins::list_plugins),
+        delete("/v1/plugins/{name}", plugins::remove_plugin),
         get("/v1/backup", backup::download),
         get("/metrics", metrics),
         get("/openapi.json", openapi::document),

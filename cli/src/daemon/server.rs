@@ -197,6 +197,15 @@ async fn start_sync(engine: &Arc<Engine>, config: &NodeConfig) -> anyhow::Result
     let runtime = SyncRuntime::start(engine.clone(), TlsFiles::new(engine.dir()), sync_config)
         .await
         .with_context(|| format!("cannot start peer synchronization on {listen} (key 'listen' in mgha.toml)"))?;
+    if let Some(arbiter) = super::failover::arbiter(engine, config).await? {
+        runtime.enable_failover(arbiter, config.failover, config.failover_timing());
+        tracing::info!(
+            mode = %config.failover,
+            heartbeat_ms = config.heartbeat_ms,
+            failover_after_ms = config.failover_after_ms,
+            "automatic failover on"
+        );
+    }
     tracing::info!(
         node = %node.name,
         designation = %node.designation,

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod publisher;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -196,6 +198,17 @@ impl Node {
 
     pub fn admin(&self) -> String {
         self.config_value("admin")
+    }
+
+    /// Sets `key = value` in mgha.toml, replacing the key's line or adding one (the node must
+    /// not run).
+    pub fn put_config(&self, key: &str, value: &str) {
+        let path = self.dir.join("mgha.toml");
+        let text = std::fs::read_to_string(&path).expect("config");
+        if text.lines().any(|l| l.starts_with(&format!("{key} ="))) {
+            return self.set_config(key, value);
+        }
+        std::fs::write(&path, format!("{text}{key} = {value}\n")).expect("write config");
     }
 
     /// Replaces a `key = value` line of mgha.toml (the node must not run).

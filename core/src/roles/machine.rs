@@ -16,6 +16,11 @@
 //! - Fencing: any node that sees a higher epoch adopts it, and an Active that does steps down at
 //!   once. Two Actives at one epoch (only possible after simultaneous forced changeovers) settle
 //!   deterministically: the lower node id steps down.
+//! - Arbitrated (automatic failover with a quorum or etcd): the Active also needs a lease, the
+//!   time until which the arbiter's last confirmation lets it publish ([`Event::Renewed`]). A
+//!   publish after the lease ran out is refused even before the failover driver fences the node
+//!   ([`Event::Fence`]), and a node made Active by the arbiter ([`Event::Elected`]) or by a
+//!   planned changeover publishes only once the arbiter confirmed it.
 
 use serde::{Deserialize, Serialize};
 
@@ -70,17 +75,22 @@ pub enum Refusal {
     Standby,
     /// A planned changeover to `target` is in progress; retry on it shortly.
     HandingOver { target: Uid },
+    /// An arbitrated Active whose lease ran out: it may no longer be the Active.
+    LeaseExpired,
 }
 
 /// What happens to a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// An administrator publishes.
-    Publish,
+    /// An administrator publishes at `now_ms` (a monotonic clock, for the lease).
+    Publish { now_ms: u64 },
     /// Planned changeover to `target`, which must be connected.
     ChangeoverTo { target: Uid, target_tag: u16, target_connected: bool, now_ms: u64, timeout_ms: u64 },
     /// The sync layer saw the target acknowledge our head.
     TargetCaughtUp { target: Uid },
+    /// The promote that [`Action::SendPromote`] asked for was not sent (the arbiter refused to
+    /// hand the role over): the changeover ends and nothing changed.
+    PromoteNotSent { reason: String },
     /// Time passes (deadlines).
     Tick { now_ms: u64 },
     /// The Active asks us to take over at `epoch`; `head_matches` says our head is its head.
@@ -91,6 +101,13 @@ pub enum Event {
     Force { highest_epoch: u64 },
     /// A peer said (in a hello or a frame) that it is `role` at `epoch`.
     PeerSeen { peer: Uid, role: Role, epoch: u64 },
+    /// The arbiter confirmed this Active at its epoch; it may publish until `until_ms`.
+    Renewed { epoch: u64, until_ms: u64 },
+    /// The arbiter made this Standby the Active at `epoch`, valid until `until_ms`.
+    Elected { epoch: u64, until_ms: u64 },
+    /// The arbiter no longer confirms this Active (its lease ran out or another node holds the
+    /// role): it becomes Standby at once, keeping its epoch.
+    Fence,
 }
 
 /// What the runtime must do.
@@ -137,25 +154,48 @@ pub struct RoleMachine {
     pub role: Role,
     pub epoch: u64,
     pub handover: Option<Handover>,
+    /// With an arbiter: until when (monotonic ms) the Active may publish. None: no arbiter.
+    pub lease_until_ms: Option<u64>,
 }
 
 impl RoleMachine {
     pub fn new(node_id: Uid, tag: u16, role: Role, epoch: u64) -> RoleMachine {
-        RoleMachine { node_id, tag, role, epoch, handover: None }
+        RoleMachine { node_id, tag, role, epoch, handover: None, lease_until_ms: None }
     }
 
-    /// Whether a publish would be accepted now.
-    pub fn may_publish(&self) -> Result<(), Refusal> {
+    /// A machine whose Active needs the arbiter's lease to publish. It starts with none: a node
+    /// that restarts as Active publishes only after its first renewal.
+    pub fn arbitrated(node_id: Uid, tag: u16, role: Role, epoch: u64) -> RoleMachine {
+        RoleMachine { lease_until_ms: Some(0), ..RoleMachine::new(node_id, tag, role, epoch) }
+    }
+
+    /// Whether a publish would be accepted at `now_ms`.
+    pub fn may_publish(&self, now_ms: u64) -> Result<(), Refusal> {
         match (self.role, self.handover) {
-            (Role::Active, None) => Ok(()),
+            (Role::Active, None) => match self.lease_until_ms {
+                Some(until) if now_ms >= until => Err(Refusal::LeaseExpired),
+                _ => Ok(()),
+            },
             (Role::Active, Some(h)) => Err(Refusal::HandingOver { target: h.target }),
             (Role::Standby, _) => Err(Refusal::Standby),
         }
     }
 
+    /// Whether the arbiter's lease governs this machine.
+    pub fn is_arbitrated(&self) -> bool {
+        self.lease_until_ms.is_some()
+    }
+
+    /// Drops the lease (if arbitrated): the next publish waits for a renewal.
+    fn expire_lease(&mut self) {
+        if let Some(until) = &mut self.lease_until_ms {
+            *until = 0;
+        }
+    }
+
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         match event {
-            Event::Publish => vec![match self.may_publish() {
+            Event::Publish { now_ms } => vec![match self.may_publish(now_ms) {
                 Ok(()) => Action::Accept,
                 Err(r) => Action::Refuse(r),
             }],
@@ -188,6 +228,10 @@ impl RoleMachine {
                 }
                 _ => vec![],
             },
+            Event::PromoteNotSent { reason } => match self.handover.take() {
+                Some(_) => vec![Action::ChangeoverFailed { reason }],
+                None => vec![],
+            },
             Event::Tick { now_ms } => match self.handover {
                 Some(h) if now_ms > h.deadline_ms => {
                     self.handover = None;
@@ -213,6 +257,7 @@ impl RoleMachine {
                 if self.role == Role::Standby && epoch > self.epoch && epoch::tag(epoch) == self.tag && head_matches {
                     self.role = Role::Active;
                     self.epoch = epoch;
+                    self.expire_lease();
                     vec![
                         Action::Persist { role: Role::Active, epoch },
                         Action::ReplyPromoted { to: from, epoch },
@@ -238,6 +283,7 @@ impl RoleMachine {
                 let epoch = epoch::next(highest_epoch.max(self.epoch), self.tag);
                 self.role = Role::Active;
                 self.epoch = epoch;
+                self.expire_lease();
                 vec![Action::Persist { role: Role::Active, epoch }, Action::ChangeoverDone { epoch }]
             }
             Event::PeerSeen { peer, role, epoch } => {
@@ -255,6 +301,35 @@ impl RoleMachine {
                 } else {
                     vec![]
                 }
+            }
+            Event::Renewed { epoch, until_ms } => {
+                if self.role == Role::Active && self.epoch == epoch {
+                    if let Some(until) = &mut self.lease_until_ms {
+                        *until = (*until).max(until_ms);
+                    }
+                }
+                vec![]
+            }
+            Event::Elected { epoch, until_ms } => {
+                if self.role != Role::Standby || epoch <= self.epoch || epoch::tag(epoch) != self.tag {
+                    return vec![];
+                }
+                self.role = Role::Active;
+                self.epoch = epoch;
+                self.handover = None;
+                if let Some(until) = &mut self.lease_until_ms {
+                    *until = until_ms;
+                }
+                vec![Action::Persist { role: Role::Active, epoch }, Action::ChangeoverDone { epoch }]
+            }
+            Event::Fence => {
+                if self.role != Role::Active {
+                    return vec![];
+                }
+                self.role = Role::Standby;
+                self.handover = None;
+                self.expire_lease();
+                vec![Action::Persist { role: Role::Standby, epoch: self.epoch }]
             }
         }
     }
@@ -277,11 +352,11 @@ mod tests {
     fn only_an_active_without_handover_publishes() {
         let (a, b) = ids();
         let mut m = RoleMachine::new(a, 0, Role::Active, epoch::first(0));
-        assert_eq!(m.handle(Event::Publish), vec![Action::Accept]);
+        assert_eq!(m.handle(Event::Publish { now_ms: 0 }), vec![Action::Accept]);
         m.handle(Event::ChangeoverTo { target: b, target_tag: 1, target_connected: true, now_ms: 0, timeout_ms: 100 });
-        assert_eq!(m.handle(Event::Publish), vec![Action::Refuse(Refusal::HandingOver { target: b })]);
+        assert_eq!(m.handle(Event::Publish { now_ms: 0 }), vec![Action::Refuse(Refusal::HandingOver { target: b })]);
         let mut s = RoleMachine::new(b, 1, Role::Standby, epoch::first(0));
-        assert_eq!(s.handle(Event::Publish), vec![Action::Refuse(Refusal::Standby)]);
+        assert_eq!(s.handle(Event::Publish { now_ms: 0 }), vec![Action::Refuse(Refusal::Standby)]);
     }
 
     #[test]
@@ -363,7 +438,7 @@ mod tests {
         let higher = epoch::next(epoch::first(0), 1);
         let out = m.handle(Event::PeerSeen { peer: b, role: Role::Active, epoch: higher });
         assert!(out.contains(&Action::SteppedDown { because: b, epoch: higher }));
-        assert_eq!(m.may_publish(), Err(Refusal::Standby));
+        assert_eq!(m.may_publish(0), Err(Refusal::Standby));
         // Epochs never go back.
         m.handle(Event::PeerSeen { peer: b, role: Role::Active, epoch: epoch::first(0) });
         assert_eq!(m.epoch, higher);
@@ -378,5 +453,53 @@ mod tests {
         l.handle(Event::PeerSeen { peer: high, role: Role::Active, epoch: 4 });
         h.handle(Event::PeerSeen { peer: low, role: Role::Active, epoch: 4 });
         assert_eq!((l.role, h.role), (Role::Standby, Role::Active));
+    }
+
+    #[test]
+    fn an_arbitrated_active_publishes_only_within_its_lease() {
+        let (a, _) = ids();
+        let e = epoch::first(0);
+        let mut m = RoleMachine::arbitrated(a, 0, Role::Active, e);
+        // Restarted as Active: nothing until the arbiter confirms.
+        assert_eq!(m.may_publish(10), Err(Refusal::LeaseExpired));
+        m.handle(Event::Renewed { epoch: e, until_ms: 100 });
+        assert_eq!(m.may_publish(99), Ok(()));
+        assert_eq!(m.may_publish(100), Err(Refusal::LeaseExpired));
+        // A renewal for another epoch does not count.
+        m.handle(Event::Renewed { epoch: e + 1, until_ms: 500 });
+        assert_eq!(m.may_publish(200), Err(Refusal::LeaseExpired));
+        // A late renewal never shortens the lease.
+        m.handle(Event::Renewed { epoch: e, until_ms: 300 });
+        m.handle(Event::Renewed { epoch: e, until_ms: 250 });
+        assert_eq!(m.may_publish(280), Ok(()));
+        let out = m.handle(Event::Fence);
+        assert_eq!(out, vec![Action::Persist { role: Role::Standby, epoch: e }]);
+        assert_eq!((m.role, m.epoch, m.may_publish(0)), (Role::Standby, e, Err(Refusal::Standby)));
+    }
+
+    #[test]
+    fn election_needs_a_higher_epoch_of_our_own_tag() {
+        let (_, b) = ids();
+        let e = epoch::first(0);
+        let mut s = RoleMachine::arbitrated(b, 1, Role::Standby, e);
+        assert!(s.handle(Event::Elected { epoch: epoch::next(e, 2), until_ms: 50 }).is_empty());
+        assert!(s.handle(Event::Elected { epoch: e, until_ms: 50 }).is_empty());
+        let won = epoch::next(e, 1);
+        let out = s.handle(Event::Elected { epoch: won, until_ms: 50 });
+        assert!(out.contains(&Action::Persist { role: Role::Active, epoch: won }));
+        assert_eq!(s.may_publish(49), Ok(()));
+        assert_eq!(s.may_publish(50), Err(Refusal::LeaseExpired));
+    }
+
+    #[test]
+    fn a_planned_changeover_target_waits_for_the_arbiter_when_arbitrated() {
+        let (a, b) = ids();
+        let e = epoch::first(0);
+        let mut s = RoleMachine::arbitrated(b, 1, Role::Standby, e);
+        let next = epoch::next(e, 1);
+        s.handle(Event::PromoteRequest { from: a, epoch: next, head_matches: true });
+        assert_eq!(s.may_publish(0), Err(Refusal::LeaseExpired));
+        s.handle(Event::Renewed { epoch: next, until_ms: 10 });
+        assert_eq!(s.may_publish(5), Ok(()));
     }
 }

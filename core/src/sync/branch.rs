@@ -63,6 +63,23 @@ pub(crate) async fn fetch<W: AsyncWrite + Unpin>(
     let peer = hello.head;
     // The highest height where both ids agree, searched between our floor and the lower head.
     let (mut lo, mut hi) = (floor.seq, ours.seq.min(peer.seq));
+    if peer_id_at(wr, rx, lo, timeout).await?.is_none() && lo < hi {
+        // The peer was rebuilt by a full sync after our floor, so its history starts higher:
+        // find its oldest revision (it keeps every one from there to its head) and start there.
+        if peer_id_at(wr, rx, hi, timeout).await?.is_some() {
+            let mut low = lo + 1;
+            while low < hi {
+                let mid = low + (hi - low) / 2;
+                if peer_id_at(wr, rx, mid, timeout).await?.is_some() {
+                    hi = mid;
+                } else {
+                    low = mid + 1;
+                }
+            }
+            lo = low;
+        }
+        hi = ours.seq.min(peer.seq);
+    }
     if peer_id_at(wr, rx, lo, timeout).await? != our_id(&store, lo)? {
         return Err(Error::Peer(format!(
             "{}'s history forks before revision {lo}, the oldest this node keeps; its store is left as it is",

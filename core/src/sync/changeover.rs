@@ -9,6 +9,7 @@ use super::conn::PeerCmd;
 use super::membership::members;
 use super::runtime::Ctx;
 use crate::error::{Error, Result};
+use crate::failover::Holder;
 use crate::node::Role;
 use crate::roles::{Action, Event};
 
@@ -60,6 +61,13 @@ pub(crate) async fn changeover(ctx: &Arc<Ctx>, target: &str, timeout: Duration) 
         if caught_up {
             for a in engine.role_event(Event::TargetCaughtUp { target: member.node_id })? {
                 if let Action::SendPromote { epoch, .. } = a {
+                    if let Err(e) =
+                        transfer_at_arbiter(ctx, epoch_before, member.node_id, epoch, connect_deadline).await
+                    {
+                        let reason = format!("the arbiter refused to hand the role over, nothing changed: {e}");
+                        engine.role_event(Event::PromoteNotSent { reason: reason.clone() })?;
+                        return Err(Error::Changeover(reason));
+                    }
                     if let Some(tx) = ctx.registry.get(member.node_id) {
                         let _ = tx.send(PeerCmd::Promote { epoch, head: ours }).await;
                     }
@@ -74,6 +82,49 @@ pub(crate) async fn changeover(ctx: &Arc<Ctx>, target: &str, timeout: Duration) 
             _ = promoted.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(5)) => {}
         }
+    }
+}
+
+/// With automatic failover, the arbiter must name the target as the holder before the target is
+/// asked to take over; otherwise a Standby could be elected over it, or the old Active renew.
+/// A failed call is retried (an arbiter electing its own leader answers nothing for a moment)
+/// until the changeover's deadline; a retry whose earlier try did land finds the target holding.
+async fn transfer_at_arbiter(
+    ctx: &Arc<Ctx>,
+    epoch_before: u64,
+    target: crate::model::Uid,
+    epoch: u64,
+    deadline: tokio::time::Instant,
+) -> Result<()> {
+    let arbiter = ctx.arbiter.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some(arbiter) = arbiter else { return Ok(()) };
+    let node = ctx.engine.node()?;
+    let from = Holder { node_id: node.node_id, epoch: epoch_before };
+    loop {
+        let err = match arbiter.transfer(from, target, epoch).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let me = crate::failover::Report {
+            node_id: node.node_id,
+            name: node.name.clone(),
+            tag: node.tag,
+            role: crate::node::Role::Active,
+            epoch: epoch_before,
+            head_seq: ctx.engine.sync().head().seq,
+        };
+        if let Ok(state) = arbiter.observe(&me).await {
+            if state.holder == Some(Holder { node_id: target, epoch }) {
+                return Ok(());
+            }
+            if state.holder != Some(from) {
+                return Err(err);
+            }
+        }
+        if tokio::time::Instant::now() + Duration::from_millis(ctx.cfg.heartbeat_ms) >= deadline {
+            return Err(err);
+        }
+        tokio::time::sleep(Duration::from_millis(ctx.cfg.heartbeat_ms / 2)).await;
     }
 }
 

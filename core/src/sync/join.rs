@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::membership::{members, merge_members, next_tag, redeem_join_key, JoinKey};
-use super::pki::{new_node_key_and_csr, sign_node_csr, TlsFiles};
+use super::pki::{new_node_key_and_csr, sign_node_csr, sign_witness_csr, TlsFiles};
 use super::plan::SyncStatus;
 use super::runtime::{ensure_dialers, Ctx};
 use super::tls::{joiner_client, member_server_name};
@@ -44,6 +44,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     req: JoinRequest,
 ) -> Result<()> {
+    let witness = req.witness;
     let answer = decide(ctx, req).await;
     let msg = match &answer {
         Ok(reply) => Msg::JoinReply(reply.clone()),
@@ -52,6 +53,10 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     write_msg(stream, &msg).await.map_err(|e| Error::Peer(e.to_string()))?;
     let reply = answer?;
+    if witness {
+        tracing::info!(witness = %reply.node_id, "an arbiter witness enrolled");
+        return Ok(());
+    }
     ensure_dialers(ctx)?;
     tracing::info!(node = %reply.node_id, "a secondary joined the cluster");
     Ok(())
@@ -80,6 +85,20 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply
     let node_id = Uid::new_random();
     let ca_pem = ctx.files.read(&ctx.files.ca_cert())?;
     let ca_key = ctx.files.read(&ctx.files.ca_key())?;
+    if req.witness {
+        // A witness needs only the CA's trust: it is no member (no node dials it), and its
+        // certificate carries no node id, so the sync layer refuses it.
+        let cert_pem = sign_witness_csr(&ca_pem, &ca_key, &req.csr_pem, node_id)?;
+        let node = ctx.engine.node()?;
+        return Ok(JoinReply {
+            cluster_id: node.cluster_id,
+            node_id,
+            tag: 0,
+            cert_pem,
+            ca_pem,
+            members: members(&store)?,
+        });
+    }
     let cert_pem = sign_node_csr(&ca_pem, &ca_key, &req.csr_pem, node_id)?;
     let tag = next_tag(&store)?;
     let member = Member {
@@ -111,6 +130,23 @@ pub struct Joined {
 
 /// Joins the cluster through `peer` with a one-time key, writing the node's TLS files.
 pub async fn join_cluster(peer: &str, key: &JoinKey, name: &str, listen: &str, files: &TlsFiles) -> Result<Joined> {
+    request_certificate(peer, key, name, listen, false, files).await
+}
+
+/// Enrolls an arbiter witness through `peer` with a one-time key: a certificate of the cluster
+/// CA, written to `files`, and no membership.
+pub async fn enroll_witness(peer: &str, key: &JoinKey, name: &str, files: &TlsFiles) -> Result<Joined> {
+    request_certificate(peer, key, name, "", true, files).await
+}
+
+async fn request_certificate(
+    peer: &str,
+    key: &JoinKey,
+    name: &str,
+    listen: &str,
+    witness: bool,
+    files: &TlsFiles,
+) -> Result<Joined> {
     let (node_key, csr_pem) = new_node_key_and_csr(name)?;
     let timeout = Duration::from_secs(15);
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(peer))
@@ -128,6 +164,7 @@ pub async fn join_cluster(peer: &str, key: &JoinKey, name: &str, listen: &str, f
         name: name.into(),
         listen: listen.into(),
         csr_pem,
+        witness,
     };
     write_msg(&mut tls, &Msg::JoinRequest(req)).await.map_err(|e| Error::Peer(e.to_string()))?;
     let reply = match tokio::time::timeout(timeout, read_msg(&mut tls)).await {

@@ -15,6 +15,9 @@ use crate::model::{Hash, Uid};
 /// cluster) is what ties a certificate to this cluster.
 pub const MEMBER_DNS: &str = "member.mgha";
 const NODE_DNS_SUFFIX: &str = ".node.mgha";
+/// An arbiter witness's certificate carries `<id>.witness.mgha` instead of a node id: it may
+/// speak to the arbiter's voters, but the sync layer finds no node id in it and refuses it.
+const WITNESS_DNS_SUFFIX: &str = ".witness.mgha";
 /// Node certificates are valid this long; a cluster CA ten times longer.
 const NODE_CERT_DAYS: i64 = 3650;
 
@@ -51,19 +54,35 @@ pub fn new_node_key_and_csr(name: &str) -> Result<(String, String)> {
 /// Signs a node certificate for `node_id` with the cluster CA. Whatever names the CSR asks for
 /// are ignored: the CA decides the names (the member name and the node id).
 pub fn sign_node_csr(ca_cert_pem: &str, ca_key_pem: &str, csr_pem: &str, node_id: Uid) -> Result<String> {
+    sign_csr(ca_cert_pem, ca_key_pem, csr_pem, node_params(node_id, NODE_DNS_SUFFIX)?, "node certificate")
+}
+
+/// Signs an arbiter witness's certificate: trusted by the arbiter's voters, refused by the sync
+/// layer (it carries no node id).
+pub fn sign_witness_csr(ca_cert_pem: &str, ca_key_pem: &str, csr_pem: &str, witness_id: Uid) -> Result<String> {
+    sign_csr(ca_cert_pem, ca_key_pem, csr_pem, node_params(witness_id, WITNESS_DNS_SUFFIX)?, "witness certificate")
+}
+
+fn sign_csr(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    csr_pem: &str,
+    params: CertificateParams,
+    what: &str,
+) -> Result<String> {
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| pki_err("CA key", e))?;
     let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(|e| pki_err("CA certificate", e))?;
     let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| pki_err("certificate request", e))?;
-    let cert = node_params(node_id)?.signed_by(&csr.public_key, &issuer).map_err(|e| pki_err("node certificate", e))?;
+    let cert = params.signed_by(&csr.public_key, &issuer).map_err(|e| pki_err(what, e))?;
     Ok(cert.pem())
 }
 
-fn node_params(node_id: Uid) -> Result<CertificateParams> {
+fn node_params(node_id: Uid, suffix: &str) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, node_id.to_string());
     params.subject_alt_names = vec![
         SanType::DnsName(MEMBER_DNS.try_into().map_err(|e| pki_err("SAN", e))?),
-        SanType::DnsName(format!("{node_id}{NODE_DNS_SUFFIX}").try_into().map_err(|e| pki_err("SAN", e))?),
+        SanType::DnsName(format!("{node_id}{suffix}").try_into().map_err(|e| pki_err("SAN", e))?),
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -178,6 +197,14 @@ mod tests {
         let node = Uid::new_random();
         let cert = sign_node_csr(&ca, &ca_key, &csr, node).expect("signs");
         assert_eq!(node_id_of(&pem_der(&cert).expect("der")).expect("id"), node);
+    }
+
+    #[test]
+    fn witness_certificate_carries_no_node_id() {
+        let (ca, ca_key) = new_cluster_ca(Uid::new_random()).expect("CA");
+        let (_key, csr) = new_node_key_and_csr("witness").expect("CSR");
+        let cert = sign_witness_csr(&ca, &ca_key, &csr, Uid::new_random()).expect("signs");
+        assert!(node_id_of(&pem_der(&cert).expect("der")).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::wire::{read_msg, write_msg, Hello, Member, Msg, PROTOCOL_VERSION};
 use super::{active, join, standby};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::failover::{Arbiter, FailoverMode, FailoverTiming};
 use crate::model::Uid;
 use crate::node::Role;
 use crate::roles::{Action as RoleAction, Event as RoleEvent};
@@ -77,6 +78,8 @@ pub(crate) struct Ctx {
     pub promoted: watch::Sender<Option<(Uid, u64)>>,
     /// The Active this Standby follows right now.
     pub upstream: Mutex<Option<Uid>>,
+    /// With automatic failover: the arbiter that planned changeovers go through.
+    pub arbiter: Mutex<Option<Arc<dyn Arbiter>>>,
 }
 
 impl Ctx {
@@ -141,6 +144,7 @@ impl SyncRuntime {
             registry: Registry::default(),
             promoted: watch::channel(None).0,
             upstream: Mutex::new(None),
+            arbiter: Mutex::new(None),
         });
         ensure_dialers(&ctx)?;
         let listener_task = tokio::spawn(accept_loop(ctx.clone(), listener));
@@ -156,6 +160,22 @@ impl SyncRuntime {
     /// forwards it to the Active). Returns the new epoch.
     pub async fn changeover(&self, target: &str) -> Result<u64> {
         super::changeover::changeover(&self.ctx, target, self.ctx.changeover_timeout()).await
+    }
+
+    /// Turns on automatic failover: from now on the Active publishes only under the arbiter's
+    /// lease, a Standby takes over when the Active's hold goes stale, and planned changeovers
+    /// hand the hold over through the arbiter. Call it right after [`SyncRuntime::start`],
+    /// before serving publishes.
+    pub fn enable_failover(&self, arbiter: Arc<dyn Arbiter>, mode: FailoverMode, timing: FailoverTiming) {
+        self.ctx.engine.set_arbitrated();
+        *self.ctx.arbiter.lock().unwrap_or_else(|p| p.into_inner()) = Some(arbiter.clone());
+        tokio::spawn(crate::failover::driver::run(
+            self.ctx.engine.clone(),
+            arbiter,
+            mode,
+            timing,
+            self.ctx.shutdown.clone(),
+        ));
     }
 
     /// A forced changeover: this Standby becomes Active. Returns the new epoch.

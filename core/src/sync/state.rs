@@ -42,6 +42,7 @@ pub struct SyncState {
     acked: Condvar,
     active_hint: Mutex<Option<String>>,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
+    failover: Mutex<Option<crate::failover::FailoverStatus>>,
 }
 
 /// Something front ends may want to react to.
@@ -75,6 +76,7 @@ impl SyncState {
             peers: Mutex::new(BTreeMap::new()),
             acked: Condvar::new(),
             active_hint: Mutex::new(None),
+            failover: Mutex::new(None),
             events: tokio::sync::broadcast::channel(EVENTS_QUEUE_MAX).0,
         }
     }
@@ -171,5 +173,14 @@ impl SyncState {
 
     pub fn active_hint(&self) -> Option<String> {
         lock(&self.active_hint).clone()
+    }
+
+    /// What the failover driver last saw (None in manual mode).
+    pub fn failover(&self) -> Option<crate::failover::FailoverStatus> {
+        lock(&self.failover).clone()
+    }
+
+    pub(crate) fn set_failover(&self, status: crate::failover::FailoverStatus) {
+        *lock(&self.failover) = Some(status);
     }
 }

@@ -92,6 +92,10 @@ pub struct JoinRequest {
     pub listen: String,
     /// PEM certificate signing request for the node's own key pair.
     pub csr_pem: String,
+    /// The sender is an arbiter witness (`mgha witness`): it gets a certificate of the cluster
+    /// CA but does not become a member (it holds no data; nodes never sync with it).
+    #[serde(default)]
+    pub witness: bool,
 }
 
 /// What a Secondary needs to take part in the cluster.

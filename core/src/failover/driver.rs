@@ -1,0 +1,261 @@
+//! The failover driver: one task per node that, every heartbeat, renews the Active's hold or
+//! lets a Standby decide whether to take over, through the [`Arbiter`] and the pure rules of
+//! [`super::plan`]. Role changes go through the engine's role machine like every other change,
+//! so an Active whose lease runs out refuses publishes at once, even between heartbeats.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use super::arbiter::{Arbiter, ArbiterStatus, Holder, HolderState, Report};
+use super::plan::{self, ActiveDecision, StandbyDecision};
+use super::{FailoverMode, FailoverStatus, FailoverTiming};
+use crate::engine::Engine;
+use crate::mono_ms;
+use crate::node::Role;
+use crate::roles::machine::epoch;
+use crate::roles::{Action, Event};
+
+/// Check the arbiter's members for `mgha status` every this many heartbeats.
+const STATUS_EVERY: u32 = 3;
+
+/// Runs until `shutdown` turns true, then releases what the node holds at the arbiter.
+pub async fn run(
+    engine: Arc<Engine>,
+    arbiter: Arc<dyn Arbiter>,
+    mode: FailoverMode,
+    timing: FailoverTiming,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    engine.set_arbitrated();
+    let mut d = Driver {
+        engine,
+        arbiter,
+        mode,
+        timing,
+        started_ms: mono_ms(),
+        active_since_ms: None,
+        arbiter_status: None,
+        ticks: 0,
+    };
+    let mut events = d.engine.sync().events();
+    loop {
+        let role = d.tick().await;
+        // A Standby looks twice per heartbeat, so that it notices an expired hold soon after.
+        let pause = match role {
+            Role::Active => d.timing.heartbeat_ms,
+            Role::Standby => (d.timing.heartbeat_ms / 2).max(1),
+        };
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+            // A role change (a planned changeover landed here, say) is acted on at once.
+            ev = events.recv() => if let Ok(crate::sync::state::NodeEvent::RoleChanged { .. }) = ev {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    d.arbiter.close().await;
+}
+
+struct Driver {
+    engine: Arc<Engine>,
+    arbiter: Arc<dyn Arbiter>,
+    mode: FailoverMode,
+    timing: FailoverTiming,
+    started_ms: u64,
+    /// When this node last became Active (or the driver started on an Active).
+    active_since_ms: Option<u64>,
+    arbiter_status: Option<ArbiterStatus>,
+    ticks: u32,
+}
+
+/// What one tick learned, for the status.
+#[derive(Default)]
+struct Outcome {
+    waiting: Option<String>,
+    error: Option<String>,
+}
+
+impl Driver {
+    async fn tick(&mut self) -> Role {
+        let outcome = match self.report() {
+            Ok(me) if me.role == Role::Active => {
+                self.active_since_ms.get_or_insert_with(mono_ms);
+                self.as_active(me).await
+            }
+            Ok(me) => {
+                self.active_since_ms = None;
+                self.as_standby(me).await
+            }
+            Err(e) => Outcome { error: Some(e.to_string()), ..Outcome::default() },
+        };
+        if self.ticks.is_multiple_of(STATUS_EVERY) {
+            self.arbiter_status = Some(self.arbiter.status().await);
+        }
+        self.ticks = self.ticks.wrapping_add(1);
+        let machine = self.engine.role_machine();
+        let lease_left_ms = match (machine.role, machine.lease_until_ms) {
+            (Role::Active, Some(until)) => Some(until.saturating_sub(mono_ms())),
+            _ => None,
+        };
+        self.engine.sync().set_failover(FailoverStatus {
+            mode: self.mode,
+            heartbeat_ms: self.timing.heartbeat_ms,
+            failover_after_ms: self.timing.failover_after_ms,
+            arbiter: self.arbiter_status.clone(),
+            lease_left_ms,
+            waiting: outcome.waiting,
+            last_error: outcome.error,
+        });
+        machine.role
+    }
+
+    fn report(&self) -> crate::Result<Report> {
+        let node = self.engine.node()?;
+        let (role, epoch) = self.engine.role();
+        Ok(Report {
+            node_id: node.node_id,
+            name: node.name,
+            tag: node.tag,
+            role,
+            epoch,
+            head_seq: self.engine.sync().head().seq,
+        })
+    }
+
+    async fn as_active(&mut self, me: Report) -> Outcome {
+        let mut outcome = Outcome::default();
+        if self.engine.role_machine().handover.is_some() {
+            // A planned changeover owns the role now; its transfer goes through the arbiter.
+            return outcome;
+        }
+        let holder = Holder { node_id: me.node_id, epoch: me.epoch };
+        let started = mono_ms();
+        match self.arbiter.renew(holder).await {
+            Ok(()) => {
+                let until = plan::lease_until(started, &self.timing);
+                let _ = self.engine.role_event(Event::Renewed { epoch: me.epoch, until_ms: until });
+            }
+            Err(e) => outcome.error = Some(e.to_string()),
+        }
+        match self.arbiter.observe(&me).await {
+            Ok(state) => match plan::active_decision(holder, &state) {
+                ActiveDecision::Renew => self.fence_if_lease_ran_out(&outcome),
+                ActiveDecision::StepDown { holder: Some(h) } => {
+                    let name = name_of(&state, h);
+                    self.engine.sync().set_active_hint(name.clone());
+                    self.fence(&format!(
+                        "the arbiter made {} active at epoch {}",
+                        name.as_deref().unwrap_or("another node"),
+                        epoch::display(h.epoch)
+                    ));
+                }
+                ActiveDecision::StepDown { holder: None } => {
+                    self.fence("a newer active held the role since this node did");
+                }
+                ActiveDecision::Claim => self.claim(&me, &state, &mut outcome).await,
+            },
+            Err(e) => {
+                outcome.error.get_or_insert(e.to_string());
+                self.fence_if_lease_ran_out(&outcome);
+            }
+        }
+        outcome
+    }
+
+    /// Fences this Active when its lease ran out without a renewal. A node that has just become
+    /// Active (its lease starts empty) gets a lease's length to succeed once: it publishes
+    /// nothing meanwhile, and one failed call at the wrong moment does not cost a failover.
+    fn fence_if_lease_ran_out(&self, outcome: &Outcome) {
+        let until = self.engine.role_machine().lease_until_ms.unwrap_or(0);
+        let grace = self.active_since_ms.unwrap_or(0).saturating_add(self.timing.fence_after_ms());
+        if mono_ms() >= until.max(grace) {
+            let why = outcome.error.as_deref().unwrap_or("no renewal succeeded in time");
+            self.fence(&format!("the arbiter did not confirm this node in time ({why})"));
+        } else if let Some(e) = &outcome.error {
+            tracing::warn!(error = %e, lease_left_ms = until.saturating_sub(mono_ms()), "renewal failed");
+        }
+    }
+
+    /// The Active of a cluster whose arbiter has no holder (and never granted a later epoch)
+    /// takes the hold at a new epoch; until then its lease is empty and it publishes nothing.
+    async fn claim(&self, me: &Report, state: &HolderState, outcome: &mut Outcome) {
+        let started = mono_ms();
+        match self.arbiter.acquire(me, None, self.highest_known(state, me.epoch)).await {
+            Ok(Some(epoch)) => {
+                let until = plan::lease_until(started, &self.timing);
+                // Elected takes a Standby to Active at the new epoch; the fence in between is
+                // only the machine's way there (the lease was empty, nothing was published).
+                let done = self
+                    .engine
+                    .role_event(Event::Fence)
+                    .and_then(|_| self.engine.role_event(Event::Elected { epoch, until_ms: until }));
+                match done {
+                    Ok(_) => tracing::info!(epoch = %epoch::display(epoch), "claimed the arbiter's vacant hold"),
+                    Err(e) => outcome.error = Some(e.to_string()),
+                }
+            }
+            Ok(None) => outcome.waiting = Some("another node claimed the hold first".into()),
+            Err(e) => outcome.error = Some(e.to_string()),
+        }
+    }
+
+    fn fence(&self, why: &str) {
+        match self.engine.role_event(Event::Fence) {
+            Ok(actions) if actions.iter().any(|a| matches!(a, Action::Persist { .. })) => {
+                tracing::warn!(reason = %why, "fenced: this node stopped taking publishes and is now standby");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "could not record the fence; publishes stay refused by the lease"),
+        }
+    }
+
+    async fn as_standby(&mut self, me: Report) -> Outcome {
+        let mut outcome = Outcome::default();
+        let state = match self.arbiter.observe(&me).await {
+            Ok(s) => s,
+            Err(e) => {
+                outcome.error = Some(e.to_string());
+                return outcome;
+            }
+        };
+        let known_head = self.engine.sync().peers().iter().map(|p| p.head.seq).max().unwrap_or(0);
+        let observed_for = mono_ms().saturating_sub(self.started_ms);
+        match plan::standby_decision(&me, &state, observed_for, known_head, &self.timing) {
+            StandbyDecision::Wait(reason) => outcome.waiting = Some(reason.to_string()),
+            StandbyDecision::Campaign { expected } => {
+                let highest = self.highest_known(&state, me.epoch);
+                let started = mono_ms();
+                match self.arbiter.acquire(&me, expected, highest).await {
+                    Ok(Some(epoch)) => {
+                        let until = plan::lease_until(started, &self.timing);
+                        match self.engine.role_event(Event::Elected { epoch, until_ms: until }) {
+                            Ok(_) => tracing::warn!(
+                                epoch = %epoch::display(epoch),
+                                previous = ?expected.and_then(|h| name_of(&state, h)),
+                                "automatic failover: the arbiter made this node active"
+                            ),
+                            Err(e) => outcome.error = Some(e.to_string()),
+                        }
+                    }
+                    Ok(None) => outcome.waiting = Some("another node took over first".into()),
+                    Err(e) => outcome.error = Some(e.to_string()),
+                }
+            }
+        }
+        outcome
+    }
+
+    /// The highest epoch this node knows of: its own, its peers', and the arbiter's.
+    fn highest_known(&self, state: &HolderState, mine: u64) -> u64 {
+        let peers = self.engine.sync().peers().iter().map(|p| p.epoch).max().unwrap_or(0);
+        [mine, peers, state.highest_epoch, state.holder.map(|h| h.epoch).unwrap_or(0)].into_iter().max().unwrap_or(0)
+    }
+}
+
+/// The name of a holder, from the reports.
+fn name_of(state: &HolderState, holder: Holder) -> Option<String> {
+    state.reports.iter().find(|r| r.node_id == holder.node_id).map(|r| r.name.clone())
+}

@@ -1,0 +1,103 @@
+//! Automatic failover with a third vote. Manual changeover is the default; with an arbiter
+//! (a Raft quorum with a witness, or an etcd cluster; the backends live in crate
+//! `mgha-failover`), a Standby takes over when the Active has not renewed its hold for the
+//! failover timeout, and an Active that cannot renew stops taking publishes first.
+//!
+//! - [`arbiter`]: the contract of a backend.
+//! - [`plan`]: the pure decisions (fence? campaign? who is the best candidate?), no I/O, no clock.
+//! - [`driver`]: the task that runs the plan every heartbeat against the engine and the arbiter.
+
+pub mod arbiter;
+pub mod driver;
+pub mod plan;
+
+pub use arbiter::{Arbiter, ArbiterMember, ArbiterStatus, Holder, HolderState, Report};
+
+use serde::{Deserialize, Serialize};
+
+/// How the Active role moves when the Active fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// Only by an administrator (`mgha changeover`, `--force`).
+    #[default]
+    Manual,
+    /// Automatically, decided by a Raft group of the nodes and a witness.
+    Quorum,
+    /// Automatically, decided by a leader key under a lease in an etcd cluster.
+    Etcd,
+}
+
+impl std::fmt::Display for FailoverMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailoverMode::Manual => "manual",
+            FailoverMode::Quorum => "quorum",
+            FailoverMode::Etcd => "etcd",
+        })
+    }
+}
+
+/// The timing of automatic failover.
+///
+/// Defaults: a heartbeat every second and failover after five. FortiManager's HA declares a
+/// peer dead after 15 s and Patroni's leader lease is 30 s; both are tuned for WANs and for
+/// databases whose promotion is expensive. A standby of mgha holds the full configuration and
+/// takes over with one durable write, so the timeout only has to outlast a few lost heartbeats
+/// and a GC or fsync stall: five heartbeats do, and a security team waits 5 s rather than 30.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverTiming {
+    /// Renewals and reports happen this often.
+    pub heartbeat_ms: u64,
+    /// A Standby may take over once the Active has not renewed for this long.
+    pub failover_after_ms: u64,
+    /// A Standby more than this many revisions behind the most up-to-date node is never chosen.
+    pub max_lag_revisions: u64,
+}
+
+impl Default for FailoverTiming {
+    fn default() -> Self {
+        FailoverTiming { heartbeat_ms: 1000, failover_after_ms: 5000, max_lag_revisions: 100 }
+    }
+}
+
+impl FailoverTiming {
+    /// An Active whose last successful renewal began this long ago stops taking publishes: well
+    /// before any Standby may take over (`failover_after_ms`), with a margin of two heartbeats
+    /// for clock-rate differences and the time the fence itself takes.
+    pub fn fence_after_ms(&self) -> u64 {
+        self.failover_after_ms.saturating_sub(2 * self.heartbeat_ms).max(self.heartbeat_ms)
+    }
+
+    /// Checks the relation the safety argument needs.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_ms == 0 {
+            return Err("heartbeat_ms must be above 0".into());
+        }
+        if self.failover_after_ms < 3 * self.heartbeat_ms {
+            return Err(format!(
+                "failover_after_ms ({}) must be at least three heartbeats ({} ms): the Active fences itself \
+                 two heartbeats before a Standby may take over",
+                self.failover_after_ms,
+                3 * self.heartbeat_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What `mgha status` shows of automatic failover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverStatus {
+    pub mode: FailoverMode,
+    pub heartbeat_ms: u64,
+    pub failover_after_ms: u64,
+    /// The arbiter, its members and their health (as of the last check).
+    pub arbiter: Option<ArbiterStatus>,
+    /// An Active: how long its lease still lets it publish.
+    pub lease_left_ms: Option<u64>,
+    /// A Standby: why it does not take over now.
+    pub waiting: Option<String>,
+    /// The last failed call to the arbiter, if the latest one failed.
+    pub last_error: Option<String>,
+}

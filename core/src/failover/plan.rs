@@ -1,0 +1,187 @@
+//! The pure decisions of automatic failover: whether a Standby may campaign, who the best
+//! candidate is, and how long an Active's lease runs. No I/O and no clock: the driver passes the
+//! time in, and the simulation in `core/tests/failover_sim.rs` drives these same functions.
+
+use super::arbiter::{Holder, HolderState, Report};
+use super::FailoverTiming;
+use crate::node::Role;
+
+/// Until when (on the caller's monotonic clock) an Active may publish after a renewal that
+/// *began* at `started_ms` succeeded. Counting from the start, not the answer, keeps the lease
+/// inside the arbiter's own timeout however long the answer took.
+pub fn lease_until(started_ms: u64, timing: &FailoverTiming) -> u64 {
+    started_ms.saturating_add(timing.fence_after_ms())
+}
+
+/// What an Active does after it observed the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActiveDecision {
+    /// Keep renewing.
+    Renew,
+    /// Another node holds the role at a higher epoch (`holder`), or held it after this node
+    /// (`None`: its hold lapsed since): step down now.
+    StepDown { holder: Option<Holder> },
+    /// Nobody holds the role and the arbiter never granted an epoch above ours: this node is
+    /// the latest Active (a fresh arbiter, or automatic failover just turned on), and claims
+    /// the hold at once, at a new epoch.
+    Claim,
+}
+
+/// An Active's reading of the arbiter's state.
+pub fn active_decision(me: Holder, state: &HolderState) -> ActiveDecision {
+    match state.holder {
+        Some(h) if h != me && h.epoch > me.epoch => ActiveDecision::StepDown { holder: Some(h) },
+        Some(_) => ActiveDecision::Renew,
+        None if state.highest_epoch <= me.epoch => ActiveDecision::Claim,
+        None => ActiveDecision::StepDown { holder: None },
+    }
+}
+
+/// What a Standby does after it observed the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StandbyDecision {
+    /// The Active is alive, or this node is not the one to take over (the reason says why).
+    Wait(WaitReason),
+    /// Try to become the holder, if the holder is still `expected`.
+    Campaign { expected: Option<Holder> },
+}
+
+/// Why a Standby does not campaign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// The holder renews.
+    HolderAlive,
+    /// This node has not watched the arbiter for a whole failover timeout yet, so it may not have
+    /// seen every other candidate's report.
+    WarmingUp,
+    /// Another reachable Standby is more up to date (or as up to date with a smaller id).
+    BetterCandidate { name: String },
+    /// This node is more than `max_lag_revisions` behind the most up-to-date node known.
+    TooFarBehind { behind: u64 },
+}
+
+impl std::fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitReason::HolderAlive => f.write_str("the active renews its hold"),
+            WaitReason::WarmingUp => f.write_str("still learning the other candidates"),
+            WaitReason::BetterCandidate { name } => write!(f, "'{name}' is the better candidate"),
+            WaitReason::TooFarBehind { behind } => write!(f, "{behind} revisions behind the most up-to-date node"),
+        }
+    }
+}
+
+/// A Standby's reading of the arbiter's state. `observed_for_ms` is how long this node has been
+/// observing; `known_head` is the highest head sequence it learned outside the arbiter (from
+/// the Active it followed).
+pub fn standby_decision(
+    me: &Report,
+    state: &HolderState,
+    observed_for_ms: u64,
+    known_head: u64,
+    timing: &FailoverTiming,
+) -> StandbyDecision {
+    if !state.stale {
+        return StandbyDecision::Wait(WaitReason::HolderAlive);
+    }
+    if observed_for_ms < timing.failover_after_ms {
+        return StandbyDecision::Wait(WaitReason::WarmingUp);
+    }
+    let best_head = state.reports.iter().map(|r| r.head_seq).chain([known_head, me.head_seq]).max().unwrap_or(0);
+    let behind = best_head.saturating_sub(me.head_seq);
+    if behind > timing.max_lag_revisions {
+        return StandbyDecision::Wait(WaitReason::TooFarBehind { behind });
+    }
+    if let Some(better) = state
+        .reports
+        .iter()
+        .filter(|r| r.node_id != me.node_id && r.role == Role::Standby)
+        .filter(|r| Some(r.node_id) != state.holder.map(|h| h.node_id))
+        .find(|r| (r.head_seq, std::cmp::Reverse(r.node_id)) > (me.head_seq, std::cmp::Reverse(me.node_id)))
+    {
+        return StandbyDecision::Wait(WaitReason::BetterCandidate { name: better.name.clone() });
+    }
+    StandbyDecision::Campaign { expected: state.holder }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Uid;
+
+    fn uid(n: u128) -> Uid {
+        Uid(uuid::Uuid::from_u128(n))
+    }
+
+    fn report(name: &str, id: u128, head: u64) -> Report {
+        Report { node_id: uid(id), name: name.into(), tag: id as u16, role: Role::Standby, epoch: 1, head_seq: head }
+    }
+
+    fn stale(reports: Vec<Report>, holder: Option<Holder>) -> HolderState {
+        HolderState { holder, stale: true, highest_epoch: 1, reports }
+    }
+
+    #[test]
+    fn the_lease_ends_before_a_standby_may_take_over() {
+        let t = FailoverTiming::default();
+        assert!(lease_until(1000, &t) < 1000 + t.failover_after_ms);
+        assert_eq!(lease_until(1000, &t), 4000);
+        assert!(t.validate().is_ok());
+        assert!(FailoverTiming { failover_after_ms: 2000, ..t }.validate().is_err());
+    }
+
+    #[test]
+    fn the_most_up_to_date_standby_campaigns_and_ties_go_to_the_smaller_id() {
+        let t = FailoverTiming::default();
+        let (b, c) = (report("b", 2, 10), report("c", 3, 12));
+        let old = Holder { node_id: uid(1), epoch: 1 };
+        let state = stale(vec![b.clone(), c.clone()], Some(old));
+        assert_eq!(
+            standby_decision(&b, &state, 10_000, 0, &t),
+            StandbyDecision::Wait(WaitReason::BetterCandidate { name: "c".into() })
+        );
+        assert_eq!(standby_decision(&c, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: Some(old) });
+        let c10 = report("c", 3, 10);
+        let state = stale(vec![b.clone(), c10.clone()], None);
+        assert_eq!(standby_decision(&b, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: None });
+        assert!(matches!(standby_decision(&c10, &state, 10_000, 0, &t), StandbyDecision::Wait(_)));
+    }
+
+    #[test]
+    fn nobody_campaigns_while_the_holder_renews_or_before_warming_up() {
+        let t = FailoverTiming::default();
+        let b = report("b", 2, 10);
+        let alive = HolderState { stale: false, ..stale(vec![b.clone()], None) };
+        assert_eq!(standby_decision(&b, &alive, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::HolderAlive));
+        assert_eq!(
+            standby_decision(&b, &stale(vec![b.clone()], None), 100, 0, &t),
+            StandbyDecision::Wait(WaitReason::WarmingUp)
+        );
+    }
+
+    #[test]
+    fn a_standby_too_far_behind_never_takes_over() {
+        let t = FailoverTiming { max_lag_revisions: 5, ..FailoverTiming::default() };
+        let b = report("b", 2, 10);
+        let state = stale(vec![b.clone()], None);
+        assert_eq!(
+            standby_decision(&b, &state, 10_000, 16, &t),
+            StandbyDecision::Wait(WaitReason::TooFarBehind { behind: 6 })
+        );
+        assert_eq!(standby_decision(&b, &state, 10_000, 15, &t), StandbyDecision::Campaign { expected: None });
+    }
+
+    #[test]
+    fn an_active_steps_down_only_for_a_higher_holder() {
+        let me = Holder { node_id: uid(1), epoch: 5 };
+        let other = Holder { node_id: uid(2), epoch: 6 };
+        let state = |h| HolderState { holder: Some(h), ..HolderState::default() };
+        assert_eq!(active_decision(me, &state(me)), ActiveDecision::Renew);
+        assert_eq!(active_decision(me, &state(other)), ActiveDecision::StepDown { holder: Some(other) });
+        assert_eq!(active_decision(me, &state(Holder { epoch: 4, ..other })), ActiveDecision::Renew);
+        let vacant = |highest_epoch| HolderState { highest_epoch, ..HolderState::default() };
+        assert_eq!(active_decision(me, &vacant(0)), ActiveDecision::Claim);
+        assert_eq!(active_decision(me, &vacant(5)), ActiveDecision::Claim);
+        assert_eq!(active_decision(me, &vacant(6)), ActiveDecision::StepDown { holder: None });
+    }
+}

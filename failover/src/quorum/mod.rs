@@ -1,0 +1,318 @@
+//! The quorum arbiter: a small Raft group (openraft) of the data nodes and, with two data nodes,
+//! a data-less witness. Its replicated state is who holds the Active role at which epoch
+//! (`state.rs`); every call is one Raft write committed by a majority, so a member cut off from
+//! the majority gets an error, never a decision.
+//!
+//! - `state.rs`: the replicated state and its commands (pure).
+//! - `store.rs`: the durable log, vote and state machine (redb, fsync on every write).
+//! - `net.rs`: the mutual-TLS transport between voters.
+//! - `node.rs`: one voter: Raft, its listener, writes through the leader.
+//!
+//! Staleness is timed by each observer's own monotonic clock: a holder is stale for a node once
+//! that node has seen no change of (holder, renewal count) for `failover_after_ms`. A renewal is
+//! applied on a node only after it committed, so no node sees a holder stale sooner than
+//! `failover_after_ms` after the holder's last successful renewal began.
+
+mod net;
+mod node;
+mod state;
+mod store;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use mgha_core::failover::{Arbiter, ArbiterStatus, FailoverTiming, Holder, HolderState, Report};
+use mgha_core::sync::pki::TlsFiles;
+use mgha_core::{Error, Result, Uid};
+
+use node::Node;
+use state::{describe, CmdKind, CmdResponse};
+pub use store::RAFT_FILE;
+
+/// One voter of the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumPeer {
+    pub name: String,
+    /// Where it listens for the other voters, HOST:PORT.
+    pub address: String,
+}
+
+/// How a member (a data node or the witness) takes part in the arbiter.
+#[derive(Clone, Debug)]
+pub struct QuorumConfig {
+    /// This member's name: a node's name, or the witness's.
+    pub name: String,
+    /// This member's Raft listen address, HOST:PORT.
+    pub listen: String,
+    /// Every voter, this one included.
+    pub members: Vec<QuorumPeer>,
+    /// The Raft vote, log and state persist here.
+    pub data_dir: PathBuf,
+    pub timing: FailoverTiming,
+    /// The cluster CA and this member's certificate.
+    pub tls: TlsFiles,
+}
+
+/// The Raft node id of a voter: stable, from its name alone.
+pub fn node_id(name: &str) -> u64 {
+    let hash = blake3::hash(name.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Parses `a=HOST:PORT,b=HOST:PORT,...` (the command line's `--members`).
+pub fn parse_members(text: &str) -> Result<Vec<QuorumPeer>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| match item.split_once('=') {
+            Some((name, address)) if !name.trim().is_empty() && !address.trim().is_empty() => {
+                Ok(QuorumPeer { name: name.trim().into(), address: address.trim().into() })
+            }
+            _ => Err(Error::InvalidArgument(format!("arbiter member {item:?}: expected NAME=HOST:PORT"))),
+        })
+        .collect()
+}
+
+/// Whether `listen` is where the others dial `address`: the same, or a wildcard host on the
+/// same port.
+fn listens_at(listen: &str, address: &str) -> bool {
+    if listen == address {
+        return true;
+    }
+    let port = |s: &str| s.rsplit_once(':').map(|(h, p)| (h.trim_matches(['[', ']']).to_string(), p.to_string()));
+    match (port(listen), port(address)) {
+        (Some((host, p1)), Some((_, p2))) => p1 == p2 && matches!(host.as_str(), "0.0.0.0" | "::" | ""),
+        _ => false,
+    }
+}
+
+/// Refuses a configuration the arbiter cannot decide safely with.
+pub fn check_config(cfg: &QuorumConfig, data_nodes: usize) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(format!("quorum arbiter: {m}")));
+    cfg.timing.validate().map_err(|e| Error::InvalidArgument(format!("failover timing: {e}")))?;
+    let voters = cfg.members.len();
+    if voters < 3 {
+        if voters == 2 || data_nodes == 2 {
+            return bad("two data nodes cannot decide alone: add a witness (`mgha witness`) or a third node".into());
+        }
+        return bad(format!("it needs at least 3 voters (a majority must survive the loss of one), got {voters}"));
+    }
+    if data_nodes > voters {
+        return bad(format!("{data_nodes} data nodes but only {voters} voters: every data node must be a voter"));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut addresses = std::collections::BTreeSet::new();
+    for m in &cfg.members {
+        if m.name.is_empty() || m.address.is_empty() {
+            return bad(format!("a member needs a name and an address ({m:?})"));
+        }
+        if !names.insert(m.name.as_str()) {
+            return bad(format!("the name '{}' appears twice among the members", m.name));
+        }
+        if !addresses.insert(m.address.as_str()) {
+            return bad(format!("the address {} appears twice among the members", m.address));
+        }
+        if !ids.insert(node_id(&m.name)) {
+            return bad(format!("the names of '{}' and another member hash to the same Raft id; rename one", m.name));
+        }
+    }
+    match cfg.members.iter().find(|m| m.name == cfg.name) {
+        None => bad(format!("this member '{}' is not among the members", cfg.name)),
+        Some(me) if !listens_at(&cfg.listen, &me.address) => bad(format!(
+            "this member '{}' listens on {} but the members list gives its address as {}",
+            cfg.name, cfg.listen, me.address
+        )),
+        Some(_) => {
+            if voters.is_multiple_of(2) {
+                tracing::warn!(voters, "an even number of arbiter voters tolerates no more failures than one fewer");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The quorum arbiter of a data node.
+pub struct QuorumArbiter {
+    node: Node,
+}
+
+impl std::fmt::Debug for QuorumArbiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QuorumArbiter({})", self.node.core.name)
+    }
+}
+
+impl QuorumArbiter {
+    /// Joins (or forms) the Raft group of `cfg.members`; `data_nodes` is how many of them hold
+    /// data (the others are witnesses).
+    pub async fn start(cfg: QuorumConfig, data_nodes: usize) -> Result<QuorumArbiter> {
+        check_config(&cfg, data_nodes)?;
+        let node = Node::start(&cfg).await?;
+        tracing::info!(name = %cfg.name, listen = %cfg.listen, voters = cfg.members.len(), "quorum arbiter started");
+        Ok(QuorumArbiter { node })
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.node.core.call_timeout
+    }
+
+    async fn write(&self, kind: CmdKind) -> Result<(CmdResponse, u64, tokio::time::Instant)> {
+        let deadline = self.deadline();
+        let (answer, index) = self.node.core.write(kind, deadline).await?;
+        Ok((answer, index, deadline))
+    }
+}
+
+fn unexpected(answer: CmdResponse) -> Error {
+    Error::Peer(format!("arbiter: unexpected answer {answer:?}"))
+}
+
+#[async_trait]
+impl Arbiter for QuorumArbiter {
+    async fn renew(&self, holder: Holder) -> Result<()> {
+        match self.write(CmdKind::Renew { holder }).await?.0 {
+            CmdResponse::Renewed(true) => Ok(()),
+            CmdResponse::Renewed(false) => Err(Error::Changeover(format!(
+                "the arbiter refused the renewal of {}: the holder is now {}",
+                describe(Some(holder)),
+                describe(self.node.core.shared.view().machine.state.holder)
+            ))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn observe(&self, me: &Report) -> Result<HolderState> {
+        let (answer, index, deadline) = self.write(CmdKind::Report { report: me.clone() }).await?;
+        if answer != CmdResponse::Reported {
+            return Err(unexpected(answer));
+        }
+        let core = &self.node.core;
+        if !core.shared.wait_applied(index, deadline).await {
+            return Err(Error::Peer(format!("arbiter: this member did not apply log {index} in time")));
+        }
+        let view = core.shared.view();
+        let now = Instant::now();
+        let window = Duration::from_millis(core.timing.failover_after_ms);
+        let state = view.machine.state;
+        let reports = state
+            .reports
+            .values()
+            .filter(|r| {
+                view.report_seen_at
+                    .get(&r.report.node_id)
+                    .is_some_and(|(index, at)| *index == r.index && now.duration_since(*at) < window)
+            })
+            .map(|r| r.report.clone())
+            .collect();
+        Ok(HolderState {
+            holder: state.holder,
+            stale: state.holder.is_none() || now.duration_since(view.holder_seen_at) >= window,
+            highest_epoch: state.highest_epoch,
+            reports,
+        })
+    }
+
+    async fn acquire(&self, me: &Report, expected: Option<Holder>, highest_known: u64) -> Result<Option<u64>> {
+        match self.write(CmdKind::Acquire { me: me.clone(), expected, highest_known }).await?.0 {
+            CmdResponse::Acquired(epoch) => Ok(epoch),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn transfer(&self, from: Holder, to: Uid, epoch: u64) -> Result<()> {
+        match self.write(CmdKind::Transfer { from, to, epoch }).await?.0 {
+            CmdResponse::Transferred(Ok(())) => Ok(()),
+            CmdResponse::Transferred(Err(why)) => {
+                Err(Error::Changeover(format!("the arbiter refused the transfer: {why}")))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn status(&self) -> ArbiterStatus {
+        let core = &self.node.core;
+        let metrics = core.raft.metrics().borrow().clone();
+        let mut members = core.member_views();
+        // A follower hears only from the leader; the leader sees every voter.
+        if let Some(peer) = metrics.current_leader.filter(|l| *l != core.id).and_then(|l| core.peers.by_id.get(&l)) {
+            if let Ok(net::Reply::Status(view)) = peer.client.call(&net::Request::Status, core.call_timeout).await {
+                for m in &mut members {
+                    if m.name == core.name {
+                        continue;
+                    }
+                    if let Some(seen) = view.iter().find(|v| v.name == m.name) {
+                        m.healthy = seen.healthy;
+                        m.detail = if m.name == peer.name {
+                            seen.detail.clone()
+                        } else {
+                            format!("{} (as the leader {} sees it)", seen.detail, peer.name)
+                        };
+                    }
+                }
+            }
+        }
+        for m in members.iter_mut().filter(|m| m.name == core.name) {
+            m.detail.push_str(" (this member)");
+        }
+        let window = Duration::from_millis(core.timing.failover_after_ms);
+        let leader_acked = metrics.current_leader == Some(core.id)
+            && metrics.millis_since_quorum_ack.is_some_and(|ms| ms < core.timing.failover_after_ms);
+        let committed = core.last_commit().is_some_and(|t| t.elapsed() < window);
+        ArbiterStatus {
+            kind: "quorum".into(),
+            members,
+            has_quorum: metrics.current_leader.is_some() && (committed || leader_acked),
+            holder: core.shared.view().machine.state.holder,
+        }
+    }
+
+    async fn close(&self) {
+        self.node.close().await;
+    }
+}
+
+/// The witness: a voter that holds no configuration and never reports nor campaigns; it only
+/// votes and keeps the Raft log, so two data nodes have a majority without each other. Runs
+/// until `shutdown` resolves.
+pub async fn run_witness(cfg: QuorumConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    check_config(&cfg, cfg.members.len().saturating_sub(1))?;
+    let node = Node::start(&cfg).await?;
+    tracing::info!(name = %cfg.name, listen = %cfg.listen, voters = cfg.members.len(), "arbiter witness started");
+    shutdown.await;
+    node.close().await;
+    tracing::info!(name = %cfg.name, "arbiter witness stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse_from_the_command_line() {
+        let m = parse_members("a=127.0.0.1:1, b=h:2,w=[::1]:3").expect("parses");
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[2], QuorumPeer { name: "w".into(), address: "[::1]:3".into() });
+        assert!(parse_members("a=1,b").is_err());
+        assert!(parse_members("=h:1").is_err());
+    }
+
+    #[test]
+    fn a_wildcard_listen_matches_its_port() {
+        assert!(listens_at("0.0.0.0:7000", "10.0.0.1:7000"));
+        assert!(listens_at("[::]:7000", "node-a:7000"));
+        assert!(!listens_at("0.0.0.0:7001", "10.0.0.1:7000"));
+        assert!(!listens_at("127.0.0.1:7000", "10.0.0.1:7000"));
+    }
+
+    #[test]
+    fn node_ids_are_stable() {
+        assert_eq!(node_id("a"), node_id("a"));
+        assert_ne!(node_id("a"), node_id("b"));
+    }
+}

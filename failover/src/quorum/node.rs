@@ -1,0 +1,288 @@
+//! One Raft voter of the arbiter: openraft over the store of `store.rs` and the transport of
+//! `net.rs`, the listener that serves the other voters, and client writes that go to the leader
+//! (locally, or forwarded over the transport), each bounded by the call timeout.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use mgha_core::failover::{ArbiterMember, FailoverTiming};
+use mgha_core::sync::tls::MemberTls;
+use mgha_core::{Error, Result};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::net::{self, Handler, Network, Peers, Reply, Request, WriteReply};
+use super::state::{Cmd, CmdKind, CmdResponse, TypeConfig};
+use super::store::{self, Shared};
+use super::{node_id, QuorumConfig};
+
+/// The Raft timing derived from the failover heartbeat: Raft heartbeats several times per
+/// failover heartbeat and re-elects a lost leader within about one.
+pub fn raft_config(timing: &FailoverTiming) -> Result<Config> {
+    let heartbeat_ms = (timing.heartbeat_ms / 8).clamp(50, 125);
+    let config = Config {
+        cluster_name: "mgha-arbiter".into(),
+        heartbeat_interval: heartbeat_ms,
+        election_timeout_min: 3 * heartbeat_ms,
+        election_timeout_max: 6 * heartbeat_ms,
+        install_snapshot_timeout: 1000,
+        // The state is a few kilobytes: one chunk, far under the frame limit.
+        snapshot_max_chunk_size: (net::FRAME_BYTES_MAX / 4) as u64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: 100,
+        ..Default::default()
+    };
+    config.validate().map_err(|e| Error::InvalidArgument(format!("arbiter Raft timing: {e}")))
+}
+
+/// How long one arbiter call may take: well under a heartbeat, never under 200 ms.
+pub fn call_timeout(timing: &FailoverTiming) -> Duration {
+    Duration::from_millis((timing.heartbeat_ms / 2).max(200))
+}
+
+/// What the listener and the arbiter share.
+pub struct Core {
+    pub id: u64,
+    pub name: String,
+    pub raft: Raft<TypeConfig>,
+    pub peers: Arc<Peers>,
+    pub shared: Arc<Shared>,
+    /// Every voter, this one included, in configuration order: (id, name, address).
+    pub voters: Vec<(u64, String, String)>,
+    pub timing: FailoverTiming,
+    pub call_timeout: Duration,
+    last_commit: Mutex<Option<Instant>>,
+}
+
+/// A running voter.
+pub struct Node {
+    pub core: Arc<Core>,
+    stop: watch::Sender<bool>,
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Node {
+    /// Opens the store, listens, starts Raft and initializes the group if it never was.
+    pub async fn start(cfg: &QuorumConfig) -> Result<Node> {
+        let tls = MemberTls::load(&cfg.tls)?;
+        let (log, machine, shared) = store::open(&cfg.data_dir).await?;
+        let listener = TcpListener::bind(&cfg.listen)
+            .await
+            .map_err(|e| Error::InvalidArgument(format!("arbiter: cannot listen on {}: {e}", cfg.listen)))?;
+        let id = node_id(&cfg.name);
+        let voters: Vec<(u64, String, String)> =
+            cfg.members.iter().map(|m| (node_id(&m.name), m.name.clone(), m.address.clone())).collect();
+        let peers = Arc::new(Peers::new(tls.client.clone(), voters.iter().filter(|v| v.0 != id).cloned()));
+        let config = raft_config(&cfg.timing)?;
+        let network = Network { peers: peers.clone(), backoff: Duration::from_millis(2 * config.heartbeat_interval) };
+        let raft = Raft::new(id, Arc::new(config), network, log, machine)
+            .await
+            .map_err(|e| Error::Peer(format!("arbiter: cannot start Raft: {e}")))?;
+        let core = Arc::new(Core {
+            id,
+            name: cfg.name.clone(),
+            raft,
+            peers,
+            shared,
+            voters,
+            timing: cfg.timing,
+            call_timeout: call_timeout(&cfg.timing),
+            last_commit: Mutex::new(None),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(net::serve(listener, tls.server.clone(), core.clone(), stop_rx));
+        let node = Node { core, stop, server: Mutex::new(Some(server)) };
+        if let Err(e) = node.initialize().await {
+            node.close().await;
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    /// Every voter may initialize the group with the same membership; one that already holds a
+    /// vote or a log (a restart, or a peer got there first) is simply not allowed to again.
+    async fn initialize(&self) -> Result<()> {
+        let raft = &self.core.raft;
+        let started = raft.is_initialized().await.map_err(|e| Error::Peer(format!("arbiter: {e}")))?;
+        if started {
+            return Ok(());
+        }
+        let members: std::collections::BTreeMap<u64, BasicNode> =
+            self.core.voters.iter().map(|(id, _, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        match raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::Peer(format!("arbiter: cannot initialize the Raft group: {e}"))),
+        }
+    }
+
+    /// Stops serving peers and shuts Raft down (the store closes with it).
+    pub async fn close(&self) {
+        self.stop.send_replace(true);
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        }
+        let _ = self.core.raft.shutdown().await;
+    }
+}
+
+impl Drop for Node {
+    /// A voter dropped without [`Node::close`] still stops: its listener at once, Raft soon after.
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let raft = self.core.raft.clone();
+            runtime.spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
+    }
+}
+
+impl Core {
+    /// Commits one command through the leader, before `deadline`; the answer and its log index.
+    pub async fn write(&self, kind: CmdKind, deadline: tokio::time::Instant) -> Result<(CmdResponse, u64)> {
+        let cmd = Cmd { op: rand::random(), kind };
+        let mut metrics = self.raft.metrics();
+        let mut last_error = String::from("no leader elected");
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::Peer(format!(
+                    "arbiter: no majority of the {} voters committed the write within {} ms ({last_error})",
+                    self.voters.len(),
+                    self.call_timeout.as_millis()
+                )));
+            }
+            let leader = metrics.borrow_and_update().current_leader;
+            match leader {
+                Some(l) if l == self.id => {
+                    match tokio::time::timeout(left, self.raft.client_write(cmd.clone())).await {
+                        Ok(Ok(r)) => return Ok(self.committed(r.data, r.log_id.index)),
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                            last_error = "leadership moved".into();
+                        }
+                        Ok(Err(e)) => return Err(Error::Peer(format!("arbiter: {e}"))),
+                        Err(_) => last_error = "the leader could not reach a majority".into(),
+                    }
+                }
+                Some(l) => match self.peers.by_id.get(&l) {
+                    Some(peer) => match peer.client.call(&Request::Write(cmd.clone()), left).await {
+                        Ok(Reply::Write(WriteReply::Done { answer, index })) => {
+                            return Ok(self.committed(answer, index))
+                        }
+                        Ok(Reply::Write(WriteReply::NotLeader { .. })) => {
+                            last_error = format!("{} is no longer the leader", peer.name);
+                        }
+                        Ok(Reply::Write(WriteReply::Failed(e))) => last_error = format!("leader {}: {e}", peer.name),
+                        Ok(other) => last_error = format!("unexpected reply from {}: {other:?}", peer.name),
+                        Err(e) => last_error = e,
+                    },
+                    None => last_error = format!("the leader {l} is not in this configuration"),
+                },
+                None => {}
+            }
+            // Wait for news of a leader, briefly.
+            let pause = left.min(Duration::from_millis(20));
+            let _ = tokio::time::timeout(pause, metrics.changed()).await;
+        }
+    }
+
+    fn committed(&self, answer: CmdResponse, index: u64) -> (CmdResponse, u64) {
+        *self.last_commit.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        (answer, index)
+    }
+
+    /// When a write of ours last committed.
+    pub fn last_commit(&self) -> Option<Instant> {
+        *self.last_commit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A write forwarded by a peer: only the leader commits it.
+    async fn local_write(&self, cmd: Cmd) -> WriteReply {
+        match tokio::time::timeout(self.call_timeout, self.raft.client_write(cmd)).await {
+            Ok(Ok(r)) => WriteReply::Done { answer: r.data, index: r.log_id.index },
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                WriteReply::NotLeader { leader: f.leader_id }
+            }
+            Ok(Err(e)) => WriteReply::Failed(e.to_string()),
+            Err(_) => WriteReply::Failed("no majority committed the write in time".into()),
+        }
+    }
+
+    /// Every voter as this one sees it: complete on the leader, which replicates to all.
+    pub fn member_views(&self) -> Vec<ArbiterMember> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let window = Duration::from_millis(self.timing.failover_after_ms);
+        let role = |id: u64| if metrics.current_leader == Some(id) { "leader" } else { "follower" };
+        self.voters
+            .iter()
+            .map(|(id, name, addr)| {
+                if *id == self.id {
+                    let state = match metrics.state {
+                        ServerState::Leader => "leader",
+                        ServerState::Follower => "follower",
+                        ServerState::Candidate => "candidate",
+                        ServerState::Learner => "learner",
+                        ServerState::Shutdown => "shut down",
+                    };
+                    let index = |l: Option<openraft::LogId<u64>>| l.map_or("-".into(), |l| l.index.to_string());
+                    let detail = format!(
+                        "{state}, term {}, last log {}, applied {}, snapshot {}",
+                        metrics.current_term,
+                        metrics.last_log_index.map_or("-".into(), |i| i.to_string()),
+                        index(metrics.last_applied),
+                        index(metrics.snapshot),
+                    );
+                    let healthy = metrics.state != ServerState::Shutdown;
+                    return ArbiterMember { name: name.clone(), address: addr.clone(), healthy, detail };
+                }
+                let health = self.peers.by_id.get(id).map(|p| p.health()).unwrap_or_default();
+                let recent = health.last_ok.is_some_and(|t| t.elapsed() < window);
+                let mut detail = role(*id).to_string();
+                if let Some(matched) = metrics.replication.as_ref().and_then(|r| r.get(id)) {
+                    detail.push_str(&format!(", log {} matched", matched.map_or("-".into(), |l| l.index.to_string())));
+                }
+                match (&health.last_error, health.last_ok) {
+                    (Some(e), _) => detail.push_str(&format!(", last error: {e}")),
+                    (None, None) => detail.push_str(", no contact yet"),
+                    (None, Some(t)) => detail.push_str(&format!(", last contact {} ms ago", t.elapsed().as_millis())),
+                }
+                let healthy = recent && health.last_error.is_none();
+                ArbiterMember { name: name.clone(), address: addr.clone(), healthy, detail }
+            })
+            .collect()
+    }
+
+    fn contacted(&self, from: Option<u64>) {
+        if let Some(peer) = from.and_then(|id| self.peers.by_id.get(&id)) {
+            peer.contacted();
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Core {
+    async fn handle(&self, request: Request) -> Reply {
+        match request {
+            Request::AppendEntries(rpc) => {
+                self.contacted(rpc.vote.leader_id().voted_for());
+                Reply::AppendEntries(self.raft.append_entries(rpc).await)
+            }
+            Request::Vote(rpc) => {
+                self.contacted(rpc.vote.leader_id().voted_for());
+                Reply::Vote(self.raft.vote(rpc).await)
+            }
+            Request::InstallSnapshot(rpc) => {
+                self.contacted(rpc.vote.leader_id().voted_for());
+                Reply::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+            }
+            Request::Write(cmd) => Reply::Write(self.local_write(cmd).await),
+            Request::Status => Reply::Status(self.member_views()),
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Durable Raft storage of one voter, in one redb file (`DATA_DIR/raft.redb`): the log, the
+//! vote, the committed and purged log ids, the applied state machine and the last snapshot. Every
+//! write is a redb transaction with immediate durability (fsync) before openraft is told it is
+//! done, so a restarted voter (the witness included) keeps its vote and never votes twice in a
+//! term. The applied state is also shared in memory with the arbiter, with the local instants at
+//! which it last changed (what staleness is timed by).
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mgha_core::{Error, Result, Uid};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership, Vote,
+};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::state::{ArbiterState, CmdResponse, TypeConfig};
+
+/// The file under the data directory.
+pub const RAFT_FILE: &str = "raft.redb";
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "purged";
+const MACHINE: &str = "machine";
+const SNAPSHOT: &str = "snapshot";
+
+type NodeId = u64;
+type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
+
+/// The applied state machine, as persisted after every applied batch.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Machine {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    pub state: ArbiterState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The applied state as this voter sees it, with local times of change.
+#[derive(Clone, Debug)]
+pub struct View {
+    pub machine: Machine,
+    /// When (holder, renewals) last changed here.
+    pub holder_seen_at: Instant,
+    /// When each node's report last arrived at a new log index here.
+    pub report_seen_at: HashMap<Uid, (u64, Instant)>,
+}
+
+/// What the state machine shares with the arbiter.
+#[derive(Debug)]
+pub struct Shared {
+    view: Mutex<View>,
+    applied: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the current view.
+    pub fn view(&self) -> View {
+        self.lock().clone()
+    }
+
+    /// Waits until the entry at `index` is applied here, until `deadline`.
+    pub async fn wait_applied(&self, index: u64, deadline: tokio::time::Instant) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout_at(deadline, rx.wait_for(|applied| *applied >= index)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Installs a new applied machine: notes what changed and when, then wakes waiters.
+    fn install(&self, machine: Machine) {
+        let now = Instant::now();
+        let index = machine.last_applied.map_or(0, |l| l.index);
+        {
+            let mut view = self.lock();
+            let (old, new) = (&view.machine.state, &machine.state);
+            if (old.holder, old.renewals) != (new.holder, new.renewals) {
+                view.holder_seen_at = now;
+            }
+            for (node, reported) in &new.reports {
+                let seen = view.report_seen_at.get(node).map(|(i, _)| *i);
+                if seen != Some(reported.index) {
+                    view.report_seen_at.insert(*node, (reported.index, now));
+                }
+            }
+            view.machine = machine;
+        }
+        self.applied.send_replace(index);
+    }
+}
+
+fn io_err(e: impl std::fmt::Display) -> AnyError {
+    AnyError::error(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> std::result::Result<Vec<u8>, AnyError> {
+    rmp_serde::to_vec_named(value).map_err(io_err)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, AnyError> {
+    rmp_serde::from_slice(bytes).map_err(io_err)
+}
+
+/// Runs redb work on the blocking pool: a commit waits for an fsync.
+async fn blocking<T, F>(f: F) -> std::result::Result<T, AnyError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> std::result::Result<T, AnyError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(io_err)?
+}
+
+fn get_meta<T: DeserializeOwned>(db: &Database, key: &str) -> std::result::Result<Option<T>, AnyError> {
+    let txn = db.begin_read().map_err(io_err)?;
+    let table = txn.open_table(META).map_err(io_err)?;
+    let value = table.get(key).map_err(io_err)?;
+    value.map(|v| decode(v.value())).transpose()
+}
+
+/// Writes `items` in one transaction; `durable` waits for the fsync. A lazy commit becomes
+/// durable with the next durable one (redb keeps commit order), so a crash loses at most a
+/// suffix of lazy commits: the applied state and the committed pointer, which Raft rebuilds
+/// from the durable log.
+fn put_meta(db: &Database, items: &[(&str, Vec<u8>)], durable: bool) -> std::result::Result<(), AnyError> {
+    let mut txn = db.begin_write().map_err(io_err)?;
+    if !durable {
+        txn.set_durability(redb::Durability::None).map_err(io_err)?;
+    }
+    {
+        let mut table = txn.open_table(META).map_err(io_err)?;
+        for (key, value) in items {
+            table.insert(*key, value.as_slice()).map_err(io_err)?;
+        }
+    }
+    txn.commit().map_err(io_err)
+}
+
+/// Opens (or creates) the store in `dir`.
+pub async fn open(dir: &Path) -> Result<(LogStore, StateMachine, Arc<Shared>)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(RAFT_FILE);
+    // A voter closed a moment ago in this process may still be dropping its handle.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let db = loop {
+        match Database::create(&path) {
+            Ok(db) => break db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(Error::InvalidArgument(format!("{}: {e}", path.display()))),
+        }
+    };
+    let txn = db.begin_write()?;
+    txn.open_table(LOG)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    let machine: Machine =
+        get_meta(&db, MACHINE).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?.unwrap_or_default();
+    let (applied, _) = watch::channel(machine.last_applied.map_or(0, |l| l.index));
+    let shared = Arc::new(Shared {
+        view: Mutex::new(View { machine, holder_seen_at: Instant::now(), report_seen_at: HashMap::new() }),
+        applied,
+    });
+    let db = Arc::new(db);
+    Ok((LogStore { db: db.clone() }, StateMachine { db, shared: shared.clone() }, shared))
+}
+
+/// The log, the vote and the log pointers.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let bounds: (Bound<u64>, Bound<u64>) = (range.start_bound().cloned(), range.end_bound().cloned());
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(io_err)?;
+            let table = txn.open_table(LOG).map_err(io_err)?;
+            let mut entries = Vec::new();
+            for item in table.range::<u64>(bounds).map_err(io_err)? {
+                let (_, value) = item.map_err(io_err)?;
+                entries.push(decode(value.value())?);
+            }
+            Ok(entries)
+        })
+        .await
+        .map_err(|e| StorageIOError::read_logs(e).into())
+    }
+}
+
+impl LogStore {
+    async fn get<T: DeserializeOwned + Send + 'static>(
+        &self,
+        key: &'static str,
+    ) -> std::result::Result<Option<T>, AnyError> {
+        let db = self.db.clone();
+        blocking(move || get_meta(&db, key)).await
+    }
+
+    async fn put<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durable: bool,
+    ) -> std::result::Result<(), AnyError> {
+        let bytes = encode(value)?;
+        let db = self.db.clone();
+        blocking(move || put_meta(&db, &[(key, bytes)], durable)).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let db = self.db.clone();
+        let (purged, last) = blocking(move || {
+            let purged: Option<LogId<NodeId>> = get_meta(&db, PURGED)?.flatten();
+            let txn = db.begin_read().map_err(io_err)?;
+            let table = txn.open_table(LOG).map_err(io_err)?;
+            let last = match table.last().map_err(io_err)? {
+                Some((_, value)) => Some(decode::<Entry<TypeConfig>>(value.value())?.log_id),
+                None => None,
+            };
+            Ok((purged, last))
+        })
+        .await
+        .map_err(StorageIOError::read_logs)?;
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last.or(purged) })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        self.put(VOTE, vote, true).await.map_err(|e| StorageIOError::write_vote(e).into())
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        self.get(VOTE).await.map_err(|e| StorageIOError::read_vote(e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        self.put(COMMITTED, &committed, false).await.map_err(|e| StorageIOError::write(e).into())
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        Ok(self.get::<Option<LogId<NodeId>>>(COMMITTED).await.map_err(StorageIOError::read)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut encoded = Vec::new();
+        for entry in entries {
+            encoded.push((entry.log_id.index, encode(&entry).map_err(StorageIOError::write_logs)?));
+        }
+        let db = self.db.clone();
+        let written = blocking(move || {
+            let txn = db.begin_write().map_err(io_err)?;
+            {
+                let mut table = txn.open_table(LOG).map_err(io_err)?;
+                for (index, bytes) in &encoded {
+                    table.insert(*index, bytes.as_slice()).map_err(io_err)?;
+                }
+            }
+            txn.commit().map_err(io_err)
+        })
+        .await;
+        match written {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(StorageIOError::write_logs(e).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write().map_err(io_err)?;
+            {
+                let mut table = txn.open_table(LOG).map_err(io_err)?;
+                table.retain_in::<u64, _>(log_id.index.., |_, _| false).map_err(io_err)?;
+            }
+            txn.commit().map_err(io_err)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let db = self.db.clone();
+        let purged = encode(&Some(log_id)).map_err(StorageIOError::write_logs)?;
+        blocking(move || {
+            let txn = db.begin_write().map_err(io_err)?;
+            {
+                let mut meta = txn.open_table(META).map_err(io_err)?;
+                meta.insert(PURGED, purged.as_slice()).map_err(io_err)?;
+                let mut table = txn.open_table(LOG).map_err(io_err)?;
+                table.retain_in::<u64, _>(..=log_id.index, |_, _| false).map_err(io_err)?;
+            }
+            txn.commit().map_err(io_err)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(e).into())
+    }
+}
+
+/// The state machine: applies committed commands, persists the result, builds snapshots.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<Database>,
+    shared: Arc<Shared>,
+}
+
+impl StateMachine {
+    /// Persists `machine` (and `snapshot`, when given) in one transaction, then shows it.
+    async fn persist(&self, machine: Machine, snapshot: Option<&StoredSnapshot>) -> std::result::Result<(), AnyError> {
+        let mut items = vec![(MACHINE, encode(&machine)?)];
+        if let Some(s) = snapshot {
+            items.push((SNAPSHOT, encode(s)?));
+        }
+        // Applied state is lazy (the log it came from is durable); an installed snapshot is not,
+        // since the log it replaces may be gone.
+        let durable = snapshot.is_some();
+        let db = self.db.clone();
+        blocking(move || put_meta(&db, &items, durable)).await?;
+        self.shared.install(machine);
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let machine = self.shared.view().machine;
+        let data = encode(&machine).map_err(StorageIOError::read_state_machine)?;
+        let snapshot_id = match machine.last_applied {
+            Some(last) => format!("{}-{}-{}", last.leader_id, last.index, rand::random::<u32>()),
+            None => format!("--{}", rand::random::<u32>()),
+        };
+        let meta = SnapshotMeta { last_log_id: machine.last_applied, last_membership: machine.membership, snapshot_id };
+        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
+        let bytes = encode(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        let db = self.db.clone();
+        // Durable, and with it every lazy commit of applied state before it: the log is purged
+        // only up to a snapshot, never past the durable applied state.
+        blocking(move || put_meta(&db, &[(SNAPSHOT, bytes)], true))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+        let machine = self.shared.view().machine;
+        Ok((machine.last_applied, machine.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<CmdResponse>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut machine = self.shared.view().machine;
+        let mut answers = Vec::new();
+        for entry in entries {
+            machine.last_applied = Some(entry.log_id);
+            answers.push(match entry.payload {
+                EntryPayload::Blank => CmdResponse::None,
+                EntryPayload::Normal(cmd) => machine.state.apply(&cmd, entry.log_id.index),
+                EntryPayload::Membership(m) => {
+                    machine.membership = StoredMembership::new(Some(entry.log_id), m);
+                    CmdResponse::None
+                }
+            });
+        }
+        self.persist(machine, None).await.map_err(StorageIOError::write_state_machine)?;
+        Ok(answers)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let data = snapshot.into_inner();
+        let machine: Machine = decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), e))?;
+        let stored = StoredSnapshot { meta: meta.clone(), data };
+        self.persist(machine, Some(&stored))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e).into())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let db = self.db.clone();
+        let stored: Option<StoredSnapshot> =
+            blocking(move || get_meta(&db, SNAPSHOT)).await.map_err(|e| StorageIOError::read_snapshot(None, e))?;
+        Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+    }
+}

@@ -1,0 +1,393 @@
+//! The etcd arbiter against a real etcd: every test starts its own single-member etcd
+//! (`etcd` from Debian's etcd-server, which scripts/test installs) on free loopback ports in a
+//! temporary directory, and kills it when done.
+#![cfg(feature = "etcd")]
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mgha_core::failover::{Arbiter, FailoverTiming, Holder, HolderState, Report};
+use mgha_core::roles::machine::epoch;
+use mgha_core::{Role, Uid};
+use mgha_failover::etcd::{EtcdArbiter, EtcdConfig};
+
+/// Short enough for tests: the leases last 2 s, calls time out after 250 ms.
+const TIMING: FailoverTiming = FailoverTiming { heartbeat_ms: 500, failover_after_ms: 2000, max_lag_revisions: 100 };
+const CALL_TIMEOUT_MS: u64 = 250;
+
+/// One etcd process, killed on drop.
+struct Etcd {
+    child: Child,
+    endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+impl Etcd {
+    async fn start() -> Etcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client_port, peer_port) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file");
+        let child = Command::new("etcd")
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("test={peer_url}"), "--initial-cluster-state", "new"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("etcd log file"))
+            .stderr(log)
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "the `etcd` binary is not on PATH ({e}); scripts/test installs it \
+                 (apt-get install etcd-server), or install it yourself"
+            ),
+            Err(e) => panic!("starting etcd: {e}"),
+        };
+        let mut etcd = Etcd { child, endpoint: format!("127.0.0.1:{client_port}"), dir };
+        etcd.wait_until_ready().await;
+        etcd
+    }
+
+    /// Waits until etcd accepts connections and has elected itself (a lease grant succeeds).
+    async fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("etcd exited with {status}: {}", self.log());
+            }
+            if TcpStream::connect(&self.endpoint).is_ok() && self.answers().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("etcd did not answer on {} within 20 s: {}", self.endpoint, self.log());
+    }
+
+    async fn answers(&self) -> bool {
+        let probe = async {
+            let mut client = etcd_client::Client::connect([&self.endpoint], None).await.ok()?;
+            client.lease_grant(5, None).await.ok()
+        };
+        matches!(tokio::time::timeout(Duration::from_secs(1), probe).await, Ok(Some(_)))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the process: a hung etcd that keeps its connections.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One node of the test: its arbiter and its report.
+struct Node {
+    arbiter: EtcdArbiter,
+    report: Report,
+}
+
+impl Node {
+    async fn connect(etcd: &Etcd, name: &str, tag: u16) -> Node {
+        let node_id = Uid::new_random();
+        let cfg = EtcdConfig {
+            endpoints: vec![etcd.endpoint.clone()],
+            prefix: "/mgha/test-cluster".into(),
+            timing: TIMING,
+            node_id,
+        };
+        let arbiter = EtcdArbiter::connect(cfg).await.expect("connect to etcd");
+        let report = Report { node_id, name: name.into(), tag, role: Role::Standby, epoch: 0, head_seq: 7 };
+        Node { arbiter, report }
+    }
+
+    async fn observe(&self) -> HolderState {
+        self.arbiter.observe(&self.report).await.expect("observe")
+    }
+
+    async fn acquire(&self, expected: Option<Holder>, highest_known: u64) -> Option<u64> {
+        self.arbiter.acquire(&self.report, expected, highest_known).await.expect("acquire")
+    }
+
+    fn holder(&self, epoch: u64) -> Holder {
+        Holder { node_id: self.report.node_id, epoch }
+    }
+}
+
+/// Observes every 100 ms until `done` holds, for at most `limit`; returns the state and when.
+async fn observe_until(node: &Node, limit: Duration, done: impl Fn(&HolderState) -> bool) -> (HolderState, Instant) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let state = node.observe().await;
+        if done(&state) {
+            return (state, Instant::now());
+        }
+        assert!(Instant::now() < deadline, "not reached within {limit:?}: {state:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn reported(state: &HolderState, node: &Node) -> bool {
+    state.reports.iter().any(|r| r.node_id == node.report.node_id)
+}
+
+#[tokio::test]
+async fn first_acquire_wins_and_the_second_gets_none() {
+    let etcd = Etcd::start().await;
+    let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
+
+    let state = a.observe().await;
+    assert!(state.stale && state.holder.is_none() && state.highest_epoch == 0, "{state:?}");
+
+    let granted = a.acquire(None, 0).await.expect("the first acquire wins");
+    assert_eq!(granted, epoch::first(1));
+    assert_eq!(b.acquire(None, 0).await, None, "there is a holder now");
+    assert_eq!(b.acquire(Some(b.holder(granted)), 0).await, None, "b is not the holder");
+
+    for _ in 0..3 {
+        a.arbiter.renew(a.holder(granted)).await.expect("renew while held");
+        tokio::time::sleep(Duration::from_millis(TIMING.heartbeat_ms)).await;
+    }
+    let state = b.observe().await;
+    assert_eq!(state.holder, Some(a.holder(granted)));
+    assert!(!state.stale);
+    assert_eq!(state.highest_epoch, granted);
+    assert!(reported(&state, &a) && reported(&state, &b), "{state:?}");
+
+    assert!(b.arbiter.renew(b.holder(granted)).await.is_err(), "only the holder renews");
+    assert!(a.arbiter.renew(a.holder(granted + 1)).await.is_err(), "only at the granted epoch");
+}
+
+#[tokio::test]
+async fn an_unrenewed_hold_lapses_and_the_other_node_takes_over_at_a_higher_epoch() {
+    let etcd = Etcd::start().await;
+    let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
+    let first = a.acquire(None, 0).await.expect("a acquires");
+    let last_renewal = Instant::now();
+    a.arbiter.renew(a.holder(first)).await.expect("renew");
+
+    // `a` stops renewing but keeps reporting: its reports must not keep its hold alive.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let state = loop {
+        let _ = a.observe().await;
+        let state = b.observe().await;
+        if state.stale {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "the hold never lapsed: {state:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let held_for = last_renewal.elapsed();
+    assert!(held_for >= Duration::from_millis(TIMING.failover_after_ms), "stale after only {held_for:?}");
+    assert_eq!(state.holder, None);
+    assert_eq!(state.highest_epoch, first, "the epoch key outlives the lease");
+
+    let second = b.acquire(None, state.highest_epoch).await.expect("b takes over");
+    assert!(second > first, "{} not above {}", epoch::display(second), epoch::display(first));
+    assert_eq!(epoch::tag(second), 2);
+    assert!(a.arbiter.renew(a.holder(first)).await.is_err(), "the old holder's renew fails");
+    b.arbiter.renew(b.holder(second)).await.expect("the new holder renews");
+    assert_eq!(a.observe().await.holder, Some(b.holder(second)));
+}
+
+#[tokio::test]
+async fn transfer_moves_the_holder_and_the_new_holder_keeps_it_under_its_own_lease() {
+    let etcd = Etcd::start().await;
+    let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
+    let first = a.acquire(None, 0).await.expect("a acquires");
+    let second = epoch::next(first, 2);
+
+    let refused = a.arbiter.transfer(a.holder(first), b.report.node_id, first).await;
+    assert!(refused.is_err(), "a transfer must raise the epoch");
+    assert!(a.arbiter.transfer(b.holder(first), b.report.node_id, second).await.is_err(), "b does not hold it");
+
+    a.arbiter.transfer(a.holder(first), b.report.node_id, second).await.expect("transfer");
+    assert!(a.arbiter.renew(a.holder(first)).await.is_err(), "a no longer holds it");
+    let state = b.observe().await;
+    assert_eq!(state.holder, Some(b.holder(second)));
+    assert_eq!(state.highest_epoch, second);
+
+    // The key was written under a's hold lease, which nobody renews any more; b's renewals move
+    // it under b's own lease, so it outlives a's lease while a keeps reporting.
+    let until = Instant::now() + Duration::from_millis(2 * TIMING.failover_after_ms);
+    while Instant::now() < until {
+        b.arbiter.renew(b.holder(second)).await.expect("the new holder renews");
+        let _ = a.observe().await;
+        tokio::time::sleep(Duration::from_millis(TIMING.heartbeat_ms)).await;
+    }
+    let state = a.observe().await;
+    assert_eq!(state.holder, Some(b.holder(second)));
+    assert!(!state.stale);
+}
+
+#[tokio::test]
+async fn a_transfer_nobody_takes_up_lapses() {
+    let etcd = Etcd::start().await;
+    let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
+    let first = a.acquire(None, 0).await.expect("a acquires");
+    let second = epoch::next(first, 2);
+    a.arbiter.transfer(a.holder(first), b.report.node_id, second).await.expect("transfer");
+    // b never renews; a keeps reporting. The key lapses and an election may follow.
+    let (state, _) = observe_until(&a, Duration::from_secs(8), |s| s.stale).await;
+    assert_eq!(state.highest_epoch, second);
+    let third = a.acquire(None, 0).await.expect("a acquires again");
+    assert!(third > second);
+}
+
+#[tokio::test]
+async fn reports_of_a_node_whose_lease_lapsed_vanish() {
+    let etcd = Etcd::start().await;
+    let (a, b, c) =
+        (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await, Node::connect(&etcd, "c", 3).await);
+    let silent_since = Instant::now();
+    let _ = b.observe().await;
+    let _ = c.observe().await;
+    let state = a.observe().await;
+    assert!(reported(&state, &b) && reported(&state, &c), "{state:?}");
+    assert_eq!(state.reports.iter().find(|r| r.name == "b").map(|r| r.head_seq), Some(7));
+
+    // c shuts down cleanly: its report goes at once. b just stops (a crash): its report goes
+    // with its lease.
+    c.arbiter.close().await;
+    let state = a.observe().await;
+    assert!(!reported(&state, &c), "{state:?}");
+    let (state, gone_at) = observe_until(&a, Duration::from_secs(8), |s| !reported(s, &b)).await;
+    assert!(gone_at - silent_since >= Duration::from_millis(TIMING.failover_after_ms));
+    assert!(reported(&state, &a), "the observer's own report stays");
+}
+
+#[tokio::test]
+async fn epochs_strictly_increase_across_grants() {
+    let etcd = Etcd::start().await;
+    let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
+    let mut holder = a.holder(a.acquire(None, 0).await.expect("a acquires"));
+    let mut epochs = vec![holder.epoch];
+    for round in 0..6 {
+        let (node, highest_known) = if round % 2 == 0 { (&b, 0) } else { (&a, holder.epoch) };
+        assert_eq!(node.acquire(None, 0).await, None, "the holder is alive");
+        let granted = node.acquire(Some(holder), highest_known).await.expect("takes over from the expected holder");
+        assert_eq!(epoch::tag(granted), node.report.tag);
+        let stale_expected = node.acquire(Some(holder), 0).await;
+        assert_eq!(stale_expected, None, "the expected holder changed");
+        holder = node.holder(granted);
+        epochs.push(granted);
+    }
+    // A transfer and a node that knows of a higher epoch elsewhere (a manual changeover).
+    let transferred = epoch::next(holder.epoch, 1);
+    b.arbiter.transfer(holder, a.report.node_id, transferred).await.expect("transfer");
+    epochs.push(transferred);
+    let above_known = b.acquire(Some(a.holder(transferred)), epoch::next(transferred, 9)).await.expect("b acquires");
+    assert_eq!(epoch::round(above_known), epoch::round(transferred) + 2);
+    epochs.push(above_known);
+    assert!(
+        epochs.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        epochs.iter().map(|e| epoch::display(*e)).collect::<Vec<_>>()
+    );
+    assert_eq!(a.observe().await.highest_epoch, above_known);
+}
+
+#[tokio::test]
+async fn killing_etcd_makes_renew_fail_within_the_call_timeout() {
+    let mut etcd = Etcd::start().await;
+    let a = Node::connect(&etcd, "a", 1).await;
+    let granted = a.acquire(None, 0).await.expect("a acquires");
+    a.arbiter.renew(a.holder(granted)).await.expect("renew");
+    let status = a.arbiter.status().await;
+    assert!(status.has_quorum && status.members.iter().all(|m| m.healthy), "{status:?}");
+    assert_eq!(status.holder, Some(a.holder(granted)));
+
+    etcd.kill();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let renewed = a.arbiter.renew(a.holder(granted)).await;
+        let took = started.elapsed();
+        assert!(renewed.is_err(), "renew without etcd");
+        assert!(took < Duration::from_millis(CALL_TIMEOUT_MS + 150), "renew took {took:?}");
+    }
+    let started = Instant::now();
+    assert!(a.arbiter.observe(&a.report).await.is_err());
+    let status = a.arbiter.status().await;
+    assert!(started.elapsed() < Duration::from_millis(2 * CALL_TIMEOUT_MS + 300));
+    assert!(!status.has_quorum && status.members.iter().all(|m| !m.healthy), "{status:?}");
+    assert_eq!(status.members.len(), 1);
+    assert_eq!(status.members[0].address, etcd.endpoint);
+}
+
+#[tokio::test]
+async fn status_shows_each_endpoint_and_the_holder() {
+    let etcd = Etcd::start().await;
+    let a = Node::connect(&etcd, "a", 1).await;
+    let status = a.arbiter.status().await;
+    assert_eq!(status.kind, "etcd");
+    assert!(status.has_quorum);
+    assert_eq!(status.holder, None);
+    let member = &status.members[0];
+    assert!(member.healthy && member.detail.starts_with("etcd 3."), "{member:?}");
+    assert!(member.detail.contains("raft index"), "{member:?}");
+}
+
+#[tokio::test]
+async fn connect_names_the_endpoints_when_none_answers() {
+    let endpoint = format!("127.0.0.1:{}", free_port());
+    let cfg = EtcdConfig {
+        endpoints: vec![endpoint.clone()],
+        prefix: "/mgha/x".into(),
+        timing: TIMING,
+        node_id: Uid::new_random(),
+    };
+    let started = Instant::now();
+    let err = EtcdArbiter::connect(cfg).await.err().expect("nothing listens there");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(err.to_string().contains(&endpoint), "{err}");
+}
+
+#[tokio::test]
+async fn a_hung_etcd_fails_every_call_within_the_call_timeout() {
+    let etcd = Etcd::start().await;
+    let a = Node::connect(&etcd, "a", 1).await;
+    let granted = a.acquire(None, 0).await.expect("a acquires");
+    a.arbiter.renew(a.holder(granted)).await.expect("renew");
+
+    etcd.signal("-STOP");
+    let bound = Duration::from_millis(CALL_TIMEOUT_MS + 150);
+    let started = Instant::now();
+    assert!(a.arbiter.renew(a.holder(granted)).await.is_err(), "renew against a hung etcd");
+    assert!(started.elapsed() < bound, "renew took {:?}", started.elapsed());
+    let started = Instant::now();
+    assert!(a.arbiter.observe(&a.report).await.is_err(), "observe against a hung etcd");
+    assert!(started.elapsed() < bound, "observe took {:?}", started.elapsed());
+    let started = Instant::now();
+    assert_eq!(a.arbiter.acquire(&a.report, None, 0).await.ok(), None, "acquire against a hung etcd");
+    assert!(started.elapsed() < bound, "acquire took {:?}", started.elapsed());
+    let started = Instant::now();
+    let status = a.arbiter.status().await;
+    assert!(started.elapsed() < bound, "status took {:?}", started.elapsed());
+    assert!(!status.has_quorum, "{status:?}");
+
+    // Resumed within the lease, the holder renews again.
+    etcd.signal("-CONT");
+    a.arbiter.renew(a.holder(granted)).await.expect("renew after etcd resumed");
+}

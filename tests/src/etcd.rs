@@ -1,0 +1,80 @@
+//! A real etcd for the tests of the etcd arbiter: a single-member cluster on free loopback ports
+//! in a temporary directory, killed when the guard drops. The binary comes from Debian's
+//! etcd-server package, which scripts/test installs.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One etcd process, killed on drop.
+pub struct Etcd {
+    child: Child,
+    /// `HOST:PORT` of the client API.
+    pub client: String,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it reports itself healthy. Panics (with how to install it)
+    /// when the binary is missing.
+    pub fn start() -> Etcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client_port, peer_port) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file");
+        let child = Command::new("etcd")
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("test={peer_url}"), "--initial-cluster-state", "new"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("etcd log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `etcd` ({e}); scripts/test installs it (apt-get install etcd-server)")
+            });
+        let mut etcd = Etcd { child, client: format!("127.0.0.1:{client_port}"), dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !etcd.healthy() {
+            if let Ok(Some(status)) = etcd.child.try_wait() {
+                panic!("etcd exited with {status}: {}", etcd.log());
+            }
+            assert!(Instant::now() < deadline, "etcd did not become healthy: {}", etcd.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        etcd
+    }
+
+    /// The client URL, as `etcd_endpoints` takes it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.client)
+    }
+
+    /// etcd's own health check (`GET /health` on the client port).
+    fn healthy(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(&self.client) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", self.client);
+        let mut body = String::new();
+        s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut body).is_ok() && body.contains("\"true\"")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -3,105 +3,17 @@
 //! temporary directory, and kills it when done.
 #![cfg(feature = "etcd")]
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mgha_core::failover::{Arbiter, FailoverTiming, Holder, HolderState, Report};
 use mgha_core::roles::machine::epoch;
 use mgha_core::{Role, Uid};
 use mgha_failover::etcd::{EtcdArbiter, EtcdConfig};
+use mgha_tests::etcd::Etcd;
 
 /// Short enough for tests: the leases last 2 s, calls time out after 250 ms.
 const TIMING: FailoverTiming = FailoverTiming { heartbeat_ms: 500, failover_after_ms: 2000, max_lag_revisions: 100 };
 const CALL_TIMEOUT_MS: u64 = 250;
-
-/// One etcd process, killed on drop.
-struct Etcd {
-    child: Child,
-    endpoint: String,
-    dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
-
-impl Etcd {
-    async fn start() -> Etcd {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (client_port, peer_port) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file");
-        let child = Command::new("etcd")
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("test={peer_url}"), "--initial-cluster-state", "new"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("etcd log file"))
-            .stderr(log)
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "the `etcd` binary is not on PATH ({e}); scripts/test installs it \
-                 (apt-get install etcd-server), or install it yourself"
-            ),
-            Err(e) => panic!("starting etcd: {e}"),
-        };
-        let mut etcd = Etcd { child, endpoint: format!("127.0.0.1:{client_port}"), dir };
-        etcd.wait_until_ready().await;
-        etcd
-    }
-
-    /// Waits until etcd accepts connections and has elected itself (a lease grant succeeds).
-    async fn wait_until_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("etcd exited with {status}: {}", self.log());
-            }
-            if TcpStream::connect(&self.endpoint).is_ok() && self.answers().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("etcd did not answer on {} within 20 s: {}", self.endpoint, self.log());
-    }
-
-    async fn answers(&self) -> bool {
-        let probe = async {
-            let mut client = etcd_client::Client::connect([&self.endpoint], None).await.ok()?;
-            client.lease_grant(5, None).await.ok()
-        };
-        matches!(tokio::time::timeout(Duration::from_secs(1), probe).await, Ok(Some(_)))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
-    }
-
-    /// Stops (SIGSTOP) or resumes (SIGCONT) the process: a hung etcd that keeps its connections.
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// One node of the test: its arbiter and its report.
 struct Node {
@@ -113,7 +25,7 @@ impl Node {
     async fn connect(etcd: &Etcd, name: &str, tag: u16) -> Node {
         let node_id = Uid::new_random();
         let cfg = EtcdConfig {
-            endpoints: vec![etcd.endpoint.clone()],
+            endpoints: vec![etcd.client.clone()],
             prefix: "/mgha/test-cluster".into(),
             timing: TIMING,
             node_id,
@@ -155,7 +67,7 @@ fn reported(state: &HolderState, node: &Node) -> bool {
 
 #[tokio::test]
 async fn first_acquire_wins_and_the_second_gets_none() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start();
     let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
 
     let state = a.observe().await;
@@ -182,7 +94,7 @@ async fn first_acquire_wins_and_the_second_gets_none() {
 
 #[tokio::test]
 async fn an_unrenewed_hold_lapses_and_the_other_node_takes_over_at_a_higher_epoch() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start();
     let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
     let first = a.acquire(None, 0).await.expect("a acquires");
     let last_renewal = Instant::now();
@@ -214,7 +126,7 @@ async fn an_unrenewed_hold_lapses_and_the_other_node_takes_over_at_a_higher_epoc
 
 #[tokio::test]
 async fn transfer_moves_the_holder_and_the_new_holder_keeps_it_under_its_own_lease() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start();
     let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
     let first = a.acquire(None, 0).await.expect("a acquires");
     let second = epoch::next(first, 2);
@@ -244,7 +156,7 @@ async fn transfer_moves_the_holder_and_the_new_holder_keeps_it_under_its_own_lea
 
 #[tokio::test]
 async fn a_transfer_nobody_takes_up_lapses() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start();
     let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
     let first = a.acquire(None, 0).await.expect("a acquires");
     let second = epoch::next(first, 2);
@@ -258,7 +170,7 @@ async fn a_transfer_nobody_takes_up_lapses() {
 
 #[tokio::test]
 async fn reports_of_a_node_whose_lease_lapsed_vanish() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start();
     let (a, b, c) =
         (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await, Node::connect(&etcd, "c", 3).await);
     let silent_since = Instant::now();
@@ -280,7 +192,7 @@ async fn reports_of_a_node_whose_lease_lapsed_vanish() {
 
 #[tokio::test]
 async fn epochs_strictly_increase_across_grants() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start();
     let (a, b) = (Node::connect(&etcd, "a", 1).await, Node::connect(&etcd, "b", 2).await);
     let mut holder = a.holder(a.acquire(None, 0).await.expect("a acquires"));
     let mut epochs = vec![holder.epoch];
@@ -311,7 +223,7 @@ async fn epochs_strictly_increase_across_grants() {
 
 #[tokio::test]
 async fn killing_etcd_makes_renew_fail_within_the_call_timeout() {
-    let mut etcd = Etcd::start().await;
+    let mut etcd = Etcd::start();
     let a = Node::connect(&etcd, "a", 1).await;
     let granted = a.acquire(None, 0).await.expect("a acquires");
     a.arbiter.renew(a.holder(granted)).await.expect("renew");
@@ -333,12 +245,12 @@ async fn killing_etcd_makes_renew_fail_within_the_call_timeout() {
     assert!(started.elapsed() < Duration::from_millis(2 * CALL_TIMEOUT_MS + 300));
     assert!(!status.has_quorum && status.members.iter().all(|m| !m.healthy), "{status:?}");
     assert_eq!(status.members.len(), 1);
-    assert_eq!(status.members[0].address, etcd.endpoint);
+    assert_eq!(status.members[0].address, etcd.client);
 }
 
 #[tokio::test]
 async fn status_shows_each_endpoint_and_the_holder() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start();
     let a = Node::connect(&etcd, "a", 1).await;
     let status = a.arbiter.status().await;
     assert_eq!(status.kind, "etcd");
@@ -351,7 +263,8 @@ async fn status_shows_each_endpoint_and_the_holder() {
 
 #[tokio::test]
 async fn connect_names_the_endpoints_when_none_answers() {
-    let endpoint = format!("127.0.0.1:{}", free_port());
+    let endpoint =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").to_string();
     let cfg = EtcdConfig {
         endpoints: vec![endpoint.clone()],
         prefix: "/mgha/x".into(),
@@ -366,7 +279,7 @@ async fn connect_names_the_endpoints_when_none_answers() {
 
 #[tokio::test]
 async fn a_hung_etcd_fails_every_call_within_the_call_timeout() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start();
     let a = Node::connect(&etcd, "a", 1).await;
     let granted = a.acquire(None, 0).await.expect("a acquires");
     a.arbiter.renew(a.holder(granted)).await.expect("renew");

@@ -67,6 +67,19 @@ impl Etcd {
         s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut body).is_ok() && body.contains("\"true\"")
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`, ...) to the process: SIGSTOP makes a hung etcd that
+    /// keeps its connections.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Kills the process now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
     }
@@ -74,7 +87,6 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -131,6 +131,14 @@ impl Cluster {
         b.start();
         wait_peers_synchronized(&a, &["b"]);
         wait_until("a to hold the arbiter's lease", || lease_left(&a).is_some_and(|l| l > 0));
+        // A changeover asked right at start would meet an arbiter still electing its own leader.
+        for n in [&a, &b] {
+            wait_until("the arbiter to have all its members", || {
+                let s = n.http_status().unwrap_or(Value::Null);
+                let members = s["failover"]["arbiter"]["members"].as_array().cloned().unwrap_or_default();
+                s["failover"]["arbiter"]["has_quorum"] == true && members.iter().all(|m| m["healthy"] == true)
+            });
+        }
         cluster.nodes = vec![a, b];
         cluster
     }
@@ -299,11 +307,6 @@ fn settle(c: &mut Cluster, round: usize, merged: &mut usize) -> usize {
 /// a follows, and neither is fenced afterwards.
 fn planned_changeover_goes_through_the_arbiter(mode: Mode) {
     let c = Cluster::start(mode, false, 0);
-    wait_until("the arbiter to have all its members", || {
-        let s = c.nodes[0].http_status().unwrap_or(Value::Null);
-        let members = s["failover"]["arbiter"]["members"].as_array().cloned().unwrap_or_default();
-        s["failover"]["arbiter"]["has_quorum"] == true && members.iter().all(|m| m["healthy"] == true)
-    });
     ok(&["changeover", "-d", c.nodes[0].d(), "--to", "b"]);
     wait_until("b to hold the lease", || lease_left(&c.nodes[1]).is_some_and(|l| l > 0));
     assert_eq!(role(&c.nodes[0]).as_deref(), Some("standby"));
@@ -320,6 +323,32 @@ fn planned_changeover_goes_through_the_arbiter(mode: Mode) {
     assert!(!c.nodes[1].log().contains("fenced"), "{}", c.logs());
     assert!(!c.nodes[0].log().contains("the arbiter made this node active"), "{}", c.logs());
     wait_peers_synchronized(&c.nodes[1], &["a"]);
+}
+
+/// `mgha changeover --force` on the Standby while the Active runs: the arbiter moves the hold at
+/// once, the old Active fences itself at its next heartbeat, and the forced node publishes only
+/// after the old Active's lease surely ran out.
+fn forced_changeover_goes_through_the_arbiter(mode: Mode) {
+    let c = Cluster::start(mode, false, 0);
+    ok(&["changeover", "-d", c.nodes[1].d(), "--force", "--yes"]);
+    wait_until("b to hold the lease", || lease_left(&c.nodes[1]).is_some_and(|l| l > 0));
+    wait_until("a to follow b", || role(&c.nodes[0]).as_deref() == Some("standby"));
+    let fenced = logged_at(&c.nodes[0].log(), "fenced").unwrap_or_else(|| panic!("a logged no fence\n{}", c.logs()));
+    let active = logged_at(&c.nodes[1].log(), "role changed role=active")
+        .unwrap_or_else(|| panic!("b logged no role change\n{}", c.logs()));
+    assert!(fenced < active, "a fenced at {fenced}, after b became active at {active}\n{}", c.logs());
+    Api::of(&c.nodes[1]).publish_host("after-force", 1).expect("b publishes");
+    wait_peers_synchronized(&c.nodes[1], &["a"]);
+}
+
+#[test]
+fn quorum_forced_changeover_goes_through_the_arbiter() {
+    forced_changeover_goes_through_the_arbiter(Mode::Quorum);
+}
+
+#[test]
+fn etcd_forced_changeover_goes_through_the_arbiter() {
+    forced_changeover_goes_through_the_arbiter(Mode::Etcd);
 }
 
 #[test]

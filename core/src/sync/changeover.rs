@@ -97,7 +97,7 @@ async fn transfer_at_arbiter(
     deadline: tokio::time::Instant,
 ) -> Result<()> {
     let arbiter = ctx.arbiter.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some(arbiter) = arbiter else { return Ok(()) };
+    let Some((arbiter, _)) = arbiter else { return Ok(()) };
     let node = ctx.engine.node()?;
     let from = Holder { node_id: node.node_id, epoch: epoch_before };
     loop {
@@ -154,12 +154,60 @@ async fn forward(ctx: &Arc<Ctx>, target: &str, timeout: Duration) -> Result<u64>
     }
 }
 
-/// Makes this Standby Active in the round after the highest epoch it has seen.
+/// Makes this Standby Active in the round after the highest epoch it has seen. With automatic
+/// failover, through the arbiter: see [`force_at_arbiter`].
 pub(crate) fn force(ctx: &Arc<Ctx>) -> Result<u64> {
     let engine = &ctx.engine;
+    let arbiter = ctx.arbiter.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some((arbiter, timing)) = arbiter {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Changeover("a forced changeover with an arbiter needs the sync runtime".into()))?;
+        return handle.block_on(force_at_arbiter(ctx, arbiter, timing));
+    }
     let highest = engine.sync().peers().iter().map(|p| p.epoch).max().unwrap_or(0).max(engine.role().1);
     failed(engine.role_event(Event::Force { highest_epoch: highest })?)?;
     let epoch = engine.role().1;
     tracing::warn!(epoch = %crate::roles::machine::epoch::display(epoch), "forced changeover: this node is now active");
     Ok(epoch)
+}
+
+/// A forced changeover with automatic failover: the arbiter makes this Standby the holder at
+/// once, whoever holds it now. The old Active's lease may still run for up to
+/// `fence_after_ms`, so this node takes publishes only after that (its driver renews first):
+/// forcing never puts two nodes in a position to accept publishes at one instant.
+async fn force_at_arbiter(
+    ctx: &Arc<Ctx>,
+    arbiter: Arc<dyn crate::failover::Arbiter>,
+    timing: crate::failover::FailoverTiming,
+) -> Result<u64> {
+    let engine = &ctx.engine;
+    let node = engine.node()?;
+    let (role, epoch) = engine.role();
+    if role == Role::Active {
+        return Err(Error::Changeover("this node is already the active".into()));
+    }
+    let me = crate::failover::Report {
+        node_id: node.node_id,
+        name: node.name.clone(),
+        tag: node.tag,
+        role,
+        epoch,
+        head_seq: engine.sync().head().seq,
+    };
+    let state = arbiter.observe(&me).await?;
+    let highest = engine.sync().peers().iter().map(|p| p.epoch).max().unwrap_or(0).max(epoch).max(state.highest_epoch);
+    let Some(new) = arbiter.acquire(&me, state.holder, highest).await? else {
+        return Err(Error::Changeover("the arbiter's holder changed meanwhile; nothing changed, ask again".into()));
+    };
+    tracing::warn!(
+        epoch = %crate::roles::machine::epoch::display(new),
+        wait_ms = timing.fence_after_ms(),
+        "forced changeover: the arbiter made this node the holder; publishing once the old active's lease ran out"
+    );
+    tokio::time::sleep(Duration::from_millis(timing.fence_after_ms())).await;
+    failed(engine.role_event(Event::Elected { epoch: new, until_ms: 0 })?)?;
+    if engine.role() != (Role::Active, new) {
+        return Err(Error::Changeover("this node could not take the role the arbiter granted".into()));
+    }
+    Ok(new)
 }

@@ -78,8 +78,8 @@ pub(crate) struct Ctx {
     pub promoted: watch::Sender<Option<(Uid, u64)>>,
     /// The Active this Standby follows right now.
     pub upstream: Mutex<Option<Uid>>,
-    /// With automatic failover: the arbiter that planned changeovers go through.
-    pub arbiter: Mutex<Option<Arc<dyn Arbiter>>>,
+    /// With automatic failover: the arbiter that changeovers go through, and its timing.
+    pub arbiter: Mutex<Option<(Arc<dyn Arbiter>, FailoverTiming)>>,
 }
 
 impl Ctx {
@@ -168,7 +168,7 @@ impl SyncRuntime {
     /// before serving publishes.
     pub fn enable_failover(&self, arbiter: Arc<dyn Arbiter>, mode: FailoverMode, timing: FailoverTiming) {
         self.ctx.engine.set_arbitrated();
-        *self.ctx.arbiter.lock().unwrap_or_else(|p| p.into_inner()) = Some(arbiter.clone());
+        *self.ctx.arbiter.lock().unwrap_or_else(|p| p.into_inner()) = Some((arbiter.clone(), timing));
         tokio::spawn(crate::failover::driver::run(
             self.ctx.engine.clone(),
             arbiter,

@@ -23,6 +23,14 @@ const HEARTBEAT_MS: u64 = 250;
 const FAILOVER_AFTER_MS: u64 = 2000;
 const FAILOVERS: usize = 20;
 
+/// One cluster at a time: each runs three processes and a Raft group or an etcd, and the
+/// timing under test should not depend on how many other clusters share two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
     Quorum,
@@ -37,6 +45,8 @@ struct Cluster {
     /// The links a test can cut to isolate node `a` from the arbiter.
     cut_a: Vec<FaultProxy>,
     scratch: Scratch,
+    /// Held for the cluster's life: see [`SERIAL`].
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 /// Heartbeats and timeouts short enough for a test.
@@ -55,11 +65,13 @@ impl Cluster {
     /// `a` (Primary, Active) and `b` (Standby) with the arbiter of `mode`; with `isolable`, `a`
     /// reaches the arbiter (and the arbiter reaches `a`) only through proxies in `cut_a`.
     fn start(mode: Mode, isolable: bool, sync_standbys: usize) -> Cluster {
+        let serial = serial();
         let scratch = Scratch::new();
         let mut a = scratch.init("a");
         a.start();
         let b = scratch.join(&a, "b");
-        let mut cluster = Cluster { nodes: Vec::new(), witness: None, etcd: None, cut_a: Vec::new(), scratch };
+        let mut cluster =
+            Cluster { nodes: Vec::new(), witness: None, etcd: None, cut_a: Vec::new(), scratch, _serial: serial };
         match mode {
             Mode::Etcd => {
                 let etcd = Etcd::start();
@@ -172,6 +184,13 @@ fn role(n: &Node) -> Option<String> {
     n.http_status().map(|s| s["node"]["role"].as_str().unwrap_or("").to_string())
 }
 
+/// The value of `field=N` on the first log line that contains `what`.
+fn logged_field(log: &str, what: &str, field: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains(what))?;
+    let at = line.find(&format!(" {field}="))? + field.len() + 2;
+    line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
 /// The time stamp of the first log line that contains `what`.
 fn logged_at(log: &str, what: &str) -> Option<String> {
     log.lines().find(|l| l.contains(what)).and_then(|l| l.split_whitespace().next()).map(String::from)
@@ -225,13 +244,15 @@ fn cut_active_refuses_publishes_before_the_new_active_is_elected(mode: Mode) {
         i += 1;
         b.publish_host(&format!("after-cut-{i}"), i).is_ok()
     });
-    // a's side: fenced, standby, refusing publishes, and it said so first.
-    assert_eq!(role(&c.nodes[0]).as_deref(), Some("standby"), "{}", c.logs());
+    // a's side: refusing publishes, fenced to standby, and its publishes stopped before b's began
+    // (from both logs: a's `refusing_since_ms`, b's `at_ms`, one clock on one host).
     assert_eq!(a.publish_host("cut-off", 2).expect_err("a is fenced"), "read-only");
-    let fenced = logged_at(&c.nodes[0].log(), "fenced").unwrap_or_else(|| panic!("a logged no fence\n{}", c.logs()));
-    let elected = logged_at(&c.nodes[1].log(), "the arbiter made this node active")
+    wait_until("a to fence itself", || role(&c.nodes[0]).as_deref() == Some("standby"));
+    let refusing = logged_field(&c.nodes[0].log(), "fenced", "refusing_since_ms")
+        .unwrap_or_else(|| panic!("a logged no fence\n{}", c.logs()));
+    let elected = logged_field(&c.nodes[1].log(), "the arbiter made this node active", "at_ms")
         .unwrap_or_else(|| panic!("b logged no takeover\n{}", c.logs()));
-    assert!(fenced < elected, "a fenced at {fenced}, after b was elected at {elected}\n{}", c.logs());
+    assert!(refusing < elected, "a refused from {refusing}, b was elected at {elected}\n{}", c.logs());
     let s = c.nodes[0].http_status().expect("a answers");
     assert!(s["failover"]["lease_left_ms"].is_null(), "a standby has no lease: {s}");
     assert!(!s["failover"]["last_error"].is_null() || s["failover"]["arbiter"]["has_quorum"] == false, "{s}");
@@ -336,6 +357,7 @@ fn forced_changeover_goes_through_the_arbiter(mode: Mode) {
     let fenced = logged_at(&c.nodes[0].log(), "fenced").unwrap_or_else(|| panic!("a logged no fence\n{}", c.logs()));
     let active = logged_at(&c.nodes[1].log(), "role changed role=active")
         .unwrap_or_else(|| panic!("b logged no role change\n{}", c.logs()));
+    // b waits out a's whole lease after taking the hold; a fences at its next heartbeat.
     assert!(fenced < active, "a fenced at {fenced}, after b became active at {active}\n{}", c.logs());
     Api::of(&c.nodes[1]).publish_host("after-force", 1).expect("b publishes");
     wait_peers_synchronized(&c.nodes[1], &["a"]);

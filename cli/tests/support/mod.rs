@@ -276,7 +276,7 @@ impl Node {
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.with_extension("log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_mgha"))
             .args(["run", "-d", self.d()])
-            .env("MGHA_LOG", "info")
+            .env("MGHA_LOG", "info,openraft=error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

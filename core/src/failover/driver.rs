@@ -173,7 +173,9 @@ impl Driver {
         let grace = self.active_since_ms.unwrap_or(0).saturating_add(self.timing.fence_after_ms());
         if mono_ms() >= until.max(grace) {
             let why = outcome.error.as_deref().unwrap_or("no renewal succeeded in time");
-            self.fence(&format!("the arbiter did not confirm this node in time ({why})"));
+            // Publishes were refused from the moment the lease ran out, not from now.
+            let since = crate::now_ms().saturating_sub(mono_ms().saturating_sub(until));
+            self.fence_since(&format!("the arbiter did not confirm this node in time ({why})"), since);
         } else if let Some(e) = &outcome.error {
             tracing::warn!(error = %e, lease_left_ms = until.saturating_sub(mono_ms()), "renewal failed");
         }
@@ -203,9 +205,19 @@ impl Driver {
     }
 
     fn fence(&self, why: &str) {
+        self.fence_since(why, crate::now_ms());
+    }
+
+    /// Fences this Active; `refusing_since_ms` (Unix ms) is when its publishes stopped, logged so
+    /// that an operator can line it up with the new Active's `at_ms`.
+    fn fence_since(&self, why: &str, refusing_since_ms: u64) {
         match self.engine.role_event(Event::Fence) {
             Ok(actions) if actions.iter().any(|a| matches!(a, Action::Persist { .. })) => {
-                tracing::warn!(reason = %why, "fenced: this node stopped taking publishes and is now standby");
+                tracing::warn!(
+                    reason = %why,
+                    refusing_since_ms,
+                    "fenced: this node stopped taking publishes and is now standby"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "could not record the fence; publishes stay refused by the lease"),
@@ -231,9 +243,11 @@ impl Driver {
                 match self.arbiter.acquire(&me, expected, highest).await {
                     Ok(Some(epoch)) => {
                         let until = plan::lease_until(started, &self.timing);
+                        let at_ms = crate::now_ms();
                         match self.engine.role_event(Event::Elected { epoch, until_ms: until }) {
                             Ok(_) => tracing::warn!(
                                 epoch = %epoch::display(epoch),
+                                at_ms,
                                 previous = ?expected.and_then(|h| name_of(&state, h)),
                                 "automatic failover: the arbiter made this node active"
                             ),

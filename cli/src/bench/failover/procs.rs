@@ -1,0 +1,548 @@
+//! The processes the failover figures drive: child processes of this binary (`mgha init`,
+//! `join`, `run`, `witness`) and an etcd, their admin API, the two-node cluster with its arbiter,
+//! and the publisher that runs through every series.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mgha_core::failover::FailoverMode;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::NodeConfig;
+
+/// A child process, killed with SIGKILL on drop unless it already ended.
+pub(super) struct Guard(Child);
+
+impl Guard {
+    /// SIGKILL, and the exit reaped.
+    pub(super) fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// SIGTERM, then SIGKILL if it has not ended within 20 s.
+    pub(super) fn terminate(mut self) {
+        let pid = i32::try_from(self.0.id()).ok().and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How it ended, if it did.
+    pub(super) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `mgha ARGS` to completion; its standard output.
+pub(super) fn mgha(exe: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(exe)
+        .args(args)
+        .env("MGHA_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running mgha {args:?}"))?;
+    if !out.status.success() {
+        bail!("mgha {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub(super) fn path_str(p: &Path) -> anyhow::Result<&str> {
+    p.to_str().with_context(|| format!("{} is not UTF-8", p.display()))
+}
+
+/// `n` distinct free loopback addresses (all held until all are chosen).
+pub(super) fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let held = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
+    Ok(held.iter().map(|l| l.local_addr()).collect::<std::io::Result<Vec<_>>>()?)
+}
+
+/// The last lines of a log file, for an error message.
+pub(super) fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Polls `done` every 20 ms until it holds; an error naming `what` after [`WAIT`].
+pub(super) fn wait_until(what: &str, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    while !done()? {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A node's admin API, as the publisher and the measurement reach it.
+#[derive(Clone)]
+pub(super) struct Api {
+    pub(super) name: String,
+    pub(super) base: String,
+    pub(super) token: String,
+    pub(super) agent: ureq::Agent,
+}
+
+impl Api {
+    pub(super) fn of(name: &str, dir: &Path) -> anyhow::Result<Api> {
+        let config = NodeConfig::load(dir)?;
+        let token = crate::token::read(dir)?;
+        // A synchronous publish waits up to `sync_timeout_ms` (5 s) for a standby.
+        let agent = ureq::Agent::config_builder()
+            .proxy(None)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .new_agent();
+        Ok(Api { name: name.into(), base: format!("http://{}", config.admin), token, agent })
+    }
+
+    pub(super) fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let mut resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .call()
+            .with_context(|| format!("GET {path} on {}", self.name))?;
+        let status = resp.status();
+        let body: Value = resp.body_mut().with_config().limit(1 << 30).read_json().unwrap_or(Value::Null);
+        if status != 200 {
+            bail!("GET {path} on {}: {status} {body}", self.name);
+        }
+        Ok(body)
+    }
+
+    /// `GET /v1/status`, or None while the daemon does not answer.
+    pub(super) fn status(&self) -> Option<Value> {
+        self.get("/v1/status").ok()
+    }
+
+    /// How long the node's lease still runs, when it answers and is Active.
+    pub(super) fn lease_left(&self) -> Option<u64> {
+        self.status()?["failover"]["lease_left_ms"].as_u64()
+    }
+
+    /// Publishes one host; `Ok` once acknowledged, else the error code (or "unreachable").
+    pub(super) fn publish_host(&self, name: &str, i: usize) -> Result<(), String> {
+        let body = json!({"changes": [{"op": "put", "type": "host", "name": name,
+            "fields": {"ipv4-address": format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)}}]});
+        let mut resp = match self
+            .agent
+            .post(format!("{}/v1/publish", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .send_json(body)
+        {
+            Ok(r) => r,
+            Err(_) => return Err("unreachable".into()),
+        };
+        if resp.status() == 201 {
+            return Ok(());
+        }
+        let err: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+        Err(err["error"]["code"].as_str().unwrap_or("unreadable").to_string())
+    }
+
+    /// The names of every host on the node.
+    pub(super) fn hosts(&self) -> anyhow::Result<HashSet<String>> {
+        let list = self.get(&format!("/v1/objects?type=host&limit={LIST_MAX}"))?;
+        let objects = list["objects"].as_array().context("no objects in the listing")?;
+        if objects.len() >= LIST_MAX {
+            bail!("{} holds {LIST_MAX} hosts or more: the listing is cut", self.name);
+        }
+        Ok(objects.iter().filter_map(|o| o["name"].as_str().map(String::from)).collect())
+    }
+
+    /// Merges every open collision branch; how many branches and revisions.
+    pub(super) fn merge_open_branches(&self) -> anyhow::Result<(usize, usize)> {
+        let list = self.get("/v1/collisions")?;
+        let (mut branches, mut revisions) = (0, 0);
+        for b in list["collisions"].as_array().into_iter().flatten().filter(|b| b["status"] == "open") {
+            let id = b["id"].as_u64().context("a branch without an id")?;
+            let mut resp = self
+                .agent
+                .post(format!("{}/v1/collisions/{id}/resolve", self.base))
+                .header("authorization", format!("Bearer {}", self.token))
+                .send_json(json!({"merge": {}}))
+                .with_context(|| format!("resolving branch {id} on {}", self.name))?;
+            if resp.status() != 200 {
+                let body: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+                bail!("merging branch {id} on {}: {body}", self.name);
+            }
+            branches += 1;
+            revisions += b["revisions"].as_u64().unwrap_or(0) as usize;
+        }
+        Ok((branches, revisions))
+    }
+}
+
+/// A data node: its directory, its API and, while it runs, its daemon.
+pub(super) struct Node {
+    pub(super) name: String,
+    pub(super) dir: PathBuf,
+    pub(super) exe: PathBuf,
+    pub(super) api: Api,
+    pub(super) daemon: Option<Guard>,
+    /// When the running daemon was started.
+    pub(super) started: Option<Instant>,
+}
+
+impl Node {
+    pub(super) fn new(exe: &Path, dir: PathBuf, name: &str) -> anyhow::Result<Node> {
+        let api = Api::of(name, &dir)?;
+        Ok(Node { name: name.into(), dir, exe: exe.to_path_buf(), api, daemon: None, started: None })
+    }
+
+    pub(super) fn log_path(&self) -> PathBuf {
+        self.dir.with_extension("log")
+    }
+
+    /// Starts `mgha run` and waits until it answers.
+    pub(super) fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let child = Command::new(&self.exe)
+            .args(["run", "-d", path_str(&self.dir)?])
+            .env("MGHA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.name))?;
+        self.started = Some(Instant::now());
+        let daemon = self.daemon.insert(Guard(child));
+        let deadline = Instant::now() + WAIT;
+        while self.api.status().is_none() {
+            if let Some(status) = daemon.exited() {
+                bail!("{} exited while starting ({status}):\n{}", self.name, tail(&self.log_path()));
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not answer within {WAIT:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// How long the daemon has been running (zero when it does not).
+    pub(super) fn up_for(&self) -> Duration {
+        self.started.filter(|_| self.daemon.is_some()).map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    pub(super) fn kill(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.kill();
+        }
+    }
+
+    pub(super) fn terminate(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.terminate();
+        }
+    }
+
+    /// Changes the node's mgha.toml (the node must not run).
+    pub(super) fn configure(&self, change: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<()> {
+        let mut config = NodeConfig::load(&self.dir)?;
+        change(&mut config);
+        std::fs::write(NodeConfig::path(&self.dir), config.to_toml()?)
+            .with_context(|| format!("writing {}", NodeConfig::path(&self.dir).display()))
+    }
+
+    pub(super) fn listen(&self) -> anyhow::Result<String> {
+        NodeConfig::load(&self.dir)?.listen.context("the node has no 'listen'")
+    }
+
+    pub(super) fn join_key(&self) -> anyhow::Result<String> {
+        Ok(mgha(&self.exe, &["join-key", "-d", path_str(&self.dir)?, "--expires", "10m"])?.trim().to_string())
+    }
+}
+
+/// A single-member etcd on free loopback ports, killed on drop.
+pub(super) struct Etcd {
+    pub(super) _child: Guard,
+    pub(super) client: String,
+}
+
+impl Etcd {
+    pub(super) fn start(bin: &Path, dir: &Path) -> anyhow::Result<Etcd> {
+        std::fs::create_dir_all(dir)?;
+        let ports = free_addrs(2)?;
+        let client_url = format!("http://{}", ports[0]);
+        let peer_url = format!("http://{}", ports[1]);
+        let log = std::fs::File::create(dir.join("etcd.log"))?;
+        let child = Command::new(bin)
+            .args(["--name", "bench", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("bench={peer_url}"), "--initial-cluster-state", "new"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut etcd = Etcd { _child: Guard(child), client: ports[0].to_string() };
+        wait_until("etcd to report itself healthy", || {
+            if let Some(status) = etcd._child.exited() {
+                bail!("etcd exited with {status}:\n{}", tail(&dir.join("etcd.log")));
+            }
+            Ok(etcd.healthy())
+        })?;
+        Ok(etcd)
+    }
+
+    /// etcd's own health check (`GET /health` on the client port).
+    pub(super) fn healthy(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(&self.client) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", self.client);
+        let mut body = String::new();
+        s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut body).is_ok() && body.contains("\"true\"")
+    }
+}
+
+/// Two data nodes and their arbiter; dropped in field order, so the daemons go first.
+pub(super) struct Cluster {
+    pub(super) nodes: Vec<Node>,
+    pub(super) witness: Option<Guard>,
+    pub(super) etcd: Option<Etcd>,
+    pub(super) dir: PathBuf,
+}
+
+impl Cluster {
+    /// `a` (the Primary, Active) and `b` (Standby), configured for `mode`, both running, `b`
+    /// synchronized and `a` holding the arbiter's lease.
+    pub(super) fn start(ctx: &Ctx, dir: &Path, mode: Mode, sync_standbys: usize) -> anyhow::Result<Cluster> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let exe = &ctx.exe;
+        let a_dir = dir.join("a");
+        mgha(exe, &["init", "-d", path_str(&a_dir)?, "--name", "a"])?;
+        let mut a = Node::new(exe, a_dir, "a")?;
+        a.start()?;
+        let b_dir = dir.join("b");
+        let key = a.join_key()?;
+        mgha(exe, &["join", "-d", path_str(&b_dir)?, "--name", "b", "--peer", &a.listen()?, "--key", &key])?;
+        let b = Node::new(exe, b_dir, "b")?;
+        let mut c = Cluster { nodes: Vec::new(), witness: None, etcd: None, dir: dir.to_path_buf() };
+        let timing = ctx.timing;
+        let arbiter: Box<dyn Fn(&mut NodeConfig)> = match mode {
+            Mode::Etcd => {
+                let etcd = Etcd::start(&ctx.etcd_bin, &dir.join("etcd"))?;
+                let endpoint = format!("http://{}", etcd.client);
+                c.etcd = Some(etcd);
+                Box::new(move |cfg: &mut NodeConfig| {
+                    cfg.failover = FailoverMode::Etcd;
+                    cfg.etcd_endpoints = vec![endpoint.clone()];
+                })
+            }
+            Mode::Quorum => {
+                let q = free_addrs(3)?;
+                let members = vec![format!("a={}", q[0]), format!("b={}", q[1]), format!("witness={}", q[2])];
+                let key = a.join_key()?;
+                let wdir = dir.join("witness");
+                let log = std::fs::File::create(dir.join("witness.log"))?;
+                let child = Command::new(exe)
+                    .args(["witness", "-d", path_str(&wdir)?, "--listen", &q[2].to_string()])
+                    .args(["--members", &members.join(",")])
+                    .args(["--join", &a.listen()?, "--key", &key])
+                    .args(["--heartbeat-ms", &timing.heartbeat_ms.to_string()])
+                    .args(["--failover-after-ms", &timing.failover_after_ms.to_string()])
+                    .env("MGHA_LOG", "info")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .context("starting the witness")?;
+                let witness = c.witness.insert(Guard(child));
+                // The witness enrolls with `a` (which must run for that), then waits for voters.
+                wait_until("the witness to enroll", || {
+                    if let Some(status) = witness.exited() {
+                        bail!("the witness exited with {status}:\n{}", tail(&dir.join("witness.log")));
+                    }
+                    Ok(wdir.join("tls").join("node.pem").exists())
+                })?;
+                Box::new(move |cfg: &mut NodeConfig| {
+                    cfg.failover = FailoverMode::Quorum;
+                    let me = if cfg.name == "a" { q[0] } else { q[1] };
+                    cfg.quorum_listen = Some(me.to_string());
+                    cfg.quorum_members = members.clone();
+                })
+            }
+        };
+        a.terminate();
+        for n in [&a, &b] {
+            n.configure(|cfg| {
+                arbiter(cfg);
+                cfg.heartbeat_ms = timing.heartbeat_ms;
+                cfg.failover_after_ms = timing.failover_after_ms;
+                cfg.max_lag_revisions = timing.max_lag_revisions;
+                cfg.sync_standbys = sync_standbys;
+            })?;
+        }
+        c.nodes = vec![a, b];
+        for i in 0..2 {
+            c.nodes[i].start().with_context(|| c.logs())?;
+        }
+        wait_until("a to hold the arbiter's lease", || Ok(c.nodes[0].api.lease_left().is_some_and(|l| l > 0)))
+            .with_context(|| c.logs())?;
+        c.settle(&mut Phase::default())?;
+        Ok(c)
+    }
+
+    /// The last lines each process logged, for an error message.
+    pub(super) fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            out.push_str(&format!("--- {}\n{}\n", n.name, tail(&n.log_path())));
+        }
+        if self.witness.is_some() {
+            out.push_str(&format!("--- witness\n{}\n", tail(&self.dir.join("witness.log"))));
+        }
+        if self.etcd.is_some() {
+            out.push_str(&format!("--- etcd\n{}\n", tail(&self.dir.join("etcd").join("etcd.log"))));
+        }
+        out
+    }
+
+    /// Waits until exactly one node is Active holding its lease and the other a connected
+    /// Standby synchronized at its head, merging the collision branches the Active keeps on the
+    /// way (what a killed Active published that the other never received). The Active's index.
+    pub(super) fn settle(&self, out: &mut Phase) -> anyhow::Result<usize> {
+        let started = Instant::now();
+        let mut last_error = None;
+        loop {
+            let status: Vec<Option<Value>> = self.nodes.iter().map(|n| n.api.status()).collect();
+            let role = |i: usize| status[i].as_ref().and_then(|s| s["node"]["role"].as_str().map(String::from));
+            let roles = [role(0), role(1)];
+            let actives: Vec<usize> = (0..2).filter(|&i| roles[i].as_deref() == Some("active")).collect();
+            if let (&[x], Some(s)) = (actives.as_slice(), actives.first().and_then(|&x| status[x].as_ref())) {
+                let other = &self.nodes[1 - x].name;
+                let peer = s["peers"].as_array().into_iter().flatten().find(|p| p["name"] == other.as_str());
+                let synchronized = peer
+                    .is_some_and(|p| p["status"] == "synchronized" && p["connected"] == true && p["head"] == s["head"]);
+                let leased = s["failover"]["lease_left_ms"].as_u64().is_some_and(|l| l > 0);
+                if synchronized && leased && roles[1 - x].as_deref() == Some("standby") {
+                    return Ok(x);
+                }
+                if s["collisions_open"].as_u64().unwrap_or(0) > 0 {
+                    match self.nodes[x].api.merge_open_branches() {
+                        Ok((b, r)) => {
+                            out.branches += b;
+                            out.branch_revisions += r;
+                        }
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+            }
+            if started.elapsed() > WAIT {
+                let why = last_error.map(|e| format!(" (last error: {e:#})")).unwrap_or_default();
+                bail!("no Active with a synchronized Standby within {WAIT:?}: roles {roles:?}{why}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Publishes one host at a time on whichever node takes it, trying the other when one is
+/// read-only, busy or down; remembers every acknowledged name.
+pub(super) struct Publisher {
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) acked: Arc<Mutex<Vec<String>>>,
+    pub(super) failed: Arc<Mutex<Option<String>>>,
+    pub(super) thread: JoinHandle<()>,
+}
+
+impl Publisher {
+    pub(super) fn start(nodes: Vec<Api>) -> Publisher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(Mutex::new(None));
+        let (stopped, acks, fail) = (stop.clone(), acked.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            // A fresh name for every attempt: an attempt cut off by a kill may have committed
+            // without an answer, and must not turn the retry into a publish of nothing.
+            let mut i = 0;
+            while !stopped.load(Ordering::SeqCst) {
+                let mut done = false;
+                for n in &nodes {
+                    i += 1;
+                    let name = format!("pub-{i}");
+                    match n.publish_host(&name, i) {
+                        Ok(()) => {
+                            lock(&acks).push(name);
+                            done = true;
+                            break;
+                        }
+                        Err(code) if RETRIED.contains(&code.as_str()) => {}
+                        Err(code) => {
+                            *lock(&fail) = Some(format!("publishing {name} on {}: unexpected error {code}", n.name));
+                            return;
+                        }
+                    }
+                }
+                std::thread::sleep(if done { PUBLISH_EVERY } else { Duration::from_millis(5) });
+            }
+        });
+        Publisher { stop, acked, failed, thread }
+    }
+
+    /// The names acknowledged so far.
+    pub(super) fn acked(&self) -> Vec<String> {
+        lock(&self.acked).clone()
+    }
+
+    /// Waits for one more acknowledged publish.
+    pub(super) fn wait_for_more(&self) -> anyhow::Result<()> {
+        let before = lock(&self.acked).len();
+        wait_until("the publisher to get a publish acknowledged", || {
+            if let Some(e) = lock(&self.failed).clone() {
+                bail!("{e}");
+            }
+            Ok(lock(&self.acked).len() > before)
+        })
+    }
+
+    /// Stops publishing; the acknowledged names.
+    pub(super) fn stop(self) -> anyhow::Result<Vec<String>> {
+        self.stop.store(true, Ordering::SeqCst);
+        if self.thread.join().is_err() {
+            bail!("the publisher panicked");
+        }
+        if let Some(e) = lock(&self.failed).clone() {
+            bail!("{e}");
+        }
+        let acked = lock(&self.acked).clone();
+        Ok(acked)
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

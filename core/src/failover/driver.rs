@@ -49,8 +49,8 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
-            // A role change (a planned changeover landed here, say) is acted on at once.
-            ev = events.recv() => if let Ok(crate::sync::state::NodeEvent::RoleChanged { .. }) = ev {}
+            // Any engine event wakes it: a role change (a planned changeover landed here) is acted on at once.
+            _ = events.recv() => {}
         }
         if *shutdown.borrow() {
             break;
@@ -80,7 +80,7 @@ struct Outcome {
 
 impl Driver {
     async fn tick(&mut self) -> Role {
-        let outcome = match self.report() {
+        let outcome = match Report::of(&self.engine) {
             Ok(me) if me.role == Role::Active => {
                 self.active_since_ms.get_or_insert_with(mono_ms);
                 self.as_active(me).await
@@ -110,19 +110,6 @@ impl Driver {
             last_error: outcome.error,
         });
         machine.role
-    }
-
-    fn report(&self) -> crate::Result<Report> {
-        let node = self.engine.node()?;
-        let (role, epoch) = self.engine.role();
-        Ok(Report {
-            node_id: node.node_id,
-            name: node.name,
-            tag: node.tag,
-            role,
-            epoch,
-            head_seq: self.engine.sync().head().seq,
-        })
     }
 
     async fn as_active(&mut self, me: Report) -> Outcome {

@@ -15,6 +15,22 @@ pub use arbiter::{Arbiter, ArbiterMember, ArbiterStatus, Holder, HolderState, Re
 
 use serde::{Deserialize, Serialize};
 
+impl Report {
+    /// What the node of `engine` tells the arbiter about itself now.
+    pub fn of(engine: &crate::engine::Engine) -> crate::Result<Report> {
+        let node = engine.node()?;
+        let (role, epoch) = engine.role();
+        Ok(Report {
+            node_id: node.node_id,
+            name: node.name,
+            tag: node.tag,
+            role,
+            epoch,
+            head_seq: engine.sync().head().seq,
+        })
+    }
+}
+
 /// How the Active role moves when the Active fails.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

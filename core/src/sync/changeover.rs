@@ -105,14 +105,7 @@ async fn transfer_at_arbiter(
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        let me = crate::failover::Report {
-            node_id: node.node_id,
-            name: node.name.clone(),
-            tag: node.tag,
-            role: crate::node::Role::Active,
-            epoch: epoch_before,
-            head_seq: ctx.engine.sync().head().seq,
-        };
+        let me = crate::failover::Report::of(&ctx.engine)?;
         if let Ok(state) = arbiter.observe(&me).await {
             if state.holder == Some(Holder { node_id: target, epoch }) {
                 return Ok(());
@@ -181,19 +174,11 @@ async fn force_at_arbiter(
     timing: crate::failover::FailoverTiming,
 ) -> Result<u64> {
     let engine = &ctx.engine;
-    let node = engine.node()?;
-    let (role, epoch) = engine.role();
-    if role == Role::Active {
+    let me = crate::failover::Report::of(engine)?;
+    let epoch = me.epoch;
+    if me.role == Role::Active {
         return Err(Error::Changeover("this node is already the active".into()));
     }
-    let me = crate::failover::Report {
-        node_id: node.node_id,
-        name: node.name.clone(),
-        tag: node.tag,
-        role,
-        epoch,
-        head_seq: engine.sync().head().seq,
-    };
     let state = arbiter.observe(&me).await?;
     let highest = engine.sync().peers().iter().map(|p| p.epoch).max().unwrap_or(0).max(epoch).max(state.highest_epoch);
     let Some(new) = arbiter.acquire(&me, state.holder, highest).await? else {

@@ -29,9 +29,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Largest configuration text accepted; a config is a handful of lines.
-#define MGHA_CONFIG_BYTES_MAX (64 * 1024)
-
 // How often the dispatcher compares role and peer statuses with what it saw last.
 #define MGHA_EVENT_POLL_MS 100
 
@@ -241,8 +238,8 @@ mgha_status mgha_engine_join(const char *config_toml,
                              const char *key,
                              struct mgha_engine **out);
 
-// Issues a one-time join key valid for `ttl_ms` milliseconds, freed with `mgha_string_free`.
-// Only the Primary (which holds the cluster CA) issues keys.
+// Issues a one-time join key valid for `ttl_ms` milliseconds (1 to 30 days' worth), freed with
+// `mgha_string_free`. Only the Primary (which holds the cluster CA) issues keys.
 mgha_status mgha_engine_join_key(const struct mgha_engine *engine, uint64_t ttl_ms, char **out_key);
 
 // Objects of one type in name order, or of every type (`type_name` NULL) in (type, name)
@@ -256,8 +253,10 @@ mgha_status mgha_engine_list_json(const struct mgha_engine *engine,
 // `name`, it must be the node's.
 mgha_status mgha_engine_open(const char *config_toml, struct mgha_engine **out);
 
-// As `mgha_engine_open`, with the config read from the file at `path` (at most 64 KiB); a
-// relative `data_dir` in it is relative to the file's directory.
+// As `mgha_engine_open`, with the config read from the file at `path`: a regular file of at
+// most 64 KiB (a FIFO, a device or a directory is refused at once). `data_dir` defaults to the
+// file's directory (so a daemon's `DIR/mgha.toml` opens its node), and a relative one is
+// relative to it.
 mgha_status mgha_engine_open_path(const char *path, struct mgha_engine **out);
 
 // The address the engine listens on for peers (the port chosen for `listen = "...:0"`), as a
@@ -312,9 +311,11 @@ mgha_status mgha_engine_revision_json(const struct mgha_engine *engine, uint64_t
 // `{"seq", "id", "parent", "epoch", "author", "time_ms", "message", "state_hash", "changes"}`.
 mgha_status mgha_engine_revisions_json(const struct mgha_engine *engine, size_t limit, char **out);
 
-// The node's status as JSON: `node` (identity, designation, role, epoch), `head`, `floor`,
-// `objects`, `sessions`, `active` (the Active a Standby follows, or null) and `peers` (each
-// with its sync status, lag and last contact).
+// The node's status as JSON, the very document `GET /v1/status` of the admin API returns
+// (`StatusBody` in its OpenAPI document): `node` (identity, designation, role, epoch), `head`,
+// `floor`, `objects`, `sessions`, `active` (the Active a Standby follows, or null), `peers`
+// (each with its sync status, lag and last contact), `collisions_open`, and `failover` with
+// automatic failover.
 mgha_status mgha_engine_status_json(const struct mgha_engine *engine, char **out);
 
 // Calls `callback(user_data, event)` on the engine's event thread for every event from now on,

@@ -68,9 +68,10 @@ impl Backend {
     /// otherwise its store.
     pub fn connect(dir: &Path) -> anyhow::Result<Backend> {
         let config = NodeConfig::load(dir)?;
-        if daemon_listens(config.admin) {
+        let admin = config.require_admin()?;
+        if daemon_listens(admin) {
             let token = crate::token::read(dir)?;
-            return Ok(Backend::Remote(Remote::new(config.admin, token)));
+            return Ok(Backend::Remote(Remote::new(admin, token)));
         }
         // Without the daemon no standby is connected: publishes are refused up front when the
         // config wants them replicated (see `Local::check_replicable`), never left waiting.
@@ -78,7 +79,7 @@ impl Backend {
         let engine = Engine::open(dir, options).map_err(|e| match e {
             mgha_core::Error::InUse(_) => anyhow::Error::new(e).context(format!(
                 "no daemon answers at {} (key 'admin' in {}), yet another process holds the store",
-                config.admin,
+                admin,
                 NodeConfig::path(dir).display()
             )),
             other => anyhow::Error::new(other).context(format!("opening the store in {}", dir.display())),
@@ -89,17 +90,17 @@ impl Backend {
     /// The running daemon of `dir`, for what only it can do: `what` needs the peer connections,
     /// and only the daemon holds them. An error saying to start it when none answers.
     pub fn daemon(dir: &Path, what: &str) -> anyhow::Result<Remote> {
-        let config = NodeConfig::load(dir)?;
-        if !daemon_listens(config.admin) {
+        let admin = NodeConfig::load(dir)?.require_admin()?;
+        if !daemon_listens(admin) {
             bail!(
                 "no daemon answers at {} (key 'admin' in {}); start the daemon (`mgha run --data-dir {}`): {what} \
                  needs the peer connections",
-                config.admin,
+                admin,
                 NodeConfig::path(dir).display(),
                 dir.display()
             );
         }
-        Ok(Remote::new(config.admin, crate::token::read(dir)?))
+        Ok(Remote::new(admin, crate::token::read(dir)?))
     }
 
     /// Says which way the node is reached, for `status`.

@@ -6,16 +6,17 @@
 #[macro_use]
 mod output;
 
-mod api;
 mod bench;
 mod client;
 mod commands;
-mod config;
 mod daemon;
 mod demo;
 mod exit;
 mod sample;
 mod token;
+
+// The JSON contract and the configuration are the node library's, the same for every front end.
+use mgha_node::{config, contract as api};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use mgha_core::backup::{restore_backup, verify_backup, write_backup, BackupSummary};
 
 use crate::args::{text, Out};
-use crate::config::EngineConfig;
 use crate::engine::{core_of, mgha_engine};
 use crate::error::{mgha_status, FfiError, FfiResult};
 use crate::strings::json_c_string;
+use mgha_node::NodeConfig;
 
 fn open(path: &Path) -> FfiResult<File> {
     File::open(path).map_err(|e| {
@@ -86,9 +86,9 @@ pub unsafe extern "C" fn mgha_backup_restore(path: *const c_char, config_toml: *
     ffi_boundary!(status: {
         // SAFETY (two calls): C strings valid for the call (API contract).
         let path = Path::new(unsafe { text(path, "path") }?);
-        let config = EngineConfig::parse(unsafe { text(config_toml, "config_toml") }?, None)?;
+        let config = NodeConfig::parse(unsafe { text(config_toml, "config_toml") }?)?;
         let mut input = BufReader::new(open(path)?);
-        restore_backup(path, &mut input, &config.data_dir, &mut |_| {})?;
+        restore_backup(path, &mut input, config.data_dir()?, &mut |_| {})?;
         Ok(())
     })
 }

@@ -1,22 +1,18 @@
 //! The engine handle: creating a node (`init`, `join`), opening one, and closing it.
 //!
-//! An open `mgha_engine` owns a tokio multi-thread runtime ([`RUNTIME_WORKERS`] workers) that
-//! runs the node's sync runtime (peer listener, dial loops), and an event thread
-//! ([`crate::events`]). Two engines in one process are two cluster members on loopback.
+//! An open `mgha_engine` is a [`Node`] of the node library (the same node `mgha run` serves:
+//! synchronization, automatic failover, the one configuration parser) with an event thread
+//! ([`crate::events`]) for the host's callbacks. Its tokio runtime has [`RUNTIME_WORKERS`]
+//! workers. Two engines in one process are two cluster members on loopback.
 
 use std::ffi::c_char;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use mgha_core::cluster::{init_primary, issue_join_key, join_secondary};
 use mgha_core::engine::Engine;
-use mgha_core::sync::pki::TlsFiles;
-use mgha_core::sync::SyncRuntime;
+use mgha_node::{Node, NodeConfig, RuntimeOptions};
 
 use crate::args::{text, Out};
-use crate::config::EngineConfig;
 use crate::error::{mgha_status, FfiError, FfiResult};
 use crate::events::{Dispatcher, Events};
 use crate::handle::Registry;
@@ -24,8 +20,6 @@ use crate::strings::into_c_string;
 
 /// Worker threads of each engine's tokio runtime.
 pub const RUNTIME_WORKERS: usize = 2;
-/// How long close waits for the sync runtime's tasks to end before leaving them behind.
-pub const SHUTDOWN_TIMEOUT_MS: u64 = 5_000;
 
 /// Every live engine handle.
 pub static ENGINES: Registry<mgha_engine> = Registry::new("engine");
@@ -33,79 +27,37 @@ pub static ENGINES: Registry<mgha_engine> = Registry::new("engine");
 /// An open node. Opaque to C.
 #[allow(non_camel_case_types)]
 pub struct mgha_engine {
-    /// `None` once closed: sessions that outlive their engine find it gone.
-    core: RwLock<Option<Arc<Engine>>>,
-    peer_addr: Option<SocketAddr>,
+    node: Arc<Node>,
     events: Arc<Events>,
-    running: Mutex<Option<Running>>,
-    /// Held by the changeover in progress on this handle (see [`crate::roles`]).
-    changeover: Mutex<()>,
-    /// How long a planned changeover may take (the config's `changeover_timeout_ms`).
-    changeover_timeout: Duration,
-}
-
-/// What close tears down, in this order.
-struct Running {
-    dispatcher: Dispatcher,
-    sync: Option<SyncRuntime>,
-    runtime: tokio::runtime::Runtime,
+    /// `None` once closed.
+    dispatcher: Mutex<Option<Dispatcher>>,
 }
 
 impl mgha_engine {
     /// The core engine, or an error once the handle was closed.
     pub fn core(&self) -> FfiResult<Arc<Engine>> {
-        self.core
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| FfiError::invalid("the engine was closed"))
+        self.node.engine().map_err(|e| match e {
+            mgha_node::Error::Closed => FfiError::invalid("the engine was closed"),
+            other => other.into(),
+        })
+    }
+
+    /// The node behind the handle.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     pub fn events(&self) -> &Events {
         &self.events
     }
 
-    pub fn changeover_timeout(&self) -> Duration {
-        self.changeover_timeout
-    }
-
-    /// The changeover slot of this handle: `None` while another changeover holds it.
-    pub fn try_changeover_slot(&self) -> Option<MutexGuard<'_, ()>> {
-        match self.changeover.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
-    }
-
-    /// Runs `f` with the node's sync runtime and the tokio runtime that drives it. Close waits
-    /// until `f` returns. Fails for a closed handle, and with `MGHA_CONFLICT` for a node without
-    /// certificates (restored from a backup), which has no peers to change roles with.
-    pub fn with_sync<T>(&self, f: impl FnOnce(&SyncRuntime, &tokio::runtime::Runtime) -> FfiResult<T>) -> FfiResult<T> {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let running = running.as_ref().ok_or_else(|| FfiError::invalid("the engine was closed"))?;
-        let sync = running.sync.as_ref().ok_or_else(|| {
-            FfiError::new(
-                mgha_status::MGHA_CONFLICT,
-                "this node has no certificates and runs without peers: there is no other node to change roles with",
-            )
-        })?;
-        f(sync, &running.runtime)
-    }
-
-    /// Stops the event thread, then sync, then the runtime, and lets go of the store.
+    /// Stops the event thread, then the node (failover, peers, every task of its runtime), and
+    /// lets go of the store.
     fn shut_down(&self) {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(Running { dispatcher, sync, runtime }) = running {
+        if let Some(dispatcher) = self.dispatcher.lock().unwrap_or_else(|p| p.into_inner()).take() {
             dispatcher.stop();
-            if let Some(sync) = sync {
-                let timeout = Duration::from_millis(SHUTDOWN_TIMEOUT_MS);
-                let _ = runtime.block_on(async { tokio::time::timeout(timeout, sync.shutdown()).await });
-            }
-            runtime.shutdown_timeout(Duration::from_millis(SHUTDOWN_TIMEOUT_MS));
         }
-        // The last reference closes the store, unless a call on another thread still holds one.
-        self.core.write().unwrap_or_else(|p| p.into_inner()).take();
+        self.node.shutdown();
     }
 }
 
@@ -145,65 +97,30 @@ pub(crate) fn outside_async_runtime(what: &str) -> FfiResult<()> {
     }
 }
 
-/// Starts the runtime, creates or opens the node with `make`, starts sync and events, and
-/// registers the handle.
-fn launch(
-    config: &EngineConfig,
-    make: impl FnOnce(&tokio::runtime::Runtime, &str) -> mgha_core::Result<Engine>,
-) -> FfiResult<*mut mgha_engine> {
-    outside_async_runtime("creating or opening an engine")?;
-    let listen = config.require_listen()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(RUNTIME_WORKERS)
-        .thread_name("mgha-sync")
-        .on_thread_start(block_sigpipe)
-        .enable_all()
-        .build()?;
-    let engine = Arc::new(make(&runtime, listen)?);
-    if let Some(name) = &config.name {
-        let node = engine.node()?;
-        if &node.name != name {
-            return Err(FfiError::invalid(format!(
-                "config: key 'name': the config names node '{name}' but {} holds node '{}'",
-                config.data_dir.display(),
-                node.name
-            )));
-        }
+/// The runtime an engine's node runs on: a few named workers that never take SIGPIPE.
+fn runtime_options() -> RuntimeOptions {
+    RuntimeOptions {
+        worker_threads: Some(RUNTIME_WORKERS),
+        thread_name: "mgha-sync",
+        on_thread_start: Some(block_sigpipe),
     }
-    // A node restored from a backup has no certificates (backups hold data, not keys): it
-    // serves reads and writes locally, without peers.
-    let files = TlsFiles::new(engine.dir());
-    let sync = match files.node_cert().exists() {
-        true => Some(runtime.block_on(SyncRuntime::start(engine.clone(), files, config.sync_config(listen)))?),
-        false => None,
-    };
+}
+
+/// Starts the node that `make` created or opened, and its event thread, and registers the
+/// handle. A node that fails to start is shut down before the error returns.
+fn launch(make: impl FnOnce() -> mgha_node::Result<Node>) -> FfiResult<*mut mgha_engine> {
+    outside_async_runtime("creating or opening an engine")?;
+    let node = Arc::new(make()?);
+    node.start()?;
     let events = Arc::new(Events::default());
-    let dispatcher = Dispatcher::start(engine.clone(), events.clone(), &runtime)?;
-    let handle = mgha_engine {
-        core: RwLock::new(Some(engine)),
-        peer_addr: sync.as_ref().map(SyncRuntime::local_addr),
-        events,
-        running: Mutex::new(Some(Running { dispatcher, sync, runtime })),
-        changeover: Mutex::new(()),
-        changeover_timeout: Duration::from_millis(config.changeover_timeout_ms),
-    };
+    let dispatcher = Dispatcher::start(node.engine()?, events.clone(), node.handle())?;
+    let handle = mgha_engine { node, events, dispatcher: Mutex::new(Some(dispatcher)) };
     Ok(ENGINES.insert(Arc::new(handle)))
 }
 
-/// Refuses a peer address that cannot be bound before a node is created for it, so that a
-/// taken port does not leave a node on disk that never ran; and resolves port 0 to the port it
-/// got. A new member announces its address when it joins, and members keep dialing the address
-/// they first heard: a node must never be known as `HOST:0`.
-fn check_listen(listen: &str) -> FfiResult<String> {
-    std::net::TcpListener::bind(listen)
-        .and_then(|l| l.local_addr())
-        .map(|addr| addr.to_string())
-        .map_err(|e| FfiError::invalid(format!("config: key 'listen': cannot listen for peers on {listen}: {e}")))
-}
-
-fn config_arg(config_toml: *const c_char) -> FfiResult<EngineConfig> {
+fn config_arg(config_toml: *const c_char) -> FfiResult<NodeConfig> {
     // SAFETY: `config_toml` is NULL or a C string valid for the call (API contract).
-    EngineConfig::parse(unsafe { text(config_toml, "config_toml") }?, None)
+    Ok(NodeConfig::parse(unsafe { text(config_toml, "config_toml") }?)?)
 }
 
 /// Creates a new cluster: a Primary node, Active at epoch 1, with its cluster CA, in the
@@ -211,15 +128,10 @@ fn config_arg(config_toml: *const c_char) -> FfiResult<EngineConfig> {
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_init(config_toml: *const c_char, out: *mut *mut mgha_engine) -> mgha_status {
     ffi_boundary!(status: {
-        let mut config = config_arg(config_toml)?;
+        let config = config_arg(config_toml)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
-        config.listen = Some(check_listen(config.require_listen()?)?);
-        let name = config.require_name()?;
-        let handle = launch(&config, |_, listen| {
-            init_primary(&config.data_dir, name, config.member_address(listen), config.engine_options())
-        })?;
-        out.set(handle);
+        out.set(launch(|| Node::init(config, runtime_options()))?);
         Ok(())
     })
 }
@@ -234,22 +146,12 @@ pub unsafe extern "C" fn mgha_engine_join(
     out: *mut *mut mgha_engine,
 ) -> mgha_status {
     ffi_boundary!(status: {
-        let mut config = config_arg(config_toml)?;
+        let config = config_arg(config_toml)?;
         // SAFETY (three calls): C strings and an out-parameter valid for the call (API contract).
         let peer = unsafe { text(peer, "peer") }?;
         let key = unsafe { text(key, "key") }?;
         let out = unsafe { Out::new(out, "out") }?;
-        config.listen = Some(check_listen(config.require_listen()?)?);
-        let name = config.require_name()?;
-        let handle = launch(&config, |runtime, listen| {
-            // On a runtime thread, not this one: the join talks to the peer (see block_sigpipe).
-            let listen = config.member_address(listen).to_owned();
-            let (dir, name, peer, key) = (config.data_dir.clone(), name.to_owned(), peer.to_owned(), key.to_owned());
-            let options = config.engine_options();
-            let join = runtime.spawn(async move { join_secondary(&dir, &name, &peer, &key, &listen, options).await });
-            runtime.block_on(join).map_err(|e| mgha_core::Error::Peer(format!("the join task failed: {e}")))?
-        })?;
-        out.set(handle);
+        out.set(launch(|| Node::join(config, peer, key, runtime_options()))?);
         Ok(())
     })
 }
@@ -262,21 +164,23 @@ pub unsafe extern "C" fn mgha_engine_open(config_toml: *const c_char, out: *mut 
         let config = config_arg(config_toml)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
-        out.set(launch(&config, |_, _| Engine::open(&config.data_dir, config.engine_options()))?);
+        out.set(launch(|| Node::open(config, runtime_options()))?);
         Ok(())
     })
 }
 
-/// As `mgha_engine_open`, with the config read from the file at `path` (at most 64 KiB); a
-/// relative `data_dir` in it is relative to the file's directory.
+/// As `mgha_engine_open`, with the config read from the file at `path`: a regular file of at
+/// most 64 KiB (a FIFO, a device or a directory is refused at once). `data_dir` defaults to the
+/// file's directory (so a daemon's `DIR/mgha.toml` opens its node), and a relative one is
+/// relative to it.
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_open_path(path: *const c_char, out: *mut *mut mgha_engine) -> mgha_status {
     ffi_boundary!(status: {
         // SAFETY (two calls): a C string and an out-parameter valid for the call (API contract).
         let path = unsafe { text(path, "path") }?;
         let out = unsafe { Out::new(out, "out") }?;
-        let config = EngineConfig::load(Path::new(path))?;
-        out.set(launch(&config, |_, _| Engine::open(&config.data_dir, config.engine_options()))?);
+        let config = NodeConfig::load_file(Path::new(path))?;
+        out.set(launch(|| Node::open(config, runtime_options()))?);
         Ok(())
     })
 }
@@ -317,7 +221,7 @@ pub unsafe extern "C" fn mgha_engine_peer_addr(engine: *const mgha_engine, out: 
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
         handle.core()?;
-        let addr = handle.peer_addr.ok_or_else(|| {
+        let addr = handle.node.peer_addr().ok_or_else(|| {
             FfiError::new(mgha_status::MGHA_NOT_FOUND, "this node has no certificates and runs without peers")
         })?;
         out.set(into_c_string(addr.to_string())?);
@@ -325,8 +229,8 @@ pub unsafe extern "C" fn mgha_engine_peer_addr(engine: *const mgha_engine, out: 
     })
 }
 
-/// Issues a one-time join key valid for `ttl_ms` milliseconds, freed with `mgha_string_free`.
-/// Only the Primary (which holds the cluster CA) issues keys.
+/// Issues a one-time join key valid for `ttl_ms` milliseconds (1 to 30 days' worth), freed with
+/// `mgha_string_free`. Only the Primary (which holds the cluster CA) issues keys.
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_join_key(
     engine: *const mgha_engine,
@@ -334,13 +238,10 @@ pub unsafe extern "C" fn mgha_engine_join_key(
     out_key: *mut *mut c_char,
 ) -> mgha_status {
     ffi_boundary!(status: {
-        let core = core_of(engine)?;
+        let handle = ENGINES.get(engine)?;
         // SAFETY: `out_key` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out_key, "out_key") }?;
-        if ttl_ms == 0 {
-            return Err(FfiError::invalid("ttl_ms is 0: the key would expire at once"));
-        }
-        out.set(into_c_string(issue_join_key(&core, ttl_ms)?.to_string())?);
+        out.set(into_c_string(handle.node.join_key(ttl_ms)?.key)?);
         Ok(())
     })
 }

@@ -143,6 +143,18 @@ impl From<mgha_core::Error> for FfiError {
     }
 }
 
+impl From<mgha_node::Error> for FfiError {
+    fn from(e: mgha_node::Error) -> FfiError {
+        FfiError::new(e.code().into(), e.to_string())
+    }
+}
+
+impl From<mgha_node::ConfigError> for FfiError {
+    fn from(e: mgha_node::ConfigError) -> FfiError {
+        FfiError::new(e.code().into(), e.to_string())
+    }
+}
+
 impl From<std::io::Error> for FfiError {
     fn from(e: std::io::Error) -> FfiError {
         FfiError::new(MGHA_IO, e.to_string())

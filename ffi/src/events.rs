@@ -216,7 +216,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn start(engine: Arc<Engine>, events: Arc<Events>, runtime: &tokio::runtime::Runtime) -> std::io::Result<Self> {
+    pub fn start(engine: Arc<Engine>, events: Arc<Events>, runtime: &tokio::runtime::Handle) -> std::io::Result<Self> {
         // One pending wake-up is enough: the dispatcher reads the latest state when it wakes.
         let (wake, wakes) = sync_channel::<()>(1);
         let mut heads = engine.sync().subscribe();

@@ -3,14 +3,13 @@
 //! docs/c-api.md is the guide: naming, ownership, errors, threads, events.
 //!
 //! One module per API area; this file only declares them: first the shared machinery (pointer
-//! arguments, config, errors, handles, buffers), then the API areas. The only crate of the
+//! arguments, errors, handles, buffers), then the API areas. The only crate of the
 //! workspace with `extern "C"`.
 
 #[macro_use]
 mod panic;
 
 pub mod args;
-pub mod config;
 pub mod error;
 pub mod handle;
 pub mod strings;

@@ -145,15 +145,17 @@ pub unsafe extern "C" fn mgha_engine_diff_json(
     })
 }
 
-/// The node's status as JSON: `node` (identity, designation, role, epoch), `head`, `floor`,
-/// `objects`, `sessions`, `active` (the Active a Standby follows, or null) and `peers` (each
-/// with its sync status, lag and last contact).
+/// The node's status as JSON, the very document `GET /v1/status` of the admin API returns
+/// (`StatusBody` in its OpenAPI document): `node` (identity, designation, role, epoch), `head`,
+/// `floor`, `objects`, `sessions`, `active` (the Active a Standby follows, or null), `peers`
+/// (each with its sync status, lag and last contact), `collisions_open`, and `failover` with
+/// automatic failover.
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_status_json(engine: *const mgha_engine, out: *mut *mut c_char) -> mgha_status {
     ffi_boundary!(status: {
-        let core = core_of(engine)?;
+        let handle = crate::engine::ENGINES.get(engine)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
-        unsafe { json_out(out, || Ok(core.status()?)) }
+        unsafe { json_out(out, || Ok(handle.node().status()?)) }
     })
 }
 

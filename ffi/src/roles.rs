@@ -8,27 +8,18 @@
 //! matters (see `engine::block_sigpipe`).
 
 use std::ffi::c_char;
-use std::time::{Duration, Instant};
 
 use mgha_core::collision::ResolveHow;
 use mgha_core::merge::{Resolution, ResolutionFile, Side};
 use mgha_core::revision::{Head, RevisionInfo};
 use mgha_core::store::{Branch, BranchResolution};
-use mgha_core::{Engine, Error, Role};
+
 use serde::Serialize;
 
 use crate::args::{optional_text, text, Out};
 use crate::engine::{core_of, mgha_engine, outside_async_runtime, ENGINES};
 use crate::error::{mgha_status, FfiError, FfiResult};
 use crate::strings::json_c_string;
-
-/// The core's messages when a Standby cannot forward a changeover: it follows no Active at the
-/// moment (nothing was sent), or the connection closed before the answer came. The daemon's
-/// route (`cli/src/daemon/roles.rs`) reads them the same way.
-const FORWARD_UNCONNECTED: &str = "this standby is not connected to an active";
-const FORWARD_CLOSED: &str = "the connection to the active closed";
-/// How often a forwarded changeover is retried, or its outcome looked for.
-const CHANGEOVER_POLL_MS: u64 = 20;
 
 /// Refuses a blocking role call from an event callback of the same engine: it would hold every
 /// later event, and `mgha_engine_close`, for as long as the changeover takes.
@@ -45,52 +36,6 @@ fn not_from_callback(handle: &mgha_engine, what: &str) -> FfiResult<()> {
     Ok(())
 }
 
-/// A planned changeover to `target`, retried and checked as the daemon does. Asked on a
-/// Standby, the core forwards it to the Active, which fails in two ways that say nothing about
-/// the changeover itself: right after an earlier changeover the Standby follows no Active for a
-/// moment (tried again until the deadline), and the Active may close the forwarding connection
-/// as soon as it handed its role away, before its answer goes out (then the outcome is read
-/// from what this node sees).
-fn planned(handle: &mgha_engine, core: &Engine, target: &str) -> FfiResult<u64> {
-    let (role, before) = core.role();
-    let timeout = handle.changeover_timeout();
-    let deadline = Instant::now() + timeout;
-    handle.with_sync(|sync, runtime| loop {
-        match runtime.block_on(sync.changeover(target)) {
-            Err(Error::Changeover(reason))
-                if role == Role::Standby && reason.contains(FORWARD_UNCONNECTED) && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(CHANGEOVER_POLL_MS));
-            }
-            Err(Error::Changeover(reason)) if role == Role::Standby && reason.contains(FORWARD_CLOSED) => {
-                return took_over(core, target, before, timeout).ok_or_else(|| Error::Changeover(reason).into());
-            }
-            done => return Ok(done?),
-        }
-    })
-}
-
-/// The epoch at which `target` became Active after epoch `before`, as this node sees it within
-/// `within`: it is the target and Active, or it follows the target at a higher epoch.
-fn took_over(core: &Engine, target: &str, before: u64, within: Duration) -> Option<u64> {
-    let me = core.node().ok()?.name;
-    let deadline = Instant::now() + within;
-    loop {
-        let (role, epoch) = core.role();
-        let followed = core.sync().active_hint();
-        if epoch > before
-            && ((role == Role::Active && me == target)
-                || (role == Role::Standby && followed.as_deref() == Some(target)))
-        {
-            return Some(epoch);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(CHANGEOVER_POLL_MS));
-    }
-}
-
 /// A planned changeover: hands the Active role to the member named `target`, losing no
 /// revision (docs/roles.md). May be asked on any member; a Standby forwards it to the Active.
 /// Blocks until done or refused. Refused (`MGHA_CONFLICT`, the message says why): no such
@@ -105,11 +50,8 @@ pub unsafe extern "C" fn mgha_engine_changeover(engine: *const mgha_engine, targ
         let target = unsafe { text(target, "target") }?;
         outside_async_runtime("mgha_engine_changeover")?;
         not_from_callback(&handle, "mgha_engine_changeover")?;
-        let core = handle.core()?;
-        let _slot = handle.try_changeover_slot().ok_or_else(|| {
-            FfiError::new(mgha_status::MGHA_BUSY, "a changeover is already in progress on this engine")
-        })?;
-        let epoch = planned(&handle, &core, target)?;
+        let node = handle.node();
+        let epoch = node.block_on(node.changeover(target))??;
         tracing::info!(target = %target, epoch, "planned changeover done");
         Ok(())
     })
@@ -125,14 +67,8 @@ pub unsafe extern "C" fn mgha_engine_changeover_force(engine: *const mgha_engine
         let handle = ENGINES.get(engine)?;
         // SAFETY: `out_epoch` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out_epoch, "out_epoch") }?;
-        handle.core()?;
-        let _slot = handle.try_changeover_slot().ok_or_else(|| {
-            FfiError::new(mgha_status::MGHA_BUSY, "a changeover is already in progress on this engine")
-        })?;
-        let epoch = handle.with_sync(|sync, runtime| {
-            let _context = runtime.enter();
-            Ok(sync.force_changeover()?)
-        })?;
+        let node = handle.node();
+        let epoch = node.block_on(node.force_changeover())??;
         out.set(epoch);
         Ok(())
     })

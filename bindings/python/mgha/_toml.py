@@ -1,39 +1,37 @@
-"""A configuration mapping as the TOML text the C ABI takes (docs/c-api.md, "Engine
-configuration"). Only what a config holds: a flat table of strings, paths, integers and
-booleans. TOML basic strings accept JSON's escapes, so strings are written with ``json.dumps``.
+"""A configuration mapping as the TOML text the C ABI takes (docs/config.md: the one
+configuration of a node, the same keys as the daemon's ``mgha.toml``). The text is written by
+tomli-w, a kept TOML writer, so any string (a path with an emoji, quotes, newlines) round-trips.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping
+
+import tomli_w
 
 from .errors import InvalidArgument
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
-
-def _value(key: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (str, os.PathLike)):
-        return json.dumps(os.fspath(value))
+def _value(key: str, value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [_value(key, v) for v in value]
+    if isinstance(value, (bool, int, str)):
+        return value
     raise InvalidArgument(4, f"config: key '{key}': a {type(value).__name__} cannot be written as a config value")
 
 
 def dumps(config: Mapping[str, Any]) -> str:
     """TOML text for a flat mapping; keys whose value is ``None`` are left out."""
-    lines = []
+    table: Dict[str, Any] = {}
     for key, value in config.items():
-        if not _BARE_KEY.match(key):
+        if not isinstance(key, str) or not key:
             raise InvalidArgument(4, f"config: {key!r} is not a valid key")
         if value is not None:
-            lines.append(f"{key} = {_value(key, value)}")
-    return "\n".join(lines) + "\n"
+            table[key] = _value(key, value)
+    return tomli_w.dumps(table)
 
 
 def config_text(config: Any) -> str:

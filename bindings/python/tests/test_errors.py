@@ -36,7 +36,7 @@ def test_config_errors_name_the_key(tmp_path):
         mgha.Engine.init({"data_dir": str(tmp_path / "x"), "name": "x", "listen": "127.0.0.1:0", "colour": "blue"})
     assert (bad.value.code, bad.value.code_name) == (4, "MGHA_INVALID_ARGUMENT")
     assert "colour" in bad.value.message
-    with pytest.raises(mgha.InvalidArgument, match="'name' is required"):
+    with pytest.raises(mgha.InvalidArgument, match="key 'name': is required"):
         mgha.Engine.init({"data_dir": str(tmp_path / "y"), "listen": "127.0.0.1:0"})
     with pytest.raises(mgha.TooLarge):
         mgha.Engine.init("# " + "x" * 70_000)

@@ -51,3 +51,17 @@ def test_a_missing_library_lists_every_path_tried(tmp_path):
 def test_configs_become_toml():
     text = dumps({"data_dir": Path("/tmp/a b"), "name": 'q"uote', "sync_standbys": 1, "x": True, "skip": None})
     assert text == 'data_dir = "/tmp/a b"\nname = "q\\"uote"\nsync_standbys = 1\nx = true\n'
+    members = dumps({"quorum_members": ["a=127.0.0.1:1", "b=127.0.0.1:2"]})
+    assert members == 'quorum_members = [\n    "a=127.0.0.1:1",\n    "b=127.0.0.1:2",\n]\n'
+
+
+def test_non_bmp_characters_in_a_config_round_trip(tmp_path):
+    """A data directory whose path holds an emoji (outside the Basic Multilingual Plane) and a
+    quote: the node is created there and reopened from the same config."""
+    data_dir = tmp_path / "node \U0001F512 \"a\""
+    config = {"data_dir": data_dir, "name": "a", "listen": "127.0.0.1:0"}
+    with mgha.Engine.init(config) as engine:
+        assert engine.status()["node"]["name"] == "a"
+    assert (data_dir / "mgha.redb").exists()
+    with mgha.Engine.open({"data_dir": data_dir}) as engine:
+        assert engine.status()["node"]["name"] == "a"

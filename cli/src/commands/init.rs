@@ -31,7 +31,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
     outln!("  node id      {}", node.node_id);
     outln!("  cluster id   {}", node.cluster_id);
     outln!("  role         {} {}, epoch {}", node.designation, node.role, crate::output::epoch(node.epoch));
-    outln!("  admin API    http://{} (token in {})", config.admin, crate::token::path(dir).display());
+    outln!("  admin API    http://{admin} (token in {})", crate::token::path(dir).display());
     outln!("  peers        {} (key 'listen')", config.listen.as_deref().unwrap_or_default());
     if let Some(advertise) = &config.advertise {
         outln!("  advertised   {advertise} (key 'advertise': where the peers dial this node)");
@@ -57,7 +57,7 @@ pub fn create_node(dir: &Path, config: &NodeConfig) -> anyhow::Result<NodeState>
     };
     let scaffold = Scaffold::prepare(dir, false)?;
     let advertised = config.advertise.as_deref().unwrap_or(listen);
-    let engine = init_primary(dir, &config.name, advertised, config.engine_options())
+    let engine = init_primary(dir, config.require_name()?, advertised, config.engine_options())
         .with_context(|| format!("{}: cannot create the node", dir.display()))?;
     let node = engine.node()?;
     drop(engine);
@@ -84,7 +84,7 @@ pub fn refuse_existing(dir: &Path) -> anyhow::Result<()> {
 /// Writes the admin token and then the config of a node whose store exists.
 pub fn write_node_files(dir: &Path, config: &NodeConfig) -> anyhow::Result<()> {
     crate::token::write_new(dir)?;
-    config.write_new(dir)
+    config.write_new(dir).with_context(|| format!("{}: cannot write", NodeConfig::path(dir).display()))
 }
 
 /// A loopback address with a port that is free now. Another process could take it before the
@@ -175,7 +175,9 @@ mod tests {
         let config = config("n1");
         let node = create_node(dir.path(), &config).expect("creates");
         assert_eq!((node.designation, node.role), (mgha_core::Designation::Primary, mgha_core::Role::Active));
-        assert_eq!(NodeConfig::load(dir.path()).expect("config"), config);
+        // Loaded from its data directory, a config knows that directory.
+        let loaded = NodeConfig::load(dir.path()).expect("config");
+        assert_eq!(loaded, NodeConfig { data_dir: Some(dir.path().to_path_buf()), ..config.clone() });
         assert!(crate::token::read(dir.path()).is_ok());
         assert!(dir.path().join("tls/ca.key").exists() && dir.path().join("tls/node.pem").exists());
         let status = Engine::open(dir.path(), Default::default()).expect("opens").status().expect("status");
@@ -188,7 +190,7 @@ mod tests {
     fn init_refuses_a_non_loopback_admin_address() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = config("n1");
-        config.admin = "192.0.2.1:7000".parse().expect("addr");
+        config.admin = Some("192.0.2.1:7000".parse().expect("addr"));
         let e = create_node(&dir.path().join("n"), &config).expect_err("not loopback");
         assert!(format!("{e:#}").contains("'admin'"), "{e:#}");
         assert!(!dir.path().join("n").exists(), "nothing is created");

@@ -60,7 +60,7 @@ pub fn join(args: &JoinArgs) -> anyhow::Result<()> {
     outln!("node '{}' joined cluster {} in {}", node.name, node.cluster_id, dir.display());
     outln!("  node id      {}", node.node_id);
     outln!("  role         {} {}", node.designation, node.role);
-    outln!("  admin API    http://{} (token in {})", config.admin, crate::token::path(dir).display());
+    outln!("  admin API    http://{admin} (token in {})", crate::token::path(dir).display());
     outln!("  peers        {listen} (key 'listen')");
     if let Some(advertise) = &config.advertise {
         outln!("  advertised   {advertise} (key 'advertise': where the peers dial this node)");

@@ -1,13 +1,12 @@
-//! `mgha run`: the daemon. Opens the store (redb's lock makes a second daemon on the same
+//! `mgha run`: the daemon. Opens the node (redb's lock makes a second daemon on the same
 //! directory fail at once with a clear error), then synchronizes with the cluster's peers and
-//! serves the admin API until a stop signal.
+//! serves the admin API until a stop signal, and stops every task of the node before it exits.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use mgha_core::engine::Engine;
+use mgha_node::{Node, NodeConfig, RuntimeOptions};
 
-use crate::config::NodeConfig;
 use crate::NodeArgs;
 
 /// `mgha run`.
@@ -15,10 +14,12 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
     let config = NodeConfig::load(dir)?;
     super::init_logging(&config.log.to_string());
+    config.require_admin()?;
     let token = crate::token::read(dir)?;
-    let engine = Engine::open(dir, config.engine_options())
+    let node = Node::open(config, RuntimeOptions::default())
         .with_context(|| format!("cannot start the daemon on {}", dir.display()))?;
-    let status = engine.status().context("reading the node's state")?;
+    let node = Arc::new(node);
+    let status = node.engine()?.status().context("reading the node's state")?;
     tracing::info!(
         node = %status.node.name,
         designation = %status.node.designation,
@@ -28,10 +29,10 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         objects = status.objects,
         "store opened"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("mgha")
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(crate::daemon::server::serve(Arc::new(engine), &config, &token))
+    let served = node.handle().clone().block_on(crate::daemon::server::serve(node.clone(), &token));
+    // Back on a plain thread: stop the node's tasks (arbiter, peers) and wait for them.
+    node.shutdown();
+    served?;
+    tracing::info!("stopped");
+    Ok(())
 }

@@ -61,6 +61,12 @@ impl From<mgha_core::Error> for ApiError {
     }
 }
 
+impl From<mgha_node::Error> for ApiError {
+    fn from(e: mgha_node::Error) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };

@@ -1,8 +1,8 @@
 //! The daemon: the admin HTTP/JSON API of one node, served on loopback by `mgha run`.
 //!
-//! `server` holds the router, middleware, the sync runtime beside it and shutdown; `routes` the
+//! `server` holds the router, middleware and the node it serves, and shutdown; `routes` the
 //! route table and the read/publish handlers; `sessions`, `backup`, `cluster` (join keys),
-//! `roles` (changeover, promotion, the event log), `failover` (the arbiter of automatic failover), `collisions` and `plugins` their own endpoints; `errors`
+//! `roles` (changeover, promotion, the event log), `collisions` and `plugins` their own endpoints; `errors`
 //! the JSON error shape and its HTTP statuses; `metrics` the Prometheus counters; `openapi` the
 //! document generated from the handlers.
 
@@ -10,7 +10,6 @@ pub mod backup;
 pub mod cluster;
 pub mod collisions;
 pub mod errors;
-pub mod failover;
 pub mod metrics;
 pub mod openapi;
 pub mod plugins;

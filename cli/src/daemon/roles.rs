@@ -3,13 +3,13 @@
 //! log of role, sync status and collision events.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::Json;
 use mgha_core::sync::state::NodeEvent;
-use mgha_core::sync::{SyncRuntime, SyncStatus};
-use mgha_core::{Engine, Error, ErrorCode, Role, Uid};
+use mgha_core::sync::SyncStatus;
+use mgha_core::{Engine, Error, ErrorCode, Uid};
 use tokio::sync::broadcast;
 
 use super::errors::{ApiError, ApiJson};
@@ -41,86 +41,29 @@ pub async fn changeover(
             ))
         }
     };
-    // Owned, so that a forced changeover (a durable write) can take it to the blocking pool.
-    let runtime = state.sync.clone().read_owned().await;
-    if runtime.is_none() {
-        return Err(Error::Changeover(
-            "this node runs without peers (no 'listen' in mgha.toml): there is no other node to change over to".into(),
-        )
-        .into());
-    }
-    let _slot = state.changeover_slot(target.as_deref().unwrap_or("this node"))?;
+    // Without a node around the engine (the handler tests), there are no peers to change over with.
+    let Some(node) = state.node.clone() else {
+        return Err(mgha_node::Error::from(no_peers()).into());
+    };
     let me = state.run(|e| e.node()).await?.name;
     let started = Instant::now();
     let (active, epoch_now) = match target {
         Some(to) => {
-            let Some(rt) = runtime.as_ref() else { return Err(ApiError::internal("the sync runtime stopped")) };
-            let e = planned(&state, rt, &me, &to).await?;
+            let e = node.changeover(&to).await?;
             (to, e)
         }
-        None => {
-            let forced = tokio::task::spawn_blocking(move || runtime.as_ref().map(SyncRuntime::force_changeover));
-            let e = forced.await.map_err(|e| ApiError::internal(format!("changeover task failed: {e}")))?;
-            (me, e.ok_or_else(|| ApiError::internal("the sync runtime stopped"))??)
-        }
+        None => (me, node.force_changeover().await?),
     };
     let took_ms = started.elapsed().as_millis() as u64;
     tracing::info!(active = %active, epoch = %epoch(epoch_now), forced = req.force, took_ms, "changeover done");
     Ok(Json(ChangeoverBody { active, epoch: epoch_now, forced: req.force, took_ms }))
 }
 
-/// The core's messages when a Standby cannot forward a changeover: it follows no Active at the
-/// moment (nothing was sent), or the connection closed before the answer came.
-const FORWARD_UNCONNECTED: &str = "this standby is not connected to an active";
-const FORWARD_CLOSED: &str = "the connection to the active closed";
-
-/// A planned changeover to `target`. Asked on a Standby, the core forwards it to the Active it
-/// follows, which fails in two ways that say nothing about the changeover itself:
-/// - right after an earlier changeover the Standby follows no Active for a moment (until it
-///   has dialed the new one): nothing was sent, so it is tried again until the timeout;
-/// - the Active closes the forwarding connection as soon as it has handed its role away, before
-///   its answer goes out (to the target itself, or to a third node): so a forward that lost
-///   its connection is checked against what happened, and if the target took over at a
-///   higher epoch, the changeover is done.
-async fn planned(state: &AppState, runtime: &SyncRuntime, me: &str, target: &str) -> mgha_core::Result<u64> {
-    let (role, before) = state.engine.role();
-    let deadline = Instant::now() + state.changeover_timeout;
-    loop {
-        match runtime.changeover(target).await {
-            Err(Error::Changeover(reason))
-                if role == Role::Standby && reason.contains(FORWARD_UNCONNECTED) && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(Error::Changeover(reason)) if role == Role::Standby && reason.contains(FORWARD_CLOSED) => {
-                return match took_over(&state.engine, me == target, target, before, state.changeover_timeout).await {
-                    Some(epoch) => Ok(epoch),
-                    None => Err(Error::Changeover(reason)),
-                };
-            }
-            done => return done,
-        }
-    }
-}
-
-/// The epoch at which `target` became Active after `before`, as this node sees it within
-/// `within`: it is the target (`is_target`) and Active, or it follows the target at a higher
-/// epoch. Role and followed Active are in memory: no store access on the async workers.
-async fn took_over(engine: &Engine, is_target: bool, target: &str, before: u64, within: Duration) -> Option<u64> {
-    let deadline = Instant::now() + within;
-    loop {
-        let (role, epoch) = engine.role();
-        let followed = engine.sync().active_hint();
-        if epoch > before
-            && ((role == Role::Active && is_target) || (role == Role::Standby && followed.as_deref() == Some(target)))
-        {
-            return Some(epoch);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// The refusal of a changeover on a node without peers.
+fn no_peers() -> Error {
+    Error::Changeover(
+        "this node runs without peers (no 'listen' in mgha.toml): there is no other node to change over to".into(),
+    )
 }
 
 /// Makes this Secondary the Primary, when the Primary is lost for good (docs/roles.md). It

@@ -4,7 +4,7 @@
 //! synchronous redb work, so they run on tokio's blocking pool, never on the async workers.
 
 use std::future::IntoFuture;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,74 +14,39 @@ use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use mgha_core::sync::pki::TlsFiles;
-use mgha_core::sync::SyncRuntime;
 use mgha_core::{Engine, ErrorCode};
-use tokio::sync::{Notify, RwLock};
+use mgha_node::{Node, NodeConfig};
+use tokio::sync::Notify;
 
 use super::errors::ApiError;
 use super::metrics::{Metrics, UNMATCHED_ROUTE};
 use super::routes;
-use crate::config::NodeConfig;
 
 /// How long open connections (a backup download, say) may run on after a stop signal before the
 /// daemon closes them and exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// The peer synchronization runtime, when the node has peers. Behind a lock because shutdown
-/// must own it: it takes it once no changeover is using it.
-pub type SharedSync = Arc<RwLock<Option<SyncRuntime>>>;
-
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// The running node: its changeovers and shutdown. `None` in the handler tests, which serve
+    /// an engine without a node around it.
+    pub node: Option<Arc<Node>>,
     token: Arc<str>,
     pub metrics: Arc<Metrics>,
-    pub sync: SharedSync,
-    /// How long a planned changeover may take (`changeover_timeout_ms`).
-    pub changeover_timeout: Duration,
-    /// The target of the changeover this daemon runs now, if any: one at a time.
-    changeover: Arc<Mutex<Option<String>>>,
-}
-
-/// Holds the daemon's changeover slot; frees it when dropped.
-pub struct ChangeoverSlot(Arc<Mutex<Option<String>>>);
-
-impl Drop for ChangeoverSlot {
-    fn drop(&mut self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
 }
 
 impl AppState {
-    /// The state of a daemon without peers, for the handler tests.
+    /// The state of a daemon serving `engine` alone, for the handler tests.
     #[cfg(test)]
     pub fn new(engine: Arc<Engine>, token: &str) -> AppState {
-        let timeout = Duration::from_millis(crate::config::CHANGEOVER_TIMEOUT_MS_DEFAULT);
-        AppState::with_sync(engine, token, Arc::default(), timeout)
+        AppState { engine, node: None, token: token.into(), metrics: Arc::default() }
     }
 
-    pub fn with_sync(engine: Arc<Engine>, token: &str, sync: SharedSync, changeover_timeout: Duration) -> AppState {
-        AppState {
-            engine,
-            token: token.into(),
-            metrics: Arc::default(),
-            sync,
-            changeover_timeout,
-            changeover: Arc::default(),
-        }
-    }
-
-    /// Takes the changeover slot for a changeover to `target`; while another holds it, a busy
-    /// error naming that one's target.
-    pub fn changeover_slot(&self, target: &str) -> Result<ChangeoverSlot, ApiError> {
-        let mut slot = self.changeover.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(running) = slot.as_ref() {
-            return Err(mgha_core::Error::ChangeoverInProgress { target: running.clone() }.into());
-        }
-        *slot = Some(target.to_string());
-        Ok(ChangeoverSlot(self.changeover.clone()))
+    /// The state of the daemon of `node`.
+    pub fn of(node: Arc<Node>, token: &str) -> mgha_node::Result<AppState> {
+        Ok(AppState { engine: node.engine()?, node: Some(node), token: token.into(), metrics: Arc::default() })
     }
 
     /// Runs synchronous engine work on the blocking pool.
@@ -162,74 +127,34 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     resp
 }
 
-/// Serves the admin API on the configured loopback address, and synchronizes with the peers
-/// when the node has a `listen` address, until SIGTERM or SIGINT.
-pub async fn serve(engine: Arc<Engine>, config: &NodeConfig, token: &str) -> anyhow::Result<()> {
+/// Serves the admin API of `node` on the configured loopback address, and synchronizes with
+/// the peers when the node has a `listen` address, until SIGTERM or SIGINT.
+pub async fn serve(node: Arc<Node>, token: &str) -> anyhow::Result<()> {
     // Handlers go in before any socket opens: a stop signal that arrives as soon as the daemon
     // answers must be a clean stop, not the default action of killing the process.
     let signals = StopSignals::install()?;
-    // Subscribed before the runtime starts, so the first peer status changes are logged too.
+    let engine = node.engine()?;
+    // Subscribed before synchronization starts, so the first peer status changes are logged too.
     let events = tokio::spawn(super::roles::log_events(engine.sync().events()));
-    let sync: SharedSync = Arc::new(RwLock::new(start_sync(&engine, config).await?));
-    let timeout = Duration::from_millis(config.changeover_timeout_ms);
-    let served = serve_admin(AppState::with_sync(engine, token, sync.clone(), timeout), config, signals).await;
-    // After the admin server: a synchronous publish still open there needs its standbys. A
-    // changeover still running holds the runtime until its own timeout ends it.
-    if let Some(runtime) = sync.write().await.take() {
-        runtime.shutdown().await;
-        tracing::info!("peer synchronization stopped");
-    }
+    node.start_async().await?;
+    let served = serve_admin(AppState::of(node.clone(), token)?, node.config(), signals).await;
     events.abort();
-    served?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Starts the sync runtime when the config has `listen`, and says what this node does in the
-/// cluster.
-async fn start_sync(engine: &Arc<Engine>, config: &NodeConfig) -> anyhow::Result<Option<SyncRuntime>> {
-    let node = engine.node().context("reading the node's identity")?;
-    let Some(sync_config) = config.sync_config() else {
-        tracing::info!(node = %node.name, role = %node.role, "no 'listen' in mgha.toml: running alone, without peers");
-        return Ok(None);
-    };
-    let listen = sync_config.listen.clone();
-    let runtime = SyncRuntime::start(engine.clone(), TlsFiles::new(engine.dir()), sync_config)
-        .await
-        .with_context(|| format!("cannot start peer synchronization on {listen} (key 'listen' in mgha.toml)"))?;
-    if let Some(arbiter) = super::failover::arbiter(engine, config).await? {
-        runtime.enable_failover(arbiter, config.failover, config.failover_timing());
-        tracing::info!(
-            mode = %config.failover,
-            heartbeat_ms = config.heartbeat_ms,
-            failover_after_ms = config.failover_after_ms,
-            "automatic failover on"
-        );
-    }
-    tracing::info!(
-        node = %node.name,
-        designation = %node.designation,
-        role = %node.role,
-        epoch = %crate::output::epoch(node.epoch),
-        listen = %runtime.local_addr(),
-        sync_standbys = config.sync_standbys,
-        "peer synchronization running"
-    );
-    Ok(Some(runtime))
+    served
 }
 
 /// Serves the admin API until a stop signal, then lets open requests finish.
 async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.admin)
+    let admin = config.require_admin()?;
+    let listener = tokio::net::TcpListener::bind(admin)
         .await
-        .with_context(|| format!("cannot listen on {} (key 'admin' in mgha.toml)", config.admin))?;
+        .with_context(|| format!("cannot listen on {admin} (key 'admin' in mgha.toml)"))?;
     let app = router(state);
     let stop = Arc::new(Notify::new());
     let stopped = stop.clone();
     let mut server = tokio::spawn(
         axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await }).into_future(),
     );
-    tracing::info!(node = %config.name, admin = %config.admin, "admin API listening");
+    tracing::info!(node = config.name.as_deref().unwrap_or_default(), %admin, "admin API listening");
 
     tokio::select! {
         res = &mut server => {

@@ -60,9 +60,9 @@ impl Node {
         let config = NodeConfig::load(dir)?;
         let token = crate::token::read(dir)?;
         // Only ever over HTTP: opening the store here would take its lock from the daemon.
-        let api = Backend::Remote(Remote::new(config.admin, token));
+        let api = Backend::Remote(Remote::new(config.require_admin()?, token));
         let log = dir.with_extension("log");
-        Ok(Node { name: config.name.clone(), dir: dir.to_path_buf(), config, api, log, daemon: None })
+        Ok(Node { name: config.require_name()?.to_string(), dir: dir.to_path_buf(), config, api, log, daemon: None })
     }
 
     pub fn d(&self) -> String {

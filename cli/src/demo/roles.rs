@@ -235,7 +235,12 @@ impl Publisher {
     fn start(nodes: &[&Node]) -> anyhow::Result<Publisher> {
         let targets = nodes
             .iter()
-            .map(|n| Ok((n.name.clone(), Backend::Remote(Remote::new(n.config.admin, crate::token::read(&n.dir)?)))))
+            .map(|n| {
+                Ok((
+                    n.name.clone(),
+                    Backend::Remote(Remote::new(n.config.require_admin()?, crate::token::read(&n.dir)?)),
+                ))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();

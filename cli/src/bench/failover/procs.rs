@@ -122,7 +122,7 @@ impl Api {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .new_agent();
-        Ok(Api { name: name.into(), base: format!("http://{}", config.admin), token, agent })
+        Ok(Api { name: name.into(), base: format!("http://{}", config.require_admin()?), token, agent })
     }
 
     pub(super) fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -390,7 +390,7 @@ impl Cluster {
                 })?;
                 Box::new(move |cfg: &mut NodeConfig| {
                     cfg.failover = FailoverMode::Quorum;
-                    let me = if cfg.name == "a" { q[0] } else { q[1] };
+                    let me = if cfg.name.as_deref() == Some("a") { q[0] } else { q[1] };
                     cfg.quorum_listen = Some(me.to_string());
                     cfg.quorum_members = members.clone();
                 })

@@ -1,8 +1,8 @@
-//! The admin API's JSON bodies, shared by the daemon (which sends them), the CLI (which reads
-//! them, from the daemon or built from a local engine) and the OpenAPI document (which describes
-//! them). They mirror the core types field for field; the tests below pin that the JSON of each
-//! core type parses as its mirror, so the document cannot drift from what is on the wire.
-//! `roles` holds the bodies of changeover, promotion and collision branches.
+//! The JSON documents every front end speaks: the admin API sends them, the CLI reads them, the
+//! C ABI returns them, and the OpenAPI document describes them. They mirror the core types field
+//! for field; the tests below pin that the JSON of each core type parses as its mirror, so the
+//! document cannot drift from what is on the wire. `roles` holds the bodies of changeover,
+//! promotion and collision branches.
 
 mod roles;
 

@@ -1,5 +1,5 @@
 //! The admin API's bodies for roles: changeover, promotion, and collision branches (list, diff,
-//! resolve). Like the rest of `crate::api` they mirror core types where one exists
+//! resolve). Like the rest of `crate::contract` they mirror core types where one exists
 //! (`CollisionDiff`, `Conflict`), and the tests below pin that the core's JSON parses as the
 //! mirror; request bodies and the branch summary are the API's own shapes.
 

@@ -1,0 +1,692 @@
+//! `NodeConfig`: the one configuration of a node, parsed here for every front end. The daemon
+//! reads it from `DIR/mgha.toml` (written by `init`, `join` and `restore`), libmgha and Python
+//! take the same text (or a path to it). docs/config.md documents each key. Parsing is strict: an
+//! unknown key or an invalid value is an error that names the key and its line, because a typo in
+//! a config file that is silently ignored is found only in an outage.
+
+use std::fmt;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mgha_core::engine::EngineOptions;
+use mgha_core::failover::{FailoverMode, FailoverTiming};
+use mgha_core::sync::SyncConfig;
+use mgha_core::ErrorCode;
+use serde::{Deserialize, Serialize};
+
+/// File name of the node configuration inside a data directory.
+pub const CONFIG_FILE: &str = "mgha.toml";
+
+/// Largest configuration text we read; a config is a handful of lines.
+pub const CONFIG_BYTES_MAX: usize = 64 * 1024;
+
+/// Default of `sync_timeout_ms`: long enough for a standby on a slow disk, short enough that an
+/// administrator is told within seconds that a publish is not replicated.
+pub const SYNC_TIMEOUT_MS_DEFAULT: u64 = 5000;
+/// Default of `heartbeat_ms`.
+pub const HEARTBEAT_MS_DEFAULT: u64 = 1000;
+/// Default of `peer_timeout_ms`: five missed heartbeats.
+pub const PEER_TIMEOUT_MS_DEFAULT: u64 = 5000;
+/// Default of `changeover_timeout_ms`: publishes are fenced for at most this long while the
+/// target catches up, so it is also the longest pause a planned changeover can cause.
+pub const CHANGEOVER_TIMEOUT_MS_DEFAULT: u64 = 5000;
+/// Most standbys a synchronous publish may wait for; a cluster larger than this is not a
+/// management HA cluster.
+pub const SYNC_STANDBYS_MAX: usize = 64;
+/// Shortest heartbeat: below this the pings are the traffic.
+pub const HEARTBEAT_MS_MIN: u64 = 10;
+/// Longest heartbeat or timeout of any kind: a day. Beyond that a value is a typo.
+pub const TIMEOUT_MS_MAX: u64 = 86_400_000;
+
+/// Why a configuration was refused. Every front end maps it to its own error shape through
+/// [`ConfigError::code`]; the text names the file (when there is one), the key and its line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A key is unknown, missing, or holds an invalid value.
+    #[error("{}", invalid_text(path.as_deref(), key.as_deref(), *line, message))]
+    Invalid { path: Option<PathBuf>, key: Option<String>, line: Option<usize>, message: String },
+    /// The text or file is over [`CONFIG_BYTES_MAX`].
+    #[error("{}: {size} bytes, over the limit of {max} for a config", path.display())]
+    TooLarge { path: PathBuf, size: u64, max: usize },
+    /// The path is a FIFO, a device, a directory or a socket: reading it could block or never end.
+    #[error("{}: a config is read only from a regular file, and this is {kind}", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn invalid_text(path: Option<&Path>, key: Option<&str>, line: Option<usize>, message: &str) -> String {
+    let prefix = match path {
+        Some(p) => format!("{}: ", p.display()),
+        None => "config: ".into(),
+    };
+    match (key, line) {
+        (Some(k), Some(n)) => format!("{prefix}key '{k}' (line {n}): {message}"),
+        (Some(k), None) => format!("{prefix}key '{k}': {message}"),
+        (None, Some(n)) => format!("{prefix}line {n}: {message}"),
+        (None, None) => format!("{prefix}{message}"),
+    }
+}
+
+impl ConfigError {
+    /// The stable code of this error, as every front end reports it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ConfigError::Invalid { .. } | ConfigError::NotAFile { .. } => ErrorCode::InvalidArgument,
+            ConfigError::TooLarge { .. } => ErrorCode::TooLarge,
+            ConfigError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => ErrorCode::NotFound,
+            ConfigError::Read { .. } => ErrorCode::Io,
+        }
+    }
+
+    /// The key at fault, when one is.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => key.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A refusal of `key`'s value, its line found in `text` when there is a text.
+    fn bad(key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { path: None, key: Some(key.into()), line: None, message: message.into() }
+    }
+
+    fn located(mut self, text: Option<&str>, file: Option<&Path>) -> ConfigError {
+        if let ConfigError::Invalid { path, key, line, .. } = &mut self {
+            if line.is_none() {
+                *line = key.as_deref().zip(text).and_then(|(k, t)| line_of(t, k));
+            }
+            if path.is_none() {
+                *path = file.map(Path::to_path_buf);
+            }
+        }
+        self
+    }
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// A node's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's data directory. In `DIR/mgha.toml` it is that directory and may be left out; a
+    /// config read from a file elsewhere defaults to the file's directory, and a relative path is
+    /// taken relative to the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The node's name, shown in status and logs: required to create a node, checked against the
+    /// store when opening one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where the daemon's admin HTTP API listens (loopback only). The daemon needs it; an
+    /// embedded engine has no admin API and ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
+    /// Where the node listens for its peers (`HOST:PORT`; port 0 picks a free port). Absent: the
+    /// node runs alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// The address peers are told to dial, when it differs from `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// Keep at most this many revisions; older ones are purged. Absent: keep all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_revisions: Option<u64>,
+    /// A publish returns only after this many standbys durably applied it.
+    #[serde(default)]
+    pub sync_standbys: usize,
+    /// How long a synchronous publish waits for its standbys.
+    #[serde(default = "default_sync_timeout_ms")]
+    pub sync_timeout_ms: u64,
+    /// The Active pings each Standby this often.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// A peer connection silent for this long is dropped.
+    #[serde(default = "default_peer_timeout_ms")]
+    pub peer_timeout_ms: u64,
+    /// How long a planned changeover may take before it is called off.
+    #[serde(default = "default_changeover_timeout_ms")]
+    pub changeover_timeout_ms: u64,
+    /// The daemon's log level (an embedded engine logs through its host's `tracing` subscriber).
+    #[serde(default)]
+    pub log: LogLevel,
+    /// How the Active role moves when the Active fails: "manual" (an administrator), "quorum"
+    /// (a Raft group of the nodes and a witness) or "etcd" (a leader key in an etcd cluster).
+    #[serde(default)]
+    pub failover: FailoverMode,
+    /// Automatic failover: a Standby takes over once the Active has not renewed its hold for
+    /// this long.
+    #[serde(default = "default_failover_after_ms")]
+    pub failover_after_ms: u64,
+    /// Automatic failover: a Standby more than this many revisions behind is never chosen.
+    #[serde(default = "default_max_lag_revisions")]
+    pub max_lag_revisions: u64,
+    /// Quorum mode: where this node's arbiter (Raft) listens, `HOST:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_listen: Option<String>,
+    /// Quorum mode: every voter as `NAME=HOST:PORT`, this node and the witnesses included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quorum_members: Vec<String>,
+    /// etcd mode: the etcd cluster's client URLs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etcd_endpoints: Vec<String>,
+    /// etcd mode: the key prefix; absent: `/mgha/<cluster id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_prefix: Option<String>,
+}
+
+fn default_sync_timeout_ms() -> u64 {
+    SYNC_TIMEOUT_MS_DEFAULT
+}
+fn default_heartbeat_ms() -> u64 {
+    HEARTBEAT_MS_DEFAULT
+}
+fn default_peer_timeout_ms() -> u64 {
+    PEER_TIMEOUT_MS_DEFAULT
+}
+fn default_changeover_timeout_ms() -> u64 {
+    CHANGEOVER_TIMEOUT_MS_DEFAULT
+}
+fn default_failover_after_ms() -> u64 {
+    FailoverTiming::default().failover_after_ms
+}
+fn default_max_lag_revisions() -> u64 {
+    FailoverTiming::default().max_lag_revisions
+}
+
+/// One voter of the quorum arbiter, from `quorum_members`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumMember {
+    pub name: String,
+    pub address: String,
+}
+
+/// Log levels of the daemon, from quietest to loudest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        })
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: None,
+            name: None,
+            admin: None,
+            listen: None,
+            advertise: None,
+            retain_revisions: None,
+            sync_standbys: 0,
+            sync_timeout_ms: SYNC_TIMEOUT_MS_DEFAULT,
+            heartbeat_ms: HEARTBEAT_MS_DEFAULT,
+            peer_timeout_ms: PEER_TIMEOUT_MS_DEFAULT,
+            changeover_timeout_ms: CHANGEOVER_TIMEOUT_MS_DEFAULT,
+            log: LogLevel::default(),
+            failover: FailoverMode::Manual,
+            failover_after_ms: default_failover_after_ms(),
+            max_lag_revisions: default_max_lag_revisions(),
+            quorum_listen: None,
+            quorum_members: Vec::new(),
+            etcd_endpoints: Vec::new(),
+            etcd_prefix: None,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// A daemon's configuration with defaults for everything but the name and the admin address;
+    /// without a `listen` address, so a node that runs alone (a restored one, say).
+    pub fn new(name: &str, admin: SocketAddr) -> NodeConfig {
+        NodeConfig { name: Some(name.into()), admin: Some(admin), ..NodeConfig::default() }
+    }
+
+    /// The path of the config file in `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(CONFIG_FILE)
+    }
+
+    /// Reads and checks `DIR/mgha.toml`, the configuration of the node in `dir`.
+    pub fn load(dir: &Path) -> Result<NodeConfig> {
+        let config = NodeConfig::load_file(&NodeConfig::path(dir))?;
+        match &config.data_dir {
+            Some(d) if !same_dir(d, dir) => Err(ConfigError::bad(
+                "data_dir",
+                format!(
+                    "names {} but the file sits in the data directory {}; the key is for a config kept elsewhere",
+                    d.display(),
+                    dir.display()
+                ),
+            )
+            .located(Some(&read_back(&NodeConfig::path(dir))), Some(&NodeConfig::path(dir)))),
+            _ => Ok(NodeConfig { data_dir: Some(dir.to_path_buf()), ..config }),
+        }
+    }
+
+    /// Reads and checks a config file. Only a regular file is read (a FIFO or a device could
+    /// block or never end), and at most [`CONFIG_BYTES_MAX`] of it. `data_dir` defaults to the
+    /// file's directory; a relative one is relative to it.
+    pub fn load_file(path: &Path) -> Result<NodeConfig> {
+        let text = read_config_file(path)?;
+        let base = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+        let mut config = NodeConfig::parse_text(&text).map_err(|e| e.located(Some(&text), Some(path)))?;
+        if let Some(base) = base {
+            config.data_dir = Some(match config.data_dir.take() {
+                Some(d) if d.is_relative() => base.join(d),
+                Some(d) => d,
+                None => base.to_path_buf(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text given directly (through the C ABI, say); a relative
+    /// `data_dir` is relative to the working directory.
+    pub fn parse(text: &str) -> Result<NodeConfig> {
+        NodeConfig::parse_text(text).map_err(|e| e.located(Some(text), None))
+    }
+
+    fn parse_text(text: &str) -> Result<NodeConfig> {
+        if text.len() > CONFIG_BYTES_MAX {
+            return Err(ConfigError::TooLarge {
+                path: PathBuf::from("config"),
+                size: text.len() as u64,
+                max: CONFIG_BYTES_MAX,
+            });
+        }
+        let config: NodeConfig = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone do not.
+    pub fn check(&self) -> Result<()> {
+        if let Some(dir) = &self.data_dir {
+            if dir.as_os_str().is_empty() {
+                return Err(ConfigError::bad("data_dir", "is empty"));
+            }
+        }
+        if let Some(name) = &self.name {
+            if name.trim().is_empty() {
+                return Err(ConfigError::bad("name", "the node name is empty"));
+            }
+            if mgha_core::model::validate::validate_name("node", name).is_err() {
+                return Err(ConfigError::bad(
+                    "name",
+                    format!(
+                        "{name:?} is not a valid node name (at most {} bytes, no control characters)",
+                        mgha_core::limits::NAME_BYTES_MAX
+                    ),
+                ));
+            }
+        }
+        if let Some(admin) = self.admin {
+            if !admin.ip().is_loopback() {
+                return Err(ConfigError::bad(
+                    "admin",
+                    format!("{admin} is not a loopback address; the admin API listens on loopback only"),
+                ));
+            }
+            if admin.port() == 0 {
+                return Err(ConfigError::bad("admin", "port 0 is not a fixed port; the CLI could not find the daemon"));
+            }
+        }
+        if self.retain_revisions == Some(0) {
+            return Err(ConfigError::bad(
+                "retain_revisions",
+                "must be at least 1 (omit the key to keep every revision)",
+            ));
+        }
+        if let Some(listen) = &self.listen {
+            check_host_port("listen", listen, true)?;
+        }
+        if let Some(advertise) = &self.advertise {
+            check_host_port("advertise", advertise, false)?;
+            if self.listen.is_none() {
+                return Err(ConfigError::bad(
+                    "advertise",
+                    "set only with 'listen' (a node without 'listen' has no peers)",
+                ));
+            }
+        }
+        if self.sync_standbys > SYNC_STANDBYS_MAX {
+            return Err(ConfigError::bad(
+                "sync_standbys",
+                format!("{} is over the limit of {SYNC_STANDBYS_MAX}", self.sync_standbys),
+            ));
+        }
+        if self.sync_standbys > 0 && self.listen.is_none() {
+            return Err(ConfigError::bad(
+                "sync_standbys",
+                "a synchronous publish needs standbys, and so the key 'listen'",
+            ));
+        }
+        check_ms("sync_timeout_ms", self.sync_timeout_ms, 1)?;
+        check_ms("heartbeat_ms", self.heartbeat_ms, HEARTBEAT_MS_MIN)?;
+        check_ms("peer_timeout_ms", self.peer_timeout_ms, 1)?;
+        check_ms("changeover_timeout_ms", self.changeover_timeout_ms, 1)?;
+        // A connection is dropped after `peer_timeout_ms` of silence, and a heartbeat is the only
+        // traffic of an idle one: a timeout under two heartbeats drops healthy connections.
+        if self.peer_timeout_ms < 2 * self.heartbeat_ms {
+            return Err(ConfigError::bad(
+                "peer_timeout_ms",
+                format!(
+                    "{} ms is under two heartbeats ('heartbeat_ms' = {}); idle peers would be dropped",
+                    self.peer_timeout_ms, self.heartbeat_ms
+                ),
+            ));
+        }
+        self.check_failover()
+    }
+
+    /// The failover keys: each mode's own keys are present, and only with it.
+    fn check_failover(&self) -> Result<()> {
+        check_ms("failover_after_ms", self.failover_after_ms, 1)?;
+        if self.failover != FailoverMode::Quorum && (self.quorum_listen.is_some() || !self.quorum_members.is_empty()) {
+            let key = if self.quorum_listen.is_some() { "quorum_listen" } else { "quorum_members" };
+            return Err(ConfigError::bad(
+                key,
+                format!(
+                    "'quorum_listen' and 'quorum_members' are for failover = \"quorum\" (failover is \"{}\")",
+                    self.failover
+                ),
+            ));
+        }
+        if self.failover != FailoverMode::Etcd && (!self.etcd_endpoints.is_empty() || self.etcd_prefix.is_some()) {
+            let key = if self.etcd_endpoints.is_empty() { "etcd_prefix" } else { "etcd_endpoints" };
+            return Err(ConfigError::bad(
+                key,
+                format!(
+                    "'etcd_endpoints' and 'etcd_prefix' are for failover = \"etcd\" (failover is \"{}\")",
+                    self.failover
+                ),
+            ));
+        }
+        if self.failover == FailoverMode::Manual {
+            return Ok(());
+        }
+        if self.listen.is_none() {
+            return Err(ConfigError::bad("failover", "automatic failover needs peers, and so the key 'listen'"));
+        }
+        self.failover_timing().validate().map_err(|e| ConfigError::bad("failover_after_ms", e.to_string()))?;
+        match self.failover {
+            FailoverMode::Quorum => {
+                let Some(listen) = &self.quorum_listen else {
+                    return Err(ConfigError::bad(
+                        "quorum_listen",
+                        "failover = \"quorum\" needs the address this node's arbiter listens on",
+                    ));
+                };
+                check_host_port("quorum_listen", listen, false)?;
+                let members = self.quorum_members()?;
+                if let Some(name) = &self.name {
+                    self.check_quorum_voter(name)?;
+                }
+                if members.len() < 3 {
+                    return Err(ConfigError::bad(
+                        "quorum_members",
+                        format!(
+                            "{} voters cannot decide safely; automatic failover needs three: add a witness (`mgha \
+                             witness`) or a third node",
+                            members.len()
+                        ),
+                    ));
+                }
+            }
+            FailoverMode::Etcd => {
+                if self.etcd_endpoints.is_empty() {
+                    return Err(ConfigError::bad(
+                        "etcd_endpoints",
+                        "failover = \"etcd\" needs the etcd cluster's client URLs",
+                    ));
+                }
+            }
+            FailoverMode::Manual => {}
+        }
+        Ok(())
+    }
+
+    /// Checks that the node `name` is one of the quorum's voters (the node's name may come from
+    /// its store when the config leaves it out).
+    pub fn check_quorum_voter(&self, name: &str) -> Result<()> {
+        if self.failover == FailoverMode::Quorum && !self.quorum_members()?.iter().any(|m| m.name == name) {
+            return Err(ConfigError::bad("quorum_members", format!("this node ('{name}') is not among the voters")));
+        }
+        Ok(())
+    }
+
+    /// The voters of `quorum_members`.
+    pub fn quorum_members(&self) -> Result<Vec<QuorumMember>> {
+        let mut out: Vec<QuorumMember> = Vec::new();
+        for m in &self.quorum_members {
+            let Some((name, address)) = m.split_once('=') else {
+                return Err(ConfigError::bad("quorum_members", format!("{m:?} is not NAME=HOST:PORT")));
+            };
+            check_host_port("quorum_members", address, false)?;
+            if out.iter().any(|o| o.name == name.trim() || o.address == address.trim()) {
+                return Err(ConfigError::bad("quorum_members", format!("{m:?} repeats a name or an address")));
+            }
+            out.push(QuorumMember { name: name.trim().into(), address: address.trim().into() });
+        }
+        Ok(out)
+    }
+
+    /// The data directory; a config without one (given as text) cannot name a node.
+    pub fn data_dir(&self) -> Result<&Path> {
+        self.data_dir.as_deref().ok_or_else(|| ConfigError::bad("data_dir", "is required but missing"))
+    }
+
+    /// The node name, which creating a node requires.
+    pub fn require_name(&self) -> Result<&str> {
+        self.name.as_deref().ok_or_else(|| ConfigError::bad("name", "is required to create a node"))
+    }
+
+    /// The admin API's address, which the daemon requires.
+    pub fn require_admin(&self) -> Result<SocketAddr> {
+        self.admin.ok_or_else(|| ConfigError::bad("admin", "is required to serve the admin API"))
+    }
+
+    /// The timing of automatic failover.
+    pub fn failover_timing(&self) -> FailoverTiming {
+        FailoverTiming {
+            heartbeat_ms: self.heartbeat_ms,
+            failover_after_ms: self.failover_after_ms,
+            max_lag_revisions: self.max_lag_revisions,
+        }
+    }
+
+    /// The engine options this configuration asks for.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            retain_revisions: self.retain_revisions,
+            sync_standbys: self.sync_standbys,
+            sync_timeout_ms: self.sync_timeout_ms,
+        }
+    }
+
+    /// The sync runtime's configuration, or `None` when the node has no `listen` address.
+    pub fn sync_config(&self) -> Option<SyncConfig> {
+        Some(SyncConfig {
+            listen: self.listen.clone()?,
+            advertise: self.advertise.clone(),
+            heartbeat_ms: self.heartbeat_ms,
+            peer_timeout_ms: self.peer_timeout_ms,
+            changeover_timeout_ms: self.changeover_timeout_ms,
+            ..SyncConfig::default()
+        })
+    }
+
+    /// The address members dial for a node listening on `listen`: `advertise`, else `listen`.
+    pub fn member_address<'a>(&'a self, listen: &'a str) -> &'a str {
+        self.advertise.as_deref().unwrap_or(listen)
+    }
+
+    /// The file's text: a pointer to the documentation, then the keys. A config written into its
+    /// own data directory leaves `data_dir` out.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut copy = self.clone();
+        copy.data_dir = None;
+        let body = toml::to_string(&copy)?;
+        Ok(format!("# mgha node configuration. Every key is described in docs/config.md.\n{body}"))
+    }
+
+    /// Writes `DIR/mgha.toml` (mode 0600), refusing to replace an existing one.
+    pub fn write_new(&self, dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = NodeConfig::path(dir);
+        let text = self.to_toml().map_err(std::io::Error::other)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    }
+}
+
+/// The same directory, whether or not the paths are spelled alike.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// The text of a config file already read once, for locating a key in an error.
+fn read_back(path: &Path) -> String {
+    read_config_file(path).unwrap_or_default()
+}
+
+/// Reads a config file: only a regular file, at most [`CONFIG_BYTES_MAX`] bytes. The file is
+/// opened without blocking (a FIFO with no writer would block `open` itself) and checked with
+/// `fstat` on the open descriptor, so a file swapped after the check is never read.
+fn read_config_file(path: &Path) -> Result<String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_err = |source| ConfigError::Read { path: path.to_path_buf(), source };
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(kind) = kind {
+        return Err(ConfigError::NotAFile { path: path.to_path_buf(), kind });
+    }
+    if meta.len() > CONFIG_BYTES_MAX as u64 {
+        return Err(ConfigError::TooLarge { path: path.to_path_buf(), size: meta.len(), max: CONFIG_BYTES_MAX });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // A file that grows while it is read is still cut at the limit.
+    file.take(CONFIG_BYTES_MAX as u64 + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.len() > CONFIG_BYTES_MAX {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            max: CONFIG_BYTES_MAX,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
+        path: Some(path.to_path_buf()),
+        key: None,
+        line: None,
+        message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+    })
+}
+
+/// Checks a `HOST:PORT` address. Port 0 is allowed only where the node announces the port it
+/// got (`listen`); elsewhere peers dial the address as written.
+fn check_host_port(key: &str, value: &str, port_zero_ok: bool) -> Result<()> {
+    let Some((host, port)) = value.trim().rsplit_once(':') else {
+        return Err(ConfigError::bad(key, format!("{value:?} is not HOST:PORT")));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::bad(key, format!("{value:?} is not HOST:PORT (no host)")));
+    }
+    match port.parse::<u16>() {
+        Ok(0) if !port_zero_ok => {
+            Err(ConfigError::bad(key, "port 0 is not a fixed port; peers could not find this node again"))
+        }
+        Ok(_) => Ok(()),
+        Err(_) => Err(ConfigError::bad(key, format!("{value:?} is not HOST:PORT (bad port {port:?})"))),
+    }
+}
+
+/// Checks a duration in milliseconds against a floor and [`TIMEOUT_MS_MAX`].
+fn check_ms(key: &str, value: u64, min: u64) -> Result<()> {
+    if value < min || value > TIMEOUT_MS_MAX {
+        return Err(ConfigError::bad(key, format!("{value} ms is outside {min}..={TIMEOUT_MS_MAX}")));
+    }
+    Ok(())
+}
+
+/// The line (1-based) on which `key` is set in `text`.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            let rest = l.strip_prefix(key).or_else(|| l.strip_prefix(&format!("\"{key}\"")));
+            rest.is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+/// Turns a toml error into one that names the key: toml points at the offending span, and the
+/// key is what stands before `=` on that line.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim();
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        // toml points a missing key at the whole table, which names no key; say which is missing.
+        let key = rest.trim().trim_matches('`').to_string();
+        return ConfigError::Invalid {
+            path: None,
+            key: Some(key),
+            line: None,
+            message: "is required but missing".into(),
+        };
+    }
+    let Some(span) = e.span() else {
+        return ConfigError::Invalid { path: None, key: None, line: None, message: message.into() };
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"')).filter(|k| !k.is_empty());
+    ConfigError::Invalid { path: None, key: key.map(str::to_string), line: Some(line_no), message: message.into() }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,21 @@
+//! mgha-node: the node every front end runs. The daemon (`mgha run`), libmgha (C and C++) and,
+//! through libmgha, Python all use this library unchanged; they adapt (HTTP, C types, Python
+//! objects) and never decide.
+//!
+//! - [`config`]: `NodeConfig`, the one parser of a node's configuration;
+//! - [`node`]: `Node`, the lifecycle of engine, synchronization, failover and their runtime,
+//!   and node-level policy (join keys, the changeover slot);
+//! - [`arbiter`]: the arbiter of automatic failover, built from the config;
+//! - [`contract`]: the JSON documents (status, revisions, collisions, errors) that the admin API
+//!   and the C ABI return, typed once;
+//! - [`error`]: the node's typed errors and their stable codes.
+
+pub mod arbiter;
+pub mod config;
+pub mod contract;
+pub mod error;
+pub mod node;
+
+pub use config::{ConfigError, NodeConfig};
+pub use error::{Error, Result};
+pub use node::{Node, RuntimeOptions};

@@ -1,4 +1,5 @@
-//! `mgha`: the daemon, admin CLI, demo and benchmarks of a Management High Availability node.
+//! `mgha`: the daemon, admin CLI and demo of a Management High Availability node (the benchmark
+//! is its own program, `mgha-bench`).
 //! This file holds the command line (clap derive) and the dispatch only; docs/cli.md describes
 //! every command and exit code.
 
@@ -6,17 +7,15 @@
 #[macro_use]
 mod output;
 
-mod bench;
 mod client;
 mod commands;
 mod daemon;
 mod demo;
 mod exit;
 mod sample;
-mod token;
 
 // The JSON contract and the configuration are the node library's, the same for every front end.
-use mgha_node::{config, contract as api};
+use mgha_node::{config, contract as api, token};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,8 +74,6 @@ enum Command {
     Witness(commands::witness::WitnessArgs),
     /// Run a three-node cluster demonstration in a temporary directory.
     Demo(DemoArgs),
-    /// Measure the engine's performance on this machine.
-    Bench(bench::BenchArgs),
 }
 
 /// The node's data directory.
@@ -395,7 +392,6 @@ fn main() -> ExitCode {
         Command::Plugin(a) => commands::plugin::plugin(&a),
         Command::Witness(a) => commands::witness::witness(&a),
         Command::Demo(a) => demo::run(&a),
-        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

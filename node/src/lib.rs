@@ -8,13 +8,15 @@
 //! - [`arbiter`]: the arbiter of automatic failover, built from the config;
 //! - [`contract`]: the JSON documents (status, revisions, collisions, errors) that the admin API
 //!   and the C ABI return, typed once;
-//! - [`error`]: the node's typed errors and their stable codes.
+//! - [`error`]: the node's typed errors and their stable codes;
+//! - [`token`]: the admin bearer token of a data directory.
 
 pub mod arbiter;
 pub mod config;
 pub mod contract;
 pub mod error;
 pub mod node;
+pub mod token;
 
 pub use config::{ConfigError, NodeConfig};
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
-//! `mgha bench`: the engine's performance figures, measured in one run on the disk under test
-//! and printed next to their goals: durable publish throughput and latency (with the disk's own
+//! `mgha-bench`: the engine's performance figures, measured in one run on the disk under test
+//! and printed next to their goals. A program of its own, as pgbench and redis-benchmark are, so
+//! the `mgha` binary keeps only what an operator runs. It measures durable publish throughput and latency (with the disk's own
 //! fsync floor beside them), diff cost at two database sizes, open time and resident memory of a
 //! large store, backup, verify and restore throughput, the cluster figures, and the cost of plugin
 //! calls next to the built-in merge. docs/BENCHMARKS.md explains each row.
@@ -16,9 +17,15 @@ mod workload;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Parser;
 
-/// Options of `mgha bench`.
-#[derive(clap::Args, Debug, Clone, Default)]
+/// Options of `mgha-bench`.
+#[derive(clap::Parser, Debug, Clone, Default)]
+#[command(
+    name = "mgha-bench",
+    version,
+    about = "Measures mgha's performance figures on this machine and prints them next to their goals"
+)]
 pub struct BenchArgs {
     /// Run every measurement at 1/100 scale: a smoke run of a few seconds, not a measurement.
     #[arg(long)]
@@ -130,7 +137,27 @@ impl Scale {
     }
 }
 
-/// Runs `mgha bench`.
+fn main() -> std::process::ExitCode {
+    match run(BenchArgs::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `mgha` binary the failover figures run as daemons and witnesses: `$MGHA_BIN`, else the one
+/// beside this program (cargo builds both into one directory), else `mgha` on the `PATH`.
+pub fn mgha_exe() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MGHA_BIN") {
+        return bin.into();
+    }
+    let beside = cluster::own_exe().ok().and_then(|exe| exe.parent().map(|d| d.join("mgha")));
+    beside.filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("mgha"))
+}
+
+/// Runs the benchmark.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.probe_open {
         return probe::child(dir);
@@ -159,7 +186,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         (_, dir) => Some(plugins::examples_dir(dir.as_deref())?),
     };
     if args.scenario == Scenario::All {
-        eprintln!("failover figures skipped: they take minutes (`mgha bench --scenario failover`)");
+        eprintln!("failover figures skipped: they take minutes (`mgha-bench --scenario failover`)");
     }
     let scratch = Scratch::create(&base, args.keep)?;
     let scale = if args.quick { Scale::quick() } else { Scale::full() };

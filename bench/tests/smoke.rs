@@ -1,4 +1,4 @@
-//! Smoke test of `mgha bench --quick`: every figure is measured and printed, as a table and as
+//! Smoke test of `mgha-bench --quick`: every figure is measured and printed, as a table and as
 //! JSON, and the scratch directory is removed. No timing is asserted: this runs anywhere.
 
 use std::path::Path;
@@ -34,13 +34,13 @@ const ROWS: &[(&str, &str)] = &[
 ];
 
 fn bench(dir: &Path, extra: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mgha"))
-        .args(["bench", "--quick", "--dir"])
+    let out = Command::new(env!("CARGO_BIN_EXE_mgha-bench"))
+        .args(["--quick", "--dir"])
         .arg(dir)
         .args(extra)
         .output()
-        .expect("runs mgha bench");
-    assert!(out.status.success(), "mgha bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        .expect("runs mgha-bench");
+    assert!(out.status.success(), "mgha-bench failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 

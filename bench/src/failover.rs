@@ -29,7 +29,6 @@ use mgha_core::failover::FailoverTiming;
 
 mod procs;
 
-use super::cluster::own_exe;
 use super::report::{Goal, Row, Unit};
 use super::workload::percentile_ms;
 use procs::{Cluster, Publisher};
@@ -68,7 +67,7 @@ impl Mode {
 /// Runs both modes (etcd only when this binary has the etcd arbiter and `etcd_bin` runs) with
 /// `runs` failovers per measurement, and adds their rows.
 pub fn run(scratch: &Path, runs: usize, etcd_bin: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let exe = own_exe()?;
+    let exe = super::mgha_exe();
     let timing = FailoverTiming::default();
     let started = Instant::now();
     let mut modes = vec![Mode::Quorum];

@@ -1,5 +1,5 @@
 //! Open time, resident memory and diff time of a store, measured in a fresh process: the bench
-//! runs its own executable with `bench --probe-open DIR`, so neither the memory nor the heap
+//! runs its own executable with `--probe-open DIR`, so neither the memory nor the heap
 //! fragmentation left by building the store counts.
 
 use std::path::Path;
@@ -64,13 +64,12 @@ pub fn child(dir: &Path) -> anyhow::Result<()> {
 
 /// The parent side: runs the child on `dir` (whose store must be closed) and reads its report.
 pub fn measure(dir: &Path) -> anyhow::Result<ProbeResult> {
-    let exe = std::env::current_exe().context("locating the mgha executable")?;
+    let exe = std::env::current_exe().context("locating the mgha-bench executable")?;
     let out = Command::new(&exe)
-        .arg("bench")
         .arg("--probe-open")
         .arg(dir)
         .output()
-        .with_context(|| format!("running {} bench --probe-open", exe.display()))?;
+        .with_context(|| format!("running {} --probe-open", exe.display()))?;
     if !out.status.success() {
         bail!("the probe process failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }

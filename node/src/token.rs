@@ -1,12 +1,12 @@
-//! The admin bearer token: 32 random bytes, hex, in `DIR/admin.token` with mode 0600. Whoever
-//! can read the data directory's token may administer the node, exactly as whoever can read the
-//! store may read the configuration; the file mode keeps other local users out.
+//! The admin bearer token of a node's data directory: 32 random bytes, hex, in `DIR/admin.token`
+//! with mode 0600. Whoever can read the data directory's token may administer the node, exactly
+//! as whoever can read the store may read the configuration; the file mode keeps other local
+//! users out. The daemon checks it; the CLI, the benchmark and test harnesses present it.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use rand::RngCore;
 
 /// File name of the admin token inside a data directory.
@@ -31,7 +31,7 @@ pub fn generate() -> String {
 }
 
 /// Creates `DIR/admin.token` with a fresh token, mode 0600; refuses to replace one.
-pub fn write_new(dir: &Path) -> anyhow::Result<String> {
+pub fn write_new(dir: &Path) -> std::io::Result<String> {
     let path = path(dir);
     let token = generate();
     // The mode is set at creation, so the token is never readable by others, not even briefly.
@@ -40,28 +40,34 @@ pub fn write_new(dir: &Path) -> anyhow::Result<String> {
         .create_new(true)
         .mode(TOKEN_FILE_MODE)
         .open(&path)
-        .with_context(|| format!("{}: cannot create the admin token", path.display()))?;
+        .map_err(|e| context(&path, "cannot create the admin token", e))?;
     f.write_all(format!("{token}\n").as_bytes())
         .and_then(|_| f.sync_all())
-        .with_context(|| format!("{}: cannot write the admin token", path.display()))?;
+        .map_err(|e| context(&path, "cannot write the admin token", e))?;
     Ok(token)
 }
 
+/// An I/O error that names the file and what was being done.
+fn context(path: &Path, what: &str, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {what}: {e}", path.display()))
+}
+
 /// Reads the token from `DIR/admin.token`.
-pub fn read(dir: &Path) -> anyhow::Result<String> {
+pub fn read(dir: &Path) -> std::io::Result<String> {
     let path = path(dir);
-    let meta = std::fs::metadata(&path).with_context(|| format!("{}: cannot read the admin token", path.display()))?;
+    let invalid =
+        |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
+    let meta = std::fs::metadata(&path).map_err(|e| context(&path, "cannot read the admin token", e))?;
     if meta.permissions().mode() & 0o077 != 0 {
         tracing::warn!(path = %path.display(), "the admin token is readable by other users; chmod 600 it");
     }
-    if meta.len() > 1024 {
-        bail!("{}: {} bytes is not an admin token", path.display(), meta.len());
+    if !meta.is_file() || meta.len() > 1024 {
+        return Err(invalid(format!("{} bytes is not an admin token", meta.len())));
     }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read the admin token", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| context(&path, "cannot read the admin token", e))?;
     let token = text.trim().to_string();
     if token.is_empty() {
-        bail!("{}: the admin token is empty", path.display());
+        return Err(invalid("the admin token is empty".into()));
     }
     Ok(token)
 }

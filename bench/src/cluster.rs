@@ -398,7 +398,7 @@ pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> an
     };
     let exe = own_exe()?;
     let mut serve = Command::new(&exe)
-        .args(["bench", "--probe-serve"])
+        .arg("--probe-serve")
         .arg(&a_dir)
         .arg("--probe-addr")
         .arg(&a_listen)
@@ -414,7 +414,7 @@ pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> an
     runtime()?.block_on(join_secondary(&b_dir, "b", &a_listen, &key, &b_listen, EngineOptions::default()))?;
     let t = Instant::now();
     let follow = Command::new(&exe)
-        .args(["bench", "--probe-follow"])
+        .arg("--probe-follow")
         .arg(&b_dir)
         .arg("--probe-addr")
         .arg(&b_listen)

@@ -17,7 +17,7 @@ use mgha_core::failover::FailoverMode;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::config::NodeConfig;
+use mgha_node::{token, NodeConfig};
 
 /// A child process, killed with SIGKILL on drop unless it already ended.
 pub(super) struct Guard(Child);
@@ -114,7 +114,7 @@ pub(super) struct Api {
 impl Api {
     pub(super) fn of(name: &str, dir: &Path) -> anyhow::Result<Api> {
         let config = NodeConfig::load(dir)?;
-        let token = crate::token::read(dir)?;
+        let token = token::read(dir)?;
         // A synchronous publish waits up to `sync_timeout_ms` (5 s) for a standby.
         let agent = ureq::Agent::config_builder()
             .proxy(None)

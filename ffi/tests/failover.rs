@@ -7,8 +7,8 @@
 //!
 //! C: three data nodes, a Raft quorum of their own, ten failovers; and once with etcd as the
 //! arbiter. C++: two data nodes and `mgha witness` (the binary at `$MGHA_BIN`, else the one
-//! `cargo build` put beside this test's directory), fewer failovers: with two data nodes each
-//! round also waits for the killed process to come back before the new Active can acknowledge.
+//! `cargo build` put in `target/<profile>`), ten failovers; with two data nodes each round also
+//! waits for the killed process to come back before the new Active can acknowledge.
 //!
 //! Takeover times are printed (run with `--nocapture`), never asserted beyond a generous
 //! deadline (`TAKEOVER_DEADLINE`).
@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 
 use common::compile::{compile, compiler};
 use common::driver::{fail_over_repeatedly, Arbiter, Cluster};
+use common::profile_dir;
 
 /// One cluster at a time: the timing under test should not depend on how many other clusters
 /// share the machine's cores.
@@ -53,4 +54,27 @@ fn c_engines_fail_over_by_etcd() {
     let _serial = serial();
     let cluster = Cluster::start(c_failover(), &["a", "b", "c"], Arbiter::Etcd);
     fail_over_repeatedly(&cluster, 1, "C, etcd");
+}
+
+/// `mgha` for the witness: `$MGHA_BIN`, else the workspace build's `target/<profile>/mgha`.
+fn mgha_bin() -> PathBuf {
+    let path = std::env::var_os("MGHA_BIN").map(PathBuf::from).unwrap_or_else(|| profile_dir().join("mgha"));
+    assert!(
+        path.is_file(),
+        "no mgha binary at {} to run the witness: build it (cargo build -p mgha) or set MGHA_BIN",
+        path.display()
+    );
+    path
+}
+
+/// Two data nodes and a witness: with `sync_standbys = 1` the new Active acknowledges publishes
+/// once the killed process is back as its Standby, so each round restarts it first.
+#[test]
+fn cpp_engines_fail_over_ten_times_by_quorum_with_a_witness_without_losing_a_publish() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = dir.path().join("failover-cpp");
+    compile(&compiler("CXX", "c++"), "-std=c++17", "examples/cpp/failover.cpp", &exe, false);
+    let cluster = Cluster::start(&exe, &["a", "b"], Arbiter::QuorumWithWitness(mgha_bin()));
+    fail_over_repeatedly(&cluster, 10, "C++, two data nodes and a witness");
 }

@@ -69,10 +69,38 @@ impl Process {
         let (stdin, stdout) = (child.stdin.take().expect("stdin"), child.stdout.take().expect("stdout"));
         self.pid.store(child.id(), Ordering::SeqCst);
         let mut io = Io { child: ChildGuard::new(child), stdin, stdout: BufReader::new(stdout) };
+        let answered = Arc::new(AtomicBool::new(false));
+        let watchdog = self.watchdog(answered.clone());
         let mut first = String::new();
         let _ = io.stdout.read_line(&mut first);
-        assert_eq!(first.trim_end(), "ready", "{} {args:?} did not start\n{}", self.name, self.log());
+        // Before the guard can reap the process (and its pid be reused): the watchdog stands down.
+        answered.store(true, Ordering::SeqCst);
+        let _ = watchdog.join();
+        if first.trim_end() != "ready" {
+            // The guard reaps it: its pid must not be signalled later.
+            self.pid.store(0, Ordering::SeqCst);
+            drop(io);
+            panic!("{} {args:?} did not start: {first}\n{}", self.name, self.log());
+        }
         *self.io.lock().unwrap_or_else(|p| p.into_inner()) = Some(io);
+    }
+
+    /// A process that never prints its first line would block the test for good: this kills it
+    /// after `SETTLE_DEADLINE` unless `answered` is set first. The process is not reaped before
+    /// `answered` is set, so the pid is still its own.
+    fn watchdog(&self, answered: Arc<AtomicBool>) -> JoinHandle<()> {
+        let pid = libc::pid_t::try_from(self.pid.load(Ordering::SeqCst)).expect("a pid fits pid_t");
+        std::thread::spawn(move || {
+            let until = Instant::now() + SETTLE_DEADLINE;
+            while !answered.load(Ordering::SeqCst) {
+                if Instant::now() >= until {
+                    // SAFETY: kill(2) takes no pointers; the pid is an unreaped child (above).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
     }
 
     /// Opens the node again (`run CONFIG`), after a kill.
@@ -382,9 +410,14 @@ impl Publisher {
     }
 }
 
+/// Also on a failed assertion: the thread holds the processes, which are killed only once the
+/// last holder lets go.
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -14,8 +14,8 @@
  * open: the engine's own threads renew or watch the arbiter's lease.
  *
  * Once the engine runs, the program prints `ready` and then answers one line per command read
- * on stdin, `ok ...` or `err STATUS_NAME message`, so that a test (or a person at a terminal)
- * can drive several processes:
+ * on stdin, `ok ...` or `err STATUS_NAME message` (`err usage: ...` for a line it does not
+ * understand), so that a test (or a person at a terminal) can drive several processes:
  *
  *   peer            ok HOST:PORT       the engine's peer address (for `join`)
  *   join-key        ok KEY             a one-time join key, valid 10 minutes (the Primary only)

@@ -12,7 +12,8 @@
 // it. The host only keeps its engine open.
 //
 // Once the engine runs the program prints `ready`, then answers each command on stdin with one
-// line, `ok ...` or `err STATUS_NAME message`:
+// line, `ok ...` or `err STATUS_NAME message` (`err usage: ...` for a line it does not
+// understand):
 //
 //   peer | join-key | publish NAME | role | get NAME | status | collisions | merge ID | quit
 //

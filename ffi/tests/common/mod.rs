@@ -6,6 +6,9 @@
 //! or freed once: the API's documented pointer contract.
 #![allow(dead_code)]
 
+pub mod compile;
+pub mod driver;
+
 use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
 

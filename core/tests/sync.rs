@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mgha_core::cluster::{init_primary, issue_join_key, join_secondary};
+use mgha_core::collision::ResolveHow;
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::sync::pki::TlsFiles;
 use mgha_core::sync::{SyncConfig, SyncRuntime, SyncStatus};
@@ -109,6 +110,12 @@ async fn standby_refuses_publish_naming_the_active() {
     let e = b.engine.publish("admin", &hosts("y", 1)).expect_err("standby is read-only");
     assert!(matches!(e, Error::ReadOnly { .. }), "{e}");
     assert!(e.to_string().contains("'a'"), "{e}");
+    // A session could never publish there: the Standby refuses to open one, the same way.
+    let e = b.engine.session_open("admin").expect_err("no session on a standby");
+    assert!(matches!(e, Error::ReadOnly { .. }) && e.to_string().contains("'a'"), "{e}");
+    let e = b.engine.resolve_collision(1, ResolveHow::KeepActive, "admin").expect_err("no resolution on a standby");
+    assert!(matches!(e, Error::ReadOnly { .. }), "before the branch is looked up: {e}");
+    assert_eq!(b.engine.status().expect("status").sessions, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,3 +192,4 @@ async fn key_of_another_cluster_fails_the_handshake() {
         .expect_err("CA pinned by the key does not match");
     assert!(e.to_string().contains("TLS"), "{e}");
 }
+

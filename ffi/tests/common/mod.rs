@@ -6,6 +6,8 @@
 //! or freed once: the API's documented pointer contract.
 #![allow(dead_code)]
 
+pub mod cc;
+
 use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
 

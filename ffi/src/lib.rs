@@ -3,8 +3,8 @@
 //! docs/c-api.md is the guide: naming, ownership, errors, threads, events.
 //!
 //! One module per API area; this file only declares them: first the shared machinery (pointer
-//! arguments, config, errors, handles, buffers), then the API areas. The only crate of the
-//! workspace with `extern "C"`.
+//! arguments, config, errors, handles and their fork check, buffers), then the API areas. The
+//! only crate of the workspace with `extern "C"`.
 
 #[macro_use]
 mod panic;
@@ -12,6 +12,7 @@ mod panic;
 pub mod args;
 pub mod config;
 pub mod error;
+mod fork;
 pub mod handle;
 pub mod strings;
 

@@ -1,6 +1,6 @@
 //! C programs of `ffi/tests/c/`, written from docs/c-api.md alone, compiled with `$CC` against
 //! `include/mgha.h` and the library cargo built for this run, then run (see `common/cc.rs`):
-//! what a C host sees of the status codes.
+//! what a C host sees of the status codes and of `fork()`.
 
 mod common;
 
@@ -65,3 +65,11 @@ fn a_c_program_meets_every_documented_status() {
     }
 }
 
+#[test]
+fn a_forked_child_is_refused_the_parent_s_handles() {
+    let out = run(&[], &program("fork"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("child: mgha_engine_close: MGHA_BUSY"), "{stdout}");
+    assert!(stdout.contains("child: done"), "{stdout}");
+    assert!(stdout.contains("parent: revision"), "the parent published after the child exited: {stdout}");
+}

@@ -20,6 +20,8 @@
  *  - Engines and their read functions may be used from any thread at once.
  *  - Events are delivered on one thread per engine (named "mgha-events"); see
  *    mgha_engine_subscribe.
+ *  - Fork only to exec: in a child forked after a handle was made, every call on that handle
+ *    returns MGHA_BUSY and touches nothing (docs/c-api.md, "fork()").
  */
 
 
@@ -49,7 +51,8 @@ enum mgha_status
   MGHA_INVALID_UTF8 = 2,
   // The library panicked; the message says where. The handle may still be used.
   MGHA_PANIC = 3,
-  // A malformed argument: bad JSON or TOML, an unknown config key, a handle that is closed.
+  // A malformed argument: bad JSON or TOML, an unknown config key, a malformed join key, a
+  // handle that is closed.
   MGHA_INVALID_ARGUMENT = 4,
   // The change breaks a schema or reference rule; nothing was published.
   MGHA_VALIDATION = 5,
@@ -57,16 +60,18 @@ enum mgha_status
   MGHA_NOT_FOUND = 6,
   // The object is locked by another session.
   MGHA_CONFLICT = 7,
-  // This node is a read-only Standby; the message names the Active when it is known.
+  // This node is a read-only Standby (a publish, a session begin, a collision resolution);
+  // the message names the Active when it is known.
   MGHA_READ_ONLY = 8,
   // An input is over a named limit.
   MGHA_TOO_LARGE = 9,
   // Stored data or a backup file failed a check.
   MGHA_CORRUPT = 10,
-  // An operating-system or storage error.
+  // An operating-system or storage error, a peer port already in use among them.
   MGHA_IO = 11,
-  // A limit on concurrent use was reached, the data directory is in use, or the call is not
-  // allowed from the thread it was made on.
+  // A limit on concurrent use was reached, the data directory is in use, the call is not
+  // allowed from the thread it was made on, or the handle was made by the process this one
+  // was forked from.
   MGHA_BUSY = 12,
   // A peer refused, did not answer, or too few standbys acknowledged a synchronous publish.
   MGHA_PEER = 13,
@@ -191,8 +196,9 @@ mgha_status mgha_engine_collision_diff_json(const struct mgha_engine *engine,
 //   a plain `"merge"` with conflicts left fails with `MGHA_INVALID_ARGUMENT` listing them.
 //
 // `resolutions_json` may be NULL, and must be for the two `keep-` ways. Writes the revision
-// published to `out_seq`, or 0 when nothing was published. Publishing needs the Active
-// (`MGHA_READ_ONLY` elsewhere); an already resolved branch is `MGHA_INVALID_ARGUMENT`.
+// published to `out_seq`, or 0 when nothing was published. Only the Active resolves: a
+// Standby answers `MGHA_READ_ONLY` whatever the way; an already resolved branch is
+// `MGHA_INVALID_ARGUMENT`.
 mgha_status mgha_engine_collision_resolve(const struct mgha_engine *engine,
                                           uint64_t id,
                                           const char *how,
@@ -351,7 +357,8 @@ const char *mgha_last_error_message(void);
 // is needed.
 mgha_status mgha_plugin_check(const uint8_t *wasm, size_t len, char **out_json);
 
-// Opens an admin session for `author`. Free it with `mgha_session_free`.
+// Opens an admin session for `author`. Free it with `mgha_session_free`. A Standby refuses
+// with `MGHA_READ_ONLY` (its sessions could never publish).
 mgha_status mgha_session_begin(const struct mgha_engine *engine,
                                const char *author,
                                struct mgha_session **out);
@@ -377,7 +384,8 @@ mgha_status mgha_session_publish(struct mgha_session *session,
                                  uint64_t *out_seq);
 
 // Stages a put of one object, given as JSON `{"type", "name", "uid"?, "fields"}`, and locks it
-// against other sessions.
+// against other sessions. `MGHA_TOO_LARGE` when the object is over its size limit or the
+// session would pass its own (docs/changeset.md); the session keeps what it staged before.
 mgha_status mgha_session_put_json(struct mgha_session *session, const char *object_json);
 
 // As `mgha_session_put_json`, with the object as a MessagePack map of the same keys (what

@@ -81,10 +81,11 @@ impl ChangeSet {
             return Err(Error::TooLarge { what: "message".into(), size: self.message.len(), max: MESSAGE_BYTES_MAX });
         }
         if self.changes.len() > CHANGESET_CHANGES_MAX {
-            return Err(Error::InvalidChangeset(format!(
-                "{} changes, over the limit of {CHANGESET_CHANGES_MAX} per revision",
-                self.changes.len()
-            )));
+            return Err(Error::TooMany {
+                what: "changes in one changeset".into(),
+                count: self.changes.len(),
+                max: CHANGESET_CHANGES_MAX,
+            });
         }
         if self.changes.is_empty() {
             return Err(Error::InvalidChangeset("no changes".into()));
@@ -119,6 +120,14 @@ mod tests {
     fn malformed_json_names_the_place() {
         let e = ChangeSet::from_json(b"{\"changes\": [}").expect_err("malformed");
         assert!(e.to_string().contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn a_changeset_over_the_change_limit_is_too_large() {
+        let delete = ChangeInput::Delete { type_name: "host".into(), name: Some("h".into()), uid: None };
+        let cs = ChangeSet { message: String::new(), changes: vec![delete; CHANGESET_CHANGES_MAX + 1] };
+        let e = cs.check().expect_err("over the limit");
+        assert_eq!(e.code(), crate::ErrorCode::TooLarge, "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Creating nodes: `init` (a Primary with a new cluster and its CA) and `join` (a Secondary,
 //! through a one-time key). The CLI, the C ABI and the tests all go through here.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
@@ -47,7 +47,9 @@ pub fn issue_join_key(engine: &Engine, ttl_ms: u64) -> Result<JoinKey> {
     membership::issue_join_key(&engine.store(), fp, ttl_ms, crate::now_ms())
 }
 
-/// Joins the cluster through `peer` and creates a Secondary, Standby, in `dir`.
+/// Joins the cluster through `peer` and creates a Secondary, Standby, in `dir`. A malformed key
+/// is refused before anything is created or sent. A join that fails leaves no trace in `dir`:
+/// what it wrote is removed, and so are the directories it created, when they hold nothing else.
 pub async fn join_secondary(
     dir: &Path,
     name: &str,
@@ -61,9 +63,26 @@ pub async fn join_secondary(
         return Err(Error::InvalidArgument(format!("{} already holds a node", dir.display())));
     }
     let key = JoinKey::parse(key)?;
-    std::fs::create_dir_all(dir)?;
     let files = TlsFiles::new(dir);
-    let joined = join_cluster(peer, &key, name, listen, &files).await?;
+    let written = JoinOutput::before(dir, &files);
+    std::fs::create_dir_all(dir)?;
+    let joined = join_into(dir, name, peer, &key, listen, options, &files).await;
+    if joined.is_err() {
+        written.remove();
+    }
+    joined
+}
+
+async fn join_into(
+    dir: &Path,
+    name: &str,
+    peer: &str,
+    key: &JoinKey,
+    listen: &str,
+    options: EngineOptions,
+    files: &TlsFiles,
+) -> Result<Engine> {
+    let joined = join_cluster(peer, key, name, listen, files).await?;
     let node = NodeState {
         node_id: joined.node_id,
         name: name.into(),
@@ -76,6 +95,55 @@ pub async fn join_secondary(
     let engine = Engine::create(dir, &node, options)?;
     membership::merge_members(&engine.store(), &joined.members)?;
     Ok(engine)
+}
+
+/// What a join may write into a data directory that did not exist before it, to be removed
+/// when the join fails: the files (TLS keys and certificates, the store) and the directories,
+/// deepest first. Only what was absent before the join is listed; a directory is removed only
+/// when it is empty once the files are gone, so nothing the join did not write is touched.
+struct JoinOutput {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+/// Nothing at `path`, not even a symbolic link (which `exists` would follow).
+fn absent(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
+impl JoinOutput {
+    fn before(dir: &Path, tls: &TlsFiles) -> JoinOutput {
+        let files = [tls.node_key(), tls.node_cert(), tls.ca_cert(), dir.join(crate::store::STORE_FILE)]
+            .into_iter()
+            .filter(|f| absent(f))
+            .collect();
+        // `create_dir_all` creates the data directory and whichever of its ancestors are
+        // missing; the TLS directory comes later, inside it.
+        let mut dirs: Vec<PathBuf> = vec![tls.dir().to_path_buf()];
+        dirs.extend(dir.ancestors().take_while(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf));
+        dirs.retain(|d| absent(d));
+        JoinOutput { files, dirs }
+    }
+
+    /// Removes what the join wrote.
+    fn remove(self) {
+        for f in &self.files {
+            if let Err(e) = std::fs::remove_file(f) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(file = %f.display(), error = %e, "cannot remove what a failed join wrote");
+                }
+            }
+        }
+        // Deepest first; `remove_dir` refuses a directory that is not empty, and then its
+        // ancestors are not empty either. One the join never got to create is skipped.
+        for d in &self.dirs {
+            match std::fs::remove_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 /// Enrolls an arbiter witness in `dir` (`mgha witness`): redeems the one-time join key with

@@ -107,9 +107,11 @@ impl Engine {
         Ok(CollisionDiff { branch: id, fork: branch.fork.seq, branch_changes, active_changes, conflicts })
     }
 
-    /// Resolves a branch. Taking the branch or merging publishes one revision (only on the
-    /// Active); every way records the resolution and keeps the branch on record.
+    /// Resolves a branch. Taking the branch or merging publishes one revision; every way records
+    /// the resolution and keeps the branch on record. Only the Active resolves (a Standby is
+    /// `ReadOnly`, whatever the way): it holds the branches, and its decision replicates.
     pub fn resolve_collision(&self, id: u64, how: ResolveHow, author: &str) -> Result<Resolved> {
+        self.refuse_on_standby()?;
         let branch = open_branch(self, id)?;
         let (targets, conflicts, record): (Vec<Target>, usize, RecordFn) = match &how {
             ResolveHow::KeepActive => {

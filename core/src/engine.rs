@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::changeset::{ChangeInput, ChangeSet};
 use crate::error::{Error, Result};
-use crate::limits::AUTHOR_BYTES_MAX;
-use crate::model::Uid;
+use crate::limits::{AUTHOR_BYTES_MAX, OBJECT_BYTES_MAX};
+use crate::model::{Object, Uid};
 use crate::node::{NodeState, Role};
 use crate::revision::{Head, Revision};
 use crate::roles::{Action as RoleAction, Event as RoleEvent, Refusal, RoleMachine};
@@ -325,19 +325,42 @@ impl Engine {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens an admin session for `author`.
+    /// Opens an admin session for `author`. A Standby refuses at once (`ReadOnly`, naming the
+    /// Active when known): its sessions could never publish. An Active that cannot publish for
+    /// the moment (its lease lapsed, a changeover running) still opens one; its publish waits
+    /// for the role check.
     pub fn session_open(&self, author: &str) -> Result<u64> {
         if author.len() > AUTHOR_BYTES_MAX {
             return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
         }
+        self.refuse_on_standby()?;
         self.lock_sessions().open(author)
     }
 
-    /// Stages a put or delete in a session, locking the object against other sessions.
+    /// `ReadOnly` on a Standby, for the writes that would otherwise only fail at their publish.
+    pub(crate) fn refuse_on_standby(&self) -> Result<()> {
+        match self.role().0 {
+            Role::Standby => Err(self.refusal_error(Refusal::Standby)),
+            Role::Active => Ok(()),
+        }
+    }
+
+    /// Stages a put or delete in a session, locking the object against other sessions. A put
+    /// whose object (as written) is over [`OBJECT_BYTES_MAX`], or that would take the session
+    /// past [`SESSION_CHANGES_MAX`](crate::limits::SESSION_CHANGES_MAX) changes or
+    /// [`SESSION_BYTES_MAX`](crate::limits::SESSION_BYTES_MAX) of staged objects, is refused
+    /// here (`TooLarge`), not at publish; what the session holds stays staged.
     pub fn session_stage(&self, id: u64, change: ChangeInput) -> Result<()> {
         let type_name = change.type_name().to_string();
         if self.store().schemas().get(&type_name).is_none() {
             return Err(Error::UnknownType(type_name));
+        }
+        let bytes = match &change {
+            ChangeInput::Put { type_name, name, fields, .. } => Object::encoded_len(type_name, name, fields),
+            ChangeInput::Delete { .. } => 0,
+        };
+        if bytes > OBJECT_BYTES_MAX {
+            return Err(Error::TooLarge { what: change.label(), size: bytes, max: OBJECT_BYTES_MAX });
         }
         let (name, uid) = match &change {
             ChangeInput::Put { name, uid, .. } => (Some(name.clone()), uid.clone()),
@@ -356,7 +379,7 @@ impl Engine {
         if keys.is_empty() {
             return Err(Error::InvalidChangeset(format!("{}: name the object by name or uid", change.label())));
         }
-        self.lock_sessions().stage(id, change, keys)
+        self.lock_sessions().stage(id, change, keys, bytes)
     }
 
     /// The changes staged in a session.

@@ -69,6 +69,9 @@ pub enum Error {
     RevisionPurged { seq: u64, oldest: u64 },
     #[error("{what} is {size} bytes, over the limit of {max}")]
     TooLarge { what: String, size: usize, max: usize },
+    /// More items than a named limit allows: changes in a changeset or a session.
+    #[error("{count} {what}, over the limit of {max}")]
+    TooMany { what: String, count: usize, max: usize },
     #[error("nothing to publish: the changes leave every object as it was")]
     EmptyChangeset,
     #[error("this node is a read-only standby; publish on the active node{}", active.as_deref().map(|a| format!(" '{a}'")).unwrap_or_default())]
@@ -90,6 +93,15 @@ pub enum Error {
     TooManySessions(usize),
     #[error("data directory {} is in use by another mgha process", .0.display())]
     InUse(PathBuf),
+    /// A listener could not be bound: the address is taken or not permitted ([`ErrorCode::Io`]),
+    /// or is not an address at all ([`ErrorCode::InvalidArgument`]).
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("corrupt data: {0}")]
     Corrupt(String),
     #[error("backup {}: {reason}", path.display())]
@@ -126,13 +138,19 @@ impl Error {
             Error::NotFound(_) | Error::UnknownRevision(_) | Error::RevisionPurged { .. } | Error::NoSession(_) => {
                 ErrorCode::NotFound
             }
-            Error::TooLarge { .. } => ErrorCode::TooLarge,
+            Error::TooLarge { .. } | Error::TooMany { .. } => ErrorCode::TooLarge,
             Error::ReadOnly { .. } | Error::Fenced => ErrorCode::ReadOnly,
             Error::Locked { .. } => ErrorCode::Conflict,
             Error::TooManySessions(_) | Error::InUse(_) | Error::ChangeoverInProgress { .. } => ErrorCode::Busy,
             Error::Changeover(_) => ErrorCode::Conflict,
             Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,
             Error::Storage(_) | Error::Io(_) => ErrorCode::Io,
+            // An address that does not parse is the caller's mistake; a port in use, a denied
+            // bind, an address this host does not have are the system's answer.
+            Error::Listen { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+                ErrorCode::InvalidArgument
+            }
+            Error::Listen { .. } => ErrorCode::Io,
             Error::NotReplicated { .. } | Error::Peer(_) => ErrorCode::Peer,
         }
     }
@@ -151,3 +169,28 @@ from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::
 
 /// Result with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_an_io_error_and_a_malformed_address_an_argument_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let addr = taken.local_addr().expect("address").to_string();
+        let busy = std::net::TcpListener::bind(&addr).expect_err("the port is taken");
+        let e = Error::Listen { what: "peers", addr: addr.clone(), source: busy };
+        assert_eq!(e.code(), ErrorCode::Io);
+        assert!(e.to_string().contains(&addr), "{e}");
+        let malformed = std::net::TcpListener::bind("no port here").expect_err("not an address");
+        let e = Error::Listen { what: "peers", addr: "no port here".into(), source: malformed };
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn too_many_items_is_too_large() {
+        let e = Error::TooMany { what: "changes in one changeset".into(), count: 7, max: 6 };
+        assert_eq!(e.code(), ErrorCode::TooLarge);
+        assert_eq!(e.to_string(), "7 changes in one changeset, over the limit of 6");
+    }
+}

@@ -21,6 +21,12 @@ pub const AUTHOR_BYTES_MAX: usize = 256;
 pub const SESSIONS_MAX: usize = 1024;
 /// Most staged changes in one admin session.
 pub const SESSION_CHANGES_MAX: usize = CHANGESET_CHANGES_MAX;
+/// Most bytes of objects staged in one admin session, each counted as its canonical encoding
+/// as staged (references as written). A session publishes as one revision, which crosses to
+/// each Standby in one frame of the peer protocol: half a frame leaves room for what publish
+/// adds (references resolved to uids, before-hashes, headers).
+pub const SESSION_BYTES_MAX: usize = 32 * 1024 * 1024;
+const _: () = assert!(SESSION_BYTES_MAX <= crate::sync::wire::FRAME_BYTES_MAX / 2);
 /// Most objects returned by one list call.
 pub const LIST_OBJECTS_MAX: usize = 100_000;
 /// Most revisions returned by one revisions listing.

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mgha_core::cluster::{init_primary, issue_join_key, join_secondary};
+use mgha_core::collision::ResolveHow;
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::sync::pki::TlsFiles;
 use mgha_core::sync::{SyncConfig, SyncRuntime, SyncStatus};
-use mgha_core::{ChangeSet, Error};
+use mgha_core::{ChangeSet, Error, ErrorCode};
 
 struct Node {
     engine: Arc<Engine>,
@@ -109,6 +110,12 @@ async fn standby_refuses_publish_naming_the_active() {
     let e = b.engine.publish("admin", &hosts("y", 1)).expect_err("standby is read-only");
     assert!(matches!(e, Error::ReadOnly { .. }), "{e}");
     assert!(e.to_string().contains("'a'"), "{e}");
+    // A session could never publish there: the Standby refuses to open one, the same way.
+    let e = b.engine.session_open("admin").expect_err("no session on a standby");
+    assert!(matches!(e, Error::ReadOnly { .. }) && e.to_string().contains("'a'"), "{e}");
+    let e = b.engine.resolve_collision(1, ResolveHow::KeepActive, "admin").expect_err("no resolution on a standby");
+    assert!(matches!(e, Error::ReadOnly { .. }), "before the branch is looked up: {e}");
+    assert_eq!(b.engine.status().expect("status").sessions, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,4 +191,48 @@ async fn key_of_another_cluster_fails_the_handshake() {
         .await
         .expect_err("CA pinned by the key does not match");
     assert!(e.to_string().contains("TLS"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_join_leaves_no_data_directory_behind() {
+    let a = primary(EngineOptions::default()).await;
+    let key = issue_join_key(&a.engine, 60_000).expect("key").to_string();
+    let peer = a.runtime.as_ref().expect("running").local_addr().to_string();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let join = |dir: std::path::PathBuf, name: &'static str, key: String| {
+        let peer = peer.clone();
+        async move { join_secondary(&dir, name, &peer, &key, &free_addr(), EngineOptions::default()).await }
+    };
+    join(scratch.path().join("b"), "b", key.clone()).await.expect("first join");
+
+    // Refused by the peer (the key is spent): the directory it created, and the missing
+    // parents it created with it, are gone.
+    let e = join(scratch.path().join("new/parent/c"), "c", key.clone()).await.expect_err("a used key");
+    assert_eq!(e.code(), ErrorCode::Peer, "{e}");
+    assert!(!scratch.path().join("new").exists(), "the refused join left its directories behind");
+
+    // A directory that existed stays, with what it held; only what the join wrote goes.
+    let kept = scratch.path().join("kept");
+    std::fs::create_dir(&kept).expect("mkdir");
+    std::fs::write(kept.join("notes.txt"), "mine").expect("write");
+    join(kept.clone(), "d", key.clone()).await.expect_err("a used key");
+    let left = |dir: &std::path::Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(left(&kept), ["notes.txt"], "only what was there before the join");
+
+    // Failing after the peer accepted (the store cannot be created where a dangling link
+    // points), the join removes the certificates it wrote, and nothing else.
+    std::os::unix::fs::symlink(scratch.path().join("nowhere/mgha.redb"), kept.join("mgha.redb")).expect("symlink");
+    let fresh = issue_join_key(&a.engine, 60_000).expect("key").to_string();
+    let e = join(kept.clone(), "f", fresh).await.expect_err("no store can be created");
+    assert_eq!(e.code(), ErrorCode::Io, "{e}");
+    assert_eq!(left(&kept), ["mgha.redb", "notes.txt"], "the certificates are gone, the link and file stay");
+
+    // A malformed key is refused before anything is created.
+    let e = join(scratch.path().join("e"), "e", "mgha1.not-a-key".into()).await.expect_err("malformed");
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+    assert!(!scratch.path().join("e").exists());
 }

@@ -24,7 +24,8 @@ pub enum mgha_status {
     MGHA_INVALID_UTF8 = 2,
     /// The library panicked; the message says where. The handle may still be used.
     MGHA_PANIC = 3,
-    /// A malformed argument: bad JSON or TOML, an unknown config key, a handle that is closed.
+    /// A malformed argument: bad JSON or TOML, an unknown config key, a malformed join key, a
+    /// handle that is closed.
     MGHA_INVALID_ARGUMENT = 4,
     /// The change breaks a schema or reference rule; nothing was published.
     MGHA_VALIDATION = 5,
@@ -32,16 +33,18 @@ pub enum mgha_status {
     MGHA_NOT_FOUND = 6,
     /// The object is locked by another session.
     MGHA_CONFLICT = 7,
-    /// This node is a read-only Standby; the message names the Active when it is known.
+    /// This node is a read-only Standby (a publish, a session begin, a collision resolution);
+    /// the message names the Active when it is known.
     MGHA_READ_ONLY = 8,
     /// An input is over a named limit.
     MGHA_TOO_LARGE = 9,
     /// Stored data or a backup file failed a check.
     MGHA_CORRUPT = 10,
-    /// An operating-system or storage error.
+    /// An operating-system or storage error, a peer port already in use among them.
     MGHA_IO = 11,
-    /// A limit on concurrent use was reached, the data directory is in use, or the call is not
-    /// allowed from the thread it was made on.
+    /// A limit on concurrent use was reached, the data directory is in use, the call is not
+    /// allowed from the thread it was made on, or the handle was made by the process this one
+    /// was forked from.
     MGHA_BUSY = 12,
     /// A peer refused, did not answer, or too few standbys acknowledged a synchronous publish.
     MGHA_PEER = 13,

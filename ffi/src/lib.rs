@@ -3,14 +3,15 @@
 //! docs/c-api.md is the guide: naming, ownership, errors, threads, events.
 //!
 //! One module per API area; this file only declares them: first the shared machinery (pointer
-//! arguments, errors, handles, buffers), then the API areas. The only crate of the
-//! workspace with `extern "C"`.
+//! arguments, errors, handles and their fork check, buffers), then the API areas. The only
+//! crate of the workspace with `extern "C"`.
 
 #[macro_use]
 mod panic;
 
 pub mod args;
 pub mod error;
+mod fork;
 pub mod handle;
 pub mod strings;
 

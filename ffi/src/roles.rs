@@ -215,8 +215,9 @@ fn resolve_how(how: &str, resolutions: Option<&str>) -> FfiResult<ResolveHow> {
 ///   a plain `"merge"` with conflicts left fails with `MGHA_INVALID_ARGUMENT` listing them.
 ///
 /// `resolutions_json` may be NULL, and must be for the two `keep-` ways. Writes the revision
-/// published to `out_seq`, or 0 when nothing was published. Publishing needs the Active
-/// (`MGHA_READ_ONLY` elsewhere); an already resolved branch is `MGHA_INVALID_ARGUMENT`.
+/// published to `out_seq`, or 0 when nothing was published. Only the Active resolves: a
+/// Standby answers `MGHA_READ_ONLY` whatever the way; an already resolved branch is
+/// `MGHA_INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_collision_resolve(
     engine: *const mgha_engine,

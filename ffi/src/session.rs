@@ -87,7 +87,8 @@ fn stage(session: *const mgha_session, change: impl FnOnce() -> FfiResult<Change
     })
 }
 
-/// Opens an admin session for `author`. Free it with `mgha_session_free`.
+/// Opens an admin session for `author`. Free it with `mgha_session_free`. A Standby refuses
+/// with `MGHA_READ_ONLY` (its sessions could never publish).
 #[no_mangle]
 pub unsafe extern "C" fn mgha_session_begin(
     engine: *const mgha_engine,
@@ -106,7 +107,8 @@ pub unsafe extern "C" fn mgha_session_begin(
 }
 
 /// Stages a put of one object, given as JSON `{"type", "name", "uid"?, "fields"}`, and locks it
-/// against other sessions.
+/// against other sessions. `MGHA_TOO_LARGE` when the object is over its size limit or the
+/// session would pass its own (docs/changeset.md); the session keeps what it staged before.
 #[no_mangle]
 pub unsafe extern "C" fn mgha_session_put_json(session: *mut mgha_session, object_json: *const c_char) -> mgha_status {
     ffi_boundary!(status: {

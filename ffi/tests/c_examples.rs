@@ -2,46 +2,14 @@
 //! linked against the library cargo built for these tests, then run: two engines form a
 //! cluster on loopback and swap roles with a planned changeover. The C example also runs under
 //! valgrind (memcheck) when it is installed, and is also linked statically against `libmgha.a`.
-//!
-//! Compilers: `$CC` (default `cc`) and `$CXX` (default `c++`), with `-Wall -Wextra -Werror
-//! -pedantic`. Flags come from `pkg-config mgha` when pkg-config is installed, through the
-//! `mgha.pc` this test renders from `ffi/mgha.pc.in` into the target directory; otherwise from
-//! the same paths directly. The library is the one cargo built for this test run
-//! (`target/<profile>/deps`, see `common::lib_dir`).
+//! How programs are compiled and run: `common/cc.rs`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::compile::{compile, compiler, installed, repo_root};
-use common::lib_dir;
-
-/// Runs a compiled example (optionally under `wrapper`) in a fresh work dir; fails the test
-/// unless it exits 0 and prints "ok".
-fn run(wrapper: &[&str], program: &Path) -> Output {
-    run_with(wrapper, program, &[])
-}
-
-fn run_with(wrapper: &[&str], program: &Path, env: &[(&str, &str)]) -> Output {
-    let work = tempfile::tempdir().expect("tempdir");
-    let (exe, args): (&std::ffi::OsStr, Vec<&std::ffi::OsStr>) = match wrapper.split_first() {
-        Some((first, rest)) => (first.as_ref(), rest.iter().map(|a| a.as_ref()).chain([program.as_os_str()]).collect()),
-        None => (program.as_os_str(), Vec::new()),
-    };
-    let out = Command::new(exe)
-        .args(args)
-        .arg(work.path())
-        .env("LD_LIBRARY_PATH", lib_dir())
-        .envs(env.iter().copied())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("{stdout}");
-    assert!(out.status.success() && stdout.contains("\nok\n"), "{} failed:\n{stdout}\n{stderr}", program.display());
-    out
-}
+use common::cc::{compile, compiler, installed, repo_root, run, run_with};
 
 /// The C example, linked against the shared library, built once per test run.
 fn c_example() -> &'static Path {

@@ -18,7 +18,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::compile::{compile, compiler};
+use common::cc::{compile, compiler};
 use common::driver::{fail_over_repeatedly, Arbiter, Cluster};
 use common::profile_dir;
 

@@ -462,8 +462,8 @@ fn claim_listen(config: &NodeConfig) -> Result<String> {
         line: None,
         message: "a new node needs a peer address".into(),
     })?;
-    let bound = std::net::TcpListener::bind(listen).and_then(|l| l.local_addr()).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen for peers on {listen} (key 'listen'): {e}"))
+    let bound = std::net::TcpListener::bind(listen).and_then(|l| l.local_addr()).map_err(|source| {
+        mgha_core::Error::Listen { what: "peers (config key 'listen')", addr: listen.to_owned(), source }
     })?;
     Ok(bound.to_string())
 }

@@ -51,8 +51,8 @@ class Panic(Error):
 
 
 class InvalidArgument(Error):
-    """Malformed JSON, TOML or MessagePack; an unknown config key; a closed engine; a spent
-    session; a resolution that does not fit."""
+    """Malformed JSON, TOML or MessagePack; an unknown config key; a malformed join key; a
+    closed engine; a spent session; a resolution that does not fit."""
 
     code_value = 4
 
@@ -76,13 +76,15 @@ class Conflict(Error):
 
 
 class ReadOnly(Error):
-    """A publish on a Standby; the message names the Active when it is known."""
+    """A write on a Standby: a publish, opening a session, resolving a collision; the message
+    names the Active when it is known."""
 
     code_value = 8
 
 
 class TooLarge(Error):
-    """An input over a named limit."""
+    """An input over a named limit: an object over 1 MiB, a changeset or session over 100,000
+    changes, a session's staged objects over 32 MiB (docs/changeset.md)."""
 
     code_value = 9
 
@@ -94,14 +96,16 @@ class Corrupt(Error):
 
 
 class IoError(Error):
-    """An operating-system or storage error (``MGHA_IO``)."""
+    """An operating-system or storage error (``MGHA_IO``), a peer port already in use among
+    them."""
 
     code_value = 11
 
 
 class Busy(Error):
-    """A limit on concurrent use, a data directory in use, a changeover in progress, or a call
-    not allowed on the thread it was made on."""
+    """A limit on concurrent use, a data directory in use, a changeover in progress, a call
+    not allowed on the thread it was made on, or a handle used in a process forked after it was
+    made."""
 
     code_value = 12
 

@@ -51,3 +51,7 @@ def test_sessions_publish_on_success_and_discard_on_error(cluster):
     revisions = c["b"].engine.revisions()
     assert [(r["seq"], r["author"]) for r in revisions] == [(2, "carol"), (1, "alice")]
     assert revisions[1]["message"] == "web tier"
+    # A Standby refuses a session when it is opened, naming the Active, not at its publish.
+    with pytest.raises(mgha.ReadOnly, match="'a'"):
+        c["b"].engine.session("mallory")
+    assert c["b"].status()["sessions"] == 0

@@ -15,7 +15,7 @@ use crate::api::*;
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = SessionOpenRequest,
     responses((status = 201, body = SessionCreated), (status = 401, body = ErrorBody),
         (status = 413, description = "Author name too long", body = ErrorBody),
-        (status = 503, description = "Too many open sessions", body = ErrorBody)))]
+        (status = 503, description = "Too many open sessions, or a read-only standby", body = ErrorBody)))]
 pub async fn open(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SessionOpenRequest>,
@@ -42,6 +42,7 @@ pub async fn show(State(state): State<AppState>, ApiPath(id): ApiPath<u64>) -> R
     request_body = ChangeInputBody,
     responses((status = 204, description = "Staged"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "Locked by another session", body = ErrorBody),
+        (status = 413, description = "The object, or the session's staged objects or changes, over a limit", body = ErrorBody),
         (status = 422, description = "Unknown type", body = ErrorBody)))]
 pub async fn stage(
     State(state): State<AppState>,

@@ -81,7 +81,8 @@ impl Hash {
         s
     }
     pub fn from_hex(s: &str) -> Option<Hash> {
-        if s.len() != 64 || !s.is_ascii() {
+        // Hex digits only: `from_str_radix` alone would also take a sign ("+f").
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; 32];
@@ -193,16 +194,15 @@ impl Object {
 
     /// Appends the canonical encoding to `buf`.
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
-        // Keys in bytewise order: fields < name < type < uid.
-        write_map_len(buf, 4);
-        write_str(buf, "fields");
-        write_map(buf, &self.fields);
-        write_str(buf, "name");
-        write_str(buf, &self.name);
-        write_str(buf, "type");
-        write_str(buf, &self.type_name);
-        write_str(buf, "uid");
-        write_bin(buf, self.uid.as_bytes());
+        encode_parts(buf, &self.type_name, &self.uid, &self.name, &self.fields);
+    }
+
+    /// The length of the canonical encoding of an object with these parts, without building
+    /// the object (a staged put is weighed before it has a uid: every uid encodes alike).
+    pub fn encoded_len(type_name: &str, name: &str, fields: &Fields) -> usize {
+        let mut buf = Vec::with_capacity(64 + fields.len() * 24);
+        encode_parts(&mut buf, type_name, &Uid(uuid::Uuid::nil()), name, fields);
+        buf.len()
     }
 
     /// Decodes a canonical (or any MessagePack) encoding of an object.
@@ -224,6 +224,19 @@ impl Object {
             "fields": Value::Object(self.fields.clone()),
         })
     }
+}
+
+fn encode_parts(buf: &mut Vec<u8>, type_name: &str, uid: &Uid, name: &str, fields: &Fields) {
+    // Keys in bytewise order: fields < name < type < uid.
+    write_map_len(buf, 4);
+    write_str(buf, "fields");
+    write_map(buf, fields);
+    write_str(buf, "name");
+    write_str(buf, name);
+    write_str(buf, "type");
+    write_str(buf, type_name);
+    write_str(buf, "uid");
+    write_bin(buf, uid.as_bytes());
 }
 
 /// Appends the canonical encoding of any document value.
@@ -311,5 +324,13 @@ mod tests {
         let h = Hash::of(b"abc");
         assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));
         assert_eq!(Hash::from_hex("zz"), None);
+        let signed = Hash([0; 32]).to_hex().replacen('0', "+", 1);
+        assert_eq!(Hash::from_hex(&signed), None, "a sign is no hex digit: {signed}");
+    }
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_encoding() {
+        let o = obj(json!({"ipv4-address": "10.0.0.1", "comments": "x".repeat(300)}));
+        assert_eq!(Object::encoded_len(&o.type_name, &o.name, &o.fields), o.encode().len());
     }
 }

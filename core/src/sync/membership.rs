@@ -160,6 +160,20 @@ mod tests {
     }
 
     #[test]
+    fn malformed_keys_are_invalid_arguments() {
+        let good = JoinKey { secret: "0".repeat(32), ca_fingerprint: Hash([0x1f; 32]) }.to_string();
+        assert!(JoinKey::parse(&good).is_ok());
+        // u8::from_str_radix takes "+f" as 15: a sign must not pass for a hex digit.
+        let signed = good.replace("1f", "+f");
+        for bad in
+            ["", "mgha1", "mgha1.not-a-key", "mgha2.x.y", &signed, &format!("{good}.extra"), &good[..good.len() - 1]]
+        {
+            let e = JoinKey::parse(bad).expect_err(bad);
+            assert_eq!(e.code(), crate::ErrorCode::InvalidArgument, "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn members_merge_by_node_id() {
         let (_d, s) = store();
         let m = |name: &str, id: Uid| Member {

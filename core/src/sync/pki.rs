@@ -135,6 +135,10 @@ impl TlsFiles {
     pub fn new(data_dir: &Path) -> TlsFiles {
         TlsFiles { dir: data_dir.join("tls") }
     }
+    /// The directory of the TLS files, `DATA_DIR/tls`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }

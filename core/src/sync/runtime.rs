@@ -107,9 +107,11 @@ impl SyncRuntime {
     /// Binds the peer listener and starts serving and following.
     pub async fn start(engine: Arc<Engine>, files: TlsFiles, cfg: SyncConfig) -> Result<SyncRuntime> {
         let tls = MemberTls::load(&files)?;
-        let listener = TcpListener::bind(&cfg.listen)
-            .await
-            .map_err(|e| Error::InvalidArgument(format!("cannot listen for peers on {}: {e}", cfg.listen)))?;
+        let listener = TcpListener::bind(&cfg.listen).await.map_err(|source| Error::Listen {
+            what: "peers",
+            addr: cfg.listen.clone(),
+            source,
+        })?;
         let local_addr = listener.local_addr()?;
         let advertised = cfg.advertise.clone().unwrap_or_else(|| local_addr.to_string());
         let node = engine.node()?;

@@ -70,9 +70,11 @@ impl Node {
     pub async fn start(cfg: &QuorumConfig) -> Result<Node> {
         let tls = MemberTls::load(&cfg.tls)?;
         let (log, machine, shared) = store::open(&cfg.data_dir).await?;
-        let listener = TcpListener::bind(&cfg.listen)
-            .await
-            .map_err(|e| Error::InvalidArgument(format!("arbiter: cannot listen on {}: {e}", cfg.listen)))?;
+        let listener = TcpListener::bind(&cfg.listen).await.map_err(|source| Error::Listen {
+            what: "the arbiter's peers",
+            addr: cfg.listen.clone(),
+            source,
+        })?;
         let id = node_id(&cfg.name);
         let voters: Vec<(u64, String, String)> =
             cfg.members.iter().map(|m| (node_id(&m.name), m.name.clone(), m.address.clone())).collect();

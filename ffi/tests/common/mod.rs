@@ -6,7 +6,7 @@
 //! or freed once: the API's documented pointer contract.
 #![allow(dead_code)]
 
-pub mod compile;
+pub mod cc;
 pub mod driver;
 
 use std::ffi::{c_char, CStr, CString};

@@ -1,9 +1,15 @@
-//! Compiling the C and C++ examples against `include/mgha.h` and the library built for this
-//! test run: flags from `pkg-config mgha` (through the `mgha.pc` rendered here from
-//! `ffi/mgha.pc.in`) when pkg-config is installed, else the same paths directly.
+//! Compiling and running C and C++ programs against libmgha, for the tests that check what a C
+//! host sees: the examples (`c_examples.rs`) and the test programs of `ffi/tests/c/`
+//! (`c_programs.rs`).
+//!
+//! Compilers: `$CC` (default `cc`) and `$CXX` (default `c++`), with `-Wall -Wextra -Werror
+//! -pedantic`. Flags come from `pkg-config mgha` when pkg-config is installed, through the
+//! `mgha.pc` rendered from `ffi/mgha.pc.in` into the target directory; otherwise from the same
+//! paths directly. The library is the one cargo built for this test run (`target/<profile>/deps`,
+//! see [`super::lib_dir`]).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use super::{lib_dir, profile_dir};
@@ -62,15 +68,51 @@ fn flags(static_link: bool) -> Vec<String> {
     }
 }
 
+/// `$var`, or `default` when it is unset or blank.
 pub fn compiler(var: &str, default: &str) -> String {
     std::env::var(var).ok().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| default.into())
 }
 
-/// Compiles `source` into `out`, failing the test with the compiler's output.
+/// Compiles `source` (relative to the repository root) into `out`, failing the test with the
+/// compiler's output.
 pub fn compile(compiler: &str, std: &str, source: &str, out: &Path, static_link: bool) {
     let mut cmd = Command::new(compiler);
     cmd.args([std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-o"]).arg(out);
     cmd.arg(repo_root().join(source)).args(flags(static_link)).arg("-pthread");
     let result = cmd.output().unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     assert!(result.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&result.stderr));
+}
+
+/// Compiles the C99 program `source` against the shared library into `dir`.
+pub fn compile_c(source: &str, dir: &Path) -> PathBuf {
+    let stem = Path::new(source).file_stem().expect("a file name").to_string_lossy().into_owned();
+    let exe = dir.join(stem);
+    compile(&compiler("CC", "cc"), "-std=c99", source, &exe, false);
+    exe
+}
+
+/// Runs a compiled program (optionally under `wrapper`) with a fresh, empty work dir as its one
+/// argument; fails the test unless it exits 0 and prints a line "ok".
+pub fn run(wrapper: &[&str], program: &Path) -> Output {
+    run_with(wrapper, program, &[])
+}
+
+/// As [`run`], with more environment variables.
+pub fn run_with(wrapper: &[&str], program: &Path, env: &[(&str, &str)]) -> Output {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (exe, args): (&std::ffi::OsStr, Vec<&std::ffi::OsStr>) = match wrapper.split_first() {
+        Some((first, rest)) => (first.as_ref(), rest.iter().map(|a| a.as_ref()).chain([program.as_os_str()]).collect()),
+        None => (program.as_os_str(), Vec::new()),
+    };
+    let out = Command::new(exe)
+        .args(args)
+        .arg(work.path())
+        .env("LD_LIBRARY_PATH", lib_dir())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{stdout}");
+    assert!(out.status.success() && stdout.contains("\nok\n"), "{} failed:\n{stdout}\n{stderr}", program.display());
+    out
 }

@@ -72,6 +72,11 @@ pub(crate) struct Ctx {
     pub joins: Mutex<join::RateLimit>,
     /// Members that already have a dial loop.
     dialing: Mutex<HashSet<Uid>>,
+    /// The dial loops and incoming connections started so far (finished ones are pruned), so
+    /// that shutdown can end those still running: none may dial again or follow after it.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The failover driver, which shutdown waits for: it lets go of the arbiter's hold.
+    driver: Mutex<Option<JoinHandle<()>>>,
     pub advertised: String,
     /// Command channels of live connection tasks.
     pub registry: Registry,
@@ -87,6 +92,14 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// Spawns a connection or dial task that shutdown ends.
+    fn spawn_tracked(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task).abort_handle();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
     pub fn changeover_timeout(&self) -> Duration {
         Duration::from_millis(self.cfg.changeover_timeout_ms.max(1))
     }
@@ -146,6 +159,8 @@ impl SyncRuntime {
             cfg,
             shutdown: rx,
             dialing: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+            driver: Mutex::new(None),
             advertised,
             registry: Registry::default(),
             promoted: watch::channel(None).0,
@@ -180,13 +195,14 @@ impl SyncRuntime {
     pub fn enable_failover(&self, arbiter: Arc<dyn Arbiter>, mode: FailoverMode, timing: FailoverTiming) {
         self.ctx.engine.set_arbitrated();
         *self.ctx.arbiter.lock().unwrap_or_else(|p| p.into_inner()) = Some((arbiter.clone(), timing));
-        tokio::spawn(crate::failover::driver::run(
+        let driver = tokio::spawn(crate::failover::driver::run(
             self.ctx.engine.clone(),
             arbiter,
             mode,
             timing,
             self.ctx.shutdown.clone(),
         ));
+        *self.ctx.driver.lock().unwrap_or_else(|p| p.into_inner()) = Some(driver);
     }
 
     /// A forced changeover: this Standby becomes Active. Returns the new epoch.
@@ -194,10 +210,23 @@ impl SyncRuntime {
         changeover::force(&self.ctx)
     }
 
-    /// Stops listening and closes every connection.
+    /// Stops listening, lets the failover driver release the arbiter, and ends every dial loop
+    /// and connection: when it returns, this runtime dials, follows and serves no more.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.listener_task.await;
+        let driver = self.ctx.driver.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(driver) = driver {
+            let _ = driver.await;
+        }
+        let tasks = std::mem::take(&mut *self.ctx.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in &tasks {
+            task.abort();
+        }
+        // An aborted task ends at its next await; wait until each has.
+        while tasks.iter().any(|t| !t.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }
 
@@ -208,7 +237,7 @@ pub(crate) fn ensure_dialers(ctx: &Arc<Ctx>) -> Result<()> {
     let mut dialing = ctx.dialing.lock().unwrap_or_else(|p| p.into_inner());
     for m in all {
         if m.node_id != me && dialing.insert(m.node_id) {
-            tokio::spawn(standby::dial_loop(ctx.clone(), m));
+            ctx.spawn_tracked(standby::dial_loop(ctx.clone(), m));
         }
     }
     Ok(())
@@ -225,7 +254,8 @@ async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener) {
                     let _ = tcp.set_nodelay(true);
                     let ctx = ctx.clone();
                     let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
+                    let task_ctx = ctx.clone();
+                    task_ctx.spawn_tracked(async move {
                         if let Err(e) = handle_incoming(ctx, acceptor, tcp).await {
                             tracing::info!(peer = %addr, error = %e, "peer connection refused or ended");
                         }

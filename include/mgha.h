@@ -150,10 +150,12 @@ mgha_status mgha_engine_backup(const struct mgha_engine *engine, const char *pat
 
 // A planned changeover: hands the Active role to the member named `target`, losing no
 // revision (docs/roles.md). May be asked on any member; a Standby forwards it to the Active.
-// Blocks until done or refused. Refused (`MGHA_CONFLICT`, the message says why): no such
-// member, the target not connected or not caught up in time, already the Active, a node
-// without peers. `MGHA_BUSY`: a changeover is already running on this handle, or the Active is
-// handing over to another node, or the call came from an event callback of this engine.
+// Blocks until done or refused, within the config's `changeover_timeout_ms` (plus
+// `FORWARD_MARGIN_MS`, 2 s, when asked on a Standby). Refused (`MGHA_CONFLICT`, the message
+// says why): no such member, the target already the Active, not connected or not caught up in
+// time, its takeover not confirmed in time, superseded by another node, refused by the arbiter,
+// a node without peers. `MGHA_BUSY`: a changeover is already running on this handle, on this
+// node or on the Active, or the call came from an event callback of this engine.
 mgha_status mgha_engine_changeover(const struct mgha_engine *engine, const char *target);
 
 // A forced changeover: this Standby becomes the Active at once, in the round after the highest

@@ -81,7 +81,7 @@ pub enum Error {
     #[error("a changeover to '{target}' is in progress; retry on '{target}' in a moment")]
     ChangeoverInProgress { target: String },
     #[error("changeover: {0}")]
-    Changeover(String),
+    Changeover(#[from] ChangeoverError),
     #[error("{object} is locked by session {session} of '{owner}'")]
     Locked { object: String, session: u64, owner: String },
     #[error("no open session {0}")]
@@ -130,10 +130,107 @@ impl Error {
             Error::ReadOnly { .. } | Error::Fenced => ErrorCode::ReadOnly,
             Error::Locked { .. } => ErrorCode::Conflict,
             Error::TooManySessions(_) | Error::InUse(_) | Error::ChangeoverInProgress { .. } => ErrorCode::Busy,
-            Error::Changeover(_) => ErrorCode::Conflict,
+            Error::Changeover(e) => e.code(),
             Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,
             Error::Storage(_) | Error::Io(_) => ErrorCode::Io,
             Error::NotReplicated { .. } | Error::Peer(_) => ErrorCode::Peer,
+        }
+    }
+}
+
+/// Why a changeover (planned or forced) was refused, or ended without a confirmed outcome. One
+/// variant per case a caller may act on differently; the message says what to do. It crosses the
+/// peer protocol when a Standby forwards a changeover to the Active (docs/protocol.md).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum ChangeoverError {
+    /// No member has that name; nothing changed.
+    #[error("no member named '{name}'")]
+    NoSuchMember { name: String },
+    /// A planned changeover to the node that is the Active, or a forced one on it: nothing to do.
+    #[error("'{name}' is already the active")]
+    AlreadyActive { name: String },
+    /// The target had no replication session with the Active within the timeout; nothing changed.
+    #[error("'{target}' is not connected to the active; nothing changed")]
+    TargetNotConnected { target: String },
+    /// The target did not acknowledge the Active's head within the timeout; nothing changed.
+    #[error("'{target}' did not catch up with the active's head in time; nothing changed")]
+    TargetNotCaughtUp { target: String },
+    /// The target was asked to take over but neither its confirmation nor its new epoch reached
+    /// the Active in time. The Active stepped down without raising its epoch: it follows the
+    /// target if the target took over; otherwise no node is Active until a forced changeover.
+    #[error(
+        "'{target}' did not confirm in time; the old active stepped down to standby and follows '{target}' if it \
+         took over (check which node is active; a forced changeover settles it otherwise)"
+    )]
+    TargetDidNotConfirm { target: String },
+    /// Another planned changeover runs on the Active; retry once it ended.
+    #[error("a changeover to '{target}' is already in progress; retry in a moment")]
+    InProgress { target: String },
+    /// With automatic failover: the arbiter refused what was asked of it (`reason` says what):
+    /// in a changeover, to hand the role to the target, and nothing changed.
+    #[error("the arbiter refused {reason}")]
+    ArbiterRefused { reason: String },
+    /// A forced changeover with automatic failover: the arbiter's holder changed meanwhile.
+    #[error("the arbiter's holder changed meanwhile; nothing changed, ask again")]
+    ArbiterHolderChanged,
+    /// A forced changeover with automatic failover: the arbiter granted the role, but this node's
+    /// role machine did not take it (it saw a higher epoch meanwhile).
+    #[error("this node could not take the role the arbiter granted")]
+    CouldNotTakeRole,
+    /// While the changeover ran, a node other than the target became Active (at `epoch`).
+    #[error(
+        "another node became active at epoch {} meanwhile; check which node is active",
+        crate::roles::machine::epoch::display(*epoch)
+    )]
+    Superseded { epoch: u64 },
+    /// The Active stopped handing over before the target was asked to take over (the arbiter
+    /// fenced it meanwhile): the role did not move to the target.
+    #[error("the changeover was called off before the target was asked to take over: the arbiter fenced the active")]
+    Cancelled,
+    /// The node asked to lead a forwarded changeover is no longer the Active; the Standby that
+    /// forwarded it tries the Active it follows next.
+    #[error("this node is no longer the active")]
+    NotActive,
+    /// A Standby that follows no Active could not forward the request before the deadline.
+    #[error("this standby follows no active to forward the request to")]
+    NotFollowingAnActive,
+    /// The forwarding connection closed before the Active answered, and the target was not seen
+    /// taking over before the deadline: the outcome is unknown here.
+    #[error(
+        "the connection to the active closed before it answered, and '{target}' was not seen taking over; \
+         check which node is active"
+    )]
+    ForwardingClosed { target: String },
+    /// The Active that the request was forwarded to did not answer before the deadline.
+    #[error("the active did not answer in time; check which node is active")]
+    ActiveDidNotAnswer,
+    /// This node has no peer runtime (no certificates or no listen address).
+    #[error("this node runs without peers: there is no other node to change over to")]
+    NoPeers,
+    /// The Active failed for a reason outside the changeover (storage, say); `code` is that
+    /// error's code.
+    #[error("the active could not run the changeover: {message}")]
+    ActiveFailed { code: ErrorCode, message: String },
+}
+
+impl ChangeoverError {
+    /// The stable code: busy while another changeover runs, the code of the Active's own
+    /// failure, and conflict (refused, or not confirmed) for the rest.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ChangeoverError::InProgress { .. } => ErrorCode::Busy,
+            ChangeoverError::ActiveFailed { code, .. } => *code,
+            _ => ErrorCode::Conflict,
+        }
+    }
+
+    /// The typed reason of any engine error that ends a changeover, for the peer protocol: a
+    /// changeover error as is, anything else as the Active's own failure.
+    pub fn of(e: Error) -> ChangeoverError {
+        match e {
+            Error::Changeover(c) => c,
+            other => ChangeoverError::ActiveFailed { code: other.code(), message: other.to_string() },
         }
     }
 }

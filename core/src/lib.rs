@@ -26,7 +26,7 @@ pub mod sync;
 pub use changeset::{ChangeInput, ChangeSet};
 pub use diff::{Diff, DiffKind, FieldDiff, ObjectDiff};
 pub use engine::Engine;
-pub use error::{Error, ErrorCode, Result};
+pub use error::{ChangeoverError, Error, ErrorCode, Result};
 pub use model::{Hash, Object, Uid};
 pub use node::{Designation, NodeState, Role};
 pub use revision::{Change, Head, Op, Revision, RevisionInfo};

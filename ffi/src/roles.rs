@@ -2,10 +2,10 @@
 //! to Primary, and collision branches (list, diff, resolve).
 //!
 //! A planned changeover blocks the calling thread until it is done or refused (at most the
-//! config's `changeover_timeout_ms`, plus a forwarding margin). It runs on the calling thread
-//! through the engine's tokio runtime; the network writes it causes happen on the runtime's own
-//! threads (it only hands commands to the connection tasks), so SIGPIPE stays blocked where it
-//! matters (see `engine::block_sigpipe`).
+//! config's `changeover_timeout_ms`, plus a forwarding margin); its rules (retries, forwarding,
+//! outcomes) are the core's `SyncRuntime::changeover`. It runs in a task of the engine's tokio
+//! runtime, so the network writes it causes happen on the runtime's own threads, where SIGPIPE
+//! stays blocked (see `engine::block_sigpipe`).
 
 use std::ffi::c_char;
 
@@ -13,7 +13,6 @@ use mgha_core::collision::ResolveHow;
 use mgha_core::merge::{Resolution, ResolutionFile, Side};
 use mgha_core::revision::{Head, RevisionInfo};
 use mgha_core::store::{Branch, BranchResolution};
-
 use serde::Serialize;
 
 use crate::args::{optional_text, text, Out};
@@ -38,10 +37,12 @@ fn not_from_callback(handle: &mgha_engine, what: &str) -> FfiResult<()> {
 
 /// A planned changeover: hands the Active role to the member named `target`, losing no
 /// revision (docs/roles.md). May be asked on any member; a Standby forwards it to the Active.
-/// Blocks until done or refused. Refused (`MGHA_CONFLICT`, the message says why): no such
-/// member, the target not connected or not caught up in time, already the Active, a node
-/// without peers. `MGHA_BUSY`: a changeover is already running on this handle, or the Active is
-/// handing over to another node, or the call came from an event callback of this engine.
+/// Blocks until done or refused, within the config's `changeover_timeout_ms` (plus
+/// `FORWARD_MARGIN_MS`, 2 s, when asked on a Standby). Refused (`MGHA_CONFLICT`, the message
+/// says why): no such member, the target already the Active, not connected or not caught up in
+/// time, its takeover not confirmed in time, superseded by another node, refused by the arbiter,
+/// a node without peers. `MGHA_BUSY`: a changeover is already running on this handle, on this
+/// node or on the Active, or the call came from an event callback of this engine.
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_changeover(engine: *const mgha_engine, target: *const c_char) -> mgha_status {
     ffi_boundary!(status: {

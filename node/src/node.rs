@@ -13,7 +13,6 @@ use mgha_core::cluster::{init_primary, join_secondary};
 use mgha_core::engine::Engine;
 use mgha_core::sync::pki::TlsFiles;
 use mgha_core::sync::SyncRuntime;
-use mgha_core::Role;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::config::{ConfigError, NodeConfig};
@@ -258,41 +257,14 @@ impl Node {
     }
 
     /// A planned changeover to the member named `target` (asked of any node: a Standby forwards
-    /// it to the Active). One at a time per node. Returns the new epoch.
+    /// it to the Active). One at a time per node. Returns the new epoch, or a typed refusal
+    /// within `changeover_timeout_ms` (plus the forwarding margin on a Standby): the retry and
+    /// outcome rules are the core's [`SyncRuntime::changeover`].
     pub async fn changeover(&self, target: &str) -> Result<u64> {
         let _slot = self.changeover_slot(target)?;
         let sync = self.sync.read().await;
         let runtime = sync.as_ref().ok_or_else(no_peers)?;
-        let engine = self.engine()?;
-        let (role, before) = engine.role();
-        let timeout = Duration::from_millis(self.config.changeover_timeout_ms);
-        let deadline = tokio::time::Instant::now() + timeout;
-        // Asked on a Standby, the core forwards the request to the Active, which fails in two
-        // ways that say nothing about the changeover itself: right after an earlier changeover
-        // the Standby follows no Active for a moment (tried again until the deadline), and the
-        // Active may close the forwarding connection as soon as it handed its role away, before
-        // its answer goes out (then the outcome is read from what this node sees).
-        loop {
-            match runtime.changeover(target).await {
-                Err(mgha_core::Error::Changeover(reason))
-                    if role == Role::Standby
-                        && reason.contains(FORWARD_UNCONNECTED)
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(CHANGEOVER_POLL_MS)).await;
-                }
-                Err(mgha_core::Error::Changeover(reason))
-                    if role == Role::Standby && reason.contains(FORWARD_CLOSED) =>
-                {
-                    let me = engine.node()?.name;
-                    return match took_over(&engine, me == target, target, before, deadline).await {
-                        Some(epoch) => Ok(epoch),
-                        None => Err(mgha_core::Error::Changeover(reason).into()),
-                    };
-                }
-                done => return Ok(done?),
-            }
-        }
+        Ok(runtime.changeover(target).await?)
     }
 
     /// A forced changeover: this Standby becomes the Active at once. Returns the new epoch.
@@ -372,38 +344,6 @@ impl Drop for Node {
     }
 }
 
-/// The core's messages when a Standby cannot forward a changeover: it follows no Active at the
-/// moment (nothing was sent), or the connection closed before the answer came.
-const FORWARD_UNCONNECTED: &str = "this standby is not connected to an active";
-const FORWARD_CLOSED: &str = "the connection to the active closed";
-/// How often a forwarded changeover is retried, or its outcome looked for.
-const CHANGEOVER_POLL_MS: u64 = 20;
-
-/// The epoch at which `target` became Active after `before`, as this node sees it by
-/// `deadline`: it is the target (`is_target`) and Active, or it follows the target at a higher
-/// epoch. Role and followed Active are in memory: no store access on the async workers.
-async fn took_over(
-    engine: &Engine,
-    is_target: bool,
-    target: &str,
-    before: u64,
-    deadline: tokio::time::Instant,
-) -> Option<u64> {
-    loop {
-        let (role, epoch) = engine.role();
-        let followed = engine.sync().active_hint();
-        if epoch > before
-            && ((role == Role::Active && is_target) || (role == Role::Standby && followed.as_deref() == Some(target)))
-        {
-            return Some(epoch);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(CHANGEOVER_POLL_MS)).await;
-    }
-}
-
 /// Holds a node's changeover slot; frees it when dropped.
 struct ChangeoverSlot(Arc<Mutex<Option<String>>>);
 
@@ -430,14 +370,10 @@ fn closed() -> Error {
     Error::Closed
 }
 
-/// The refusal of a role change on a node that runs without peers.
+/// The refusal of a role change on a node that runs without peers (no `listen` in its config,
+/// or no certificates).
 fn no_peers() -> Error {
-    mgha_core::Error::Changeover(
-        "this node runs without peers (no 'listen' in its config, or no certificates): there is no other node to \
-         change over to"
-            .into(),
-    )
-    .into()
+    mgha_core::Error::Changeover(mgha_core::ChangeoverError::NoPeers).into()
 }
 
 fn build_runtime(options: RuntimeOptions) -> Result<Runtime> {

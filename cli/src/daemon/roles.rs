@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::Json;
 use mgha_core::sync::state::NodeEvent;
 use mgha_core::sync::SyncStatus;
-use mgha_core::{Engine, Error, ErrorCode, Uid};
+use mgha_core::{ChangeoverError, Engine, Error, ErrorCode, Uid};
 use tokio::sync::broadcast;
 
 use super::errors::{ApiError, ApiJson};
@@ -24,9 +24,11 @@ use crate::output::epoch;
         (status = 200, description = "Done: the new Active and its epoch", body = ChangeoverBody),
         (status = 400, description = "Neither or both of `to` and `force`", body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 409, description = "Refused: no such member, target not connected or not caught up in time, \
-            already the active, or this node runs without peers", body = ErrorBody),
-        (status = 503, description = "This daemon is already running a changeover", body = ErrorBody)))]
+        (status = 409, description = "Refused (the message says which): no such member, the target already \
+            active, not connected or not caught up in time, its takeover not confirmed in time, superseded by \
+            another node, refused by the arbiter, or this node runs without peers", body = ErrorBody),
+        (status = 503, description = "A changeover is already running on this daemon or on the Active",
+            body = ErrorBody)))]
 pub async fn changeover(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ChangeoverRequest>,
@@ -43,7 +45,7 @@ pub async fn changeover(
     };
     // Without a node around the engine (the handler tests), there are no peers to change over with.
     let Some(node) = state.node.clone() else {
-        return Err(mgha_node::Error::from(no_peers()).into());
+        return Err(mgha_node::Error::from(Error::Changeover(ChangeoverError::NoPeers)).into());
     };
     let me = state.run(|e| e.node()).await?.name;
     let started = Instant::now();
@@ -57,13 +59,6 @@ pub async fn changeover(
     let took_ms = started.elapsed().as_millis() as u64;
     tracing::info!(active = %active, epoch = %epoch(epoch_now), forced = req.force, took_ms, "changeover done");
     Ok(Json(ChangeoverBody { active, epoch: epoch_now, forced: req.force, took_ms }))
-}
-
-/// The refusal of a changeover on a node without peers.
-fn no_peers() -> Error {
-    Error::Changeover(
-        "this node runs without peers (no 'listen' in mgha.toml): there is no other node to change over to".into(),
-    )
 }
 
 /// Makes this Secondary the Primary, when the Primary is lost for good (docs/roles.md). It

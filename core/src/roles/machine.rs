@@ -5,10 +5,14 @@
 //! Rules:
 //! - Only an Active that is not handing over accepts publishes.
 //! - Planned changeover: the Active fences publishes, waits until the target has its head, asks
-//!   the target to become Active at epoch + 1, and follows it once the target confirms. If the
+//!   the target to become Active at epoch + 1, and follows it once the target confirms, or once
+//!   it learns the target's new epoch any other way (a hello, an acknowledgement). The target
+//!   answers a repeated request the same way as the first, so the runtime may resend it. If the
 //!   target never catches up, nothing changes. If the target does not answer after being asked,
 //!   the old Active steps down without raising its epoch (it cannot know whether the target took
-//!   over; two Actives are worse than none).
+//!   over; two Actives are worse than none) and follows the target if it did.
+//!   [`RoleMachine::planned_outcome`] says how a changeover stands, for the runtime that waits
+//!   for it and for the simulation that checks it ends.
 //! - Forced changeover: a Standby becomes Active in the round after the highest epoch it knows.
 //! - Epochs are ballot numbers, as in Paxos: a round in the high bits and the tag of the node
 //!   that becomes Active in the low bits ([`epoch`]). Two nodes can never become Active at the
@@ -68,6 +72,48 @@ pub struct Handover {
     pub promote_sent: bool,
 }
 
+/// A planned changeover as the Active that leads it sees it: what it waits for, until when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedChangeover {
+    pub target: Uid,
+    /// The Active's epoch when the changeover started.
+    pub from_epoch: u64,
+    /// The epoch at which the target takes over: the next round, with the target's tag.
+    pub epoch: u64,
+    /// When (the machine's clock) the changeover gives up.
+    pub deadline_ms: u64,
+}
+
+/// Why a changeover ended without moving the role as asked. The runtime names the nodes in
+/// [`crate::error::ChangeoverError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeoverFailure {
+    /// Asked of a node that is not the Active.
+    NotActive,
+    /// Another planned changeover, to `target`, runs on this Active.
+    InProgress {
+        target: Uid,
+    },
+    /// The target is this node, which is the Active already.
+    AlreadyActive,
+    TargetNotConnected,
+    /// The target did not acknowledge our head before the deadline; nothing changed.
+    TargetNotCaughtUp,
+    /// The target was asked but its takeover was not seen before the deadline; this node
+    /// stepped down without raising its epoch.
+    TargetDidNotConfirm,
+    /// The arbiter did not hand the role over; nothing changed.
+    ArbiterRefused {
+        reason: String,
+    },
+    /// Another node became Active, at `epoch`, while the changeover ran.
+    Superseded {
+        epoch: u64,
+    },
+    /// The handover ended (the arbiter fenced this node) before the target was asked.
+    Cancelled,
+}
+
 /// Why a publish is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -93,7 +139,11 @@ pub enum Event {
     PromoteNotSent { reason: String },
     /// Time passes (deadlines).
     Tick { now_ms: u64 },
-    /// The Active asks us to take over at `epoch`; `head_matches` says our head is its head.
+    /// The runtime stopped driving the changeover to `target` before its deadline (its task
+    /// ended early): it ends as at the deadline.
+    Abandon { target: Uid },
+    /// The Active asks us to take over at `epoch`; `head_matches` says our head is its head. A
+    /// repeated request (we are Active at `epoch` with that head) gets the same answer.
     PromoteRequest { from: Uid, epoch: u64, head_matches: bool },
     /// The target took over at `epoch`.
     Promoted { from: Uid, epoch: u64 },
@@ -121,7 +171,9 @@ pub enum Action {
         role: Role,
         epoch: u64,
     },
-    /// Ask the target to become Active at `epoch`.
+    /// A planned changeover started: publishes are fenced until it ends.
+    HandoverStarted(PlannedChangeover),
+    /// Ask the target to become Active at `epoch` (again, whenever its session is replaced).
     SendPromote {
         target: Uid,
         epoch: u64,
@@ -136,7 +188,7 @@ pub enum Action {
         epoch: u64,
     },
     ChangeoverFailed {
-        reason: String,
+        failure: ChangeoverFailure,
     },
     /// An Active met a higher (or winning equal) epoch and became Standby.
     SteppedDown {
@@ -200,26 +252,27 @@ impl RoleMachine {
                 Err(r) => Action::Refuse(r),
             }],
             Event::ChangeoverTo { target, target_tag, target_connected, now_ms, timeout_ms } => {
-                let refuse = |reason: &str| vec![Action::ChangeoverFailed { reason: reason.into() }];
+                let refuse = |failure| vec![Action::ChangeoverFailed { failure }];
                 if self.role != Role::Active {
-                    return refuse("this node is not the active");
+                    return refuse(ChangeoverFailure::NotActive);
                 }
-                if self.handover.is_some() {
-                    return refuse("a changeover is already in progress");
+                if let Some(h) = self.handover {
+                    return refuse(ChangeoverFailure::InProgress { target: h.target });
                 }
                 if target == self.node_id {
-                    return refuse("this node is already the active");
+                    return refuse(ChangeoverFailure::AlreadyActive);
                 }
                 if !target_connected {
-                    return refuse("the target is not connected to the active");
+                    return refuse(ChangeoverFailure::TargetNotConnected);
                 }
-                self.handover = Some(Handover {
+                let deadline_ms = now_ms.saturating_add(timeout_ms);
+                self.handover = Some(Handover { target, target_tag, deadline_ms, promote_sent: false });
+                vec![Action::HandoverStarted(PlannedChangeover {
                     target,
-                    target_tag,
-                    deadline_ms: now_ms.saturating_add(timeout_ms),
-                    promote_sent: false,
-                });
-                vec![]
+                    from_epoch: self.epoch,
+                    epoch: epoch::next(self.epoch, target_tag),
+                    deadline_ms,
+                })]
             }
             Event::TargetCaughtUp { target } => match &mut self.handover {
                 Some(h) if h.target == target && !h.promote_sent && self.role == Role::Active => {
@@ -229,32 +282,22 @@ impl RoleMachine {
                 _ => vec![],
             },
             Event::PromoteNotSent { reason } => match self.handover.take() {
-                Some(_) => vec![Action::ChangeoverFailed { reason }],
+                Some(_) => vec![Action::ChangeoverFailed { failure: ChangeoverFailure::ArbiterRefused { reason } }],
                 None => vec![],
             },
             Event::Tick { now_ms } => match self.handover {
-                Some(h) if now_ms > h.deadline_ms => {
-                    self.handover = None;
-                    if h.promote_sent {
-                        self.role = Role::Standby;
-                        vec![
-                            Action::Persist { role: Role::Standby, epoch: self.epoch },
-                            Action::ChangeoverFailed {
-                                reason: "the target did not confirm in time; this node stepped down to standby \
-                                         (check which node is active)"
-                                    .into(),
-                            },
-                        ]
-                    } else {
-                        vec![Action::ChangeoverFailed {
-                            reason: "the target did not catch up in time; nothing changed".into(),
-                        }]
-                    }
-                }
+                Some(h) if now_ms > h.deadline_ms => self.give_up(),
+                _ => vec![],
+            },
+            Event::Abandon { target } => match self.handover {
+                Some(h) if h.target == target => self.give_up(),
                 _ => vec![],
             },
             Event::PromoteRequest { from, epoch, head_matches } => {
-                if self.role == Role::Standby && epoch > self.epoch && epoch::tag(epoch) == self.tag && head_matches {
+                if epoch::tag(epoch) != self.tag || !head_matches {
+                    return vec![];
+                }
+                if self.role == Role::Standby && epoch > self.epoch {
                     self.role = Role::Active;
                     self.epoch = epoch;
                     self.expire_lease();
@@ -263,6 +306,10 @@ impl RoleMachine {
                         Action::ReplyPromoted { to: from, epoch },
                         Action::ChangeoverDone { epoch },
                     ]
+                } else if self.role == Role::Active && epoch == self.epoch {
+                    // The request came again (the first answer was lost, or the request was
+                    // resent on a new session): the same answer, nothing else.
+                    vec![Action::ReplyPromoted { to: from, epoch }]
                 } else {
                     vec![]
                 }
@@ -278,7 +325,7 @@ impl RoleMachine {
             },
             Event::Force { highest_epoch } => {
                 if self.role == Role::Active {
-                    return vec![Action::ChangeoverFailed { reason: "this node is already the active".into() }];
+                    return vec![Action::ChangeoverFailed { failure: ChangeoverFailure::AlreadyActive }];
                 }
                 let epoch = epoch::next(highest_epoch.max(self.epoch), self.tag);
                 self.role = Role::Active;
@@ -333,6 +380,52 @@ impl RoleMachine {
             }
         }
     }
+
+    /// Ends the handover in progress at its deadline: nothing changes if the target was never
+    /// asked; if it was, this node steps down at its own epoch, since it cannot know whether the
+    /// target took over (it follows the target once it sees the target's new epoch).
+    fn give_up(&mut self) -> Vec<Action> {
+        let Some(h) = self.handover.take() else { return vec![] };
+        if !h.promote_sent {
+            return vec![Action::ChangeoverFailed { failure: ChangeoverFailure::TargetNotCaughtUp }];
+        }
+        self.role = Role::Standby;
+        vec![
+            Action::Persist { role: Role::Standby, epoch: self.epoch },
+            Action::ChangeoverFailed { failure: ChangeoverFailure::TargetDidNotConfirm },
+        ]
+    }
+
+    /// How the planned changeover `p`, which this node leads, stands at `now_ms`: `None` while it
+    /// runs. Done once this node holds the promised epoch (it learned of the takeover from the
+    /// target's confirmation, or from any hello or acknowledgement carrying that epoch);
+    /// superseded when it holds another, higher epoch. If the handover ended without either
+    /// (fenced by the arbiter), it is called off when the target was never asked
+    /// (`promote_sent` false); otherwise the target may still have taken over, and the
+    /// changeover is unconfirmed only once the deadline passed. Failures that the machine
+    /// itself reports ([`Action::ChangeoverFailed`]) come first.
+    pub fn planned_outcome(
+        &self,
+        p: &PlannedChangeover,
+        promote_sent: bool,
+        now_ms: u64,
+    ) -> Option<Result<u64, ChangeoverFailure>> {
+        if self.epoch == p.epoch {
+            return Some(Ok(p.epoch));
+        }
+        if self.epoch > p.from_epoch {
+            return Some(Err(ChangeoverFailure::Superseded { epoch: self.epoch }));
+        }
+        let ours = |h: Handover| h.target == p.target && h.deadline_ms == p.deadline_ms;
+        let running = self.role == Role::Active && self.handover.is_some_and(ours);
+        if running {
+            return None;
+        }
+        if !promote_sent {
+            return Some(Err(ChangeoverFailure::Cancelled));
+        }
+        (now_ms > p.deadline_ms).then_some(Err(ChangeoverFailure::TargetDidNotConfirm))
+    }
 }
 
 #[cfg(test)]
@@ -366,15 +459,16 @@ mod tests {
         let mut old = RoleMachine::new(a, 0, Role::Active, e);
         let mut new = RoleMachine::new(b, 1, Role::Standby, e);
         let four = epoch::next(e, 1);
-        assert!(old
-            .handle(Event::ChangeoverTo {
-                target: b,
-                target_tag: 1,
-                target_connected: true,
-                now_ms: 0,
-                timeout_ms: 100
-            })
-            .is_empty());
+        let started = old.handle(Event::ChangeoverTo {
+            target: b,
+            target_tag: 1,
+            target_connected: true,
+            now_ms: 0,
+            timeout_ms: 100,
+        });
+        let planned = PlannedChangeover { target: b, from_epoch: e, epoch: four, deadline_ms: 100 };
+        assert_eq!(started, vec![Action::HandoverStarted(planned)]);
+        assert_eq!(old.planned_outcome(&planned, false, 0), None);
         let send = old.handle(Event::TargetCaughtUp { target: b });
         assert_eq!(send, vec![Action::SendPromote { target: b, epoch: four }]);
         assert_eq!((epoch::round(four), epoch::tag(four)), (epoch::round(e) + 1, 1));
@@ -383,6 +477,119 @@ mod tests {
         assert_eq!((new.role, new.epoch), (Role::Active, four));
         old.handle(Event::Promoted { from: b, epoch: four });
         assert_eq!((old.role, old.epoch, old.handover), (Role::Standby, four, None));
+        assert_eq!(old.planned_outcome(&planned, true, 0), Some(Ok(four)));
+    }
+
+    #[test]
+    fn a_repeated_promote_gets_the_same_answer_and_nothing_else() {
+        let (a, b) = ids();
+        let e = epoch::first(0);
+        let four = epoch::next(e, 1);
+        let mut new = RoleMachine::new(b, 1, Role::Standby, e);
+        new.handle(Event::PromoteRequest { from: a, epoch: four, head_matches: true });
+        let again = new.handle(Event::PromoteRequest { from: a, epoch: four, head_matches: true });
+        assert_eq!(again, vec![Action::ReplyPromoted { to: a, epoch: four }]);
+        // Once it published, its head moved: no answer (the old Active learns from its hellos).
+        assert!(new.handle(Event::PromoteRequest { from: a, epoch: four, head_matches: false }).is_empty());
+        assert_eq!((new.role, new.epoch), (Role::Active, four));
+    }
+
+    #[test]
+    fn a_hello_with_the_promised_epoch_before_the_confirmation_ends_the_changeover() {
+        let (a, b) = ids();
+        let e = epoch::first(0);
+        let mut old = RoleMachine::new(a, 0, Role::Active, e);
+        old.handle(Event::ChangeoverTo {
+            target: b,
+            target_tag: 1,
+            target_connected: true,
+            now_ms: 0,
+            timeout_ms: 100,
+        });
+        old.handle(Event::TargetCaughtUp { target: b });
+        let planned = PlannedChangeover { target: b, from_epoch: e, epoch: epoch::next(e, 1), deadline_ms: 100 };
+        old.handle(Event::PeerSeen { peer: b, role: Role::Active, epoch: planned.epoch });
+        assert_eq!(old.planned_outcome(&planned, true, 1), Some(Ok(planned.epoch)));
+        // The confirmation arriving afterwards changes nothing.
+        assert!(old.handle(Event::Promoted { from: b, epoch: planned.epoch }).is_empty());
+        assert_eq!((old.role, old.epoch), (Role::Standby, planned.epoch));
+    }
+
+    #[test]
+    fn another_higher_epoch_supersedes_the_changeover() {
+        let (a, b) = ids();
+        let e = epoch::first(0);
+        let mut old = RoleMachine::new(a, 0, Role::Active, e);
+        old.handle(Event::ChangeoverTo {
+            target: b,
+            target_tag: 1,
+            target_connected: true,
+            now_ms: 0,
+            timeout_ms: 100,
+        });
+        let planned = PlannedChangeover { target: b, from_epoch: e, epoch: epoch::next(e, 1), deadline_ms: 100 };
+        let forced = epoch::next(planned.epoch, 2);
+        old.handle(Event::PeerSeen { peer: b, role: Role::Active, epoch: forced });
+        let out = old.planned_outcome(&planned, false, 1);
+        assert_eq!(out, Some(Err(ChangeoverFailure::Superseded { epoch: forced })));
+    }
+
+    #[test]
+    fn a_fenced_handover_is_called_off_or_unconfirmed_at_the_deadline() {
+        let (a, b) = ids();
+        let e = epoch::first(0);
+        let planned = PlannedChangeover { target: b, from_epoch: e, epoch: epoch::next(e, 1), deadline_ms: 100 };
+        let start =
+            Event::ChangeoverTo { target: b, target_tag: 1, target_connected: true, now_ms: 0, timeout_ms: 100 };
+        let mut m = RoleMachine::new(a, 0, Role::Active, e);
+        m.handle(start.clone());
+        m.handle(Event::Fence);
+        assert_eq!(m.planned_outcome(&planned, false, 1), Some(Err(ChangeoverFailure::Cancelled)));
+        // Asked already: the target may take over, so the outcome waits for the deadline.
+        assert_eq!(m.planned_outcome(&planned, true, 100), None);
+        assert_eq!(m.planned_outcome(&planned, true, 101), Some(Err(ChangeoverFailure::TargetDidNotConfirm)));
+        m.handle(Event::PeerSeen { peer: b, role: Role::Active, epoch: planned.epoch });
+        assert_eq!(m.planned_outcome(&planned, true, 50), Some(Ok(planned.epoch)));
+    }
+
+    #[test]
+    fn an_abandoned_handover_ends_as_at_its_deadline() {
+        let (a, b) = ids();
+        let e = epoch::first(0);
+        let start =
+            Event::ChangeoverTo { target: b, target_tag: 1, target_connected: true, now_ms: 0, timeout_ms: 100 };
+        let mut m = RoleMachine::new(a, 0, Role::Active, e);
+        m.handle(start.clone());
+        let out = m.handle(Event::Abandon { target: b });
+        assert_eq!(out, vec![Action::ChangeoverFailed { failure: ChangeoverFailure::TargetNotCaughtUp }]);
+        assert_eq!((m.role, m.handover, m.may_publish(0)), (Role::Active, None, Ok(())));
+        m.handle(start);
+        m.handle(Event::TargetCaughtUp { target: b });
+        let out = m.handle(Event::Abandon { target: b });
+        assert!(out.contains(&Action::ChangeoverFailed { failure: ChangeoverFailure::TargetDidNotConfirm }));
+        assert_eq!((m.role, m.epoch), (Role::Standby, e));
+    }
+
+    #[test]
+    fn refusals_name_their_reason() {
+        let (a, b) = ids();
+        let e = epoch::first(0);
+        let to = |target, target_connected| Event::ChangeoverTo {
+            target,
+            target_tag: 1,
+            target_connected,
+            now_ms: 0,
+            timeout_ms: 100,
+        };
+        let failed = |failure| vec![Action::ChangeoverFailed { failure }];
+        let mut m = RoleMachine::new(a, 0, Role::Active, e);
+        assert_eq!(m.handle(to(a, true)), failed(ChangeoverFailure::AlreadyActive));
+        assert_eq!(m.handle(to(b, false)), failed(ChangeoverFailure::TargetNotConnected));
+        m.handle(to(b, true));
+        assert_eq!(m.handle(to(b, true)), failed(ChangeoverFailure::InProgress { target: b }));
+        assert_eq!(m.handle(Event::Force { highest_epoch: e }), failed(ChangeoverFailure::AlreadyActive));
+        let mut s = RoleMachine::new(b, 1, Role::Standby, e);
+        assert_eq!(s.handle(to(a, true)), failed(ChangeoverFailure::NotActive));
     }
 
     #[test]
@@ -396,10 +603,10 @@ mod tests {
             now_ms: 0,
             timeout_ms: 100,
         });
-        assert!(matches!(out.as_slice(), [Action::ChangeoverFailed { .. }]));
+        assert_eq!(out, vec![Action::ChangeoverFailed { failure: ChangeoverFailure::TargetNotConnected }]);
         m.handle(Event::ChangeoverTo { target: b, target_tag: 1, target_connected: true, now_ms: 0, timeout_ms: 100 });
         let out = m.handle(Event::Tick { now_ms: 101 });
-        assert!(matches!(out.as_slice(), [Action::ChangeoverFailed { .. }]));
+        assert_eq!(out, vec![Action::ChangeoverFailed { failure: ChangeoverFailure::TargetNotCaughtUp }]);
         assert_eq!((m.role, m.epoch, m.handover), (Role::Active, epoch::first(0), None));
     }
 

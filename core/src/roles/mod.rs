@@ -3,4 +3,4 @@
 
 pub mod machine;
 
-pub use machine::{Action, Event, Handover, Refusal, RoleMachine};
+pub use machine::{Action, ChangeoverFailure, Event, Handover, PlannedChangeover, Refusal, RoleMachine};

@@ -16,7 +16,7 @@ use super::wire::{
     SNAPSHOT_CHUNK_OBJECTS,
 };
 use super::{branch, changeover};
-use crate::error::{Error, Result};
+use crate::error::{ChangeoverError, Error, Result};
 use crate::node::Role;
 use crate::revision::{Head, Revision};
 use crate::roles::{Action, Event};
@@ -33,16 +33,18 @@ where
     let peer_id = hello.node_id;
     let (rd, mut wr) = tokio::io::split(stream);
     let (reader, mut rx) = spawn_reader(rd);
-    let mut cmds = ctx.registry.register(peer_id);
+    let (session, mut cmds) = ctx.registry.register(peer_id);
     let result = serve(&ctx, &mut wr, &mut rx, &mut cmds, &hello).await;
     reader.abort();
-    ctx.registry.unregister(peer_id);
-    ctx.engine.sync().update_peer(peer_id, |p| {
-        p.connected = false;
-        if p.status != SyncStatus::Collision {
-            p.status = SyncStatus::Unreachable;
-        }
-    });
+    // A session that a newer one replaced leaves the peer's state to its successor.
+    if ctx.registry.unregister(peer_id, session) {
+        ctx.engine.sync().update_peer(peer_id, |p| {
+            p.connected = false;
+            if p.status != SyncStatus::Collision {
+                p.status = SyncStatus::Unreachable;
+            }
+        });
+    }
     result
 }
 
@@ -85,6 +87,9 @@ async fn serve<W: AsyncWrite + Unpin>(
     let mut ticker = tokio::time::interval(heartbeat);
     let mut last_heard = Instant::now();
     let mut shutdown = ctx.shutdown.clone();
+    // A node that handed its role away ends its sessions at once, so that its Standbys go and
+    // follow the new Active without waiting for a heartbeat.
+    let mut roles = engine.sync().role_changes();
     let mut nonce = 0u64;
     loop {
         if engine.role().0 != Role::Active {
@@ -96,13 +101,15 @@ async fn serve<W: AsyncWrite + Unpin>(
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
             changed = heads.changed() => if changed.is_err() { return Ok(()) },
+            _ = roles.changed() => {}
             cmd = cmds.recv() => match cmd {
                 Some(PeerCmd::Promote { epoch, head }) => {
                     write_msg(wr, &Msg::Promote { epoch, head }).await.map_err(peer_err)?;
                 }
                 Some(PeerCmd::Send(msg)) => write_msg(wr, &msg).await.map_err(peer_err)?,
                 Some(PeerCmd::Forward { reply, .. }) => {
-                    let _ = reply.send(Err(Error::Changeover("this node is the active".into())));
+                    // This node serves the peer, so it is no Standby of it: the caller looks again.
+                    let _ = reply.send(Err(ChangeoverError::NotFollowingAnActive.into()));
                 }
                 None => return Ok(()),
             },
@@ -122,16 +129,16 @@ async fn serve<W: AsyncWrite + Unpin>(
                             return Ok(());
                         }
                     }
-                    Some(Ok(Msg::ChangeoverRequest { target })) => {
-                        let (ctx2, tx) = (ctx.clone(), ctx.registry.get(peer_id));
+                    Some(Ok(Msg::ChangeoverRequest { target, timeout_ms })) => {
+                        let (ctx2, session) = (ctx.clone(), ctx.registry.get(peer_id));
+                        let timeout = ctx.changeover_timeout().min(Duration::from_millis(timeout_ms.max(1)));
                         tokio::spawn(async move {
-                            let r = changeover::changeover(&ctx2, &target, ctx2.changeover_timeout()).await;
-                            let msg = match r {
-                                Ok(epoch) => Msg::ChangeoverResult { epoch: Some(epoch), error: None },
-                                Err(e) => Msg::ChangeoverResult { epoch: None, error: Some(e.to_string()) },
-                            };
-                            if let Some(tx) = tx {
-                                let _ = tx.send(PeerCmd::Send(msg)).await;
+                            let outcome = changeover::forwarded(&ctx2, &target, timeout).await;
+                            let msg = Msg::ChangeoverResult { outcome: outcome.map_err(ChangeoverError::of) };
+                            // The session is gone when this node handed its role away: the
+                            // Standby then reads the outcome from what it sees.
+                            if let Some(session) = session {
+                                let _ = session.tx.send(PeerCmd::Send(msg)).await;
                             }
                         });
                     }
@@ -172,6 +179,11 @@ async fn plan_for<W: AsyncWrite + Unpin>(
 }
 
 fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, seq: u64, state_hash: crate::model::Hash, epoch: u64) -> Result<()> {
+    if epoch > ctx.engine.role().1 {
+        // A Standby holds an epoch above ours only if some node became Active in it (the target
+        // of our changeover, say): fencing, as for a hello.
+        ctx.engine.role_event(Event::PeerSeen { peer: peer_id, role: Role::Standby, epoch })?;
+    }
     let ours = ctx.engine.sync().head();
     // The standby applied our revisions, so its id at `seq` is ours.
     let id = if seq == ours.seq { Some(ours.id) } else { ctx.engine.store().id_at(seq)? };

@@ -3,6 +3,7 @@
 //! channels through which the rest of the runtime asks a connection task to send something.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, oneshot};
@@ -45,35 +46,73 @@ pub(crate) fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut rd: R) -> 
 pub(crate) enum PeerCmd {
     /// (To the Active's task serving the target.) Ask it to take over.
     Promote { epoch: u64, head: Head },
-    /// (To a Standby's task following the Active.) Forward a changeover request.
-    Forward { target: String, reply: oneshot::Sender<Result<u64>> },
+    /// (To a Standby's task following the Active.) Forward a changeover request, to be run for
+    /// at most `timeout_ms`.
+    Forward { target: String, timeout_ms: u64, reply: oneshot::Sender<Result<u64>> },
     /// Send this message as is.
     Send(Msg),
+}
+
+/// The command channel of one live connection task. `id` tells sessions with the same peer
+/// apart: a session that replaced another has a new one.
+#[derive(Clone, Debug)]
+pub(crate) struct Session {
+    pub id: u64,
+    pub tx: mpsc::Sender<PeerCmd>,
 }
 
 /// Command channels of the live connection tasks, by peer node id.
 #[derive(Default)]
 pub(crate) struct Registry {
-    peers: Mutex<HashMap<Uid, mpsc::Sender<PeerCmd>>>,
+    peers: Mutex<HashMap<Uid, Session>>,
+    next_id: AtomicU64,
 }
 
 impl Registry {
-    /// Registers the task talking to `peer`; the returned receiver is its command inbox.
-    pub fn register(&self, peer: Uid) -> mpsc::Receiver<PeerCmd> {
+    /// Registers the task talking to `peer`, replacing any earlier session with it; returns the
+    /// session's id (for [`Registry::unregister`]) and its command inbox.
+    pub fn register(&self, peer: Uid) -> (u64, mpsc::Receiver<PeerCmd>) {
         let (tx, rx) = mpsc::channel(COMMANDS_MAX);
-        self.lock().insert(peer, tx);
-        rx
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(peer, Session { id, tx });
+        (id, rx)
     }
 
-    pub fn unregister(&self, peer: Uid) {
-        self.lock().remove(&peer);
+    /// Forgets session `id` with `peer`, unless a newer session replaced it meanwhile: an old
+    /// task that ends late must not take its successor's channel away. Returns whether it was
+    /// the current session (only then is the peer disconnected).
+    pub fn unregister(&self, peer: Uid, id: u64) -> bool {
+        let mut peers = self.lock();
+        let current = peers.get(&peer).is_some_and(|s| s.id == id);
+        if current {
+            peers.remove(&peer);
+        }
+        current
     }
 
-    pub fn get(&self, peer: Uid) -> Option<mpsc::Sender<PeerCmd>> {
-        self.lock().get(&peer).filter(|tx| !tx.is_closed()).cloned()
+    /// The live session with `peer`, if any.
+    pub fn get(&self, peer: Uid) -> Option<Session> {
+        self.lock().get(&peer).filter(|s| !s.tx.is_closed()).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uid, mpsc::Sender<PeerCmd>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uid, Session>> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_unregister_keeps_the_newer_session() {
+        let registry = Registry::default();
+        let peer = Uid::new_random();
+        let (old, _old_rx) = registry.register(peer);
+        let (new, _new_rx) = registry.register(peer);
+        assert!(!registry.unregister(peer, old));
+        assert_eq!(registry.get(peer).map(|s| s.id), Some(new));
+        assert!(registry.unregister(peer, new));
+        assert!(registry.get(peer).is_none());
     }
 }

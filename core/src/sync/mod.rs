@@ -6,6 +6,7 @@ mod active;
 mod branch;
 mod changeover;
 mod conn;
+mod forward;
 pub mod join;
 pub mod membership;
 pub mod pki;
@@ -17,4 +18,4 @@ pub mod tls;
 pub mod wire;
 
 pub use plan::SyncStatus;
-pub use runtime::{SyncConfig, SyncRuntime};
+pub use runtime::{SyncConfig, SyncRuntime, FORWARD_MARGIN_MS};

@@ -11,13 +11,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+pub use super::changeover::FORWARD_MARGIN_MS;
 use super::conn::Registry;
 use super::membership::{members, merge_members};
 use super::pki::{node_id_of, TlsFiles};
 use super::plan::SyncStatus;
 use super::tls::{member_server_name, MemberTls};
 use super::wire::{read_msg, write_msg, Hello, Member, Msg, PROTOCOL_VERSION};
-use super::{active, join, standby};
+use super::{active, changeover, join, standby};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::failover::{Arbiter, FailoverMode, FailoverTiming};
@@ -74,8 +75,11 @@ pub(crate) struct Ctx {
     pub advertised: String,
     /// Command channels of live connection tasks.
     pub registry: Registry,
-    /// Set by the connection task that saw the target of a planned changeover take over.
+    /// Set by the connection task that saw the target of a planned changeover take over; wakes
+    /// the changeover that waits for it.
     pub promoted: watch::Sender<Option<(Uid, u64)>>,
+    /// The one changeover this node runs at a time.
+    pub changeover: changeover::Slot,
     /// The Active this Standby follows right now.
     pub upstream: Mutex<Option<Uid>>,
     /// With automatic failover: the arbiter that changeovers go through, and its timing.
@@ -143,6 +147,7 @@ impl SyncRuntime {
             advertised,
             registry: Registry::default(),
             promoted: watch::channel(None).0,
+            changeover: changeover::Slot::default(),
             upstream: Mutex::new(None),
             arbiter: Mutex::new(None),
         });
@@ -156,10 +161,14 @@ impl SyncRuntime {
         self.local_addr
     }
 
-    /// A planned changeover to the member named `target` (asked of any node: a Standby
-    /// forwards it to the Active). Returns the new epoch.
+    /// A planned changeover to the member named `target`, asked of any node (a Standby forwards
+    /// it to the Active it follows, waiting for one while it follows none). Returns the target's
+    /// new epoch, or a [`crate::ChangeoverError`] saying why not, within `changeover_timeout_ms`
+    /// (plus [`FORWARD_MARGIN_MS`] on a Standby). One at a time per node: another call meanwhile
+    /// is refused with `InProgress`. Dropping the future does not stop the changeover, which
+    /// runs to its end in a task of its own.
     pub async fn changeover(&self, target: &str) -> Result<u64> {
-        super::changeover::changeover(&self.ctx, target, self.ctx.changeover_timeout()).await
+        changeover::planned(&self.ctx, target).await
     }
 
     /// Turns on automatic failover: from now on the Active publishes only under the arbiter's
@@ -180,7 +189,7 @@ impl SyncRuntime {
 
     /// A forced changeover: this Standby becomes Active. Returns the new epoch.
     pub fn force_changeover(&self) -> Result<u64> {
-        super::changeover::force(&self.ctx)
+        changeover::force(&self.ctx)
     }
 
     /// Stops listening and closes every connection.

@@ -90,22 +90,22 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     tracing::info!(active = %hello.name, "following the active");
     let (rd, mut wr) = tokio::io::split(tls);
     let (reader, mut rx) = spawn_reader(rd);
-    let mut cmds = ctx.registry.register(hello.node_id);
+    let (session, mut cmds) = ctx.registry.register(hello.node_id);
     *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) = Some(hello.node_id);
     let result = follow(ctx, &mut wr, &mut rx, &mut cmds, &hello).await;
     reader.abort();
-    ctx.registry.unregister(hello.node_id);
-    {
-        // Only forget the upstream if a newer session has not replaced it meanwhile.
+    // Only forget the upstream and the connection if a newer session has not replaced them.
+    if ctx.registry.unregister(hello.node_id, session) {
         let mut upstream = ctx.upstream.lock().unwrap_or_else(|p| p.into_inner());
         if *upstream == Some(hello.node_id) {
             *upstream = None;
         }
+        drop(upstream);
+        ctx.engine.sync().update_peer(hello.node_id, |p| {
+            p.connected = false;
+            p.status = SyncStatus::Unreachable;
+        });
     }
-    ctx.engine.sync().update_peer(hello.node_id, |p| {
-        p.connected = false;
-        p.status = SyncStatus::Unreachable;
-    });
     result
 }
 
@@ -131,13 +131,22 @@ async fn follow<W: AsyncWrite + Unpin>(
         });
     };
     synced(ctx);
+    let mut roles = ctx.engine.sync().role_changes();
     loop {
         let msg = tokio::select! {
             _ = shutdown.changed() => return Ok(()),
+            // Fencing without waiting for the next frame (see below).
+            _ = roles.changed() => {
+                let (role, epoch) = ctx.engine.role();
+                if role != Role::Standby || epoch > hello.epoch {
+                    return Ok(());
+                }
+                continue;
+            }
             cmd = cmds.recv() => {
                 match cmd {
-                    Some(PeerCmd::Forward { target, reply }) => {
-                        write_msg(wr, &Msg::ChangeoverRequest { target }).await.map_err(peer_err)?;
+                    Some(PeerCmd::Forward { target, timeout_ms, reply }) => {
+                        write_msg(wr, &Msg::ChangeoverRequest { target, timeout_ms }).await.map_err(peer_err)?;
                         pending = Some(reply);
                     }
                     Some(PeerCmd::Send(m)) => write_msg(wr, &m).await.map_err(peer_err)?,
@@ -235,12 +244,9 @@ async fn follow<W: AsyncWrite + Unpin>(
                 }
                 continue;
             }
-            Msg::ChangeoverResult { epoch, error } => {
+            Msg::ChangeoverResult { outcome } => {
                 if let Some(reply) = pending.take() {
-                    let _ = reply.send(match (epoch, error) {
-                        (Some(e), _) => Ok(e),
-                        (None, e) => Err(Error::Changeover(e.unwrap_or_else(|| "refused".into()))),
-                    });
+                    let _ = reply.send(outcome.map_err(Error::Changeover));
                 }
                 continue;
             }

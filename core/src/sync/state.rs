@@ -43,6 +43,8 @@ pub struct SyncState {
     active_hint: Mutex<Option<String>>,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
     failover: Mutex<Option<crate::failover::FailoverStatus>>,
+    /// The latest role and epoch, for connection tasks that must end as soon as either changes.
+    roles: watch::Sender<Option<(Role, u64)>>,
 }
 
 /// Something front ends may want to react to.
@@ -78,6 +80,7 @@ impl SyncState {
             active_hint: Mutex::new(None),
             failover: Mutex::new(None),
             events: tokio::sync::broadcast::channel(EVENTS_QUEUE_MAX).0,
+            roles: watch::channel(None).0,
         }
     }
 
@@ -87,6 +90,11 @@ impl SyncState {
             *lock(&self.last) = Some(rev);
         }
         self.heads.send_replace(head);
+    }
+
+    /// A receiver that wakes whenever this node's role or epoch changes.
+    pub fn role_changes(&self) -> watch::Receiver<Option<(Role, u64)>> {
+        self.roles.subscribe()
     }
 
     /// A receiver that wakes whenever the head moves.
@@ -151,6 +159,7 @@ impl SyncState {
 
     /// Records a role change for observers (events, status).
     pub fn role_changed(&self, role: Role, epoch: u64) {
+        self.roles.send_replace(Some((role, epoch)));
         let _ = self.events.send(NodeEvent::RoleChanged { role, epoch });
         if role == Role::Active {
             self.set_active_hint(None);

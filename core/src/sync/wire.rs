@@ -6,12 +6,14 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::error::ChangeoverError;
 use crate::model::{Fields, Hash, Object, Uid};
 use crate::node::{Designation, Role};
 use crate::revision::{Change, Head, Op, Revision};
 
-/// Version of the peer protocol spoken by this build; peers must speak the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the peer protocol spoken by this build; peers must speak the same. 2: a forwarded
+/// changeover carries its time budget, and its result a typed refusal.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest frame accepted or sent.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Objects per full-sync chunk; with [`crate::limits::OBJECT_BYTES_MAX`] objects a chunk
@@ -160,13 +162,15 @@ pub enum Msg {
     Promoted {
         epoch: u64,
     },
-    /// A Standby forwards an administrator's planned changeover to the Active.
+    /// A Standby forwards an administrator's planned changeover to the Active, which runs it for
+    /// at most `timeout_ms` (what is left of the Standby's own deadline) and its own timeout.
     ChangeoverRequest {
         target: String,
+        timeout_ms: u64,
     },
+    /// The outcome of a forwarded changeover: the target's new epoch, or why it was refused.
     ChangeoverResult {
-        epoch: Option<u64>,
-        error: Option<String>,
+        outcome: Result<u64, ChangeoverError>,
     },
     /// Send me your revisions `after + 1 ..= to` (a collision branch).
     GetRevisions {
@@ -352,6 +356,20 @@ mod tests {
         let mut frame = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&[0; 16]);
         assert!(matches!(decode_frame(&frame), Err(WireError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_forwarded_refusal_keeps_its_variant() {
+        for outcome in [
+            Ok(7 << 16 | 2),
+            Err(ChangeoverError::TargetNotCaughtUp { target: "b".into() }),
+            Err(ChangeoverError::InProgress { target: "c".into() }),
+            Err(ChangeoverError::ActiveFailed { code: crate::ErrorCode::Io, message: "disk".into() }),
+        ] {
+            let msg = Msg::ChangeoverResult { outcome };
+            let (back, _) = decode_frame(&encode_frame(&msg).expect("encodes")).expect("decodes").expect("complete");
+            assert_eq!(back, msg);
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use mgha_core::failover::{Arbiter, ArbiterStatus, FailoverTiming, Holder, HolderState, Report};
 use mgha_core::sync::pki::TlsFiles;
-use mgha_core::{Error, Result, Uid};
+use mgha_core::{ChangeoverError, Error, Result, Uid};
 
 use node::Node;
 use state::{describe, CmdKind, CmdResponse};
@@ -177,11 +177,14 @@ impl Arbiter for QuorumArbiter {
     async fn renew(&self, holder: Holder) -> Result<()> {
         match self.write(CmdKind::Renew { holder }).await?.0 {
             CmdResponse::Renewed(true) => Ok(()),
-            CmdResponse::Renewed(false) => Err(Error::Changeover(format!(
-                "the arbiter refused the renewal of {}: the holder is now {}",
-                describe(Some(holder)),
-                describe(self.node.core.shared.view().machine.state.holder)
-            ))),
+            CmdResponse::Renewed(false) => Err(ChangeoverError::ArbiterRefused {
+                reason: format!(
+                    "the renewal of {}: the holder is now {}",
+                    describe(Some(holder)),
+                    describe(self.node.core.shared.view().machine.state.holder)
+                ),
+            }
+            .into()),
             other => Err(unexpected(other)),
         }
     }
@@ -228,7 +231,7 @@ impl Arbiter for QuorumArbiter {
         match self.write(CmdKind::Transfer { from, to, epoch }).await?.0 {
             CmdResponse::Transferred(Ok(())) => Ok(()),
             CmdResponse::Transferred(Err(why)) => {
-                Err(Error::Changeover(format!("the arbiter refused the transfer: {why}")))
+                Err(ChangeoverError::ArbiterRefused { reason: format!("the transfer: {why}") }.into())
             }
             other => Err(unexpected(other)),
         }

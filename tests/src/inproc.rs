@@ -49,22 +49,34 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// In front of the Primary's peer port, when asked for.
     pub proxy: Option<FaultProxy>,
+    /// Applied to every node's [`test_sync_config`].
+    tune: fn(&mut SyncConfig),
 }
 
 impl Cluster {
     /// A Primary plus `secondaries` Secondaries; with `proxied`, everyone reaches the Primary
     /// through a fault proxy.
     pub async fn start(secondaries: usize, proxied: bool, options: EngineOptions) -> Cluster {
+        Cluster::start_tuned(secondaries, proxied, options, |_| {}).await
+    }
+
+    /// As [`Cluster::start`], with `tune` applied to every node's sync configuration (a
+    /// changeover timeout, say).
+    pub async fn start_tuned(
+        secondaries: usize,
+        proxied: bool,
+        options: EngineOptions,
+        tune: fn(&mut SyncConfig),
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let listen = free_addr();
         let proxy = proxied.then(|| FaultProxy::start(listen.parse().expect("addr")).expect("proxy"));
         let advertise = proxy.as_ref().map(|p| p.addr().to_string());
         let engine = Arc::new(init_primary(dir.path(), "a", &listen, options).expect("init"));
-        let runtime =
-            SyncRuntime::start(engine.clone(), TlsFiles::new(dir.path()), test_sync_config(&listen, advertise))
-                .await
-                .expect("primary runs");
-        let mut cluster = Cluster { nodes: vec![Node { engine, runtime: Some(runtime), listen, dir }], proxy };
+        let mut cfg = test_sync_config(&listen, advertise);
+        tune(&mut cfg);
+        let runtime = SyncRuntime::start(engine.clone(), TlsFiles::new(dir.path()), cfg).await.expect("primary runs");
+        let mut cluster = Cluster { nodes: vec![Node { engine, runtime: Some(runtime), listen, dir }], proxy, tune };
         for i in 0..secondaries {
             cluster.join(&format!("s{}", i + 1)).await;
         }
@@ -89,9 +101,9 @@ impl Cluster {
                 .await
                 .expect("joins"),
         );
-        let runtime = SyncRuntime::start(engine.clone(), TlsFiles::new(dir.path()), test_sync_config(&listen, None))
-            .await
-            .expect("secondary runs");
+        let mut cfg = test_sync_config(&listen, None);
+        (self.tune)(&mut cfg);
+        let runtime = SyncRuntime::start(engine.clone(), TlsFiles::new(dir.path()), cfg).await.expect("secondary runs");
         self.nodes.push(Node { engine, runtime: Some(runtime), listen, dir });
         self.nodes.len() - 1
     }

@@ -1,6 +1,7 @@
-//! Roles across real sync runtimes in one process: planned changeover under load, refusal when
-//! the target cannot take over, forced changeover with the old Active publishing while cut off,
-//! its collision branch kept and merged, and promotion of a Secondary to Primary.
+//! Roles across real sync runtimes in one process: planned changeover under load, typed
+//! refusals (the target cannot take over, is the Active already, another changeover runs), a
+//! changeover whose caller stopped waiting, forced changeover with the old Active publishing
+//! while cut off, its collision branch kept and merged, and promotion of a Secondary to Primary.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,8 +11,8 @@ use mgha_core::collision::ResolveHow;
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::merge::{Resolution, Side};
 use mgha_core::node::Role;
-use mgha_core::sync::SyncStatus;
-use mgha_core::{ChangeSet, Error};
+use mgha_core::sync::{SyncConfig, SyncStatus};
+use mgha_core::{ChangeSet, ChangeoverError, Error, ErrorCode};
 use mgha_tests::inproc::{hosts, Cluster};
 
 fn active_of(c: &Cluster) -> Option<usize> {
@@ -110,7 +111,8 @@ async fn changeover_to_an_unreachable_target_changes_nothing() {
     .await;
     let before = c.engine(0).role();
     let e = c.nodes[0].runtime.as_ref().expect("running").changeover("s1").await.expect_err("refused");
-    assert!(e.to_string().contains("not connected"), "{e}");
+    assert!(matches!(&e, Error::Changeover(ChangeoverError::TargetNotConnected { target }) if target == "s1"), "{e}");
+    assert_eq!(e.code(), ErrorCode::Conflict);
     assert_eq!(c.engine(0).role(), before);
     c.engine(0).publish("admin", &hosts("after", 1, 0)).expect("the active still publishes");
 }
@@ -213,4 +215,73 @@ async fn changeover_back_and_forth_between_two_nodes() {
         c.nodes[from].runtime.as_ref().expect("running").changeover(to).await.expect("changeover");
         assert_eq!(c.engine(from).role().0, Role::Standby, "round {round}");
     }
+}
+
+/// A changeover timeout far longer than any test waits: a call that waited for it would fail.
+fn long_timeout(cfg: &mut SyncConfig) {
+    cfg.changeover_timeout_ms = 120_000;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changeover_to_the_active_is_refused_at_once() {
+    let c = Cluster::start_tuned(1, false, EngineOptions::default(), long_timeout).await;
+    c.converged(Duration::from_secs(10)).await;
+    wait_for("s1 to follow a", Duration::from_secs(10), || c.engine(0).sync().peers().iter().any(|p| p.connected))
+        .await;
+    // Asked on the Active itself, and on the Standby (forwarded to the Active).
+    for ask in [0, 1] {
+        let runtime = c.nodes[ask].runtime.as_ref().expect("running");
+        let answer = tokio::time::timeout(Duration::from_secs(20), runtime.changeover("a"))
+            .await
+            .expect("answered long before the changeover timeout");
+        let e = answer.expect_err("a is the active");
+        assert!(matches!(&e, Error::Changeover(ChangeoverError::AlreadyActive { name }) if name == "a"), "{e}");
+    }
+    assert_eq!(c.engine(0).role_machine().handover, None, "publishes were never fenced");
+    c.engine(0).publish("admin", &hosts("after", 1, 0)).expect("the active still publishes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_changeover_on_a_node_is_busy_while_one_runs() {
+    let c = Cluster::start(2, false, EngineOptions::default()).await;
+    c.converged(Duration::from_secs(10)).await;
+    let runtime = c.nodes[0].runtime.as_ref().expect("running");
+    let (one, two) = tokio::join!(runtime.changeover("s1"), runtime.changeover("s2"));
+    let (done, busy) = if one.is_ok() { (one, two) } else { (two, one) };
+    done.expect("the first changeover is done");
+    let busy = busy.expect_err("the second is refused");
+    assert!(matches!(busy, Error::Changeover(ChangeoverError::InProgress { .. })), "{busy}");
+    assert_eq!(busy.code(), ErrorCode::Busy);
+    assert_eq!(actives(&c).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changeover_whose_caller_stopped_waiting_still_ends_and_frees_the_node() {
+    let c = Cluster::start(1, false, EngineOptions::default()).await;
+    c.converged(Duration::from_secs(10)).await;
+    let runtime = c.nodes[0].runtime.as_ref().expect("running");
+    // The caller gives up almost at once (an HTTP client that disconnected, say).
+    let _ = tokio::time::timeout(Duration::from_millis(1), runtime.changeover("s1")).await;
+    wait_for("the changeover to end on its own", Duration::from_secs(20), || {
+        c.engine(1).role().0 == Role::Active && c.engine(0).role().0 == Role::Standby
+    })
+    .await;
+    assert_eq!(c.engine(0).role_machine().handover, None);
+    // Neither node is left busy: the way back works (once the first task has seen the outcome
+    // it ends and frees the node; until then the answer is busy), and the new Active publishes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let epoch = loop {
+        match runtime.changeover("a").await {
+            Err(Error::Changeover(ChangeoverError::InProgress { .. })) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            other => break other.expect("the way back, asked on the old active"),
+        }
+    };
+    assert_eq!(c.engine(0).role(), (Role::Active, epoch));
+    c.engine(0).publish("admin", &hosts("back", 1, 0)).expect("publishes");
+}
+
+fn actives(c: &Cluster) -> Vec<usize> {
+    (0..c.nodes.len()).filter(|&i| c.engine(i).role().0 == Role::Active).collect()
 }

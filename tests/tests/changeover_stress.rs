@@ -6,8 +6,8 @@
 //! Active within a heartbeat; and at the end every revision a publisher was told was committed
 //! must be on the final Active under the same id, with every node at one head.
 //!
-//! 200 changeovers by default: 300 took 70 to 90 s on two cores shared with other builds, past
-//! the minute a test of the suite may take; `MGHA_STRESS_CHANGEOVERS=300` runs the full count.
+//! 300 changeovers, as the issue that asked for this test did: about 50 s on two cores (up to
+//! 90 s while other builds share them); `MGHA_STRESS_CHANGEOVERS=N` runs another count.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,16 +85,13 @@ fn variant(e: &ChangeoverError) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_back_changeovers_under_load_keep_one_active_and_lose_nothing() {
-    let rounds: usize = std::env::var("MGHA_STRESS_CHANGEOVERS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let rounds: usize = std::env::var("MGHA_STRESS_CHANGEOVERS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     let c = Cluster::start_tuned(2, false, EngineOptions::default(), tune).await;
+    // Every node holds a first revision before the load starts: a node still at revision 0 when
+    // it meets a new Active is "never synchronized" and gets a full sync, which keeps no
+    // revisions below it to compare ids with (the seed itself may come that way).
+    c.engine(0).publish("seed", &mgha_tests::inproc::hosts("seed", 1, 0)).expect("first revision");
     c.converged(Duration::from_secs(10)).await;
-    // Both Secondaries streaming before the first publish: a node that met the Active only
-    // after it published would get a full sync, and keep no revisions below it to compare.
-    let streaming = Instant::now();
-    while c.engine(0).sync().peers().iter().filter(|p| p.connected).count() < 2 {
-        assert!(streaming.elapsed() < Duration::from_secs(10), "the secondaries follow the primary");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     let names: Vec<String> = c.nodes.iter().map(|n| n.engine.node().expect("node").name).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Acked = Arc::default();
@@ -161,9 +158,10 @@ async fn back_to_back_changeovers_under_load_keep_one_active_and_lose_nothing() 
     let last = actives(&c);
     assert_eq!(last.len(), 1, "one active at the end: {last:?}");
     let store = c.engine(last[0]).store();
-    assert_eq!(store.floor().expect("floor").seq, 0, "the final active keeps every revision");
     let acked = acked.lock().expect("lock").clone();
     assert!(acked.len() > rounds, "publishing went on between the changeovers: {} acknowledged", acked.len());
+    let floor = store.floor().expect("floor").seq;
+    assert!(acked.iter().all(|(seq, _)| *seq > floor), "the final active keeps every acknowledged revision");
     for (seq, id) in &acked {
         assert_eq!(store.id_at(*seq).expect("id"), Some(*id), "acknowledged revision {seq} is on the final active");
     }

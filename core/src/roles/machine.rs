@@ -494,8 +494,8 @@ mod tests {
         assert_eq!((new.role, new.epoch), (Role::Active, four));
     }
 
-    #[test]
-    fn a_hello_with_the_promised_epoch_before_the_confirmation_ends_the_changeover() {
+    /// An Active at the first epoch handing over to node `b` (tag 1), with a 100 ms deadline.
+    fn handing_over() -> (RoleMachine, Uid, u64) {
         let (a, b) = ids();
         let e = epoch::first(0);
         let mut old = RoleMachine::new(a, 0, Role::Active, e);
@@ -506,6 +506,12 @@ mod tests {
             now_ms: 0,
             timeout_ms: 100,
         });
+        (old, b, e)
+    }
+
+    #[test]
+    fn a_hello_with_the_promised_epoch_before_the_confirmation_ends_the_changeover() {
+        let (mut old, b, e) = handing_over();
         old.handle(Event::TargetCaughtUp { target: b });
         let planned = PlannedChangeover { target: b, from_epoch: e, epoch: epoch::next(e, 1), deadline_ms: 100 };
         old.handle(Event::PeerSeen { peer: b, role: Role::Active, epoch: planned.epoch });
@@ -517,16 +523,7 @@ mod tests {
 
     #[test]
     fn another_higher_epoch_supersedes_the_changeover() {
-        let (a, b) = ids();
-        let e = epoch::first(0);
-        let mut old = RoleMachine::new(a, 0, Role::Active, e);
-        old.handle(Event::ChangeoverTo {
-            target: b,
-            target_tag: 1,
-            target_connected: true,
-            now_ms: 0,
-            timeout_ms: 100,
-        });
+        let (mut old, b, e) = handing_over();
         let planned = PlannedChangeover { target: b, from_epoch: e, epoch: epoch::next(e, 1), deadline_ms: 100 };
         let forced = epoch::next(planned.epoch, 2);
         old.handle(Event::PeerSeen { peer: b, role: Role::Active, epoch: forced });

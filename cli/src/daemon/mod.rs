@@ -4,12 +4,14 @@
 //! route table and the read/publish handlers; `sessions`, `backup`, `cluster` (join keys),
 //! `roles` (changeover, promotion, the event log), `collisions` and `plugins` their own endpoints; `errors`
 //! the JSON error shape and its HTTP statuses; `metrics` the Prometheus counters; `openapi` the
-//! document generated from the handlers.
+//! document generated from the handlers; `events` the server-sent status stream and `ui` the
+//! status page built on it (its files in `ui/`).
 
 pub mod backup;
 pub mod cluster;
 pub mod collisions;
 pub mod errors;
+pub mod events;
 pub mod metrics;
 pub mod openapi;
 pub mod plugins;
@@ -17,3 +19,4 @@ pub mod roles;
 pub mod routes;
 pub mod server;
 pub mod sessions;
+pub mod ui;

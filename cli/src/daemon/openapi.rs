@@ -8,19 +8,20 @@ use axum::http::header::CONTENT_TYPE;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, cluster, collisions, plugins, roles, routes, sessions};
+use super::{backup, cluster, collisions, events, plugins, roles, routes, sessions};
 use crate::api::ErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "mgha admin API",
-        description = "Administration of one mgha node: status, objects, revisions, diffs, reverts, \
+        description = "Administration of one mgha node: status (also as a server-sent event stream), objects, revisions, diffs, reverts, \
             admin sessions, join keys, changeover and collision branches, plugins, backups and metrics. Every request needs `Authorization: Bearer <token>`, \
             the token being in the node's DIR/admin.token. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
         routes::status,
+        events::stream,
         routes::publish,
         routes::list_objects,
         routes::get_object,
@@ -119,6 +120,7 @@ mod tests {
         let schemas = doc["components"]["schemas"].as_object().expect("schemas");
         for name in [
             "StatusBody",
+            "StatusEventBody",
             "ChangeSetBody",
             "ChangeInputBody",
             "RevisionInfoBody",

@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody};
 use super::metrics::Gauges;
 use super::server::AppState;
-use super::{backup, cluster, collisions, openapi, plugins, roles, sessions};
+use super::{backup, cluster, collisions, events, openapi, plugins, roles, sessions};
 use crate::api::*;
 
 /// The header that names who publishes; without it the author is [`DEFAULT_AUTHOR`].
@@ -48,6 +48,7 @@ fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Rout
 pub fn table() -> Vec<Route> {
     vec![
         get("/v1/status", status),
+        get("/v1/events", events::stream),
         post("/v1/publish", publish),
         get("/v1/objects", list_objects),
         get("/v1/objects/{type}/{key}", get_object),

@@ -16,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use mgha_core::{Engine, ErrorCode};
 use mgha_node::{Node, NodeConfig};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify, Semaphore};
 
 use super::errors::ApiError;
 use super::metrics::{Metrics, UNMATCHED_ROUTE};
-use super::routes;
+use super::{events, routes, ui};
 
 /// How long open connections (a backup download, say) may run on after a stop signal before the
 /// daemon closes them and exits anyway.
@@ -35,18 +35,38 @@ pub struct AppState {
     pub node: Option<Arc<Node>>,
     token: Arc<str>,
     pub metrics: Arc<Metrics>,
+    /// Places for open `/v1/events` streams.
+    pub event_streams: Arc<Semaphore>,
+    /// Turns true when the daemon stops, which ends the event streams.
+    pub stopping: Arc<watch::Sender<bool>>,
 }
 
 impl AppState {
     /// The state of a daemon serving `engine` alone, for the handler tests.
     #[cfg(test)]
     pub fn new(engine: Arc<Engine>, token: &str) -> AppState {
-        AppState { engine, node: None, token: token.into(), metrics: Arc::default() }
+        AppState::with(engine, None, token)
+    }
+
+    fn with(engine: Arc<Engine>, node: Option<Arc<Node>>, token: &str) -> AppState {
+        AppState {
+            engine,
+            node,
+            token: token.into(),
+            metrics: Arc::default(),
+            event_streams: Arc::new(Semaphore::new(events::EVENT_STREAMS_MAX)),
+            stopping: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// Ends every event stream, open or opened later: the daemon is stopping.
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// The state of the daemon of `node`.
     pub fn of(node: Arc<Node>, token: &str) -> mgha_node::Result<AppState> {
-        Ok(AppState { engine: node.engine()?, node: Some(node), token: token.into(), metrics: Arc::default() })
+        Ok(AppState::with(node.engine()?, Some(node), token))
     }
 
     /// Runs synchronous engine work on the blocking pool.
@@ -79,15 +99,19 @@ impl AppState {
     }
 }
 
-/// The admin API router.
+/// The admin API router, with the status page's static files beside it.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new();
+    let mut api = Router::new();
     for route in routes::table() {
         tracing::debug!(method = route.method, path = route.path, "route");
-        app = app.route(route.path, route.handler);
+        api = api.route(route.path, route.handler);
     }
-    app.fallback(no_route)
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+    let api = api.fallback(no_route).layer(middleware::from_fn_with_state(state.clone(), require_token));
+    // The page's files hold no data and no secret, and a browser cannot send a bearer token when
+    // it navigates: they are the only thing served without it. Everything the page shows comes
+    // from the API above, with the token.
+    ui::router()
+        .merge(api)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(mgha_core::limits::CHANGESET_BYTES_MAX))
         .with_state(state)
@@ -148,7 +172,7 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
     let listener = tokio::net::TcpListener::bind(admin)
         .await
         .with_context(|| format!("cannot listen on {admin} (key 'admin' in mgha.toml)"))?;
-    let app = router(state);
+    let app = router(state.clone());
     let stop = Arc::new(Notify::new());
     let stopped = stop.clone();
     let mut server = tokio::spawn(
@@ -167,6 +191,8 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
     }
     // notify_one keeps a permit, so the server sees it even if it has not started waiting yet.
     stop.notify_one();
+    // Event streams never finish by themselves: end them, or they would hold the grace period.
+    state.stop_streams();
     match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
         Ok(res) => res.context("admin server task")?.context("admin server")?,
         Err(_) => {

@@ -1,0 +1,255 @@
+//! `GET /v1/events`: the node's status as a server-sent event stream, for the status page and
+//! for any client that would rather be told than poll. A sample goes out at once, then on every
+//! head change, peer sync status change, role change or collision, and at least every
+//! [`SAMPLE_INTERVAL`], so a client can draw lag and publish rate over time from the stream alone.
+//! Streams are bounded in number ([`EVENT_STREAMS_MAX`]) and end when the daemon stops, so an open
+//! page never holds a shutdown up.
+
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use mgha_core::sync::state::NodeEvent;
+use mgha_core::{ErrorCode, Head};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit};
+use utoipa::ToSchema;
+
+use super::errors::ApiError;
+use super::server::AppState;
+use crate::api::*;
+
+/// Event streams one daemon serves at once; one more is refused with `busy`.
+pub const EVENT_STREAMS_MAX: usize = 16;
+/// The longest time between two samples of a stream, changes or not.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
+/// The name of the stream's events.
+pub const STATUS_EVENT: &str = "status";
+
+/// One `status` event: the node's status, where its peers reach it, and when it was taken.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusEventBody {
+    /// What `GET /v1/status` answers.
+    pub status: StatusBody,
+    /// The address members dial for this node; null when it runs without peers.
+    pub address: Option<String>,
+    /// When the sample was taken, in Unix milliseconds (the node's clock, like `last_contact_ms`).
+    pub time_ms: u64,
+}
+
+/// Why a stream wakes up.
+enum Wake {
+    Changed,
+    Tick,
+    Stop,
+}
+
+/// What a stream keeps between two events.
+struct Feed {
+    state: AppState,
+    address: Option<String>,
+    heads: watch::Receiver<Head>,
+    events: broadcast::Receiver<NodeEvent>,
+    stopping: watch::Receiver<bool>,
+    tick: tokio::time::Interval,
+    first: bool,
+    // Held for the stream's life: dropping the stream frees its place.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Feed {
+    /// Waits for the next reason to send a sample.
+    async fn wake(&mut self) -> Wake {
+        if *self.stopping.borrow() {
+            return Wake::Stop;
+        }
+        if std::mem::take(&mut self.first) {
+            return Wake::Changed;
+        }
+        tokio::select! {
+            _ = self.stopping.changed() => Wake::Stop,
+            changed = self.heads.changed() => if changed.is_ok() { Wake::Changed } else { Wake::Stop },
+            event = self.events.recv() => match event {
+                // A lagged receiver missed events, not the state: the sample below is current.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Wake::Changed,
+                Err(broadcast::error::RecvError::Closed) => Wake::Stop,
+            },
+            _ = self.tick.tick() => Wake::Tick,
+        }
+    }
+
+    /// The event to send now.
+    async fn sample(&mut self) -> Event {
+        // Whatever woke the stream, the next tick counts from this sample.
+        self.tick.reset();
+        let body = match self.state.run(StatusBody::of).await {
+            Ok(status) => StatusEventBody { status, address: self.address.clone(), time_ms: now_ms() },
+            Err(e) => return Event::default().event("error").data(e.message),
+        };
+        match Event::default().event(STATUS_EVENT).json_data(&body) {
+            Ok(event) => event,
+            Err(e) => Event::default().event("error").data(format!("status not encodable: {e}")),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The node's status as server-sent events: a `status` event (`StatusEventBody` as JSON) at once,
+/// on every change of head, peer status or role, and at least every 500 ms.
+#[utoipa::path(get, path = "/v1/events", tag = "node",
+    responses(
+        (status = 200, description = "`text/event-stream` of `status` events, each a StatusEventBody",
+            body = StatusEventBody, content_type = "text/event-stream"),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "Too many event streams open on this daemon", body = ErrorBody)))]
+pub async fn stream(
+    State(state): State<AppState>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = state.event_streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(ErrorCode::Busy, format!("{EVENT_STREAMS_MAX} event streams are open on this daemon already"))
+    })?;
+    let engine = state.engine.clone();
+    let sync = engine.sync();
+    let address = state.node.as_ref().and_then(|n| {
+        let config = n.config();
+        config.listen.as_deref().map(|l| config.member_address(l).to_string())
+    });
+    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let feed = Feed {
+        stopping: state.stopping.subscribe(),
+        state,
+        address,
+        heads: sync.subscribe(),
+        events: sync.events(),
+        tick,
+        first: true,
+        _permit: permit,
+    };
+    let events = futures_util::stream::unfold(feed, |mut feed| async move {
+        match feed.wake().await {
+            Wake::Stop => None,
+            Wake::Changed | Wake::Tick => {
+                let event = feed.sample().await;
+                Some((Ok(event), feed))
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::server::{router, AppState};
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use futures_util::StreamExt;
+    use mgha_core::engine::{Engine, EngineOptions};
+    use mgha_core::{ChangeSet, NodeState};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    async fn open(app: &axum::Router) -> axum::response::Response {
+        let req = Request::builder().uri("/v1/events").header("authorization", "Bearer t").body(Body::empty());
+        app.clone().oneshot(req.expect("request")).await.expect("response")
+    }
+
+    /// Reads the body until `n` complete `status` events arrived; returns their JSON.
+    async fn statuses(resp: axum::response::Response, n: usize) -> Vec<StatusEventBody> {
+        let mut body = resp.into_body().into_data_stream();
+        let mut text = String::new();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+                .await
+                .expect("an event within 10 s")
+                .expect("the stream goes on")
+                .expect("chunk");
+            text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                if block.lines().any(|l| l == "event: status") {
+                    let data: String = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                    out.push(serde_json::from_str(&data).expect("a StatusEventBody"));
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_stream_sends_the_status_at_once_and_after_a_publish() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Arc::new(
+            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create"),
+        );
+        let app = router(AppState::new(engine.clone(), "t"));
+        let resp = open(&app).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers()["content-type"].to_str().is_ok_and(|c| c.starts_with("text/event-stream")));
+        let publisher = engine.clone();
+        tokio::task::spawn_blocking(move || {
+            let cs = ChangeSet::from_json(
+                br#"{"changes": [{"op": "put", "type": "host", "name": "h", "fields": {"ipv4-address": "10.0.0.1"}}]}"#,
+            )
+            .expect("changeset");
+            publisher.publish("admin", &cs).expect("publish")
+        })
+        .await
+        .expect("publisher");
+        // The first sample may come before or after the publish; a later one must show it.
+        let mut seen = statuses(resp, 1).await;
+        assert_eq!(seen[0].status.node.name, "n");
+        if seen[0].status.head.seq == 0 {
+            seen = statuses(open(&app).await, 1).await;
+        }
+        assert_eq!(seen[0].status.head.seq, 1);
+        assert!(seen[0].time_ms > 0);
+    }
+
+    #[tokio::test]
+    async fn streams_are_bounded_and_need_the_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine =
+            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let app = router(AppState::new(Arc::new(engine), "t"));
+        let unauthorized = Request::builder().uri("/v1/events").body(Body::empty()).expect("request");
+        let resp = app.clone().oneshot(unauthorized).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let mut open_streams = Vec::new();
+        for _ in 0..EVENT_STREAMS_MAX {
+            let resp = open(&app).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            open_streams.push(resp);
+        }
+        assert_eq!(open(&app).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+        open_streams.pop();
+        assert_eq!(open(&app).await.status(), StatusCode::OK, "a closed stream frees its place");
+    }
+
+    #[tokio::test]
+    async fn streams_end_when_the_daemon_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine =
+            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let state = AppState::new(Arc::new(engine), "t");
+        let app = router(state.clone());
+        let resp = open(&app).await;
+        state.stop_streams();
+        let mut body = resp.into_body().into_data_stream();
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(chunk) = body.next().await {
+                chunk.expect("chunk");
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream ended after the stop");
+    }
+}

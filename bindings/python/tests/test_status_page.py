@@ -1,0 +1,264 @@
+"""The HA status page (docs/status-page.md) in a real browser: Debian's headless Chromium driven by
+Selenium through Debian's chromedriver, against real 3-node clusters of ``mgha`` daemons. Each
+test signs in with the node's token as an administrator would, checks what the page shows and
+does, saves a screenshot under ``target/ui-screenshots/``, and fails on any JavaScript error in
+the browser's console. axe-core (from npm, injected into the page) checks accessibility."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from conftest import REPO, changes, group, host
+
+CHROMIUM = os.environ.get("MGHA_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("MGHA_CHROMEDRIVER", "/usr/bin/chromedriver")
+#: axe-core's bundle, which scripts/test installs with npm.
+AXE_JS = Path(os.environ.get("MGHA_AXE_JS") or REPO / "target" / "axe" / "node_modules" / "axe-core" / "axe.min.js")
+SCREENSHOTS = REPO / "target" / "ui-screenshots"
+#: How long the page may take to show what the cluster did (the stream samples every 500 ms).
+SHOW_S = 10.0
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest) -> Iterator[WebDriver]:
+    """A fresh headless Chromium (its own profile dir), closed after the test, which leaves a
+    screenshot named after the test whether it passed or not."""
+    profile = tempfile.mkdtemp(prefix="mgha-chromium-")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1200", f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        try:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(SCREENSHOTS / f"{request.node.name}.png"))
+        finally:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def sign_in(driver: WebDriver, node: Any) -> None:
+    """Opens the node's page and signs in with its admin token, as in docs/status-page.md."""
+    driver.get(f"http://127.0.0.1:{node.admin_port}/ui/")
+    token = (node.dir / "admin.token").read_text().strip()
+    field = driver.find_element(By.ID, "token")
+    field.send_keys(token)
+    driver.find_element(By.ID, "sign-in").click()
+    until(driver, lambda: rows(driver).get(node.name), "the page to show the cluster")
+
+
+def until(driver: WebDriver, check: Callable[[], Any], what: str, timeout: float = SHOW_S) -> Any:
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda _: check())
+    except Exception as e:  # noqa: BLE001 - name what did not happen
+        raise AssertionError(f"the page did not show {what} within {timeout} s; it shows:\n{page_text(driver)}") from e
+
+
+def page_text(driver: WebDriver) -> str:
+    return driver.execute_script("return document.body.innerText")
+
+
+def rows(driver: WebDriver) -> Dict[str, Dict[str, str]]:
+    """The server table as the page shows it: name -> role, sync status and the row's text."""
+    return driver.execute_script(
+        """const out = {};
+        for (const tr of document.querySelectorAll('#servers tbody tr[data-server]')) {
+          out[tr.dataset.server] = {role: tr.dataset.role, status: tr.dataset.status || '', text: tr.innerText};
+        }
+        return out;"""
+    )
+
+
+def confirm(driver: WebDriver, expect: str) -> str:
+    """Confirms the open dialog after checking it says ``expect``; returns its text."""
+    dialog = driver.find_element(By.ID, "confirm")
+    until(driver, dialog.is_displayed, "the confirmation")
+    text = dialog.text
+    assert expect in text, text
+    driver.find_element(By.ID, "confirm-yes").click()
+    return text
+
+
+def js_errors(driver: WebDriver, refused: List[str] = ()) -> List[Dict[str, Any]]:
+    """SEVERE console entries, except the network log of requests the test expects refused
+    (paths in ``refused``)."""
+    out = []
+    for entry in driver.get_log("browser"):
+        if entry["level"] != "SEVERE":
+            continue
+        if entry.get("source") == "network" and any(p in entry["message"] for p in refused):
+            continue
+        out.append(entry)
+    return out
+
+
+def axe_violations(driver: WebDriver) -> List[Dict[str, Any]]:
+    """Serious and critical accessibility violations axe-core finds in the page as it is."""
+    if not AXE_JS.is_file():
+        pytest.fail(f"axe-core is not installed at {AXE_JS}: scripts/test installs it with npm")
+    driver.execute_script(AXE_JS.read_text())
+    driver.set_script_timeout(60)
+    found = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        axe.run(document, {resultTypes: ['violations']})
+          .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                                  nodes: v.nodes.map(n => n.target.join(' '))}))))
+          .catch(e => done([{id: 'axe-failed', impact: 'critical', help: String(e), nodes: []}]));"""
+    )
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def mgha_status(node: Any) -> Dict[str, Any]:
+    """``mgha status --json`` of ``node``, as an administrator would run it."""
+    out = subprocess.run([str(node.binary), "status", "--data-dir", str(node.dir), "--json"],
+                         capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def test_the_page_lists_every_server_with_its_role_and_passes_axe(cluster, browser):
+    c = cluster(3, "daemons")
+    c["a"].publish(changes(host("web1", "10.0.0.1"), message="first host"))
+    c.wait_synced()
+    sign_in(browser, c["a"])
+    seen = until(browser, lambda: (r := rows(browser)) and all(
+        r.get(n, {}).get("status") == "synchronized" for n in "bc") and r, "b and c synchronized")
+    assert {n: r["role"] for n, r in seen.items()} == {"a": "active", "b": "standby", "c": "standby"}
+    assert "this node" in seen["a"]["text"] and "active" in seen["a"]["text"]
+    # Colour and text: every status badge says what it means.
+    assert "synchronized" in seen["b"]["text"] and "standby" in seen["c"]["text"]
+    until(browser, lambda: browser.find_elements(By.ID, "chart-lag-b") and browser.find_elements(By.ID, "chart-publishes"),
+          "the lag and publish charts")
+    until(browser, lambda: "first host" in browser.find_element(By.ID, "revisions").text, "the revision list")
+    violations = axe_violations(browser)
+    assert violations == [], json.dumps(violations, indent=1)
+    assert js_errors(browser) == []
+
+
+def test_a_sigkilled_standby_shows_unreachable_within_2_s_and_a_refused_changeover_shows_the_api_error(
+    cluster, browser
+):
+    c = cluster(3, "daemons", changeover_timeout_ms=1500)
+    sign_in(browser, c["a"])
+    until(browser, lambda: rows(browser).get("c", {}).get("status") == "synchronized", "c synchronized")
+    c.kill("c")
+    killed = time.monotonic()
+    until(browser, lambda: rows(browser)["c"]["status"] == "unreachable", "c unreachable", timeout=2.0)
+    print(f"c shown unreachable {time.monotonic() - killed:.2f} s after SIGKILL")
+    assert "unreachable" in rows(browser)["c"]["text"]
+    assert rows(browser)["b"]["status"] == "synchronized"
+
+    # A changeover to the dead node is refused by the API; the page shows its error body.
+    Select(browser.find_element(By.ID, "planned-target")).select_by_value("c")
+    browser.find_element(By.ID, "planned").click()
+    confirm(browser, "becomes the Active")
+    error = until(browser, lambda: browser.find_element(By.ID, "action-error").text, "the refusal")
+    assert "No changeover to c" in error and "conflict:" in error, error
+    assert mgha_status(c["a"])["node"]["role"] == "active", "a refused changeover changes nothing"
+    assert js_errors(browser, refused=["/v1/changeover"]) == []
+
+
+def test_a_planned_changeover_clicked_on_the_page_moves_the_active(cluster, browser):
+    c = cluster(3, "daemons")
+    sign_in(browser, c["a"])
+    until(browser, lambda: rows(browser).get("b", {}).get("status") == "synchronized", "b synchronized")
+    Select(browser.find_element(By.ID, "planned-target")).select_by_value("b")
+    browser.find_element(By.ID, "planned").click()
+    text = confirm(browser, "Planned changeover to b")
+    assert "No revision is lost" in browser.find_element(By.ID, "planned-hint").text
+    assert "none is lost" in text
+    result = until(browser, lambda: "Done" in (t := browser.find_element(By.ID, "action-result").text) and t,
+                   "the changeover's result", timeout=30)  # fmt: skip
+    assert "b is the Active" in result, result
+    assert mgha_status(c["b"])["node"]["role"] == "active"
+    assert mgha_status(c["a"])["node"]["role"] == "standby"
+    # The page on a follows: a is a Standby now, and says whom it follows.
+    until(browser, lambda: rows(browser)["a"]["role"] == "standby", "a as a standby")
+    until(browser, lambda: "following b" in rows(browser)["a"]["text"], "a following b")
+    assert js_errors(browser) == []
+
+
+def test_a_collision_is_resolved_by_merge_from_the_page_and_its_diff_shows_names(cluster, browser):
+    # As in the demo: the Primary is cut off, b is forced Active, both sides publish, then the heal.
+    c = cluster(3, "daemons")
+    a, b = c["a"], c["b"]
+    a.publish(changes(host("h0", "10.0.0.1"), host("h1", "10.0.0.2"), group("dmz", ["h0"])))
+    c.wait_synced()
+    c.cut("a")
+    b.force_changeover()
+    b.publish(changes(group("dmz", ["h0", "h1"]), message="dmz gets h1"))
+    a.publish(changes(host("cut-off", "10.9.9.9"), message="published while cut off"))
+    c.heal()
+    c.wait_for(lambda: b.collisions(), what="b to keep a's branch")
+    c.wait_for(lambda: a.role() == "standby", 15, "a to step down")
+
+    sign_in(browser, b)
+    branch = until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "li[data-branch][data-status=open]"),
+                   "the open branch")[0]  # fmt: skip
+    branch.find_element(By.XPATH, ".//button[text()='Show diff']").click()
+    diff = until(browser, lambda: branch.find_elements(By.CSS_SELECTOR, ".collision-diff"), "the branch's diff")[0]
+    until(browser, lambda: "cut-off" in diff.text, "the branch's host")
+    active_side = diff.find_element(By.CSS_SELECTOR, "li[data-object='group/dmz']").text
+    assert "host h1" in active_side, active_side
+    uids = {o["uid"] for o in b.list("host")}
+    assert not any(u in diff.text for u in uids), "references are shown by name, not uid"
+    violations = axe_violations(browser)
+    assert violations == [], json.dumps(violations, indent=1)
+
+    branch.find_element(By.XPATH, ".//button[text()='Merge']").click()
+    confirm(browser, "combines the 1 revision of branch")
+    result = until(browser, lambda: "resolved" in (t := browser.find_element(By.ID, "action-result").text) and t,
+                   "the merge's result")  # fmt: skip
+    assert "merged" in result and "published" in result, result
+    assert b.collisions()[0]["status"] == "resolved"
+    c.wait_synced()
+    for node in (a, b, c["c"]):
+        assert node.get("host", "cut-off")["name"] == "cut-off"
+        assert len(node.get("group", "dmz")["fields"]["members"]) == 2
+    until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "li[data-branch][data-status=resolved]"),
+          "the branch resolved")
+    assert js_errors(browser) == []
+
+
+def test_the_revision_diff_shows_referenced_objects_by_name(cluster, browser):
+    c = cluster(3, "daemons")
+    a = c["a"]
+    a.publish(changes(host("web1", "10.0.0.1"), host("web2", "10.0.0.2"), message="two hosts"))
+    seq = a.publish(changes(group("web", ["web1", "web2"]), message="web tier"))
+    sign_in(browser, a)
+    until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, f"#revisions tr[data-seq='{seq}']"), "revision")
+    browser.find_element(By.CSS_SELECTOR, f"#revisions tr[data-seq='{seq}'] button").click()
+    item = until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#diff li[data-object='group/web']"),
+                 "the diff of the web group")[0]  # fmt: skip
+    text = item.text
+    assert "host web1" in text and "host web2" in text, text
+    for o in a.list("host"):
+        assert o["uid"] not in text, "a reference shown as a uid"
+    # Any revision against another: from the empty state to the head, through the form.
+    browser.find_element(By.ID, "diff-from").clear()
+    browser.find_element(By.ID, "diff-from").send_keys("0")
+    browser.find_element(By.ID, "diff-show").click()
+    until(browser, lambda: "Diff from revision 0" in browser.find_element(By.ID, "diff").text, "the diff from 0")
+    objects = {e.get_attribute("data-object") for e in browser.find_elements(By.CSS_SELECTOR, "#diff li[data-object]")}
+    assert objects == {"host/web1", "host/web2", "group/web"}
+    assert js_errors(browser) == []

@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 /** How long to wait before opening the stream again after it dropped. */
 const RECONNECT_MS = 1000;
 /** Revisions listed. */
-const REVISIONS_SHOWN = 20;
+const REVISIONS_SHOWN = 10;
 /** Objects fetched to resolve uids to names. */
 const NAMES_LIMIT = 100000;
 

@@ -6,6 +6,8 @@
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** How far back the charts reach. */
 const CHART_WINDOW_MS = 5 * 60 * 1000;
+/** The shortest span a publish rate is measured over. */
+const RATE_SPAN_MS = 1000;
 const CHART_WIDTH = 320;
 const CHART_HEIGHT = 90;
 
@@ -112,7 +114,7 @@ const charts = {
   lag: new Map(), // Standby name -> Series of lag_ms
   lagRevisions: new Map(), // Standby name -> last lag in revisions
   publishes: new Series(),
-  previous: null, // [time_ms, head seq, role] of the last sample
+  heads: [], // [time_ms, head seq] of the samples taken as the Active, the last RATE_SPAN_MS or so
 
   /** Takes one `status` event of the stream. */
   record(sample) {
@@ -127,12 +129,21 @@ const charts = {
         charts.lagRevisions.set(p.name, p.lag_revisions);
       }
     }
-    const prev = charts.previous;
-    if (prev && now > prev[0] && s.node.role === "active" && prev[2] === "active") {
-      const rate = (Math.max(0, s.head.seq - prev[1]) * 1000) / (now - prev[0]);
+    if (s.node.role !== "active") {
+      charts.heads = [];
+      return;
+    }
+    // Samples come on every change as well as every 500 ms: a rate between two of them a few
+    // milliseconds apart would be noise, so it is taken over at least RATE_SPAN_MS.
+    charts.heads.push([now, s.head.seq]);
+    while (charts.heads.length > 1 && now - charts.heads[1][0] >= RATE_SPAN_MS) {
+      charts.heads.shift();
+    }
+    const [then, seq] = charts.heads[0];
+    if (now - then >= RATE_SPAN_MS) {
+      const rate = (Math.max(0, s.head.seq - seq) * 1000) / (now - then);
       charts.publishes.push(now, Math.round(rate * 10) / 10);
     }
-    charts.previous = [now, s.head.seq, s.node.role];
   },
 
   /** Redraws every chart into `box` for the sample just recorded. */

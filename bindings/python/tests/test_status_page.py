@@ -2,7 +2,8 @@
 Selenium through Debian's chromedriver, against real 3-node clusters of ``mgha`` daemons. Each
 test signs in with the node's token as an administrator would, checks what the page shows and
 does, saves a screenshot under ``target/ui-screenshots/``, and fails on any JavaScript error in
-the browser's console. axe-core (from npm, injected into the page) checks accessibility."""
+the browser's console. axe-core (from npm, injected into the page) checks accessibility. The
+arbiter's view runs against a real etcd (Debian's etcd-server)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
+from mgha.testing import free_ports, wait_for
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -264,4 +267,39 @@ def test_the_revision_diff_shows_referenced_objects_by_name(cluster, browser):
     until(browser, lambda: "Diff from revision 0" in browser.find_element(By.ID, "diff").text, "the diff from 0")
     objects = {e.get_attribute("data-object") for e in browser.find_elements(By.CSS_SELECTOR, "#diff li[data-object]")}
     assert objects == {"host/web1", "host/web2", "group/web"}
+    assert js_errors(browser) == []
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[str]:
+    """A one-member etcd on free loopback ports (Debian's etcd-server, which scripts/test
+    installs); yields its client URL and is killed after the test."""
+    client, peer = (f"http://127.0.0.1:{p}" for p in free_ports(2))
+    log = open(tmp_path / "etcd.log", "wb")
+    proc = subprocess.Popen(
+        ["etcd", "--name", "ui", "--data-dir", str(tmp_path / "etcd"),
+         "--listen-client-urls", client, "--advertise-client-urls", client,
+         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+         "--initial-cluster", f"ui={peer}", "--initial-cluster-state", "new"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: urllib.request.urlopen(f"{client}/health", timeout=1).status == 200, 30, "etcd to start")
+        yield client
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+def test_the_arbiter_of_automatic_failover_is_shown_with_its_quorum_and_holder(cluster, browser, etcd):
+    c = cluster(3, "daemons", failover="etcd", etcd_endpoints=[etcd])
+    sign_in(browser, c["a"])
+    box = until(browser, lambda: (b := browser.find_element(By.ID, "arbiter")).is_displayed() and b, "the arbiter")
+    until(browser, lambda: "✓ held" in box.text, "the quorum held")
+    text = box.text
+    assert "etcd" in text, text
+    assert "Holder\na, epoch" in text, text
+    violations = axe_violations(browser)
+    assert violations == [], json.dumps(violations, indent=1)
     assert js_errors(browser) == []

@@ -143,6 +143,10 @@ def test_the_page_lists_every_server_with_its_role_and_passes_axe(cluster, brows
     c = cluster(3, "daemons")
     c["a"].publish(changes(host("web1", "10.0.0.1"), message="first host"))
     c.wait_synced()
+    browser.get(f"http://127.0.0.1:{c['a'].admin_port}/ui/")
+    until(browser, lambda: browser.find_element(By.ID, "token").is_displayed(), "the sign-in form")
+    violations = axe_violations(browser)
+    assert violations == [], f"sign-in form: {json.dumps(violations, indent=1)}"
     sign_in(browser, c["a"])
     seen = until(browser, lambda: (r := rows(browser)) and all(
         r.get(n, {}).get("status") == "synchronized" for n in "bc") and r, "b and c synchronized")
@@ -187,6 +191,9 @@ def test_a_planned_changeover_clicked_on_the_page_moves_the_active(cluster, brow
     until(browser, lambda: rows(browser).get("b", {}).get("status") == "synchronized", "b synchronized")
     Select(browser.find_element(By.ID, "planned-target")).select_by_value("b")
     browser.find_element(By.ID, "planned").click()
+    until(browser, browser.find_element(By.ID, "confirm").is_displayed, "the confirmation")
+    violations = axe_violations(browser)
+    assert violations == [], f"confirmation: {json.dumps(violations, indent=1)}"
     text = confirm(browser, "Planned changeover to b")
     assert "No revision is lost" in browser.find_element(By.ID, "planned-hint").text
     assert "none is lost" in text

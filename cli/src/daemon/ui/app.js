@@ -139,7 +139,8 @@ async function refreshCollisions() {
     const list = await api.get("/v1/collisions");
     views.collisions($("collisions"), list.collisions, { diff: showCollisionDiff, resolve: resolveCollision });
   } catch (e) {
-    $("collisions").replaceChildren(el("p", { class: "error", role: "alert", text: `Collisions unavailable: ${describeError(e)}` }));
+    const text = `Collisions unavailable: ${describeError(e)}`;
+    $("collisions").replaceChildren(el("p", { class: "error", role: "alert", text }));
   }
 }
 

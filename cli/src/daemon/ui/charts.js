@@ -1,6 +1,7 @@
 // The status page's small charts: replication lag per Standby and publishes per second on the
 // Active over the last five minutes (or since the page opened), kept as series of samples from
-// the status stream and drawn as inline SVG, each with a text summary for screen readers and for anyone who would rather read a number.
+// the status stream and drawn as inline SVG, each with a text summary for screen readers and for
+// anyone who would rather read a number.
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";

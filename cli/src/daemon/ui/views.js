@@ -81,7 +81,11 @@ const views = {
       el("td", { text: String(s.head.seq) }),
       el("td", {}, s.node.role === "active"
         ? el("span", { class: "badge ok", "data-value": "source", text: "● serving as Active" })
-        : el("span", { class: "badge idle", "data-value": "follower", text: `following ${s.active || "(Active not known yet)"}` })),
+        : el("span", {
+          class: "badge idle",
+          "data-value": "follower",
+          text: `following ${s.active || "(Active not known yet)"}`,
+        })),
       el("td", { text: "—" }),
       el("td", { text: "—" })
     );

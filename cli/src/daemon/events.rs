@@ -1,7 +1,8 @@
 //! `GET /v1/events`: the node's status as a server-sent event stream, for the status page and
 //! for any client that would rather be told than poll. A sample goes out at once, then on every
 //! head change, peer sync status change, role change or collision, and at least every
-//! [`SAMPLE_INTERVAL`], so a client can draw lag and publish rate over time from the stream alone.
+//! [`SAMPLE_INTERVAL`] (at most every [`SAMPLE_GAP_MIN`]), so a client can draw lag and publish
+//! rate over time from the stream alone.
 //! Streams are bounded in number ([`EVENT_STREAMS_MAX`]) and end when the daemon stops, so an open
 //! page never holds a shutdown up.
 
@@ -25,6 +26,9 @@ use crate::api::*;
 pub const EVENT_STREAMS_MAX: usize = 16;
 /// The longest time between two samples of a stream, changes or not.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
+/// The shortest time between two samples: under a burst of publishes a stream sends ten samples
+/// a second, not one per revision, so each stream costs the node a bounded amount of reads.
+pub const SAMPLE_GAP_MIN: Duration = Duration::from_millis(100);
 /// The name of the stream's events.
 pub const STATUS_EVENT: &str = "status";
 
@@ -56,6 +60,7 @@ struct Feed {
     stopping: watch::Receiver<bool>,
     tick: tokio::time::Interval,
     first: bool,
+    last_sample: Option<tokio::time::Instant>,
     // Held for the stream's life: dropping the stream frees its place.
     _permit: OwnedSemaphorePermit,
 }
@@ -81,10 +86,22 @@ impl Feed {
         }
     }
 
+    /// Waits until [`SAMPLE_GAP_MIN`] has passed since the last sample, or the daemon stops.
+    async fn pace(&mut self) -> Wake {
+        if let Some(last) = self.last_sample {
+            tokio::select! {
+                _ = self.stopping.changed() => return Wake::Stop,
+                _ = tokio::time::sleep_until(last + SAMPLE_GAP_MIN) => {}
+            }
+        }
+        Wake::Changed
+    }
+
     /// The event to send now.
     async fn sample(&mut self) -> Event {
         // Whatever woke the stream, the next tick counts from this sample.
         self.tick.reset();
+        self.last_sample = Some(tokio::time::Instant::now());
         let body = match self.state.run(StatusBody::of).await {
             Ok(status) => StatusEventBody { status, address: self.address.clone(), time_ms: now_ms() },
             Err(e) => return Event::default().event("error").data(e.message),
@@ -130,10 +147,15 @@ pub async fn stream(
         events: sync.events(),
         tick,
         first: true,
+        last_sample: None,
         _permit: permit,
     };
     let events = futures_util::stream::unfold(feed, |mut feed| async move {
-        match feed.wake().await {
+        let wake = match feed.wake().await {
+            Wake::Stop => Wake::Stop,
+            Wake::Changed | Wake::Tick => feed.pace().await,
+        };
+        match wake {
             Wake::Stop => None,
             Wake::Changed | Wake::Tick => {
                 let event = feed.sample().await;

@@ -119,7 +119,34 @@ function onSample(sample) {
 
 // -- lists ------------------------------------------------------------------------------------
 
-async function refreshRevisions() {
+/**
+ * `load` run now, or once more after the run in flight: a burst of samples on a busy Active
+ * costs a request at a time, never a backlog of them.
+ */
+function coalesced(load) {
+  let running = false;
+  let again = false;
+  return async () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        again = false;
+        await load();
+      } while (again);
+    } finally {
+      running = false;
+    }
+  };
+}
+
+const refreshRevisions = coalesced(() => loadRevisions());
+const refreshCollisions = coalesced(() => loadCollisions());
+
+async function loadRevisions() {
   try {
     const list = await api.get(`/v1/revisions?limit=${REVISIONS_SHOWN}`);
     views.revisions($("revisions").tBodies[0], list.revisions, showDiff);
@@ -134,7 +161,7 @@ async function refreshRevisions() {
   }
 }
 
-async function refreshCollisions() {
+async function loadCollisions() {
   try {
     const list = await api.get("/v1/collisions");
     views.collisions($("collisions"), list.collisions, { diff: showCollisionDiff, resolve: resolveCollision });

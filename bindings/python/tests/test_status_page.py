@@ -208,6 +208,24 @@ def test_a_planned_changeover_clicked_on_the_page_moves_the_active(cluster, brow
     assert js_errors(browser) == []
 
 
+def test_a_forced_changeover_on_a_standby_warns_as_the_cli_does_and_makes_it_active(cluster, browser):
+    c = cluster(3, "daemons")
+    b = c["b"]
+    sign_in(browser, b)
+    until(browser, lambda: "following a" in rows(browser)["b"]["text"], "b following a")
+    c.kill("a")
+    until(browser, lambda: browser.find_element(By.ID, "forced").is_enabled(), "the forced changeover button")
+    browser.find_element(By.ID, "forced").click()
+    text = confirm(browser, "without asking 'a'")
+    assert "collision branch" in text and "Force only when 'a' is unreachable" in text, text
+    result = until(browser, lambda: "Done" in (t := browser.find_element(By.ID, "action-result").text) and t,
+                   "the forced changeover's result")  # fmt: skip
+    assert "b is the Active" in result and "Warning: 'a' was not asked" in result, result
+    assert mgha_status(b)["node"]["role"] == "active"
+    until(browser, lambda: rows(browser)["b"]["role"] == "active", "b as the active")
+    assert js_errors(browser) == []
+
+
 def test_a_collision_is_resolved_by_merge_from_the_page_and_its_diff_shows_names(cluster, browser):
     # As in the demo: the Primary is cut off, b is forced Active, both sides publish, then the heal.
     c = cluster(3, "daemons")

@@ -98,7 +98,7 @@ const views = {
         el("th", { scope: "row", text: p.name }),
         el("td", { text: p.listen }),
         el("td", { text: p.designation }),
-        el("td", {}, p.role ? badge(ROLE_TEXT, p.role) : el("span", { class: "badge idle", text: "? not known yet" })),
+        el("td", {}, roleCell(p)),
         el("td", { text: epochText(p.epoch) }),
         el("td", { text: String(p.head.seq) }),
         el("td", {}, badge(STATUS_TEXT, p.status),
@@ -286,6 +286,17 @@ const views = {
     return el("div", { class: "collision-diff" }, ...parts);
   },
 };
+
+/** A peer's role; one out of contact shows the role it last had, said as such. */
+function roleCell(p) {
+  if (!p.role) {
+    return el("span", { class: "badge idle", text: "? not known yet" });
+  }
+  if (p.connected) {
+    return badge(ROLE_TEXT, p.role);
+  }
+  return el("span", { class: "badge idle", "data-value": p.role, text: `${p.role} when last seen` });
+}
 
 /** Peers in name order, so rows and charts keep their places from one sample to the next. */
 function byName(peers) {

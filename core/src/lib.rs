@@ -6,22 +6,21 @@
 
 pub mod backup;
 pub mod changeset;
-pub mod cluster;
 pub mod collision;
 pub mod diff;
 pub mod engine;
 pub mod error;
-pub mod failover;
 pub mod limits;
 pub mod merge;
 pub mod model;
 pub mod node;
 pub mod plugin;
+pub mod replication;
 pub mod revision;
 pub mod roles;
 pub mod session;
+pub mod status;
 pub mod store;
-pub mod sync;
 
 pub use changeset::{ChangeInput, ChangeSet};
 pub use diff::{Diff, DiffKind, FieldDiff, ObjectDiff};
@@ -29,6 +28,7 @@ pub use engine::Engine;
 pub use error::{ChangeoverError, Error, ErrorCode, Result};
 pub use model::{Hash, Object, Uid};
 pub use node::{Designation, NodeState, Role};
+pub use replication::{Detached, Replication};
 pub use revision::{Change, Head, Op, Revision, RevisionInfo};
 
 /// Milliseconds since the Unix epoch, for revision timestamps.

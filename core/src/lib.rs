@@ -2,7 +2,9 @@
 //!
 //! A revisioned configuration database of security-management objects ([`store::Store`]),
 //! wrapped by the [`engine::Engine`] that adds admin sessions, object locks and the role check.
-//! This crate knows nothing of C, HTTP, the command line or Python.
+//! This crate knows nothing of C, HTTP, the command line, Python, networking, async runtimes or
+//! WebAssembly: replication reaches it through [`Replication`] (crate `mgha-sync`), and plugins
+//! run on the [`plugin::runtime::WasmRuntime`] a front end installs (crate `mgha-plugin-host`).
 
 pub mod backup;
 pub mod changeset;

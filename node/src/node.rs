@@ -75,6 +75,7 @@ impl Node {
     /// Creates a new cluster: a Primary, Active at epoch 1, with its cluster CA, in the config's
     /// `data_dir` (which must not hold a node yet). Not started: see [`Node::start`].
     pub fn init(mut config: NodeConfig, options: RuntimeOptions) -> Result<Node> {
+        mgha_plugin_host::install();
         let runtime = build_runtime(options)?;
         let listen = claim_listen(&config)?;
         config.listen = Some(listen.clone());
@@ -90,6 +91,7 @@ impl Node {
     /// Joins the cluster of the node at `peer` (its peer address) with a one-time join `key`,
     /// creating a Secondary, Standby, in the config's `data_dir`. Not started.
     pub fn join(mut config: NodeConfig, peer: &str, key: &str, options: RuntimeOptions) -> Result<Node> {
+        mgha_plugin_host::install();
         let runtime = build_runtime(options)?;
         let listen = claim_listen(&config)?;
         config.listen = Some(listen.clone());
@@ -109,6 +111,7 @@ impl Node {
     /// Opens the node in the config's `data_dir`. When the config names the node, the name must
     /// be the store's. Not started.
     pub fn open(config: NodeConfig, options: RuntimeOptions) -> Result<Node> {
+        mgha_plugin_host::install();
         let runtime = build_runtime(options)?;
         let engine = mgha_sync::open_engine(config.data_dir()?, config.engine_options())?;
         Node::with(engine, config, runtime)

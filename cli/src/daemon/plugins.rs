@@ -222,6 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_modules_answer_the_reason_and_nothing_is_published() {
+        mgha_plugin_host::install();
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Arc::new(
             mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())

@@ -322,8 +322,8 @@ mgha_status mgha_engine_revisions_json(const struct mgha_engine *engine, size_t 
 // The node's status as JSON, the very document `GET /v1/status` of the admin API returns
 // (`StatusBody` in its OpenAPI document): `node` (identity, designation, role, epoch), `head`,
 // `floor`, `objects`, `sessions`, `active` (the Active a Standby follows, or null), `peers`
-// (each with its sync status, lag and last contact), `collisions_open`, and `failover` with
-// automatic failover.
+// (each with its sync status, lag and last contact), `collisions_open`, `failover` with
+// automatic failover, and `settings`: the config keys the node runs with, after defaults.
 mgha_status mgha_engine_status_json(const struct mgha_engine *engine, char **out);
 
 // Calls `callback(user_data, event)` on the engine's event thread for every event from now on,

@@ -3,6 +3,7 @@
 //! process, so its peak memory is its own) next to a raw loopback copy of the same bytes, planned
 //! and forced changeover times, and merge throughput.
 
+use mgha_sync::EngineExt;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -12,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mgha_core::cluster::{init_primary, issue_join_key, join_secondary};
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::model::{Object, Uid};
-use mgha_core::sync::pki::TlsFiles;
-use mgha_core::sync::{SyncConfig, SyncRuntime};
+use mgha_sync::cluster::{init_primary, issue_join_key, join_secondary};
+use mgha_sync::pki::TlsFiles;
+use mgha_sync::{SyncConfig, SyncRuntime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::report::{Goal, Row, Unit};
@@ -520,7 +521,7 @@ fn peak_rss_kib() -> u64 {
 pub fn probe_serve(dir: &Path, addr: &str) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let engine = Arc::new(Engine::open(dir, EngineOptions::default())?);
+        let engine = Arc::new(mgha_sync::open_engine(dir, EngineOptions::default())?);
         let r = SyncRuntime::start(engine, TlsFiles::new(dir), sync_config(addr, None)).await?;
         println!("ready");
         std::io::stdout().flush()?;
@@ -539,7 +540,7 @@ pub fn probe_serve(dir: &Path, addr: &str) -> anyhow::Result<()> {
 pub fn probe_follow(dir: &Path, addr: &str, until: u64) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let engine = Arc::new(Engine::open(dir, EngineOptions::default())?);
+        let engine = Arc::new(mgha_sync::open_engine(dir, EngineOptions::default())?);
         let r = SyncRuntime::start(engine.clone(), TlsFiles::new(dir), sync_config(addr, None)).await?;
         let deadline = Instant::now() + Duration::from_secs(600);
         while engine.store().head()?.seq < until {

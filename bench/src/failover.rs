@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mgha_core::failover::FailoverTiming;
+use mgha_sync::failover::FailoverTiming;
 
 mod procs;
 

@@ -138,6 +138,7 @@ impl Scale {
 }
 
 fn main() -> std::process::ExitCode {
+    mgha_plugin_host::install();
     match run(BenchArgs::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use mgha_core::engine::{Engine, EngineOptions};
+use mgha_core::engine::EngineOptions;
 use mgha_core::merge::{merge_object_with, merge_states_with};
 use mgha_core::model::Fields;
 use mgha_core::plugin::{Plugin, PluginRegistry};
@@ -104,7 +104,8 @@ pub fn examples_dir(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// Installs the examples in a fresh store under `scratch`, then measures.
 pub fn run(scratch: &Path, dir: &Path, scale: PluginScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let engine = Engine::create(&scratch.join("plugins"), &NodeState::new_primary("bench"), EngineOptions::default())?;
+    let engine =
+        mgha_sync::create_engine(&scratch.join("plugins"), &NodeState::new_primary("bench"), EngineOptions::default())?;
     for e in EXAMPLES {
         let path = dir.join(e.file);
         let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;

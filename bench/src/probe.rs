@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use mgha_core::engine::{Engine, EngineOptions};
+use mgha_core::engine::EngineOptions;
 use serde::{Deserialize, Serialize};
 
 use super::machine::status_kib;
@@ -37,7 +37,8 @@ pub struct ProbeResult {
 /// The child side: opens, measures, prints, exits.
 pub fn child(dir: &Path) -> anyhow::Result<()> {
     let t = Instant::now();
-    let engine = Engine::open(dir, EngineOptions::default()).with_context(|| format!("opening {}", dir.display()))?;
+    let engine =
+        mgha_sync::open_engine(dir, EngineOptions::default()).with_context(|| format!("opening {}", dir.display()))?;
     let open_ms = ms(t);
     let objects = engine.status()?.objects;
     let rss_open_kib = self_status_kib("VmRSS")?;

@@ -110,7 +110,7 @@ fn disk_floor(scratch: &Path, scale: Scale, rows: &mut Vec<Row>) -> anyhow::Resu
 /// Durable publishes through `Engine::publish`: one object at a time (latency), then batches of
 /// new objects and batches of updates (throughput).
 fn publish(dir: &Path, scale: Scale, floor_p50: f64, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let engine = Engine::create(dir, &NodeState::new_primary("bench"), EngineOptions::default())?;
+    let engine = mgha_sync::create_engine(dir, &NodeState::new_primary("bench"), EngineOptions::default())?;
     let warmup = (scale.latency_publishes / 10).max(5) as u64;
     let mut next = 0u64;
     for _ in 0..warmup {
@@ -200,7 +200,7 @@ struct Built {
 /// scattered over it, then publishes one revision changing `scale.diff_changes` objects spread
 /// over the whole store, for the probe to diff.
 fn build(dir: &Path, objects: usize, scale: Scale, scattered: bool) -> anyhow::Result<Built> {
-    let engine = Engine::create(dir, &NodeState::new_primary("bench"), EngineOptions::default())?;
+    let engine = mgha_sync::create_engine(dir, &NodeState::new_primary("bench"), EngineOptions::default())?;
     let mut publishing = Duration::ZERO;
     let per_revision = scale.build_objects_per_revision.min(objects);
     for start in (0..objects).step_by(per_revision) {
@@ -336,7 +336,7 @@ fn open_rows(small: &probe::ProbeResult, large: &probe::ProbeResult, scale: Scal
 /// Backup of the large store to a file (flushed to disk), then verify and restore of that file.
 fn backup(scratch: &Path, store_dir: &Path, scale: Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let path = scratch.join("large.mghabak");
-    let engine = Engine::open(store_dir, EngineOptions::default())?;
+    let engine = mgha_sync::open_engine(store_dir, EngineOptions::default())?;
     let t = Instant::now();
     let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
     let written = write_backup(&engine.store(), &mut out, &mut |_| {})?;

@@ -76,7 +76,7 @@ impl Backend {
         // Without the daemon no standby is connected: publishes are refused up front when the
         // config wants them replicated (see `Local::check_replicable`), never left waiting.
         let options = EngineOptions { sync_standbys: 0, ..config.engine_options() };
-        let engine = Engine::open(dir, options).map_err(|e| match e {
+        let engine = mgha_sync::open_engine(dir, options).map_err(|e| match e {
             mgha_core::Error::InUse(_) => anyhow::Error::new(e).context(format!(
                 "no daemon answers at {} (key 'admin' in {}), yet another process holds the store",
                 admin,

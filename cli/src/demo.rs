@@ -6,7 +6,6 @@
 //! roles: planned changeover under load, and a forced one that leaves a collision branch, merged.
 
 mod nodes;
-mod proxy;
 mod roles;
 
 use std::path::Path;
@@ -15,10 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use self::nodes::{mgha, mgha_status, wait_synced, Node};
-use self::proxy::Proxy;
 use crate::api::StatusBody;
 use crate::output::{self, Table};
 use crate::{commands, sample, DemoArgs};
+use mgha_tests::proxy::FaultProxy;
 
 /// Hosts in the sample policy; about 340 objects in all.
 const DEMO_HOSTS: usize = 120;
@@ -65,7 +64,7 @@ fn tour(base: &Path) -> anyhow::Result<()> {
     heading(1, "Create the cluster: its Primary holds the cluster CA");
     // The peers reach the Primary through a fault proxy, so that step 10 can cut it off.
     let listen = commands::init::free_loopback_addr()?;
-    let proxy = Proxy::start(listen)?;
+    let proxy = FaultProxy::start(listen).context("starting the fault proxy")?;
     let (listen, advertise) = (listen.to_string(), proxy.addr().to_string());
     outln!("# the peers will reach the Primary through a fault proxy at {advertise} (used in step 10)");
     show(&["init", "--data-dir", &p, "--name", "primary", "--listen", &listen, "--advertise", &advertise])?;

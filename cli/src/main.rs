@@ -358,6 +358,8 @@ pub struct DemoArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any store opens: stores load the plugins they hold.
+    mgha_plugin_host::install();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -182,7 +182,7 @@ pub fn status(s: &StatusBody, via: &str) -> String {
 }
 
 /// The automatic-failover rows of `mgha status`.
-fn failover_rows(t: &mut Table, f: &mgha_core::failover::FailoverStatus) {
+fn failover_rows(t: &mut Table, f: &mgha_sync::failover::FailoverStatus) {
     t.row(vec![
         "failover".into(),
         format!("{} (heartbeat {} ms, failover after {} ms)", f.mode, f.heartbeat_ms, f.failover_after_ms),

@@ -265,14 +265,14 @@ pub fn edit(hosts: usize) -> ChangeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mgha_core::engine::{Engine, EngineOptions};
+    use mgha_core::engine::EngineOptions;
     use mgha_core::NodeState;
 
     #[test]
     fn sample_policy_publishes_and_edits_cleanly() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine =
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let engine = mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+            .expect("create");
         let revisions = policy(120);
         let total: usize = revisions.iter().map(|cs| cs.changes.len()).sum();
         assert!((300..500).contains(&total), "{total} objects");

@@ -6,7 +6,7 @@
 //! acknowledged publish must be on every node and the nodes at one head. The temp dir, ports
 //! and processes are the test's own, and a guard kills every daemon it started.
 //!
-//! `MGHA_STRESS_CHANGEOVERS=N` changes the number of changeovers (120 by default, about 45 s on
+//! `MGHA_STRESS_CHANGEOVERS=N` changes the number of changeovers (300 by default, about 110 s on
 //! two cores).
 
 mod support;
@@ -21,7 +21,7 @@ use support::*;
 const HEARTBEAT_MS: u64 = 250;
 const CHANGEOVER_TIMEOUT_MS: u64 = 3000;
 /// `FORWARD_MARGIN_MS` of the core: how much longer a changeover asked on a Standby may take.
-const FORWARD_MARGIN_MS: u64 = mgha_core::sync::FORWARD_MARGIN_MS;
+const FORWARD_MARGIN_MS: u64 = mgha_sync::FORWARD_MARGIN_MS;
 /// Scheduling and HTTP slack on top of a request's bound (two cores, three daemons, two
 /// publishers and the other tests).
 const SLACK_MS: u64 = 1000;
@@ -55,7 +55,7 @@ fn actives(nodes: &[&Node]) -> Vec<usize> {
 
 #[test]
 fn back_to_back_changeovers_between_daemons_keep_one_active_and_lose_nothing() {
-    let rounds: usize = std::env::var("MGHA_STRESS_CHANGEOVERS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let rounds: usize = std::env::var("MGHA_STRESS_CHANGEOVERS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     let scratch = Scratch::new();
     let mut a = scratch.init("a");
     tuned(&a);

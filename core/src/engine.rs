@@ -8,13 +8,14 @@ use crate::changeset::{ChangeInput, ChangeSet};
 use crate::error::{Error, Result};
 use crate::limits::{AUTHOR_BYTES_MAX, OBJECT_BYTES_MAX};
 use crate::model::{Object, Uid};
-use crate::node::{NodeState, Role};
+use crate::node::{Designation, NodeState, Role};
+use crate::replication::{Detached, Replication};
 use crate::revision::{Head, Revision};
 use crate::roles::{Action as RoleAction, Event as RoleEvent, Refusal, RoleMachine};
 use crate::session::Sessions;
+use crate::status::{FailoverStatus, PeerStatus, SyncStatus};
 use crate::store::tables::name_key;
 use crate::store::{CommitMeta, Store, STORE_FILE};
-use crate::sync::state::{PeerStatus, SyncState};
 
 /// Where a full sync builds the incoming snapshot before it is swapped in.
 pub const SNAPSHOT_FILE: &str = "mgha.redb.sync";
@@ -33,7 +34,7 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Automatic failover: the mode, the arbiter and its members (absent in manual mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failover: Option<crate::failover::FailoverStatus>,
+    pub failover: Option<FailoverStatus>,
 }
 
 /// Options of an engine.
@@ -55,7 +56,7 @@ pub struct Engine {
     dir: PathBuf,
     sessions: Mutex<Sessions>,
     options: EngineOptions,
-    sync: SyncState,
+    replication: Arc<dyn Replication>,
     roles: Mutex<RoleMachine>,
 }
 
@@ -71,24 +72,44 @@ const PURGE_EVERY_REVISIONS: u64 = 64;
 impl Engine {
     /// Creates a node's store in `dir` (created if missing).
     pub fn create(dir: &Path, node: &NodeState, options: EngineOptions) -> Result<Engine> {
+        Engine::create_replicated(dir, node, options, Arc::new(Detached))
+    }
+
+    /// [`Engine::create`], with `replication` told of every commit and role change.
+    pub fn create_replicated(
+        dir: &Path,
+        node: &NodeState,
+        options: EngineOptions,
+        replication: Arc<dyn Replication>,
+    ) -> Result<Engine> {
         std::fs::create_dir_all(dir)?;
         let store = Store::create(&dir.join(STORE_FILE), node)?;
-        Engine::with_store(dir, store, options)
+        Engine::with_store(dir, store, options, replication)
     }
 
     /// Opens the node in `dir`.
     pub fn open(dir: &Path, options: EngineOptions) -> Result<Engine> {
+        Engine::open_replicated(dir, options, Arc::new(Detached))
+    }
+
+    /// [`Engine::open`], with `replication` told of every commit and role change.
+    pub fn open_replicated(dir: &Path, options: EngineOptions, replication: Arc<dyn Replication>) -> Result<Engine> {
         // A full sync that a crash interrupted leaves its partial file behind.
         let partial = dir.join(SNAPSHOT_FILE);
         if partial.exists() {
             std::fs::remove_file(&partial)?;
         }
         let store = Store::open(&dir.join(STORE_FILE))?;
-        Engine::with_store(dir, store, options)
+        Engine::with_store(dir, store, options, replication)
     }
 
-    fn with_store(dir: &Path, store: Store, options: EngineOptions) -> Result<Engine> {
-        let sync = SyncState::new(store.head()?);
+    fn with_store(
+        dir: &Path,
+        store: Store,
+        options: EngineOptions,
+        replication: Arc<dyn Replication>,
+    ) -> Result<Engine> {
+        replication.committed(None, store.head()?);
         let node = store.node()?;
         let roles = Mutex::new(RoleMachine::new(node.node_id, node.tag, node.role, node.epoch));
         Ok(Engine {
@@ -97,13 +118,13 @@ impl Engine {
             dir: dir.to_path_buf(),
             sessions: Mutex::default(),
             options,
-            sync,
+            replication,
         })
     }
 
-    /// Replication state shared with the sync runtime.
-    pub fn sync(&self) -> &SyncState {
-        &self.sync
+    /// What replicates this engine ([`Detached`] when nothing does).
+    pub fn replication(&self) -> &Arc<dyn Replication> {
+        &self.replication
     }
 
     /// The current store. Hold the `Arc` only for the duration of one operation: a full sync
@@ -127,9 +148,9 @@ impl Engine {
             floor: self.store().floor()?,
             objects: self.store().count()?,
             sessions: self.lock_sessions().len(),
-            active: self.sync.active_hint(),
+            active: self.replication.active_hint(),
             peers: self.peers_with_lag()?,
-            failover: self.sync.failover(),
+            failover: self.replication.failover(),
         })
     }
 
@@ -137,13 +158,13 @@ impl Engine {
     fn peers_with_lag(&self) -> Result<Vec<PeerStatus>> {
         let store = self.store();
         let head = store.head()?;
-        let mut peers = self.sync.peers();
+        let mut peers = self.replication.peers();
         let open_branches: Vec<Uid> =
             store.branches()?.into_iter().filter(|b| b.resolved.is_none()).map(|b| b.node_id).collect();
         for p in &mut peers {
             if open_branches.contains(&p.node_id) {
                 // Shown until an administrator resolves the branch, whatever the peer's head.
-                p.status = crate::sync::plan::SyncStatus::Collision;
+                p.status = SyncStatus::Collision;
             }
             p.lag_revisions = head.seq.saturating_sub(p.head.seq);
             p.lag_ms = 0;
@@ -194,12 +215,16 @@ impl Engine {
 
     fn refusal_error(&self, refusal: Refusal) -> Error {
         match refusal {
-            Refusal::Standby => Error::ReadOnly { active: self.sync.active_hint() },
+            Refusal::Standby => Error::ReadOnly { active: self.replication.active_hint() },
             Refusal::LeaseExpired => Error::Fenced,
             Refusal::HandingOver { target } => {
-                let name = crate::sync::membership::members(&self.store())
-                    .ok()
-                    .and_then(|m| m.into_iter().find(|m| m.node_id == target).map(|m| m.name))
+                // The target of a handover is a connected peer, so the peer table names it.
+                let name = self
+                    .replication
+                    .peers()
+                    .into_iter()
+                    .find(|p| p.node_id == target && !p.name.is_empty())
+                    .map(|p| p.name)
                     .unwrap_or_else(|| target.to_string());
                 Error::ChangeoverInProgress { target: name }
             }
@@ -253,7 +278,7 @@ impl Engine {
         if changed {
             let (role, epoch) = self.role();
             tracing::info!(%role, epoch = %crate::roles::machine::epoch::display(epoch), "role changed");
-            self.sync.role_changed(role, epoch);
+            self.replication.role_changed(role, epoch);
         }
         Ok(actions)
     }
@@ -265,7 +290,7 @@ impl Engine {
             return Ok(());
         }
         let timeout = std::time::Duration::from_millis(self.options.sync_timeout_ms.max(1));
-        let acked = self.sync.wait_acks(seq, needed, timeout);
+        let acked = self.replication.wait_acks(seq, needed, timeout);
         if acked < needed {
             return Err(Error::NotReplicated { seq, acked, needed });
         }
@@ -275,7 +300,7 @@ impl Engine {
     /// Applies a revision received from the Active (Standby side).
     pub fn apply_replicated(&self, rev: Revision) -> Result<Head> {
         let head = self.store().apply_replicated(&rev)?;
-        self.sync.committed(Some(Arc::new(rev)), head);
+        self.replication.committed(Some(Arc::new(rev)), head);
         Ok(head)
     }
 
@@ -294,13 +319,23 @@ impl Engine {
         let head = store.head()?;
         *guard = Arc::new(store);
         drop(guard);
-        self.sync.committed(None, head);
+        self.replication.committed(None, head);
         Ok(head)
     }
 
-    /// Persists a new node state (role, epoch).
-    pub fn set_node(&self, node: &NodeState) -> Result<()> {
-        self.store().set_node(node)
+    /// Makes this node the Primary or a Secondary. Held under the role lock, as role changes
+    /// are, so a role event cannot interleave with this read-modify-write of the node record and
+    /// lose its role or epoch. Returns the node record as written.
+    pub fn set_designation(&self, designation: Designation) -> Result<NodeState> {
+        let _roles = self.lock_roles();
+        let store = self.store();
+        let mut node = store.node()?;
+        if node.designation == designation {
+            return Err(Error::InvalidArgument(format!("this node is already the {designation}")));
+        }
+        node.designation = designation;
+        store.set_node(&node)?;
+        Ok(node)
     }
 
     /// Publishes a revision that restores the state after revision `to`.
@@ -309,7 +344,7 @@ impl Engine {
     }
 
     fn after_publish(&self, rev: &Revision) {
-        self.sync.committed(Some(Arc::new(rev.clone())), rev.head());
+        self.replication.committed(Some(Arc::new(rev.clone())), rev.head());
         if let Some(keep) = self.options.retain_revisions {
             if rev.seq.is_multiple_of(PURGE_EVERY_REVISIONS) {
                 if let Err(e) = self.store().purge(keep) {

@@ -2,26 +2,27 @@
 //!
 //! A revisioned configuration database of security-management objects ([`store::Store`]),
 //! wrapped by the [`engine::Engine`] that adds admin sessions, object locks and the role check.
-//! This crate knows nothing of C, HTTP, the command line or Python.
+//! This crate knows nothing of C, HTTP, the command line, Python, networking, async runtimes or
+//! WebAssembly: replication reaches it through [`Replication`] (crate `mgha-sync`), and plugins
+//! run on the [`plugin::runtime::WasmRuntime`] a front end installs (crate `mgha-plugin-host`).
 
 pub mod backup;
 pub mod changeset;
-pub mod cluster;
 pub mod collision;
 pub mod diff;
 pub mod engine;
 pub mod error;
-pub mod failover;
 pub mod limits;
 pub mod merge;
 pub mod model;
 pub mod node;
 pub mod plugin;
+pub mod replication;
 pub mod revision;
 pub mod roles;
 pub mod session;
+pub mod status;
 pub mod store;
-pub mod sync;
 
 pub use changeset::{ChangeInput, ChangeSet};
 pub use diff::{Diff, DiffKind, FieldDiff, ObjectDiff};
@@ -29,6 +30,7 @@ pub use engine::Engine;
 pub use error::{ChangeoverError, Error, ErrorCode, Result};
 pub use model::{Hash, Object, Uid};
 pub use node::{Designation, NodeState, Role};
+pub use replication::{Detached, Replication};
 pub use revision::{Change, Head, Op, Revision, RevisionInfo};
 
 /// Milliseconds since the Unix epoch, for revision timestamps.

@@ -26,7 +26,7 @@ pub const SESSION_CHANGES_MAX: usize = CHANGESET_CHANGES_MAX;
 /// each Standby in one frame of the peer protocol: half a frame leaves room for what publish
 /// adds (references resolved to uids, before-hashes, headers).
 pub const SESSION_BYTES_MAX: usize = 32 * 1024 * 1024;
-const _: () = assert!(SESSION_BYTES_MAX <= crate::sync::wire::FRAME_BYTES_MAX / 2);
+const _: () = assert!(SESSION_BYTES_MAX <= FRAME_BYTES_MAX / 2);
 /// Most objects returned by one list call.
 pub const LIST_OBJECTS_MAX: usize = 100_000;
 /// Most revisions returned by one revisions listing.
@@ -37,5 +37,14 @@ pub const DIFF_CHANGES_MAX: usize = 1_000_000;
 pub const BACKUP_CHUNK_OBJECTS: usize = 4096;
 /// Largest frame in a backup file.
 pub const BACKUP_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest frame of the peer protocol, accepted or sent.
+pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Objects per full-sync chunk; with [`OBJECT_BYTES_MAX`] objects a chunk still fits a frame
+/// only if most are small, so chunks are also cut by bytes.
+pub const SNAPSHOT_CHUNK_OBJECTS: usize = 4096;
+/// Bytes per full-sync chunk (before framing). A chunk is cut after the object that crosses
+/// this, so it may exceed it by one object; the frame must still hold it.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES + OBJECT_BYTES_MAX <= FRAME_BYTES_MAX / 2);
 /// redb page cache; bounded so resident memory does not follow database size.
 pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;

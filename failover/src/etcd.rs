@@ -68,9 +68,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp};
 use etcd_client::{TxnOpResponse, TxnResponse};
-use mgha_core::failover::{Arbiter, ArbiterMember, ArbiterStatus, FailoverTiming, Holder, HolderState, Report};
 use mgha_core::roles::machine::epoch;
 use mgha_core::{Error, Result, Uid};
+use mgha_sync::failover::{Arbiter, ArbiterMember, ArbiterStatus, FailoverTiming, Holder, HolderState, Report};
 use tokio::task::JoinSet;
 
 /// The floor of the per-call timeout: below this a loaded etcd answers too late too often.

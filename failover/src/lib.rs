@@ -12,8 +12,8 @@ pub mod quorum;
 
 use std::sync::Arc;
 
-use mgha_core::failover::{Arbiter, FailoverTiming};
 use mgha_core::{Result, Uid};
+use mgha_sync::failover::{Arbiter, FailoverTiming};
 
 /// Connects to etcd as the arbiter of node `node_id`, keeping its keys under `prefix`. Without
 /// the cargo feature `etcd`, an error that says how to get it.

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use mgha_core::failover::{Arbiter, FailoverTiming, Holder, HolderState, Report};
 use mgha_core::roles::machine::epoch;
 use mgha_core::{Role, Uid};
 use mgha_failover::etcd::{EtcdArbiter, EtcdConfig};
+use mgha_sync::failover::{Arbiter, FailoverTiming, Holder, HolderState, Report};
 use mgha_tests::etcd::Etcd;
 
 /// Short enough for tests: the leases last 2 s, calls time out after 250 ms.

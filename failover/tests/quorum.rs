@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use mgha_core::failover::{Arbiter, FailoverTiming, Holder, Report};
 use mgha_core::roles::machine::epoch;
-use mgha_core::sync::pki::{new_cluster_ca, new_node_key_and_csr, sign_node_csr, TlsFiles};
 use mgha_core::{Role, Uid};
 use mgha_failover::quorum::{run_witness, QuorumArbiter, QuorumConfig, QuorumPeer};
+use mgha_sync::failover::{Arbiter, FailoverTiming, Holder, Report};
+use mgha_sync::pki::{new_cluster_ca, new_node_key_and_csr, sign_node_csr, TlsFiles};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -360,7 +360,7 @@ async fn a_member_with_a_certificate_of_another_ca_is_refused() {
 
     // A dialer without any certificate completes TLS (the member configuration allows joiners)
     // but the arbiter closes the connection unanswered.
-    use mgha_core::sync::tls::{joiner_client, member_server_name, MemberTls};
+    use mgha_sync::tls::{joiner_client, member_server_name, MemberTls};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fp = MemberTls::load(&TlsFiles::new(m[0].dir.path())).expect("TLS").ca_fingerprint;
     let tcp = tokio::net::TcpStream::connect(&m[0].address).await.expect("connects");
@@ -408,11 +408,11 @@ async fn a_member_that_missed_a_compacted_log_catches_up_from_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_enrolls_with_a_join_key_and_votes_without_becoming_a_member() {
-    use mgha_core::cluster::{enroll_witness, init_primary, issue_join_key};
     use mgha_core::engine::EngineOptions;
-    use mgha_core::sync::membership::members as cluster_members;
-    use mgha_core::sync::pki::{node_id_of, pem_der};
-    use mgha_core::sync::{SyncConfig, SyncRuntime};
+    use mgha_sync::cluster::{enroll_witness, init_primary, issue_join_key};
+    use mgha_sync::membership::members as cluster_members;
+    use mgha_sync::pki::{node_id_of, pem_der};
+    use mgha_sync::{SyncConfig, SyncRuntime};
     let _serial = serial().await;
 
     let primary_dir = tempfile::tempdir().expect("temp dir");

@@ -28,6 +28,8 @@ fn open(path: &Path) -> FfiResult<File> {
 }
 
 fn verify_file(path: &Path) -> FfiResult<BackupSummary> {
+    // A backup's plugins are loaded to check the objects of their types.
+    mgha_plugin_host::install();
     let mut input = BufReader::new(open(path)?);
     Ok(verify_backup(path, &mut input, &mut |_| {})?)
 }
@@ -87,6 +89,7 @@ pub unsafe extern "C" fn mgha_backup_restore(path: *const c_char, config_toml: *
         // SAFETY (two calls): C strings valid for the call (API contract).
         let path = Path::new(unsafe { text(path, "path") }?);
         let config = NodeConfig::parse(unsafe { text(config_toml, "config_toml") }?)?;
+        mgha_plugin_host::install();
         let mut input = BufReader::new(open(path)?);
         restore_backup(path, &mut input, config.data_dir()?, &mut |_| {})?;
         Ok(())

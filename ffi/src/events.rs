@@ -7,8 +7,9 @@
 //! saw last. It calls every subscribed callback, one at a time, on itself; the header documents
 //! what a callback may do.
 //!
-//! [`SyncState::subscribe`]: mgha_core::sync::state::SyncState::subscribe
+//! [`SyncState::subscribe`]: mgha_sync::state::SyncState::subscribe
 
+use mgha_sync::EngineExt;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,9 +20,9 @@ use std::time::Duration;
 
 use mgha_core::engine::Engine;
 use mgha_core::model::Uid;
-use mgha_core::sync::state::PeerStatus;
-use mgha_core::sync::SyncStatus;
 use mgha_core::{Head, Role};
+use mgha_sync::state::PeerStatus;
+use mgha_sync::SyncStatus;
 use serde_json::json;
 
 use crate::args::Out;

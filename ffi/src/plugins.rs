@@ -25,6 +25,7 @@ pub unsafe extern "C" fn mgha_plugin_check(wasm: *const u8, len: usize, out_json
         // SAFETY (two calls): `len` readable bytes and an out-parameter valid for the call.
         let wasm = unsafe { bytes(wasm, len, "wasm") }?;
         let out = unsafe { Out::new(out_json, "out_json") }?;
+        mgha_plugin_host::install();
         let plugin = Plugin::load(wasm, PluginLimits::default())?;
         out.set(json_c_string(&PluginInfo::of(&plugin, None))?);
         Ok(())

@@ -11,9 +11,7 @@ use std::ffi::c_char;
 
 use mgha_core::collision::ResolveHow;
 use mgha_core::merge::{Resolution, ResolutionFile, Side};
-use mgha_core::revision::{Head, RevisionInfo};
-use mgha_core::store::{Branch, BranchResolution};
-use serde::Serialize;
+use mgha_node::contract::{CollisionBody, CollisionDiffBody};
 
 use crate::args::{optional_text, text, Out};
 use crate::engine::{core_of, mgha_engine, outside_async_runtime, ENGINES};
@@ -82,57 +80,8 @@ pub unsafe extern "C" fn mgha_engine_changeover_force(engine: *const mgha_engine
 pub extern "C" fn mgha_engine_promote(engine: *const mgha_engine) -> mgha_status {
     ffi_boundary!(status: {
         let core = core_of(engine)?;
-        Ok(mgha_core::cluster::promote_to_primary(&core)?)
+        Ok(mgha_sync::cluster::promote_to_primary(&core)?)
     })
-}
-
-/// A branch in listings: what the admin API's `GET /v1/collisions` shows for one branch.
-#[derive(Serialize)]
-struct BranchSummary {
-    id: u64,
-    node_id: String,
-    node: String,
-    fork: Head,
-    head: Head,
-    revisions: usize,
-    headers: Vec<RevisionInfo>,
-    detected_ms: u64,
-    status: &'static str,
-    resolution: Option<ResolutionSummary>,
-    resolved_ms: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct ResolutionSummary {
-    how: &'static str,
-    seq: Option<u64>,
-    conflicts: usize,
-}
-
-impl From<&Branch> for BranchSummary {
-    fn from(b: &Branch) -> Self {
-        BranchSummary {
-            id: b.id,
-            node_id: b.node_id.to_string(),
-            node: b.node_name.clone(),
-            fork: b.fork,
-            head: b.head(),
-            revisions: b.revisions.len(),
-            headers: b.revisions.iter().map(|r| r.info()).collect(),
-            detected_ms: b.detected_ms,
-            status: if b.resolved.is_some() { "resolved" } else { "open" },
-            resolution: b.resolved.as_ref().map(|r| {
-                let (how, seq, conflicts) = match r {
-                    BranchResolution::KeptActive => ("kept-active", None, 0),
-                    BranchResolution::TookBranch { seq } => ("took-branch", Some(*seq), 0),
-                    BranchResolution::Merged { seq, conflicts } => ("merged", Some(*seq), *conflicts),
-                };
-                // A resolution that changed nothing records revision 0: there is none to name.
-                ResolutionSummary { how, seq: seq.filter(|s| *s > 0), conflicts }
-            }),
-            resolved_ms: b.resolved_ms,
-        }
-    }
 }
 
 /// Every collision branch this node keeps, resolved ones included, oldest first, as a JSON
@@ -145,7 +94,7 @@ pub unsafe extern "C" fn mgha_engine_collisions_json(engine: *const mgha_engine,
         let core = core_of(engine)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
-        let branches: Vec<BranchSummary> = core.collisions()?.iter().map(BranchSummary::from).collect();
+        let branches: Vec<CollisionBody> = core.collisions()?.iter().map(CollisionBody::from).collect();
         out.set(json_c_string(&branches)?);
         Ok(())
     })
@@ -165,7 +114,7 @@ pub unsafe extern "C" fn mgha_engine_collision_diff_json(
         let core = core_of(engine)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
-        out.set(json_c_string(&core.collision_diff(id)?)?);
+        out.set(json_c_string(&CollisionDiffBody::from(&core.collision_diff(id)?))?);
         Ok(())
     })
 }

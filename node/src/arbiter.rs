@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use mgha_core::failover::{Arbiter, FailoverMode};
-use mgha_core::sync::pki::TlsFiles;
 use mgha_core::Engine;
 use mgha_failover::quorum::{QuorumConfig, QuorumPeer};
+use mgha_sync::failover::{Arbiter, FailoverMode};
+use mgha_sync::pki::TlsFiles;
 
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
@@ -33,7 +33,7 @@ pub async fn start(engine: &Arc<Engine>, config: &NodeConfig) -> Result<Option<A
                 tls: TlsFiles::new(engine.dir()),
             };
             // The cluster's members are the data nodes; the other voters are witnesses.
-            let data_nodes = mgha_core::sync::membership::members(&engine.store())?.len();
+            let data_nodes = mgha_sync::membership::members(&engine.store())?.len();
             let arbiter =
                 mgha_failover::quorum::QuorumArbiter::start(cfg, data_nodes).await.map_err(|source| Error::Start {
                     what: format!("the quorum arbiter on {listen}"),

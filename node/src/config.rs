@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use mgha_core::engine::EngineOptions;
-use mgha_core::failover::{FailoverMode, FailoverTiming};
-use mgha_core::sync::SyncConfig;
 use mgha_core::ErrorCode;
+use mgha_sync::failover::{FailoverMode, FailoverTiming};
+use mgha_sync::SyncConfig;
 use serde::{Deserialize, Serialize};
 
 /// File name of the node configuration inside a data directory.

@@ -9,9 +9,9 @@ mod roles;
 pub use roles::*;
 
 use mgha_core::engine::Status;
-use mgha_core::sync::state::PeerStatus;
-use mgha_core::sync::SyncStatus;
 use mgha_core::{Change, Diff, FieldDiff, Head, NodeState, Object, ObjectDiff, Revision, RevisionInfo};
+use mgha_sync::state::PeerStatus;
+use mgha_sync::SyncStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -77,7 +77,57 @@ pub struct StatusBody {
     /// `detail`), `lease_left_ms` (an Active), `waiting` (a Standby), `last_error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub failover: Option<mgha_core::failover::FailoverStatus>,
+    pub failover: Option<mgha_sync::failover::FailoverStatus>,
+    /// The settings the node runs with, after defaults (absent where a front end serves an
+    /// engine without a node around it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsBody>,
+}
+
+/// The effective settings of a running node: its config file's keys after defaults, as the one
+/// parser ([`NodeConfig`](crate::config::NodeConfig)) read them, whichever front end started the
+/// node. The daemon-only keys (`admin`, `log`) and the node's identity are left out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub retain_revisions: Option<u64>,
+    pub sync_standbys: usize,
+    pub sync_timeout_ms: u64,
+    pub heartbeat_ms: u64,
+    pub peer_timeout_ms: u64,
+    pub changeover_timeout_ms: u64,
+    /// `manual`, `quorum` or `etcd`.
+    pub failover: String,
+    pub failover_after_ms: u64,
+    pub max_lag_revisions: u64,
+    pub quorum_listen: Option<String>,
+    pub quorum_members: Vec<String>,
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: Option<String>,
+}
+
+impl From<&crate::config::NodeConfig> for SettingsBody {
+    fn from(c: &crate::config::NodeConfig) -> Self {
+        SettingsBody {
+            listen: c.listen.clone(),
+            advertise: c.advertise.clone(),
+            retain_revisions: c.retain_revisions,
+            sync_standbys: c.sync_standbys,
+            sync_timeout_ms: c.sync_timeout_ms,
+            heartbeat_ms: c.heartbeat_ms,
+            peer_timeout_ms: c.peer_timeout_ms,
+            changeover_timeout_ms: c.changeover_timeout_ms,
+            failover: c.failover.to_string(),
+            failover_after_ms: c.failover_after_ms,
+            max_lag_revisions: c.max_lag_revisions,
+            quorum_listen: c.quorum_listen.clone(),
+            quorum_members: c.quorum_members.clone(),
+            etcd_endpoints: c.etcd_endpoints.clone(),
+            etcd_prefix: c.etcd_prefix.clone(),
+        }
+    }
 }
 
 /// One peer as this node sees it.
@@ -336,6 +386,7 @@ impl StatusBody {
             peers: s.peers.iter().map(PeerBody::from).collect(),
             collisions_open,
             failover: s.failover.clone(),
+            settings: None,
         }
     }
 
@@ -473,7 +524,7 @@ pub fn change_input_body(c: &mgha_core::ChangeInput) -> ChangeInputBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mgha_core::engine::{Engine, EngineOptions};
+    use mgha_core::engine::EngineOptions;
     use mgha_core::{ChangeSet, NodeState};
 
     /// Serializes a core value and parses it as its mirror (which refuses unknown keys), then
@@ -488,8 +539,8 @@ mod tests {
     #[test]
     fn mirrors_match_the_core_json() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine =
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let engine = mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+            .expect("create");
         let cs = ChangeSet::from_json(
             br#"{"message": "m", "changes": [
                 {"op": "put", "type": "host", "name": "web1", "fields": {"ipv4-address": "10.0.0.1"}},

@@ -9,14 +9,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
-use mgha_core::cluster::{init_primary, join_secondary};
 use mgha_core::engine::Engine;
-use mgha_core::sync::pki::TlsFiles;
-use mgha_core::sync::SyncRuntime;
+use mgha_sync::cluster::{init_primary, join_secondary};
+use mgha_sync::pki::TlsFiles;
+use mgha_sync::SyncRuntime;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::config::{ConfigError, NodeConfig};
-use crate::contract::{JoinKeyBody, StatusBody};
+use crate::contract::{JoinKeyBody, SettingsBody, StatusBody};
 use crate::error::{Error, Result};
 
 /// How long shutdown waits for the sync runtime's tasks, and then for the runtime's blocking
@@ -75,6 +75,7 @@ impl Node {
     /// Creates a new cluster: a Primary, Active at epoch 1, with its cluster CA, in the config's
     /// `data_dir` (which must not hold a node yet). Not started: see [`Node::start`].
     pub fn init(mut config: NodeConfig, options: RuntimeOptions) -> Result<Node> {
+        mgha_plugin_host::install();
         let runtime = build_runtime(options)?;
         let listen = claim_listen(&config)?;
         config.listen = Some(listen.clone());
@@ -90,6 +91,7 @@ impl Node {
     /// Joins the cluster of the node at `peer` (its peer address) with a one-time join `key`,
     /// creating a Secondary, Standby, in the config's `data_dir`. Not started.
     pub fn join(mut config: NodeConfig, peer: &str, key: &str, options: RuntimeOptions) -> Result<Node> {
+        mgha_plugin_host::install();
         let runtime = build_runtime(options)?;
         let listen = claim_listen(&config)?;
         config.listen = Some(listen.clone());
@@ -109,8 +111,9 @@ impl Node {
     /// Opens the node in the config's `data_dir`. When the config names the node, the name must
     /// be the store's. Not started.
     pub fn open(config: NodeConfig, options: RuntimeOptions) -> Result<Node> {
+        mgha_plugin_host::install();
         let runtime = build_runtime(options)?;
-        let engine = Engine::open(config.data_dir()?, config.engine_options())?;
+        let engine = mgha_sync::open_engine(config.data_dir()?, config.engine_options())?;
         Node::with(engine, config, runtime)
     }
 
@@ -293,7 +296,9 @@ impl Node {
 
     /// The node's status: the JSON contract every front end returns.
     pub fn status(&self) -> Result<StatusBody> {
-        Ok(StatusBody::of(self.engine()?.as_ref())?)
+        let mut status = StatusBody::of(self.engine()?.as_ref())?;
+        status.settings = Some(SettingsBody::from(&self.config));
+        Ok(status)
     }
 
     /// Issues a one-time join key valid for `ttl_ms` (at most [`JOIN_KEY_TTL_MS_MAX`]). Only the
@@ -362,7 +367,7 @@ pub fn issue_join_key(engine: &Engine, ttl_ms: u64) -> mgha_core::Result<JoinKey
         )));
     }
     let issued_ms = mgha_core::now_ms();
-    let key = mgha_core::cluster::issue_join_key(engine, ttl_ms)?;
+    let key = mgha_sync::cluster::issue_join_key(engine, ttl_ms)?;
     Ok(JoinKeyBody { key: key.to_string(), expires_ms: ttl_ms, expires_at_ms: issued_ms.saturating_add(ttl_ms) })
 }
 
@@ -407,14 +412,13 @@ fn claim_listen(config: &NodeConfig) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mgha_core::engine::Engine;
     use mgha_core::engine::EngineOptions;
 
     #[test]
     fn keys_are_issued_on_the_primary_only_and_within_limits() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine =
-            mgha_core::cluster::init_primary(dir.path(), "a", "127.0.0.1:1", EngineOptions::default()).expect("init");
+            mgha_sync::cluster::init_primary(dir.path(), "a", "127.0.0.1:1", EngineOptions::default()).expect("init");
         let body = issue_join_key(&engine, 60_000).expect("issued");
         assert!(body.key.starts_with("mgha1."), "{}", body.key);
         assert_eq!(body.expires_ms, 60_000);
@@ -424,7 +428,7 @@ mod tests {
 
         let plain = tempfile::tempdir().expect("tempdir");
         let node = mgha_core::NodeState::new_primary("p");
-        let engine = Engine::create(plain.path(), &node, EngineOptions::default()).expect("create");
+        let engine = mgha_sync::create_engine(plain.path(), &node, EngineOptions::default()).expect("create");
         let e = issue_join_key(&engine, 60_000).expect_err("no CA here");
         assert!(e.to_string().contains("cluster CA"), "{e}");
     }

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mgha_core::cluster::{init_primary, issue_join_key, join_secondary};
 use mgha_core::engine::{Engine, EngineOptions};
-use mgha_core::sync::pki::TlsFiles;
-use mgha_core::sync::{SyncConfig, SyncRuntime};
 use mgha_core::ChangeSet;
+use mgha_sync::cluster::{init_primary, issue_join_key, join_secondary};
+use mgha_sync::pki::TlsFiles;
+use mgha_sync::{SyncConfig, SyncRuntime};
 
 use crate::proxy::FaultProxy;
 

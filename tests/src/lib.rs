@@ -1,5 +1,6 @@
-//! Shared helpers of mgha's multi-process and cross-language integration tests (the tests
-//! themselves live in `tests/tests/`).
+//! The shared test kit: a fault-injecting TCP proxy (`proxy`, which the demo uses too), a real
+//! etcd for the arbiter's tests (`etcd`), child-process guards (`process`) and in-process
+//! clusters (`inproc`). The multi-process tests themselves live in `tests/tests/`.
 
 pub mod etcd;
 pub mod inproc;

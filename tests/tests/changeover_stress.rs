@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::model::Hash;
 use mgha_core::node::Role;
-use mgha_core::sync::{SyncConfig, FORWARD_MARGIN_MS};
 use mgha_core::{ChangeSet, ChangeoverError, Error};
+use mgha_sync::{SyncConfig, FORWARD_MARGIN_MS};
 use mgha_tests::inproc::Cluster;
 
 const HEARTBEAT_MS: u64 = 100;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mgha_core::engine::EngineOptions;
 use mgha_core::store::{Store, STORE_FILE};
-use mgha_core::{Engine, Hash, NodeState};
+use mgha_core::{Hash, NodeState};
 use mgha_tests::process::ChildGuard;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -118,7 +118,7 @@ fn every_acknowledged_publish_survives_sigkill() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("node");
     // Created here, not by the first child, so that no kill lands in the creation of the store.
-    drop(Engine::create(&data, &NodeState::new_primary("crash"), EngineOptions::default()).expect("create"));
+    drop(mgha_sync::create_engine(&data, &NodeState::new_primary("crash"), EngineOptions::default()).expect("create"));
 
     let started = Instant::now();
     let mut acked: BTreeMap<u64, Ack> = BTreeMap::new();

@@ -3,6 +3,7 @@
 //! changeover whose caller stopped waiting, forced changeover with the old Active publishing
 //! while cut off, its collision branch kept and merged, and promotion of a Secondary to Primary.
 
+use mgha_sync::EngineExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,8 +12,8 @@ use mgha_core::collision::ResolveHow;
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::merge::{Resolution, Side};
 use mgha_core::node::Role;
-use mgha_core::sync::{SyncConfig, SyncStatus};
 use mgha_core::{ChangeSet, ChangeoverError, Error, ErrorCode};
+use mgha_sync::{SyncConfig, SyncStatus};
 use mgha_tests::inproc::{hosts, Cluster};
 
 fn active_of(c: &Cluster) -> Option<usize> {
@@ -189,11 +190,11 @@ async fn promoted_secondary_can_admit_new_members() {
     let epoch = c.nodes[1].runtime.as_ref().expect("running").force_changeover().expect("forced");
     assert!(epoch > 0);
     c.nodes[0].runtime.take().expect("running").shutdown().await;
-    mgha_core::cluster::promote_to_primary(c.engine(1)).expect("promote");
-    let key = mgha_core::cluster::issue_join_key(c.engine(1), 60_000).expect("the new primary issues keys");
+    mgha_sync::cluster::promote_to_primary(c.engine(1)).expect("promote");
+    let key = mgha_sync::cluster::issue_join_key(c.engine(1), 60_000).expect("the new primary issues keys");
     let dir = tempfile::tempdir().expect("tempdir");
     let peer = c.nodes[1].runtime.as_ref().expect("running").local_addr().to_string();
-    mgha_core::cluster::join_secondary(
+    mgha_sync::cluster::join_secondary(
         dir.path(),
         "late",
         &peer,

@@ -9,9 +9,9 @@ use tokio_rustls::TlsConnector;
 
 use mgha_core::engine::EngineOptions;
 use mgha_core::model::Hash;
-use mgha_core::sync::tls::{joiner_client, member_server_name, MemberTls};
-use mgha_core::sync::wire::{read_msg, write_msg, Hello, JoinRequest, Msg, PROTOCOL_VERSION};
 use mgha_core::Error;
+use mgha_sync::tls::{joiner_client, member_server_name, MemberTls};
+use mgha_sync::wire::{read_msg, write_msg, Hello, JoinRequest, Msg, PROTOCOL_VERSION};
 use mgha_tests::inproc::{hosts, Cluster};
 
 async fn still_replicates(c: &Cluster, tag: &str) {

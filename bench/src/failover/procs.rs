@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mgha_core::failover::FailoverMode;
+use mgha_sync::failover::FailoverMode;
 use serde_json::{json, Value};
 
 use super::*;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use mgha_core::backup::{BackupSummary, Progress};
-use mgha_core::engine::Engine;
 use serde::Serialize;
 
 use crate::client::{Backend, BackupProgress};
@@ -136,7 +135,7 @@ pub fn restore_node(input: &Path, dir: &Path, admin: Option<std::net::SocketAddr
     let config = NodeConfig::new(&summary.header.node.name, admin);
     config.check().context("the restored node's configuration")?;
     super::init::write_node_files(dir, &config)?;
-    let engine = Engine::open(dir, config.engine_options())
+    let engine = mgha_sync::open_engine(dir, config.engine_options())
         .with_context(|| format!("opening the restored store in {}", dir.display()))?;
     let status = crate::api::StatusBody::of(&engine)?;
     Ok(Restored { data_dir: dir.to_path_buf(), admin, status })

@@ -7,15 +7,15 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use mgha_core::cluster::init_primary;
 use mgha_core::engine::SNAPSHOT_FILE;
 use mgha_core::store::STORE_FILE;
 use mgha_core::NodeState;
+use mgha_sync::cluster::init_primary;
 
 use crate::config::NodeConfig;
 use crate::InitArgs;
 
-/// The directory of a node's TLS material (`mgha_core::sync::pki::TlsFiles`).
+/// The directory of a node's TLS material (`mgha_sync::pki::TlsFiles`).
 pub const TLS_DIR: &str = "tls";
 
 /// `mgha init`.
@@ -160,7 +160,6 @@ impl Drop for Scaffold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mgha_core::engine::Engine;
 
     fn config(name: &str) -> NodeConfig {
         let (admin, listen) = node_addrs(None, None).expect("ports");
@@ -180,7 +179,7 @@ mod tests {
         assert_eq!(loaded, NodeConfig { data_dir: Some(dir.path().to_path_buf()), ..config.clone() });
         assert!(crate::token::read(dir.path()).is_ok());
         assert!(dir.path().join("tls/ca.key").exists() && dir.path().join("tls/node.pem").exists());
-        let status = Engine::open(dir.path(), Default::default()).expect("opens").status().expect("status");
+        let status = mgha_sync::open_engine(dir.path(), Default::default()).expect("opens").status().expect("status");
         assert_eq!(status.node, node);
         let e = create_node(dir.path(), &config).expect_err("second init");
         assert!(format!("{e:#}").contains("already holds a node"), "{e:#}");

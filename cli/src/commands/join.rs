@@ -3,8 +3,8 @@
 //! for any reason (a used or expired key, another cluster, no answer) removes what it made.
 
 use anyhow::Context;
-use mgha_core::cluster::join_secondary;
-use mgha_core::sync::membership::members;
+use mgha_sync::cluster::join_secondary;
+use mgha_sync::membership::members;
 
 use super::init::{node_addrs, write_node_files, Scaffold};
 use crate::client::Backend;

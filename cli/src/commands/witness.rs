@@ -8,10 +8,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use mgha_core::cluster::enroll_witness;
-use mgha_core::failover::FailoverTiming;
-use mgha_core::sync::pki::TlsFiles;
 use mgha_failover::quorum::{parse_members, run_witness, QuorumConfig};
+use mgha_sync::cluster::enroll_witness;
+use mgha_sync::failover::FailoverTiming;
+use mgha_sync::pki::TlsFiles;
 
 /// Where the witness keeps the arbiter's Raft state, inside its data directory (as a data node
 /// does).

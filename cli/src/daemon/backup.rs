@@ -106,7 +106,7 @@ mod tests {
     use super::super::server::{router, AppState};
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
-    use mgha_core::engine::{Engine, EngineOptions};
+    use mgha_core::engine::EngineOptions;
     use mgha_core::{ChangeSet, NodeState};
     use std::sync::Arc;
     use tower::ServiceExt;
@@ -122,7 +122,8 @@ mod tests {
     async fn backup_is_the_state_at_request_time_while_publishes_go_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Arc::new(
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create"),
+            mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+                .expect("create"),
         );
         let before = engine.publish("t", &changeset("10.0.0.1")).expect("publish").head();
         let app = router(AppState::new(engine.clone(), "tok"));

@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use mgha_core::sync::state::NodeEvent;
 use mgha_core::{ErrorCode, Head};
+use mgha_sync::state::NodeEvent;
+use mgha_sync::EngineExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit};
 use utoipa::ToSchema;
@@ -102,7 +103,7 @@ impl Feed {
         // Whatever woke the stream, the next tick counts from this sample.
         self.tick.reset();
         self.last_sample = Some(tokio::time::Instant::now());
-        let body = match self.state.run(StatusBody::of).await {
+        let body = match self.state.status().await {
             Ok(status) => StatusEventBody { status, address: self.address.clone(), time_ms: now_ms() },
             Err(e) => return Event::default().event("error").data(e.message),
         };
@@ -173,7 +174,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use futures_util::StreamExt;
-    use mgha_core::engine::{Engine, EngineOptions};
+    use mgha_core::engine::EngineOptions;
     use mgha_core::{ChangeSet, NodeState};
     use std::sync::Arc;
     use tower::ServiceExt;
@@ -210,7 +211,8 @@ mod tests {
     async fn the_stream_sends_the_status_at_once_and_after_a_publish() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Arc::new(
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create"),
+            mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+                .expect("create"),
         );
         let app = router(AppState::new(engine.clone(), "t"));
         let resp = open(&app).await;
@@ -239,8 +241,8 @@ mod tests {
     #[tokio::test]
     async fn streams_are_bounded_and_need_the_token() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine =
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let engine = mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+            .expect("create");
         let app = router(AppState::new(Arc::new(engine), "t"));
         let unauthorized = Request::builder().uri("/v1/events").body(Body::empty()).expect("request");
         let resp = app.clone().oneshot(unauthorized).await.expect("response");
@@ -259,8 +261,8 @@ mod tests {
     #[tokio::test]
     async fn streams_end_when_the_daemon_stops() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine =
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let engine = mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+            .expect("create");
         let state = AppState::new(Arc::new(engine), "t");
         let app = router(state.clone());
         let resp = open(&app).await;

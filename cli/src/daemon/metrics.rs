@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mgha_core::sync::SyncStatus;
+use mgha_sync::SyncStatus;
 
 use crate::api::StatusBody;
 

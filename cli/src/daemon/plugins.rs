@@ -222,9 +222,11 @@ mod tests {
 
     #[tokio::test]
     async fn refused_modules_answer_the_reason_and_nothing_is_published() {
+        mgha_plugin_host::install();
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Arc::new(
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create"),
+            mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+                .expect("create"),
         );
         let app = router(AppState::new(engine.clone(), "tok"));
         for (uri, body) in [("/v1/plugin-check", b"not wasm".to_vec()), ("/v1/plugins", IMPORTS_ENV.to_vec())] {

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::Json;
-use mgha_core::sync::state::NodeEvent;
-use mgha_core::sync::SyncStatus;
 use mgha_core::{ChangeoverError, Engine, Error, ErrorCode, Uid};
+use mgha_sync::state::NodeEvent;
+use mgha_sync::SyncStatus;
 use tokio::sync::broadcast;
 
 use super::errors::{ApiError, ApiJson};
@@ -75,7 +75,7 @@ pub async fn promote(State(state): State<AppState>) -> Result<Json<NodeBody>, Ap
 /// Promotes the node of `engine` and returns it; the daemon's route and `mgha promote` on a
 /// stopped node share it.
 pub fn promote_node(engine: &Engine) -> mgha_core::Result<NodeBody> {
-    mgha_core::cluster::promote_to_primary(engine)?;
+    mgha_sync::cluster::promote_to_primary(engine)?;
     Ok(NodeBody::from(&engine.node()?))
 }
 
@@ -134,7 +134,7 @@ mod tests {
     use super::super::server::{router, AppState};
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
-    use mgha_core::engine::{Engine, EngineOptions};
+    use mgha_core::engine::EngineOptions;
     use mgha_core::NodeState;
     use std::sync::Arc;
     use tower::ServiceExt;
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn only_synchronized_and_lagging_flips_are_routine() {
-        use mgha_core::sync::SyncStatus::*;
+        use mgha_sync::SyncStatus::*;
         assert!(super::routine(Some(Synchronized), Lagging));
         assert!(super::routine(Some(Lagging), Synchronized));
         assert!(!super::routine(None, Synchronized), "the first status of a peer is news");
@@ -167,8 +167,8 @@ mod tests {
     #[tokio::test]
     async fn changeover_needs_one_way_and_a_cluster() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine =
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let engine = mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+            .expect("create");
         let app = router(AppState::new(Arc::new(engine), "t"));
         for body in [r#"{}"#, r#"{"to": "b", "force": true}"#, r#"{"to": "b", "extra": 1}"#] {
             let (s, e) = post(&app, "/v1/changeover", body).await;

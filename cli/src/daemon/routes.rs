@@ -101,7 +101,7 @@ pub fn author(headers: &HeaderMap) -> Result<String, ApiError> {
 #[utoipa::path(get, path = "/v1/status", tag = "node",
     responses((status = 200, body = StatusBody), (status = 401, body = ErrorBody)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
-    let s = state.run(StatusBody::of).await?;
+    let s = state.status().await?;
     Ok(Json(s))
 }
 
@@ -248,7 +248,7 @@ pub async fn revert(
 pub async fn metrics(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let s = state.run(StatusBody::of).await?;
+    let s = state.status().await?;
     let text = state.metrics.render(&Gauges::of(&s));
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }

@@ -3,6 +3,7 @@
 //! through), the event log, and a graceful shutdown on SIGTERM or SIGINT. Engine calls are
 //! synchronous redb work, so they run on tokio's blocking pool, never on the async workers.
 
+use mgha_sync::EngineExt;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use mgha_core::{Engine, ErrorCode};
+use mgha_node::contract::{SettingsBody, StatusBody};
 use mgha_node::{Node, NodeConfig};
 use tokio::sync::{watch, Notify, Semaphore};
 
@@ -80,6 +82,15 @@ impl AppState {
             .await
             .map_err(|e| ApiError::internal(format!("engine task failed: {e}")))?
             .map_err(ApiError::from)
+    }
+
+    /// The status document: the node's own (its settings included) when there is a node, else
+    /// the engine's.
+    pub async fn status(&self) -> Result<StatusBody, ApiError> {
+        let settings = self.node.as_ref().map(|n| SettingsBody::from(n.config()));
+        let mut status = self.run(StatusBody::of).await?;
+        status.settings = settings;
+        Ok(status)
     }
 
     /// Runs a publish (plain, session or revert) and records its outcome and latency.
@@ -251,7 +262,8 @@ mod tests {
     }
 
     fn app(dir: &std::path::Path) -> Router {
-        let engine = Engine::create(dir, &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let engine =
+            mgha_sync::create_engine(dir, &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
         router(AppState::new(Arc::new(engine), "secret"))
     }
 

@@ -93,7 +93,7 @@ mod tests {
     use super::super::server::{router, AppState};
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
-    use mgha_core::engine::{Engine, EngineOptions};
+    use mgha_core::engine::EngineOptions;
     use mgha_core::NodeState;
     use std::sync::Arc;
     use tower::ServiceExt;
@@ -115,8 +115,8 @@ mod tests {
     #[tokio::test]
     async fn session_stages_locks_and_publishes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine =
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let engine = mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+            .expect("create");
         let app = router(AppState::new(Arc::new(engine), "t0k"));
 
         let (s, a) = call(&app, "POST", "/v1/sessions", r#"{"author": "alice"}"#).await;

@@ -63,7 +63,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
-    use mgha_core::engine::{Engine, EngineOptions};
+    use mgha_core::engine::EngineOptions;
     use mgha_core::NodeState;
     use std::sync::Arc;
     use tower::ServiceExt;
@@ -71,8 +71,8 @@ mod tests {
     #[tokio::test]
     async fn the_page_is_served_without_the_token_and_the_api_still_needs_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine =
-            Engine::create(dir.path(), &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
+        let engine = mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+            .expect("create");
         let app = router(AppState::new(Arc::new(engine), "t"));
         let get = |uri: &'static str| {
             let app = app.clone();

@@ -14,11 +14,11 @@ use anyhow::{bail, Context};
 use mgha_core::ChangeSet;
 
 use super::nodes::{mgha_status, wait_synced, Node};
-use super::proxy::Proxy;
 use super::{cluster_table, heading, last_log_line, shell, show, AUTHOR};
 use crate::client::{Backend, Remote};
 use crate::exit::ApiFailure;
 use crate::output;
+use mgha_tests::proxy::FaultProxy;
 
 /// How long the demo waits for the old Active to step down and its branch to be kept.
 const COLLISION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,7 +30,7 @@ pub struct Cluster<'a> {
     pub primary: &'a Node,
     pub secondaries: &'a [Node],
     /// In front of the Primary's peer port.
-    pub proxy: &'a Proxy,
+    pub proxy: &'a FaultProxy,
 }
 
 impl Cluster<'_> {

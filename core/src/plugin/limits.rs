@@ -83,7 +83,7 @@ impl PluginLimits {
 
     /// The deadline in epoch ticks beyond the current one. One extra tick, because the current
     /// tick may be about to end.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
+    pub fn deadline_ticks(&self) -> u64 {
         self.call_timeout_ms.div_ceil(EPOCH_TICK_MS).max(1) + 1
     }
 }

@@ -13,12 +13,44 @@ use std::sync::{Arc, Mutex};
 
 use super::abi::{self, Description, MergeOutput, ValidateOutput, ABI_VERSION};
 use super::check;
-use super::host::{self, Call, Compiled, Instance};
 use super::limits::{PluginLimits, PLUGIN_DESCRIBE_BYTES_MAX, PLUGIN_INSTANCES_IDLE_MAX, PLUGIN_MERGE_CONFLICTS_MAX};
+use super::runtime::{self, Call, CompiledModule, ModuleInstance};
 use crate::error::{Error, Result};
 use crate::merge::{Conflict, Method, ObjectMerge, WHOLE_OBJECT};
 use crate::model::validate::validate_name;
 use crate::model::{Hash, Object, TypeSchema};
+
+/// A live instance of the runtime's, and how many calls it answered: an instance that has
+/// answered before is not fresh, and a failed call on it is retried once on a fresh one.
+struct Instance {
+    inner: Box<dyn ModuleInstance>,
+    calls: u64,
+}
+
+impl Instance {
+    fn new(
+        compiled: &dyn CompiledModule,
+        plugin: Arc<str>,
+        limits: &PluginLimits,
+    ) -> std::result::Result<Self, String> {
+        Ok(Instance { inner: compiled.instantiate(plugin, limits)?, calls: 0 })
+    }
+
+    fn abi_version(&mut self, limits: &PluginLimits) -> std::result::Result<i32, String> {
+        self.inner.abi_version(limits)
+    }
+
+    fn call(
+        &mut self,
+        call: Call,
+        input: &[u8],
+        limits: &PluginLimits,
+        output_max: usize,
+        answer: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        self.inner.call(call, input, limits, output_max, answer)
+    }
+}
 
 /// A plugin ready to be called.
 pub struct Plugin {
@@ -26,14 +58,14 @@ pub struct Plugin {
     description: Description,
     custom_merge: BTreeSet<String>,
     module_bytes: usize,
-    compiled: Arc<Compiled>,
+    compiled: Arc<dyn CompiledModule>,
     limits: PluginLimits,
     idle: Mutex<Vec<Instance>>,
 }
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Plugin({} {} {})", self.name, self.description.version, self.compiled.hash.short())
+        write!(f, "Plugin({} {} {})", self.name, self.description.version, self.compiled.hash().short())
     }
 }
 
@@ -43,8 +75,8 @@ impl Plugin {
     pub fn load(wasm: &[u8], limits: PluginLimits) -> Result<Plugin> {
         let label = format!("blake3:{}", Hash::of(wasm).short());
         let refuse = |reason: String| Error::Plugin { plugin: label.clone(), call: "check".into(), reason };
-        let compiled = host::compile(wasm).map_err(refuse)?;
-        let mut instance = Instance::new(&compiled, label.as_str().into(), &limits).map_err(refuse)?;
+        let compiled = runtime::runtime().and_then(|rt| rt.compile(wasm)).map_err(refuse)?;
+        let mut instance = Instance::new(compiled.as_ref(), label.as_str().into(), &limits).map_err(refuse)?;
         let version = instance.abi_version(&limits).map_err(|e| refuse(format!("mgha_abi_version {e}")))?;
         if version != ABI_VERSION {
             return Err(refuse(format!("it speaks plugin ABI version {version}; this host speaks {ABI_VERSION}")));
@@ -80,7 +112,7 @@ impl Plugin {
 
     /// blake3 of the module bytes.
     pub fn hash(&self) -> Hash {
-        self.compiled.hash
+        self.compiled.hash()
     }
 
     pub fn module_bytes(&self) -> usize {
@@ -133,7 +165,7 @@ impl Plugin {
     }
 
     fn instantiate(&self) -> std::result::Result<Instance, String> {
-        Instance::new(&self.compiled, self.name.clone(), &self.limits)
+        Instance::new(self.compiled.as_ref(), self.name.clone(), &self.limits)
     }
 
     fn malformed(&self, call: Call, reason: String) -> Error {

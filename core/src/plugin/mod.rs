@@ -2,7 +2,8 @@
 //! deterministic and replicated. docs/plugin-abi.md is the contract a plugin is written against.
 //!
 //! - [`abi`]: the ABI's names and MessagePack encodings; `msgpack` writes and reads them by hand.
-//! - [`host`]: the wasmtime engine, the one table of host functions, the module cache, instances.
+//! - [`runtime`]: the seam to the WebAssembly runtime (compile, instantiate, call), which the
+//!   crate `mgha-plugin-host` fills with wasmtime; core itself runs no WebAssembly.
 //! - [`limits`]: [`PluginLimits`], the manifest of what a call may use, and the named ceilings.
 //! - [`check`]: what a plugin may declare (namespaced type names, sane schemas).
 //! - [`loaded`]: a loaded [`Plugin`] and its instance pool; validate and merge calls.
@@ -17,11 +18,11 @@
 pub mod abi;
 pub mod api;
 pub mod check;
-pub mod host;
 pub mod limits;
 pub mod loaded;
 mod msgpack;
 pub mod registry;
+pub mod runtime;
 pub mod stored;
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! The role state machine of one node: who may publish, planned and forced changeover, and
 //! fencing by epoch. Events in, actions out, no I/O and no clock of its own, so the runtime
-//! drives it and the simulation in `core/tests/roles_sim.rs` checks it over thousands of seeds.
+//! drives it and the simulation in `sync/tests/roles_sim.rs` checks it over thousands of seeds.
 //!
 //! Rules:
 //! - Only an Active that is not handing over accepts publishes.

@@ -117,8 +117,9 @@ impl Store {
         self.meta(META_NODE)
     }
 
-    /// Persists this node's identity and role.
-    pub fn set_node(&self, node: &NodeState) -> Result<()> {
+    /// Persists this node's identity and role. Only the engine calls it, under its role lock
+    /// (`Engine::role_event`, `Engine::set_designation`): role and epoch change nowhere else.
+    pub(crate) fn set_node(&self, node: &NodeState) -> Result<()> {
         let txn = self.db.begin_write()?;
         txn.open_table(META)?.insert(META_NODE, encode(node).as_slice())?;
         txn.commit()?;
@@ -136,12 +137,12 @@ impl Store {
     }
 
     /// Reads a small record of the meta table; `None` when absent.
-    pub(crate) fn meta_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+    pub fn meta_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.meta_raw(key)?.map(|raw| decode(&raw, key)).transpose()
     }
 
     /// Reads, changes and durably writes back one meta record in a single transaction.
-    pub(crate) fn meta_update<T, R>(&self, key: &str, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R>
+    pub fn meta_update<T, R>(&self, key: &str, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R>
     where
         T: serde::de::DeserializeOwned + serde::Serialize + Default,
     {

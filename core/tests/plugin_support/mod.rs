@@ -20,6 +20,7 @@ pub struct Node {
 
 /// A fresh Primary, Active, with an empty store.
 pub fn node(name: &str) -> Node {
+    mgha_plugin_host::install();
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = Engine::create(dir.path(), &NodeState::new_primary(name), EngineOptions::default()).expect("engine");
     Node { engine, dir }
@@ -27,11 +28,13 @@ pub fn node(name: &str) -> Node {
 
 /// A WAT fixture of `tests/plugins/`, compiled to WebAssembly.
 pub fn fixture(name: &str) -> Vec<u8> {
+    mgha_plugin_host::install();
     wat::parse_file(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 /// The text of a WAT fixture, for tests that derive variants from it.
 pub fn fixture_text(name: &str) -> String {
+    mgha_plugin_host::install();
     std::fs::read_to_string(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
@@ -55,6 +58,7 @@ pub fn examples_dir() -> PathBuf {
 
 /// An example plugin's module: `vpn_community` or `threat_profile`.
 pub fn example(name: &str) -> Vec<u8> {
+    mgha_plugin_host::install();
     let path = examples_dir().join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

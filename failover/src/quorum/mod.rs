@@ -23,9 +23,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use mgha_core::failover::{Arbiter, ArbiterStatus, FailoverTiming, Holder, HolderState, Report};
-use mgha_core::sync::pki::TlsFiles;
 use mgha_core::{ChangeoverError, Error, Result, Uid};
+use mgha_sync::failover::{Arbiter, ArbiterStatus, FailoverTiming, Holder, HolderState, Report};
+use mgha_sync::pki::TlsFiles;
 
 use node::Node;
 use state::{describe, CmdKind, CmdResponse};

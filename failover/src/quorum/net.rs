@@ -1,5 +1,5 @@
 //! The arbiter's transport: request/reply over TCP with mutual TLS 1.3 (the cluster CA's
-//! [`MemberTls`](mgha_core::sync::tls::MemberTls)), one MessagePack frame each way (a 4-byte
+//! [`MemberTls`](mgha_sync::tls::MemberTls)), one MessagePack frame each way (a 4-byte
 //! big-endian length, then the body; at most [`FRAME_BYTES_MAX`]). It carries openraft's RPCs
 //! (append entries, vote, snapshot chunks), client writes forwarded to the Raft leader, and the
 //! leader's view of the members for `status`.
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use mgha_core::failover::ArbiterMember;
+use mgha_sync::failover::ArbiterMember;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{
@@ -248,7 +248,7 @@ impl Link {
         let _ = tcp.set_nodelay(true);
         let connector = TlsConnector::from(self.tls.clone());
         let stream =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(mgha_core::sync::tls::member_server_name(), tcp))
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(mgha_sync::tls::member_server_name(), tcp))
                 .await
                 .map_err(|_| format!("TLS handshake with {} timed out", self.addr))?
                 .map_err(|e| format!("TLS handshake with {} (a member of this cluster?): {e}", self.addr))?;

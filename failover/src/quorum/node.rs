@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use mgha_core::failover::{ArbiterMember, FailoverTiming};
-use mgha_core::sync::tls::MemberTls;
 use mgha_core::{Error, Result};
+use mgha_sync::failover::{ArbiterMember, FailoverTiming};
+use mgha_sync::tls::MemberTls;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;

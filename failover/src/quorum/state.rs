@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mgha_core::failover::{Holder, Report};
 use mgha_core::roles::machine::epoch;
 use mgha_core::Uid;
+use mgha_sync::failover::{Holder, Report};
 use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(

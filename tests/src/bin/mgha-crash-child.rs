@@ -38,9 +38,9 @@ fn run() -> Result<(), String> {
     let dir = PathBuf::from(args.next().ok_or("usage: mgha-crash-child DIR SEED")?);
     let seed: u64 = args.next().ok_or("usage: mgha-crash-child DIR SEED")?.parse().map_err(|e| format!("seed: {e}"))?;
     let engine = if dir.join(STORE_FILE).exists() {
-        Engine::open(&dir, EngineOptions::default())
+        mgha_sync::open_engine(&dir, EngineOptions::default())
     } else {
-        Engine::create(&dir, &NodeState::new_primary("crash-child"), EngineOptions::default())
+        mgha_sync::create_engine(&dir, &NodeState::new_primary("crash-child"), EngineOptions::default())
     }
     .map_err(|e| format!("open {}: {e}", dir.display()))?;
 

@@ -1,6 +1,7 @@
 //! Joining a cluster: the new Secondary's request (it sends a CSR; its key stays with it) and
 //! the signing node's answer, with the join key redeemed durably before anything is signed.
 
+use crate::EngineExt;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -12,9 +13,9 @@ use super::plan::SyncStatus;
 use super::runtime::{ensure_dialers, Ctx};
 use super::tls::{joiner_client, member_server_name};
 use super::wire::{read_msg, write_msg, JoinReply, JoinRequest, Member, Msg, PROTOCOL_VERSION};
-use crate::error::{Error, Result};
-use crate::model::Uid;
-use crate::node::Designation;
+use mgha_core::error::{Error, Result};
+use mgha_core::model::Uid;
+use mgha_core::node::Designation;
 
 /// A fixed-window limit on join requests, so a key cannot be guessed by brute force.
 #[derive(Debug)]
@@ -72,14 +73,14 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply
     if !ctx.files.has_ca_key() {
         return Err(Error::Peer("this node does not hold the cluster CA; join through the primary".into()));
     }
-    crate::model::validate::validate_name("node", &req.name)?;
+    mgha_core::model::validate::validate_name("node", &req.name)?;
     let store = ctx.engine.store();
     if members(&store)?.iter().any(|m| m.name == req.name) {
         return Err(Error::Peer(format!("a member named '{}' already exists", req.name)));
     }
     let engine = ctx.engine.clone();
     let secret = req.key_secret.clone();
-    tokio::task::spawn_blocking(move || redeem_join_key(&engine.store(), &secret, crate::now_ms()))
+    tokio::task::spawn_blocking(move || redeem_join_key(&engine.store(), &secret, mgha_core::now_ms()))
         .await
         .map_err(|e| Error::Peer(e.to_string()))??;
     let node_id = Uid::new_random();

@@ -1,6 +1,6 @@
 //! Deterministic, seeded simulation of automatic failover in quorum mode: three data nodes run
 //! the real [`RoleMachine`] (arbitrated) and the real failover rules of
-//! [`mgha_core::failover::plan`], as the failover driver does, against a linearizable arbiter
+//! [`mgha_sync::failover::plan`], as the failover driver does, against a linearizable arbiter
 //! that stands for the Raft group. Nodes crash and restart, are cut from and rejoin the
 //! arbiter's majority, their clocks run up to 5% fast or slow, and every arbiter call takes a
 //! random time, takes effect at a random instant inside it, or is lost.
@@ -17,11 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use mgha_core::failover::plan::{self, ActiveDecision, StandbyDecision};
-use mgha_core::failover::{FailoverTiming, Holder, HolderState, Report};
 use mgha_core::model::Uid;
 use mgha_core::node::Role;
 use mgha_core::roles::{Event, RoleMachine};
+use mgha_sync::failover::plan::{self, ActiveDecision, StandbyDecision};
+use mgha_sync::failover::{FailoverTiming, Holder, HolderState, Report};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -8,8 +8,8 @@ use rcgen::{
 };
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::model::{Hash, Uid};
+use mgha_core::error::{Error, Result};
+use mgha_core::model::{Hash, Uid};
 
 /// The DNS name every member certificate carries, and that dialers ask for: the CA (one per
 /// cluster) is what ties a certificate to this cluster.

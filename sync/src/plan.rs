@@ -2,47 +2,9 @@
 //! No I/O here: the runtime gathers the facts (heads, ids at a height) and acts on the answer,
 //! so every case is tested without sockets.
 
-use serde::{Deserialize, Serialize};
-
-use crate::model::Hash;
-use crate::revision::Head;
-
-/// How a peer's database relates to the Active's, as `mgha status` shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SyncStatus {
-    /// The peer never completed a synchronization.
-    NeverSynchronized,
-    /// Same head.
-    Synchronized,
-    /// The peer's head is an ancestor of ours: it misses revisions.
-    Lagging,
-    /// Our head is an ancestor of the peer's: it has revisions we lack.
-    Advanced,
-    /// The histories diverged.
-    Collision,
-    /// No connection to the peer.
-    Unreachable,
-}
-
-impl SyncStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncStatus::NeverSynchronized => "never synchronized",
-            SyncStatus::Synchronized => "synchronized",
-            SyncStatus::Lagging => "lagging",
-            SyncStatus::Advanced => "advanced",
-            SyncStatus::Collision => "collision",
-            SyncStatus::Unreachable => "unreachable",
-        }
-    }
-}
-
-impl std::fmt::Display for SyncStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use mgha_core::model::Hash;
+use mgha_core::revision::Head;
+pub use mgha_core::status::SyncStatus;
 
 /// What the Active knows of its own revision at the peer's height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use std::sync::Arc;
 
 use super::pki::{ca_fingerprint, TlsFiles, MEMBER_DNS};
-use crate::error::{Error, Result};
-use crate::model::Hash;
+use mgha_core::error::{Error, Result};
+use mgha_core::model::Hash;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -1,10 +1,10 @@
 //! The pure decisions of automatic failover: whether a Standby may campaign, who the best
 //! candidate is, and how long an Active's lease runs. No I/O and no clock: the driver passes the
-//! time in, and the simulation in `core/tests/failover_sim.rs` drives these same functions.
+//! time in, and the simulation in `sync/tests/failover_sim.rs` drives these same functions.
 
 use super::arbiter::{Holder, HolderState, Report};
 use super::FailoverTiming;
-use crate::node::Role;
+use mgha_core::node::Role;
 
 /// Until when (on the caller's monotonic clock) an Active may publish after a renewal that
 /// *began* at `started_ms` succeeded. Counting from the start, not the answer, keeps the lease
@@ -107,7 +107,7 @@ pub fn standby_decision(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Uid;
+    use mgha_core::model::Uid;
 
     fn uid(n: u128) -> Uid {
         Uid(uuid::Uuid::from_u128(n))

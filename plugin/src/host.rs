@@ -5,7 +5,7 @@
 //! The engine is configured for determinism (NaN canonicalization, deterministic relaxed SIMD,
 //! no threads) and metered with fuel; a thread advances its epoch every [`EPOCH_TICK_MS`] so
 //! that a wall-clock deadline backs fuel up. Everything that can go wrong in a call comes back as
-//! a reason string; [`super::loaded`] names the plugin and the call around it.
+//! a reason string; core's `plugin::loaded` names the plugin and the call around it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,15 +16,16 @@ use wasmtime::{
     StoreLimits, StoreLimitsBuilder, Trap, TypedFunc,
 };
 
-use super::abi::{export, HOST_NAMESPACE};
-use super::limits::{
+use mgha_core::model::Hash;
+use mgha_core::plugin::abi::{export, HOST_NAMESPACE};
+use mgha_core::plugin::limits::{
     PluginLimits, EPOCH_TICK_MS, PLUGIN_LOG_LINES_PER_CALL_MAX, PLUGIN_LOG_LINE_BYTES_MAX, PLUGIN_MODULES_CACHED_MAX,
     PLUGIN_MODULE_BYTES_MAX, PLUGIN_STACK_BYTES_MAX,
 };
-use crate::model::Hash;
+use mgha_core::plugin::runtime::{Call, CompiledModule, ModuleInstance, WasmRuntime};
 
 /// The per-instance state wasmtime hands to host functions and the resource limiter.
-pub(crate) struct CallState {
+struct CallState {
     plugin: Arc<str>,
     limiter: Limiter,
     log_lines: u32,
@@ -155,13 +156,13 @@ fn new_runtime() -> Result<Runtime, String> {
 }
 
 /// A module compiled, checked against the ABI's imports and exports, and linked.
-pub(crate) struct Compiled {
-    pub hash: Hash,
+struct Compiled {
+    hash: Hash,
     pre: InstancePre<CallState>,
 }
 
 /// Checks and compiles a module, or takes it from the cache; the error says why it is refused.
-pub(crate) fn compile(bytes: &[u8]) -> Result<Arc<Compiled>, String> {
+fn compile(bytes: &[u8]) -> Result<Arc<Compiled>, String> {
     if bytes.len() > PLUGIN_MODULE_BYTES_MAX {
         return Err(format!("the module is {} bytes, over the limit of {PLUGIN_MODULE_BYTES_MAX}", bytes.len()));
     }
@@ -251,27 +252,9 @@ fn signature(ty: &wasmtime::FuncType) -> String {
     format!("({}) -> ({})", list(&mut ty.params()), list(&mut ty.results()))
 }
 
-/// Which export a call runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Call {
-    Describe,
-    Validate,
-    Merge,
-}
-
-impl Call {
-    pub fn name(self) -> &'static str {
-        match self {
-            Call::Describe => "describe",
-            Call::Validate => "validate",
-            Call::Merge => "merge",
-        }
-    }
-}
-
 /// A live instance of a plugin: its store, memory and exports. Calls on one instance are
 /// sequential (it is `&mut`); a plugin keeps a small pool of them for concurrent callers.
-pub(crate) struct Instance {
+struct Instance {
     store: Store<CallState>,
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
@@ -280,13 +263,11 @@ pub(crate) struct Instance {
     describe: TypedFunc<(), i64>,
     validate: TypedFunc<(i32, i32), i64>,
     merge: TypedFunc<(i32, i32), i64>,
-    /// Calls answered so far: an instance that has answered before is not fresh.
-    pub calls: u64,
 }
 
 impl Instance {
     /// Instantiates a compiled module; its start function (if any) runs under the call limits.
-    pub fn new(compiled: &Compiled, plugin: Arc<str>, limits: &PluginLimits) -> Result<Instance, String> {
+    fn new(compiled: &Compiled, plugin: Arc<str>, limits: &PluginLimits) -> Result<Instance, String> {
         let rt = runtime()?;
         let inner = StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes_max())
@@ -319,31 +300,6 @@ impl Instance {
             merge: func!(export::MERGE),
             memory,
             store,
-            calls: 0,
-        })
-    }
-
-    /// The ABI version the module says it speaks.
-    pub fn abi_version(&mut self, limits: &PluginLimits) -> Result<i32, String> {
-        arm(&mut self.store, limits)?;
-        self.abi_version.call(&mut self.store, ()).map_err(|e| failure(&self.store, &e, limits))
-    }
-
-    /// Runs one call: copies `input` into the plugin's memory, calls the export, copies the
-    /// answer (at most `output_max` bytes) into `answer` and frees both buffers in the plugin.
-    pub fn call(
-        &mut self,
-        call: Call,
-        input: &[u8],
-        limits: &PluginLimits,
-        output_max: usize,
-        answer: &mut Vec<u8>,
-    ) -> Result<(), String> {
-        arm(&mut self.store, limits)?;
-        let result = self.call_armed(call, input, output_max, answer);
-        result.map_err(|e| match e {
-            Fault::Wasm(e) => failure(&self.store, &e, limits),
-            Fault::Abi(reason) => reason,
         })
     }
 
@@ -387,6 +343,31 @@ impl Instance {
     }
 }
 
+impl ModuleInstance for Instance {
+    fn abi_version(&mut self, limits: &PluginLimits) -> Result<i32, String> {
+        arm(&mut self.store, limits)?;
+        self.abi_version.call(&mut self.store, ()).map_err(|e| failure(&self.store, &e, limits))
+    }
+
+    /// Copies `input` into the plugin's memory, calls the export, copies the answer (at most
+    /// `output_max` bytes) into `answer` and frees both buffers in the plugin.
+    fn call(
+        &mut self,
+        call: Call,
+        input: &[u8],
+        limits: &PluginLimits,
+        output_max: usize,
+        answer: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        arm(&mut self.store, limits)?;
+        let result = self.call_armed(call, input, output_max, answer);
+        result.map_err(|e| match e {
+            Fault::Wasm(e) => failure(&self.store, &e, limits),
+            Fault::Abi(reason) => reason,
+        })
+    }
+}
+
 /// Why a call failed: in the module, or against the ABI's conventions.
 enum Fault {
     Wasm(wasmtime::Error),
@@ -420,5 +401,26 @@ fn failure(store: &Store<CallState>, e: &wasmtime::Error, limits: &PluginLimits)
         Some(Trap::UnreachableCodeReached) => "trapped: unreachable executed (a panic or an abort)".into(),
         Some(trap) => format!("trapped: {trap}"),
         None => format!("failed: {e:#}"),
+    }
+}
+
+impl CompiledModule for Compiled {
+    fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    fn instantiate(&self, plugin: Arc<str>, limits: &PluginLimits) -> Result<Box<dyn ModuleInstance>, String> {
+        Ok(Box::new(Instance::new(self, plugin, limits)?))
+    }
+}
+
+/// The wasmtime runtime: one process-wide engine and module cache.
+#[derive(Debug, Default)]
+pub struct Wasmtime;
+
+impl WasmRuntime for Wasmtime {
+    fn compile(&self, wasm: &[u8]) -> Result<Arc<dyn CompiledModule>, String> {
+        let compiled: Arc<dyn CompiledModule> = compile(wasm)?;
+        Ok(compiled)
     }
 }

@@ -4,6 +4,7 @@
 //! peer's revisions after the fork, and keeps them as a branch before anything replaces the
 //! peer's store.
 
+use crate::EngineExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
@@ -12,10 +13,10 @@ use super::conn::Inbox;
 use super::runtime::Ctx;
 use super::state::NodeEvent;
 use super::wire::{write_msg, Hello, Msg, WireError};
-use crate::error::{Error, Result};
-use crate::model::Hash;
-use crate::revision::{Head, Revision};
-use crate::store::{Branch, Store};
+use mgha_core::error::{Error, Result};
+use mgha_core::model::Hash;
+use mgha_core::revision::{Head, Revision};
+use mgha_core::store::{Branch, Store};
 
 /// Most revisions fetched as one branch; a longer one is left on its node (which then keeps its
 /// store and is not synchronized) and reported.
@@ -121,7 +122,7 @@ pub(crate) async fn fetch<W: AsyncWrite + Unpin>(
         node_name: hello.name.clone(),
         fork,
         revisions,
-        detected_ms: crate::now_ms(),
+        detected_ms: mgha_core::now_ms(),
         resolved: None,
         resolved_ms: None,
     };

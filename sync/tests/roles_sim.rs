@@ -30,7 +30,7 @@ use mgha_core::node::Role;
 use mgha_core::revision::Head;
 use mgha_core::roles::machine::epoch;
 use mgha_core::roles::{Action, ChangeoverFailure, Event, PlannedChangeover, RoleMachine};
-use mgha_core::sync::plan::{decide, Facts, OurIdAt, Plan};
+use mgha_sync::plan::{decide, Facts, OurIdAt, Plan};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -558,16 +558,17 @@ fn run(seed: u64) -> Stats {
     sim.stats
 }
 
-#[test]
-fn roles_hold_their_invariants_over_many_seeds() {
+/// Runs `one` over `MGHA_SIM_SEEDS` seeds (`default_seeds` when unset), or over the one seed
+/// `MGHA_SIM_SEED` names (to replay a failure); returns the summed stats, `None` for a replay.
+fn over_seeds(default_seeds: u64, one: fn(u64) -> Stats) -> Option<Stats> {
     if let Some(seed) = std::env::var("MGHA_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        println!("{:?}", run(seed));
-        return;
+        println!("{:?}", one(seed));
+        return None;
     }
-    let seeds: u64 = std::env::var("MGHA_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let seeds: u64 = std::env::var("MGHA_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_seeds);
     let mut total = Stats::default();
     for seed in 0..seeds {
-        match std::panic::catch_unwind(|| run(seed)) {
+        match std::panic::catch_unwind(|| one(seed)) {
             Ok(s) => total.add(&s),
             Err(e) => {
                 let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
@@ -576,6 +577,14 @@ fn roles_hold_their_invariants_over_many_seeds() {
         }
     }
     println!("{seeds} seeds: {total:?}");
+    Some(total)
+}
+
+#[test]
+fn roles_hold_their_invariants_over_many_seeds() {
+    let Some(total) = over_seeds(2000, run) else {
+        return;
+    };
     assert!(
         total.planned > 0
             && total.forced > 0
@@ -634,22 +643,9 @@ fn run_back_to_back(seed: u64) -> Stats {
 
 #[test]
 fn back_to_back_changeovers_always_leave_one_active() {
-    if let Some(seed) = std::env::var("MGHA_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        println!("{:?}", run_back_to_back(seed));
+    let Some(total) = over_seeds(1000, run_back_to_back) else {
         return;
-    }
-    let seeds: u64 = std::env::var("MGHA_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let mut total = Stats::default();
-    for seed in 0..seeds {
-        match std::panic::catch_unwind(|| run_back_to_back(seed)) {
-            Ok(s) => total.add(&s),
-            Err(e) => {
-                let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
-                panic!("seed {seed} failed (replay with MGHA_SIM_SEED={seed}): {msg}");
-            }
-        }
-    }
-    println!("{seeds} seeds: {total:?}");
+    };
     assert!(
         total.calls_done > 0
             && total.promotes_resent > 0

@@ -3,6 +3,7 @@
 //! snapshot, then push every new revision as it commits, track acknowledgements, and carry out
 //! the Active's part of a planned changeover.
 
+use crate::EngineExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -10,16 +11,16 @@ use tokio::sync::mpsc;
 
 use super::conn::{spawn_reader, Inbox, PeerCmd};
 use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
-use super::runtime::Ctx;
+use super::runtime::{role_event, Ctx};
 use super::wire::{
     encode_frame, write_frame, write_msg, Hello, Msg, WireError, WireRevision, SNAPSHOT_CHUNK_BYTES,
     SNAPSHOT_CHUNK_OBJECTS,
 };
 use super::{branch, changeover};
-use crate::error::{ChangeoverError, Error, Result};
-use crate::node::Role;
-use crate::revision::{Head, Revision};
-use crate::roles::{Action, Event};
+use mgha_core::error::{ChangeoverError, Error, Result};
+use mgha_core::node::Role;
+use mgha_core::revision::{Head, Revision};
+use mgha_core::roles::{Action, Event};
 
 fn peer_err(e: WireError) -> Error {
     Error::Peer(e.to_string())
@@ -69,7 +70,7 @@ async fn serve<W: AsyncWrite + Unpin>(
         p.status = status;
         p.head = hello.head;
         p.connected = true;
-        p.last_contact_ms = crate::now_ms();
+        p.last_contact_ms = mgha_core::now_ms();
     });
     let mut next = match plan {
         Plan::Stream => Some(hello.head.seq + 1),
@@ -116,12 +117,12 @@ async fn serve<W: AsyncWrite + Unpin>(
             msg = rx.recv() => {
                 last_heard = Instant::now();
                 match msg {
-                    Some(Ok(Msg::Ack { seq, state_hash, epoch })) => on_ack(ctx, peer_id, seq, state_hash, epoch)?,
+                    Some(Ok(Msg::Ack { seq, state_hash, epoch })) => on_ack(ctx, peer_id, seq, state_hash, epoch).await?,
                     Some(Ok(Msg::Pong { .. })) => {
-                        engine.sync().update_peer(peer_id, |p| p.last_contact_ms = crate::now_ms());
+                        engine.sync().update_peer(peer_id, |p| p.last_contact_ms = mgha_core::now_ms());
                     }
                     Some(Ok(Msg::Promoted { epoch })) => {
-                        let actions = engine.role_event(Event::Promoted { from: peer_id, epoch })?;
+                        let actions = role_event(&ctx.engine, Event::Promoted { from: peer_id, epoch }).await?;
                         if actions.iter().any(|a| matches!(a, Action::ChangeoverDone { .. })) {
                             engine.sync().set_active_hint(Some(hello.name.clone()));
                             tracing::info!(new_active = %hello.name, "planned changeover done; following it");
@@ -178,11 +179,17 @@ async fn plan_for<W: AsyncWrite + Unpin>(
     Ok(decide(&Facts { ours, floor, peer, our_id_at_peer, peer_id_at_ours }))
 }
 
-fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, seq: u64, state_hash: crate::model::Hash, epoch: u64) -> Result<()> {
+async fn on_ack(
+    ctx: &Ctx,
+    peer_id: mgha_core::model::Uid,
+    seq: u64,
+    state_hash: mgha_core::model::Hash,
+    epoch: u64,
+) -> Result<()> {
     if epoch > ctx.engine.role().1 {
         // A Standby holds an epoch above ours only if some node became Active in it (the target
         // of our changeover, say): fencing, as for a hello.
-        ctx.engine.role_event(Event::PeerSeen { peer: peer_id, role: Role::Standby, epoch })?;
+        role_event(&ctx.engine, Event::PeerSeen { peer: peer_id, role: Role::Standby, epoch }).await?;
     }
     let ours = ctx.engine.sync().head();
     // The standby applied our revisions, so its id at `seq` is ours.
@@ -192,13 +199,13 @@ fn on_ack(ctx: &Ctx, peer_id: crate::model::Uid, seq: u64, state_hash: crate::mo
     ctx.engine.sync().update_peer(peer_id, |p| {
         p.head = head;
         p.epoch = epoch;
-        p.last_contact_ms = crate::now_ms();
+        p.last_contact_ms = mgha_core::now_ms();
         p.status = if head == ours { SyncStatus::Synchronized } else { SyncStatus::Lagging };
     });
     Ok(())
 }
 
-async fn wait_id_reply(rx: &mut Inbox, seq: u64, timeout: Duration) -> Result<Option<crate::model::Hash>> {
+async fn wait_id_reply(rx: &mut Inbox, seq: u64, timeout: Duration) -> Result<Option<mgha_core::model::Hash>> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {

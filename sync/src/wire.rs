@@ -6,21 +6,15 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::error::ChangeoverError;
-use crate::model::{Fields, Hash, Object, Uid};
-use crate::node::{Designation, Role};
-use crate::revision::{Change, Head, Op, Revision};
+use mgha_core::error::ChangeoverError;
+use mgha_core::model::{Fields, Hash, Object, Uid};
+use mgha_core::node::{Designation, Role};
+use mgha_core::revision::{Change, Head, Op, Revision};
 
 /// Version of the peer protocol spoken by this build; peers must speak the same. 2: a forwarded
 /// changeover carries its time budget, and its result a typed refusal.
 pub const PROTOCOL_VERSION: u32 = 2;
-/// Largest frame accepted or sent.
-pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// Objects per full-sync chunk; with [`crate::limits::OBJECT_BYTES_MAX`] objects a chunk
-/// still fits a frame only if most are small, so chunks are also cut by bytes.
-pub const SNAPSHOT_CHUNK_OBJECTS: usize = 4096;
-/// Bytes per full-sync chunk (before framing).
-pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+pub use mgha_core::limits::{FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS};
 
 /// Errors of the framing layer.
 #[derive(Debug, thiserror::Error)]
@@ -364,7 +358,7 @@ mod tests {
             Ok(7 << 16 | 2),
             Err(ChangeoverError::TargetNotCaughtUp { target: "b".into() }),
             Err(ChangeoverError::InProgress { target: "c".into() }),
-            Err(ChangeoverError::ActiveFailed { code: crate::ErrorCode::Io, message: "disk".into() }),
+            Err(ChangeoverError::ActiveFailed { code: mgha_core::ErrorCode::Io, message: "disk".into() }),
         ] {
             let msg = Msg::ChangeoverResult { outcome };
             let (back, _) = decode_frame(&encode_frame(&msg).expect("encodes")).expect("decodes").expect("complete");

@@ -2,6 +2,7 @@
 //! the wiring between connections and the engine. Decisions live in [`super::plan`]; this file
 //! only moves bytes and calls the engine.
 
+use crate::EngineExt;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,12 +20,12 @@ use super::plan::SyncStatus;
 use super::tls::{member_server_name, MemberTls};
 use super::wire::{read_msg, write_msg, Hello, Member, Msg, PROTOCOL_VERSION};
 use super::{active, changeover, join, standby};
-use crate::engine::Engine;
-use crate::error::{Error, Result};
 use crate::failover::{Arbiter, FailoverMode, FailoverTiming};
-use crate::model::Uid;
-use crate::node::Role;
-use crate::roles::{Action as RoleAction, Event as RoleEvent};
+use mgha_core::engine::Engine;
+use mgha_core::error::{Error, Result};
+use mgha_core::model::Uid;
+use mgha_core::node::Role;
+use mgha_core::roles::{Action as RoleAction, Event as RoleEvent};
 
 /// Timing and addresses of the sync runtime.
 #[derive(Clone, Debug)]
@@ -122,7 +123,13 @@ impl std::fmt::Debug for SyncRuntime {
 
 impl SyncRuntime {
     /// Binds the peer listener and starts serving and following.
+    /// The engine must have been opened by [`crate::open_engine`] or [`crate::create_engine`].
     pub async fn start(engine: Arc<Engine>, files: TlsFiles, cfg: SyncConfig) -> Result<SyncRuntime> {
+        if engine.try_sync().is_none() {
+            return Err(Error::InvalidArgument(
+                "the engine was opened without replication state (open it with mgha_sync::open_engine)".into(),
+            ));
+        }
         let tls = MemberTls::load(&files)?;
         let listener = TcpListener::bind(&cfg.listen).await.map_err(|source| Error::Listen {
             what: "peers",
@@ -180,7 +187,7 @@ impl SyncRuntime {
 
     /// A planned changeover to the member named `target`, asked of any node (a Standby forwards
     /// it to the Active it follows, waiting for one while it follows none). Returns the target's
-    /// new epoch, or a [`crate::ChangeoverError`] saying why not, within `changeover_timeout_ms`
+    /// new epoch, or a [`mgha_core::ChangeoverError`] saying why not, within `changeover_timeout_ms`
     /// (plus [`FORWARD_MARGIN_MS`] on a Standby). One at a time per node: another call meanwhile
     /// is refused with `InProgress`. Dropping the future does not stop the changeover, which
     /// runs to its end in a task of its own.
@@ -303,7 +310,7 @@ async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -
     }
     let ours = our_hello(&ctx)?;
     write_msg(&mut tls, &Msg::Hello(ours.clone())).await.map_err(|e| Error::Peer(e.to_string()))?;
-    learn_members(&ctx, &hello)?;
+    learn_members(&ctx, &hello).await?;
     if ours.role == Role::Active && hello.role == Role::Standby {
         active::serve_standby(ctx, tls, hello).await
     } else {
@@ -348,8 +355,9 @@ pub(crate) fn our_hello(ctx: &Ctx) -> Result<Hello> {
 }
 
 /// Records what a peer's hello says about the cluster.
-pub(crate) fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
-    if merge_members(&ctx.engine.store(), &hello.members)? {
+pub(crate) async fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
+    let incoming = hello.members.clone();
+    if blocking(&ctx.engine, move |e| merge_members(&e.store(), &incoming)).await? {
         ensure_dialers(ctx)?;
     }
     ctx.engine.sync().update_peer(hello.node_id, |p| {
@@ -360,12 +368,13 @@ pub(crate) fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
         p.epoch = hello.epoch;
     });
     // Fencing: an Active that meets a higher epoch steps down before anything else happens.
-    for a in ctx.engine.role_event(RoleEvent::PeerSeen { peer: hello.node_id, role: hello.role, epoch: hello.epoch })? {
+    let seen = RoleEvent::PeerSeen { peer: hello.node_id, role: hello.role, epoch: hello.epoch };
+    for a in role_event(&ctx.engine, seen).await? {
         if let RoleAction::SteppedDown { epoch, .. } = a {
             ctx.engine.sync().set_active_hint(Some(hello.name.clone()));
             tracing::warn!(
                 peer = %hello.name,
-                epoch = %crate::roles::machine::epoch::display(epoch),
+                epoch = %mgha_core::roles::machine::epoch::display(epoch),
                 "a higher epoch is active: stepped down to standby"
             );
         }
@@ -385,4 +394,21 @@ pub(crate) async fn connect_member(ctx: &Ctx, addr: &str) -> Result<tokio_rustls
         .await
         .map_err(|_| Error::Peer(format!("TLS handshake with {addr} timed out")))?
         .map_err(|e| Error::Peer(format!("TLS handshake with {addr}: {e}")))
+}
+
+/// Runs engine work that may write durably (a role record, the member list) on the blocking
+/// pool: the async workers never wait on an fsync.
+pub(crate) async fn blocking<T: Send + 'static>(
+    engine: &Arc<Engine>,
+    f: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || f(&engine))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(format!("an engine task failed: {e}"))))?
+}
+
+/// Feeds the role machine from async code: the event may persist a new role and epoch.
+pub(crate) async fn role_event(engine: &Arc<Engine>, event: RoleEvent) -> Result<Vec<RoleAction>> {
+    blocking(engine, move |e| e.role_event(event)).await
 }

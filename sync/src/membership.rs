@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::wire::Member;
-use crate::error::{Error, Result};
-use crate::model::{Hash, Uid};
-use crate::store::Store;
+use mgha_core::error::{Error, Result};
+use mgha_core::model::{Hash, Uid};
+use mgha_core::store::Store;
 
 const META_MEMBERS: &str = "members";
 const META_JOIN_KEYS: &str = "join_keys";
@@ -131,7 +131,7 @@ pub fn merge_members(store: &Store, incoming: &[Member]) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::{Designation, NodeState};
+    use mgha_core::node::{Designation, NodeState};
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -169,7 +169,7 @@ mod tests {
             ["", "mgha1", "mgha1.not-a-key", "mgha2.x.y", &signed, &format!("{good}.extra"), &good[..good.len() - 1]]
         {
             let e = JoinKey::parse(bad).expect_err(bad);
-            assert_eq!(e.code(), crate::ErrorCode::InvalidArgument, "{bad}: {e}");
+            assert_eq!(e.code(), mgha_core::ErrorCode::InvalidArgument, "{bad}: {e}");
         }
     }
 

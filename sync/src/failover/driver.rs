@@ -3,6 +3,7 @@
 //! [`super::plan`]. Role changes go through the engine's role machine like every other change,
 //! so an Active whose lease runs out refuses publishes at once, even between heartbeats.
 
+use crate::EngineExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -10,11 +11,12 @@ use tokio::sync::watch;
 use super::arbiter::{Arbiter, ArbiterStatus, Holder, HolderState, Report};
 use super::plan::{self, ActiveDecision, StandbyDecision};
 use super::{FailoverMode, FailoverStatus, FailoverTiming};
-use crate::engine::Engine;
-use crate::mono_ms;
-use crate::node::Role;
-use crate::roles::machine::epoch;
-use crate::roles::{Action, Event};
+use crate::runtime::role_event;
+use mgha_core::engine::Engine;
+use mgha_core::mono_ms;
+use mgha_core::node::Role;
+use mgha_core::roles::machine::epoch;
+use mgha_core::roles::{Action, Event};
 
 /// Check the arbiter's members for `mgha status` every this many heartbeats.
 const STATUS_EVERY: u32 = 3;
@@ -123,13 +125,13 @@ impl Driver {
         match self.arbiter.renew(holder).await {
             Ok(()) => {
                 let until = plan::lease_until(started, &self.timing);
-                let _ = self.engine.role_event(Event::Renewed { epoch: me.epoch, until_ms: until });
+                let _ = role_event(&self.engine, Event::Renewed { epoch: me.epoch, until_ms: until }).await;
             }
             Err(e) => outcome.error = Some(e.to_string()),
         }
         match self.arbiter.observe(&me).await {
             Ok(state) => match plan::active_decision(holder, &state) {
-                ActiveDecision::Renew => self.fence_if_lease_ran_out(&outcome),
+                ActiveDecision::Renew => self.fence_if_lease_ran_out(&outcome).await,
                 ActiveDecision::StepDown { holder: Some(h) } => {
                     let name = name_of(&state, h);
                     self.engine.sync().set_active_hint(name.clone());
@@ -137,16 +139,17 @@ impl Driver {
                         "the arbiter made {} active at epoch {}",
                         name.as_deref().unwrap_or("another node"),
                         epoch::display(h.epoch)
-                    ));
+                    ))
+                    .await;
                 }
                 ActiveDecision::StepDown { holder: None } => {
-                    self.fence("a newer active held the role since this node did");
+                    self.fence("a newer active held the role since this node did").await;
                 }
                 ActiveDecision::Claim => self.claim(&me, &state, &mut outcome).await,
             },
             Err(e) => {
                 outcome.error.get_or_insert(e.to_string());
-                self.fence_if_lease_ran_out(&outcome);
+                self.fence_if_lease_ran_out(&outcome).await;
             }
         }
         outcome
@@ -155,14 +158,14 @@ impl Driver {
     /// Fences this Active when its lease ran out without a renewal. A node that has just become
     /// Active (its lease starts empty) gets a lease's length to succeed once: it publishes
     /// nothing meanwhile, and one failed call at the wrong moment does not cost a failover.
-    fn fence_if_lease_ran_out(&self, outcome: &Outcome) {
+    async fn fence_if_lease_ran_out(&self, outcome: &Outcome) {
         let until = self.engine.role_machine().lease_until_ms.unwrap_or(0);
         let grace = self.active_since_ms.unwrap_or(0).saturating_add(self.timing.fence_after_ms());
         if mono_ms() >= until.max(grace) {
             let why = outcome.error.as_deref().unwrap_or("no renewal succeeded in time");
             // Publishes were refused from the moment the lease ran out, not from now.
-            let since = crate::now_ms().saturating_sub(mono_ms().saturating_sub(until));
-            self.fence_since(&format!("the arbiter did not confirm this node in time ({why})"), since);
+            let since = mgha_core::now_ms().saturating_sub(mono_ms().saturating_sub(until));
+            self.fence_since(&format!("the arbiter did not confirm this node in time ({why})"), since).await;
         } else if let Some(e) = &outcome.error {
             tracing::warn!(error = %e, lease_left_ms = until.saturating_sub(mono_ms()), "renewal failed");
         }
@@ -177,10 +180,10 @@ impl Driver {
                 let until = plan::lease_until(started, &self.timing);
                 // Elected takes a Standby to Active at the new epoch; the fence in between is
                 // only the machine's way there (the lease was empty, nothing was published).
-                let done = self
-                    .engine
-                    .role_event(Event::Fence)
-                    .and_then(|_| self.engine.role_event(Event::Elected { epoch, until_ms: until }));
+                let done = match role_event(&self.engine, Event::Fence).await {
+                    Ok(_) => role_event(&self.engine, Event::Elected { epoch, until_ms: until }).await,
+                    Err(e) => Err(e),
+                };
                 match done {
                     Ok(_) => tracing::info!(epoch = %epoch::display(epoch), "claimed the arbiter's vacant hold"),
                     Err(e) => outcome.error = Some(e.to_string()),
@@ -191,14 +194,14 @@ impl Driver {
         }
     }
 
-    fn fence(&self, why: &str) {
-        self.fence_since(why, crate::now_ms());
+    async fn fence(&self, why: &str) {
+        self.fence_since(why, mgha_core::now_ms()).await;
     }
 
     /// Fences this Active; `refusing_since_ms` (Unix ms) is when its publishes stopped, logged so
     /// that an operator can line it up with the new Active's `at_ms`.
-    fn fence_since(&self, why: &str, refusing_since_ms: u64) {
-        match self.engine.role_event(Event::Fence) {
+    async fn fence_since(&self, why: &str, refusing_since_ms: u64) {
+        match role_event(&self.engine, Event::Fence).await {
             Ok(actions) if actions.iter().any(|a| matches!(a, Action::Persist { .. })) => {
                 tracing::warn!(
                     reason = %why,
@@ -230,8 +233,8 @@ impl Driver {
                 match self.arbiter.acquire(&me, expected, highest).await {
                     Ok(Some(epoch)) => {
                         let until = plan::lease_until(started, &self.timing);
-                        let at_ms = crate::now_ms();
-                        match self.engine.role_event(Event::Elected { epoch, until_ms: until }) {
+                        let at_ms = mgha_core::now_ms();
+                        match role_event(&self.engine, Event::Elected { epoch, until_ms: until }).await {
                             Ok(_) => tracing::warn!(
                                 epoch = %epoch::display(epoch),
                                 at_ms,

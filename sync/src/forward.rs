@@ -12,6 +12,7 @@
 //!   request still runs there, or that the target is already the Active when it did land); past
 //!   the deadline the outcome is looked for until the deadline plus [`FORWARD_MARGIN_MS`].
 
+use crate::EngineExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -21,8 +22,8 @@ use super::changeover::FORWARD_MARGIN_MS;
 use super::conn::PeerCmd;
 use super::runtime::Ctx;
 use super::wire::Member;
-use crate::error::{ChangeoverError, Result};
-use crate::node::Role;
+use mgha_core::error::{ChangeoverError, Result};
+use mgha_core::node::Role;
 
 /// How often a Standby that follows no Active yet, or whose forward found the Active gone, looks
 /// again.

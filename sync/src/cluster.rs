@@ -3,25 +3,25 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::{Engine, EngineOptions};
-use crate::error::{Error, Result};
-use crate::node::{Designation, NodeState, Role};
-use crate::sync::join::{enroll_witness as enroll_witness_through, join_cluster};
-use crate::sync::membership::{self, JoinKey};
-use crate::sync::pki::{ca_fingerprint, TlsFiles};
-use crate::sync::wire::Member;
+use crate::join::{enroll_witness as enroll_witness_through, join_cluster};
+use crate::membership::{self, JoinKey};
+use crate::pki::{ca_fingerprint, TlsFiles};
+use crate::wire::Member;
+use mgha_core::engine::{Engine, EngineOptions};
+use mgha_core::error::{Error, Result};
+use mgha_core::node::{Designation, NodeState, Role};
 
 /// Creates a Primary: Active at epoch 1, a new cluster id, the cluster CA and its own
 /// certificate under `dir/tls/`.
 pub fn init_primary(dir: &Path, name: &str, listen: &str, options: EngineOptions) -> Result<Engine> {
-    crate::model::validate::validate_name("node", name)?;
-    if dir.join(crate::store::STORE_FILE).exists() {
+    mgha_core::model::validate::validate_name("node", name)?;
+    if dir.join(mgha_core::store::STORE_FILE).exists() {
         return Err(Error::InvalidArgument(format!("{} already holds a node", dir.display())));
     }
     let node = NodeState::new_primary(name);
     let files = TlsFiles::new(dir);
     files.create_primary(node.cluster_id, node.node_id, name)?;
-    let engine = Engine::create(dir, &node, options)?;
+    let engine = crate::create_engine(dir, &node, options)?;
     membership::merge_members(
         &engine.store(),
         &[Member {
@@ -44,7 +44,7 @@ pub fn issue_join_key(engine: &Engine, ttl_ms: u64) -> Result<JoinKey> {
         ));
     }
     let fp = ca_fingerprint(&files.read(&files.ca_cert())?)?;
-    membership::issue_join_key(&engine.store(), fp, ttl_ms, crate::now_ms())
+    membership::issue_join_key(&engine.store(), fp, ttl_ms, mgha_core::now_ms())
 }
 
 /// Joins the cluster through `peer` and creates a Secondary, Standby, in `dir`. A malformed key
@@ -58,8 +58,8 @@ pub async fn join_secondary(
     listen: &str,
     options: EngineOptions,
 ) -> Result<Engine> {
-    crate::model::validate::validate_name("node", name)?;
-    if dir.join(crate::store::STORE_FILE).exists() {
+    mgha_core::model::validate::validate_name("node", name)?;
+    if dir.join(mgha_core::store::STORE_FILE).exists() {
         return Err(Error::InvalidArgument(format!("{} already holds a node", dir.display())));
     }
     let key = JoinKey::parse(key)?;
@@ -92,7 +92,7 @@ async fn join_into(
         epoch: 0,
         tag: joined.tag,
     };
-    let engine = Engine::create(dir, &node, options)?;
+    let engine = crate::create_engine(dir, &node, options)?;
     membership::merge_members(&engine.store(), &joined.members)?;
     Ok(engine)
 }
@@ -113,7 +113,7 @@ fn absent(path: &Path) -> bool {
 
 impl JoinOutput {
     fn before(dir: &Path, tls: &TlsFiles) -> JoinOutput {
-        let files = [tls.node_key(), tls.node_cert(), tls.ca_cert(), dir.join(crate::store::STORE_FILE)]
+        let files = [tls.node_key(), tls.node_cert(), tls.ca_cert(), dir.join(mgha_core::store::STORE_FILE)]
             .into_iter()
             .filter(|f| absent(f))
             .collect();
@@ -150,7 +150,7 @@ impl JoinOutput {
 /// `peer` for a certificate of the cluster CA, written under `dir/tls/`. The witness does not
 /// become a member: it votes in the arbiter's Raft group and holds no data.
 pub async fn enroll_witness(dir: &Path, name: &str, peer: &str, key: &str) -> Result<()> {
-    crate::model::validate::validate_name("node", name)?;
+    mgha_core::model::validate::validate_name("node", name)?;
     let files = TlsFiles::new(dir);
     if files.node_cert().exists() {
         return Err(Error::InvalidArgument(format!("{} already holds an enrolled member", dir.display())));
@@ -173,13 +173,8 @@ pub fn promote_to_primary(engine: &Engine) -> Result<()> {
                 .into(),
         ));
     }
+    let node = engine.set_designation(Designation::Primary)?;
     let store = engine.store();
-    let mut node = store.node()?;
-    if node.designation == Designation::Primary {
-        return Err(Error::InvalidArgument("this node is already the primary".into()));
-    }
-    node.designation = Designation::Primary;
-    store.set_node(&node)?;
     let mut me: Vec<Member> = membership::members(&store)?.into_iter().filter(|m| m.node_id == node.node_id).collect();
     for m in &mut me {
         m.designation = Designation::Primary;

@@ -3,6 +3,7 @@
 //! over when the Active promotes it, and say who the Active is. An Active dials too, to learn of
 //! other Actives: whichever sees the higher epoch steps down (fencing).
 
+use crate::EngineExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
@@ -12,13 +13,13 @@ use super::branch;
 use super::conn::{spawn_reader, Inbox, PeerCmd};
 use super::pki::node_id_of;
 use super::plan::SyncStatus;
-use super::runtime::{check_hello, connect_member, learn_members, our_hello, Ctx};
+use super::runtime::{check_hello, connect_member, learn_members, our_hello, role_event, Ctx};
 use super::wire::{read_msg, write_msg, Hello, Member, Msg, WireError};
-use crate::engine::SNAPSHOT_FILE;
-use crate::error::{Error, Result};
-use crate::node::Role;
-use crate::roles::{Action, Event};
-use crate::store::SnapshotBuilder;
+use mgha_core::engine::SNAPSHOT_FILE;
+use mgha_core::error::{Error, Result};
+use mgha_core::node::Role;
+use mgha_core::roles::{Action, Event};
+use mgha_core::store::SnapshotBuilder;
 
 fn peer_err(e: WireError) -> Error {
     Error::Peer(e.to_string())
@@ -63,14 +64,21 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
         Ok(Err(e)) => return Err(peer_err(e)),
     };
     check_hello(ctx, &hello, node_id).map_err(Error::Peer)?;
-    learn_members(ctx, &hello)?;
+    // A Standby names the Active it is about to follow at once: the Active may count it as
+    // synchronized as soon as the hellos crossed, and a publish refused here from then on must
+    // say where to publish. (Set again below once it is sure to follow.)
+    let (role, epoch) = ctx.engine.role();
+    if role == Role::Standby && hello.role == Role::Active && hello.epoch >= epoch {
+        ctx.engine.sync().set_active_hint(Some(hello.name.clone()));
+    }
+    learn_members(ctx, &hello).await?;
     let (role, epoch) = ctx.engine.role();
     if role != Role::Standby || hello.role != Role::Active {
         // Not a session to keep, but the peer answered: say how its history compares to ours.
         let ours = ctx.engine.sync().head();
         ctx.engine.sync().update_peer(hello.node_id, |p| {
             p.head = hello.head;
-            p.last_contact_ms = crate::now_ms();
+            p.last_contact_ms = mgha_core::now_ms();
             p.status = if hello.head == ours {
                 SyncStatus::Synchronized
             } else if hello.head.seq < ours.seq {
@@ -127,7 +135,7 @@ async fn follow<W: AsyncWrite + Unpin>(
             p.connected = true;
             p.head = head;
             p.status = SyncStatus::Synchronized;
-            p.last_contact_ms = crate::now_ms();
+            p.last_contact_ms = mgha_core::now_ms();
         });
     };
     synced(ctx);
@@ -235,11 +243,11 @@ async fn follow<W: AsyncWrite + Unpin>(
             }
             Msg::Promote { epoch, head } => {
                 let head_matches = ctx.engine.store().head()? == head;
-                let actions =
-                    ctx.engine.role_event(Event::PromoteRequest { from: hello.node_id, epoch, head_matches })?;
+                let request = Event::PromoteRequest { from: hello.node_id, epoch, head_matches };
+                let actions = role_event(&ctx.engine, request).await?;
                 if actions.iter().any(|a| matches!(a, Action::ReplyPromoted { .. })) {
                     write_msg(wr, &Msg::Promoted { epoch }).await.map_err(peer_err)?;
-                    tracing::info!(epoch = %crate::roles::machine::epoch::display(epoch), "promoted: this node is now active");
+                    tracing::info!(epoch = %mgha_core::roles::machine::epoch::display(epoch), "promoted: this node is now active");
                     return Ok(());
                 }
                 continue;
@@ -265,14 +273,14 @@ async fn follow<W: AsyncWrite + Unpin>(
 }
 
 /// Keeps a backup of this node's store before a snapshot replaces a diverged history.
-fn archive_store(engine: &crate::engine::Engine) -> Result<()> {
+fn archive_store(engine: &mgha_core::engine::Engine) -> Result<()> {
     let dir = engine.dir().join("archive");
     std::fs::create_dir_all(&dir)?;
     let store = engine.store();
     let head = store.head()?;
-    let path = dir.join(format!("{}-rev{}.mghabak", crate::now_ms(), head.seq));
+    let path = dir.join(format!("{}-rev{}.mghabak", mgha_core::now_ms(), head.seq));
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    crate::backup::write_backup(&store, &mut file, &mut |_| {})?;
+    mgha_core::backup::write_backup(&store, &mut file, &mut |_| {})?;
     use std::io::Write;
     file.flush()?;
     file.get_ref().sync_all()?;

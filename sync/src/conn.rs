@@ -10,9 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::wire::{read_msg, Msg, WireError};
-use crate::error::Result;
-use crate::model::Uid;
-use crate::revision::Head;
+use mgha_core::error::Result;
+use mgha_core::model::Uid;
+use mgha_core::revision::Head;
 
 /// Frames read from a peer, in order; an error (or end of stream) is the last item.
 pub(crate) type Inbox = mpsc::Receiver<std::result::Result<Msg, WireError>>;

@@ -12,12 +12,14 @@ pub mod driver;
 pub mod plan;
 
 pub use arbiter::{Arbiter, ArbiterMember, ArbiterStatus, Holder, HolderState, Report};
+pub use mgha_core::status::{FailoverMode, FailoverStatus};
 
+use crate::EngineExt;
 use serde::{Deserialize, Serialize};
 
 impl Report {
     /// What the node of `engine` tells the arbiter about itself now.
-    pub fn of(engine: &crate::engine::Engine) -> crate::Result<Report> {
+    pub fn of(engine: &mgha_core::engine::Engine) -> mgha_core::Result<Report> {
         let node = engine.node()?;
         let (role, epoch) = engine.role();
         Ok(Report {
@@ -27,29 +29,6 @@ impl Report {
             role,
             epoch,
             head_seq: engine.sync().head().seq,
-        })
-    }
-}
-
-/// How the Active role moves when the Active fails.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailoverMode {
-    /// Only by an administrator (`mgha changeover`, `--force`).
-    #[default]
-    Manual,
-    /// Automatically, decided by a Raft group of the nodes and a witness.
-    Quorum,
-    /// Automatically, decided by a leader key under a lease in an etcd cluster.
-    Etcd,
-}
-
-impl std::fmt::Display for FailoverMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FailoverMode::Manual => "manual",
-            FailoverMode::Quorum => "quorum",
-            FailoverMode::Etcd => "etcd",
         })
     }
 }
@@ -100,20 +79,4 @@ impl FailoverTiming {
         }
         Ok(())
     }
-}
-
-/// What `mgha status` shows of automatic failover.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailoverStatus {
-    pub mode: FailoverMode,
-    pub heartbeat_ms: u64,
-    pub failover_after_ms: u64,
-    /// The arbiter, its members and their health (as of the last check).
-    pub arbiter: Option<ArbiterStatus>,
-    /// An Active: how long its lease still lets it publish.
-    pub lease_left_ms: Option<u64>,
-    /// A Standby: why it does not take over now.
-    pub waiting: Option<String>,
-    /// The last failed call to the arbiter, if the latest one failed.
-    pub last_error: Option<String>,
 }

@@ -5,20 +5,21 @@
 //! has that deadline, and the work runs in a task of its own so that a caller that stops waiting
 //! cannot leave the role machine in the middle of a handover.
 
+use crate::EngineExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
 use super::conn::{PeerCmd, Session};
 use super::membership::members;
-use super::runtime::Ctx;
+use super::runtime::{role_event, Ctx};
 use super::wire::Member;
-use crate::error::{ChangeoverError, Error, Result};
 use crate::failover::Holder;
-use crate::model::Uid;
-use crate::node::Role;
-use crate::roles::machine::epoch;
-use crate::roles::{Action, ChangeoverFailure, Event, PlannedChangeover};
+use mgha_core::error::{ChangeoverError, Error, Result};
+use mgha_core::model::Uid;
+use mgha_core::node::Role;
+use mgha_core::roles::machine::epoch;
+use mgha_core::roles::{Action, ChangeoverFailure, Event, PlannedChangeover};
 
 /// How much longer than `changeover_timeout_ms` a changeover asked on a Standby may take: the
 /// request and its answer cross the network, and when the answer is lost with the connection
@@ -161,13 +162,14 @@ async fn lead(ctx: &Arc<Ctx>, member: &Member, deadline: Instant) -> Result<u64>
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
     let left_ms = deadline.saturating_duration_since(Instant::now()).as_millis().max(1) as u64;
-    let actions = engine.role_event(Event::ChangeoverTo {
+    let start = Event::ChangeoverTo {
         target: member.node_id,
         target_tag: member.tag,
         target_connected: session_with(ctx, member.node_id).is_some(),
-        now_ms: crate::mono_ms(),
+        now_ms: mgha_core::mono_ms(),
         timeout_ms: left_ms,
-    })?;
+    };
+    let actions = role_event(engine, start).await?;
     failed(ctx, member, &actions)?;
     let Some(planned) = actions.iter().find_map(|a| match a {
         Action::HandoverStarted(p) => Some(*p),
@@ -181,7 +183,7 @@ async fn lead(ctx: &Arc<Ctx>, member: &Member, deadline: Instant) -> Result<u64>
     let resend_every = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
     let mut sent: Option<(u64, Instant)> = None;
     loop {
-        if let Some(outcome) = engine.role_machine().planned_outcome(&planned, sent.is_some(), crate::mono_ms()) {
+        if let Some(outcome) = engine.role_machine().planned_outcome(&planned, sent.is_some(), mgha_core::mono_ms()) {
             if outcome.is_ok() {
                 // Whichever path told us, publishes refused here from now on name the target.
                 engine.sync().set_active_hint(Some(member.name.clone()));
@@ -192,10 +194,10 @@ async fn lead(ctx: &Arc<Ctx>, member: &Member, deadline: Instant) -> Result<u64>
         if let Some(session) = caught_up(ctx, member.node_id) {
             let head = engine.sync().head();
             if sent.is_none() {
-                for a in engine.role_event(Event::TargetCaughtUp { target: member.node_id })? {
+                for a in role_event(engine, Event::TargetCaughtUp { target: member.node_id }).await? {
                     if let Action::SendPromote { epoch, .. } = a {
                         if let Err(reason) = transfer_at_arbiter(ctx, &planned, deadline).await {
-                            let actions = engine.role_event(Event::PromoteNotSent { reason: reason.clone() })?;
+                            let actions = role_event(engine, Event::PromoteNotSent { reason: reason.clone() }).await?;
                             failed(ctx, member, &actions)?;
                             return Err(ChangeoverError::ArbiterRefused { reason }.into());
                         }
@@ -211,7 +213,7 @@ async fn lead(ctx: &Arc<Ctx>, member: &Member, deadline: Instant) -> Result<u64>
                 sent = Some((session.id, Instant::now()));
             }
         }
-        failed(ctx, member, &engine.role_event(Event::Tick { now_ms: crate::mono_ms() })?)?;
+        failed(ctx, member, &role_event(engine, Event::Tick { now_ms: mgha_core::mono_ms() }).await?)?;
         tokio::select! {
             _ = promoted.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(POLL_MS)) => {}
@@ -221,7 +223,7 @@ async fn lead(ctx: &Arc<Ctx>, member: &Member, deadline: Instant) -> Result<u64>
 
 /// Hands a promote request to the target's connection task without waiting: a full or closed
 /// channel only means the next look sends it again.
-fn promote(session: &Session, epoch: u64, head: crate::revision::Head) {
+fn promote(session: &Session, epoch: u64, head: mgha_core::revision::Head) {
     if session.tx.try_send(PeerCmd::Promote { epoch, head }).is_err() {
         tracing::debug!(session = session.id, "the target's session took no promote request now");
     }
@@ -239,6 +241,8 @@ impl Drop for HandoverGuard<'_> {
         let machine = self.ctx.engine.role_machine();
         let p = self.planned;
         if machine.handover.is_some_and(|h| h.target == p.target && h.deadline_ms == p.deadline_ms) {
+            // Inline, though a drop may run on an async worker: giving a handover up keeps the
+            // role and epoch, so the machine persists nothing and no fsync is waited on.
             if let Err(e) = self.ctx.engine.role_event(Event::Abandon { target: p.target }) {
                 tracing::error!(error = %e, "could not end an abandoned changeover");
             }
@@ -365,7 +369,7 @@ async fn force_at_arbiter(
         "forced changeover: the arbiter made this node the holder; publishing once the old active's lease ran out"
     );
     tokio::time::sleep(Duration::from_millis(timing.fence_after_ms())).await;
-    engine.role_event(Event::Elected { epoch: new, until_ms: 0 })?;
+    role_event(engine, Event::Elected { epoch: new, until_ms: 0 }).await?;
     if engine.role() != (Role::Active, new) {
         return Err(ChangeoverError::CouldNotTakeRole.into());
     }

@@ -6,7 +6,7 @@
 //!
 //! Contract every backend keeps:
 //! - At most one holder at a time, and every new holder gets a strictly higher epoch than any
-//!   holder before it (epochs are the fencing tokens of [`crate::roles::machine::epoch`]).
+//!   holder before it (epochs are the fencing tokens of [`mgha_core::roles::machine::epoch`]).
 //! - `renew` succeeds only while the caller is still the holder at that epoch; once it fails, the
 //!   caller must assume someone else may be made holder after the failover timeout.
 //! - A holder that stops renewing becomes [`HolderState::stale`] for the other nodes no sooner
@@ -15,16 +15,11 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::model::Uid;
-use crate::node::Role;
+pub use mgha_core::status::{ArbiterMember, ArbiterStatus, Holder};
 
-/// The node the arbiter says is Active, and at which epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
-    pub node_id: Uid,
-    pub epoch: u64,
-}
+use mgha_core::error::Result;
+use mgha_core::model::Uid;
+use mgha_core::node::Role;
 
 /// What a node tells the arbiter about itself at every heartbeat; candidates for a failover are
 /// chosen from these.
@@ -52,28 +47,6 @@ pub struct HolderState {
     pub highest_epoch: u64,
     /// The latest report of every node that reported within the failover timeout.
     pub reports: Vec<Report>,
-}
-
-/// One member of the arbiter (a Raft voter or an etcd endpoint) and whether it answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArbiterMember {
-    /// A node name, "witness", or an etcd endpoint.
-    pub name: String,
-    pub address: String,
-    pub healthy: bool,
-    /// Free text: the Raft role and log index, the etcd version, the last error.
-    pub detail: String,
-}
-
-/// What `mgha status` shows of the arbiter.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArbiterStatus {
-    /// "quorum" or "etcd".
-    pub kind: String,
-    pub members: Vec<ArbiterMember>,
-    /// The arbiter can decide now (a Raft majority or a reachable etcd cluster).
-    pub has_quorum: bool,
-    pub holder: Option<Holder>,
 }
 
 /// The third vote. Every call is bounded in time by the backend (well under the heartbeat).

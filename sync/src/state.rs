@@ -10,29 +10,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::plan::SyncStatus;
-use crate::model::Uid;
-use crate::node::{Designation, Role};
-use crate::revision::{Head, Revision};
-
-/// One peer as this node sees it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PeerStatus {
-    pub node_id: Uid,
-    pub name: String,
-    pub listen: String,
-    pub designation: Designation,
-    pub role: Option<Role>,
-    pub epoch: u64,
-    pub head: Head,
-    pub status: SyncStatus,
-    /// Revisions the peer is behind this node's head.
-    pub lag_revisions: u64,
-    /// Age of the oldest revision the peer has not acknowledged.
-    pub lag_ms: u64,
-    /// Unix milliseconds of the last frame from the peer; 0 when never.
-    pub last_contact_ms: u64,
-    pub connected: bool,
-}
+use mgha_core::model::Uid;
+use mgha_core::node::{Designation, Role};
+use mgha_core::revision::{Head, Revision};
+use mgha_core::status::FailoverStatus;
+pub use mgha_core::status::PeerStatus;
+use mgha_core::Replication;
 
 /// Shared replication state of one engine.
 pub struct SyncState {
@@ -42,7 +25,7 @@ pub struct SyncState {
     acked: Condvar,
     active_hint: Mutex<Option<String>>,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
-    failover: Mutex<Option<crate::failover::FailoverStatus>>,
+    failover: Mutex<Option<FailoverStatus>>,
     /// The latest role and epoch, for connection tasks that must end as soon as either changes.
     roles: watch::Sender<Option<(Role, u64)>>,
 }
@@ -71,9 +54,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SyncState {
-    pub fn new(head: Head) -> SyncState {
+    /// Empty state; the engine reports its head as soon as it opens.
+    pub fn new() -> SyncState {
         SyncState {
-            heads: watch::channel(head).0,
+            heads: watch::channel(Head::default()).0,
             last: Mutex::new(None),
             peers: Mutex::new(BTreeMap::new()),
             acked: Condvar::new(),
@@ -185,11 +169,41 @@ impl SyncState {
     }
 
     /// What the failover driver last saw (None in manual mode).
-    pub fn failover(&self) -> Option<crate::failover::FailoverStatus> {
+    pub fn failover(&self) -> Option<FailoverStatus> {
         lock(&self.failover).clone()
     }
 
-    pub(crate) fn set_failover(&self, status: crate::failover::FailoverStatus) {
+    pub(crate) fn set_failover(&self, status: FailoverStatus) {
         *lock(&self.failover) = Some(status);
+    }
+}
+
+impl Default for SyncState {
+    fn default() -> SyncState {
+        SyncState::new()
+    }
+}
+
+impl Replication for SyncState {
+    fn committed(&self, rev: Option<Arc<Revision>>, head: Head) {
+        SyncState::committed(self, rev, head)
+    }
+    fn role_changed(&self, role: Role, epoch: u64) {
+        SyncState::role_changed(self, role, epoch)
+    }
+    fn wait_acks(&self, seq: u64, needed: usize, timeout: Duration) -> usize {
+        SyncState::wait_acks(self, seq, needed, timeout)
+    }
+    fn active_hint(&self) -> Option<String> {
+        SyncState::active_hint(self)
+    }
+    fn peers(&self) -> Vec<PeerStatus> {
+        SyncState::peers(self)
+    }
+    fn failover(&self) -> Option<FailoverStatus> {
+        SyncState::failover(self)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

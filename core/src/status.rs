@@ -1,0 +1,134 @@
+//! What a node reports of its replication and failover: the plain documents that the engine's
+//! status carries and every front end shows. The sync runtime and the failover driver fill
+//! them in through [`crate::replication::Replication`]; this module only defines them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Uid;
+use crate::node::{Designation, Role};
+use crate::revision::Head;
+
+/// How a peer's database relates to the Active's, as `mgha status` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncStatus {
+    /// The peer never completed a synchronization.
+    NeverSynchronized,
+    /// Same head.
+    Synchronized,
+    /// The peer's head is an ancestor of ours: it misses revisions.
+    Lagging,
+    /// Our head is an ancestor of the peer's: it has revisions we lack.
+    Advanced,
+    /// The histories diverged.
+    Collision,
+    /// No connection to the peer.
+    Unreachable,
+}
+
+impl SyncStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::NeverSynchronized => "never synchronized",
+            SyncStatus::Synchronized => "synchronized",
+            SyncStatus::Lagging => "lagging",
+            SyncStatus::Advanced => "advanced",
+            SyncStatus::Collision => "collision",
+            SyncStatus::Unreachable => "unreachable",
+        }
+    }
+}
+
+impl std::fmt::Display for SyncStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub node_id: Uid,
+    pub name: String,
+    pub listen: String,
+    pub designation: Designation,
+    pub role: Option<Role>,
+    pub epoch: u64,
+    pub head: Head,
+    pub status: SyncStatus,
+    /// Revisions the peer is behind this node's head.
+    pub lag_revisions: u64,
+    /// Age of the oldest revision the peer has not acknowledged.
+    pub lag_ms: u64,
+    /// Unix milliseconds of the last frame from the peer; 0 when never.
+    pub last_contact_ms: u64,
+    pub connected: bool,
+}
+
+/// How the Active role moves when the Active fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// Only by an administrator (`mgha changeover`, `--force`).
+    #[default]
+    Manual,
+    /// Automatically, decided by a Raft group of the nodes and a witness.
+    Quorum,
+    /// Automatically, decided by a leader key under a lease in an etcd cluster.
+    Etcd,
+}
+
+impl std::fmt::Display for FailoverMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailoverMode::Manual => "manual",
+            FailoverMode::Quorum => "quorum",
+            FailoverMode::Etcd => "etcd",
+        })
+    }
+}
+
+/// The node the arbiter says is Active, and at which epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub node_id: Uid,
+    pub epoch: u64,
+}
+
+/// One member of the arbiter (a Raft voter or an etcd endpoint) and whether it answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArbiterMember {
+    /// A node name, "witness", or an etcd endpoint.
+    pub name: String,
+    pub address: String,
+    pub healthy: bool,
+    /// Free text: the Raft role and log index, the etcd version, the last error.
+    pub detail: String,
+}
+
+/// What `mgha status` shows of the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArbiterStatus {
+    /// "quorum" or "etcd".
+    pub kind: String,
+    pub members: Vec<ArbiterMember>,
+    /// The arbiter can decide now (a Raft majority or a reachable etcd cluster).
+    pub has_quorum: bool,
+    pub holder: Option<Holder>,
+}
+
+/// What `mgha status` shows of automatic failover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverStatus {
+    pub mode: FailoverMode,
+    pub heartbeat_ms: u64,
+    pub failover_after_ms: u64,
+    /// The arbiter, its members and their health (as of the last check).
+    pub arbiter: Option<ArbiterStatus>,
+    /// An Active: how long its lease still lets it publish.
+    pub lease_left_ms: Option<u64>,
+    /// A Standby: why it does not take over now.
+    pub waiting: Option<String>,
+    /// The last failed call to the arbiter, if the latest one failed.
+    pub last_error: Option<String>,
+}

@@ -131,6 +131,11 @@ pub struct NodeConfig {
     /// embedded engine has no admin API and ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
+    /// A second, unauthenticated listener of the daemon serving only the health probes
+    /// (`/health`, `/active`, `/standby`), for load balancers and monitors on other hosts; any
+    /// address. The probes answer on `admin` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_listen: Option<SocketAddr>,
     /// Where the node listens for its peers (`HOST:PORT`; port 0 picks a free port). Absent: the
     /// node runs alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,6 +245,7 @@ impl Default for NodeConfig {
             data_dir: None,
             name: None,
             admin: None,
+            health_listen: None,
             listen: None,
             advertise: None,
             retain_revisions: None,
@@ -355,6 +361,14 @@ impl NodeConfig {
             }
             if admin.port() == 0 {
                 return Err(ConfigError::bad("admin", "port 0 is not a fixed port; the CLI could not find the daemon"));
+            }
+        }
+        if let Some(health) = self.health_listen {
+            if health.port() == 0 {
+                return Err(ConfigError::bad("health_listen", "port 0 is not a fixed port; no probe could find it"));
+            }
+            if Some(health) == self.admin {
+                return Err(ConfigError::bad("health_listen", "is the admin address; the probes answer there already"));
             }
         }
         if self.retain_revisions == Some(0) {

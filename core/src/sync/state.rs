@@ -32,6 +32,11 @@ pub struct PeerStatus {
     /// Unix milliseconds of the last frame from the peer; 0 when never.
     pub last_contact_ms: u64,
     pub connected: bool,
+    /// Bytes written to and read from the peer's sync connections since this node started.
+    #[serde(default)]
+    pub bytes_sent: u64,
+    #[serde(default)]
+    pub bytes_received: u64,
 }
 
 /// Shared replication state of one engine.
@@ -45,6 +50,8 @@ pub struct SyncState {
     failover: Mutex<Option<crate::failover::FailoverStatus>>,
     /// The latest role and epoch, for connection tasks that must end as soon as either changes.
     roles: watch::Sender<Option<(Role, u64)>>,
+    /// Byte counters of each peer's connections, updated by the streams themselves.
+    traffic: Mutex<BTreeMap<Uid, Arc<super::conn::Traffic>>>,
 }
 
 /// Something front ends may want to react to.
@@ -81,6 +88,7 @@ impl SyncState {
             failover: Mutex::new(None),
             events: tokio::sync::broadcast::channel(EVENTS_QUEUE_MAX).0,
             roles: watch::channel(None).0,
+            traffic: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -127,6 +135,8 @@ impl SyncState {
             lag_ms: 0,
             last_contact_ms: 0,
             connected: false,
+            bytes_sent: 0,
+            bytes_received: 0,
         });
         let before = entry.status;
         f(entry);
@@ -139,7 +149,19 @@ impl SyncState {
     }
 
     pub fn peers(&self) -> Vec<PeerStatus> {
-        lock(&self.peers).values().cloned().collect()
+        let traffic = lock(&self.traffic);
+        let mut peers: Vec<PeerStatus> = lock(&self.peers).values().cloned().collect();
+        for p in &mut peers {
+            if let Some(t) = traffic.get(&p.node_id) {
+                (p.bytes_sent, p.bytes_received) = t.totals();
+            }
+        }
+        peers
+    }
+
+    /// The byte counters of `peer`'s connections, kept across reconnections.
+    pub(crate) fn traffic(&self, peer: Uid) -> Arc<super::conn::Traffic> {
+        lock(&self.traffic).entry(peer).or_default().clone()
     }
 
     /// Waits until at least `needed` connected peers acknowledged `seq`, or `timeout` passes.

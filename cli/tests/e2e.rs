@@ -243,7 +243,7 @@ fn cli_round_trip_through_a_running_daemon() {
     let restored = ok_json(&["restore", "--json", "--in", s(&backup), "--data-dir", s(&restored_dir)]);
     assert_eq!(restored["status"]["head"], status["head"]);
     assert!(restored_dir.join("mgha.toml").exists() && restored_dir.join("admin.token").exists());
-    let restored_status = ok_json(&["status", "--data-dir", s(&restored_dir), "--json"]);
+    let restored_status = ok_json(&["status", "--offline", "--data-dir", s(&restored_dir), "--json"]);
     assert_eq!(restored_status["head"], status["head"]);
     assert_ne!(std::fs::read_to_string(restored_dir.join("admin.token")).expect("token").trim(), node.token());
 
@@ -317,21 +317,28 @@ fn api_refuses_a_missing_or_wrong_token_and_a_second_daemon() {
 }
 
 #[test]
-fn commands_work_on_the_store_when_no_daemon_runs() {
+fn commands_need_the_daemon_unless_asked_to_work_offline() {
     let node = Node::init();
     let d = node.d();
     let web = node.write("web.json", WEB_TIER);
-    let out = ok(&["apply", "--data-dir", d, s(&web)]);
+    // Without a daemon a command refuses, naming the way out; it never opens the store itself.
+    let err = fails(&["apply", "--data-dir", d, s(&web)], 14);
+    assert!(err.contains("no daemon answers at") && err.contains("--offline"), "{err}");
+    fails(&["status", "--data-dir", d], 14);
+    let out = ok(&["apply", "--offline", "--data-dir", d, s(&web)]);
     assert!(out.contains("revision 1"), "{out}");
-    assert!(ok(&["status", "--data-dir", d]).contains("no daemon running"));
-    assert_eq!(ok_json(&["get", "--data-dir", d, "--json", "group", "web"])["name"], "web");
+    assert!(ok(&["status", "--offline", "--data-dir", d]).contains("offline"));
+    assert_eq!(ok_json(&["get", "--offline", "--data-dir", d, "--json", "group", "web"])["name"], "web");
     let backup = node.dir.parent().expect("parent").join("offline.backup");
-    ok(&["backup", "--data-dir", d, "--out", s(&backup)]);
+    ok(&["backup", "--offline", "--data-dir", d, "--out", s(&backup)]);
     assert_eq!(ok_json(&["verify", "--json", s(&backup)])["header"]["objects"], 3);
 
-    // What was published offline is served by the daemon once it starts.
+    // What was published offline is served by the daemon once it starts; --offline is then
+    // refused, since the daemon holds the store.
     let mut daemon = node.start();
     assert_eq!(node.head(), 1);
+    let err = fails(&["status", "--offline", "--data-dir", d], 11);
+    assert!(err.contains("drop --offline"), "{err}");
     assert_eq!(daemon.terminate(), Some(0));
 }
 

@@ -398,7 +398,7 @@ fn main() -> ExitCode {
     };
     // The daemon logs at its configured level; commands log warnings and errors only.
     if !matches!(cli.command, Command::Run(_)) {
-        commands::init_logging("warn");
+        commands::init_logging("warn", config::LogFormat::Text);
     }
     let result = match cli.command {
         Command::Init(a) => commands::init::init(&a),

@@ -164,6 +164,10 @@ pub struct NodeConfig {
     /// The daemon's log level (an embedded engine logs through its host's `tracing` subscriber).
     #[serde(default)]
     pub log: LogLevel,
+    /// How the daemon writes its log lines: `text` for people, `json` (one object a line) for
+    /// log collectors.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// How the Active role moves when the Active fails: "manual" (an administrator), "quorum"
     /// (a Raft group of the nodes and a witness) or "etcd" (a leader key in an etcd cluster).
     #[serde(default)]
@@ -215,6 +219,15 @@ pub struct QuorumMember {
     pub address: String,
 }
 
+/// The daemon's log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// Log levels of the daemon, from quietest to loudest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -255,6 +268,7 @@ impl Default for NodeConfig {
             peer_timeout_ms: PEER_TIMEOUT_MS_DEFAULT,
             changeover_timeout_ms: CHANGEOVER_TIMEOUT_MS_DEFAULT,
             log: LogLevel::default(),
+            log_format: LogFormat::default(),
             failover: FailoverMode::Manual,
             failover_after_ms: default_failover_after_ms(),
             max_lag_revisions: default_max_lag_revisions(),

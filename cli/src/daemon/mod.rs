@@ -12,6 +12,7 @@ pub mod collisions;
 pub mod errors;
 pub mod health;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod plugins;
 pub mod process;

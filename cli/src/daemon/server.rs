@@ -185,6 +185,8 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
         axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await }).into_future(),
     );
     tracing::info!(node = config.name.as_deref().unwrap_or_default(), %admin, "admin API listening");
+    // Ready: the admin port is bound (connections queue until the server task accepts them).
+    super::notify::notify("READY=1");
 
     tokio::select! {
         res = &mut server => {
@@ -193,6 +195,7 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
         }
         sig = signals.wait() => {
             tracing::info!(signal = sig, "stopping: finishing open requests");
+            super::notify::notify("STOPPING=1");
         }
     }
     // Probes answer at once; nothing of theirs needs a grace period.

@@ -74,6 +74,10 @@ enum Command {
     Witness(commands::witness::WitnessArgs),
     /// Run a three-node cluster demonstration in a temporary directory.
     Demo(DemoArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(commands::shell::CompletionsArgs),
+    /// Print the manual page mgha(1), or write every page into a directory.
+    Man(commands::shell::ManArgs),
 }
 
 /// The node's data directory.
@@ -422,6 +426,8 @@ fn main() -> ExitCode {
         Command::Plugin(a) => commands::plugin::plugin(&a),
         Command::Witness(a) => commands::witness::witness(&a),
         Command::Demo(a) => demo::run(&a),
+        Command::Completions(a) => commands::shell::completions(&a),
+        Command::Man(a) => commands::shell::man(&a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

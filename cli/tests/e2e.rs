@@ -355,3 +355,33 @@ fn init_refuses_an_existing_node_and_a_bad_config_is_named() {
     let err = fails(&["run", "--data-dir", node.d()], 1);
     assert!(err.contains("colour"), "{err}");
 }
+
+#[test]
+fn completions_and_man_pages_are_generated_from_the_command_line() {
+    let bash = ok(&["completions", "bash"]);
+    for word in ["_mgha()", "changeover", "--endpoint", "--offline", "--token-file"] {
+        assert!(bash.contains(word), "{word} missing from the bash completion");
+    }
+    // The script is valid bash.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("mgha.bash");
+    std::fs::write(&script, &bash).expect("write");
+    let checked = std::process::Command::new("bash").arg("-n").arg(&script).output().expect("bash runs");
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    for shell in ["zsh", "fish"] {
+        assert!(ok(&["completions", shell]).contains("changeover"), "{shell}");
+    }
+    fails(&["completions", "tcsh"], 2);
+
+    let page = ok(&["man"]);
+    assert!(page.starts_with(".ie") || page.contains(".TH mgha 1"), "{page}");
+    assert!(page.contains("changeover"), "{page}");
+    let pages = dir.path().join("man");
+    ok(&["man", "--out", s(&pages)]);
+    for name in ["mgha.1", "mgha-status.1", "mgha-collision-resolve.1"] {
+        let text = std::fs::read_to_string(pages.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name}: {text}");
+    }
+    let status = std::fs::read_to_string(pages.join("mgha-status.1")).expect("status page");
+    assert!(status.contains("endpoint"), "{status}");
+}

@@ -10,6 +10,7 @@ pub mod plugin;
 pub mod read;
 pub mod roles;
 pub mod run;
+pub mod shell;
 pub mod witness;
 pub mod write;
 

@@ -385,3 +385,40 @@ fn completions_and_man_pages_are_generated_from_the_command_line() {
     let status = std::fs::read_to_string(pages.join("mgha-status.1")).expect("status page");
     assert!(status.contains("endpoint"), "{status}");
 }
+
+/// An access rule as Check Point's management API writes it, `"source": ["Any"]`, publishes,
+/// and is stored as the string `"Any"`: the same object as the other spelling.
+#[test]
+fn any_written_as_a_list_publishes_and_is_stored_as_the_string() {
+    let node = Node::init();
+    let mut daemon = node.start();
+    let d = node.d();
+    let rules = node.write(
+        "rules.json",
+        r#"{"message": "rules", "changes": [
+        {"op": "put", "type": "host", "name": "web1", "fields": {"ipv4-address": "10.0.0.1"}},
+        {"op": "put", "type": "access-layer", "name": "Network"},
+        {"op": "put", "type": "access-rule", "name": "web in", "fields": {"layer": "Network", "position": 1,
+            "source": ["Any"], "destination": ["web1"], "service": ["Any"], "action": "accept"}}]}"#,
+    );
+    ok(&["apply", "--data-dir", d, s(&rules)]);
+    let rule = ok_json(&["get", "--data-dir", d, "--json", "access-rule", "web in"]);
+    assert_eq!((&rule["fields"]["source"], &rule["fields"]["service"]), (&Value::from("Any"), &Value::from("Any")));
+    // The string spelling is the same object: nothing to publish.
+    let same = node.write(
+        "same.json",
+        r#"{"changes": [{"op": "put", "type": "access-rule", "name": "web in", "fields": {"layer": "Network",
+            "position": 1, "source": "Any", "destination": ["web1"], "service": "Any", "action": "accept"}}]}"#,
+    );
+    let err = fails(&["apply", "--data-dir", d, s(&same)], 4);
+    assert!(err.contains("nothing to publish"), "{err}");
+    // "Any" among references is refused, naming the field: it is no object's name.
+    let mixed = node.write(
+        "mixed.json",
+        r#"{"changes": [{"op": "put", "type": "access-rule", "name": "mixed", "fields": {"layer": "Network",
+            "position": 2, "source": ["Any", "web1"], "action": "accept"}}]}"#,
+    );
+    let err = fails(&["apply", "--data-dir", d, s(&mixed)], 4);
+    assert!(err.contains("'source'") && err.contains("'Any'"), "{err}");
+    assert_eq!(daemon.terminate(), Some(0));
+}

@@ -1,12 +1,13 @@
 //! The CLI's one way to reach a node: a [`Backend`] that is either the running daemon, over the
-//! admin API, or the store itself, opened directly when no daemon answers (redb's file lock
-//! makes that safe: it only succeeds when no daemon holds the store). Every command goes through
-//! these methods and gets the same API bodies back, so output code never knows which it was.
+//! admin API (found through the data directory or `--endpoint`), or, only when asked with
+//! `--offline`, the store of a stopped node (redb's file lock makes that safe: it only succeeds
+//! when no daemon holds the store). Every command goes through these methods and gets the same
+//! API bodies back, so output code never knows which it was.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use mgha_core::engine::{Engine, EngineOptions};
@@ -18,11 +19,17 @@ use crate::config::NodeConfig;
 use crate::daemon::errors::ApiError;
 use crate::daemon::plugins::{self, PluginBody, PluginList};
 use crate::daemon::routes::{AUTHOR_HEADER, LIST_OBJECTS_DEFAULT};
-use crate::exit::ApiFailure;
+use crate::exit::{ApiFailure, NoDaemon};
+use crate::TargetArgs;
 
 /// How long the CLI waits for the daemon's port to accept a connection before deciding that no
 /// daemon runs. Loopback answers in microseconds; this only bounds a wedged one.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the CLI waits for a starting daemon (the store locked, the port not open yet) to
+/// answer. Opening a large store and starting synchronization takes seconds.
+const STARTING_WAIT: Duration = Duration::from_secs(30);
+/// How often it looks meanwhile.
+const STARTING_POLL: Duration = Duration::from_millis(20);
 /// How long one API call may take. Large publishes and diffs take seconds; the backup download
 /// is exempt (it streams for as long as it has data).
 const CALL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -64,43 +71,23 @@ pub enum BackupProgress {
 }
 
 impl Backend {
-    /// Reaches the node of `dir`: its daemon if one answers at the configured address,
-    /// otherwise its store.
-    pub fn connect(dir: &Path) -> anyhow::Result<Backend> {
-        let config = NodeConfig::load(dir)?;
-        let admin = config.require_admin()?;
-        if daemon_listens(admin) {
-            let token = crate::token::read(dir)?;
-            return Ok(Backend::Remote(Remote::new(admin, token)));
+    /// Reaches the node `target` names: its daemon (through `--endpoint`, or the address in its
+    /// data directory), or with `--offline` its store. Never the store otherwise: a command
+    /// means one thing whether or not the daemon runs (docs/cli.md, "Reaching a node").
+    pub fn connect(target: &TargetArgs) -> anyhow::Result<Backend> {
+        match (&target.data_dir, target.offline) {
+            (Some(dir), true) => Local::open(dir).map(Backend::Local),
+            _ => Remote::reach(target, "this command").map(Backend::Remote),
         }
-        // Without the daemon no standby is connected: publishes are refused up front when the
-        // config wants them replicated (see `Local::check_replicable`), never left waiting.
-        let options = EngineOptions { sync_standbys: 0, ..config.engine_options() };
-        let engine = mgha_sync::open_engine(dir, options).map_err(|e| match e {
-            mgha_core::Error::InUse(_) => anyhow::Error::new(e).context(format!(
-                "no daemon answers at {} (key 'admin' in {}), yet another process holds the store",
-                admin,
-                NodeConfig::path(dir).display()
-            )),
-            other => anyhow::Error::new(other).context(format!("opening the store in {}", dir.display())),
-        })?;
-        Ok(Backend::Local(Local { engine: Box::new(engine), sync_standbys: config.sync_standbys }))
     }
 
-    /// The running daemon of `dir`, for what only it can do: `what` needs the peer connections,
-    /// and only the daemon holds them. An error saying to start it when none answers.
-    pub fn daemon(dir: &Path, what: &str) -> anyhow::Result<Remote> {
-        let admin = NodeConfig::load(dir)?.require_admin()?;
-        if !daemon_listens(admin) {
-            bail!(
-                "no daemon answers at {} (key 'admin' in {}); start the daemon (`mgha run --data-dir {}`): {what} \
-                 needs the peer connections",
-                admin,
-                NodeConfig::path(dir).display(),
-                dir.display()
-            );
+    /// The running daemon of `target`, for what only it can do: `what` needs the peer
+    /// connections, and only the daemon holds them.
+    pub fn daemon(target: &TargetArgs, what: &str) -> anyhow::Result<Remote> {
+        if target.offline {
+            bail!("{what} needs the running daemon (its peer connections); it cannot be done --offline");
         }
-        Ok(Remote::new(admin, crate::token::read(dir)?))
+        Remote::reach(target, what)
     }
 
     /// Says which way the node is reached, for `status`.
@@ -108,7 +95,7 @@ impl Backend {
         match self {
             Backend::Remote(r) => format!("daemon at {}", r.base),
             Backend::Local(l) => {
-                format!("store in {} (no daemon running)", l.engine.dir().display())
+                format!("store in {} (offline: no daemon asked)", l.engine.dir().display())
             }
         }
     }
@@ -305,6 +292,24 @@ impl Backend {
 }
 
 impl Local {
+    /// Opens the store of the stopped node in `dir`. While its daemon runs, the store is locked
+    /// and the daemon is the way in.
+    fn open(dir: &Path) -> anyhow::Result<Local> {
+        let config = NodeConfig::load(dir)?;
+        // Without the daemon no standby is connected: publishes are refused up front when the
+        // config wants them replicated (see `Local::check_replicable`), never left waiting.
+        let options = EngineOptions { sync_standbys: 0, ..config.engine_options() };
+        let engine = mgha_sync::open_engine(dir, options).map_err(|e| match e {
+            mgha_core::Error::InUse(_) => anyhow::Error::new(e).context(format!(
+                "--offline works on a stopped node's store, and a process (its daemon?) holds the one in {}; \
+                 drop --offline to go through the daemon",
+                dir.display()
+            )),
+            other => anyhow::Error::new(other).context(format!("opening the store in {}", dir.display())),
+        })?;
+        Ok(Local { engine: Box::new(engine), sync_standbys: config.sync_standbys })
+    }
+
     /// Refuses a publish the config wants acknowledged by standbys: only the running daemon
     /// talks to them, so it could never be, and nothing should be committed that way.
     fn check_replicable(&self) -> anyhow::Result<()> {
@@ -332,6 +337,52 @@ fn daemon_listens(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).is_ok()
 }
 
+/// Waits for the daemon of `dir` to answer at `admin`. A daemon that is starting holds the
+/// store's lock before its admin port opens: while the lock is held the CLI waits (up to
+/// [`STARTING_WAIT`]) instead of deciding that no daemon runs. Returns whether it answers.
+fn wait_for_daemon(dir: &Path, admin: SocketAddr) -> bool {
+    let deadline = Instant::now() + STARTING_WAIT;
+    loop {
+        if daemon_listens(admin) {
+            return true;
+        }
+        if !store_locked(dir) || Instant::now() >= deadline {
+            // The lock may have been released by a daemon that just started listening.
+            return daemon_listens(admin);
+        }
+        std::thread::sleep(STARTING_POLL);
+    }
+}
+
+/// Whether a process holds the lock of the store in `dir`, read from `/proc/locks` without
+/// touching the file: taking the lock even for a moment could make a starting daemon fail.
+fn store_locked(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(dir.join(mgha_core::store::STORE_FILE)) else { return false };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else { return false };
+    let dev = meta.dev();
+    // The kernel's encoding of a device number (major and minor, as glibc's gnu_dev_major/minor).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    locks.lines().any(|l| l.split_whitespace().any(|field| field == wanted))
+}
+
+/// Reads an admin token from a file given by the user: the first line, trimmed; refused when
+/// empty or not a regular file.
+fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("token file {}", path.display()))?;
+    if !meta.is_file() || meta.len() > 4096 {
+        bail!("token file {}: not a regular file of at most 4096 bytes", path.display());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("token file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.is_empty() {
+        bail!("token file {}: empty", path.display());
+    }
+    Ok(token)
+}
+
 /// Percent-encodes a path segment or query value: names may hold any character.
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -345,10 +396,66 @@ fn encode(s: &str) -> String {
 }
 
 impl Remote {
+    /// The daemon `target` names: `--endpoint` with `--token-file` (or the data directory's
+    /// token), or the `admin` address and token of the data directory. `what` is named when no
+    /// daemon answers.
+    fn reach(target: &TargetArgs, what: &str) -> anyhow::Result<Remote> {
+        let token_of = |dir: Option<&Path>| -> anyhow::Result<String> {
+            match (&target.token_file, dir) {
+                (Some(file), _) => read_token_file(file),
+                (None, Some(dir)) => Ok(crate::token::read(dir)?),
+                (None, None) => bail!("--endpoint needs the admin token: give --token-file PATH (or MGHA_TOKEN_FILE)"),
+            }
+        };
+        if let Some(endpoint) = &target.endpoint {
+            let base = endpoint.trim_end_matches('/');
+            if !base.starts_with("http://") && !base.starts_with("https://") {
+                bail!("--endpoint {endpoint}: give a URL, http://HOST:PORT");
+            }
+            let remote = Remote::at(base.to_string(), token_of(target.data_dir.as_deref())?);
+            if !remote.answers() {
+                return Err(NoDaemon(format!("no daemon answers at {base} (--endpoint); {what} needs one")).into());
+            }
+            return Ok(remote);
+        }
+        let Some(dir) = &target.data_dir else { bail!("give the node: --data-dir DIR or --endpoint URL") };
+        let admin = NodeConfig::load(dir)?.require_admin()?;
+        if !wait_for_daemon(dir, admin) {
+            return Err(NoDaemon(format!(
+                "no daemon answers at {admin} (key 'admin' in {}); {what} needs one: start it with \
+                 `mgha run --data-dir {d}`, or add --offline to work on the stopped node's store",
+                NodeConfig::path(dir).display(),
+                d = dir.display()
+            ))
+            .into());
+        }
+        Ok(Remote::new(admin, token_of(Some(dir))?))
+    }
+
+    /// Whether the daemon's port accepts a connection.
+    fn answers(&self) -> bool {
+        let authority = self.base.split_once("://").map_or(self.base.as_str(), |(_, rest)| rest);
+        let authority = authority.split('/').next().unwrap_or_default();
+        let default_port = if self.base.starts_with("https://") { 443 } else { 80 };
+        let with_port =
+            if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+                authority.to_string()
+            } else {
+                format!("{authority}:{default_port}")
+            };
+        use std::net::ToSocketAddrs;
+        with_port.to_socket_addrs().map(|mut addrs| addrs.any(daemon_listens)).unwrap_or(false)
+    }
+
     /// A client of the daemon at `addr` with `token`.
     pub fn new(addr: SocketAddr, token: String) -> Remote {
-        // The API is on loopback and the token must never leave the host: no proxy from the
-        // environment, no redirects.
+        Remote::at(format!("http://{addr}"), token)
+    }
+
+    /// A client of the daemon at the URL `base` with `token`.
+    fn at(base: String, token: String) -> Remote {
+        // The token goes to the daemon and nowhere else: no proxy from the environment, no
+        // redirects.
         let agent = ureq::Agent::config_builder()
             .proxy(None)
             .max_redirects(0)
@@ -356,7 +463,7 @@ impl Remote {
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .build()
             .new_agent();
-        Remote { base: format!("http://{addr}"), token, agent }
+        Remote { base, token, agent }
     }
 
     /// Asks the daemon for a changeover.

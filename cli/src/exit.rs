@@ -14,6 +14,20 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// The admin API refused the token.
 pub const UNAUTHORIZED: u8 = 12;
+/// No daemon answers for the node, and the command was not asked to work `--offline`.
+pub const NO_DAEMON: u8 = 14;
+
+/// No daemon answers at the node's admin address (or at `--endpoint`).
+#[derive(Debug)]
+pub struct NoDaemon(pub String);
+
+impl fmt::Display for NoDaemon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoDaemon {}
 
 /// The exit code of an engine error code.
 pub fn for_code(code: ErrorCode) -> u8 {
@@ -57,6 +71,9 @@ impl ApiFailure {
 /// The exit code for an error: the first engine or API error in its chain decides.
 pub fn for_error(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
+        if cause.downcast_ref::<NoDaemon>().is_some() {
+            return NO_DAEMON;
+        }
         if let Some(core) = cause.downcast_ref::<mgha_core::Error>() {
             return for_code(core.code());
         }
@@ -89,7 +106,7 @@ mod tests {
 
     #[test]
     fn every_code_has_its_own_exit_code() {
-        let mut seen = vec![OK, FAILURE, USAGE, UNAUTHORIZED];
+        let mut seen = vec![OK, FAILURE, USAGE, UNAUTHORIZED, NO_DAEMON];
         for c in ALL {
             let x = for_code(c);
             assert!(!seen.contains(&x), "{c:?} reuses exit code {x}");

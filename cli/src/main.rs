@@ -74,6 +74,10 @@ enum Command {
     Witness(commands::witness::WitnessArgs),
     /// Run a three-node cluster demonstration in a temporary directory.
     Demo(DemoArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(commands::shell::CompletionsArgs),
+    /// Print the manual page mgha(1), or write every page into a directory.
+    Man(commands::shell::ManArgs),
 }
 
 /// The node's data directory.
@@ -142,10 +146,40 @@ pub struct JoinArgs {
     pub retain_revisions: Option<u64>,
 }
 
+/// Which node a command talks to: its daemon, found through the data directory or named by
+/// `--endpoint`, or with `--offline` the store of a stopped node (docs/cli.md, "Reaching a node").
+#[derive(Args, Debug, Clone, Default)]
+pub struct TargetArgs {
+    /// The node's data directory: the daemon's address (`admin` in mgha.toml) and token are read
+    /// there.
+    #[arg(short = 'd', long, value_name = "DIR", required_unless_present = "endpoint")]
+    pub data_dir: Option<PathBuf>,
+    /// The daemon's admin API, as http://HOST:PORT; no data directory needed.
+    #[arg(long, value_name = "URL", env = "MGHA_ENDPOINT", conflicts_with = "offline")]
+    pub endpoint: Option<String>,
+    /// A file holding the admin token (default: DIR/admin.token).
+    #[arg(long, value_name = "PATH", env = "MGHA_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Work on the store of a stopped node (its data directory) instead of asking its daemon.
+    #[arg(long, requires = "data_dir")]
+    pub offline: bool,
+}
+
+impl TargetArgs {
+    /// The node as the user named it, for messages.
+    pub fn describe(&self) -> String {
+        match (&self.endpoint, &self.data_dir) {
+            (Some(e), _) => e.clone(),
+            (None, Some(d)) => d.display().to_string(),
+            (None, None) => "the node".into(),
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ReadArgs {
     #[command(flatten)]
-    pub node: NodeArgs,
+    pub node: TargetArgs,
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -370,7 +404,7 @@ fn main() -> ExitCode {
     };
     // The daemon logs at its configured level; commands log warnings and errors only.
     if !matches!(cli.command, Command::Run(_)) {
-        commands::init_logging("warn");
+        commands::init_logging("warn", config::LogFormat::Text);
     }
     let result = match cli.command {
         Command::Init(a) => commands::init::init(&a),
@@ -394,6 +428,8 @@ fn main() -> ExitCode {
         Command::Plugin(a) => commands::plugin::plugin(&a),
         Command::Witness(a) => commands::witness::witness(&a),
         Command::Demo(a) => demo::run(&a),
+        Command::Completions(a) => commands::shell::completions(&a),
+        Command::Man(a) => commands::shell::man(&a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

@@ -264,9 +264,9 @@ fn synchronous_publish_is_on_the_standby_when_apply_returns() {
     assert!(err.contains("0 of the 1") && err.contains("published on this node"), "{err}");
     assert_eq!(p.status()["head"]["seq"], 11, "the revision is committed on the active");
 
-    // Without the daemon nothing can reach a standby: the publish is refused, not committed.
+    // Offline nothing can reach a standby: the publish is refused, not committed.
     assert_eq!(p.terminate(), Some(0));
-    let err = fails(&["apply", "-d", p.d(), s(&scratch.file("off.json", &hosts("off", 1)))], 1);
+    let err = fails(&["apply", "--offline", "-d", p.d(), s(&scratch.file("off.json", &hosts("off", 1)))], 1);
     assert!(err.contains("sync_standbys") && err.contains("nothing was published"), "{err}");
     assert_eq!(p.status()["head"]["seq"], 11);
 }

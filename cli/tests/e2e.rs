@@ -243,7 +243,7 @@ fn cli_round_trip_through_a_running_daemon() {
     let restored = ok_json(&["restore", "--json", "--in", s(&backup), "--data-dir", s(&restored_dir)]);
     assert_eq!(restored["status"]["head"], status["head"]);
     assert!(restored_dir.join("mgha.toml").exists() && restored_dir.join("admin.token").exists());
-    let restored_status = ok_json(&["status", "--data-dir", s(&restored_dir), "--json"]);
+    let restored_status = ok_json(&["status", "--offline", "--data-dir", s(&restored_dir), "--json"]);
     assert_eq!(restored_status["head"], status["head"]);
     assert_ne!(std::fs::read_to_string(restored_dir.join("admin.token")).expect("token").trim(), node.token());
 
@@ -317,21 +317,28 @@ fn api_refuses_a_missing_or_wrong_token_and_a_second_daemon() {
 }
 
 #[test]
-fn commands_work_on_the_store_when_no_daemon_runs() {
+fn commands_need_the_daemon_unless_asked_to_work_offline() {
     let node = Node::init();
     let d = node.d();
     let web = node.write("web.json", WEB_TIER);
-    let out = ok(&["apply", "--data-dir", d, s(&web)]);
+    // Without a daemon a command refuses, naming the way out; it never opens the store itself.
+    let err = fails(&["apply", "--data-dir", d, s(&web)], 14);
+    assert!(err.contains("no daemon answers at") && err.contains("--offline"), "{err}");
+    fails(&["status", "--data-dir", d], 14);
+    let out = ok(&["apply", "--offline", "--data-dir", d, s(&web)]);
     assert!(out.contains("revision 1"), "{out}");
-    assert!(ok(&["status", "--data-dir", d]).contains("no daemon running"));
-    assert_eq!(ok_json(&["get", "--data-dir", d, "--json", "group", "web"])["name"], "web");
+    assert!(ok(&["status", "--offline", "--data-dir", d]).contains("offline"));
+    assert_eq!(ok_json(&["get", "--offline", "--data-dir", d, "--json", "group", "web"])["name"], "web");
     let backup = node.dir.parent().expect("parent").join("offline.backup");
-    ok(&["backup", "--data-dir", d, "--out", s(&backup)]);
+    ok(&["backup", "--offline", "--data-dir", d, "--out", s(&backup)]);
     assert_eq!(ok_json(&["verify", "--json", s(&backup)])["header"]["objects"], 3);
 
-    // What was published offline is served by the daemon once it starts.
+    // What was published offline is served by the daemon once it starts; --offline is then
+    // refused, since the daemon holds the store.
     let mut daemon = node.start();
     assert_eq!(node.head(), 1);
+    let err = fails(&["status", "--offline", "--data-dir", d], 11);
+    assert!(err.contains("drop --offline"), "{err}");
     assert_eq!(daemon.terminate(), Some(0));
 }
 
@@ -347,4 +354,71 @@ fn init_refuses_an_existing_node_and_a_bad_config_is_named() {
     assert!(err.contains("colour"), "{err}");
     let err = fails(&["run", "--data-dir", node.d()], 1);
     assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn completions_and_man_pages_are_generated_from_the_command_line() {
+    let bash = ok(&["completions", "bash"]);
+    for word in ["_mgha()", "changeover", "--endpoint", "--offline", "--token-file"] {
+        assert!(bash.contains(word), "{word} missing from the bash completion");
+    }
+    // The script is valid bash.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("mgha.bash");
+    std::fs::write(&script, &bash).expect("write");
+    let checked = std::process::Command::new("bash").arg("-n").arg(&script).output().expect("bash runs");
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    for shell in ["zsh", "fish"] {
+        assert!(ok(&["completions", shell]).contains("changeover"), "{shell}");
+    }
+    fails(&["completions", "tcsh"], 2);
+
+    let page = ok(&["man"]);
+    assert!(page.starts_with(".ie") || page.contains(".TH mgha 1"), "{page}");
+    assert!(page.contains("changeover"), "{page}");
+    let pages = dir.path().join("man");
+    ok(&["man", "--out", s(&pages)]);
+    for name in ["mgha.1", "mgha-status.1", "mgha-collision-resolve.1"] {
+        let text = std::fs::read_to_string(pages.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name}: {text}");
+    }
+    let status = std::fs::read_to_string(pages.join("mgha-status.1")).expect("status page");
+    assert!(status.contains("endpoint"), "{status}");
+}
+
+/// An access rule as Check Point's management API writes it, `"source": ["Any"]`, publishes,
+/// and is stored as the string `"Any"`: the same object as the other spelling.
+#[test]
+fn any_written_as_a_list_publishes_and_is_stored_as_the_string() {
+    let node = Node::init();
+    let mut daemon = node.start();
+    let d = node.d();
+    let rules = node.write(
+        "rules.json",
+        r#"{"message": "rules", "changes": [
+        {"op": "put", "type": "host", "name": "web1", "fields": {"ipv4-address": "10.0.0.1"}},
+        {"op": "put", "type": "access-layer", "name": "Network"},
+        {"op": "put", "type": "access-rule", "name": "web in", "fields": {"layer": "Network", "position": 1,
+            "source": ["Any"], "destination": ["web1"], "service": ["Any"], "action": "accept"}}]}"#,
+    );
+    ok(&["apply", "--data-dir", d, s(&rules)]);
+    let rule = ok_json(&["get", "--data-dir", d, "--json", "access-rule", "web in"]);
+    assert_eq!((&rule["fields"]["source"], &rule["fields"]["service"]), (&Value::from("Any"), &Value::from("Any")));
+    // The string spelling is the same object: nothing to publish.
+    let same = node.write(
+        "same.json",
+        r#"{"changes": [{"op": "put", "type": "access-rule", "name": "web in", "fields": {"layer": "Network",
+            "position": 1, "source": "Any", "destination": ["web1"], "service": "Any", "action": "accept"}}]}"#,
+    );
+    let err = fails(&["apply", "--data-dir", d, s(&same)], 4);
+    assert!(err.contains("nothing to publish"), "{err}");
+    // "Any" among references is refused, naming the field: it is no object's name.
+    let mixed = node.write(
+        "mixed.json",
+        r#"{"changes": [{"op": "put", "type": "access-rule", "name": "mixed", "fields": {"layer": "Network",
+            "position": 2, "source": ["Any", "web1"], "action": "accept"}}]}"#,
+    );
+    let err = fails(&["apply", "--data-dir", d, s(&mixed)], 4);
+    assert!(err.contains("'source'") && err.contains("'Any'"), "{err}");
+    assert_eq!(daemon.terminate(), Some(0));
 }

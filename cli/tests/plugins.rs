@@ -85,12 +85,12 @@ fn refused_modules_exit_nonzero_with_the_reason() {
     let err = fails(&["plugin", "check", s(&big)], 8);
     assert!(err.contains("2097152 bytes, over the limit"), "{err}");
 
-    // Installing on a stopped node refuses the same way and publishes nothing.
+    // Installing on a stopped node (--offline) refuses the same way and publishes nothing.
     let p = scratch.init("p");
-    let err = fails(&["plugin", "install", "-d", p.d(), s(&text)], EXIT_VALIDATION);
+    let err = fails(&["plugin", "install", "--offline", "-d", p.d(), s(&text)], EXIT_VALIDATION);
     assert!(err.contains("nothing was published") && err.contains("not a WebAssembly module"), "{err}");
     assert_eq!(p.status()["head"]["seq"], 0);
-    let err = fails(&["plugin", "remove", "-d", p.d(), "vpn"], EXIT_NOT_FOUND);
+    let err = fails(&["plugin", "remove", "--offline", "-d", p.d(), "vpn"], EXIT_NOT_FOUND);
     assert!(err.contains("no plugin 'vpn'"), "{err}");
 }
 

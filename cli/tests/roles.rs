@@ -173,13 +173,13 @@ fn forced_changeover_keeps_every_cut_off_revision_in_the_branch() {
     let last = nodes[active].name.clone();
     let holder = if a.name == last { &mut a } else { &mut b };
     assert_eq!(holder.terminate(), Some(0));
-    let list = ok_json(&["collision", "show", "-d", holder.d(), "--json"]);
+    let list = ok_json(&["collision", "show", "--offline", "-d", holder.d(), "--json"]);
     let branches = list["collisions"].as_array().expect("list");
     let newest = branches.last().expect("the last round's branch is on record");
     assert_eq!(newest["status"], "resolved", "{list}");
     let id = newest["id"].to_string();
-    ok_json(&["collision", "diff", "-d", holder.d(), &id, "--json"]);
-    let again = fails(&["collision", "resolve", "-d", holder.d(), &id, "--merge"], 3);
+    ok_json(&["collision", "diff", "--offline", "-d", holder.d(), &id, "--json"]);
+    let again = fails(&["collision", "resolve", "--offline", "-d", holder.d(), &id, "--merge"], 3);
     assert!(again.contains("already resolved"), "{again}");
 }
 

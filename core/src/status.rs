@@ -63,6 +63,11 @@ pub struct PeerStatus {
     /// Unix milliseconds of the last frame from the peer; 0 when never.
     pub last_contact_ms: u64,
     pub connected: bool,
+    /// Bytes written to and read from the peer's sync connections since this node started.
+    #[serde(default)]
+    pub bytes_sent: u64,
+    #[serde(default)]
+    pub bytes_received: u64,
 }
 
 /// How the Active role moves when the Active fails.

@@ -131,6 +131,11 @@ pub struct NodeConfig {
     /// embedded engine has no admin API and ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
+    /// A second, unauthenticated listener of the daemon serving only the health probes
+    /// (`/health`, `/active`, `/standby`), for load balancers and monitors on other hosts; any
+    /// address. The probes answer on `admin` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_listen: Option<SocketAddr>,
     /// Where the node listens for its peers (`HOST:PORT`; port 0 picks a free port). Absent: the
     /// node runs alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +164,10 @@ pub struct NodeConfig {
     /// The daemon's log level (an embedded engine logs through its host's `tracing` subscriber).
     #[serde(default)]
     pub log: LogLevel,
+    /// How the daemon writes its log lines: `text` for people, `json` (one object a line) for
+    /// log collectors.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// How the Active role moves when the Active fails: "manual" (an administrator), "quorum"
     /// (a Raft group of the nodes and a witness) or "etcd" (a leader key in an etcd cluster).
     #[serde(default)]
@@ -210,6 +219,15 @@ pub struct QuorumMember {
     pub address: String,
 }
 
+/// The daemon's log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// Log levels of the daemon, from quietest to loudest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -240,6 +258,7 @@ impl Default for NodeConfig {
             data_dir: None,
             name: None,
             admin: None,
+            health_listen: None,
             listen: None,
             advertise: None,
             retain_revisions: None,
@@ -249,6 +268,7 @@ impl Default for NodeConfig {
             peer_timeout_ms: PEER_TIMEOUT_MS_DEFAULT,
             changeover_timeout_ms: CHANGEOVER_TIMEOUT_MS_DEFAULT,
             log: LogLevel::default(),
+            log_format: LogFormat::default(),
             failover: FailoverMode::Manual,
             failover_after_ms: default_failover_after_ms(),
             max_lag_revisions: default_max_lag_revisions(),
@@ -355,6 +375,14 @@ impl NodeConfig {
             }
             if admin.port() == 0 {
                 return Err(ConfigError::bad("admin", "port 0 is not a fixed port; the CLI could not find the daemon"));
+            }
+        }
+        if let Some(health) = self.health_listen {
+            if health.port() == 0 {
+                return Err(ConfigError::bad("health_listen", "port 0 is not a fixed port; no probe could find it"));
+            }
+            if Some(health) == self.admin {
+                return Err(ConfigError::bad("health_listen", "is the admin address; the probes answer there already"));
             }
         }
         if self.retain_revisions == Some(0) {

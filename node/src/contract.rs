@@ -152,6 +152,12 @@ pub struct PeerBody {
     /// Unix milliseconds of the last frame from the peer; 0 when never.
     pub last_contact_ms: u64,
     pub connected: bool,
+    /// Bytes of sync traffic sent to the peer since this node started (all connections).
+    #[serde(default)]
+    pub bytes_sent: u64,
+    /// Bytes of sync traffic received from the peer since this node started.
+    #[serde(default)]
+    pub bytes_received: u64,
 }
 
 /// One object. Reference fields hold uids.
@@ -412,6 +418,8 @@ impl From<&PeerStatus> for PeerBody {
             lag_ms: p.lag_ms,
             last_contact_ms: p.last_contact_ms,
             connected: p.connected,
+            bytes_sent: p.bytes_sent,
+            bytes_received: p.bytes_received,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::conn::{spawn_reader, Inbox, PeerCmd};
+use super::conn::{spawn_reader, Counted, Inbox, PeerCmd};
 use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
 use super::runtime::{role_event, Ctx};
 use super::wire::{
@@ -32,6 +32,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer_id = hello.node_id;
+    let stream = Counted::new(stream, ctx.engine.sync().traffic(peer_id));
     let (rd, mut wr) = tokio::io::split(stream);
     let (reader, mut rx) = spawn_reader(rd);
     let (session, mut cmds) = ctx.registry.register(peer_id);

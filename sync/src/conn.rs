@@ -1,11 +1,14 @@
 //! Plumbing shared by both ends of a member connection: a reader task (so that waiting for a
 //! frame can be raced against other work without losing half a frame), and per-peer command
 //! channels through which the rest of the runtime asks a connection task to send something.
+//! Streams are wrapped in [`Counted`] so each peer's replication traffic can be measured.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use tokio::io::AsyncRead;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -100,6 +103,61 @@ impl Registry {
     }
 }
 
+/// Bytes sent to and received from one peer, over all its connections.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl Traffic {
+    /// (sent, received).
+    pub fn totals(&self) -> (u64, u64) {
+        (self.sent.load(Ordering::Relaxed), self.received.load(Ordering::Relaxed))
+    }
+}
+
+/// A stream that adds what passes through it to a peer's [`Traffic`]: counted below the frame
+/// layer, so every message of every kind is in the totals (TLS records are not).
+pub(crate) struct Counted<S> {
+    inner: S,
+    traffic: Arc<Traffic>,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S, traffic: Arc<Traffic>) -> Counted<S> {
+        Counted { inner, traffic }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len().saturating_sub(before);
+        self.traffic.received.fetch_add(read as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.traffic.sent.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +172,18 @@ mod tests {
         assert_eq!(registry.get(peer).map(|s| s.id), Some(new));
         assert!(registry.unregister(peer, new));
         assert!(registry.get(peer).is_none());
+    }
+
+    #[tokio::test]
+    async fn counted_streams_add_both_directions() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let traffic = Arc::new(Traffic::default());
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut counted = Counted::new(a, traffic.clone());
+        counted.write_all(b"hello").await.expect("write");
+        b.write_all(b"abc").await.expect("write");
+        let mut buf = [0u8; 3];
+        counted.read_exact(&mut buf).await.expect("read");
+        assert_eq!(traffic.totals(), (5, 3));
     }
 }

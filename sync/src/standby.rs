@@ -10,7 +10,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
 use super::branch;
-use super::conn::{spawn_reader, Inbox, PeerCmd};
+use super::conn::{spawn_reader, Counted, Inbox, PeerCmd};
 use super::pki::node_id_of;
 use super::plan::SyncStatus;
 use super::runtime::{check_hello, connect_member, learn_members, our_hello, role_event, Ctx};
@@ -96,6 +96,7 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     }
     ctx.engine.sync().set_active_hint(Some(hello.name.clone()));
     tracing::info!(active = %hello.name, "following the active");
+    let tls = Counted::new(tls, ctx.engine.sync().traffic(hello.node_id));
     let (rd, mut wr) = tokio::io::split(tls);
     let (reader, mut rx) = spawn_reader(rd);
     let (session, mut cmds) = ctx.registry.register(hello.node_id);

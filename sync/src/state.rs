@@ -28,6 +28,8 @@ pub struct SyncState {
     failover: Mutex<Option<FailoverStatus>>,
     /// The latest role and epoch, for connection tasks that must end as soon as either changes.
     roles: watch::Sender<Option<(Role, u64)>>,
+    /// Byte counters of each peer's connections, updated by the streams themselves.
+    traffic: Mutex<BTreeMap<Uid, Arc<super::conn::Traffic>>>,
 }
 
 /// Something front ends may want to react to.
@@ -65,6 +67,7 @@ impl SyncState {
             failover: Mutex::new(None),
             events: tokio::sync::broadcast::channel(EVENTS_QUEUE_MAX).0,
             roles: watch::channel(None).0,
+            traffic: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -111,6 +114,8 @@ impl SyncState {
             lag_ms: 0,
             last_contact_ms: 0,
             connected: false,
+            bytes_sent: 0,
+            bytes_received: 0,
         });
         let before = entry.status;
         f(entry);
@@ -123,7 +128,19 @@ impl SyncState {
     }
 
     pub fn peers(&self) -> Vec<PeerStatus> {
-        lock(&self.peers).values().cloned().collect()
+        let traffic = lock(&self.traffic);
+        let mut peers: Vec<PeerStatus> = lock(&self.peers).values().cloned().collect();
+        for p in &mut peers {
+            if let Some(t) = traffic.get(&p.node_id) {
+                (p.bytes_sent, p.bytes_received) = t.totals();
+            }
+        }
+        peers
+    }
+
+    /// The byte counters of `peer`'s connections, kept across reconnections.
+    pub(crate) fn traffic(&self, peer: Uid) -> Arc<super::conn::Traffic> {
+        lock(&self.traffic).entry(peer).or_default().clone()
     }
 
     /// Waits until at least `needed` connected peers acknowledged `seq`, or `timeout` passes.

@@ -19,7 +19,7 @@ use crate::{BackupArgs, RestoreArgs, VerifyArgs};
 
 /// `mgha backup --out FILE`.
 pub fn backup(args: &BackupArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let summary = write_verified(&backend, &args.out)?;
     if args.read.json {
         return output::json(&summary);

@@ -16,15 +16,15 @@ use crate::{JoinArgs, JoinKeyArgs};
 /// `mgha join-key [--expires TTL]`: the key alone on stdout, so `KEY=$(mgha join-key ...)`
 /// works; how to use it on stderr.
 pub fn join_key(args: &JoinKeyArgs) -> anyhow::Result<()> {
-    let dir = &args.read.node.data_dir;
-    let backend = Backend::connect(dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let key = backend.join_key(args.expires).context("cannot issue a join key")?;
     if args.read.json {
         return output::json(&key);
     }
     outln!("{}", key.key);
-    let config = NodeConfig::load(dir)?;
-    let peer = config.advertise.or(config.listen).unwrap_or_else(|| "HOST:PORT".into());
+    // The peer address is in the node's config; through --endpoint alone it is not known here.
+    let config = args.read.node.data_dir.as_deref().map(NodeConfig::load).transpose()?;
+    let peer = config.and_then(|c| c.advertise.or(c.listen)).unwrap_or_else(|| "HOST:PORT".into());
     eprintln!(
         "one-time join key, valid for {} (until {} UTC). On the new node:\n  mgha join --data-dir DIR --name NAME \
          --peer {peer} --key <the key>",

@@ -35,7 +35,7 @@ pub enum PluginCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
-    /// Check on this node (its daemon, or its store) instead of in this process.
+    /// Check on this node's daemon instead of in this process.
     #[arg(short = 'd', long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Print the API's JSON instead of a table.
@@ -84,7 +84,10 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let label = label(&args.file);
     let wasm = read_module(&args.file).with_context(|| format!("{label}: not checked"))?;
     let checked = match &args.data_dir {
-        Some(dir) => Backend::connect(dir)?.plugin_check(wasm),
+        Some(dir) => {
+            let node = crate::TargetArgs { data_dir: Some(dir.clone()), ..Default::default() };
+            Backend::connect(&node)?.plugin_check(wasm)
+        }
         None => plugins::check_offline(&wasm).map_err(anyhow::Error::from),
     };
     let info = checked.with_context(|| format!("{label}: refused"))?;
@@ -99,7 +102,7 @@ fn install(args: &InstallArgs) -> anyhow::Result<()> {
     let label = label(&args.file);
     let wasm = read_module(&args.file).with_context(|| format!("{label}: nothing was published"))?;
     let author = super::write::author(args.author.as_deref());
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let rev = backend.plugin_install(&author, wasm).map_err(|e| super::write::publish_failed(e, &label))?;
     if args.read.json {
         return output::json(&rev);
@@ -109,7 +112,7 @@ fn install(args: &InstallArgs) -> anyhow::Result<()> {
 }
 
 fn list(args: &ReadArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.node.data_dir)?;
+    let backend = Backend::connect(&args.node)?;
     let plugins = backend.plugins()?;
     if args.json {
         return output::json(&plugins::PluginList { plugins });
@@ -124,7 +127,7 @@ fn list(args: &ReadArgs) -> anyhow::Result<()> {
 
 fn remove(args: &RemoveArgs) -> anyhow::Result<()> {
     let author = super::write::author(args.author.as_deref());
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let what = format!("plugin '{}'", args.name);
     let rev = backend.plugin_remove(&author, &args.name).map_err(|e| super::write::publish_failed(e, &what))?;
     if args.read.json {

@@ -9,7 +9,7 @@ use crate::{DiffArgs, GetArgs, ListArgs, ReadArgs, RevisionArgs, RevisionsArgs};
 
 /// `mgha status`.
 pub fn status(args: &ReadArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.node.data_dir)?;
+    let backend = Backend::connect(&args.node)?;
     let s = backend.status()?;
     if args.json {
         return output::json(&s);
@@ -20,7 +20,7 @@ pub fn status(args: &ReadArgs) -> anyhow::Result<()> {
 
 /// `mgha get TYPE UID-OR-NAME`.
 pub fn get(args: &GetArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let o = backend.get(&args.type_name, &args.key)?;
     if args.read.json {
         return output::json(&o);
@@ -31,7 +31,7 @@ pub fn get(args: &GetArgs) -> anyhow::Result<()> {
 
 /// `mgha list [--type T]`.
 pub fn list(args: &ListArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let objects = backend.list(args.type_name.as_deref(), Some(args.limit))?;
     if args.read.json {
         return output::json(&crate::api::ObjectList { objects });
@@ -45,7 +45,7 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
 
 /// `mgha revisions`.
 pub fn revisions(args: &RevisionsArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let revisions = backend.revisions(args.before, args.limit)?;
     if args.read.json {
         return output::json(&crate::api::RevisionList { revisions });
@@ -60,7 +60,7 @@ pub fn revisions(args: &RevisionsArgs) -> anyhow::Result<()> {
 
 /// `mgha revision REV`: the header, then one line per change.
 pub fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let r = backend.revision(args.seq).with_context(|| format!("revision {}", args.seq))?;
     if args.read.json {
         return output::json(&r);
@@ -87,7 +87,7 @@ pub fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
 
 /// `mgha diff FROM TO`.
 pub fn diff(args: &DiffArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let d = backend.diff(args.from, args.to)?;
     if args.read.json {
         return output::json(&d);

@@ -17,8 +17,7 @@ use crate::{ChangeoverArgs, CollisionArgs, CollisionCommand, CollisionDiffArgs, 
 
 /// `mgha changeover --to NAME` or `mgha changeover --force [--yes]`.
 pub fn changeover(args: &ChangeoverArgs) -> anyhow::Result<()> {
-    let dir = &args.read.node.data_dir;
-    let remote = Backend::daemon(dir, "a changeover")?;
+    let remote = Backend::daemon(&args.read.node, "a changeover")?;
     let req = ChangeoverRequest { to: args.to.clone(), force: args.force };
     // Who was Active before a forced changeover, for the confirmation and the warning.
     let before: Option<StatusBody> = if args.force { Some(remote.get_json("/v1/status")?) } else { None };
@@ -42,7 +41,7 @@ pub fn changeover(args: &ChangeoverArgs) -> anyhow::Result<()> {
             "warning: {old} was not asked. If it still runs, it takes publishes until it meets epoch {}; what it \
              published after the fork is then kept here as a collision branch (`mgha collision show --data-dir {}`)",
             output::epoch(done.epoch),
-            dir.display()
+            args.read.node.describe()
         );
     }
     Ok(())
@@ -72,16 +71,13 @@ fn confirm_force(status: &StatusBody) -> anyhow::Result<()> {
 
 /// `mgha promote`.
 pub fn promote(args: &ReadArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.node.data_dir)?;
+    let backend = Backend::connect(&args.node)?;
     let node = backend.promote().context("cannot promote this node to primary")?;
     if args.json {
         return output::json(&node);
     }
     outln!("node '{}' is the Primary of cluster {} now", node.name, node.cluster_id);
-    outln!(
-        "it holds the cluster CA: it issues join keys (`mgha join-key --data-dir {}`)",
-        args.node.data_dir.display()
-    );
+    outln!("it holds the cluster CA: it issues join keys (`mgha join-key --data-dir {}`)", args.node.describe());
     Ok(())
 }
 
@@ -95,7 +91,7 @@ pub fn collision(args: &CollisionArgs) -> anyhow::Result<()> {
 }
 
 fn show(args: &ReadArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.node.data_dir)?;
+    let backend = Backend::connect(&args.node)?;
     let collisions = backend.collisions()?;
     if args.json {
         return output::json(&CollisionList { collisions });
@@ -107,7 +103,7 @@ fn show(args: &ReadArgs) -> anyhow::Result<()> {
     out!("{}", output::collisions(&collisions));
     let open: Vec<String> = collisions.iter().filter(|b| b.resolution.is_none()).map(|b| b.id.to_string()).collect();
     if let Some(first) = open.first() {
-        let d = args.node.data_dir.display();
+        let d = args.node.describe();
         outln!(
             "\n{} open: `mgha collision diff --data-dir {d} {first}` shows what each side changed; \
              `mgha collision resolve --data-dir {d} {first} --keep active|branch` or `--merge` settles it",
@@ -118,7 +114,7 @@ fn show(args: &ReadArgs) -> anyhow::Result<()> {
 }
 
 fn diff(args: &CollisionDiffArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let d = backend.collision_diff(args.id).with_context(|| format!("collision branch {}", args.id))?;
     if args.read.json {
         return output::json(&d);
@@ -136,7 +132,7 @@ fn resolve(args: &CollisionResolveArgs) -> anyhow::Result<()> {
     };
     let req = ResolveRequest { keep: args.keep.map(SideBody::from), merge };
     let author = super::write::author(args.author.as_deref());
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let done = backend
         .resolve_collision(args.id, &req, &author)
         .with_context(|| format!("collision branch {} is not resolved", args.id))?;

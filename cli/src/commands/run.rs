@@ -13,7 +13,7 @@ use crate::NodeArgs;
 pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
     let config = NodeConfig::load(dir)?;
-    super::init_logging(&config.log.to_string());
+    super::init_logging(&config.log.to_string(), config.log_format);
     config.require_admin()?;
     let token = crate::token::read(dir)?;
     let node = Node::open(config, RuntimeOptions::default())

@@ -23,7 +23,7 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
         cs.message = m.clone();
     }
     let author = author(args.author.as_deref());
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let rev = backend.publish(&author, &cs).map_err(|e| publish_failed(e, &label))?;
     if args.read.json {
         return output::json(&rev);
@@ -35,7 +35,7 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
 /// `mgha revert REV`.
 pub fn revert(args: &RevertArgs) -> anyhow::Result<()> {
     let author = author(args.author.as_deref());
-    let backend = Backend::connect(&args.read.node.data_dir)?;
+    let backend = Backend::connect(&args.read.node)?;
     let rev =
         backend.revert(&author, args.to).map_err(|e| publish_failed(e, &format!("revert to revision {}", args.to)))?;
     if args.read.json {

@@ -22,7 +22,7 @@ const CHUNK_BYTES: usize = 256 * 1024;
 const CHANNEL_CHUNKS: usize = 8;
 
 /// Streams a consistent backup of the node (format: docs/storage.md).
-#[utoipa::path(get, path = "/v1/backup", tag = "operations",
+#[utoipa::path(get, path = "/v1/backup", operation_id = "downloadBackup", tag = "operations",
     responses((status = 200, description = "The backup file, streamed", body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 401, body = ErrorBody), (status = 500, description = "The backup could not start", body = ErrorBody)))]
 pub async fn download(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -13,7 +13,7 @@ use crate::api::*;
 pub use mgha_node::node::{issue_join_key as issue, JOIN_KEY_TTL_MS_DEFAULT, JOIN_KEY_TTL_MS_MAX};
 
 /// Issues a one-time join key. Only a node holding the cluster CA key (the Primary) can.
-#[utoipa::path(post, path = "/v1/join-keys", tag = "cluster", request_body = JoinKeyRequest,
+#[utoipa::path(post, path = "/v1/join-keys", operation_id = "createJoinKey", tag = "cluster", request_body = JoinKeyRequest,
     responses(
         (status = 201, description = "The key; it is shown once and valid once", body = JoinKeyBody),
         (status = 400, description = "This node does not hold the cluster CA key, a bad expiry, or too many keys outstanding", body = ErrorBody),

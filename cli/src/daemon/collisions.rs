@@ -83,14 +83,14 @@ fn side_name(s: Side) -> &'static str {
 }
 
 /// Every collision branch this node keeps, resolved ones included.
-#[utoipa::path(get, path = "/v1/collisions", tag = "roles",
+#[utoipa::path(get, path = "/v1/collisions", operation_id = "listCollisions", tag = "roles",
     responses((status = 200, body = CollisionList), (status = 401, body = ErrorBody)))]
 pub async fn list_collisions(State(state): State<AppState>) -> Result<Json<CollisionList>, ApiError> {
     Ok(Json(state.run(list).await?))
 }
 
 /// Field-level changes of the branch and of the Active since the fork, and a merge's conflicts.
-#[utoipa::path(get, path = "/v1/collisions/{id}/diff", tag = "roles",
+#[utoipa::path(get, path = "/v1/collisions/{id}/diff", operation_id = "diffCollision", tag = "roles",
     params(("id" = u64, Path, description = "Branch id")),
     responses((status = 200, body = CollisionDiffBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn diff_collision(
@@ -102,7 +102,7 @@ pub async fn diff_collision(
 
 /// Resolves a branch. Taking the branch or merging publishes one revision (on the Active only),
 /// which replicates like any other; every way keeps the branch on record.
-#[utoipa::path(post, path = "/v1/collisions/{id}/resolve", tag = "roles",
+#[utoipa::path(post, path = "/v1/collisions/{id}/resolve", operation_id = "resolveCollision", tag = "roles",
     params(("id" = u64, Path, description = "Branch id"),
         ("x-mgha-author" = Option<String>, Header, description = "Who resolves (default: admin)")),
     request_body = ResolveRequest,

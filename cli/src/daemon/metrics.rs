@@ -1,7 +1,10 @@
 //! Prometheus metrics of the daemon, in the text exposition format, written by hand: a handful
 //! of counters and one histogram do not need a metrics framework. Label sets are bounded: routes
 //! are axum's matched patterns (a fixed set, plus one `unmatched` for everything else), error
-//! codes are the engine's fixed list, and peers are the cluster's members.
+//! codes are the engine's fixed list, and peers are the cluster's members. Names follow the
+//! Prometheus conventions that `promtool check metrics` enforces: base units (`_seconds`,
+//! `_bytes`), `_total` on counters only; the standard `process_*` series come from
+//! `process.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -28,6 +31,10 @@ pub struct Metrics {
     publish_errors: Mutex<BTreeMap<&'static str, u64>>,
     latency: Histogram,
     http: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Changeovers asked of this daemon, by kind (`planned`, `forced`) and outcome.
+    changeovers: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Role changes of this node (changeovers, failovers, fencing), by the role taken.
+    role_changes: Mutex<BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +55,22 @@ pub struct Gauges {
     /// Collision branches kept on this node and not resolved yet.
     pub collisions_open: usize,
     pub peers: Vec<PeerGauges>,
+    /// With automatic failover only.
+    pub arbiter: Option<ArbiterGauges>,
+}
+
+/// The arbiter of automatic failover as this node last saw it.
+#[derive(Clone, Debug, Default)]
+pub struct ArbiterGauges {
+    pub has_quorum: bool,
+    /// The name of the node holding the Active's lease (a uid when the node is unknown here).
+    pub holder: Option<String>,
+    /// Whether this node is the holder.
+    pub holder_self: bool,
+    /// An Active: how long its lease still lets it publish.
+    pub lease_left_ms: Option<u64>,
+    /// Each member (a Raft voter or an etcd endpoint) and whether it answers.
+    pub members: Vec<(String, bool)>,
 }
 
 /// One peer's replication as this node sees it.
@@ -59,6 +82,8 @@ pub struct PeerGauges {
     pub lag_revisions: u64,
     pub lag_ms: u64,
     pub connected: bool,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
 }
 
 /// Every sync status, so each peer has a full set of `mgha_peer_status` series (one at 1).
@@ -90,8 +115,34 @@ impl Gauges {
                     lag_revisions: p.lag_revisions,
                     lag_ms: p.lag_ms,
                     connected: p.connected,
+                    bytes_sent: p.bytes_sent,
+                    bytes_received: p.bytes_received,
                 })
                 .collect(),
+            arbiter: s.failover.as_ref().map(|f| ArbiterGauges::of(s, f)),
+        }
+    }
+}
+
+impl ArbiterGauges {
+    fn of(s: &StatusBody, f: &mgha_core::failover::FailoverStatus) -> ArbiterGauges {
+        let arbiter = f.arbiter.as_ref();
+        let holder_id = arbiter.and_then(|a| a.holder.as_ref()).map(|h| h.node_id.to_string());
+        let name_of = |id: &str| {
+            if id == s.node.node_id {
+                s.node.name.clone()
+            } else {
+                s.peers.iter().find(|p| p.node_id == id).map_or_else(|| id.to_string(), |p| p.name.clone())
+            }
+        };
+        ArbiterGauges {
+            has_quorum: arbiter.is_some_and(|a| a.has_quorum),
+            holder_self: holder_id.as_deref() == Some(s.node.node_id.as_str()),
+            holder: holder_id.as_deref().map(name_of),
+            lease_left_ms: f.lease_left_ms,
+            members: arbiter
+                .map(|a| a.members.iter().map(|m| (m.name.clone(), m.healthy)).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -111,6 +162,18 @@ impl Metrics {
         }
     }
 
+    /// Records a changeover asked of this daemon: `forced` or planned, and whether it was done.
+    pub fn changeover(&self, forced: bool, done: bool) {
+        let kind = if forced { "forced" } else { "planned" };
+        let outcome = if done { "done" } else { "refused" };
+        *self.changeovers.lock().unwrap_or_else(|p| p.into_inner()).entry((kind, outcome)).or_default() += 1;
+    }
+
+    /// Records that this node took `role` (from the engine's role events).
+    pub fn role_change(&self, role: &str) {
+        *self.role_changes.lock().unwrap_or_else(|p| p.into_inner()).entry(role.to_string()).or_default() += 1;
+    }
+
     /// Records one HTTP request by route pattern, method and status.
     pub fn request(&self, route: &str, method: &str, status: u16) {
         let mut http = self.http.lock().unwrap_or_else(|p| p.into_inner());
@@ -126,6 +189,11 @@ impl Metrics {
     }
 
     fn render_into(&self, out: &mut String, g: &Gauges) -> std::fmt::Result {
+        writeln!(out, "# HELP mgha_build_info The version of the running mgha; the value is always 1.")?;
+        writeln!(out, "# TYPE mgha_build_info gauge")?;
+        writeln!(out, "mgha_build_info{{version=\"{}\"}} 1", escape(env!("CARGO_PKG_VERSION")))?;
+        super::process::ProcessStats::read().render_into(out)?;
+
         writeln!(out, "# HELP mgha_publish_total Revisions published by this node (changesets, sessions, reverts).")?;
         writeln!(out, "# TYPE mgha_publish_total counter")?;
         writeln!(out, "mgha_publish_total {}", self.publishes.load(Ordering::Relaxed))?;
@@ -170,6 +238,20 @@ impl Metrics {
         writeln!(out, "mgha_role{{role=\"active\"}} {}", u64::from(g.active))?;
         writeln!(out, "mgha_role{{role=\"standby\"}} {}", u64::from(!g.active))?;
         render_peers(out, &g.peers)?;
+        if let Some(a) = &g.arbiter {
+            render_arbiter(out, a)?;
+        }
+
+        writeln!(out, "# HELP mgha_changeovers_total Changeovers asked of this node, by kind and outcome.")?;
+        writeln!(out, "# TYPE mgha_changeovers_total counter")?;
+        for ((kind, outcome), n) in self.changeovers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            writeln!(out, "mgha_changeovers_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}")?;
+        }
+        writeln!(out, "# HELP mgha_role_changes_total Roles this node took (changeover, failover, fencing).")?;
+        writeln!(out, "# TYPE mgha_role_changes_total counter")?;
+        for (role, n) in self.role_changes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            writeln!(out, "mgha_role_changes_total{{role=\"{}\"}} {n}", escape(role))?;
+        }
 
         writeln!(out, "# HELP mgha_http_requests_total Admin API requests, by route, method and status.")?;
         writeln!(out, "# TYPE mgha_http_requests_total counter")?;
@@ -186,15 +268,23 @@ impl Metrics {
 
 /// The per-peer series, one family at a time as the exposition format wants.
 fn render_peers(out: &mut String, peers: &[PeerGauges]) -> std::fmt::Result {
-    type Value = fn(&PeerGauges) -> u64;
-    let families: [(&str, &str, Value); 3] = [
-        ("mgha_peer_lag_revisions", "Revisions the peer is behind this node.", |p| p.lag_revisions),
-        ("mgha_peer_lag_ms", "Age of the oldest revision the peer has not applied.", |p| p.lag_ms),
-        ("mgha_peer_connected", "1 while a sync connection to the peer is open.", |p| u64::from(p.connected)),
+    type Value = fn(&PeerGauges) -> f64;
+    let families: [(&str, &str, &str, Value); 5] = [
+        ("mgha_peer_lag_revisions", "gauge", "Revisions the peer is behind this node.", |p| p.lag_revisions as f64),
+        ("mgha_peer_lag_seconds", "gauge", "Age of the oldest revision the peer has not applied.", |p| {
+            p.lag_ms as f64 / 1000.0
+        }),
+        ("mgha_peer_connected", "gauge", "1 while a sync connection to the peer is open.", |p| {
+            f64::from(u8::from(p.connected))
+        }),
+        ("mgha_peer_sent_bytes_total", "counter", "Bytes of sync traffic sent to the peer.", |p| p.bytes_sent as f64),
+        ("mgha_peer_received_bytes_total", "counter", "Bytes of sync traffic received from the peer.", |p| {
+            p.bytes_received as f64
+        }),
     ];
-    for (name, help, value) in families {
+    for (name, kind, help, value) in families {
         writeln!(out, "# HELP {name} {help}")?;
-        writeln!(out, "# TYPE {name} gauge")?;
+        writeln!(out, "# TYPE {name} {kind}")?;
         for p in peers {
             writeln!(out, "{name}{{peer=\"{}\"}} {}", escape(&p.name), value(p))?;
         }
@@ -211,6 +301,32 @@ fn render_peers(out: &mut String, peers: &[PeerGauges]) -> std::fmt::Result {
                 u64::from(p.status == label)
             )?;
         }
+    }
+    Ok(())
+}
+
+/// The arbiter's series (automatic failover only).
+fn render_arbiter(out: &mut String, a: &ArbiterGauges) -> std::fmt::Result {
+    writeln!(out, "# HELP mgha_arbiter_quorum 1 while the arbiter can decide (a Raft majority, a reachable etcd).")?;
+    writeln!(out, "# TYPE mgha_arbiter_quorum gauge")?;
+    writeln!(out, "mgha_arbiter_quorum {}", u8::from(a.has_quorum))?;
+    writeln!(out, "# HELP mgha_arbiter_holder The node holding the Active's lease at the arbiter (one series, at 1).")?;
+    writeln!(out, "# TYPE mgha_arbiter_holder gauge")?;
+    if let Some(h) = &a.holder {
+        writeln!(out, "mgha_arbiter_holder{{node=\"{}\"}} 1", escape(h))?;
+    }
+    writeln!(out, "# HELP mgha_arbiter_holder_self 1 when this node holds the Active's lease.")?;
+    writeln!(out, "# TYPE mgha_arbiter_holder_self gauge")?;
+    writeln!(out, "mgha_arbiter_holder_self {}", u8::from(a.holder_self))?;
+    writeln!(out, "# HELP mgha_arbiter_lease_left_seconds How long this Active's lease still lets it publish.")?;
+    writeln!(out, "# TYPE mgha_arbiter_lease_left_seconds gauge")?;
+    if let Some(ms) = a.lease_left_ms {
+        writeln!(out, "mgha_arbiter_lease_left_seconds {}", ms as f64 / 1000.0)?;
+    }
+    writeln!(out, "# HELP mgha_arbiter_member_up 1 while the arbiter member (Raft voter, etcd endpoint) answers.")?;
+    writeln!(out, "# TYPE mgha_arbiter_member_up gauge")?;
+    for (name, healthy) in &a.members {
+        writeln!(out, "mgha_arbiter_member_up{{member=\"{}\"}} {}", escape(name), u8::from(*healthy))?;
     }
     Ok(())
 }
@@ -249,7 +365,12 @@ mod tests {
             lag_revisions: 3,
             lag_ms: 250,
             connected: status != SyncStatus::Unreachable,
+            bytes_sent: 1234,
+            bytes_received: 56,
         };
+        m.changeover(false, true);
+        m.changeover(true, false);
+        m.role_change("active");
         let text = m.render(&Gauges {
             head_seq: 7,
             objects: 42,
@@ -258,6 +379,13 @@ mod tests {
             active: true,
             collisions_open: 2,
             peers: vec![peer("b", SyncStatus::Lagging), peer("c\"q", SyncStatus::Unreachable)],
+            arbiter: Some(ArbiterGauges {
+                has_quorum: true,
+                holder: Some("a".into()),
+                holder_self: true,
+                lease_left_ms: Some(1500),
+                members: vec![("a".into(), true), ("witness".into(), false)],
+            }),
         });
         assert!(text.contains("mgha_publish_total 2\n"), "{text}");
         assert!(text.contains("mgha_publish_errors_total{code=\"validation\"} 1\n"), "{text}");
@@ -276,7 +404,17 @@ mod tests {
             "mgha_epoch_round 3\n",
             "mgha_collisions_open 2\n",
             "mgha_peer_lag_revisions{peer=\"b\"} 3\n",
-            "mgha_peer_lag_ms{peer=\"b\"} 250\n",
+            "mgha_peer_lag_seconds{peer=\"b\"} 0.25\n",
+            "mgha_peer_sent_bytes_total{peer=\"b\"} 1234\n",
+            "mgha_peer_received_bytes_total{peer=\"b\"} 56\n",
+            "mgha_arbiter_quorum 1\n",
+            "mgha_arbiter_holder{node=\"a\"} 1\n",
+            "mgha_arbiter_holder_self 1\n",
+            "mgha_arbiter_lease_left_seconds 1.5\n",
+            "mgha_arbiter_member_up{member=\"witness\"} 0\n",
+            "mgha_changeovers_total{kind=\"planned\",outcome=\"done\"} 1\n",
+            "mgha_changeovers_total{kind=\"forced\",outcome=\"refused\"} 1\n",
+            "mgha_role_changes_total{role=\"active\"} 1\n",
             "mgha_peer_connected{peer=\"b\"} 1\n",
             "mgha_peer_connected{peer=\"c\\\"q\"} 0\n",
             "mgha_peer_status{peer=\"b\",status=\"lagging\"} 1\n",
@@ -286,5 +424,8 @@ mod tests {
             assert!(text.contains(line), "{line} missing from {text}");
         }
         assert_eq!(text.matches("mgha_peer_status{peer=\"b\"").count(), 6, "one series per status");
+        let build = format!("mgha_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"));
+        assert!(text.contains(&build), "{text}");
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"), "{text}");
     }
 }

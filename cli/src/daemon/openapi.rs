@@ -8,7 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, cluster, collisions, events, plugins, roles, routes, sessions};
+use super::{backup, cluster, collisions, events, health, plugins, roles, routes, sessions};
 use crate::api::ErrorBody;
 
 #[derive(OpenApi)]
@@ -17,7 +17,8 @@ use crate::api::ErrorBody;
         title = "mgha admin API",
         description = "Administration of one mgha node: status (also as a server-sent event stream), objects, revisions, diffs, reverts, \
             admin sessions, join keys, changeover and collision branches, plugins, backups and metrics. Every request needs `Authorization: Bearer <token>`, \
-            the token being in the node's DIR/admin.token. Errors are `{\"error\": {\"code\", \"message\"}}`."
+            the token being in the node's DIR/admin.token, except for the health probes \
+            (`/health`, `/active`, `/standby`). Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
         routes::status,
@@ -47,8 +48,11 @@ use crate::api::ErrorBody;
         backup::download,
         routes::metrics,
         document,
+        health::health,
+        health::active,
+        health::standby,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
     tags(
         (name = "node", description = "Identity, role and head"),
@@ -58,7 +62,7 @@ use crate::api::ErrorBody;
         (name = "cluster", description = "Cluster membership: join keys"),
         (name = "roles", description = "Changeover, promotion and collision branches"),
         (name = "plugins", description = "WebAssembly plugins: check, install, list, remove"),
-        (name = "operations", description = "Backups, metrics and this document"),
+        (name = "operations", description = "Backups, metrics, health probes and this document"),
     )
 )]
 pub struct ApiDoc;
@@ -72,6 +76,70 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Operations that publish a revision: they share the answers of a publish (a Standby's 503,
+/// the 502 of a synchronous publish that too few Standbys acknowledged, docs/admin-api.md).
+const PUBLISHING: [&str; 6] =
+    ["publishChangeset", "revertToRevision", "publishSession", "installPlugin", "removePlugin", "resolveCollision"];
+
+/// Adds the answers that every handler can give through the shared machinery rather than its
+/// own code, so no operation leaves a status it may answer undocumented: 400 for a malformed
+/// path, query or body (the extractors of `errors.rs`), 413 for a body over the limit, 500 for
+/// an engine failure, and the answers of a publish.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let public: Vec<&str> = routes::table().iter().filter(|r| r.public).map(|r| r.path).collect();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            // The probes need no token: an empty requirement list overrides the global bearer.
+            if public.contains(&path.as_str()) {
+                if let Some(op) = item.get.as_mut() {
+                    op.security = Some(Vec::new());
+                }
+                continue;
+            }
+            let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                add_common_responses(op);
+            }
+        }
+    }
+}
+
+fn add_common_responses(op: &mut utoipa::openapi::path::Operation) {
+    let id = op.operation_id.clone().unwrap_or_default();
+    // The document itself touches neither the engine nor a body.
+    if id == "getOpenApiDocument" {
+        return;
+    }
+    let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let has_body = op.request_body.is_some();
+    let mut add = |status: &str, description: &str| {
+        op.responses.responses.entry(status.to_string()).or_insert_with(|| error_response(description));
+    };
+    if has_params || has_body {
+        add("400", "A malformed path, query or body (`invalid-argument`)");
+    }
+    if has_body {
+        add("413", "The request body is over the limit (`too-large`)");
+    }
+    add("500", "The store failed (`io` or `corrupt`)");
+    if PUBLISHING.contains(&id.as_str()) {
+        add("502", "Published, but fewer Standbys than `sync_standbys` acknowledged within `sync_timeout_ms` (`peer`)");
+        add("503", "This node is a read-only Standby, or a changeover is running (`read-only`, `busy`)");
+    }
+}
+
+/// An error answer: the `ErrorBody` shape with a description.
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+        .build()
+        .into()
+}
+
 /// The document as JSON, built once.
 fn document_json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
@@ -79,7 +147,7 @@ fn document_json() -> &'static str {
 }
 
 /// This OpenAPI 3 document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApiDocument", tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", body = Object), (status = 401, body = ErrorBody)))]
 pub async fn document() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
     ([(CONTENT_TYPE, "application/json")], document_json())
@@ -111,6 +179,70 @@ mod tests {
         assert_eq!(documented(), routed);
     }
 
+    fn operations() -> Vec<(String, String, serde_json::Value)> {
+        let doc: serde_json::Value = serde_json::from_str(document_json()).expect("document is JSON");
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                out.push((method.clone(), path.clone(), op.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn operation_ids_are_unique_camel_case_verbs() {
+        let mut seen = BTreeSet::new();
+        for (method, path, op) in operations() {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(seen.insert(id.to_string()), "operationId {id} is used twice");
+            assert!(id.chars().next().is_some_and(|c| c.is_ascii_lowercase()), "{id}");
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+            // One word says too little ("publish", "show"): a verb and what it acts on.
+            assert!(id.chars().any(|c| c.is_ascii_uppercase()), "{id} names no object");
+        }
+        assert!(seen.contains("publishChangeset") && seen.contains("publishSession"));
+    }
+
+    #[test]
+    fn only_the_probes_are_documented_without_the_token() {
+        for (method, path, op) in operations() {
+            let open = op.get("security").is_some_and(|s| s.as_array().is_some_and(|a| a.is_empty()));
+            let public = routes::table().iter().any(|r| r.public && r.path == path && r.method == method);
+            assert_eq!(open, public, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn publishing_operations_document_their_standby_and_peer_answers() {
+        for (method, path, op) in operations() {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            let responses = op["responses"].as_object().expect("responses");
+            if PUBLISHING.contains(&id) {
+                for status in ["502", "503", "500", "401"] {
+                    assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+                }
+            }
+            if op.get("requestBody").is_some() {
+                assert!(responses.contains_key("400") && responses.contains_key("413"), "{method} {path}");
+            }
+        }
+    }
+
+    /// The committed copy of the document, docs/openapi.json, is what client generators and
+    /// validators read without a running node: it must be the one the daemon serves.
+    /// `MGHA_BLESS=1` rewrites it.
+    #[test]
+    fn committed_openapi_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let current = format!("{}\n", document_json());
+        if std::env::var_os("MGHA_BLESS").is_some() {
+            std::fs::write(&path, &current).expect("write docs/openapi.json");
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(committed == current, "docs/openapi.json is stale: run the test again with MGHA_BLESS=1");
+    }
+
     #[test]
     fn openapi_declares_bearer_auth_and_the_body_types() {
         let doc: serde_json::Value = serde_json::from_str(document_json()).expect("JSON");
@@ -134,6 +266,7 @@ mod tests {
             "ResolvedBody",
             "PluginBody",
             "PluginList",
+            "HealthBody",
         ] {
             assert!(schemas.contains_key(name), "{name} is not in the document");
         }

@@ -118,7 +118,7 @@ pub fn removal_refused(e: ApiError) -> ApiError {
 }
 
 /// Checks a module as install would, installing nothing: what it declares, or why it is refused.
-#[utoipa::path(post, path = "/v1/plugin-check", tag = "plugins",
+#[utoipa::path(post, path = "/v1/plugin-check", operation_id = "checkPlugin", tag = "plugins",
     request_body(description = "The WebAssembly module, as raw bytes",
         content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     responses(
@@ -134,7 +134,7 @@ pub async fn check_plugin(State(state): State<AppState>, RawBody(wasm): RawBody)
 
 /// Installs a plugin, or upgrades the installed plugin of the same name, as one revision that
 /// carries the module to every node.
-#[utoipa::path(post, path = "/v1/plugins", tag = "plugins",
+#[utoipa::path(post, path = "/v1/plugins", operation_id = "installPlugin", tag = "plugins",
     request_body(description = "The WebAssembly module, as raw bytes",
         content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     params(("x-mgha-author" = Option<String>, Header, description = "Who installs (default: admin)")),
@@ -158,14 +158,14 @@ pub async fn install_plugin(
 
 /// Every installed plugin, with what it declares; one this node could not load carries the
 /// reason in `error`.
-#[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
+#[utoipa::path(get, path = "/v1/plugins", operation_id = "listPlugins", tag = "plugins",
     responses((status = 200, body = PluginList), (status = 401, body = ErrorBody)))]
 pub async fn list_plugins(State(state): State<AppState>) -> Result<Json<PluginList>, ApiError> {
     Ok(Json(state.run(list).await?))
 }
 
 /// Removes a plugin as one revision.
-#[utoipa::path(delete, path = "/v1/plugins/{name}", tag = "plugins",
+#[utoipa::path(delete, path = "/v1/plugins/{name}", operation_id = "removePlugin", tag = "plugins",
     params(("name" = String, Path, description = "The plugin's name"),
         ("x-mgha-author" = Option<String>, Header, description = "Who removes (default: admin)")),
     responses(

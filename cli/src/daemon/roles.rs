@@ -3,6 +3,7 @@
 //! log of role, sync status and collision events.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -13,13 +14,14 @@ use mgha_sync::SyncStatus;
 use tokio::sync::broadcast;
 
 use super::errors::{ApiError, ApiJson};
+use super::metrics::Metrics;
 use super::server::AppState;
 use crate::api::*;
 use crate::output::epoch;
 
 /// Hands the Active role over: to the member `to` (planned: asked on any node, a Standby
 /// forwards it to the Active), or to this Standby at once (`force`).
-#[utoipa::path(post, path = "/v1/changeover", tag = "roles", request_body = ChangeoverRequest,
+#[utoipa::path(post, path = "/v1/changeover", operation_id = "runChangeover", tag = "roles", request_body = ChangeoverRequest,
     responses(
         (status = 200, description = "Done: the new Active and its epoch", body = ChangeoverBody),
         (status = 400, description = "Neither or both of `to` and `force`", body = ErrorBody),
@@ -49,13 +51,12 @@ pub async fn changeover(
     };
     let me = state.run(|e| e.node()).await?.name;
     let started = Instant::now();
-    let (active, epoch_now) = match target {
-        Some(to) => {
-            let e = node.changeover(&to).await?;
-            (to, e)
-        }
-        None => (me, node.force_changeover().await?),
+    let done = match target {
+        Some(to) => node.changeover(&to).await.map(|e| (to, e)),
+        None => node.force_changeover().await.map(|e| (me, e)),
     };
+    state.metrics.changeover(req.force, done.is_ok());
+    let (active, epoch_now) = done?;
     let took_ms = started.elapsed().as_millis() as u64;
     tracing::info!(active = %active, epoch = %epoch(epoch_now), forced = req.force, took_ms, "changeover done");
     Ok(Json(ChangeoverBody { active, epoch: epoch_now, forced: req.force, took_ms }))
@@ -63,7 +64,7 @@ pub async fn changeover(
 
 /// Makes this Secondary the Primary, when the Primary is lost for good (docs/roles.md). It
 /// needs the cluster CA key, which members receive from the Active.
-#[utoipa::path(post, path = "/v1/promote", tag = "roles",
+#[utoipa::path(post, path = "/v1/promote", operation_id = "promoteToPrimary", tag = "roles",
     responses(
         (status = 200, description = "The node, now Primary", body = NodeBody),
         (status = 400, description = "Already the Primary, or the CA key has not arrived yet", body = ErrorBody),
@@ -82,11 +83,17 @@ pub fn promote_node(engine: &Engine) -> mgha_core::Result<NodeBody> {
 /// Logs what the engine reports, until the channel closes: peer sync status changes (warn for
 /// a collision), and new collision branches at warn with what to do about them. Role changes
 /// are logged by the core itself ("role changed", "stepped down"), so not again here.
-pub async fn log_events(mut events: broadcast::Receiver<NodeEvent>) {
+/// Role changes are also counted in `metrics`.
+pub async fn log_events(mut events: broadcast::Receiver<NodeEvent>, metrics: Arc<Metrics>) {
     let mut last: BTreeMap<Uid, SyncStatus> = BTreeMap::new();
     loop {
         match events.recv().await {
-            Ok(event) => log_event(&event, &mut last),
+            Ok(event) => {
+                if let NodeEvent::RoleChanged { role, .. } = &event {
+                    metrics.role_change(&role.to_string());
+                }
+                log_event(&event, &mut last)
+            }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "the event log fell behind; some peer status changes were not logged");
             }

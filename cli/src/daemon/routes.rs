@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody};
 use super::metrics::Gauges;
 use super::server::AppState;
-use super::{backup, cluster, collisions, events, openapi, plugins, roles, sessions};
+use super::{backup, cluster, collisions, events, health, openapi, plugins, roles, sessions};
 use crate::api::*;
 
 /// The header that names who publishes; without it the author is [`DEFAULT_AUTHOR`].
@@ -27,21 +27,27 @@ pub const LIST_OBJECTS_DEFAULT: usize = 1000;
 /// Revisions returned by `GET /v1/revisions` without `limit`.
 pub const LIST_REVISIONS_DEFAULT: usize = 100;
 
-/// One route: its method and path as the OpenAPI document spells them, and its handler.
+/// One route: its method and path as the OpenAPI document spells them, its handler, and
+/// whether it answers without the bearer token (the health probes only).
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
     pub handler: MethodRouter<AppState>,
+    pub public: bool,
 }
 
 fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
-    Route { method: "get", path, handler: axum::routing::get(h) }
+    Route { method: "get", path, handler: axum::routing::get(h), public: false }
 }
 fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
-    Route { method: "post", path, handler: axum::routing::post(h) }
+    Route { method: "post", path, handler: axum::routing::post(h), public: false }
 }
 fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
-    Route { method: "delete", path, handler: axum::routing::delete(h) }
+    Route { method: "delete", path, handler: axum::routing::delete(h), public: false }
+}
+/// A route without the token: what it answers must be safe for anyone who can reach the port.
+fn public_get<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+    Route { method: "get", path, handler: axum::routing::get(h), public: true }
 }
 
 /// Every route of the admin API.
@@ -75,6 +81,9 @@ pub fn table() -> Vec<Route> {
         get("/v1/backup", backup::download),
         get("/metrics", metrics),
         get("/openapi.json", openapi::document),
+        public_get("/health", health::health),
+        public_get("/active", health::active),
+        public_get("/standby", health::standby),
     ]
 }
 
@@ -98,7 +107,7 @@ pub fn author(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 /// The node's identity, role, head and size.
-#[utoipa::path(get, path = "/v1/status", tag = "node",
+#[utoipa::path(get, path = "/v1/status", operation_id = "getStatus", tag = "node",
     responses((status = 200, body = StatusBody), (status = 401, body = ErrorBody)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
     let s = state.status().await?;
@@ -106,7 +115,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, A
 }
 
 /// Publishes a changeset as one revision, all or nothing.
-#[utoipa::path(post, path = "/v1/publish", tag = "revisions",
+#[utoipa::path(post, path = "/v1/publish", operation_id = "publishChangeset", tag = "revisions",
     request_body(content = ChangeSetBody, description = "The changeset (docs/changeset.md)"),
     params(("x-mgha-author" = Option<String>, Header, description = "Who publishes (default: admin)")),
     responses(
@@ -146,7 +155,7 @@ pub struct ObjectsQuery {
 }
 
 /// Objects in (type, name) order.
-#[utoipa::path(get, path = "/v1/objects", tag = "objects", params(ObjectsQuery),
+#[utoipa::path(get, path = "/v1/objects", operation_id = "listObjects", tag = "objects", params(ObjectsQuery),
     responses((status = 200, body = ObjectList), (status = 401, body = ErrorBody), (status = 422, description = "Unknown type", body = ErrorBody)))]
 pub async fn list_objects(
     State(state): State<AppState>,
@@ -158,7 +167,7 @@ pub async fn list_objects(
 }
 
 /// One object by type and uid or name.
-#[utoipa::path(get, path = "/v1/objects/{type}/{key}", tag = "objects",
+#[utoipa::path(get, path = "/v1/objects/{type}/{key}", operation_id = "getObject", tag = "objects",
     params(("type" = String, Path, description = "Object type"), ("key" = String, Path, description = "Uid or name")),
     responses((status = 200, body = ObjectBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_object(
@@ -180,7 +189,7 @@ pub struct RevisionsQuery {
 }
 
 /// Revision headers, newest first.
-#[utoipa::path(get, path = "/v1/revisions", tag = "revisions", params(RevisionsQuery),
+#[utoipa::path(get, path = "/v1/revisions", operation_id = "listRevisions", tag = "revisions", params(RevisionsQuery),
     responses((status = 200, body = RevisionList), (status = 401, body = ErrorBody)))]
 pub async fn list_revisions(
     State(state): State<AppState>,
@@ -192,7 +201,7 @@ pub async fn list_revisions(
 }
 
 /// One revision with its changes.
-#[utoipa::path(get, path = "/v1/revisions/{seq}", tag = "revisions",
+#[utoipa::path(get, path = "/v1/revisions/{seq}", operation_id = "getRevision", tag = "revisions",
     params(("seq" = u64, Path, description = "Revision number")),
     responses((status = 200, body = RevisionBody), (status = 401, body = ErrorBody), (status = 404, description = "Unknown or purged", body = ErrorBody)))]
 pub async fn get_revision(
@@ -214,7 +223,7 @@ pub struct DiffQuery {
 }
 
 /// Field-level differences between two revisions.
-#[utoipa::path(get, path = "/v1/diff", tag = "revisions", params(DiffQuery),
+#[utoipa::path(get, path = "/v1/diff", operation_id = "diffRevisions", tag = "revisions", params(DiffQuery),
     responses((status = 200, body = DiffBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn diff(State(state): State<AppState>, ApiQuery(q): ApiQuery<DiffQuery>) -> Result<Json<DiffBody>, ApiError> {
     let d = state.run(move |e| e.store().diff(q.from, q.to)).await?;
@@ -222,7 +231,7 @@ pub async fn diff(State(state): State<AppState>, ApiQuery(q): ApiQuery<DiffQuery
 }
 
 /// Publishes a revision that restores the state after revision `to`.
-#[utoipa::path(post, path = "/v1/revert", tag = "revisions", request_body = RevertRequest,
+#[utoipa::path(post, path = "/v1/revert", operation_id = "revertToRevision", tag = "revisions", request_body = RevertRequest,
     params(("x-mgha-author" = Option<String>, Header, description = "Who reverts (default: admin)")),
     responses(
         (status = 201, description = "The new revision", body = RevisionInfoBody),
@@ -242,7 +251,7 @@ pub async fn revert(
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
         (status = 401, body = ErrorBody)))]
 pub async fn metrics(

@@ -110,21 +110,40 @@ impl AppState {
     }
 }
 
-/// The admin API router, with the status page's static files beside it.
+/// The admin API router, with the status page's static files beside it: the token guards every
+/// route but the public health probes and the page's files.
 pub fn router(state: AppState) -> Router {
-    let mut api = Router::new();
+    let mut guarded = Router::new();
+    let mut public = Router::new();
     for route in routes::table() {
-        tracing::debug!(method = route.method, path = route.path, "route");
-        api = api.route(route.path, route.handler);
+        tracing::debug!(method = route.method, path = route.path, public = route.public, "route");
+        if route.public {
+            public = public.route(route.path, route.handler);
+        } else {
+            guarded = guarded.route(route.path, route.handler);
+        }
     }
-    let api = api.fallback(no_route).layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let guarded = guarded.fallback(no_route).layer(middleware::from_fn_with_state(state.clone(), require_token));
     // The page's files hold no data and no secret, and a browser cannot send a bearer token when
-    // it navigates: they are the only thing served without it. Everything the page shows comes
-    // from the API above, with the token.
+    // it navigates: they are served without it. Everything the page shows comes from the API
+    // above, with the token.
     ui::router()
-        .merge(api)
+        .merge(public)
+        .merge(guarded)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(mgha_core::limits::CHANGESET_BYTES_MAX))
+        .with_state(state)
+}
+
+/// The router of the `health_listen` listener: the public probes and nothing else, so that
+/// exposing it to the network exposes nothing of the admin API.
+pub fn health_router(state: AppState) -> Router {
+    let mut app = Router::new();
+    for route in routes::table().into_iter().filter(|r| r.public) {
+        app = app.route(route.path, route.handler);
+    }
+    app.fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
@@ -169,10 +188,11 @@ pub async fn serve(node: Arc<Node>, token: &str) -> anyhow::Result<()> {
     // answers must be a clean stop, not the default action of killing the process.
     let signals = StopSignals::install()?;
     let engine = node.engine()?;
+    let state = AppState::of(node.clone(), token)?;
     // Subscribed before synchronization starts, so the first peer status changes are logged too.
-    let events = tokio::spawn(super::roles::log_events(engine.sync().events()));
+    let events = tokio::spawn(super::roles::log_events(engine.sync().events(), state.metrics.clone()));
     node.start_async().await?;
-    let served = serve_admin(AppState::of(node.clone(), token)?, node.config(), signals).await;
+    let served = serve_admin(state, node.config(), signals).await;
     events.abort();
     served
 }
@@ -183,6 +203,17 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
     let listener = tokio::net::TcpListener::bind(admin)
         .await
         .with_context(|| format!("cannot listen on {admin} (key 'admin' in mgha.toml)"))?;
+    // Bound before the admin API, so a daemon that answers on `admin` answers probes too.
+    let health = match config.health_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (key 'health_listen' in mgha.toml)"))?;
+            tracing::info!(%addr, "health probes listening");
+            Some(tokio::spawn(axum::serve(listener, health_router(state.clone())).into_future()))
+        }
+        None => None,
+    };
     let app = router(state.clone());
     let stop = Arc::new(Notify::new());
     let stopped = stop.clone();
@@ -190,6 +221,8 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
         axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await }).into_future(),
     );
     tracing::info!(node = config.name.as_deref().unwrap_or_default(), %admin, "admin API listening");
+    // Ready: the admin port is bound (connections queue until the server task accepts them).
+    super::notify::notify("READY=1");
 
     tokio::select! {
         res = &mut server => {
@@ -198,7 +231,12 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
         }
         sig = signals.wait() => {
             tracing::info!(signal = sig, "stopping: finishing open requests");
+            super::notify::notify("STOPPING=1");
         }
+    }
+    // Probes answer at once; nothing of theirs needs a grace period.
+    if let Some(h) = health {
+        h.abort();
     }
     // notify_one keeps a permit, so the server sees it even if it has not started waiting yet.
     stop.notify_one();
@@ -261,10 +299,12 @@ mod tests {
         (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
     }
 
+    fn engine(dir: &std::path::Path) -> Arc<Engine> {
+        Arc::new(mgha_sync::create_engine(dir, &NodeState::new_primary("n"), EngineOptions::default()).expect("create"))
+    }
+
     fn app(dir: &std::path::Path) -> Router {
-        let engine =
-            mgha_sync::create_engine(dir, &NodeState::new_primary("n"), EngineOptions::default()).expect("create");
-        router(AppState::new(Arc::new(engine), "secret"))
+        router(AppState::new(engine(dir), "secret"))
     }
 
     #[tokio::test]
@@ -280,6 +320,26 @@ mod tests {
             let (status, _) = get(&app, uri, Some("Bearer secret")).await;
             assert_ne!(status, StatusCode::UNAUTHORIZED, "{uri}");
         }
+    }
+
+    #[tokio::test]
+    async fn probes_answer_without_the_token_and_say_only_role_and_health() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = AppState::new(engine(dir.path()), "secret");
+        let app = router(state.clone());
+        for (uri, expected) in
+            [("/health", StatusCode::OK), ("/active", StatusCode::OK), ("/standby", StatusCode::SERVICE_UNAVAILABLE)]
+        {
+            let (status, body) = get(&app, uri, None).await;
+            assert_eq!(status, expected, "{uri}: {body}");
+            assert_eq!(body, serde_json::json!({"role": "active", "healthy": true}), "{uri}");
+        }
+        // The probes' own router serves nothing else, token or not.
+        let probes = health_router(state);
+        let (status, _) = get(&probes, "/v1/status", Some("Bearer secret")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = get(&probes, "/active", None).await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[tokio::test]

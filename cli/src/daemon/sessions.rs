@@ -12,7 +12,7 @@ use super::server::AppState;
 use crate::api::*;
 
 /// Opens a session for an author.
-#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = SessionOpenRequest,
+#[utoipa::path(post, path = "/v1/sessions", operation_id = "openSession", tag = "sessions", request_body = SessionOpenRequest,
     responses((status = 201, body = SessionCreated), (status = 401, body = ErrorBody),
         (status = 413, description = "Author name too long", body = ErrorBody),
         (status = 503, description = "Too many open sessions, or a read-only standby", body = ErrorBody)))]
@@ -28,7 +28,7 @@ pub async fn open(
 }
 
 /// The changes staged in a session.
-#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions",
+#[utoipa::path(get, path = "/v1/sessions/{id}", operation_id = "getSession", tag = "sessions",
     params(("id" = u64, Path, description = "Session id")),
     responses((status = 200, body = SessionBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(State(state): State<AppState>, ApiPath(id): ApiPath<u64>) -> Result<Json<SessionBody>, ApiError> {
@@ -37,7 +37,7 @@ pub async fn show(State(state): State<AppState>, ApiPath(id): ApiPath<u64>) -> R
 }
 
 /// Stages one put or delete, locking its object.
-#[utoipa::path(post, path = "/v1/sessions/{id}/changes", tag = "sessions",
+#[utoipa::path(post, path = "/v1/sessions/{id}/changes", operation_id = "stageSessionChange", tag = "sessions",
     params(("id" = u64, Path, description = "Session id")),
     request_body = ChangeInputBody,
     responses((status = 204, description = "Staged"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -58,7 +58,7 @@ pub async fn stage(
 
 /// Publishes a session's changes as one revision and closes it. On a validation error the
 /// session stays open so it can be fixed.
-#[utoipa::path(post, path = "/v1/sessions/{id}/publish", tag = "sessions",
+#[utoipa::path(post, path = "/v1/sessions/{id}/publish", operation_id = "publishSession", tag = "sessions",
     params(("id" = u64, Path, description = "Session id")),
     request_body(content = Option<SessionPublishRequest>, description = "The revision message (optional body)"),
     responses((status = 201, body = RevisionInfoBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -80,7 +80,7 @@ pub async fn publish(
 }
 
 /// Discards a session's changes and releases its locks.
-#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions",
+#[utoipa::path(delete, path = "/v1/sessions/{id}", operation_id = "discardSession", tag = "sessions",
     params(("id" = u64, Path, description = "Session id")),
     responses((status = 204, description = "Discarded"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn discard(State(state): State<AppState>, ApiPath(id): ApiPath<u64>) -> Result<StatusCode, ApiError> {

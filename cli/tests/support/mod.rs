@@ -231,14 +231,23 @@ impl Node {
         std::fs::write(&path, lines.join("\n") + "\n").expect("write config");
     }
 
+    /// `--offline` while this node's daemon is not running: commands then work on its store.
+    fn offline(&self) -> Option<&'static str> {
+        self.daemon.is_none().then_some("--offline")
+    }
+
     /// A one-time join key from `mgha join-key`.
     pub fn join_key(&self, expires: &str) -> String {
-        ok(&["join-key", "-d", self.d(), "--expires", expires]).trim().to_string()
+        let mut args = vec!["join-key", "-d", self.d(), "--expires", expires];
+        args.extend(self.offline());
+        ok(&args).trim().to_string()
     }
 
     /// `mgha status --json`.
     pub fn status(&self) -> Value {
-        ok_json(&["status", "-d", self.d(), "--json"])
+        let mut args = vec!["status", "-d", self.d(), "--json"];
+        args.extend(self.offline());
+        ok_json(&args)
     }
 
     /// The daemon's status over HTTP, or `None` while it does not answer.

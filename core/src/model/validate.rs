@@ -10,8 +10,15 @@ use super::schema::{Constraint, FieldKind, TypeSchema};
 use crate::error::{Error, Result};
 use crate::limits::{FIELD_DEPTH_MAX, NAME_BYTES_MAX};
 
-/// The literal that stands for "any object" in `RefsOrAny` fields.
+/// The literal that stands for "any object" in `RefsOrAny` fields. Written as the string or,
+/// as Check Point's management API writes it, as the one-item list `["Any"]`; stored as the
+/// string either way, so both spellings publish the same object.
 pub const ANY: &str = "Any";
+
+/// Whether `v` is the list spelling of [`ANY`], `["Any"]`.
+fn is_any_list(v: &Value) -> bool {
+    v.as_array().is_some_and(|items| items.len() == 1 && items[0].as_str() == Some(ANY))
+}
 
 /// Checks a name: non-empty, bounded, printable.
 pub fn validate_name(type_name: &str, name: &str) -> Result<()> {
@@ -161,6 +168,10 @@ fn check_kind(kind: &FieldKind, v: &Value) -> std::result::Result<(), String> {
         },
         FieldKind::RefsOrAny { .. } => match v {
             Value::String(s) if s == ANY => Ok(()),
+            v if is_any_list(v) => Ok(()),
+            Value::Array(items) if items.iter().any(|i| i.as_str() == Some(ANY)) => {
+                want("\"Any\" alone, not in a list with references")
+            }
             Value::Array(items) if !items.is_empty() => {
                 items.iter().try_for_each(|i| check_kind(&FieldKind::Ref { types: vec![] }, i))
             }
@@ -207,6 +218,10 @@ pub fn resolve_refs(
         let Some(value) = fields.get_mut(&spec.name) else {
             continue;
         };
+        if matches!(spec.kind, FieldKind::RefsOrAny { .. }) && is_any_list(value) {
+            *value = Value::String(ANY.into());
+            continue;
+        }
         walk_refs_mut(&spec.kind, value, &mut |types, r| {
             let uid = resolve(&spec.name, types, r)?;
             Ok(uid.to_string())
@@ -320,6 +335,10 @@ mod tests {
         assert!(check("access-rule", ok).is_ok());
         let bad = json!({"layer": "l", "position": 1, "source": "anything", "action": "accept"});
         assert!(check("access-rule", bad).is_err());
+        let listed = json!({"layer": "l", "position": 1, "source": ["Any"], "service": ["Any"], "action": "accept"});
+        assert!(check("access-rule", listed).is_ok());
+        let mixed = json!({"layer": "l", "position": 1, "source": ["Any", "web"], "action": "accept"});
+        assert!(check("access-rule", mixed).is_err());
         let bad = json!({"layer": "l", "position": 1, "action": "permit"});
         assert!(check("access-rule", bad).is_err());
     }
@@ -340,5 +359,18 @@ mod tests {
         let refs = references(g, &f);
         assert_eq!(refs.len(), 2);
         assert!(refs.iter().all(|(field, u)| field == "members" && *u == uid));
+    }
+
+    #[test]
+    fn any_as_a_list_is_stored_as_the_string() {
+        let s = Schemas::builtin();
+        let rule = s.get("access-rule").expect("access-rule");
+        let mut f = fields(json!({"source": ["Any"], "destination": ["web"], "service": "Any"}));
+        let uid = Uid::new_random();
+        resolve_refs(rule, &mut f, |_, _, r| if r == "web" { Ok(uid) } else { Err(Error::NotFound(r.into())) })
+            .expect("resolves");
+        assert_eq!(f.get("source"), Some(&json!("Any")));
+        assert_eq!(f.get("service"), Some(&json!("Any")));
+        assert_eq!(f.get("destination"), Some(&json!([uid.to_string()])));
     }
 }

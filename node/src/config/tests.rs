@@ -5,7 +5,8 @@ use super::*;
 
 const GOOD: &str = "name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nlisten = \"127.0.0.1:7430\"\n\
     advertise = \"mgmt1.example:7430\"\nretain_revisions = 100\nsync_standbys = 1\nsync_timeout_ms = 2000\n\
-    heartbeat_ms = 200\npeer_timeout_ms = 1000\nchangeover_timeout_ms = 3000\nlog = \"debug\"\n";
+    heartbeat_ms = 200\npeer_timeout_ms = 1000\nchangeover_timeout_ms = 3000\nlog = \"debug\"\n\
+    health_listen = \"0.0.0.0:8008\"\nlog_format = \"json\"\n";
 
 #[test]
 fn parses_every_key() {
@@ -18,6 +19,8 @@ fn parses_every_key() {
     assert_eq!((c.sync_standbys, c.sync_timeout_ms, c.heartbeat_ms, c.peer_timeout_ms), (1, 2000, 200, 1000));
     assert_eq!(c.changeover_timeout_ms, 3000);
     assert_eq!(c.log, LogLevel::Debug);
+    assert_eq!(c.health_listen, Some("0.0.0.0:8008".parse().expect("addr")));
+    assert_eq!(c.log_format, LogFormat::Json);
 }
 
 #[test]
@@ -50,7 +53,7 @@ fn keys_map_to_engine_and_sync_options() {
 fn unknown_key_is_refused_naming_it_and_its_line() {
     let e = NodeConfig::parse(&format!("{GOOD}colour = \"blue\"\n")).expect_err("unknown key");
     assert_eq!(e.key(), Some("colour"));
-    assert!(e.to_string().starts_with("config: key 'colour' (line 12): "), "{e}");
+    assert!(e.to_string().starts_with("config: key 'colour' (line 14): "), "{e}");
     assert_eq!(e.code(), ErrorCode::InvalidArgument);
 }
 
@@ -61,7 +64,11 @@ fn invalid_values_are_refused_naming_the_key_and_line() {
         ("name = \"n1\"\nadmin = \"localhost\"\n", "admin"),
         ("name = \"n1\"\nadmin = \"10.1.2.3:7420\"\n", "admin"),
         ("name = \"n1\"\nadmin = \"127.0.0.1:0\"\n", "admin"),
+        ("name = \"n1\"\nhealth_listen = \"0.0.0.0:0\"\n", "health_listen"),
+        ("name = \"n1\"\nhealth_listen = \"probe:80\"\n", "health_listen"),
+        ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nhealth_listen = \"127.0.0.1:7420\"\n", "health_listen"),
         ("name = \"n1\"\nlog = \"verbose\"\n", "log"),
+        ("name = \"n1\"\nlog_format = \"xml\"\n", "log_format"),
         ("name = \"n1\"\nretain_revisions = -1\n", "retain_revisions"),
         ("name = \"n1\"\nretain_revisions = 0\n", "retain_revisions"),
         ("name = \"\"\n", "name"),

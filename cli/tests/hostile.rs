@@ -1,6 +1,6 @@
 //! Careless and hostile admin clients against a running daemon: publishes that would overwrite
-//! a session's work, abandoned sessions, forged audit text, and a changeset far over its limit,
-//! each through the admin API and the CLI as a user would reach them.
+//! a session's work, abandoned sessions, forged audit text, a changeset far over its limit, and
+//! idle or slow connections, each through the admin API and the CLI as a user would reach them.
 
 mod support;
 
@@ -145,4 +145,61 @@ fn a_million_change_changeset_is_refused_with_bounded_memory() {
     eprintln!("daemon VmHWM: {before} KiB before, {peak} KiB after a {} byte changeset", body.len());
     assert!(peak < MILLION_CHANGES_HWM_KIB_MAX, "peak {peak} KiB");
     assert!(node.http_status().is_some(), "the daemon still answers");
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (127.0.0.0/8 is all loopback),
+/// so that a test can play several clients.
+fn connect_from(rt: &tokio::runtime::Runtime, source: &str, addr: &str) -> std::net::TcpStream {
+    let addr: std::net::SocketAddr = addr.parse().expect("admin address");
+    let source: std::net::SocketAddr = format!("{source}:0").parse().expect("source");
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(source).expect("bind the source address");
+        let stream = socket.connect(addr).await.expect("connects");
+        let stream = stream.into_std().expect("std stream");
+        stream.set_nonblocking(false).expect("blocking");
+        stream
+    })
+}
+
+#[test]
+fn idle_and_slow_connections_neither_starve_status_nor_stay_open() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let scratch = Scratch::new();
+    let mut node = scratch.init("n1");
+    // The open-file limit systemd gives a service: 1,100 connections would exhaust it.
+    let child = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -n 1024 && exec {} run -d {}", env!("CARGO_BIN_EXE_mgha"), node.d())])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(node.dir.with_extension("log")).expect("log"))
+        .spawn()
+        .expect("daemon starts");
+    node.daemon = Some(Daemon { child });
+    wait_until("the daemon answers", || node.http_status().is_some());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+
+    let idle: Vec<_> = (0..1100).map(|_| connect_from(&rt, "127.0.0.2", &node.admin())).collect();
+    let asked = Instant::now();
+    let status = node.http_status();
+    let took = asked.elapsed();
+    assert!(status.is_some(), "status answers beside 1,100 idle connections");
+    assert!(took < Duration::from_secs(1), "status took {took:?}");
+
+    let mut slow = connect_from(&rt, "127.0.0.3", &node.admin());
+    slow.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n").expect("half a header");
+    slow.set_read_timeout(Some(Duration::from_secs(40))).expect("read timeout");
+    let sent = Instant::now();
+    let mut rest = Vec::new();
+    let closed = slow.read_to_end(&mut rest).is_ok();
+    let after = sent.elapsed();
+    assert!(closed, "the slow-header connection was closed by the daemon, after {after:?}");
+    assert!(after < Duration::from_secs(20), "closed after {after:?}, past the 10 s header deadline");
+    // The idle connections under the caps went the same way.
+    let mut first = idle.into_iter().next().expect("one");
+    first.set_read_timeout(Some(Duration::from_secs(5))).expect("read timeout");
+    assert!(first.read_to_end(&mut Vec::new()).is_ok(), "idle connections were closed");
+    assert!(!node.log().contains("Too many open files"), "{}", node.log());
+    assert!(node.http_status().is_some());
 }

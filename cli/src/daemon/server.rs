@@ -3,7 +3,6 @@
 //! through), the event log, and a graceful shutdown on SIGTERM or SIGINT. Engine calls are
 //! synchronous redb work, so they run on tokio's blocking pool, never on the async workers.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use mgha_core::{Engine, ErrorCode};
 use mgha_node::{Node, NodeConfig};
-use tokio::sync::Notify;
 
 use super::errors::ApiError;
 use super::metrics::{Metrics, UNMATCHED_ROUTE};
@@ -87,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         app = app.route(route.path, route.handler);
     }
     app.fallback(no_route)
+        // Inside the token check: only an authenticated client makes the daemon read a body.
+        .layer(middleware::from_fn(super::connections::body_deadline))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(mgha_core::limits::CHANGESET_BYTES_MAX))
@@ -149,26 +149,23 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
         .await
         .with_context(|| format!("cannot listen on {admin} (key 'admin' in mgha.toml)"))?;
     let app = router(state);
-    let stop = Arc::new(Notify::new());
-    let stopped = stop.clone();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await }).into_future(),
-    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut server = tokio::spawn(super::connections::serve(listener, app, stopped));
     tracing::info!(node = config.name.as_deref().unwrap_or_default(), %admin, "admin API listening");
 
     tokio::select! {
         res = &mut server => {
-            res.context("admin server task")?.context("admin server")?;
+            res.context("admin server task")?;
             anyhow::bail!("the admin server stopped by itself");
         }
         sig = signals.wait() => {
             tracing::info!(signal = sig, "stopping: finishing open requests");
         }
     }
-    // notify_one keeps a permit, so the server sees it even if it has not started waiting yet.
-    stop.notify_one();
+    // A watch keeps its value, so the server sees it even if it has not started waiting yet.
+    let _ = stop.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-        Ok(res) => res.context("admin server task")?.context("admin server")?,
+        Ok(res) => res.context("admin server task")?,
         Err(_) => {
             tracing::warn!(
                 grace_s = SHUTDOWN_GRACE.as_secs(),

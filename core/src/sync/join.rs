@@ -89,8 +89,9 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest, source: IpAddr) -> 
     if req.protocol != PROTOCOL_VERSION {
         return Err(Error::Peer(format!("protocol version {}, this node speaks {PROTOCOL_VERSION}", req.protocol)));
     }
-    if !ctx.files.has_ca_key() {
-        return Err(Error::Peer("this node does not hold the cluster CA; join through the primary".into()));
+    // Only the Primary admits members (a Secondary holds the CA key only to be promoted).
+    if !ctx.files.has_ca_key() || ctx.engine.node()?.designation != Designation::Primary {
+        return Err(Error::Peer("this node is not the primary; join through the primary".into()));
     }
     // The key before anything else: without a valid key, a caller learns nothing, member names
     // included. It is only checked here; it is spent below, once the join can go through.

@@ -434,7 +434,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error may quote stored data (an author, a name): it is shown printable.
+            eprintln!("error: {}", output::printable(&format!("{e:#}")));
             ExitCode::from(exit::for_error(&e))
         }
     }

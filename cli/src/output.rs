@@ -2,11 +2,16 @@
 //! bodies for scripts (`--json`), so that machine output is the documented API schema.
 
 /// `println!` that does not panic when stdout is closed (`mgha list | head`): the rest of the
-/// output is dropped and the command goes on, so a demo still stops its daemon.
+/// output is dropped and the command goes on, so a demo still stops its daemon. Control
+/// characters other than line feed and tab are escaped on the way out (see [`terminal_safe`]).
 macro_rules! outln {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        let _ = writeln!(std::io::stdout(), "{}", $crate::output::terminal_safe(&format!($($arg)*)));
     }};
 }
 
@@ -14,7 +19,7 @@ macro_rules! outln {
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
+        let _ = write!(std::io::stdout(), "{}", $crate::output::terminal_safe(&format!($($arg)*)));
     }};
 }
 
@@ -30,6 +35,36 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::*;
+
+/// Stored text as it may be shown: every control character (an escape sequence would drive the
+/// terminal, a newline would forge a line) and every invisible or direction-changing character
+/// is written as `\u{XXXX}`. Stored data reaches the screen only through this (tables, detail
+/// views, diffs); validation refuses such characters in names and audit text, and this keeps
+/// what came in before, or through a plugin's free-form field, harmless.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    escape(s, |c| c.is_control() || mgha_core::model::validate::is_invisible(c))
+}
+
+/// The last line of defence on the way to stdout: control characters other than line feed and
+/// tab are escaped, whatever text they came in. JSON output holds none (serde_json escapes them).
+pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    escape(s, |c| c.is_control() && c != '\n' && c != '\t')
+}
+
+fn escape(s: &str, bad: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(&bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
 
 /// Widest a free-text cell gets in a table before it is cut.
 const CELL_CHARS_MAX: usize = 60;
@@ -52,8 +87,9 @@ impl Table {
         Table { header: None, cols: 2, rows: Vec::new() }
     }
 
+    /// Adds a row; its cells are made [`printable`] here, so no table shows raw control text.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.into_iter().map(|c| printable(&c).into_owned()).collect());
     }
 
     pub fn render(&self) -> String {
@@ -342,11 +378,11 @@ pub fn object_changes(out: &mut String, objects: &[ObjectDiffBody]) -> (usize, u
                 '~'
             }
         };
-        let renamed = o.old_name.as_ref().map(|n| format!(" (was '{n}')")).unwrap_or_default();
-        let _ = writeln!(out, "{sign} {} '{}'{renamed}  {}", o.type_name, o.name, o.uid);
-        let width = o.fields.iter().map(|f| f.field.chars().count()).max().unwrap_or(0);
+        let renamed = o.old_name.as_ref().map(|n| format!(" (was '{}')", printable(n))).unwrap_or_default();
+        let _ = writeln!(out, "{sign} {} '{}'{renamed}  {}", printable(&o.type_name), printable(&o.name), o.uid);
+        let width = o.fields.iter().map(|f| printable(&f.field).chars().count()).max().unwrap_or(0);
         for f in &o.fields {
-            let _ = writeln!(out, "    {:width$}  {}", f.field, field_change(&o.kind, f));
+            let _ = writeln!(out, "    {:width$}  {}", printable(&f.field), printable(&field_change(&o.kind, f)));
         }
     }
     (added, removed, modified)
@@ -446,6 +482,19 @@ mod tests {
         assert_eq!(duration_ms(172_800_000), "2d");
         assert_eq!(duration_ms(1500), "1500 ms");
         assert_eq!(sync_status("never-synchronized"), "never synchronized");
+    }
+
+    #[test]
+    fn stored_control_characters_never_reach_the_terminal_raw() {
+        let evil = "\u{1b}[31mEVIL\u{1b}[0m\nfake line\u{202e}";
+        let revs = revisions(&[serde_json::from_value(serde_json::json!({
+            "seq": 1, "id": "ab", "parent": "00", "epoch": 1, "author": evil, "time_ms": 0,
+            "message": evil, "state_hash": "cd", "changes": 1}))
+        .expect("a revision body")]);
+        assert!(!revs.contains('\u{1b}') && !revs.contains('\u{202e}'), "{revs:?}");
+        assert_eq!(revs.lines().count(), 2, "one header and one row: {revs:?}");
+        assert!(revs.contains("\\u{001b}[31mEVIL"), "{revs:?}");
+        assert_eq!(terminal_safe("a\u{7}b\nc\td"), "a\\u{0007}b\nc\td");
     }
 
     #[test]

@@ -64,12 +64,25 @@ impl ChangeInput {
     }
 }
 
+impl ChangeInput {
+    /// Parses one JSON change (`{"op": "put", ...}`), refusing a key written twice anywhere.
+    pub fn from_json(bytes: &[u8]) -> Result<ChangeInput> {
+        if bytes.len() > CHANGESET_BYTES_MAX {
+            return Err(Error::TooLarge { what: "change".into(), size: bytes.len(), max: CHANGESET_BYTES_MAX });
+        }
+        crate::json_scan::scan_document(bytes)?;
+        serde_json::from_slice(bytes).map_err(|e| Error::InvalidChangeset(e.to_string()))
+    }
+}
+
 impl ChangeSet {
     /// Parses and bounds a JSON changeset; errors give the line and column.
     pub fn from_json(bytes: &[u8]) -> Result<ChangeSet> {
         if bytes.len() > CHANGESET_BYTES_MAX {
             return Err(Error::TooLarge { what: "changeset".into(), size: bytes.len(), max: CHANGESET_BYTES_MAX });
         }
+        // Duplicate keys and the change count are checked before anything is built.
+        crate::json_scan::scan_changeset(bytes)?;
         let cs: ChangeSet = serde_json::from_slice(bytes).map_err(|e| Error::InvalidChangeset(e.to_string()))?;
         cs.check()?;
         Ok(cs)

@@ -139,7 +139,13 @@ impl Engine {
         let seq = if targets.is_empty() {
             None
         } else {
-            Some(self.publish_with(author, &message, |store, meta| store.publish_targets(meta, targets))?.seq)
+            Some(
+                self.publish_with(author, &message, |store, meta| {
+                    self.check_targets_unlocked(targets.iter().map(|t| (&t.uid, t.after.as_ref())))?;
+                    store.publish_targets(meta, targets)
+                })?
+                .seq,
+            )
         };
         self.store().mark_resolved(id, record(seq.unwrap_or(0), conflicts))?;
         Ok(Resolved { branch: id, seq, conflicts_resolved: conflicts })

@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::changeset::{ChangeInput, ChangeSet};
 use crate::error::{Error, Result};
 use crate::limits::{AUTHOR_BYTES_MAX, OBJECT_BYTES_MAX};
+use crate::model::validate::validate_text;
 use crate::model::{Object, Uid};
 use crate::node::{Designation, NodeState, Role};
 use crate::replication::{Detached, Replication};
 use crate::revision::{Head, Revision};
 use crate::roles::{Action as RoleAction, Event as RoleEvent, Refusal, RoleMachine};
-use crate::session::Sessions;
+use crate::session::{Seen, Sessions};
 use crate::status::{FailoverStatus, PeerStatus, SyncStatus};
 use crate::store::tables::name_key;
 use crate::store::{CommitMeta, Store, STORE_FILE};
@@ -38,7 +39,7 @@ pub struct Status {
 }
 
 /// Options of an engine.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EngineOptions {
     /// Keep at least this many revisions; older ones are purged (purge runs every 64 revisions,
     /// so up to N + 63 are kept between purges). `None` keeps everything.
@@ -47,6 +48,19 @@ pub struct EngineOptions {
     pub sync_standbys: usize,
     /// How long a synchronous publish waits for its standbys.
     pub sync_timeout_ms: u64,
+    /// An admin session unused for this long expires and releases its locks.
+    pub session_idle_timeout_ms: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            retain_revisions: None,
+            sync_standbys: 0,
+            sync_timeout_ms: 0,
+            session_idle_timeout_ms: crate::session::SESSION_IDLE_TIMEOUT_MS_DEFAULT,
+        }
+    }
 }
 
 /// A node's engine. Shared between threads behind an `Arc`.
@@ -116,7 +130,7 @@ impl Engine {
             roles,
             store: RwLock::new(Arc::new(store)),
             dir: dir.to_path_buf(),
-            sessions: Mutex::default(),
+            sessions: Mutex::new(Sessions::new(options.session_idle_timeout_ms)),
             options,
             replication,
         })
@@ -177,10 +191,133 @@ impl Engine {
         Ok(peers)
     }
 
-    /// Publishes a changeset as one revision. Only the Active publishes.
+    /// Publishes a changeset as one revision. Only the Active publishes, and not over an object
+    /// that an admin session holds locked (`Locked`, naming the session and its author).
     pub fn publish(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
+        self.publish_changes(author, changeset, None)
+    }
+
+    /// Publishes `changeset`, on behalf of session `session` when there is one: the locks of
+    /// that session do not stand in its way, and every object it staged must be as it was when
+    /// staged. Both checks run under the role lock, which every local commit holds, so nothing
+    /// can commit between them and the commit.
+    fn publish_changes(&self, author: &str, changeset: &ChangeSet, session: Option<u64>) -> Result<Revision> {
         changeset.check()?;
-        self.publish_with(author, &changeset.message, |store, meta| store.publish(meta, &changeset.changes))
+        self.publish_with(author, &changeset.message, |store, meta| {
+            self.check_unlocked(store, &changeset.changes, session)?;
+            if let Some(id) = session {
+                self.check_unchanged(store, id)?;
+            }
+            store.publish(meta, &changeset.changes)
+        })
+    }
+
+    /// The locks a change takes (its name key, and the uid of the object it names when that
+    /// exists) and what its object is now: its lock key with its hash, or its name key and
+    /// `None` when it does not exist yet.
+    fn change_locks(&self, store: &Store, change: &ChangeInput) -> Result<(Vec<String>, Seen)> {
+        let type_name = change.type_name();
+        let (name, uid) = match change {
+            ChangeInput::Put { name, uid, .. } => (Some(name.as_str()), uid.as_deref()),
+            ChangeInput::Delete { name, uid, .. } => (name.as_deref(), uid.as_deref()),
+        };
+        let mut keys = Vec::new();
+        let mut existing = None;
+        if let Some(n) = name {
+            keys.push(name_key(type_name, n));
+            if let Ok(o) = store.get(type_name, n) {
+                keys.push(uid_lock_key(&o.uid));
+                existing = Some(o);
+            }
+        }
+        if let Some(u) = uid.and_then(Uid::parse) {
+            keys.push(uid_lock_key(&u));
+            if existing.is_none() {
+                existing = store.get_by_uid(&u)?.filter(|o| o.type_name == type_name);
+            }
+        }
+        let seen = match (existing, name) {
+            (Some(o), _) => (uid_lock_key(&o.uid), Some(o.hash())),
+            (None, Some(n)) => (name_key(type_name, n), None),
+            (None, None) => match keys.first() {
+                Some(k) => (k.clone(), None),
+                None => {
+                    return Err(Error::InvalidChangeset(format!("{}: name the object by name or uid", change.label())))
+                }
+            },
+        };
+        Ok((keys, seen))
+    }
+
+    /// `Locked` if a session other than `except` holds a lock on an object `changes` touch.
+    fn check_unlocked(&self, store: &Store, changes: &[ChangeInput], except: Option<u64>) -> Result<()> {
+        if !self.lock_sessions().has_locks(except) {
+            return Ok(());
+        }
+        for change in changes {
+            // A change that names nothing is refused by the publish itself.
+            let Ok((keys, _)) = self.change_locks(store, change) else {
+                continue;
+            };
+            self.check_keys_unlocked(&change.label(), keys.iter().map(String::as_str), except)?;
+        }
+        Ok(())
+    }
+
+    fn check_keys_unlocked<'a>(
+        &self,
+        label: &str,
+        keys: impl Iterator<Item = &'a str>,
+        except: Option<u64>,
+    ) -> Result<()> {
+        let mut sessions = self.lock_sessions();
+        for key in keys {
+            if let Some((session, owner)) = sessions.holder(key, except) {
+                return Err(Error::Locked { object: label.to_string(), session, owner });
+            }
+        }
+        Ok(())
+    }
+
+    /// `Locked` if a session holds a lock on an object that resolved versions would change (by
+    /// uid, or by the name a created or renamed object takes): revert and collision resolution.
+    pub(crate) fn check_targets_unlocked<'a>(
+        &self,
+        targets: impl Iterator<Item = (&'a Uid, Option<&'a Object>)>,
+    ) -> Result<()> {
+        if !self.lock_sessions().has_locks(None) {
+            return Ok(());
+        }
+        for (uid, after) in targets {
+            let uid_key = uid_lock_key(uid);
+            let name = after.map(|o| name_key(&o.type_name, &o.name));
+            let label = after.map(|o| format!("{} '{}'", o.type_name, o.name)).unwrap_or_else(|| uid.to_string());
+            self.check_keys_unlocked(&label, std::iter::once(uid_key.as_str()).chain(name.as_deref()), None)?;
+        }
+        Ok(())
+    }
+
+    /// `Stale` if an object that session `id` staged changed since it was staged.
+    fn check_unchanged(&self, store: &Store, id: u64) -> Result<()> {
+        let seen = self.lock_sessions().get(id)?.seen.clone();
+        for (key, then) in seen {
+            let (label, now) = match key.strip_prefix("uid:").and_then(Uid::parse) {
+                Some(uid) => {
+                    let o = store.get_by_uid(&uid)?;
+                    let label =
+                        o.as_ref().map(|o| format!("{} '{}'", o.type_name, o.name)).unwrap_or_else(|| key.clone());
+                    (label, o.map(|o| o.hash()))
+                }
+                None => {
+                    let (t, n) = key.split_once('\0').unwrap_or((key.as_str(), ""));
+                    (format!("{t} '{n}'"), store.get(t, n).ok().map(|o| o.hash()))
+                }
+            };
+            if now != then {
+                return Err(Error::Stale { object: label, session: id });
+            }
+        }
+        Ok(())
     }
 
     /// Runs one local commit under the role lock: the role machine must accept the publish, and
@@ -194,6 +331,8 @@ impl Engine {
         if author.len() > AUTHOR_BYTES_MAX {
             return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
         }
+        validate_text("author", author)?;
+        validate_text("message", message)?;
         let rev = {
             let roles = self.lock_roles();
             if let Err(refusal) = roles.may_publish(crate::mono_ms()) {
@@ -340,7 +479,13 @@ impl Engine {
 
     /// Publishes a revision that restores the state after revision `to`.
     pub fn revert(&self, author: &str, to: u64) -> Result<Revision> {
-        self.publish_with(author, &format!("revert to revision {to}"), |store, meta| store.revert(to, meta))
+        self.publish_with(author, &format!("revert to revision {to}"), |store, meta| {
+            // What the revert restores; an unknown or purged revision is refused by the revert.
+            if let Ok(span) = store.changed_since(to) {
+                self.check_targets_unlocked(span.iter().map(|(uid, before, _)| (uid, before.as_ref())))?;
+            }
+            store.revert(to, meta)
+        })
     }
 
     fn after_publish(&self, rev: &Revision) {
@@ -368,6 +513,7 @@ impl Engine {
         if author.len() > AUTHOR_BYTES_MAX {
             return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
         }
+        validate_text("author", author)?;
         self.refuse_on_standby()?;
         self.lock_sessions().open(author)
     }
@@ -387,7 +533,8 @@ impl Engine {
     /// here (`TooLarge`), not at publish; what the session holds stays staged.
     pub fn session_stage(&self, id: u64, change: ChangeInput) -> Result<()> {
         let type_name = change.type_name().to_string();
-        if self.store().schemas().get(&type_name).is_none() {
+        let store = self.store();
+        if store.schemas().get(&type_name).is_none() {
             return Err(Error::UnknownType(type_name));
         }
         let bytes = match &change {
@@ -397,24 +544,8 @@ impl Engine {
         if bytes > OBJECT_BYTES_MAX {
             return Err(Error::TooLarge { what: change.label(), size: bytes, max: OBJECT_BYTES_MAX });
         }
-        let (name, uid) = match &change {
-            ChangeInput::Put { name, uid, .. } => (Some(name.clone()), uid.clone()),
-            ChangeInput::Delete { name, uid, .. } => (name.clone(), uid.clone()),
-        };
-        let mut keys = Vec::new();
-        if let Some(n) = &name {
-            keys.push(name_key(&type_name, n));
-            if let Ok(existing) = self.store().get(&type_name, n) {
-                keys.push(format!("uid:{}", existing.uid));
-            }
-        }
-        if let Some(u) = uid.as_deref().and_then(Uid::parse) {
-            keys.push(format!("uid:{u}"));
-        }
-        if keys.is_empty() {
-            return Err(Error::InvalidChangeset(format!("{}: name the object by name or uid", change.label())));
-        }
-        self.lock_sessions().stage(id, change, keys, bytes)
+        let (keys, seen) = self.change_locks(&store, &change)?;
+        self.lock_sessions().stage(id, change, keys, seen, bytes)
     }
 
     /// The changes staged in a session.
@@ -423,14 +554,15 @@ impl Engine {
     }
 
     /// Publishes a session's changes as one revision and closes it. On a validation error the
-    /// session stays open so the admin can fix it.
+    /// session stays open so the admin can fix it; if an object it staged changed since it was
+    /// staged (`Stale`), it stays open to be discarded.
     pub fn session_publish(&self, id: u64, message: &str) -> Result<Revision> {
         let (author, changes) = {
-            let sessions = self.lock_sessions();
+            let mut sessions = self.lock_sessions();
             let s = sessions.get(id)?;
             (s.author.clone(), s.changes.clone())
         };
-        let rev = self.publish(&author, &ChangeSet { message: message.into(), changes })?;
+        let rev = self.publish_changes(&author, &ChangeSet { message: message.into(), changes }, Some(id))?;
         self.lock_sessions().close(id)?;
         Ok(rev)
     }
@@ -439,4 +571,9 @@ impl Engine {
     pub fn session_discard(&self, id: u64) -> Result<()> {
         self.lock_sessions().close(id).map(|_| ())
     }
+}
+
+/// The lock key of an existing object, by its uid (a rename does not free it).
+fn uid_lock_key(uid: &Uid) -> String {
+    format!("uid:{uid}")
 }

@@ -55,6 +55,14 @@ pub enum Error {
     DanglingReference { type_name: String, name: String, field: String, reference: String },
     #[error("{type_name} '{name}': field '{field}': reference '{reference}' is ambiguous ({candidates}); use the uid")]
     AmbiguousReference { type_name: String, name: String, field: String, reference: String, candidates: String },
+    /// Objects whose set-valued references (group members and the like) run in a circle: a
+    /// group would contain itself. `cycle` lists them, the first again at the end.
+    #[error("reference cycle: {}", cycle.join(" -> "))]
+    ReferenceCycle { cycle: Vec<String> },
+    /// An author, a revision message or another line of audit text holds a control or
+    /// invisible character.
+    #[error("{what} {reason}")]
+    InvalidText { what: String, reason: String },
     #[error("cannot delete {type_name} '{name}': it is used by {used_by}")]
     StillReferenced { type_name: String, name: String, used_by: String },
     #[error("{type_name} named '{name}' already exists (uid {uid})")]
@@ -87,6 +95,10 @@ pub enum Error {
     Changeover(#[from] ChangeoverError),
     #[error("{object} is locked by session {session} of '{owner}'")]
     Locked { object: String, session: u64, owner: String },
+    /// A session publish found an object it staged changed since it was staged (by a publish
+    /// from elsewhere, or on another Active): publishing would overwrite that change unseen.
+    #[error("{object} changed since session {session} staged it; discard the session and stage the change again")]
+    Stale { object: String, session: u64 },
     #[error("no open session {0}")]
     NoSession(u64),
     #[error("too many open sessions (limit {0})")]
@@ -131,6 +143,8 @@ impl Error {
             | Error::DanglingReference { .. }
             | Error::AmbiguousReference { .. }
             | Error::StillReferenced { .. }
+            | Error::ReferenceCycle { .. }
+            | Error::InvalidText { .. }
             | Error::DuplicateName { .. }
             | Error::TypeChange { .. }
             | Error::EmptyChangeset
@@ -140,7 +154,7 @@ impl Error {
             }
             Error::TooLarge { .. } | Error::TooMany { .. } => ErrorCode::TooLarge,
             Error::ReadOnly { .. } | Error::Fenced => ErrorCode::ReadOnly,
-            Error::Locked { .. } => ErrorCode::Conflict,
+            Error::Locked { .. } | Error::Stale { .. } => ErrorCode::Conflict,
             Error::TooManySessions(_) | Error::InUse(_) | Error::ChangeoverInProgress { .. } => ErrorCode::Busy,
             Error::Changeover(e) => e.code(),
             Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,

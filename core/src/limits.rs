@@ -17,6 +17,12 @@ pub const CHANGESET_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub const MESSAGE_BYTES_MAX: usize = 4096;
 /// Longest author name, in bytes.
 pub const AUTHOR_BYTES_MAX: usize = 256;
+/// Most connections open at once on a node's peer port (members, joiners, and whoever else
+/// connects): a cluster has a handful of members, each with one or two connections.
+pub const PEER_CONNECTIONS_MAX: usize = 256;
+/// Most source addresses whose join attempts are counted at once (`joins_per_minute` applies
+/// per source); when all are within their minute, a new source is refused until one ends.
+pub const JOIN_SOURCES_MAX: usize = 4096;
 /// Most admin sessions open at once on one node.
 pub const SESSIONS_MAX: usize = 1024;
 /// Most staged changes in one admin session.

@@ -436,8 +436,11 @@ fn fields_for(
             stored.insert("ipv4-address".into(), json!(format!("10.{b2}.{b1}.{b0}")));
         }
         Kind::Network => {
-            stored.insert("subnet4".into(), json!(format!("172.{b1}.{b0}.0")));
-            stored.insert("mask-length4".into(), json!(8 + u32::from(b2) % 17));
+            // A network address has no bits past its prefix (validation refuses host bits).
+            let len = 8 + u32::from(b2) % 17;
+            let net = u32::from(std::net::Ipv4Addr::new(172, b1, b0, 0)) & (u32::MAX << (32 - len));
+            stored.insert("subnet4".into(), json!(std::net::Ipv4Addr::from(net).to_string()));
+            stored.insert("mask-length4".into(), json!(len));
         }
         Kind::Tcp | Kind::Udp => {
             let lo = 1 + (seed & 0xffff) % 65000;
@@ -446,8 +449,13 @@ fn fields_for(
         }
         Kind::Group | Kind::ServiceGroup => {
             let types = kind.member_types();
-            let candidates: Vec<&Object> =
-                state.values().filter(|o| o.uid != uid && types.contains(&o.type_name.as_str())).collect();
+            // A group holds only groups made before it (uids grow), so no reference cycle can
+            // form: validation refuses one.
+            let candidates: Vec<&Object> = state
+                .values()
+                .filter(|o| o.uid != uid && types.contains(&o.type_name.as_str()))
+                .filter(|o| !o.type_name.ends_with("group") || o.uid < uid)
+                .collect();
             let mut chosen = BTreeSet::new();
             let (mut ins, mut outs) = (Vec::new(), Vec::new());
             if !candidates.is_empty() {

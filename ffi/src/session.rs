@@ -115,6 +115,7 @@ pub unsafe extern "C" fn mgha_session_put_json(session: *mut mgha_session, objec
         // SAFETY: a C string valid for the call (API contract).
         let json = unsafe { text(object_json, "object_json") }?;
         stage(session, || {
+            mgha_core::json_scan::scan_document(json.as_bytes())?;
             let object: ObjectInput =
                 serde_json::from_str(json).map_err(|e| FfiError::invalid(format!("object_json: {e}")))?;
             Ok(object.into_change())

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use mgha_core::engine::EngineOptions;
+use mgha_core::session::SESSION_IDLE_TIMEOUT_MS_DEFAULT;
 use mgha_core::ErrorCode;
 use mgha_sync::failover::{FailoverMode, FailoverTiming};
 use mgha_sync::SyncConfig;
@@ -152,6 +153,9 @@ pub struct NodeConfig {
     /// How long a synchronous publish waits for its standbys.
     #[serde(default = "default_sync_timeout_ms")]
     pub sync_timeout_ms: u64,
+    /// An admin session unused for this long expires and releases its locks.
+    #[serde(default = "default_session_idle_timeout_ms")]
+    pub session_idle_timeout_ms: u64,
     /// The Active pings each Standby this often.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
@@ -195,6 +199,9 @@ pub struct NodeConfig {
 
 fn default_sync_timeout_ms() -> u64 {
     SYNC_TIMEOUT_MS_DEFAULT
+}
+fn default_session_idle_timeout_ms() -> u64 {
+    SESSION_IDLE_TIMEOUT_MS_DEFAULT
 }
 fn default_heartbeat_ms() -> u64 {
     HEARTBEAT_MS_DEFAULT
@@ -264,6 +271,7 @@ impl Default for NodeConfig {
             retain_revisions: None,
             sync_standbys: 0,
             sync_timeout_ms: SYNC_TIMEOUT_MS_DEFAULT,
+            session_idle_timeout_ms: SESSION_IDLE_TIMEOUT_MS_DEFAULT,
             heartbeat_ms: HEARTBEAT_MS_DEFAULT,
             peer_timeout_ms: PEER_TIMEOUT_MS_DEFAULT,
             changeover_timeout_ms: CHANGEOVER_TIMEOUT_MS_DEFAULT,
@@ -416,6 +424,7 @@ impl NodeConfig {
             ));
         }
         check_ms("sync_timeout_ms", self.sync_timeout_ms, 1)?;
+        check_ms("session_idle_timeout_ms", self.session_idle_timeout_ms, 1)?;
         check_ms("heartbeat_ms", self.heartbeat_ms, HEARTBEAT_MS_MIN)?;
         check_ms("peer_timeout_ms", self.peer_timeout_ms, 1)?;
         check_ms("changeover_timeout_ms", self.changeover_timeout_ms, 1)?;
@@ -555,6 +564,7 @@ impl NodeConfig {
             retain_revisions: self.retain_revisions,
             sync_standbys: self.sync_standbys,
             sync_timeout_ms: self.sync_timeout_ms,
+            session_idle_timeout_ms: self.session_idle_timeout_ms,
         }
     }
 

@@ -43,6 +43,14 @@ pub fn issue_join_key(engine: &Engine, ttl_ms: u64) -> Result<JoinKey> {
             "this node does not hold the cluster CA; issue join keys on the primary".into(),
         ));
     }
+    // A Secondary holds the CA key only to be promoted when the Primary is lost: members are
+    // admitted by one node, so that every member list is the Primary's.
+    if engine.node()?.designation != Designation::Primary {
+        return Err(Error::InvalidArgument(
+            "this node is a secondary; issue join keys on the primary (or promote this node once the primary is lost)"
+                .into(),
+        ));
+    }
     let fp = ca_fingerprint(&files.read(&files.ca_cert())?)?;
     membership::issue_join_key(&engine.store(), fp, ttl_ms, mgha_core::now_ms())
 }

@@ -2,12 +2,14 @@
 //! the signing node's answer, with the join key redeemed durably before anything is signed.
 
 use crate::EngineExt;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::membership::{members, merge_members, next_tag, redeem_join_key, JoinKey};
+use super::membership::{check_join_key, members, merge_members, next_tag, redeem_join_key, JoinKey};
 use super::pki::{new_node_key_and_csr, sign_node_csr, sign_witness_csr, TlsFiles};
 use super::plan::SyncStatus;
 use super::runtime::{ensure_dialers, Ctx};
@@ -17,36 +19,54 @@ use mgha_core::error::{Error, Result};
 use mgha_core::model::Uid;
 use mgha_core::node::Designation;
 
-/// A fixed-window limit on join requests, so a key cannot be guessed by brute force.
+/// The window of the join rate limit.
+const JOIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// A fixed-window limit on join requests per source address, so that a key cannot be guessed
+/// by brute force, and so that one source hammering the port does not lock every other
+/// source's legitimate join out.
 #[derive(Debug)]
 pub(crate) struct RateLimit {
     per_minute: u32,
-    window_start: Instant,
-    used: u32,
+    /// Source address → start of its window and requests in it; at most
+    /// [`JOIN_SOURCES_MAX`](mgha_core::limits::JOIN_SOURCES_MAX) entries.
+    sources: HashMap<IpAddr, (Instant, u32)>,
 }
 
 impl RateLimit {
     pub fn new(per_minute: u32) -> RateLimit {
-        RateLimit { per_minute, window_start: Instant::now(), used: 0 }
+        RateLimit { per_minute, sources: HashMap::new() }
     }
-    pub fn allow(&mut self) -> bool {
-        if self.window_start.elapsed() >= Duration::from_secs(60) {
-            self.window_start = Instant::now();
-            self.used = 0;
+
+    pub fn allow(&mut self, source: IpAddr) -> bool {
+        let now = Instant::now();
+        if self.sources.len() >= mgha_core::limits::JOIN_SOURCES_MAX && !self.sources.contains_key(&source) {
+            self.sources.retain(|_, (start, _)| now.duration_since(*start) < JOIN_WINDOW);
+            // Every tracked source is within its window: a new one waits until one ends, so the
+            // table stays bounded whatever the number of addresses an attacker has.
+            if self.sources.len() >= mgha_core::limits::JOIN_SOURCES_MAX {
+                return false;
+            }
         }
-        self.used += 1;
-        self.used <= self.per_minute
+        let (start, used) = self.sources.entry(source).or_insert((now, 0));
+        if now.duration_since(*start) >= JOIN_WINDOW {
+            *start = now;
+            *used = 0;
+        }
+        *used += 1;
+        *used <= self.per_minute
     }
 }
 
-/// Serves one join request on an unauthenticated connection.
+/// Serves one join request on an unauthenticated connection from `source`.
 pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &std::sync::Arc<Ctx>,
     stream: &mut S,
     req: JoinRequest,
+    source: IpAddr,
 ) -> Result<()> {
     let witness = req.witness;
-    let answer = decide(ctx, req).await;
+    let answer = decide(ctx, req, source).await;
     let msg = match &answer {
         Ok(reply) => Msg::JoinReply(reply.clone()),
         Err(Error::Peer(reason)) => Msg::Refuse { reason: reason.clone() },
@@ -63,18 +83,22 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest) -> Result<JoinReply> {
-    if !ctx.joins.lock().unwrap_or_else(|p| p.into_inner()).allow() {
+async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest, source: IpAddr) -> Result<JoinReply> {
+    if !ctx.joins.lock().unwrap_or_else(|p| p.into_inner()).allow(source) {
         return Err(Error::Peer("too many join attempts; retry in a minute".into()));
     }
     if req.protocol != PROTOCOL_VERSION {
         return Err(Error::Peer(format!("protocol version {}, this node speaks {PROTOCOL_VERSION}", req.protocol)));
     }
-    if !ctx.files.has_ca_key() {
-        return Err(Error::Peer("this node does not hold the cluster CA; join through the primary".into()));
+    // Only the Primary admits members (a Secondary holds the CA key only to be promoted).
+    if !ctx.files.has_ca_key() || ctx.engine.node()?.designation != Designation::Primary {
+        return Err(Error::Peer("this node is not the primary; join through the primary".into()));
     }
-    mgha_core::model::validate::validate_name("node", &req.name)?;
+    // The key before anything else: without a valid key, a caller learns nothing, member names
+    // included. It is only checked here; it is spent below, once the join can go through.
     let store = ctx.engine.store();
+    check_join_key(&store, &req.key_secret, mgha_core::now_ms())?;
+    mgha_core::model::validate::validate_name("node", &req.name)?;
     if members(&store)?.iter().any(|m| m.name == req.name) {
         return Err(Error::Peer(format!("a member named '{}' already exists", req.name)));
     }

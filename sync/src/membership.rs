@@ -81,15 +81,29 @@ pub fn redeem_join_key(store: &Store, secret: &str, now_ms: u64) -> Result<()> {
     let id = secret_id(&secret.to_ascii_lowercase());
     store.meta_update(META_JOIN_KEYS, |keys: &mut BTreeMap<String, KeyRecord>| {
         let record = keys.get_mut(&id).ok_or_else(|| Error::Peer("unknown join key".into()))?;
-        if record.used_ms.is_some() {
-            return Err(Error::Peer("join key was already used".into()));
-        }
-        if record.expires_ms <= now_ms {
-            return Err(Error::Peer("join key has expired".into()));
-        }
+        usable(record, now_ms)?;
         record.used_ms = Some(now_ms);
         Ok(())
     })
+}
+
+/// Whether `secret` is a join key that could be redeemed now, without redeeming it: a join
+/// checks the key first, so that a caller without a valid key learns nothing else (member
+/// names above all), and a valid key is spent only by a join that succeeds.
+pub fn check_join_key(store: &Store, secret: &str, now_ms: u64) -> Result<()> {
+    let id = secret_id(&secret.to_ascii_lowercase());
+    let keys = store.meta_get::<BTreeMap<String, KeyRecord>>(META_JOIN_KEYS)?.unwrap_or_default();
+    usable(keys.get(&id).ok_or_else(|| Error::Peer("unknown join key".into()))?, now_ms)
+}
+
+fn usable(record: &KeyRecord, now_ms: u64) -> Result<()> {
+    if record.used_ms.is_some() {
+        return Err(Error::Peer("join key was already used".into()));
+    }
+    if record.expires_ms <= now_ms {
+        return Err(Error::Peer("join key has expired".into()));
+    }
+    Ok(())
 }
 
 /// Takes the next unused epoch tag (the Primary has 0), durably.

@@ -18,7 +18,8 @@ use super::membership::{members, merge_members};
 use super::pki::{node_id_of, TlsFiles};
 use super::plan::SyncStatus;
 use super::tls::{member_server_name, MemberTls};
-use super::wire::{read_msg, write_msg, Hello, Member, Msg, PROTOCOL_VERSION};
+use super::wire::{read_msg_max, write_msg, Hello, Member, Msg, PROTOCOL_VERSION};
+use super::wire::{FRAME_BYTES_MAX, UNAUTHENTICATED_FRAME_BYTES_MAX};
 use super::{active, changeover, join, standby};
 use crate::failover::{Arbiter, FailoverMode, FailoverTiming};
 use mgha_core::engine::Engine;
@@ -253,16 +254,23 @@ pub(crate) fn ensure_dialers(ctx: &Arc<Ctx>) -> Result<()> {
 async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener) {
     let mut shutdown = ctx.shutdown.clone();
     let acceptor = TlsAcceptor::from(ctx.tls.server.clone());
+    let open = Arc::new(tokio::sync::Semaphore::new(mgha_core::limits::PEER_CONNECTIONS_MAX));
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, addr)) => {
+                    // Over the cap the connection is closed at once, before any TLS work.
+                    let Ok(permit) = open.clone().try_acquire_owned() else {
+                        tracing::warn!(peer = %addr, "peer connection cap reached; closing");
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
                     let ctx = ctx.clone();
                     let acceptor = acceptor.clone();
                     let task_ctx = ctx.clone();
                     task_ctx.spawn_tracked(async move {
+                        let _permit = permit;
                         if let Err(e) = handle_incoming(ctx, acceptor, tcp).await {
                             tracing::info!(peer = %addr, error = %e, "peer connection refused or ended");
                         }
@@ -278,20 +286,26 @@ async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener) {
 }
 
 async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -> Result<()> {
-    let handshake = Duration::from_millis(ctx.cfg.handshake_timeout_ms);
-    let mut tls = tokio::time::timeout(handshake, acceptor.accept(tcp))
+    // One deadline for the TLS handshake and the first message together (docs/protocol.md).
+    let handshake = tokio::time::Instant::now() + Duration::from_millis(ctx.cfg.handshake_timeout_ms);
+    // Join attempts are limited per source address.
+    let source = tcp.peer_addr().map(|a| a.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let mut tls = tokio::time::timeout_at(handshake, acceptor.accept(tcp))
         .await
         .map_err(|_| Error::Peer("TLS handshake timed out".into()))?
         .map_err(|e| Error::Peer(format!("TLS handshake: {e}")))?;
+    // The certificate is known before any frame is read: a peer without one may send only a
+    // small join request, refused from its length alone if larger.
     let peer_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-    let first = tokio::time::timeout(handshake, read_msg(&mut tls))
+    let first_max = if peer_cert.is_some() { FRAME_BYTES_MAX } else { UNAUTHENTICATED_FRAME_BYTES_MAX };
+    let first = tokio::time::timeout_at(handshake, read_msg_max(&mut tls, first_max))
         .await
         .map_err(|_| Error::Peer("no hello in time".into()))?
         .map_err(|e| Error::Peer(e.to_string()))?;
     let Some(cert) = peer_cert else {
         // No certificate: only a join request is allowed.
         return match first {
-            Some(Msg::JoinRequest(req)) => join::serve(&ctx, &mut tls, req).await,
+            Some(Msg::JoinRequest(req)) => join::serve(&ctx, &mut tls, req, source).await,
             _ => {
                 let _ =
                     write_msg(&mut tls, &Msg::Refuse { reason: "authenticate with a member certificate".into() }).await;

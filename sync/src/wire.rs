@@ -270,6 +270,17 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Msg, usize)>, WireError> {
 
 /// Reads one message; `Ok(None)` on a clean end of stream between frames.
 pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Msg>, WireError> {
+    read_msg_max(r, FRAME_BYTES_MAX).await
+}
+
+/// Most bytes of the one frame a peer without a member certificate may send (a join request):
+/// what an unauthenticated client can make a node allocate.
+pub const UNAUTHENTICATED_FRAME_BYTES_MAX: usize = 64 * 1024;
+
+/// Reads one message of at most `max` bytes, refusing a longer one from its length alone,
+/// before anything is allocated for it.
+pub async fn read_msg_max<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Msg>, WireError> {
+    let max = max.min(FRAME_BYTES_MAX);
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -277,8 +288,8 @@ pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Msg>, Wi
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
+    if len > max {
+        return Err(WireError::TooLarge { len, max });
     }
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).await?;

@@ -187,6 +187,8 @@ async fn promoted_secondary_can_admit_new_members() {
     let mut c = Cluster::start(1, false, EngineOptions::default()).await;
     c.converged(Duration::from_secs(10)).await;
     wait_for("the CA key to reach the secondary", Duration::from_secs(10), || c.nodes[1].files().has_ca_key()).await;
+    let refused = mgha_sync::cluster::issue_join_key(c.engine(1), 60_000).expect_err("a secondary issues no keys");
+    assert_eq!(refused.code(), mgha_core::ErrorCode::InvalidArgument, "{refused}");
     let epoch = c.nodes[1].runtime.as_ref().expect("running").force_changeover().expect("forced");
     assert!(epoch > 0);
     c.nodes[0].runtime.take().expect("running").shutdown().await;

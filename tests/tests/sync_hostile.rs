@@ -169,27 +169,47 @@ async fn forged_revisions_change_nothing() {
     s.check().expect("store intact");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn join_attempts_are_rate_limited() {
-    let c = Cluster::start(0, false, EngineOptions::default()).await;
+/// A join request from `source` (a loopback address: 127.0.0.0/8 is all loopback) with `key`
+/// and `name`; the refusal reason.
+async fn join_from(c: &Cluster, source: &str, key: &str, name: &str) -> String {
     let fp = MemberTls::load(&c.nodes[0].files()).expect("tls").ca_fingerprint;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{source}:0").parse().expect("source")).expect("bind the source address");
+    let tcp = socket.connect(c.primary_addr().parse().expect("address")).await.expect("connect");
+    let mut tls =
+        TlsConnector::from(joiner_client(fp).expect("config")).connect(member_server_name(), tcp).await.expect("TLS");
+    let req = JoinRequest {
+        protocol: PROTOCOL_VERSION,
+        key_secret: key.into(),
+        name: name.into(),
+        listen: String::new(),
+        csr_pem: String::new(),
+        witness: false,
+    };
+    write_msg(&mut tls, &Msg::JoinRequest(req)).await.expect("write");
+    refusal(&mut tls).await.expect("refused")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_burst_from_one_source_leaves_other_sources_free_to_join() {
+    let mut c = Cluster::start(0, false, EngineOptions::default()).await;
     let mut last = String::new();
     for i in 0..40 {
-        let tcp = TcpStream::connect(c.primary_addr()).await.expect("connect");
-        let mut tls = TlsConnector::from(joiner_client(fp).expect("config"))
-            .connect(member_server_name(), tcp)
-            .await
-            .expect("TLS");
-        let req = JoinRequest {
-            protocol: PROTOCOL_VERSION,
-            key_secret: format!("{i:032x}"),
-            name: format!("x{i}"),
-            listen: String::new(),
-            csr_pem: String::new(),
-            witness: false,
-        };
-        write_msg(&mut tls, &Msg::JoinRequest(req)).await.expect("write");
-        last = refusal(&mut tls).await.expect("refused");
+        last = join_from(&c, "127.0.0.2", &format!("{i:032x}"), &format!("x{i}")).await;
     }
     assert!(last.contains("too many join attempts"), "{last}");
+    // The burst's source is locked out; another source is not.
+    let other = join_from(&c, "127.0.0.3", &format!("{:032x}", 99), "y").await;
+    assert!(other.contains("unknown join key"), "{other}");
+    c.join("legit").await;
+    c.converged(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_learns_nothing_about_member_names() {
+    let c = Cluster::start(0, false, EngineOptions::default()).await;
+    let existing = c.engine(0).node().expect("node").name;
+    let reason = join_from(&c, "127.0.0.4", &format!("{:032x}", 7), &existing).await;
+    assert!(reason.contains("unknown join key"), "{reason}");
+    assert!(!reason.contains(&existing) && !reason.contains("exists"), "{reason}");
 }

@@ -125,7 +125,7 @@ impl Gauges {
 }
 
 impl ArbiterGauges {
-    fn of(s: &StatusBody, f: &mgha_core::failover::FailoverStatus) -> ArbiterGauges {
+    fn of(s: &StatusBody, f: &mgha_sync::failover::FailoverStatus) -> ArbiterGauges {
         let arbiter = f.arbiter.as_ref();
         let holder_id = arbiter.and_then(|a| a.holder.as_ref()).map(|h| h.node_id.to_string());
         let name_of = |id: &str| {

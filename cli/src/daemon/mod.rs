@@ -1,6 +1,7 @@
 //! The daemon: the admin HTTP/JSON API of one node, served on loopback by `mgha run`.
 //!
-//! `server` holds the router, middleware and the node it serves, and shutdown; `routes` the
+//! `server` holds the router, middleware and the node it serves, and shutdown; `connections`
+//! the accept loop with its connection caps and read deadlines; `routes` the
 //! route table and the read/publish handlers; `sessions`, `backup`, `cluster` (join keys),
 //! `roles` (changeover, promotion, the event log), `collisions` and `plugins` their own endpoints; `errors`
 //! the JSON error shape and its HTTP statuses; `metrics` the Prometheus counters; `openapi` the
@@ -10,6 +11,7 @@
 pub mod backup;
 pub mod cluster;
 pub mod collisions;
+pub mod connections;
 pub mod errors;
 pub mod events;
 pub mod health;

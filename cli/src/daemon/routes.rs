@@ -237,6 +237,7 @@ pub async fn diff(State(state): State<AppState>, ApiQuery(q): ApiQuery<DiffQuery
         (status = 201, description = "The new revision", body = RevisionInfoBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "Unknown or purged revision", body = ErrorBody),
+        (status = 409, description = "An object the revert restores is locked by an admin session", body = ErrorBody),
         (status = 422, description = "Nothing to revert", body = ErrorBody),
         (status = 503, description = "This node is a read-only standby", body = ErrorBody)))]
 pub async fn revert(

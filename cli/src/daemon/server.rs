@@ -18,7 +18,7 @@ use axum::Router;
 use mgha_core::{Engine, ErrorCode};
 use mgha_node::contract::{SettingsBody, StatusBody};
 use mgha_node::{Node, NodeConfig};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 use super::errors::ApiError;
 use super::metrics::{Metrics, UNMATCHED_ROUTE};
@@ -123,7 +123,11 @@ pub fn router(state: AppState) -> Router {
             guarded = guarded.route(route.path, route.handler);
         }
     }
-    let guarded = guarded.fallback(no_route).layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let guarded = guarded
+        .fallback(no_route)
+        // Inside the token check: only an authenticated client makes the daemon read a body.
+        .layer(middleware::from_fn(super::connections::body_deadline))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
     // The page's files hold no data and no secret, and a browser cannot send a bearer token when
     // it navigates: they are served without it. Everything the page shows comes from the API
     // above, with the token.
@@ -215,18 +219,15 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
         None => None,
     };
     let app = router(state.clone());
-    let stop = Arc::new(Notify::new());
-    let stopped = stop.clone();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await }).into_future(),
-    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut server = tokio::spawn(super::connections::serve(listener, app, stopped));
     tracing::info!(node = config.name.as_deref().unwrap_or_default(), %admin, "admin API listening");
     // Ready: the admin port is bound (connections queue until the server task accepts them).
     super::notify::notify("READY=1");
 
     tokio::select! {
         res = &mut server => {
-            res.context("admin server task")?.context("admin server")?;
+            res.context("admin server task")?;
             anyhow::bail!("the admin server stopped by itself");
         }
         sig = signals.wait() => {
@@ -238,12 +239,12 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
     if let Some(h) = health {
         h.abort();
     }
-    // notify_one keeps a permit, so the server sees it even if it has not started waiting yet.
-    stop.notify_one();
+    // A watch keeps its value, so the server sees it even if it has not started waiting yet.
+    let _ = stop.send(true);
     // Event streams never finish by themselves: end them, or they would hold the grace period.
     state.stop_streams();
     match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-        Ok(res) => res.context("admin server task")?.context("admin server")?,
+        Ok(res) => res.context("admin server task")?,
         Err(_) => {
             tracing::warn!(
                 grace_s = SHUTDOWN_GRACE.as_secs(),

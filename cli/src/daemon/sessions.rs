@@ -50,8 +50,7 @@ pub async fn stage(
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
     // The core's own type parses the change, so its strictness (unknown keys refused) holds here.
-    let change: ChangeInput = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("invalid change: {e}")))?;
+    let change = ChangeInput::from_json(&body)?;
     state.run(move |e| e.session_stage(id, change)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -62,6 +61,7 @@ pub async fn stage(
     params(("id" = u64, Path, description = "Session id")),
     request_body(content = Option<SessionPublishRequest>, description = "The revision message (optional body)"),
     responses((status = 201, body = RevisionInfoBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "An object the session staged changed since it was staged", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, description = "This node is a read-only standby", body = ErrorBody)))]
 pub async fn publish(
     State(state): State<AppState>,

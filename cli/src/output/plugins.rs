@@ -110,6 +110,7 @@ fn constraint(c: &Constraint) -> String {
         Constraint::AnyOf { fields } => format!("at least one of {}", fields.join(", ")),
         Constraint::Together { fields } => format!("all or none of {}", fields.join(", ")),
         Constraint::Ordered { first, last } => format!("{first} not above {last}"),
+        Constraint::Prefix { address, length } => format!("{address} has no bits past the prefix length {length}"),
     }
 }
 

@@ -76,6 +76,9 @@ pub enum Constraint {
     Together { fields: Vec<String> },
     /// When both are present, `first` is not above `last` (addresses or integers).
     Ordered { first: String, last: String },
+    /// When both are present, the address in `address` has no bits set past the prefix length
+    /// in `length`: `10.1.0.0/16`, never `10.1.2.3/16` (which names no network of its own).
+    Prefix { address: String, length: String },
 }
 
 /// The schema of one object type.
@@ -185,6 +188,9 @@ fn any_of(fields: &[&str]) -> Constraint {
 fn together(fields: &[&str]) -> Constraint {
     Constraint::Together { fields: strings(fields) }
 }
+fn prefix(address: &str, length: &str) -> Constraint {
+    Constraint::Prefix { address: address.into(), length: length.into() }
+}
 fn ordered(first: &str, last: &str) -> Constraint {
     Constraint::Ordered { first: first.into(), last: last.into() }
 }
@@ -221,6 +227,8 @@ fn builtin_types() -> Vec<TypeSchema> {
                 any_of(&["subnet4", "subnet6"]),
                 together(&["subnet4", "mask-length4"]),
                 together(&["subnet6", "mask-length6"]),
+                prefix("subnet4", "mask-length4"),
+                prefix("subnet6", "mask-length6"),
             ],
         ),
         ty(

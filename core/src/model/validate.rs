@@ -20,7 +20,32 @@ fn is_any_list(v: &Value) -> bool {
     v.as_array().is_some_and(|items| items.len() == 1 && items[0].as_str() == Some(ANY))
 }
 
-/// Checks a name: non-empty, bounded, printable.
+/// Characters that display as nothing, or reorder or break the text around them: bidi
+/// controls (U+202E makes `gnp.exe` of `exe.png`), zero-width characters (`web\u{200b}1` looks like
+/// `web1`), the BOM, line and paragraph separators, and the other format characters that Unicode
+/// makes invisible. A name holding one could pass for another name.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFFB}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Checks a line of audit text (an author, a revision message): it goes to logs and terminals
+/// as it is, so a control character (a newline forging a log line, an escape sequence
+/// recolouring a terminal) or an invisible one is refused, not escaped.
+pub fn validate_text(what: &str, text: &str) -> Result<()> {
+    match text.chars().find(|&c| c.is_control() || is_invisible(c)) {
+        Some(c) => Err(Error::InvalidText {
+            what: what.into(),
+            reason: format!("holds the control or invisible character U+{:04X}", c as u32),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a name: non-empty, bounded, printable, nothing invisible.
 pub fn validate_name(type_name: &str, name: &str) -> Result<()> {
     let bad =
         |reason: &str| Error::InvalidObject { type_name: type_name.into(), name: name.into(), reason: reason.into() };
@@ -32,6 +57,12 @@ pub fn validate_name(type_name: &str, name: &str) -> Result<()> {
     }
     if name.chars().any(char::is_control) {
         return Err(bad("the name contains control characters"));
+    }
+    if let Some(c) = name.chars().find(|&c| is_invisible(c)) {
+        return Err(bad(&format!(
+            "the name contains the invisible or direction-changing character U+{:04X}",
+            c as u32
+        )));
     }
     Ok(())
 }
@@ -89,9 +120,34 @@ pub fn validate_fields(schema: &TypeSchema, name: &str, fields: &Fields) -> Resu
                     }
                 }
             }
+            Constraint::Prefix { address, length } => {
+                if let (Some(a), Some(l)) = (fields.get(address), fields.get(length)) {
+                    if let Some(network) = host_bits_set(a, l) {
+                        return Err(field_err(
+                            address,
+                            format!("has host bits set past the prefix length; the network is {network}"),
+                        ));
+                    }
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// The network address of `address`/`length` when `address` has bits set past the prefix;
+/// `None` when it has none, or the values are not an address and a length.
+fn host_bits_set(address: &Value, length: &Value) -> Option<String> {
+    let (a, len) = (address.as_str()?, u32::try_from(length.as_u64()?).ok()?);
+    if let Ok(v4) = a.parse::<Ipv4Addr>() {
+        let mask = u32::MAX.checked_shl(32u32.checked_sub(len)?).unwrap_or(0);
+        let net = u32::from(v4) & mask;
+        return (net != u32::from(v4)).then(|| format!("{}/{len}", Ipv4Addr::from(net)));
+    }
+    let v6 = a.parse::<Ipv6Addr>().ok()?;
+    let mask = u128::MAX.checked_shl(128u32.checked_sub(len)?).unwrap_or(0);
+    let net = u128::from(v6) & mask;
+    (net != u128::from(v6)).then(|| format!("{}/{len}", Ipv6Addr::from(net)))
 }
 
 /// `Some(a <= b)` for two addresses or two integers; `None` when they do not compare.
@@ -126,7 +182,14 @@ fn check_depth(v: &Value, depth: usize) -> std::result::Result<(), String> {
 fn check_kind(kind: &FieldKind, v: &Value) -> std::result::Result<(), String> {
     let want = |what: &str| Err(format!("expected {what}, got {v}"));
     match kind {
-        FieldKind::String => v.as_str().map(|_| ()).ok_or(()).or_else(|_| want("a string")),
+        FieldKind::String => match v.as_str() {
+            // Free text may span lines, but nothing else that steers a terminal or a log.
+            Some(s) => match s.chars().find(|&c| (c.is_control() && c != '\n' && c != '\t') || is_invisible(c)) {
+                Some(c) => Err(format!("holds the control or invisible character U+{:04X}", c as u32)),
+                None => Ok(()),
+            },
+            None => want("a string"),
+        },
         FieldKind::Int { min, max } => {
             let Some(n) = v.as_i64() else {
                 return want("an integer");
@@ -186,25 +249,44 @@ fn check_kind(kind: &FieldKind, v: &Value) -> std::result::Result<(), String> {
     }
 }
 
-/// Parses "443" or "8000-8080" into an inclusive range of valid ports.
+/// Parses "443" or "8000-8080" into an inclusive range of valid ports. Only decimal digits, as
+/// they are stored: no sign, no spaces, no leading zero, so a port has one spelling.
 pub fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    fn port(s: &str) -> Option<u16> {
+        let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
+        canonical.then(|| s.parse::<u16>().ok()).flatten()
+    }
     let (lo, hi) = match s.split_once('-') {
-        Some((a, b)) => (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?),
+        Some((a, b)) => (port(a)?, port(b)?),
         None => {
-            let p = s.trim().parse::<u16>().ok()?;
+            let p = port(s)?;
             (p, p)
         }
     };
-    (lo >= 1 && lo <= hi).then_some((lo, hi))
+    (lo <= hi).then_some((lo, hi))
 }
 
+/// A real calendar date `YYYY-MM-DD` (proleptic Gregorian): 2024-02-29 is one, 2023-02-29 and
+/// 2024-02-30 are not.
 fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;
     }
-    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().ok();
-    matches!((num(0..4), num(5..7), num(8..10)), (Some(_), Some(m), Some(d)) if (1..=12).contains(&m) && (1..=31).contains(&d))
+    let digits =
+        |r: std::ops::Range<usize>| b[r.clone()].iter().all(u8::is_ascii_digit).then(|| s[r].parse::<u32>().ok());
+    let (Some(Some(y)), Some(Some(m)), Some(Some(d))) = (digits(0..4), digits(5..7), digits(8..10)) else {
+        return false;
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
 }
 
 /// Calls `resolve(field, allowed types, reference)` for every reference in `fields`, replacing
@@ -250,6 +332,25 @@ fn walk_refs_mut(kind: &FieldKind, v: &mut Value, f: &mut dyn FnMut(&[String], &
         _ => {}
     }
     Ok(())
+}
+
+/// Every uid that a stored object refers to from a set-valued field (a list of references:
+/// group members and the like), with the field. These are the edges a reference cycle runs
+/// along, which would make a group contain itself.
+pub fn set_references(schema: &TypeSchema, fields: &Fields) -> Vec<(String, Uid)> {
+    let mut out = Vec::new();
+    for spec in &schema.fields {
+        let set_valued = matches!(&spec.kind, FieldKind::RefsOrAny { .. })
+            || matches!(&spec.kind, FieldKind::List { item } if matches!(**item, FieldKind::Ref { .. } | FieldKind::RefsOrAny { .. }));
+        if let (true, Some(v)) = (set_valued, fields.get(&spec.name)) {
+            collect_refs(&spec.kind, v, &mut |s| {
+                if let Some(uid) = Uid::parse(s) {
+                    out.push((spec.name.clone(), uid));
+                }
+            });
+        }
+    }
+    out
 }
 
 /// Every uid that a stored (resolved) object refers to, with the field it sits in.
@@ -341,6 +442,73 @@ mod tests {
         assert!(check("access-rule", mixed).is_err());
         let bad = json!({"layer": "l", "position": 1, "action": "permit"});
         assert!(check("access-rule", bad).is_err());
+    }
+
+    #[test]
+    fn ports_have_one_spelling() {
+        for bad in ["+443", " 443", "443 ", "0443", "-443", "44 3", "80 - 90", "0", "65536", ""] {
+            assert_eq!(parse_port_range(bad), None, "{bad:?}");
+            assert!(check("service-tcp", json!({ "port": bad })).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_port_range("65535"), Some((65535, 65535)));
+    }
+
+    #[test]
+    fn dates_are_real_calendar_days() {
+        let user = |d: &str| check("user", json!({ "expiration-date": d }));
+        for good in ["2024-02-29", "2000-02-29", "2023-12-31", "2023-04-30"] {
+            assert!(user(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "2024-02-30",
+            "2023-02-29",
+            "1900-02-29",
+            "2023-04-31",
+            "2023-13-01",
+            "2023-00-10",
+            "2023-1-01",
+            "+023-01-01",
+        ] {
+            assert!(user(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_invisible_and_direction_changing_characters() {
+        for bad in [
+            "web\u{200b}1",
+            "\u{202e}gnp.exe",
+            "\u{feff}web1",
+            "web\u{2028}1",
+            "web\u{2066}1",
+            "web\u{ad}1",
+            "a\u{1b}[31m",
+        ] {
+            let e = validate_name("host", bad).expect_err(bad);
+            assert_eq!(e.code(), crate::ErrorCode::Validation, "{e}");
+        }
+        validate_name("host", "wéb-1 (ü)").expect("visible letters are fine");
+    }
+
+    #[test]
+    fn networks_with_host_bits_set_are_refused_naming_the_network() {
+        let e = check("network", json!({"subnet4": "10.1.2.3", "mask-length4": 8})).expect_err("host bits");
+        assert!(e.to_string().contains("10.0.0.0/8"), "{e}");
+        assert!(check("network", json!({"subnet4": "10.0.0.0", "mask-length4": 8})).is_ok());
+        assert!(check("network", json!({"subnet4": "0.0.0.0", "mask-length4": 0})).is_ok());
+        assert!(check("network", json!({"subnet4": "10.1.2.3", "mask-length4": 32})).is_ok());
+        let e = check("network", json!({"subnet6": "2001:db8::1", "mask-length6": 64})).expect_err("host bits");
+        assert!(e.to_string().contains("2001:db8::/64"), "{e}");
+    }
+
+    #[test]
+    fn free_text_and_audit_text_refuse_control_characters() {
+        let e = check("host", json!({"ipv4-address": "10.0.0.1", "comments": "\u{1b}[31mEVIL"})).expect_err("escape");
+        assert!(e.to_string().contains("U+001B"), "{e}");
+        assert!(check("host", json!({"ipv4-address": "10.0.0.1", "comments": "two\nlines\tok"})).is_ok());
+        let e = validate_text("author", "\u{1b}[31mEVIL\u{1b}[0m\nfake line").expect_err("forged");
+        assert_eq!(e.code(), crate::ErrorCode::Validation, "{e}");
+        validate_text("message", "web tier: 3 hosts").expect("plain text");
     }
 
     #[test]

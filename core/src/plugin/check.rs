@@ -96,7 +96,7 @@ fn type_schema(plugin: &str, t: &TypeSchema, own: &BTreeSet<&str>) -> Result<(),
                 }
                 fields.iter().try_for_each(known)?;
             }
-            Constraint::Ordered { first, last } => {
+            Constraint::Ordered { first, last } | Constraint::Prefix { address: first, length: last } => {
                 known(first)?;
                 known(last)?;
             }

@@ -363,6 +363,7 @@ impl Store {
                 });
             }
         }
+        super::cycles::check_cycles(&objects, schemas, &changes)?;
         plugins.check_commit(&objects, &names, &changes, &undo)?;
 
         let id = Revision::compute_id(&head.id, meta.epoch, &changes);

@@ -6,6 +6,7 @@
 mod branches;
 mod check;
 mod commit;
+mod cycles;
 mod history;
 mod plugins;
 mod read;

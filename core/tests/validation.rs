@@ -1,0 +1,123 @@
+//! Validation that matches the model, through a real engine's publish: reference cycles (also
+//! closed across publishes), duplicate keys in a changeset, strict ports and dates, names and
+//! audit text that cannot hide or forge anything, networks without host bits.
+
+use mgha_core::engine::{Engine, EngineOptions};
+use mgha_core::{ChangeSet, Error, ErrorCode, NodeState};
+
+fn engine(dir: &std::path::Path) -> Engine {
+    Engine::create(dir, &NodeState::new_primary("n"), EngineOptions::default()).expect("create")
+}
+
+fn publish(e: &Engine, author: &str, changes: serde_json::Value) -> mgha_core::Result<u64> {
+    let text = serde_json::json!({ "message": "test", "changes": changes }).to_string();
+    Ok(e.publish(author, &ChangeSet::from_json(text.as_bytes())?)?.seq)
+}
+
+fn group(name: &str, members: &[&str]) -> serde_json::Value {
+    serde_json::json!({"op": "put", "type": "group", "name": name, "fields": {"members": members}})
+}
+
+fn host(name: &str) -> serde_json::Value {
+    serde_json::json!({"op": "put", "type": "host", "name": name, "fields": {"ipv4-address": "10.0.0.1"}})
+}
+
+fn cycle_of(e: Error) -> Vec<String> {
+    match e {
+        Error::ReferenceCycle { cycle } => cycle,
+        other => panic!("expected a reference cycle, got {other}"),
+    }
+}
+
+#[test]
+fn reference_cycles_are_refused_naming_the_cycle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = engine(dir.path());
+    publish(&e, "a", serde_json::json!([host("h1")])).expect("setup");
+    // Two groups naming each other in one changeset (names resolve within the changeset).
+    let two = publish(&e, "a", serde_json::json!([group("A", &["h1"]), group("B", &["A"]), group("A", &["B"])]));
+    let cycle = cycle_of(two.expect_err("A -> B -> A"));
+    assert_eq!(cycle.first(), cycle.last(), "{cycle:?}");
+    assert!(cycle.contains(&"group 'A'".to_string()) && cycle.contains(&"group 'B'".to_string()), "{cycle:?}");
+    // A three-group cycle closed across two publishes.
+    publish(&e, "a", serde_json::json!([group("A", &["h1"]), group("B", &["A"]), group("C", &["B"])]))
+        .expect("a chain");
+    let closed = publish(&e, "a", serde_json::json!([group("A", &["C"])])).expect_err("C -> B -> A -> C");
+    assert_eq!(closed.code(), ErrorCode::Validation);
+    assert_eq!(cycle_of(closed).len(), 4);
+    // Service groups and user groups too.
+    publish(
+        &e,
+        "a",
+        serde_json::json!([
+        {"op": "put", "type": "service-group", "name": "S1", "fields": {"members": []}},
+        {"op": "put", "type": "service-group", "name": "S2", "fields": {"members": ["S1"]}},
+        {"op": "put", "type": "user-group", "name": "U1", "fields": {"members": []}},
+        {"op": "put", "type": "user-group", "name": "U2", "fields": {"members": ["U1"]}}]),
+    )
+    .expect("acyclic groups");
+    let s = publish(
+        &e,
+        "a",
+        serde_json::json!([{"op": "put", "type": "service-group", "name": "S1", "fields": {"members": ["S2"]}}]),
+    );
+    assert!(cycle_of(s.expect_err("service groups")).contains(&"service-group 'S2'".to_string()));
+    let u = publish(
+        &e,
+        "a",
+        serde_json::json!([{"op": "put", "type": "user-group", "name": "U1", "fields": {"members": ["U2"]}}]),
+    );
+    assert!(cycle_of(u.expect_err("user groups")).contains(&"user-group 'U2'".to_string()));
+    // A diamond is not a cycle.
+    publish(&e, "a", serde_json::json!([group("D", &["A", "B"])])).expect("D -> A, D -> B -> A is fine");
+}
+
+#[test]
+fn a_duplicate_key_inside_fields_is_refused() {
+    let text = br#"{"changes": [{"op": "put", "type": "service-tcp", "name": "https",
+        "fields": {"port": "443", "port": "22"}}]}"#;
+    let err = ChangeSet::from_json(text).expect_err("port twice");
+    assert_eq!(err.code(), ErrorCode::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("duplicate key 'port'"), "{err}");
+    let change = br#"{"op": "put", "type": "host", "name": "h", "fields": {"ipv4-address": "10.0.0.1", "ipv4-address": "10.0.0.2"}}"#;
+    assert!(mgha_core::ChangeInput::from_json(change).is_err());
+}
+
+#[test]
+fn ports_dates_names_and_networks_are_strict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = engine(dir.path());
+    let svc =
+        |port: &str| serde_json::json!([{"op": "put", "type": "service-tcp", "name": "s", "fields": {"port": port}}]);
+    for bad in ["+443", " 443"] {
+        assert_eq!(publish(&e, "a", svc(bad)).expect_err(bad).code(), ErrorCode::Validation);
+    }
+    publish(&e, "a", svc("443")).expect("a plain port");
+    let user = |date: &str| serde_json::json!([{"op": "put", "type": "user", "name": "u", "fields": {"expiration-date": date}}]);
+    assert_eq!(publish(&e, "a", user("2024-02-30")).expect_err("no such day").code(), ErrorCode::Validation);
+    publish(&e, "a", user("2024-02-29")).expect("a leap day");
+    for bad in ["web\u{200b}1", "\u{202e}1bew", "\u{feff}web1", "web\u{2028}1"] {
+        assert_eq!(publish(&e, "a", serde_json::json!([host(bad)])).expect_err(bad).code(), ErrorCode::Validation);
+    }
+    let net = |subnet: &str| serde_json::json!([{"op": "put", "type": "network", "name": "n", "fields": {"subnet4": subnet, "mask-length4": 8}}]);
+    let err = publish(&e, "a", net("10.1.2.3")).expect_err("host bits set");
+    assert!(err.to_string().contains("10.0.0.0/8"), "{err}");
+    publish(&e, "a", net("10.0.0.0")).expect("the network itself");
+}
+
+#[test]
+fn an_author_or_message_with_control_characters_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = engine(dir.path());
+    let forged = "\u{1b}[31mEVIL\u{1b}[0m\nfake line";
+    let err = publish(&e, forged, serde_json::json!([host("h1")])).expect_err("forged author");
+    assert!(matches!(err, Error::InvalidText { .. }), "{err}");
+    assert_eq!(err.code(), ErrorCode::Validation);
+    let cs = ChangeSet {
+        message: forged.into(),
+        ..ChangeSet::from_json(br#"{"changes": [{"op": "delete", "type": "host", "name": "x"}]}"#).expect("parses")
+    };
+    assert_eq!(e.publish("admin", &cs).expect_err("forged message").code(), ErrorCode::Validation);
+    assert_eq!(e.session_open(forged).expect_err("forged session author").code(), ErrorCode::Validation);
+    assert_eq!(e.status().expect("status").head.seq, 0, "nothing was published");
+}

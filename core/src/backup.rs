@@ -222,7 +222,7 @@ pub fn restore_backup(
     dir: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<BackupSummary> {
-    std::fs::create_dir_all(dir)?;
+    crate::private::create_dir(dir)?;
     let file = dir.join(STORE_FILE);
     if file.exists() {
         return Err(Error::InvalidArgument(format!("{} already holds a store", dir.display())));

@@ -71,7 +71,7 @@ const PURGE_EVERY_REVISIONS: u64 = 64;
 impl Engine {
     /// Creates a node's store in `dir` (created if missing).
     pub fn create(dir: &Path, node: &NodeState, options: EngineOptions) -> Result<Engine> {
-        std::fs::create_dir_all(dir)?;
+        crate::private::create_dir(dir)?;
         let store = Store::create(&dir.join(STORE_FILE), node)?;
         Engine::with_store(dir, store, options)
     }

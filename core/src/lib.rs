@@ -17,6 +17,7 @@ pub mod merge;
 pub mod model;
 pub mod node;
 pub mod plugin;
+pub mod private;
 pub mod revision;
 pub mod roles;
 pub mod session;

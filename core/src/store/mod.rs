@@ -53,6 +53,9 @@ impl Store {
             return Err(Error::InvalidArgument(format!("{} already exists", path.display())));
         }
         let db = builder().create(path).map_err(|e| map_open_error(path, e))?;
+        // redb initializes an empty file in place: creating it first gives it its private mode
+        // from the first byte.
+        drop(crate::private::create_file(path)?);
         let store = Store {
             db,
             path: path.to_path_buf(),

@@ -71,3 +71,62 @@ fn data_directory_files_and_backups_are_private_under_umask_000() {
         .collect();
     assert!(beside.is_empty(), "temporary files left: {beside:?}");
 }
+
+/// Flips `from` to `to` at every place `needle` occurs in `file`; returns how many it changed.
+fn flip_everywhere(file: &Path, needle: &[u8], from: u8, to: u8) -> usize {
+    let mut bytes = std::fs::read(file).expect("read store");
+    let at = needle.iter().position(|b| *b == from).expect("the byte to flip is in the needle");
+    let mut n = 0;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
+        bytes[i + pos + at] = to;
+        n += 1;
+        i += pos + needle.len();
+    }
+    std::fs::write(file, bytes).expect("write store");
+    n
+}
+
+#[test]
+fn a_damaged_object_is_exit_9_and_http_500_corrupt_never_other_data() {
+    let scratch = Scratch::new();
+    let mut node = scratch.init("a");
+    let first = scratch.file(
+        "web.json",
+        r#"{"message": "web", "changes": [{"op": "put", "type": "host", "name": "web1", "fields": {"ipv4-address": "200.1.1.6"}}]}"#,
+    );
+    ok(&["apply", "-d", node.d(), s(&first)]);
+    // A later revision, so that the damaged object is not in the head's own revision record.
+    ok(&["apply", "-d", node.d(), s(&scratch.file("more.json", &hosts("h", 2)))]);
+    let damaged = flip_everywhere(&node.dir.join("mgha.redb"), b"200.1.1.6", b'6', b'7');
+    assert!(damaged > 0, "the address is in the store file");
+
+    // Without a daemon: the store opened by the command itself.
+    let err = fails(&["get", "-d", node.d(), "host", "web1"], 9);
+    assert!(err.contains("object ") && !err.contains("200.1.1.7"), "{err}");
+    fails(&["list", "-d", node.d()], 9);
+    fails(&["check", "-d", node.d()], 9);
+    assert!(ok(&["get", "-d", node.d(), "host", "h-1"]).contains("10.0.0.1"), "intact objects are served");
+
+    // Through the daemon: HTTP 500 with code `corrupt`, and the CLI exits 9 the same; its
+    // background scrub finds the damage without being asked.
+    node.put_config("scrub_interval_ms", "1000");
+    node.start();
+    wait_until("the scrub reports the damaged object", || {
+        node.log().contains("the scrub found a damaged record") && node.log().contains("object ")
+    });
+    let token = std::fs::read_to_string(node.dir.join("admin.token")).expect("token");
+    let agent = ureq::Agent::config_builder().proxy(None).http_status_as_error(false).build().new_agent();
+    let mut resp = agent
+        .get(format!("http://{}/v1/objects/host/web1", node.admin()))
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .call()
+        .expect("the daemon answers");
+    assert_eq!(resp.status(), 500);
+    let body: serde_json::Value = resp.body_mut().read_json().expect("json error");
+    assert_eq!(body["error"]["code"], "corrupt", "{body}");
+    fails(&["get", "-d", node.d(), "host", "web1"], 9);
+    fails(&["check", "-d", node.d()], 9);
+    fails(&["list", "-d", node.d()], 9);
+    assert_eq!(node.terminate(), Some(0));
+}

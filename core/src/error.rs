@@ -144,6 +144,8 @@ impl Error {
             Error::TooManySessions(_) | Error::InUse(_) | Error::ChangeoverInProgress { .. } => ErrorCode::Busy,
             Error::Changeover(e) => e.code(),
             Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,
+            // redb's own finding of a damaged page is damage too, not an I/O failure.
+            Error::Storage(redb::Error::Corrupted(_)) => ErrorCode::Corrupt,
             Error::Storage(_) | Error::Io(_) => ErrorCode::Io,
             // An address that does not parse is the caller's mistake; a port in use, a denied
             // bind, an address this host does not have are the system's answer.

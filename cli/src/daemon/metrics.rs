@@ -47,6 +47,8 @@ pub struct Gauges {
     pub active: bool,
     /// Collision branches kept on this node and not resolved yet.
     pub collisions_open: usize,
+    /// Whether the last full check or scrub found the store damaged.
+    pub damaged: bool,
     pub peers: Vec<PeerGauges>,
 }
 
@@ -81,6 +83,7 @@ impl Gauges {
             epoch: s.node.epoch,
             active: s.node.role == mgha_core::Role::Active.to_string(),
             collisions_open: s.collisions_open,
+            damaged: s.damage.is_some(),
             peers: s
                 .peers
                 .iter()
@@ -159,6 +162,11 @@ impl Metrics {
             ("mgha_epoch_round", "The round of the node's epoch; every changeover starts a new one.", round),
             ("mgha_active", "1 when this node is the Active, 0 on a Standby.", u64::from(g.active)),
             ("mgha_collisions_open", "Collision branches kept on this node and not resolved yet.", collisions),
+            (
+                "mgha_store_damaged",
+                "1 when the last full check or scrub found a damaged record in the store.",
+                u64::from(g.damaged),
+            ),
         ];
         for (name, help, value) in gauges {
             writeln!(out, "# HELP {name} {help}")?;
@@ -257,9 +265,11 @@ mod tests {
             epoch: (3 << 16) | 2,
             active: true,
             collisions_open: 2,
+            damaged: true,
             peers: vec![peer("b", SyncStatus::Lagging), peer("c\"q", SyncStatus::Unreachable)],
         });
         assert!(text.contains("mgha_publish_total 2\n"), "{text}");
+        assert!(text.contains("mgha_store_damaged 1\n"), "{text}");
         assert!(text.contains("mgha_publish_errors_total{code=\"validation\"} 1\n"), "{text}");
         assert!(text.contains("mgha_publish_duration_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
         assert!(text.contains("mgha_publish_duration_seconds_bucket{le=\"+Inf\"} 2\n"), "{text}");

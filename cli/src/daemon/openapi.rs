@@ -21,6 +21,7 @@ use crate::api::ErrorBody;
     ),
     paths(
         routes::status,
+        routes::check,
         routes::publish,
         routes::list_objects,
         routes::get_object,

@@ -31,6 +31,9 @@ const ROWS: &[(&str, &str)] = &[
     ("backup.write", "backup write"),
     ("backup.verify", "backup verify"),
     ("backup.restore", "backup restore"),
+    ("scrub.records", "scrub, unpaced: records verified"),
+    ("scrub.bytes", "scrub, unpaced: bytes verified"),
+    ("check.full", "full check (state hash recomputed)"),
 ];
 
 fn bench(dir: &Path, extra: &[&str]) -> String {

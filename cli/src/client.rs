@@ -107,6 +107,14 @@ impl Backend {
         }
     }
 
+    /// A full integrity check of the node's store.
+    pub fn check(&self) -> anyhow::Result<CheckBody> {
+        match self {
+            Backend::Remote(r) => r.get_json("/v1/check"),
+            Backend::Local(l) => Ok(CheckBody::from(&l.engine.check()?)),
+        }
+    }
+
     /// Publishes a changeset as one revision.
     pub fn publish(&self, author: &str, cs: &ChangeSet) -> anyhow::Result<RevisionInfoBody> {
         match self {

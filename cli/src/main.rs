@@ -42,6 +42,8 @@ enum Command {
     Run(NodeArgs),
     /// Show the node's identity, role, head and size, and its peers.
     Status(ReadArgs),
+    /// Verify the whole store: every record, the indexes, the state hash, the revision chain.
+    Check(ReadArgs),
     /// Publish a JSON changeset as one revision (all or nothing).
     Apply(ApplyArgs),
     /// Show one object, by type and uid or name.
@@ -412,6 +414,7 @@ fn main() -> ExitCode {
         Command::Join(a) => commands::join::join(&a),
         Command::Run(a) => commands::run::run(&a),
         Command::Status(a) => commands::read::status(&a),
+        Command::Check(a) => commands::read::check(&a),
         Command::Apply(a) => commands::write::apply(&a),
         Command::Get(a) => commands::read::get(&a),
         Command::List(a) => commands::read::list(&a),

@@ -193,6 +193,9 @@ pub fn status(s: &StatusBody, via: &str) -> String {
         vec!["collisions".into(), open_collisions(s.collisions_open)],
         vec!["served by".into(), via.into()],
     ];
+    if let Some(d) = &s.damage {
+        t.row(vec!["DAMAGED".into(), format!("{d}; `mgha check` lists it again (docs/storage.md)")]);
+    }
     if s.node.role == "standby" {
         let follows = s.active.as_ref().map_or("no active node found yet".into(), |a| format!("the active node '{a}'"));
         t.row(vec!["follows".into(), follows]);

@@ -15,9 +15,10 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::limits::{BACKUP_CHUNK_OBJECTS, BACKUP_FRAME_BYTES_MAX};
 use crate::model::validate::references;
-use crate::model::{Hash, Object, StateHash};
+use crate::model::{Hash, Object, StateHash, Uid};
 use crate::node::NodeState;
 use crate::revision::{Head, Revision};
+use crate::store::record::seal;
 use crate::store::tables::*;
 use crate::store::{decode, encode, Store, STORE_FILE};
 
@@ -103,8 +104,10 @@ pub fn write_backup(store: &Store, out: &mut dyn Write, progress: &mut dyn FnMut
     let mut chunk: Vec<serde_bytes::ByteBuf> = Vec::with_capacity(BACKUP_CHUNK_OBJECTS);
     let mut chunk_bytes = 0usize;
     for entry in objects.iter()? {
-        let (_, v) = entry?;
-        let bytes = v.value();
+        let (k, v) = entry?;
+        // A backup holds the payloads, verified on the way out: it never copies damage.
+        let (bytes, _) =
+            crate::store::record::unseal(v.value(), || format!("object {:?}", Uid::from_slice(k.value())))?;
         // Close a chunk by count or by size, so that no frame outgrows what a reader accepts.
         if !chunk.is_empty() && chunk_bytes + bytes.len() > BACKUP_CHUNK_BYTES {
             w.frame(KIND_OBJECTS, &encode(&chunk))?;
@@ -133,7 +136,9 @@ pub fn write_backup(store: &Store, out: &mut dyn Write, progress: &mut dyn FnMut
         let (k, v) = entry?;
         let seq = k.value();
         let u = undo.get(seq)?.ok_or_else(|| Error::Corrupt(format!("undo record of revision {seq} is missing")))?;
-        let size = v.value().len() + u.value().len();
+        let (revision, _) = crate::store::record::unseal(v.value(), || format!("revision {seq}"))?;
+        let (undo_bytes, _) = crate::store::record::unseal(u.value(), || format!("undo record of revision {seq}"))?;
+        let size = revision.len() + undo_bytes.len();
         if !revs.is_empty() && revs_bytes + size > BACKUP_CHUNK_BYTES {
             w.frame(KIND_REVISIONS, &encode(&revs))?;
             done += revs.len() as u64;
@@ -142,7 +147,7 @@ pub fn write_backup(store: &Store, out: &mut dyn Write, progress: &mut dyn FnMut
             progress(Progress { done, total });
         }
         revs_bytes += size;
-        revs.push(RevisionEntry { seq, revision: v.value().to_vec(), undo: u.value().to_vec() });
+        revs.push(RevisionEntry { seq, revision: revision.to_vec(), undo: undo_bytes.to_vec() });
         if revs.len() == BACKUP_CHUNK_REVISIONS {
             w.frame(KIND_REVISIONS, &encode(&revs))?;
             done += revs.len() as u64;
@@ -222,7 +227,7 @@ pub fn restore_backup(
     dir: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<BackupSummary> {
-    std::fs::create_dir_all(dir)?;
+    crate::private::create_dir(dir)?;
     let file = dir.join(STORE_FILE);
     if file.exists() {
         return Err(Error::InvalidArgument(format!("{} already holds a store", dir.display())));
@@ -272,7 +277,7 @@ impl Sink for RestoreSink {
             let mut names = txn.open_table(NAMES)?;
             let mut refs = txn.open_table(REFS)?;
             for (o, bytes) in objects {
-                table.insert(o.uid.as_bytes().as_slice(), bytes.as_slice())?;
+                table.insert(o.uid.as_bytes().as_slice(), seal(bytes).as_slice())?;
                 names.insert(name_key(&o.type_name, &o.name).as_str(), o.uid.as_bytes().as_slice())?;
                 if let Some(schema) = store.schemas().get(&o.type_name) {
                     for (_, target) in references(schema, &o.fields) {
@@ -291,8 +296,8 @@ impl Sink for RestoreSink {
             let mut revisions = txn.open_table(REVISIONS)?;
             let mut undo = txn.open_table(UNDO)?;
             for e in entries {
-                revisions.insert(e.seq, e.revision.as_slice())?;
-                undo.insert(e.seq, e.undo.as_slice())?;
+                revisions.insert(e.seq, seal(&e.revision).as_slice())?;
+                undo.insert(e.seq, seal(&e.undo).as_slice())?;
             }
         }
         txn.commit()?;

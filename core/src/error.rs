@@ -158,6 +158,15 @@ impl Error {
             Error::TooManySessions(_) | Error::InUse(_) | Error::ChangeoverInProgress { .. } => ErrorCode::Busy,
             Error::Changeover(e) => e.code(),
             Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,
+            // redb's own finding of a damaged page is damage too, not an I/O failure; so is a
+            // read past the end of the file or of data that is not a database, which only a
+            // damaged page or header can point redb at.
+            Error::Storage(redb::Error::Corrupted(_)) => ErrorCode::Corrupt,
+            Error::Storage(redb::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData) =>
+            {
+                ErrorCode::Corrupt
+            }
             Error::Storage(_) | Error::Io(_) => ErrorCode::Io,
             // An address that does not parse is the caller's mistake; a port in use, a denied
             // bind, an address this host does not have are the system's answer.

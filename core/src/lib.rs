@@ -18,6 +18,7 @@ pub mod merge;
 pub mod model;
 pub mod node;
 pub mod plugin;
+pub mod private;
 pub mod replication;
 pub mod revision;
 pub mod roles;

@@ -54,3 +54,8 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES + OBJECT_BYTES_MAX <= FRAME_BYTES_MAX / 2);
 /// redb page cache; bounded so resident memory does not follow database size.
 pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Records the background scrub verifies per read snapshot; short snapshots keep old pages
+/// reclaimable while it walks a large store.
+pub const SCRUB_BATCH_RECORDS: usize = 1024;
+/// Bytes per second the background scrub reads at most, so it never competes with publishes.
+pub const SCRUB_BYTES_PER_SEC_MAX: u64 = 32 * 1024 * 1024;

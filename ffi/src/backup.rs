@@ -1,7 +1,8 @@
 //! Backups: write an online backup of an open engine, verify a backup file, restore one into a
 //! new data directory. The file format is docs/storage.md's.
 //!
-//! A backup is written to `PATH.partial`, verified end to end, and only then renamed to `PATH`,
+//! A backup is written to a new private temporary file beside `PATH` (mode 0600, never through a
+//! link; `mgha_core::private`), verified end to end, and only then renamed to `PATH`,
 //! so a file under the final name is always a complete, checked backup (as `mgha backup` does).
 
 use std::ffi::c_char;
@@ -36,7 +37,7 @@ fn verify_file(path: &Path) -> FfiResult<BackupSummary> {
 
 /// Writes, syncs and verifies `partial`, then renames it to `path`.
 fn write_verified(core: &mgha_core::Engine, path: &Path, partial: &Path) -> FfiResult<()> {
-    let file = File::create(partial).map_err(|e| FfiError::from(e).context(partial))?;
+    let file = mgha_core::private::create_file(partial).map_err(|e| FfiError::from(e).context(partial))?;
     let mut writer = BufWriter::new(file);
     write_backup(&core.store(), &mut writer, &mut |_| {})?;
     let file = writer.into_inner().map_err(|e| FfiError::from(e.into_error()).context(partial))?;
@@ -57,7 +58,7 @@ pub unsafe extern "C" fn mgha_engine_backup(engine: *const mgha_engine, path: *c
         if path.exists() {
             return Err(FfiError::invalid(format!("{} already exists; a backup never replaces a file", path.display())));
         }
-        let partial = PathBuf::from(format!("{}.partial", path.display()));
+        let partial = mgha_core::private::temp_path(&path);
         let result = write_verified(&core, &path, &partial);
         if result.is_err() {
             let _ = std::fs::remove_file(&partial);

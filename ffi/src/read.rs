@@ -167,7 +167,7 @@ pub unsafe extern "C" fn mgha_engine_check_json(engine: *const mgha_engine, out:
     ffi_boundary!(status: {
         let core = core_of(engine)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
-        unsafe { json_out(out, || Ok(core.store().check()?)) }
+        unsafe { json_out(out, || Ok(core.check()?)) }
     })
 }
 

@@ -32,6 +32,10 @@ pub const PEER_TIMEOUT_MS_DEFAULT: u64 = 5000;
 /// Default of `changeover_timeout_ms`: publishes are fenced for at most this long while the
 /// target catches up, so it is also the longest pause a planned changeover can cause.
 pub const CHANGEOVER_TIMEOUT_MS_DEFAULT: u64 = 5000;
+/// Default of `scrub_interval_ms`: the background scrub walks the whole store once a day.
+pub const SCRUB_INTERVAL_MS_DEFAULT: u64 = 86_400_000;
+/// Shortest pause between two scrub passes (0 turns the scrub off).
+pub const SCRUB_INTERVAL_MS_MIN: u64 = 1000;
 /// Most standbys a synchronous publish may wait for; a cluster larger than this is not a
 /// management HA cluster.
 pub const SYNC_STANDBYS_MAX: usize = 64;
@@ -165,6 +169,10 @@ pub struct NodeConfig {
     /// How long a planned changeover may take before it is called off.
     #[serde(default = "default_changeover_timeout_ms")]
     pub changeover_timeout_ms: u64,
+    /// The pause between two passes of the background scrub, which verifies every stored record
+    /// at a bounded rate; 0 turns it off. The first pass starts with the node.
+    #[serde(default = "default_scrub_interval_ms", skip_serializing_if = "is_default_scrub_interval")]
+    pub scrub_interval_ms: u64,
     /// The daemon's log level (an embedded engine logs through its host's `tracing` subscriber).
     #[serde(default)]
     pub log: LogLevel,
@@ -211,6 +219,12 @@ fn default_peer_timeout_ms() -> u64 {
 }
 fn default_changeover_timeout_ms() -> u64 {
     CHANGEOVER_TIMEOUT_MS_DEFAULT
+}
+fn default_scrub_interval_ms() -> u64 {
+    SCRUB_INTERVAL_MS_DEFAULT
+}
+fn is_default_scrub_interval(ms: &u64) -> bool {
+    *ms == SCRUB_INTERVAL_MS_DEFAULT
 }
 fn default_failover_after_ms() -> u64 {
     FailoverTiming::default().failover_after_ms
@@ -275,6 +289,7 @@ impl Default for NodeConfig {
             heartbeat_ms: HEARTBEAT_MS_DEFAULT,
             peer_timeout_ms: PEER_TIMEOUT_MS_DEFAULT,
             changeover_timeout_ms: CHANGEOVER_TIMEOUT_MS_DEFAULT,
+            scrub_interval_ms: SCRUB_INTERVAL_MS_DEFAULT,
             log: LogLevel::default(),
             log_format: LogFormat::default(),
             failover: FailoverMode::Manual,
@@ -428,6 +443,9 @@ impl NodeConfig {
         check_ms("heartbeat_ms", self.heartbeat_ms, HEARTBEAT_MS_MIN)?;
         check_ms("peer_timeout_ms", self.peer_timeout_ms, 1)?;
         check_ms("changeover_timeout_ms", self.changeover_timeout_ms, 1)?;
+        if self.scrub_interval_ms != 0 {
+            check_ms("scrub_interval_ms", self.scrub_interval_ms, SCRUB_INTERVAL_MS_MIN)?;
+        }
         // A connection is dropped after `peer_timeout_ms` of silence, and a heartbeat is the only
         // traffic of an idle one: a timeout under two heartbeats drops healthy connections.
         if self.peer_timeout_ms < 2 * self.heartbeat_ms {

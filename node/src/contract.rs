@@ -72,6 +72,10 @@ pub struct StatusBody {
     /// Collision branches kept on this node and not resolved yet (`GET /v1/collisions`).
     #[serde(default)]
     pub collisions_open: usize,
+    /// The damage the last full check (`mgha check`) or background scrub found in this node's
+    /// store, naming the record; absent while none was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
     /// Automatic failover (absent in manual mode): `mode`, `heartbeat_ms`, `failover_after_ms`,
     /// `arbiter` (`kind`, `has_quorum`, `holder`, `members` with `name`, `address`, `healthy`,
     /// `detail`), `lease_left_ms` (an Active), `waiting` (a Standby), `last_error`.
@@ -127,6 +131,25 @@ impl From<&crate::config::NodeConfig> for SettingsBody {
             etcd_endpoints: c.etcd_endpoints.clone(),
             etcd_prefix: c.etcd_prefix.clone(),
         }
+    }
+}
+
+/// `GET /v1/check`: what a full integrity check of the store verified. A damaged store is an
+/// error with code `corrupt` naming the first damaged record instead.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    /// The head, whose state hash was recomputed from every object.
+    pub head: HeadBody,
+    /// Objects verified against their seals, encodings and name index.
+    pub objects: u64,
+    /// Retained revisions verified against their seals and the hash chain.
+    pub revisions: u64,
+}
+
+impl From<&mgha_core::store::CheckReport> for CheckBody {
+    fn from(r: &mgha_core::store::CheckReport) -> Self {
+        CheckBody { head: (&r.head).into(), objects: r.objects, revisions: r.revisions }
     }
 }
 
@@ -391,6 +414,7 @@ impl StatusBody {
             active: s.active.clone(),
             peers: s.peers.iter().map(PeerBody::from).collect(),
             collisions_open,
+            damage: s.damage.clone(),
             failover: s.failover.clone(),
             settings: None,
         }

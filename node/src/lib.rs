@@ -9,6 +9,7 @@
 //! - [`contract`]: the JSON documents (status, revisions, collisions, errors) that the admin API
 //!   and the C ABI return, typed once;
 //! - [`error`]: the node's typed errors and their stable codes;
+//! - [`scrub`]: the background scrub that verifies every stored record at a bounded rate;
 //! - [`token`]: the admin bearer token of a data directory.
 
 pub mod arbiter;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod contract;
 pub mod error;
 pub mod node;
+pub mod scrub;
 pub mod token;
 
 pub use config::{ConfigError, NodeConfig};

@@ -59,6 +59,8 @@ pub struct Node {
     /// changeover uses it.
     sync: Arc<tokio::sync::RwLock<Option<SyncRuntime>>>,
     peer_addr: OnceLock<SocketAddr>,
+    /// Set once the background scrub runs (`scrub.rs`): one per node, however often it starts.
+    scrub: OnceLock<()>,
     /// The target of the changeover this node runs now, if any: one at a time.
     changeover: Arc<Mutex<Option<String>>>,
     /// The process that made the node: after `fork()` the child has none of its threads.
@@ -140,6 +142,7 @@ impl Node {
             runtime: RwLock::new(Some(runtime)),
             sync: Arc::default(),
             peer_addr: OnceLock::new(),
+            scrub: OnceLock::new(),
             changeover: Arc::default(),
             pid: std::process::id(),
         })
@@ -157,6 +160,9 @@ impl Node {
     pub async fn start_async(&self) -> Result<()> {
         let engine = self.engine()?;
         let node = engine.node()?;
+        if self.scrub.set(()).is_ok() {
+            crate::scrub::start(&self.handle, &engine, self.config.scrub_interval_ms);
+        }
         let mut slot = self.sync.write().await;
         if slot.is_some() {
             return Ok(());

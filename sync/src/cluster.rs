@@ -19,6 +19,7 @@ pub fn init_primary(dir: &Path, name: &str, listen: &str, options: EngineOptions
         return Err(Error::InvalidArgument(format!("{} already holds a node", dir.display())));
     }
     let node = NodeState::new_primary(name);
+    mgha_core::private::create_dir(dir)?;
     let files = TlsFiles::new(dir);
     files.create_primary(node.cluster_id, node.node_id, name)?;
     let engine = crate::create_engine(dir, &node, options)?;
@@ -73,7 +74,7 @@ pub async fn join_secondary(
     let key = JoinKey::parse(key)?;
     let files = TlsFiles::new(dir);
     let written = JoinOutput::before(dir, &files);
-    std::fs::create_dir_all(dir)?;
+    mgha_core::private::create_dir(dir)?;
     let joined = join_into(dir, name, peer, &key, listen, options, &files).await;
     if joined.is_err() {
         written.remove();
@@ -164,7 +165,7 @@ pub async fn enroll_witness(dir: &Path, name: &str, peer: &str, key: &str) -> Re
         return Err(Error::InvalidArgument(format!("{} already holds an enrolled member", dir.display())));
     }
     let key = JoinKey::parse(key)?;
-    std::fs::create_dir_all(dir)?;
+    mgha_core::private::create_dir(dir)?;
     let enrolled = enroll_witness_through(peer, &key, name, &files).await?;
     tracing::info!(witness = %enrolled.node_id, cluster = %enrolled.cluster_id, "enrolled as an arbiter witness");
     Ok(())

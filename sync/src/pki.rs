@@ -154,7 +154,7 @@ impl TlsFiles {
 
     /// Writes a file, private ones with mode 0600 from their first byte.
     pub fn write(&self, path: &Path, contents: &str, private: bool) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        mgha_core::private::create_dir(&self.dir)?;
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]

@@ -276,11 +276,11 @@ async fn follow<W: AsyncWrite + Unpin>(
 /// Keeps a backup of this node's store before a snapshot replaces a diverged history.
 fn archive_store(engine: &mgha_core::engine::Engine) -> Result<()> {
     let dir = engine.dir().join("archive");
-    std::fs::create_dir_all(&dir)?;
+    mgha_core::private::create_dir(&dir)?;
     let store = engine.store();
     let head = store.head()?;
     let path = dir.join(format!("{}-rev{}.mghabak", mgha_core::now_ms(), head.seq));
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let mut file = std::io::BufWriter::new(mgha_core::private::create_file(&path)?);
     mgha_core::backup::write_backup(&store, &mut file, &mut |_| {})?;
     use std::io::Write;
     file.flush()?;

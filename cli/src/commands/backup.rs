@@ -1,5 +1,5 @@
-//! `backup`, `verify` and `restore`. A backup is written to `FILE.partial`, verified end to end,
-//! then renamed into place, so a file under the final name is always a complete, checked backup.
+//! `backup`, `verify` and `restore`. A backup is written to a new private temporary file beside
+//! `FILE` (mode 0600, never through a link), verified end to end, then renamed into place, so a file under the final name is always a complete, checked backup.
 //! Long work shows a progress bar on stderr (hidden when stderr is not a terminal).
 
 use std::fs::File;
@@ -35,9 +35,10 @@ pub fn write_verified(backend: &Backend, out: &Path) -> anyhow::Result<BackupSum
     if out.exists() {
         bail!("{} already exists; a backup never replaces a file", out.display());
     }
-    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    let partial = mgha_core::private::temp_path(out);
     let result = (|| {
-        let file = File::create(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
+        let file = mgha_core::private::create_file(&partial)
+            .with_context(|| format!("{}: cannot create", partial.display()))?;
         let mut writer = BufWriter::new(file);
         // The daemon streams bytes without announcing a total; the local writer counts items.
         let bar = match backend {

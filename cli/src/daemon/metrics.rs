@@ -54,6 +54,8 @@ pub struct Gauges {
     pub active: bool,
     /// Collision branches kept on this node and not resolved yet.
     pub collisions_open: usize,
+    /// Whether the last full check or scrub found the store damaged.
+    pub damaged: bool,
     pub peers: Vec<PeerGauges>,
     /// With automatic failover only.
     pub arbiter: Option<ArbiterGauges>,
@@ -106,6 +108,7 @@ impl Gauges {
             epoch: s.node.epoch,
             active: s.node.role == mgha_core::Role::Active.to_string(),
             collisions_open: s.collisions_open,
+            damaged: s.damage.is_some(),
             peers: s
                 .peers
                 .iter()
@@ -227,6 +230,11 @@ impl Metrics {
             ("mgha_epoch_round", "The round of the node's epoch; every changeover starts a new one.", round),
             ("mgha_active", "1 when this node is the Active, 0 on a Standby.", u64::from(g.active)),
             ("mgha_collisions_open", "Collision branches kept on this node and not resolved yet.", collisions),
+            (
+                "mgha_store_damaged",
+                "1 when the last full check or scrub found a damaged record in the store.",
+                u64::from(g.damaged),
+            ),
         ];
         for (name, help, value) in gauges {
             writeln!(out, "# HELP {name} {help}")?;
@@ -378,6 +386,7 @@ mod tests {
             epoch: (3 << 16) | 2,
             active: true,
             collisions_open: 2,
+            damaged: true,
             peers: vec![peer("b", SyncStatus::Lagging), peer("c\"q", SyncStatus::Unreachable)],
             arbiter: Some(ArbiterGauges {
                 has_quorum: true,
@@ -388,6 +397,7 @@ mod tests {
             }),
         });
         assert!(text.contains("mgha_publish_total 2\n"), "{text}");
+        assert!(text.contains("mgha_store_damaged 1\n"), "{text}");
         assert!(text.contains("mgha_publish_errors_total{code=\"validation\"} 1\n"), "{text}");
         assert!(text.contains("mgha_publish_duration_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
         assert!(text.contains("mgha_publish_duration_seconds_bucket{le=\"+Inf\"} 2\n"), "{text}");

@@ -23,6 +23,7 @@ use crate::api::ErrorBody;
     paths(
         routes::status,
         events::stream,
+        routes::check,
         routes::publish,
         routes::list_objects,
         routes::get_object,

@@ -55,6 +55,7 @@ pub fn table() -> Vec<Route> {
     vec![
         get("/v1/status", status),
         get("/v1/events", events::stream),
+        get("/v1/check", check),
         post("/v1/publish", publish),
         get("/v1/objects", list_objects),
         get("/v1/objects/{type}/{key}", get_object),
@@ -112,6 +113,16 @@ pub fn author(headers: &HeaderMap) -> Result<String, ApiError> {
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
     let s = state.status().await?;
     Ok(Json(s))
+}
+
+/// Verifies the whole store: every record against its seal, the indexes, the state hash
+/// recomputed from the objects, the hash chain of the revisions. Reads every object.
+#[utoipa::path(get, path = "/v1/check", tag = "node",
+    responses((status = 200, body = CheckBody), (status = 401, body = ErrorBody),
+        (status = 500, description = "The store is damaged (code `corrupt`, naming the record)", body = ErrorBody)))]
+pub async fn check(State(state): State<AppState>) -> Result<Json<CheckBody>, ApiError> {
+    let report = state.run(|e| e.check()).await?;
+    Ok(Json(CheckBody::from(&report)))
 }
 
 /// Publishes a changeset as one revision, all or nothing.

@@ -5,8 +5,9 @@
 use redb::{ReadableTable, WriteTransaction};
 use std::collections::HashMap;
 
+use super::record::{seal, seal_with};
 use super::tables::*;
-use super::{encode, get_object, lookup_name, Store};
+use super::{encode, get_named, get_object, object_from_record, Store};
 use crate::changeset::ChangeInput;
 use crate::error::{Error, Result};
 use crate::limits::OBJECT_BYTES_MAX;
@@ -62,7 +63,8 @@ impl Store {
         let find_name = |overlay_names: &HashMap<String, Option<Uid>>, t: &str, n: &str| -> Result<Option<Uid>> {
             match overlay_names.get(&name_key(t, n)) {
                 Some(found) => Ok(*found),
-                None => lookup_name(&names, t, n),
+                // Through the object, so that a damaged name index never resolves to another one.
+                None => Ok(get_named(&names, &objects, t, n)?.map(|o| o.uid)),
             }
         };
         let current = |overlay: &HashMap<Uid, Option<Object>>, uid: &Uid| -> Result<Option<Object>> {
@@ -234,10 +236,7 @@ impl Store {
         let mut effective: Vec<(Target, Option<(Object, Hash)>)> = Vec::with_capacity(targets.len());
         for t in targets {
             let before = match objects.get(t.uid.as_bytes().as_slice())? {
-                Some(raw) => {
-                    let bytes = raw.value();
-                    Some((Object::decode(bytes)?, Hash::of(bytes)))
-                }
+                Some(raw) => Some(object_from_record(&t.uid, raw.value())?),
                 None => None,
             };
             if before.as_ref().map(|b| &b.0) == t.after.as_ref() {
@@ -290,7 +289,8 @@ impl Store {
                         max: OBJECT_BYTES_MAX,
                     });
                 }
-                objects.insert(t.uid.as_bytes().as_slice(), bytes.as_slice())?;
+                let hash = Hash::of(&bytes);
+                objects.insert(t.uid.as_bytes().as_slice(), seal_with(&bytes, &hash).as_slice())?;
                 let key = name_key(&a.type_name, &a.name);
                 if let Some(old) = names.insert(key.as_str(), t.uid.as_bytes().as_slice())? {
                     let owner = Uid::from_slice(old.value())?;
@@ -308,7 +308,7 @@ impl Store {
                         new_refs.push((index, field, target));
                     }
                 }
-                state.add(Hash::of(&bytes));
+                state.add(hash);
             } else {
                 objects.remove(t.uid.as_bytes().as_slice())?;
                 deleted.push(index);
@@ -378,8 +378,8 @@ impl Store {
             state_hash: state.to_hash(),
             changes,
         };
-        txn.open_table(REVISIONS)?.insert(rev.seq, rev.encode().as_slice())?;
-        txn.open_table(UNDO)?.insert(rev.seq, encode(&undo).as_slice())?;
+        txn.open_table(REVISIONS)?.insert(rev.seq, seal(&rev.encode()).as_slice())?;
+        txn.open_table(UNDO)?.insert(rev.seq, seal(&encode(&undo)).as_slice())?;
         meta_table.insert(META_HEAD, encode(&rev.head()).as_slice())?;
         Ok(rev)
     }

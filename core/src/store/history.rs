@@ -116,7 +116,7 @@ impl Store {
         {
             let mut revisions = txn.open_table(REVISIONS)?;
             let floor_head = match revisions.get(new_floor)? {
-                Some(v) => Revision::decode(v.value())?.head(),
+                Some(v) => super::revision_from_record(new_floor, v.value())?.head(),
                 None => return Err(Error::Corrupt(format!("revision {new_floor} is missing"))),
             };
             revisions.retain_in(..=new_floor, |_, _| false)?;

@@ -10,7 +10,9 @@ mod cycles;
 mod history;
 mod plugins;
 mod read;
+pub mod record;
 mod replica;
+mod scrub;
 pub mod tables;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -19,16 +21,17 @@ use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
 use crate::limits::STORE_CACHE_BYTES;
-use crate::model::{Object, Schemas, Uid};
+use crate::model::{Hash, Object, Schemas, Uid};
 use crate::node::NodeState;
 use crate::plugin::{PluginLimits, PluginRegistry};
-use crate::revision::Head;
+use crate::revision::{Head, Revision};
 use tables::*;
 
 pub use branches::{Branch, Resolution as BranchResolution};
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
 pub use replica::SnapshotBuilder;
+pub use scrub::{ScrubBatch, ScrubCursor};
 
 /// File name of the database inside a data directory.
 pub const STORE_FILE: &str = "mgha.redb";
@@ -53,6 +56,9 @@ impl Store {
         if path.exists() {
             return Err(Error::InvalidArgument(format!("{} already exists", path.display())));
         }
+        // redb initializes an empty file in place: creating it first gives it its private mode
+        // from the first byte.
+        drop(crate::private::create_file(path)?);
         let db = builder().create(path).map_err(|e| map_open_error(path, e))?;
         let store = Store {
             db,
@@ -204,15 +210,49 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -
     rmp_serde::from_slice(bytes).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
 }
 
-/// Reads one object by uid from any table handle of `OBJECTS`.
+/// Reads one object by uid from any table handle of `OBJECTS`, verified against its seal.
 pub(crate) fn get_object(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     uid: &Uid,
 ) -> Result<Option<Object>> {
     match table.get(uid.as_bytes().as_slice())? {
-        Some(v) => Ok(Some(Object::decode(v.value())?)),
+        Some(v) => Ok(Some(object_from_record(uid, v.value())?.0)),
         None => Ok(None),
     }
+}
+
+/// The object a sealed record of `OBJECTS` holds under `uid`, and its hash, once verified.
+pub(crate) fn object_from_record(uid: &Uid, record: &[u8]) -> Result<(Object, Hash)> {
+    let what = || format!("object {uid}");
+    let (payload, hash) = record::unseal(record, what)?;
+    let o = Object::decode(payload).map_err(|e| Error::Corrupt(format!("{}: {e}", what())))?;
+    if o.uid != *uid {
+        return Err(Error::Corrupt(format!("{}: the record holds object {}", what(), o.uid)));
+    }
+    Ok((o, hash))
+}
+
+/// The hash of the object a sealed record of `OBJECTS` holds, once verified, without decoding it.
+pub(crate) fn object_hash(uid: &Uid, record: &[u8]) -> Result<Hash> {
+    Ok(record::unseal(record, || format!("object {uid}"))?.1)
+}
+
+/// The revision a sealed record of `REVISIONS` holds under `seq`, once verified.
+pub(crate) fn revision_from_record(seq: u64, record: &[u8]) -> Result<Revision> {
+    let what = || format!("revision {seq}");
+    let (payload, _) = record::unseal(record, what)?;
+    let rev = Revision::decode(payload).map_err(|e| Error::Corrupt(format!("{}: {e}", what())))?;
+    if rev.seq != seq {
+        return Err(Error::Corrupt(format!("{}: the record holds revision {}", what(), rev.seq)));
+    }
+    Ok(rev)
+}
+
+/// The undo record of revision `seq` (the objects before it, one per change), once verified.
+pub(crate) fn undo_from_record(seq: u64, record: &[u8]) -> Result<Vec<Option<Object>>> {
+    let what = || format!("undo record of revision {seq}");
+    let (payload, _) = record::unseal(record, what)?;
+    decode(payload, &what())
 }
 
 /// Looks a name up in any table handle of `NAMES`.
@@ -227,5 +267,29 @@ pub(crate) fn lookup_name(
     }
 }
 
+/// Looks a name up and reads the object it names, checking that the object found is the one
+/// named: a damaged name index is an [`Error::Corrupt`], never another object.
+pub(crate) fn get_named(
+    names: &impl ReadableTable<&'static str, &'static [u8]>,
+    objects: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    type_name: &str,
+    name: &str,
+) -> Result<Option<Object>> {
+    let Some(uid) = lookup_name(names, type_name, name)? else {
+        return Ok(None);
+    };
+    match get_object(objects, &uid)? {
+        Some(o) if o.type_name == type_name && o.name == name => Ok(Some(o)),
+        Some(o) => Err(Error::Corrupt(format!(
+            "name index: {type_name} '{name}' points at {} '{}' ({uid})",
+            o.type_name, o.name
+        ))),
+        None => Err(Error::Corrupt(format!("name index: {type_name} '{name}' points at missing object {uid}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod damage_tests;

@@ -3,7 +3,7 @@
 use redb::{ReadTransaction, ReadableTableMetadata};
 
 use super::tables::*;
-use super::{decode, get_object, lookup_name, Store};
+use super::{decode, get_named, get_object, revision_from_record, undo_from_record, Store};
 use crate::error::{Error, Result};
 use crate::limits::{LIST_OBJECTS_MAX, LIST_REVISIONS_MAX};
 use crate::model::{Object, Uid};
@@ -22,10 +22,8 @@ impl Store {
             return Ok(o);
         }
         let names = txn.open_table(NAMES)?;
-        if let Some(uid) = lookup_name(&names, type_name, key)? {
-            if let Some(o) = get_object(&objects, &uid)? {
-                return Ok(o);
-            }
+        if let Some(o) = get_named(&names, &objects, type_name, key)? {
+            return Ok(o);
         }
         if self.schemas().get(type_name).is_none() {
             return Err(Error::UnknownType(type_name.into()));
@@ -58,10 +56,19 @@ impl Store {
             None => names.range::<&str>(..)?,
         };
         for entry in range.take(limit) {
-            let (_, v) = entry?;
+            let (k, v) = entry?;
             let uid = Uid::from_slice(v.value())?;
             match get_object(&objects, &uid)? {
-                Some(o) => out.push(o),
+                // The object must be the one its name key names, or the index is damaged.
+                Some(o) if name_key(&o.type_name, &o.name) == k.value() => out.push(o),
+                Some(o) => {
+                    return Err(Error::Corrupt(format!(
+                        "name index: {:?} points at {} '{}' ({uid})",
+                        k.value(),
+                        o.type_name,
+                        o.name
+                    )))
+                }
                 None => return Err(Error::Corrupt(format!("name index points at missing object {uid}"))),
             }
         }
@@ -82,8 +89,8 @@ impl Store {
         let upper = before.unwrap_or(u64::MAX);
         let mut out = Vec::new();
         for entry in table.range(..upper)?.rev().take(limit) {
-            let (_, v) = entry?;
-            out.push(Revision::decode(v.value())?.info());
+            let (k, v) = entry?;
+            out.push(revision_from_record(k.value(), v.value())?.info());
         }
         Ok(out)
     }
@@ -97,7 +104,7 @@ impl Store {
     pub(crate) fn revision_in(&self, txn: &ReadTransaction, seq: u64) -> Result<Revision> {
         let table = txn.open_table(REVISIONS)?;
         match table.get(seq)? {
-            Some(v) => Revision::decode(v.value()),
+            Some(v) => revision_from_record(seq, v.value()),
             None => Err(self.missing_revision(txn, seq)?),
         }
     }
@@ -106,7 +113,7 @@ impl Store {
     pub(crate) fn undo_in(&self, txn: &ReadTransaction, seq: u64) -> Result<Vec<Option<Object>>> {
         let table = txn.open_table(UNDO)?;
         match table.get(seq)? {
-            Some(v) => decode(v.value(), "undo record"),
+            Some(v) => undo_from_record(seq, v.value()),
             None => Err(self.missing_revision(txn, seq)?),
         }
     }

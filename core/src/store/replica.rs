@@ -5,11 +5,12 @@
 use redb::{ReadableTable, WriteTransaction};
 use std::path::{Path, PathBuf};
 
+use super::record::{self, seal_with};
 use super::tables::*;
-use super::{decode, encode, CommitMeta, Store, Target};
+use super::{decode, encode, object_hash, revision_from_record, CommitMeta, Store, Target};
 use crate::error::{Error, Result};
 use crate::model::validate::references;
-use crate::model::{Hash, Object, StateHash};
+use crate::model::{Hash, Object, StateHash, Uid};
 use crate::node::NodeState;
 use crate::revision::{Head, Revision};
 
@@ -31,7 +32,10 @@ impl Store {
         {
             let objects = txn.open_table(OBJECTS)?;
             for c in &rev.changes {
-                let current = objects.get(c.uid.as_bytes().as_slice())?.map(|v| Hash::of(v.value()));
+                let current = match objects.get(c.uid.as_bytes().as_slice())? {
+                    Some(v) => Some(object_hash(&c.uid, v.value())?),
+                    None => None,
+                };
                 if current != c.before {
                     return Err(Error::Corrupt(format!(
                         "revision {}: {} {} is not in the state the Active changed",
@@ -98,7 +102,7 @@ impl Store {
         let txn = self.begin_read()?;
         let table = txn.open_table(REVISIONS)?;
         Ok(match table.get(seq)? {
-            Some(v) => Some(Revision::decode(v.value())?.id),
+            Some(v) => Some(revision_from_record(seq, v.value())?.id),
             None => None,
         })
     }
@@ -153,14 +157,15 @@ impl SnapshotBuilder {
                 if o.encode() != bytes {
                     return Err(Error::Corrupt(format!("snapshot object {} is not canonically encoded", o.uid)));
                 }
-                objects.insert(o.uid.as_bytes().as_slice(), bytes)?;
+                let hash = Hash::of(bytes);
+                objects.insert(o.uid.as_bytes().as_slice(), seal_with(bytes, &hash).as_slice())?;
                 names.insert(name_key(&o.type_name, &o.name).as_str(), o.uid.as_bytes().as_slice())?;
                 if let Some(schema) = self.store.schemas().get(&o.type_name) {
                     for (_, target) in references(schema, &o.fields) {
                         refs.insert(ref_key(target.as_bytes(), o.uid.as_bytes()).as_slice(), ())?;
                     }
                 }
-                self.state.add(Hash::of(bytes));
+                self.state.add(hash);
                 self.objects += 1;
             }
         }
@@ -214,9 +219,11 @@ impl Store {
         let mut buf = Vec::new();
         let mut bytes = 0usize;
         for entry in objects.iter()? {
-            let (_, v) = entry?;
-            bytes += v.value().len();
-            buf.push(serde_bytes::ByteBuf::from(v.value().to_vec()));
+            let (k, v) = entry?;
+            // Verified before it leaves: a damaged record fails the full sync here, not there.
+            let (payload, _) = record::unseal(v.value(), || format!("object {:?}", Uid::from_slice(k.value())))?;
+            bytes += payload.len();
+            buf.push(serde_bytes::ByteBuf::from(payload.to_vec()));
             if buf.len() >= chunk_objects || bytes >= chunk_bytes {
                 chunk(std::mem::take(&mut buf))?;
                 bytes = 0;

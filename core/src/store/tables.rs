@@ -2,15 +2,15 @@
 
 use redb::TableDefinition;
 
-/// uid (16 bytes) → canonical object encoding.
+/// uid (16 bytes) → canonical object encoding, sealed (`record.rs`: followed by its blake3).
 pub const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 /// "type\0name" → uid (16 bytes). Names are unique within a type.
 pub const NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("names");
 /// target uid (16) ++ source uid (16) → (). Who refers to whom, for delete checks.
 pub const REFS: TableDefinition<&[u8], ()> = TableDefinition::new("refs");
-/// seq → encoded [`crate::revision::Revision`].
+/// seq → encoded [`crate::revision::Revision`], sealed.
 pub const REVISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revisions");
-/// seq → the objects as they were before that revision (one entry per change, in order).
+/// seq → the objects as they were before that revision (one entry per change, in order), sealed.
 pub const UNDO: TableDefinition<u64, &[u8]> = TableDefinition::new("undo");
 /// Small records: head, purge floor, node state, format version.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -20,8 +20,8 @@ pub const META_FLOOR: &str = "floor";
 pub const META_NODE: &str = "node";
 pub const META_FORMAT: &str = "format";
 
-/// Version of the on-disk layout; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk layout; bumped on any incompatible change (2: sealed records).
+pub const FORMAT_VERSION: u32 = 2;
 
 pub fn name_key(type_name: &str, name: &str) -> String {
     let mut k = String::with_capacity(type_name.len() + name.len() + 1);

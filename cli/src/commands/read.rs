@@ -20,7 +20,7 @@ pub fn status(args: &ReadArgs) -> anyhow::Result<()> {
 
 /// `mgha check`: a damaged store fails with exit 9 and names the first damaged record.
 pub fn check(args: &ReadArgs) -> anyhow::Result<()> {
-    let backend = Backend::connect(&args.node.data_dir)?;
+    let backend = Backend::connect(&args.node)?;
     let report = backend.check()?;
     if args.json {
         return output::json(&report);

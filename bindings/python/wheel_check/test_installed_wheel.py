@@ -6,6 +6,8 @@ the library and the ``mgha`` binary are the wheel's own copies."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mgha
@@ -21,6 +23,8 @@ def test_the_wheel_brings_its_library_and_binary():
     assert mgha.library_path().parent == PACKAGE
     binary = find_binary()
     assert binary.parent == PACKAGE / "bin" and os.access(binary, os.X_OK)
+    out = subprocess.run([sys.executable, "-m", "mgha", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"mgha {mgha.__version__}"
 
 
 def test_engines_publish_on_the_active_and_read_on_the_standby(cluster, tmp_path_factory):

@@ -240,7 +240,7 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: have the kernel SIGKILL the daemon when the thread that
     started it (the test's) dies, however the test process ends."""
     if _LIBC is not None:
@@ -318,7 +318,7 @@ class DaemonNode(Node):
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()

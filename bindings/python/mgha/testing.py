@@ -29,6 +29,7 @@ import os
 import shutil
 import socket
 import string
+import subprocess
 import tempfile
 import threading
 import time
@@ -40,7 +41,7 @@ import pytest
 from .engine import Engine
 from .errors import NotFound
 from .events import Event
-from .nodes import DaemonNode, EngineNode, Node, find_binary
+from .nodes import FAST_TIMERS, DaemonNode, EngineNode, Node, die_with_parent, find_binary
 from .proxy import ProxyHub
 
 T = TypeVar("T")
@@ -52,6 +53,8 @@ SYNC_TIMEOUT_S = 30.0
 POLL_S = 0.02
 #: The environment variable that keeps the temp dirs of clusters.
 KEEP_ENV = "MGHA_KEEP"
+#: The name of the arbiter witness of a two-node quorum cluster.
+WITNESS = "witness"
 #: The failover timeout of a test cluster with automatic failover, unless the test gives one:
 #: ten of the fast heartbeats (docs/failover.md asks for at least three).
 FAILOVER_AFTER_MS = 1000
@@ -98,6 +101,10 @@ class Cluster:
         self.keep = keep
         self.nodes: List[Node] = []
         self.hub = ProxyHub()
+        #: ``"quorum"`` or ``"etcd"`` with automatic failover, else None (set by :func:`cluster`).
+        self.failover: Optional[str] = None
+        #: The ``mgha witness`` process of a two-node quorum cluster (the third vote), or None.
+        self.witness: Optional[subprocess.Popen] = None
         self._closed = False
 
     def __getitem__(self, ref: NodeRef) -> Node:
@@ -147,9 +154,9 @@ class Cluster:
         if len(heads) != 1 or len(actives) != 1:
             return None
         # With automatic failover the Active takes publishes only while it holds the arbiter's
-        # lease, which it claims a moment after the peers synchronized.
-        failover = statuses[actives[0]].get("failover")
-        if failover is not None and not failover.get("lease_left_ms"):
+        # lease, which it claims a moment after the peers synchronized (and the status shows
+        # no failover section until the node's failover driver runs).
+        if self.failover is not None and not (statuses[actives[0]].get("failover") or {}).get("lease_left_ms"):
             return None
         peers = {p["name"]: p for p in statuses[actives[0]]["peers"]}
         for n in nodes:
@@ -281,6 +288,9 @@ class Cluster:
                 n.kill()
             except Exception as e:  # noqa: BLE001 - go on tearing down
                 errors.append(e)
+        if self.witness is not None and self.witness.poll() is None:
+            self.witness.kill()
+            self.witness.wait()
         try:
             self.hub.close()
         except Exception as e:  # noqa: BLE001
@@ -308,9 +318,31 @@ def _failover_keys(failover: Optional[str], names: List[str], root: Path, config
             raise ValueError("failover='etcd' needs etcd_endpoints=[...] (an etcd the test runs)")
         shared["etcd_prefix"] = f"/mgha-test/{root.name}"
         return [dict(shared) for _ in names]
-    ports = free_ports(len(names))
-    members = [f"{name}=127.0.0.1:{port}" for name, port in zip(names, ports)]
-    return [{**shared, "quorum_listen": f"127.0.0.1:{port}", "quorum_members": members} for port in ports]
+    # Two data nodes cannot decide alone: a witness (started by :func:`_start_witness`) is
+    # the third voter, on the last port.
+    ports = free_ports(len(names) + (1 if len(names) == 2 else 0))
+    voters = names + [WITNESS] if len(names) == 2 else names
+    members = [f"{name}=127.0.0.1:{port}" for name, port in zip(voters, ports)]
+    return [{**shared, "quorum_listen": f"127.0.0.1:{port}", "quorum_members": members} for port in ports[: len(names)]]
+
+
+def _start_witness(c: Cluster, keys: Dict[str, Any]) -> None:
+    """Starts ``mgha witness`` for a two-node quorum cluster: it enrolls with a join key from
+    the Primary and listens on the voters' last address. Killed by :meth:`Cluster.close`;
+    logs to ``<dir>/witness.log``."""
+    address = next(m.split("=", 1)[1] for m in keys["quorum_members"] if m.startswith(f"{WITNESS}="))
+    primary = c.nodes[0]
+    args = [
+        str(find_binary()), "witness", "--data-dir", str(c.dir / WITNESS), "--listen", address,
+        "--members", ",".join(keys["quorum_members"]),
+        "--join", f"127.0.0.1:{primary.peer_port}", "--key", primary.join_key(),
+        "--heartbeat-ms", str(keys.get("heartbeat_ms", FAST_TIMERS["heartbeat_ms"])),
+        "--failover-after-ms", str(keys["failover_after_ms"]),
+    ]  # fmt: skip
+    with open(c.dir / f"{WITNESS}.log", "ab") as log:
+        c.witness = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
 
 
 def cluster(
@@ -326,9 +358,10 @@ def cluster(
     Active), the others join through it. ``mode`` is ``"engines"`` (in this process, through
     the C ABI) or ``"daemons"`` (``mgha`` child processes: see :func:`mgha.nodes.find_binary`).
     ``config`` adds engine config keys (docs/c-api.md) or, for daemons, ``mgha.toml`` keys
-    (docs/config.md), e.g. ``sync_standbys=1``. ``failover="quorum"`` (three nodes or more)
-    or ``"etcd"`` (with ``etcd_endpoints=[...]``) turns on automatic failover, with the
-    per-node keys filled in (:func:`_failover_keys`); a key the test gives wins. The cluster's
+    (docs/config.md), e.g. ``sync_standbys=1``. ``failover="quorum"`` (with two nodes, plus
+    an ``mgha witness`` process as the third vote) or ``"etcd"`` (with
+    ``etcd_endpoints=[...]``) turns on automatic failover, with the per-node keys filled in
+    (:func:`_failover_keys`); a key the test gives wins. The cluster's
     temp dir is made under ``root`` (the system's temp dir when None). Waits until
     synchronized unless ``wait=False``. Everything made is torn down if a step fails."""
     if mode not in ("engines", "daemons"):
@@ -338,6 +371,7 @@ def cluster(
     keep = bool(os.environ.get(KEEP_ENV))
     path = Path(tempfile.mkdtemp(prefix="mgha-test-", dir=root))
     c = Cluster(mode, path, keep)
+    c.failover = failover
     try:
         binary = find_binary() if mode == "daemons" else None
         names = list(string.ascii_lowercase[:n])
@@ -358,6 +392,8 @@ def cluster(
                 node.create_primary()
             else:
                 node.create_secondary(c.nodes[0].address, c.nodes[0].join_key())
+        if failover == "quorum" and n == 2:
+            _start_witness(c, {**FAST_TIMERS, **per_node[0], **config})
         if wait:
             c.wait_synced()
         return c

@@ -88,6 +88,18 @@ def test_a_quorum_cluster_fails_over_by_itself(cluster):
     c.wait_synced()
 
 
+def test_two_engines_and_a_witness_fail_over_by_themselves(cluster):
+    c = cluster(2, failover="quorum")
+    assert c.witness is not None and c.witness.poll() is None
+    assert any(m.startswith("witness=") for m in c["a"].config["quorum_members"])
+    c["a"].publish(changes(host("web1", "10.0.0.1")))
+    c.wait_synced()
+    c.kill("a")
+    c.wait_for(lambda: c["b"].role() == "active", what="b to take over")
+    c.wait_for(lambda: c["b"].publish(changes(host("web2", "10.0.0.2"))), what="b to take publishes")
+    assert c["b"].get("host", "web1")["fields"]["ipv4-address"] == "10.0.0.1"
+
+
 def test_clusters_live_under_pytest_s_basetemp(cluster, tmp_path_factory):
     c = cluster(1)
     assert tmp_path_factory.getbasetemp() in c.dir.parents

@@ -37,7 +37,7 @@ DAEMON_START_TIMEOUT_S = 30.0
 #: How long one admin API request may take unless told otherwise (a planned changeover blocks
 #: for a few seconds); ``DaemonNode.timeout_s`` or ``with node.timeout(s):`` set another.
 API_TIMEOUT_S = 30.0
-#: The most objects one ``GET /v1/objects`` returns, as the engine's ``list`` (core's
+#: The most objects one ``GET /v1/objects`` returns, and the engine's ``list`` (core's
 #: ``LIST_OBJECTS_MAX``).
 LIST_OBJECTS_MAX = 100_000
 #: The environment variable naming the ``mgha`` binary.
@@ -104,8 +104,9 @@ class Node:
         raise NotImplementedError
 
     def list(self, type_name: Optional[str] = None, limit: int = 0) -> List[Dict[str, Any]]:
-        """Objects of one type (or all) in (type, name) order; ``limit`` 0 means all, up to
-        the library's cap (100,000), for engines and daemons alike."""
+        """Objects of one type (or all) in (type, name) order; ``limit`` 0 means all: a daemon
+        node pages through the admin API, an engine node answers up to the library's cap of
+        100,000."""
         raise NotImplementedError
 
     def changeover(self, target: str) -> None:
@@ -260,6 +261,8 @@ class DaemonNode(Node):
         #: How long each admin API request and CLI call may take before it raises
         #: :class:`mgha.Unavailable`.
         self.timeout_s = API_TIMEOUT_S
+        #: Objects per admin API request when :meth:`list` pages (the API's most).
+        self.list_page_size = LIST_OBJECTS_MAX
 
     @contextlib.contextmanager
     def timeout(self, seconds: float) -> Iterator["DaemonNode"]:
@@ -403,14 +406,24 @@ class DaemonNode(Node):
         return self.request("GET", f"/v1/objects/{q(type_name, safe='')}/{q(key, safe='')}")
 
     def list(self, type_name: Optional[str] = None, limit: int = 0) -> List[Dict[str, Any]]:
-        # The API answers 1,000 objects unless asked for more; the engine's list answers up to
-        # its cap. Asking for that cap here gives both modes the same answer.
+        # The API answers 1,000 objects unless asked for more, and at most 100,000 at once:
+        # page through it, each page starting after the last object of the one before.
         if limit < 0:
             raise InvalidArgument(4, f"limit must be 0 (all) or more, not {limit}")
-        params: Dict[str, Any] = {"limit": min(limit, LIST_OBJECTS_MAX) or LIST_OBJECTS_MAX}
-        if type_name is not None:
-            params["type"] = type_name
-        return list(self.request("GET", "/v1/objects?" + urllib.parse.urlencode(params))["objects"])
+        objects: List[Dict[str, Any]] = []
+        after: Optional[Tuple[str, str]] = None
+        while True:
+            want = self.list_page_size if limit == 0 else min(self.list_page_size, limit - len(objects))
+            params: Dict[str, Any] = {"limit": want}
+            if type_name is not None:
+                params["type"] = type_name
+            if after is not None:
+                params["after_type"], params["after_name"] = after
+            page = list(self.request("GET", "/v1/objects?" + urllib.parse.urlencode(params))["objects"])
+            objects.extend(page)
+            if len(page) < want or (limit and len(objects) >= limit):
+                return objects
+            after = (str(page[-1]["type"]), str(page[-1]["name"]))
 
     def changeover(self, target: str) -> None:
         self.request("POST", "/v1/changeover", {"to": target})

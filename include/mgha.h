@@ -31,6 +31,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of this header: MGHA_VERSION_NUMBER is major * 1000000 + minor * 1000 + patch,
+ * as mgha_version_number() returns for the library a program runs against. */
+#define MGHA_VERSION "0.1.0"
+#define MGHA_VERSION_MAJOR 0
+#define MGHA_VERSION_MINOR 1
+#define MGHA_VERSION_PATCH 0
+#define MGHA_VERSION_NUMBER (0 * 1000000 + 1 * 1000 + 0)
+
 // How often the dispatcher compares role and peer statuses with what it saw last.
 #define MGHA_EVENT_POLL_MS 100
 
@@ -84,6 +92,27 @@ typedef uint32_t mgha_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// The severity of a log event; lower is more severe. Only `MGHA_LOG_ERROR` to `MGHA_LOG_INFO`
+// are delivered today; the others are reserved so that a host's `switch` need not change.
+enum mgha_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  MGHA_LOG_ERROR = 1,
+  MGHA_LOG_WARN = 2,
+  MGHA_LOG_INFO = 3,
+  MGHA_LOG_DEBUG = 4,
+  MGHA_LOG_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum mgha_log_level mgha_log_level;
+#else
+typedef uint32_t mgha_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // What an event reports: the `kind` of an `mgha_event`.
 enum mgha_event_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -129,6 +158,15 @@ typedef struct mgha_event {
 // Called on the engine's event thread for every event. `event` and its `json` are valid only
 // until the callback returns.
 typedef void (*mgha_event_callback)(void *user_data, const struct mgha_event *event);
+
+// A host's log function: the event's level, its target (the Rust module that emitted it,
+// e.g. `"mgha_core::sync::runtime"`) and its message (the text, then each field as
+// ` key=value`), both NUL-terminated UTF-8 valid only during the call, and the `user` pointer
+// given to `mgha_set_log_callback`.
+typedef void (*mgha_log_callback)(mgha_log_level level,
+                                  const char *target,
+                                  const char *message,
+                                  void *user);
 
 #ifdef __cplusplus
 extern "C" {
@@ -394,6 +432,16 @@ mgha_status mgha_session_put_json(struct mgha_session *session, const char *obje
 // `mgha_engine_get_msgpack` returns is accepted as is).
 mgha_status mgha_session_put_msgpack(struct mgha_session *session, const uint8_t *buf, size_t len);
 
+// Sets the function that receives the library's log events (INFO, WARN, ERROR), replacing
+// the previous one; NULL stops delivery. `user` is passed to every call unchanged. When this
+// returns, the previous callback is not running on any thread and will not be called again.
+// The callback runs on the thread that logged (an engine's threads, or the caller's), on
+// several threads at once, so it must be thread-safe and return promptly; it may call the
+// library, but events those calls log on its thread are dropped. `MGHA_BUSY` when called from
+// inside a log callback, or when the process already has another `tracing` subscriber (a Rust
+// host's).
+mgha_status mgha_set_log_callback(mgha_log_callback callback, void *user);
+
 // The name of a status code (`"MGHA_READ_ONLY"`), or `"MGHA_UNKNOWN"` for a value that is
 // none. A static string: never freed, valid for the life of the process.
 const char *mgha_status_name(uint32_t code);
@@ -404,6 +452,11 @@ void mgha_string_free(char *s);
 
 // The library version (`"0.1.0"`): a static string, never freed.
 const char *mgha_version(void);
+
+// The library version as one number, `major * 1000000 + minor * 1000 + patch` (0.1.0 is
+// 1000): what `MGHA_VERSION_NUMBER` in mgha.h says of the header a program was compiled
+// with, so a program can compare the two, or require a minimum, with `<`.
+uint32_t mgha_version_number(void);
 
 #ifdef __cplusplus
 }  // extern "C"

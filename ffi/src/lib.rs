@@ -18,6 +18,7 @@ pub mod strings;
 pub mod backup;
 pub mod engine;
 pub mod events;
+pub mod log;
 pub mod plugins;
 pub mod read;
 pub mod roles;

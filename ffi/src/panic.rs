@@ -35,6 +35,12 @@ impl PanicDefault for () {
     fn panic_default() -> Self {}
 }
 
+impl PanicDefault for u32 {
+    fn panic_default() -> Self {
+        0
+    }
+}
+
 impl PanicDefault for *const c_char {
     fn panic_default() -> Self {
         std::ptr::null()

@@ -65,6 +65,31 @@ pub extern "C" fn mgha_version() -> *const c_char {
     ffi_boundary!(value: { concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast::<c_char>() })
 }
 
+/// The library version as one number, `major * 1000000 + minor * 1000 + patch` (0.1.0 is
+/// 1000): what `MGHA_VERSION_NUMBER` in mgha.h says of the header a program was compiled
+/// with, so a program can compare the two, or require a minimum, with `<`.
+#[no_mangle]
+pub extern "C" fn mgha_version_number() -> u32 {
+    ffi_boundary!(value: { VERSION_NUMBER })
+}
+
+/// The crate version as [`mgha_version_number`] gives it, worked out at compile time.
+const VERSION_NUMBER: u32 = parse(env!("CARGO_PKG_VERSION_MAJOR")) * 1_000_000
+    + parse(env!("CARGO_PKG_VERSION_MINOR")) * 1_000
+    + parse(env!("CARGO_PKG_VERSION_PATCH"));
+
+/// A decimal number at compile time (Cargo's version parts are plain digits).
+const fn parse(digits: &str) -> u32 {
+    let bytes = digits.as_bytes();
+    let mut value = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        value = value * 10 + (bytes[i] - b'0') as u32;
+        i += 1;
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +122,14 @@ mod tests {
     #[test]
     fn a_nul_in_text_is_an_error_not_a_truncation() {
         assert!(into_c_string("a\0b".into()).is_err());
+    }
+
+    #[test]
+    fn version_number_is_the_crate_version() {
+        let [major, minor, patch] =
+            [env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"), env!("CARGO_PKG_VERSION_PATCH")]
+                .map(|part| part.parse::<u32>().expect("a number"));
+        assert_eq!(mgha_version_number(), major * 1_000_000 + minor * 1_000 + patch);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! C programs of `ffi/tests/c/`, written from docs/c-api.md alone, compiled with `$CC` against
 //! `include/mgha.h` and the library cargo built for this run, then run (see `common/cc.rs`):
-//! what a C host sees of the status codes and of `fork()`.
+//! what a C host sees of the status codes, of `fork()` and of the log callback.
 
 mod common;
 
@@ -72,4 +72,12 @@ fn a_forked_child_is_refused_the_parent_s_handles() {
     assert!(stdout.contains("child: mgha_engine_close: MGHA_BUSY"), "{stdout}");
     assert!(stdout.contains("child: done"), "{stdout}");
     assert!(stdout.contains("parent: revision"), "the parent published after the child exited: {stdout}");
+}
+
+#[test]
+fn a_c_log_callback_receives_the_engine_s_events() {
+    let out = run(&[], &program("log_callback"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("listening for peers"), "{stdout}");
+    assert!(stdout.contains(&format!("version {} = ", env!("CARGO_PKG_VERSION"))), "{stdout}");
 }

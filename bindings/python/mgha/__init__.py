@@ -7,8 +7,8 @@ deployments.
 - :mod:`mgha.errors`: one exception class per status code, all under :class:`Error`.
 - :mod:`mgha.testing`: clusters of engines or daemons on loopback for pytest, with a fault proxy.
 
-The library is found through ``MGHA_LIBRARY``, then the workspace's ``target/`` (see
-:mod:`mgha._lib`); it is loaded on first use.
+The library is found in the package (a wheel ships it), then through ``MGHA_LIBRARY``, then in
+the workspace's ``target/`` (see :mod:`mgha._lib`); it is loaded on first use.
 """
 
 from ._lib import LIBRARY_ENV, LibraryNotFound, library_path
@@ -36,6 +36,7 @@ from .errors import (
     PeerError,
     ReadOnly,
     TooLarge,
+    Unavailable,
     ValidationError,
 )
 from .events import Event, EventKind, Subscription
@@ -66,6 +67,7 @@ __all__ = [
     "IoError",
     "Busy",
     "PeerError",
+    "Unavailable",
     "Event",
     "EventKind",
     "Subscription",

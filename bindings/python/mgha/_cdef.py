@@ -24,6 +24,15 @@ enum mgha_status
   MGHA_PEER = 13,
 };
 typedef uint32_t mgha_status;
+enum mgha_log_level
+ {
+  MGHA_LOG_ERROR = 1,
+  MGHA_LOG_WARN = 2,
+  MGHA_LOG_INFO = 3,
+  MGHA_LOG_DEBUG = 4,
+  MGHA_LOG_TRACE = 5,
+};
+typedef uint32_t mgha_log_level;
 enum mgha_event_kind
  {
   MGHA_EVENT_REVISION_APPLIED = 1,
@@ -40,6 +49,10 @@ typedef struct mgha_event {
   const char *json;
 } mgha_event;
 typedef void (*mgha_event_callback)(void *user_data, const struct mgha_event *event);
+typedef void (*mgha_log_callback)(mgha_log_level level,
+                                  const char *target,
+                                  const char *message,
+                                  void *user);
 mgha_status mgha_backup_restore(const char *path, const char *config_toml);
 mgha_status mgha_backup_verify(const char *path, char **out_summary_json);
 void mgha_bytes_free(uint8_t *ptr, size_t len);
@@ -127,7 +140,9 @@ mgha_status mgha_session_publish(struct mgha_session *session,
                                  uint64_t *out_seq);
 mgha_status mgha_session_put_json(struct mgha_session *session, const char *object_json);
 mgha_status mgha_session_put_msgpack(struct mgha_session *session, const uint8_t *buf, size_t len);
+mgha_status mgha_set_log_callback(mgha_log_callback callback, void *user);
 const char *mgha_status_name(uint32_t code);
 void mgha_string_free(char *s);
 const char *mgha_version(void);
+uint32_t mgha_version_number(void);
 """

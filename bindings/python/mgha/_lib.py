@@ -4,11 +4,13 @@ The declarations come from ``mgha/_cdef.py``, generated from ``include/mgha.h`` 
 ``mgha/_header.py``). The library is found, on first use (so that ``import mgha`` never fails
 for want of it), in this order:
 
-1. the file named by the environment variable ``MGHA_LIBRARY`` (when set, it is the only place
+1. the copy inside the installed package (``mgha/libmgha.so``), which a wheel built by
+   ``scripts/build-wheel`` ships: an installed wheel uses its own library, whatever the
+   environment says;
+2. the file named by the environment variable ``MGHA_LIBRARY`` (when set, nothing after it is
    looked at: a test run that names a library must not silently use another);
-2. the workspace's build output, relative to this package's source:
-   ``target/debug/libmgha.so``, then ``target/release/libmgha.so``;
-3. a copy inside the package (``mgha/libmgha.so``), for a wheel that ships one.
+3. the workspace's build output, relative to this package's source:
+   ``target/debug/libmgha.so``, then ``target/release/libmgha.so``.
 
 When none loads, :class:`LibraryNotFound` (an :class:`ImportError`) lists every path tried and
 why each failed.
@@ -42,8 +44,8 @@ class LibraryNotFound(ImportError):
         self.tried = tried
         lines = "\n".join(f"  {path}: {reason}" for path, reason in tried)
         super().__init__(
-            "libmgha was not found. Build it with `cargo build -p mgha-ffi`, or set "
-            f"{LIBRARY_ENV} to the path of libmgha. Tried:\n{lines}"
+            "libmgha was not found. Install a wheel built by scripts/build-wheel, or build it "
+            f"with `cargo build -p mgha-ffi` and set {LIBRARY_ENV} to its path. Tried:\n{lines}"
         )
 
 
@@ -58,13 +60,16 @@ def library_file_name() -> str:
 
 def candidates() -> List[Path]:
     """Where the library is looked for, in order."""
+    here = Path(__file__).resolve().parent
+    name = library_file_name()
+    packaged = here / name
+    if packaged.is_file():
+        return [packaged]
     env = os.environ.get(LIBRARY_ENV)
     if env:
-        return [Path(env)]
-    here = Path(__file__).resolve().parent
+        return [packaged, Path(env)]
     workspace = here.parent.parent.parent  # bindings/python/mgha -> the repository root
-    name = library_file_name()
-    return [workspace / "target" / "debug" / name, workspace / "target" / "release" / name, here / name]
+    return [packaged, workspace / "target" / "debug" / name, workspace / "target" / "release" / name]
 
 
 _lock = threading.Lock()

@@ -8,7 +8,8 @@ test can catch exactly what it expects::
         standby.publish(changeset)
 
 Errors from a daemon's admin API (``mgha.testing`` in daemon mode) arrive as the same classes:
-their JSON ``code`` (``"read-only"``) names the same engine error codes.
+their JSON ``code`` (``"read-only"``) names the same engine error codes. A daemon that does not
+answer at all raises :class:`Unavailable`.
 """
 
 from __future__ import annotations
@@ -115,6 +116,18 @@ class PeerError(Error):
     synchronous publish."""
 
     code_value = 13
+
+
+class Unavailable(Error):
+    """A daemon did not answer (``mgha.testing`` in daemon mode): the connection was refused,
+    reset or closed mid-answer, or the call outlived its timeout. Not a status of the C ABI
+    (``code`` is -1): an engine in this process is never unavailable, it is closed
+    (:class:`InvalidArgument`). A killed or hung daemon raises this, so a test catches
+    :class:`Error` alike in both modes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(-1, message)
+        self.code_name = "UNAVAILABLE"
 
 
 #: ``mgha_status`` values and their names, as ``mgha_status_name`` returns them (a test checks

@@ -10,7 +10,9 @@ traffic to it goes through the proxy.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import http.client
 import json
 import os
 import shutil
@@ -22,18 +24,22 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .engine import DEFAULT_AUTHOR, Engine
-from .errors import Error, InvalidArgument, error_for_api
+from .errors import Error, InvalidArgument, Unavailable, error_for_api
 from .proxy import Proxy
 
 #: Timers that make a test cluster react in tenths of seconds rather than seconds.
 FAST_TIMERS: Dict[str, int] = {"heartbeat_ms": 100, "peer_timeout_ms": 2000}
 #: How long a daemon may take to answer its admin API after it started.
 DAEMON_START_TIMEOUT_S = 30.0
-#: How long one admin API request may take (a planned changeover blocks for a few seconds).
+#: How long one admin API request may take unless told otherwise (a planned changeover blocks
+#: for a few seconds); ``DaemonNode.timeout_s`` or ``with node.timeout(s):`` set another.
 API_TIMEOUT_S = 30.0
+#: The most objects one ``GET /v1/objects`` returns, and the engine's ``list`` (core's
+#: ``LIST_OBJECTS_MAX``).
+LIST_OBJECTS_MAX = 100_000
 #: The environment variable naming the ``mgha`` binary.
 BIN_ENV = "MGHA_BIN"
 
@@ -97,7 +103,10 @@ class Node:
     def get(self, type_name: str, key: str) -> Dict[str, Any]:
         raise NotImplementedError
 
-    def list(self, type_name: Optional[str] = None) -> List[Dict[str, Any]]:
+    def list(self, type_name: Optional[str] = None, limit: int = 0) -> List[Dict[str, Any]]:
+        """Objects of one type (or all) in (type, name) order; ``limit`` 0 means all: a daemon
+        node pages through the admin API, an engine node answers up to the library's cap of
+        100,000."""
         raise NotImplementedError
 
     def changeover(self, target: str) -> None:
@@ -176,8 +185,8 @@ class EngineNode(Node):
     def get(self, type_name: str, key: str) -> Dict[str, Any]:
         return self.engine.get(type_name, key)
 
-    def list(self, type_name: Optional[str] = None) -> List[Dict[str, Any]]:
-        return self.engine.list(type_name)
+    def list(self, type_name: Optional[str] = None, limit: int = 0) -> List[Dict[str, Any]]:
+        return self.engine.list(type_name, limit)
 
     def changeover(self, target: str) -> None:
         self.engine.changeover(target)
@@ -197,16 +206,24 @@ class EngineNode(Node):
         return self.engine.resolve_collision(branch_id, how, resolutions)
 
 
+def packaged_binary() -> Path:
+    """Where a wheel built by ``scripts/build-wheel`` puts the ``mgha`` binary."""
+    return Path(__file__).resolve().parent / "bin" / "mgha"
+
+
 def find_binary() -> Path:
-    """The ``mgha`` binary: ``$MGHA_BIN``, else the workspace's ``target/debug/mgha``, else
-    ``mgha`` on ``PATH``."""
+    """The ``mgha`` binary: the copy inside the installed package (a wheel ships one), else
+    ``$MGHA_BIN``, else the workspace's ``target/debug/mgha``, else ``mgha`` on ``PATH``."""
+    packaged = packaged_binary()
+    if packaged.is_file():
+        return packaged
     env = os.environ.get(BIN_ENV)
     if env:
         if not Path(env).is_file():
             raise FileNotFoundError(f"{BIN_ENV}={env}: no such file")
         return Path(env)
     workspace = Path(__file__).resolve().parent.parent.parent.parent
-    tried = [workspace / "target" / "debug" / "mgha"]
+    tried = [packaged, workspace / "target" / "debug" / "mgha"]
     for path in tried:
         if path.is_file():
             return path
@@ -214,8 +231,8 @@ def find_binary() -> Path:
     if found:
         return Path(found)
     raise FileNotFoundError(
-        f"the mgha binary was not found (build it with `cargo build -p mgha`, or set {BIN_ENV}); "
-        f"tried {', '.join(map(str, tried))} and PATH"
+        f"the mgha binary was not found (install a wheel built by scripts/build-wheel, build it with "
+        f"`cargo build -p mgha`, or set {BIN_ENV}); tried {', '.join(map(str, tried))} and PATH"
     )
 
 
@@ -224,7 +241,7 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: have the kernel SIGKILL the daemon when the thread that
     started it (the test's) dies, however the test process ends."""
     if _LIBC is not None:
@@ -241,11 +258,32 @@ class DaemonNode(Node):
         self.admin_port = admin_port
         self.process: Optional[subprocess.Popen] = None
         self.log_path = self.dir.parent / f"{self.name}.log"
+        #: How long each admin API request and CLI call may take before it raises
+        #: :class:`mgha.Unavailable`.
+        self.timeout_s = API_TIMEOUT_S
+        #: Objects per admin API request when :meth:`list` pages (the API's most).
+        self.list_page_size = LIST_OBJECTS_MAX
+
+    @contextlib.contextmanager
+    def timeout(self, seconds: float) -> Iterator["DaemonNode"]:
+        """Within the block, every call on this node may take at most ``seconds``::
+
+            with node.timeout(2):
+                node.status()          # mgha.Unavailable after 2 s if the daemon hangs
+        """
+        before, self.timeout_s = self.timeout_s, seconds
+        try:
+            yield self
+        finally:
+            self.timeout_s = before
 
     def _cli(self, *args: str) -> str:
-        result = subprocess.run(
-            [str(self.binary), *args], capture_output=True, text=True, timeout=API_TIMEOUT_S, check=False
-        )
+        try:
+            result = subprocess.run(
+                [str(self.binary), *args], capture_output=True, text=True, timeout=self.timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"mgha {args[0]} did not finish within {self.timeout_s:g} s") from None
         if result.returncode != 0:
             raise Error(-1, f"mgha {args[0]} failed (exit {result.returncode}): {result.stderr.strip()}")
         return result.stdout
@@ -283,7 +321,7 @@ class DaemonNode(Node):
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -296,7 +334,7 @@ class DaemonNode(Node):
             try:
                 self.status()
                 return
-            except (OSError, Error):
+            except (OSError, Error):  # Unavailable until it listens
                 if time.monotonic() > deadline:
                     self.kill()
                     raise TimeoutError(f"daemon {self.name} did not answer in time:\n{self.log_tail()}")
@@ -322,8 +360,12 @@ class DaemonNode(Node):
     def close(self) -> None:
         self.kill()
 
-    def request(self, method: str, path: str, body: Any = None, author: Optional[str] = None) -> Any:
-        """One admin API call; an error body raises its :mod:`mgha.errors` class."""
+    def request(
+        self, method: str, path: str, body: Any = None, author: Optional[str] = None, timeout_s: Optional[float] = None
+    ) -> Any:
+        """One admin API call; an error body raises its :mod:`mgha.errors` class, a daemon that
+        does not answer (refused, reset, closed mid-answer, or silent past ``timeout_s``, by
+        default :attr:`timeout_s`) raises :class:`mgha.Unavailable`."""
         token = (self.dir / "admin.token").read_text().strip()
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", data=data, method=method)
@@ -332,8 +374,9 @@ class DaemonNode(Node):
             req.add_header("Content-Type", "application/json")
         if author is not None:
             req.add_header("X-Mgha-Author", author)
+        timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
-            with urllib.request.urlopen(req, timeout=API_TIMEOUT_S) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 text = resp.read()
         except urllib.error.HTTPError as e:
             text = e.read()
@@ -342,6 +385,11 @@ class DaemonNode(Node):
             except (ValueError, KeyError, TypeError):
                 raise Error(-1, f"{method} {path}: HTTP {e.code}: {text[:200]!r}") from None
             raise error_for_api(detail["code"], detail["message"]) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            # URLError wraps a refused or timed-out connect; a reset, a timeout while reading
+            # and a connection closed before the answer (RemoteDisconnected) arrive bare.
+            reason = e.reason if isinstance(e, urllib.error.URLError) else e
+            raise Unavailable(f"{method} {path}: daemon {self.name} did not answer: {reason!r}") from e
         return json.loads(text) if text else None
 
     def join_key(self, ttl_s: float = 600) -> str:
@@ -357,9 +405,25 @@ class DaemonNode(Node):
         q = urllib.parse.quote
         return self.request("GET", f"/v1/objects/{q(type_name, safe='')}/{q(key, safe='')}")
 
-    def list(self, type_name: Optional[str] = None) -> List[Dict[str, Any]]:
-        query = "" if type_name is None else "?" + urllib.parse.urlencode({"type": type_name})
-        return list(self.request("GET", f"/v1/objects{query}")["objects"])
+    def list(self, type_name: Optional[str] = None, limit: int = 0) -> List[Dict[str, Any]]:
+        # The API answers 1,000 objects unless asked for more, and at most 100,000 at once:
+        # page through it, each page starting after the last object of the one before.
+        if limit < 0:
+            raise InvalidArgument(4, f"limit must be 0 (all) or more, not {limit}")
+        objects: List[Dict[str, Any]] = []
+        after: Optional[Tuple[str, str]] = None
+        while True:
+            want = self.list_page_size if limit == 0 else min(self.list_page_size, limit - len(objects))
+            params: Dict[str, Any] = {"limit": want}
+            if type_name is not None:
+                params["type"] = type_name
+            if after is not None:
+                params["after_type"], params["after_name"] = after
+            page = list(self.request("GET", "/v1/objects?" + urllib.parse.urlencode(params))["objects"])
+            objects.extend(page)
+            if len(page) < want or (limit and len(objects) >= limit):
+                return objects
+            after = (str(page[-1]["type"]), str(page[-1]["name"]))
 
     def changeover(self, target: str) -> None:
         self.request("POST", "/v1/changeover", {"to": target})

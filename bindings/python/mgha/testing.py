@@ -29,6 +29,7 @@ import os
 import shutil
 import socket
 import string
+import subprocess
 import tempfile
 import threading
 import time
@@ -38,8 +39,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 import pytest
 
 from .engine import Engine
+from .errors import NotFound
 from .events import Event
-from .nodes import DaemonNode, EngineNode, Node, find_binary
+from .nodes import FAST_TIMERS, DaemonNode, EngineNode, Node, die_with_parent, find_binary
 from .proxy import ProxyHub
 
 T = TypeVar("T")
@@ -51,6 +53,11 @@ SYNC_TIMEOUT_S = 30.0
 POLL_S = 0.02
 #: The environment variable that keeps the temp dirs of clusters.
 KEEP_ENV = "MGHA_KEEP"
+#: The name of the arbiter witness of a two-node quorum cluster.
+WITNESS = "witness"
+#: The failover timeout of a test cluster with automatic failover, unless the test gives one:
+#: ten of the fast heartbeats (docs/failover.md asks for at least three).
+FAILOVER_AFTER_MS = 1000
 
 
 def free_ports(n: int) -> List[int]:
@@ -94,6 +101,10 @@ class Cluster:
         self.keep = keep
         self.nodes: List[Node] = []
         self.hub = ProxyHub()
+        #: ``"quorum"`` or ``"etcd"`` with automatic failover, else None (set by :func:`cluster`).
+        self.failover: Optional[str] = None
+        #: The ``mgha witness`` process of a two-node quorum cluster (the third vote), or None.
+        self.witness: Optional[subprocess.Popen] = None
         self._closed = False
 
     def __getitem__(self, ref: NodeRef) -> Node:
@@ -119,7 +130,9 @@ class Cluster:
         for n in self.nodes:
             if n.name == ref:
                 return n
-        raise KeyError(f"no node {ref!r} in this cluster ({', '.join(n.name for n in self.nodes)})")
+        # The library's class, as an engine asked about an unknown member answers: a test that
+        # catches mgha.Error sees harness misuse too.
+        raise NotFound(6, f"no node {ref!r} in this cluster ({', '.join(n.name for n in self.nodes)})")
 
     def running(self) -> List[Node]:
         return [n for n in self.nodes if n.running]
@@ -140,6 +153,11 @@ class Cluster:
         actives = [name for name, s in statuses.items() if s["node"]["role"] == "active"]
         if len(heads) != 1 or len(actives) != 1:
             return None
+        # With automatic failover the Active takes publishes only while it holds the arbiter's
+        # lease, which it claims a moment after the peers synchronized (and the status shows
+        # no failover section until the node's failover driver runs).
+        if self.failover is not None and not (statuses[actives[0]].get("failover") or {}).get("lease_left_ms"):
+            return None
         peers = {p["name"]: p for p in statuses[actives[0]]["peers"]}
         for n in nodes:
             p = peers.get(n.name)
@@ -149,8 +167,8 @@ class Cluster:
 
     def wait_synced(self, timeout: float = SYNC_TIMEOUT_S) -> int:
         """Waits until every running node has the same head and state hash, one of them is
-        active and it sees every other running node connected and synchronized. Returns the
-        head revision."""
+        active and it sees every other running node connected and synchronized, and, with
+        automatic failover, the Active holds the arbiter's lease. Returns the head revision."""
         try:
             return wait_for(self._synced, timeout, "the cluster to synchronize")[0]
         except TimeoutError as e:
@@ -167,6 +185,25 @@ class Cluster:
         """Polls until ``node`` sees ``peer`` with sync status ``status``."""
         n, p = self.node(node), self.node(peer)
         self.wait_for(lambda: n.peer_status(p.name) == status, timeout, f"{n.name} to see {p.name} {status}")
+
+    def wait_for_collision(
+        self, node: NodeRef, peer: Optional[NodeRef] = None, timeout: float = SYNC_TIMEOUT_S
+    ) -> Dict[str, Any]:
+        """Waits until ``node`` lists an open collision branch (published by ``peer``, when
+        given) and returns it. The ``collision`` peer status and event come first: the
+        branch is stored a moment later, so a test that saw them still waits here before
+        ``collisions()``, ``collision_diff`` or ``resolve_collision``."""
+        n = self.node(node)
+        who = None if peer is None else self.node(peer).name
+
+        def branch() -> Optional[Dict[str, Any]]:
+            for b in n.collisions():
+                if b["status"] == "open" and (who is None or b["node"] == who):
+                    return b
+            return None
+
+        from_whom = "" if who is None else f" from {who}"
+        return self.wait_for(branch, timeout, f"{n.name} to list a collision branch{from_whom}")
 
     def heads(self) -> Dict[str, Tuple[int, str]]:
         """(revision, state hash) of every running node."""
@@ -203,7 +240,10 @@ class Cluster:
 
     def changeover(self, to: NodeRef) -> None:
         """A planned changeover from the current Active to ``to``; returns once ``to`` is
-        Active (the call blocks until the engine finished it)."""
+        Active (the call blocks until the engine finished it). A name that is no node here is
+        passed to the Active as given, so its refusal is the engine's (or daemon's) own."""
+        if isinstance(to, str) and to not in {n.name for n in self.nodes}:
+            self.active().changeover(to)
         target = self.node(to)
         self.active().changeover(target.name)
         self.wait_for(lambda: target.role() == "active", 10, f"{target.name} to be active")
@@ -248,6 +288,9 @@ class Cluster:
                 n.kill()
             except Exception as e:  # noqa: BLE001 - go on tearing down
                 errors.append(e)
+        if self.witness is not None and self.witness.poll() is None:
+            self.witness.kill()
+            self.witness.wait()
         try:
             self.hub.close()
         except Exception as e:  # noqa: BLE001
@@ -260,20 +303,67 @@ class Cluster:
             raise errors[0]
 
 
+def _failover_keys(failover: Optional[str], names: List[str], root: Path, config: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The config keys of automatic failover for each node, filled in around the test's own:
+    quorum mode gets one free arbiter port per node (``quorum_listen``) and the voter list
+    (``quorum_members``); etcd mode a key prefix of its own (``etcd_prefix``) so that clusters
+    sharing one etcd never meet; both a short ``failover_after_ms``."""
+    if failover is None:
+        return [{} for _ in names]
+    if failover not in ("quorum", "etcd"):
+        raise ValueError(f"failover must be 'quorum' or 'etcd', not {failover!r}")
+    shared: Dict[str, Any] = {"failover": failover, "failover_after_ms": FAILOVER_AFTER_MS}
+    if failover == "etcd":
+        if not config.get("etcd_endpoints"):
+            raise ValueError("failover='etcd' needs etcd_endpoints=[...] (an etcd the test runs)")
+        shared["etcd_prefix"] = f"/mgha-test/{root.name}"
+        return [dict(shared) for _ in names]
+    # Two data nodes cannot decide alone: a witness (started by :func:`_start_witness`) is
+    # the third voter, on the last port.
+    ports = free_ports(len(names) + (1 if len(names) == 2 else 0))
+    voters = names + [WITNESS] if len(names) == 2 else names
+    members = [f"{name}=127.0.0.1:{port}" for name, port in zip(voters, ports)]
+    return [{**shared, "quorum_listen": f"127.0.0.1:{port}", "quorum_members": members} for port in ports[: len(names)]]
+
+
+def _start_witness(c: Cluster, keys: Dict[str, Any]) -> None:
+    """Starts ``mgha witness`` for a two-node quorum cluster: it enrolls with a join key from
+    the Primary and listens on the voters' last address. Killed by :meth:`Cluster.close`;
+    logs to ``<dir>/witness.log``."""
+    address = next(m.split("=", 1)[1] for m in keys["quorum_members"] if m.startswith(f"{WITNESS}="))
+    primary = c.nodes[0]
+    args = [
+        str(find_binary()), "witness", "--data-dir", str(c.dir / WITNESS), "--listen", address,
+        "--members", ",".join(keys["quorum_members"]),
+        "--join", f"127.0.0.1:{primary.peer_port}", "--key", primary.join_key(),
+        "--heartbeat-ms", str(keys.get("heartbeat_ms", FAST_TIMERS["heartbeat_ms"])),
+        "--failover-after-ms", str(keys["failover_after_ms"]),
+    ]  # fmt: skip
+    with open(c.dir / f"{WITNESS}.log", "ab") as log:
+        c.witness = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
+
+
 def cluster(
     n: int = 3,
     mode: str = "engines",
     *,
     wait: bool = True,
     root: Optional[Path] = None,
+    failover: Optional[str] = None,
     **config: Any,
 ) -> Cluster:
     """Starts a cluster of ``n`` nodes named ``a``, ``b``, ...: ``a`` creates it (Primary,
     Active), the others join through it. ``mode`` is ``"engines"`` (in this process, through
-    the C ABI) or ``"daemons"`` (``mgha`` child processes: ``$MGHA_BIN`` or the workspace's
-    ``target/debug/mgha``). ``config`` adds engine config keys (docs/c-api.md) or, for daemons,
-    ``mgha.toml`` keys (docs/config.md), e.g. ``sync_standbys=1``. Waits until synchronized
-    unless ``wait=False``. Everything made is torn down if a step fails."""
+    the C ABI) or ``"daemons"`` (``mgha`` child processes: see :func:`mgha.nodes.find_binary`).
+    ``config`` adds engine config keys (docs/c-api.md) or, for daemons, ``mgha.toml`` keys
+    (docs/config.md), e.g. ``sync_standbys=1``. ``failover="quorum"`` (with two nodes, plus
+    an ``mgha witness`` process as the third vote) or ``"etcd"`` (with
+    ``etcd_endpoints=[...]``) turns on automatic failover, with the per-node keys filled in
+    (:func:`_failover_keys`); a key the test gives wins. The cluster's
+    temp dir is made under ``root`` (the system's temp dir when None). Waits until
+    synchronized unless ``wait=False``. Everything made is torn down if a step fails."""
     if mode not in ("engines", "daemons"):
         raise ValueError(f"mode must be 'engines' or 'daemons', not {mode!r}")
     if not 1 <= n <= len(string.ascii_lowercase):
@@ -281,22 +371,29 @@ def cluster(
     keep = bool(os.environ.get(KEEP_ENV))
     path = Path(tempfile.mkdtemp(prefix="mgha-test-", dir=root))
     c = Cluster(mode, path, keep)
+    c.failover = failover
     try:
         binary = find_binary() if mode == "daemons" else None
+        names = list(string.ascii_lowercase[:n])
+        per_node = _failover_keys(failover, names, path, config)
         ports = free_ports(3 * n)
-        for i in range(n):
-            name = string.ascii_lowercase[i]
+        for i, name in enumerate(names):
             proxy = c.hub.proxy(ports[3 * i + 1], ports[3 * i])
+            node_config = {**per_node[i], **config}
             node: Node
             if binary is not None:
-                node = DaemonNode(name, path, ports[3 * i], proxy, config, binary=binary, admin_port=ports[3 * i + 2])
+                node = DaemonNode(
+                    name, path, ports[3 * i], proxy, node_config, binary=binary, admin_port=ports[3 * i + 2]
+                )
             else:
-                node = EngineNode(name, path, ports[3 * i], proxy, config)
+                node = EngineNode(name, path, ports[3 * i], proxy, node_config)
             c.nodes.append(node)
             if i == 0:
                 node.create_primary()
             else:
                 node.create_secondary(c.nodes[0].address, c.nodes[0].join_key())
+        if failover == "quorum" and n == 2:
+            _start_witness(c, {**FAST_TIMERS, **per_node[0], **config})
         if wait:
             c.wait_synced()
         return c
@@ -339,18 +436,8 @@ class EventLog:
         self.subscription.unsubscribe()
 
 
-@pytest.fixture(name="cluster")
-def cluster_fixture() -> Iterator[Callable[..., Cluster]]:
-    """A factory: ``cluster(n=3, mode="engines", **config)`` starts a :class:`Cluster`; every
-    cluster it made is torn down after the test, passed or failed."""
-    made: List[Cluster] = []
-
-    def make(n: int = 3, mode: str = "engines", **config: Any) -> Cluster:
-        c = cluster(n, mode, **config)
-        made.append(c)
-        return c
-
-    yield make
+def _close_all(made: List[Cluster]) -> None:
+    """Closes every cluster, each even when another fails; raises the first failure."""
     errors = []
     for c in made:
         try:
@@ -361,10 +448,50 @@ def cluster_fixture() -> Iterator[Callable[..., Cluster]]:
         raise errors[0]
 
 
+@pytest.fixture(name="cluster")
+def cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Cluster]]:
+    """A factory: ``cluster(n=3, mode="engines", failover=None, **config)`` starts a
+    :class:`Cluster` in a directory of pytest's (``--basetemp`` is honoured); every cluster it
+    made is torn down after the test, passed or failed."""
+    made: List[Cluster] = []
+
+    def make(n: int = 3, mode: str = "engines", **config: Any) -> Cluster:
+        config.setdefault("root", tmp_path_factory.mktemp("mgha"))
+        c = cluster(n, mode, **config)
+        made.append(c)
+        return c
+
+    yield make
+    _close_all(made)
+
+
+@pytest.fixture(scope="session")
+def session_cluster_options() -> Dict[str, Any]:
+    """The arguments of :func:`session_cluster`'s cluster: two engines. Override this fixture
+    in a conftest.py for others, e.g. ``{"n": 3, "mode": "daemons", "sync_standbys": 1}``."""
+    return {"n": 2, "mode": "engines"}
+
+
+@pytest.fixture(scope="session")
+def session_cluster(
+    tmp_path_factory: pytest.TempPathFactory, session_cluster_options: Dict[str, Any]
+) -> Iterator[Cluster]:
+    """One :class:`Cluster` shared by every test of the session (started on first use, torn
+    down at the end), for suites of read-mostly tests that need not pay a cluster each. Tests
+    see each other's publishes and faults: one that cuts, kills or changes over should
+    restore the cluster (``heal``, ``start``, ``wait_synced``) before it ends."""
+    options = {"root": tmp_path_factory.mktemp("mgha-session"), **session_cluster_options}
+    c = cluster(**options)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
 @pytest.fixture
-def tmp_engine() -> Iterator[Engine]:
-    """One Primary engine in a temp dir (no proxy), closed and removed after the test."""
-    path = Path(tempfile.mkdtemp(prefix="mgha-test-"))
+def tmp_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One Primary engine in a temp dir of pytest's (no proxy), closed after the test."""
+    path = tmp_path_factory.mktemp("mgha-engine")
     try:
         with Engine.init({"data_dir": str(path / "node"), "name": "solo", "listen": "127.0.0.1:0"}) as engine:
             yield engine

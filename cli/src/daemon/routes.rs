@@ -163,6 +163,11 @@ pub struct ObjectsQuery {
     pub type_name: Option<String>,
     /// At most this many objects (default 1000, at most 100000).
     pub limit: Option<usize>,
+    /// Paging: only objects after the one of this type and `after_name` in (type, name)
+    /// order, i.e. the `type` of the last object of the previous page (with `after_name`).
+    pub after_type: Option<String>,
+    /// Paging: the `name` of the last object of the previous page (with `after_type`).
+    pub after_name: Option<String>,
 }
 
 /// Objects in (type, name) order.
@@ -173,7 +178,22 @@ pub async fn list_objects(
     ApiQuery(q): ApiQuery<ObjectsQuery>,
 ) -> Result<Json<ObjectList>, ApiError> {
     let limit = q.limit.unwrap_or(LIST_OBJECTS_DEFAULT).min(LIST_OBJECTS_MAX);
-    let objects = state.run(move |e| e.store().list(q.type_name.as_deref(), limit)).await?;
+    let after = match (q.after_type, q.after_name) {
+        (Some(t), Some(n)) => Some((t, n)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "after_type and after_name go together (the last object of the previous page)",
+            ));
+        }
+    };
+    let objects = state
+        .run(move |e| {
+            let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
+            e.store().list_after(q.type_name.as_deref(), after, limit)
+        })
+        .await?;
     Ok(Json(ObjectList { objects: objects.iter().map(ObjectBody::from).collect() }))
 }
 

@@ -40,21 +40,50 @@ impl Store {
     /// Objects of one type in name order, or of every type in (type, name) order; at most
     /// `limit` (capped at [`LIST_OBJECTS_MAX`]), starting after `after` (a name key) if given.
     pub fn list(&self, type_name: Option<&str>, limit: usize) -> Result<Vec<Object>> {
+        self.list_after(type_name, None, limit)
+    }
+
+    /// As [`Store::list`], from just after `after` = (type, name) in (type, name) order: a caller
+    /// passes the last object of one page to get the next, and so reads any number of objects
+    /// in pages of at most `LIST_OBJECTS_MAX`. `after` need not name an object that exists.
+    pub fn list_after(
+        &self,
+        type_name: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Object>> {
+        use std::ops::Bound;
         let limit = limit.min(LIST_OBJECTS_MAX);
-        let txn = self.begin_read()?;
-        let names = txn.open_table(NAMES)?;
-        let objects = txn.open_table(OBJECTS)?;
-        let mut out = Vec::new();
-        let range = match type_name {
+        let (mut lo, hi) = match type_name {
             Some(t) => {
                 if self.schemas().get(t).is_none() {
                     return Err(Error::UnknownType(t.into()));
                 }
                 let (lo, hi) = type_range(t);
-                names.range(lo.as_str()..hi.as_str())?
+                (Bound::Included(lo), Bound::Excluded(hi))
             }
-            None => names.range::<&str>(..)?,
+            None => (Bound::Unbounded, Bound::Unbounded),
         };
+        if let Some((t, n)) = after {
+            let key = name_key(t, n);
+            let past_start = match &lo {
+                Bound::Included(start) => key >= *start,
+                _ => true,
+            };
+            if past_start {
+                // A cursor at or past the end of the range: nothing after it (and a reversed
+                // range must never reach the table).
+                if matches!(&hi, Bound::Excluded(end) if key >= *end) {
+                    return Ok(Vec::new());
+                }
+                lo = Bound::Excluded(key);
+            }
+        }
+        let txn = self.begin_read()?;
+        let names = txn.open_table(NAMES)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        let range = names.range::<&str>((lo.as_ref().map(String::as_str), hi.as_ref().map(String::as_str)))?;
         for entry in range.take(limit) {
             let (k, v) = entry?;
             let uid = Uid::from_slice(v.value())?;

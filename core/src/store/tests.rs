@@ -284,6 +284,27 @@ fn list_by_type_is_in_name_order_and_bounded() {
     sorted.sort();
     assert_eq!(keys, sorted);
     assert_eq!(keys.len(), 5);
+
+    // Pages: each starts after the last object of the one before, and together they are the
+    // whole listing, in order.
+    let after = |t: Option<&str>, a: (&str, &str)| names(store.list_after(t, Some(a), 100).expect("a page"));
+    assert_eq!(after(Some("host"), ("host", "alpha")), ["bravo", "charlie"]);
+    assert_eq!(after(Some("host"), ("host", "b")), ["bravo", "charlie"], "a cursor need not exist");
+    assert!(after(Some("host"), ("host", "charlie")).is_empty());
+    assert_eq!(after(Some("host"), ("aaa", "x")), ["alpha", "bravo", "charlie"], "a cursor before the type");
+    assert!(after(Some("host"), ("zzz", "")).is_empty(), "a cursor past the type");
+    let mut paged = Vec::new();
+    let mut cursor: Option<(String, String)> = None;
+    loop {
+        let page = store.list_after(None, cursor.as_ref().map(|(t, n)| (t.as_str(), n.as_str())), 2).expect("page");
+        let done = page.len() < 2;
+        paged.extend(page.into_iter().map(|o| (o.type_name, o.name)));
+        cursor = paged.last().cloned();
+        if done {
+            break;
+        }
+    }
+    assert_eq!(paged, keys);
 }
 
 #[test]

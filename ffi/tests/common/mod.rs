@@ -120,10 +120,27 @@ pub fn lib_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
     let name = format!("{}mgha{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-    if deps.join(&name).exists() {
-        return deps;
+    let dir =
+        if deps.join(&name).exists() { deps.clone() } else { deps.parent().map(Path::to_path_buf).unwrap_or(deps) };
+    soname_link(&dir);
+    dir
+}
+
+/// The SONAME the library records (ffi/build.rs).
+pub const SONAME: &str = "libmgha.so.0";
+
+/// A program linked against `libmgha.so` asks the loader for its SONAME, `libmgha.so.0`; an
+/// install makes that link (scripts/install-lib), cargo's build tree does not, so the tests make
+/// it beside the library they link.
+fn soname_link(dir: &Path) {
+    if cfg!(target_os = "linux") {
+        let link = dir.join(SONAME);
+        match std::os::unix::fs::symlink("libmgha.so", &link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("cannot link {}: {e}", link.display()),
+        }
     }
-    deps.parent().map(Path::to_path_buf).unwrap_or(deps)
 }
 
 /// Where the build tree's `mgha.pc` goes: `target/<profile>`.

@@ -1,4 +1,4 @@
-//! Arbiters for automatic failover (see `mgha_core::failover`): the third vote that decides which
+//! Arbiters for automatic failover (see `mgha_sync::failover`): the third vote that decides which
 //! node is Active. Two backends, both proven engines rather than a consensus of our own:
 //!
 //! - [`quorum`]: a small Raft group (openraft) of the data nodes and, with two data nodes, a

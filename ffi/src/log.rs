@@ -35,7 +35,7 @@ pub enum mgha_log_level {
 }
 
 /// A host's log function: the event's level, its target (the Rust module that emitted it,
-/// e.g. `"mgha_core::sync::runtime"`) and its message (the text, then each field as
+/// e.g. `"mgha_sync::runtime"`) and its message (the text, then each field as
 /// ` key=value`), both NUL-terminated UTF-8 valid only during the call, and the `user` pointer
 /// given to `mgha_set_log_callback`.
 #[allow(non_camel_case_types)]

@@ -120,7 +120,7 @@ fn now_ms() -> u64 {
 
 /// The node's status as server-sent events: a `status` event (`StatusEventBody` as JSON) at once,
 /// on every change of head, peer status or role, and at least every 500 ms.
-#[utoipa::path(get, path = "/v1/events", tag = "node",
+#[utoipa::path(get, path = "/v1/events", operation_id = "streamStatusEvents", tag = "node",
     responses(
         (status = 200, description = "`text/event-stream` of `status` events, each a StatusEventBody",
             body = StatusEventBody, content_type = "text/event-stream"),

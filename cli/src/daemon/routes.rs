@@ -117,7 +117,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, A
 
 /// Verifies the whole store: every record against its seal, the indexes, the state hash
 /// recomputed from the objects, the hash chain of the revisions. Reads every object.
-#[utoipa::path(get, path = "/v1/check", tag = "node",
+#[utoipa::path(get, path = "/v1/check", operation_id = "checkStore", tag = "node",
     responses((status = 200, body = CheckBody), (status = 401, body = ErrorBody),
         (status = 500, description = "The store is damaged (code `corrupt`, naming the record)", body = ErrorBody)))]
 pub async fn check(State(state): State<AppState>) -> Result<Json<CheckBody>, ApiError> {

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,45 +13,57 @@ pub struct Etcd {
     child: Child,
     /// `HOST:PORT` of the client API.
     pub client: String,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// The temporary directory of [`Etcd::start`], removed on drop.
+    temp: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+fn free_port() -> std::io::Result<u16> {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
 }
 
 impl Etcd {
-    /// Starts etcd and waits until it reports itself healthy. Panics (with how to install it)
-    /// when the binary is missing.
+    /// Starts etcd in a temporary directory and waits until it reports itself healthy. Panics
+    /// (with how to install it) when the binary is missing.
     pub fn start() -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (client_port, peer_port) = (free_port(), free_port());
+        let mut etcd = Etcd::launch(Path::new("etcd"), dir.path()).unwrap_or_else(|e| {
+            panic!("cannot start `etcd` ({e}); scripts/test installs it (apt-get install etcd-server)")
+        });
+        etcd.temp = Some(dir);
+        etcd
+    }
+
+    /// Starts the etcd binary `bin` with its data and log in `dir` (created if missing) and waits
+    /// until it reports itself healthy (at most 30 s).
+    pub fn launch(bin: &Path, dir: &Path) -> std::io::Result<Etcd> {
+        std::fs::create_dir_all(dir)?;
+        let (client_port, peer_port) = (free_port()?, free_port()?);
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file");
-        let child = Command::new("etcd")
+        let log = std::fs::File::create(dir.join("etcd.log"))?;
+        let child = Command::new(bin)
             .args(["--name", "test", "--data-dir"])
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("test={peer_url}"), "--initial-cluster-state", "new"])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("etcd log file"))
+            .stdout(log.try_clone()?)
             .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start `etcd` ({e}); scripts/test installs it (apt-get install etcd-server)")
-            });
-        let mut etcd = Etcd { child, client: format!("127.0.0.1:{client_port}"), dir };
+            .spawn()?;
+        let mut etcd = Etcd { child, client: format!("127.0.0.1:{client_port}"), dir: dir.to_path_buf(), temp: None };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !etcd.healthy() {
             if let Ok(Some(status)) = etcd.child.try_wait() {
-                panic!("etcd exited with {status}: {}", etcd.log());
+                return Err(std::io::Error::other(format!("etcd exited with {status}: {}", etcd.log())));
             }
-            assert!(Instant::now() < deadline, "etcd did not become healthy: {}", etcd.log());
+            if Instant::now() >= deadline {
+                return Err(std::io::Error::other(format!("etcd did not become healthy in 30 s: {}", etcd.log())));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        etcd
+        Ok(etcd)
     }
 
     /// The client URL, as `etcd_endpoints` takes it.
@@ -59,7 +72,7 @@ impl Etcd {
     }
 
     /// etcd's own health check (`GET /health` on the client port).
-    fn healthy(&self) -> bool {
+    pub fn healthy(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(&self.client) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let req = format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", self.client);
@@ -81,7 +94,7 @@ impl Etcd {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
     }
 }
 

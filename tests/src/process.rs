@@ -28,6 +28,27 @@ impl ChildGuard {
         Ok(status)
     }
 
+    /// How the process ended, if it has, without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.try_wait().ok().flatten()
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits up to `grace` for it; then SIGKILL.
+    pub fn terminate(&mut self, grace: std::time::Duration) -> io::Result<ExitStatus> {
+        if !self.reaped {
+            // kill(1): the pid is our unreaped child, so it names no other process.
+            let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let deadline = std::time::Instant::now() + grace;
+            while std::time::Instant::now() < deadline {
+                if let Some(status) = self.try_wait()? {
+                    return Ok(status);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        self.kill()
+    }
+
     /// Sends SIGKILL (on Unix, `Child::kill` is SIGKILL) and waits for the process to end.
     pub fn kill(&mut self) -> io::Result<ExitStatus> {
         if !self.reaped {

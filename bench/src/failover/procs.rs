@@ -3,10 +3,9 @@
 //! and the publisher that runs through every series.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,46 +17,8 @@ use serde_json::{json, Value};
 
 use super::*;
 use mgha_node::{token, NodeConfig};
-
-/// A child process, killed with SIGKILL on drop unless it already ended.
-pub(super) struct Guard(Child);
-
-impl Guard {
-    /// SIGKILL, and the exit reaped.
-    pub(super) fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    /// SIGTERM, then SIGKILL if it has not ended within 20 s.
-    pub(super) fn terminate(mut self) {
-        let pid = i32::try_from(self.0.id()).ok().and_then(rustix::process::Pid::from_raw);
-        if let Some(pid) = pid {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// How it ended, if it did.
-    pub(super) fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.0.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
+use mgha_tests::etcd::Etcd;
+use mgha_tests::process::ChildGuard;
 
 /// Runs `mgha ARGS` to completion; its standard output.
 pub(super) fn mgha(exe: &Path, args: &[&str]) -> anyhow::Result<String> {
@@ -209,7 +170,7 @@ pub(super) struct Node {
     pub(super) dir: PathBuf,
     pub(super) exe: PathBuf,
     pub(super) api: Api,
-    pub(super) daemon: Option<Guard>,
+    pub(super) daemon: Option<ChildGuard>,
     /// When the running daemon was started.
     pub(super) started: Option<Instant>,
 }
@@ -236,7 +197,7 @@ impl Node {
             .spawn()
             .with_context(|| format!("starting {}", self.name))?;
         self.started = Some(Instant::now());
-        let daemon = self.daemon.insert(Guard(child));
+        let daemon = self.daemon.insert(ChildGuard::new(child));
         let deadline = Instant::now() + WAIT;
         while self.api.status().is_none() {
             if let Some(status) = daemon.exited() {
@@ -256,14 +217,14 @@ impl Node {
     }
 
     pub(super) fn kill(&mut self) {
-        if let Some(d) = self.daemon.take() {
-            d.kill();
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
         }
     }
 
     pub(super) fn terminate(&mut self) {
-        if let Some(d) = self.daemon.take() {
-            d.terminate();
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.terminate(Duration::from_secs(20));
         }
     }
 
@@ -284,54 +245,10 @@ impl Node {
     }
 }
 
-/// A single-member etcd on free loopback ports, killed on drop.
-pub(super) struct Etcd {
-    pub(super) _child: Guard,
-    pub(super) client: String,
-}
-
-impl Etcd {
-    pub(super) fn start(bin: &Path, dir: &Path) -> anyhow::Result<Etcd> {
-        std::fs::create_dir_all(dir)?;
-        let ports = free_addrs(2)?;
-        let client_url = format!("http://{}", ports[0]);
-        let peer_url = format!("http://{}", ports[1]);
-        let log = std::fs::File::create(dir.join("etcd.log"))?;
-        let child = Command::new(bin)
-            .args(["--name", "bench", "--data-dir"])
-            .arg(dir.join("data"))
-            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("bench={peer_url}"), "--initial-cluster-state", "new"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut etcd = Etcd { _child: Guard(child), client: ports[0].to_string() };
-        wait_until("etcd to report itself healthy", || {
-            if let Some(status) = etcd._child.exited() {
-                bail!("etcd exited with {status}:\n{}", tail(&dir.join("etcd.log")));
-            }
-            Ok(etcd.healthy())
-        })?;
-        Ok(etcd)
-    }
-
-    /// etcd's own health check (`GET /health` on the client port).
-    pub(super) fn healthy(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(&self.client) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let req = format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", self.client);
-        let mut body = String::new();
-        s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut body).is_ok() && body.contains("\"true\"")
-    }
-}
-
 /// Two data nodes and their arbiter; dropped in field order, so the daemons go first.
 pub(super) struct Cluster {
     pub(super) nodes: Vec<Node>,
-    pub(super) witness: Option<Guard>,
+    pub(super) witness: Option<ChildGuard>,
     pub(super) etcd: Option<Etcd>,
     pub(super) dir: PathBuf,
 }
@@ -354,7 +271,7 @@ impl Cluster {
         let timing = ctx.timing;
         let arbiter: Box<dyn Fn(&mut NodeConfig)> = match mode {
             Mode::Etcd => {
-                let etcd = Etcd::start(&ctx.etcd_bin, &dir.join("etcd"))?;
+                let etcd = Etcd::launch(&ctx.etcd_bin, &dir.join("etcd")).context("starting etcd")?;
                 let endpoint = format!("http://{}", etcd.client);
                 c.etcd = Some(etcd);
                 Box::new(move |cfg: &mut NodeConfig| {
@@ -380,7 +297,7 @@ impl Cluster {
                     .stderr(log)
                     .spawn()
                     .context("starting the witness")?;
-                let witness = c.witness.insert(Guard(child));
+                let witness = c.witness.insert(ChildGuard::new(child));
                 // The witness enrolls with `a` (which must run for that), then waits for voters.
                 wait_until("the witness to enroll", || {
                     if let Some(status) = witness.exited() {

@@ -47,9 +47,9 @@ fn data_directory_files_and_backups_are_private_under_umask_000() {
         &addrs[1].to_string(),
     ]);
     let hosts = scratch.file("hosts.json", &hosts("h", 3));
-    ok(&["apply", "-d", s(&dir), s(&hosts)]);
+    ok(&["apply", "--offline", "-d", s(&dir), s(&hosts)]);
     let backup = scratch.path("a.mghabak");
-    ok_under_umask_000(&["backup", "-d", s(&dir), "--out", s(&backup)]);
+    ok_under_umask_000(&["backup", "--offline", "-d", s(&dir), "--out", s(&backup)]);
     let restored = scratch.path("restored");
     ok_under_umask_000(&["restore", "--in", s(&backup), "-d", s(&restored)]);
 
@@ -95,18 +95,18 @@ fn a_damaged_object_is_exit_9_and_http_500_corrupt_never_other_data() {
         "web.json",
         r#"{"message": "web", "changes": [{"op": "put", "type": "host", "name": "web1", "fields": {"ipv4-address": "200.1.1.6"}}]}"#,
     );
-    ok(&["apply", "-d", node.d(), s(&first)]);
+    ok(&["apply", "--offline", "-d", node.d(), s(&first)]);
     // A later revision, so that the damaged object is not in the head's own revision record.
-    ok(&["apply", "-d", node.d(), s(&scratch.file("more.json", &hosts("h", 2)))]);
+    ok(&["apply", "--offline", "-d", node.d(), s(&scratch.file("more.json", &hosts("h", 2)))]);
     let damaged = flip_everywhere(&node.dir.join("mgha.redb"), b"200.1.1.6", b'6', b'7');
     assert!(damaged > 0, "the address is in the store file");
 
     // Without a daemon: the store opened by the command itself.
-    let err = fails(&["get", "-d", node.d(), "host", "web1"], 9);
+    let err = fails(&["get", "--offline", "-d", node.d(), "host", "web1"], 9);
     assert!(err.contains("object ") && !err.contains("200.1.1.7"), "{err}");
-    fails(&["list", "-d", node.d()], 9);
-    fails(&["check", "-d", node.d()], 9);
-    assert!(ok(&["get", "-d", node.d(), "host", "h-1"]).contains("10.0.0.1"), "intact objects are served");
+    fails(&["list", "--offline", "-d", node.d()], 9);
+    fails(&["check", "--offline", "-d", node.d()], 9);
+    assert!(ok(&["get", "--offline", "-d", node.d(), "host", "h-1"]).contains("10.0.0.1"), "intact objects are served");
 
     // Through the daemon: HTTP 500 with code `corrupt`, and the CLI exits 9 the same; its
     // background scrub finds the damage without being asked.
@@ -162,10 +162,10 @@ fn bytes_flipped_in_the_header_and_the_records_never_serve_other_data_or_panic()
     let scratch = Scratch::new();
     let node = scratch.init("a");
     for batch in ["a", "b", "c"] {
-        ok(&["apply", "-d", node.d(), s(&scratch.file("batch.json", &hosts(batch, 40)))]);
+        ok(&["apply", "--offline", "-d", node.d(), s(&scratch.file("batch.json", &hosts(batch, 40)))]);
     }
-    let list = ["list", "-d", node.d(), "--json", "--limit", "1000"];
-    let revisions = ["revisions", "-d", node.d(), "--json"];
+    let list = ["list", "--offline", "-d", node.d(), "--json", "--limit", "1000"];
+    let revisions = ["revisions", "--offline", "-d", node.d(), "--json"];
     let (intact_list, intact_revisions) = (ok(&list), ok(&revisions));
     let store = node.dir.join("mgha.redb");
     let pristine = std::fs::read(&store).expect("read store");

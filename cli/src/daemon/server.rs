@@ -16,7 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use mgha_core::{Engine, ErrorCode};
-use mgha_node::contract::{SettingsBody, StatusBody};
+use mgha_node::contract::StatusBody;
 use mgha_node::{Node, NodeConfig};
 use tokio::sync::{watch, Semaphore};
 
@@ -87,10 +87,17 @@ impl AppState {
     /// The status document: the node's own (its settings included) when there is a node, else
     /// the engine's.
     pub async fn status(&self) -> Result<StatusBody, ApiError> {
-        let settings = self.node.as_ref().map(|n| SettingsBody::from(n.config()));
-        let mut status = self.run(StatusBody::of).await?;
-        status.settings = settings;
-        Ok(status)
+        match &self.node {
+            // The node's own status, as libmgha gives it.
+            Some(node) => {
+                let node = node.clone();
+                tokio::task::spawn_blocking(move || node.status())
+                    .await
+                    .map_err(|e| ApiError::internal(format!("status task failed: {e}")))?
+                    .map_err(ApiError::from)
+            }
+            None => self.run(StatusBody::of).await,
+        }
     }
 
     /// Runs a publish (plain, session or revert) and records its outcome and latency.

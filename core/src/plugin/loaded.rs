@@ -35,21 +35,6 @@ impl Instance {
     ) -> std::result::Result<Self, String> {
         Ok(Instance { inner: compiled.instantiate(plugin, limits)?, calls: 0 })
     }
-
-    fn abi_version(&mut self, limits: &PluginLimits) -> std::result::Result<i32, String> {
-        self.inner.abi_version(limits)
-    }
-
-    fn call(
-        &mut self,
-        call: Call,
-        input: &[u8],
-        limits: &PluginLimits,
-        output_max: usize,
-        answer: &mut Vec<u8>,
-    ) -> std::result::Result<(), String> {
-        self.inner.call(call, input, limits, output_max, answer)
-    }
 }
 
 /// A plugin ready to be called.
@@ -77,12 +62,13 @@ impl Plugin {
         let refuse = |reason: String| Error::Plugin { plugin: label.clone(), call: "check".into(), reason };
         let compiled = runtime::runtime().and_then(|rt| rt.compile(wasm)).map_err(refuse)?;
         let mut instance = Instance::new(compiled.as_ref(), label.as_str().into(), &limits).map_err(refuse)?;
-        let version = instance.abi_version(&limits).map_err(|e| refuse(format!("mgha_abi_version {e}")))?;
+        let version = instance.inner.abi_version(&limits).map_err(|e| refuse(format!("mgha_abi_version {e}")))?;
         if version != ABI_VERSION {
             return Err(refuse(format!("it speaks plugin ABI version {version}; this host speaks {ABI_VERSION}")));
         }
         let mut answer = Vec::new();
         instance
+            .inner
             .call(Call::Describe, &[], &limits, PLUGIN_DESCRIBE_BYTES_MAX, &mut answer)
             .map_err(|e| refuse(format!("describe {e}")))?;
         let description: Description = abi::decode(&answer).map_err(|e| refuse(format!("describe: {e}")))?;
@@ -148,10 +134,10 @@ impl Plugin {
             None => self.instantiate().map_err(fail)?,
         };
         let max = self.limits.output_bytes_max;
-        let answered = match instance.call(call, input, &self.limits, max, answer) {
+        let answered = match instance.inner.call(call, input, &self.limits, max, answer) {
             Err(_) if instance.calls > 0 => {
                 instance = self.instantiate().map_err(fail)?;
-                instance.call(call, input, &self.limits, max, answer)
+                instance.inner.call(call, input, &self.limits, max, answer)
             }
             other => other,
         };

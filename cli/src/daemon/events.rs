@@ -3,10 +3,12 @@
 //! head change, peer sync status change, role change or collision, and at least every
 //! [`SAMPLE_INTERVAL`] (at most every [`SAMPLE_GAP_MIN`]), so a client can draw lag and publish
 //! rate over time from the stream alone.
+//! One sampler task takes each sample for every open stream, and runs only while a stream is open.
 //! Streams are bounded in number ([`EVENT_STREAMS_MAX`]) and end when the daemon stops, so an open
 //! page never holds a shutdown up.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -16,7 +18,7 @@ use mgha_core::{ErrorCode, Head};
 use mgha_sync::state::NodeEvent;
 use mgha_sync::EngineExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, watch, OwnedSemaphorePermit};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
@@ -45,15 +47,80 @@ pub struct StatusEventBody {
     pub time_ms: u64,
 }
 
-/// Why a stream wakes up.
+/// What every open stream shares: the places for streams, and one sampler that takes the
+/// status for all of them. Sixteen open pages cost the node one status document per sample, not
+/// sixteen.
+pub struct Hub {
+    places: Arc<Semaphore>,
+    samples: watch::Sender<Option<Arc<Sample>>>,
+    // True while a sampler task runs. Streams subscribe and the sampler decides to end under this
+    // lock, so a stream that opens as the last one closes never waits for a sampler that is gone.
+    sampling: Mutex<bool>,
+    // Samples taken since the daemon started, for the tests that hold the sharing to its word.
+    taken: std::sync::atomic::AtomicU64,
+}
+
+/// One sample, encoded once for every stream.
+enum Sample {
+    Status(String),
+    Error(String),
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub {
+            places: Arc::new(Semaphore::new(EVENT_STREAMS_MAX)),
+            samples: watch::channel(None).0,
+            sampling: Mutex::new(false),
+            taken: Default::default(),
+        }
+    }
+}
+
+impl Hub {
+    /// A receiver of the shared samples, with a sampler running for it. The receiver sees the
+    /// latest sample at once, when there is one.
+    fn subscribe(&self, state: &AppState) -> watch::Receiver<Option<Arc<Sample>>> {
+        let mut sampling = self.sampling.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rx = self.samples.subscribe();
+        if rx.borrow().is_some() {
+            rx.mark_changed();
+        }
+        if !*sampling {
+            *sampling = true;
+            tokio::spawn(Sampler::new(state.clone()).run());
+        }
+        rx
+    }
+
+    /// The sampler ended because the daemon stops.
+    fn ended(&self) {
+        *self.sampling.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    }
+
+    /// Whether the sampler should end: no stream listens any more. Clears the running flag when
+    /// it answers yes.
+    fn idle(&self) -> bool {
+        let mut sampling = self.sampling.lock().unwrap_or_else(|p| p.into_inner());
+        if self.samples.receiver_count() == 0 {
+            *sampling = false;
+            // The next sampler starts from a fresh sample, not one taken before a long pause.
+            self.samples.send_replace(None);
+            return true;
+        }
+        false
+    }
+}
+
+/// Why the sampler wakes up.
 enum Wake {
     Changed,
     Tick,
     Stop,
 }
 
-/// What a stream keeps between two events.
-struct Feed {
+/// The one task that takes samples while streams are open.
+struct Sampler {
     state: AppState,
     address: Option<String>,
     heads: watch::Receiver<Head>,
@@ -62,12 +129,51 @@ struct Feed {
     tick: tokio::time::Interval,
     first: bool,
     last_sample: Option<tokio::time::Instant>,
-    // Held for the stream's life: dropping the stream frees its place.
-    _permit: OwnedSemaphorePermit,
 }
 
-impl Feed {
-    /// Waits for the next reason to send a sample.
+impl Sampler {
+    fn new(state: AppState) -> Sampler {
+        let sync = state.engine.sync();
+        let address = state.node.as_ref().and_then(|n| {
+            let config = n.config();
+            config.listen.as_deref().map(|l| config.member_address(l).to_string())
+        });
+        let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Sampler {
+            stopping: state.stopping.subscribe(),
+            heads: sync.subscribe(),
+            events: sync.events(),
+            state,
+            address,
+            tick,
+            first: true,
+            last_sample: None,
+        }
+    }
+
+    /// Samples until no stream listens or the daemon stops.
+    async fn run(mut self) {
+        loop {
+            let wake = match self.wake().await {
+                Wake::Stop => Wake::Stop,
+                Wake::Changed | Wake::Tick => self.pace().await,
+            };
+            if matches!(wake, Wake::Stop) {
+                // Streams see the stop on their own watch of `stopping`; nothing more to send.
+                self.state.events.ended();
+                return;
+            }
+            if self.state.events.idle() {
+                return;
+            }
+            let sample = self.sample().await;
+            self.state.events.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.state.events.samples.send_replace(Some(Arc::new(sample)));
+        }
+    }
+
+    /// Waits for the next reason to take a sample.
     async fn wake(&mut self) -> Wake {
         if *self.stopping.borrow() {
             return Wake::Stop;
@@ -98,24 +204,53 @@ impl Feed {
         Wake::Changed
     }
 
-    /// The event to send now.
-    async fn sample(&mut self) -> Event {
-        // Whatever woke the stream, the next tick counts from this sample.
+    /// The sample to send now.
+    async fn sample(&mut self) -> Sample {
+        // Whatever woke the sampler, the next tick counts from this sample.
         self.tick.reset();
         self.last_sample = Some(tokio::time::Instant::now());
         let body = match self.state.status().await {
             Ok(status) => StatusEventBody { status, address: self.address.clone(), time_ms: now_ms() },
-            Err(e) => return Event::default().event("error").data(e.message),
+            Err(e) => return Sample::Error(e.message),
         };
-        match Event::default().event(STATUS_EVENT).json_data(&body) {
-            Ok(event) => event,
-            Err(e) => Event::default().event("error").data(format!("status not encodable: {e}")),
+        match serde_json::to_string(&body) {
+            Ok(json) => Sample::Status(json),
+            Err(e) => Sample::Error(format!("status not encodable: {e}")),
         }
     }
 }
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a stream keeps between two events.
+struct Feed {
+    samples: watch::Receiver<Option<Arc<Sample>>>,
+    stopping: watch::Receiver<bool>,
+    // Held for the stream's life: dropping the stream frees its place.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Feed {
+    /// The next event, or `None` when the daemon stops.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if *self.stopping.borrow() {
+                return None;
+            }
+            tokio::select! {
+                _ = self.stopping.changed() => return None,
+                changed = self.samples.changed() => changed.ok()?,
+            }
+            let sample = self.samples.borrow_and_update().clone();
+            let Some(sample) = sample else { continue };
+            return Some(match &*sample {
+                Sample::Status(json) => Event::default().event(STATUS_EVENT).data(json),
+                Sample::Error(message) => Event::default().event("error").data(message),
+            });
+        }
+    }
 }
 
 /// The node's status as server-sent events: a `status` event (`StatusEventBody` as JSON) at once,
@@ -129,40 +264,13 @@ fn now_ms() -> u64 {
 pub async fn stream(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let permit = state.event_streams.clone().try_acquire_owned().map_err(|_| {
+    let permit = state.events.places.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(ErrorCode::Busy, format!("{EVENT_STREAMS_MAX} event streams are open on this daemon already"))
     })?;
-    let engine = state.engine.clone();
-    let sync = engine.sync();
-    let address = state.node.as_ref().and_then(|n| {
-        let config = n.config();
-        config.listen.as_deref().map(|l| config.member_address(l).to_string())
-    });
-    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let feed = Feed {
-        stopping: state.stopping.subscribe(),
-        state,
-        address,
-        heads: sync.subscribe(),
-        events: sync.events(),
-        tick,
-        first: true,
-        last_sample: None,
-        _permit: permit,
-    };
+    let feed = Feed { samples: state.events.subscribe(&state), stopping: state.stopping.subscribe(), _permit: permit };
     let events = futures_util::stream::unfold(feed, |mut feed| async move {
-        let wake = match feed.wake().await {
-            Wake::Stop => Wake::Stop,
-            Wake::Changed | Wake::Tick => feed.pace().await,
-        };
-        match wake {
-            Wake::Stop => None,
-            Wake::Changed | Wake::Tick => {
-                let event = feed.sample().await;
-                Some((Ok(event), feed))
-            }
-        }
+        let event = feed.next().await?;
+        Some((Ok(event), feed))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
@@ -228,14 +336,12 @@ mod tests {
         })
         .await
         .expect("publisher");
-        // The first sample may come before or after the publish; a later one must show it.
-        let mut seen = statuses(resp, 1).await;
+        // The first sample may come before or after the publish; the head change wakes the
+        // sampler, so the second shows it in either case.
+        let seen = statuses(resp, 2).await;
         assert_eq!(seen[0].status.node.name, "n");
-        if seen[0].status.head.seq == 0 {
-            seen = statuses(open(&app).await, 1).await;
-        }
-        assert_eq!(seen[0].status.head.seq, 1);
-        assert!(seen[0].time_ms > 0);
+        assert_eq!(seen[1].status.head.seq, 1);
+        assert!(seen[1].time_ms > 0);
     }
 
     #[tokio::test]
@@ -256,6 +362,43 @@ mod tests {
         assert_eq!(open(&app).await.status(), StatusCode::SERVICE_UNAVAILABLE);
         open_streams.pop();
         assert_eq!(open(&app).await.status(), StatusCode::OK, "a closed stream frees its place");
+    }
+
+    #[tokio::test]
+    async fn open_streams_share_one_sampler_that_ends_with_the_last_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = mgha_sync::create_engine(dir.path(), &NodeState::new_primary("n"), EngineOptions::default())
+            .expect("create");
+        let state = AppState::new(Arc::new(engine), "t");
+        let app = router(state.clone());
+        let mut streams = Vec::new();
+        for _ in 0..8 {
+            streams.push(open(&app).await);
+        }
+        let taken_before = state.events.taken.load(std::sync::atomic::Ordering::Relaxed);
+        let mut readers = Vec::new();
+        for resp in streams {
+            readers.push(tokio::spawn(statuses(resp, 3)));
+        }
+        for reader in readers {
+            let seen = reader.await.expect("reader");
+            assert!(seen.windows(2).all(|w| w[0].time_ms <= w[1].time_ms));
+        }
+        let taken = state.events.taken.load(std::sync::atomic::Ordering::Relaxed) - taken_before;
+        // Eight streams that each read three samples: one sampler takes about three (one more
+        // may land between two reads), where one per stream would have taken twenty-four.
+        assert!(taken <= 6, "{taken} samples taken for 8 streams of 3 events");
+        // Every stream is dropped: the sampler ends at its next wake, and a new stream starts a
+        // new one that sends a sample at once.
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while *state.events.sampling.lock().expect("lock") {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the sampler ended with the last stream");
+        let seen = statuses(open(&app).await, 1).await;
+        assert_eq!(seen[0].status.node.name, "n");
     }
 
     #[tokio::test]

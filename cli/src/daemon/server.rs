@@ -18,7 +18,7 @@ use axum::Router;
 use mgha_core::{Engine, ErrorCode};
 use mgha_node::contract::StatusBody;
 use mgha_node::{Node, NodeConfig};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use super::errors::ApiError;
 use super::metrics::{Metrics, UNMATCHED_ROUTE};
@@ -37,8 +37,8 @@ pub struct AppState {
     pub node: Option<Arc<Node>>,
     token: Arc<str>,
     pub metrics: Arc<Metrics>,
-    /// Places for open `/v1/events` streams.
-    pub event_streams: Arc<Semaphore>,
+    /// The `/v1/events` streams' places and their shared sampler.
+    pub events: Arc<events::Hub>,
     /// Turns true when the daemon stops, which ends the event streams.
     pub stopping: Arc<watch::Sender<bool>>,
 }
@@ -56,7 +56,7 @@ impl AppState {
             node,
             token: token.into(),
             metrics: Arc::default(),
-            event_streams: Arc::new(Semaphore::new(events::EVENT_STREAMS_MAX)),
+            events: Arc::default(),
             stopping: Arc::new(watch::channel(false).0),
         }
     }

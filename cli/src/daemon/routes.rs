@@ -200,7 +200,8 @@ pub async fn list_objects(
 /// One object by type and uid or name.
 #[utoipa::path(get, path = "/v1/objects/{type}/{key}", operation_id = "getObject", tag = "objects",
     params(("type" = String, Path, description = "Object type"), ("key" = String, Path, description = "Uid or name")),
-    responses((status = 200, body = ObjectBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ObjectBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "Unknown object type", body = ErrorBody)))]
 pub async fn get_object(
     State(state): State<AppState>,
     ApiPath((type_name, key)): ApiPath<(String, String)>,

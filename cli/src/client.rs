@@ -168,14 +168,14 @@ impl Backend {
     pub fn revision(&self, seq: u64) -> anyhow::Result<RevisionBody> {
         match self {
             Backend::Remote(r) => r.get_json(&format!("/v1/revisions/{seq}")),
-            Backend::Local(l) => Ok(RevisionBody::from(&l.engine.store().revision(seq)?)),
+            Backend::Local(l) => Ok(mgha_node::refs::revision(&l.engine, seq)?),
         }
     }
 
     pub fn diff(&self, from: u64, to: u64) -> anyhow::Result<DiffBody> {
         match self {
             Backend::Remote(r) => r.get_json(&format!("/v1/diff?from={from}&to={to}")),
-            Backend::Local(l) => Ok(DiffBody::from(&l.engine.store().diff(from, to)?)),
+            Backend::Local(l) => Ok(mgha_node::refs::diff(&l.engine, from, to)?),
         }
     }
 

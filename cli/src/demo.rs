@@ -150,7 +150,7 @@ fn tour(base: &Path) -> anyhow::Result<()> {
     let banner = primary.api.publish(AUTHOR, &mgha_core::ChangeSet::from_json(BANNER_CHANGE.as_bytes())?)?;
     outln!("{}", output::published(&banner));
     shell(&format!("mgha diff --data-dir {p} {} {}", before.seq, banner.seq));
-    out!("{}", output::diff(&primary.api.diff(before.seq, banner.seq)?));
+    out!("{}", output::diff(&primary.api.diff(before.seq, banner.seq)?, false));
     wait_synced(&primary, &[&secondaries[0]])?;
     shell(&format!("mgha status --data-dir {p}   # its peers"));
     out!("{}", output::peers(&primary.status()?.peers, mgha_core::now_ms()));

@@ -245,6 +245,9 @@ pub struct RevisionArgs {
     /// The revision number.
     #[arg(value_name = "REV")]
     pub seq: u64,
+    /// Show referenced objects by uid, as stored, instead of by type and name.
+    #[arg(long)]
+    pub uids: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -257,6 +260,9 @@ pub struct DiffArgs {
     /// The revision to compare to.
     #[arg(value_name = "TO")]
     pub to: u64,
+    /// Show referenced objects by uid, as stored, instead of by type and name.
+    #[arg(long)]
+    pub uids: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -309,6 +315,9 @@ pub struct CollisionDiffArgs {
     /// The branch id (`mgha collision show`).
     #[arg(value_name = "ID")]
     pub id: u64,
+    /// Show referenced objects by uid, as stored, instead of by type and name.
+    #[arg(long)]
+    pub uids: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -29,6 +29,7 @@ mod roles;
 pub use plugins::*;
 pub use roles::*;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -350,21 +351,57 @@ pub fn object(o: &ObjectBody) -> String {
     t.render()
 }
 
-/// `mgha diff`: one block per object, one line per field.
-pub fn diff(d: &DiffBody) -> String {
+/// How referenced objects are shown: by type and name from a document's `refs` table (a uid it
+/// does not name, of an object gone since, stays a uid), or by uid with `--uids`.
+pub struct Refs<'a> {
+    names: &'a BTreeMap<String, RefName>,
+    uids: bool,
+}
+
+impl<'a> Refs<'a> {
+    pub fn new(names: &'a BTreeMap<String, RefName>, uids: bool) -> Refs<'a> {
+        Refs { names, uids }
+    }
+
+    /// `v` with every uid the table names replaced by `TYPE NAME`.
+    pub fn named(&self, v: &Value) -> Value {
+        if self.uids || self.names.is_empty() {
+            return v.clone();
+        }
+        match v {
+            Value::String(s) => match self.names.get(s) {
+                Some(n) => Value::String(format!("{} {}", n.type_name, n.name)),
+                None => v.clone(),
+            },
+            Value::Array(items) => Value::Array(items.iter().map(|i| self.named(i)).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, i)| (k.clone(), self.named(i))).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// An object's fields on one line, `KEY=VALUE` each, references named.
+    pub fn fields(&self, fields: &serde_json::Map<String, Value>) -> String {
+        let line = fields.iter().map(|(k, v)| format!("{k}={}", value(&self.named(v)))).collect::<Vec<_>>().join(" ");
+        cut(&printable(&line), CELL_CHARS_MAX)
+    }
+}
+
+/// `mgha diff`: one block per object, one line per field, references by type and name unless
+/// `uids`.
+pub fn diff(d: &DiffBody, uids: bool) -> String {
     let mut out = String::new();
     if d.objects.is_empty() {
         let _ = writeln!(out, "revisions {} and {} hold the same objects", d.from, d.to);
         return out;
     }
-    let (added, removed, modified) = object_changes(&mut out, &d.objects);
+    let (added, removed, modified) = object_changes(&mut out, &d.objects, &Refs::new(&d.refs, uids));
     let _ = writeln!(out, "revisions {} -> {}: {added} added, {removed} removed, {modified} modified", d.from, d.to);
     out
 }
 
 /// Object diffs, one block per object and one line per field, appended to `out`; returns how
 /// many objects were added, removed and modified.
-pub fn object_changes(out: &mut String, objects: &[ObjectDiffBody]) -> (usize, usize, usize) {
+pub fn object_changes(out: &mut String, objects: &[ObjectDiffBody], refs: &Refs) -> (usize, usize, usize) {
     let (mut added, mut removed, mut modified) = (0, 0, 0);
     for o in objects {
         let sign = match o.kind.as_str() {
@@ -385,7 +422,12 @@ pub fn object_changes(out: &mut String, objects: &[ObjectDiffBody]) -> (usize, u
         let _ = writeln!(out, "{sign} {} '{}'{renamed}  {}", printable(&o.type_name), printable(&o.name), o.uid);
         let width = o.fields.iter().map(|f| printable(&f.field).chars().count()).max().unwrap_or(0);
         for f in &o.fields {
-            let _ = writeln!(out, "    {:width$}  {}", printable(&f.field), printable(&field_change(&o.kind, f)));
+            let f = FieldDiffBody {
+                field: f.field.clone(),
+                before: f.before.as_ref().map(|v| refs.named(v)),
+                after: f.after.as_ref().map(|v| refs.named(v)),
+            };
+            let _ = writeln!(out, "    {:width$}  {}", printable(&f.field), printable(&field_change(&o.kind, &f)));
         }
     }
     (added, removed, modified)
@@ -466,11 +508,14 @@ mod tests {
                     after: Some(serde_json::json!(["a", "c", "d"])),
                 }],
             }],
+            refs: BTreeMap::from([("d".into(), RefName { type_name: "host".into(), name: "web4".into() })]),
         };
-        let text = diff(&d);
+        let text = diff(&d, false);
         assert!(text.contains("~ group 'web'"), "{text}");
-        assert!(text.contains("members  + d  - b"), "{text}");
+        assert!(text.contains("members  + host web4  - b"), "a named reference shows its type and name: {text}");
         assert!(text.contains("0 added, 0 removed, 1 modified"), "{text}");
+        let text = diff(&d, true);
+        assert!(text.contains("members  + d  - b"), "with --uids, the uid: {text}");
     }
 
     #[test]

@@ -422,3 +422,38 @@ fn any_written_as_a_list_publishes_and_is_stored_as_the_string() {
     assert!(err.contains("'source'") && err.contains("'Any'"), "{err}");
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+#[test]
+fn diffs_and_revisions_name_referenced_objects_and_show_uids_on_request() {
+    let node = Node::init();
+    let mut daemon = node.start();
+    let d = node.d();
+    ok(&["apply", "--data-dir", d, s(&node.write("web.json", WEB_TIER))]);
+    let regroup = node.write(
+        "regroup.json",
+        r#"{"changes": [
+        {"op": "put", "type": "host", "name": "web4", "fields": {"ipv4-address": "10.0.0.4"}},
+        {"op": "put", "type": "group", "name": "web", "fields": {"members": ["web1", "web4"]}}]}"#,
+    );
+    ok(&["apply", "--data-dir", d, s(&regroup)]);
+    let uid = |name: &str| ok_json(&["get", "--data-dir", d, "--json", "host", name])["uid"].as_str().map(String::from);
+    let (web2, web4) = (uid("web2").expect("web2's uid"), uid("web4").expect("web4's uid"));
+
+    let human = ok(&["diff", "--data-dir", d, "1", "2"]);
+    assert!(human.contains("members  + host web4  - host web2"), "{human}");
+    let by_uid = ok(&["diff", "--data-dir", d, "--uids", "1", "2"]);
+    assert!(by_uid.contains(&format!("members  + {web4}  - {web2}")), "{by_uid}");
+
+    // The document keeps the values as stored and names each referenced object beside them.
+    let doc = ok_json(&["diff", "--data-dir", d, "--json", "1", "2"]);
+    assert_eq!(doc["refs"][&web4], serde_json::json!({"type": "host", "name": "web4"}), "{doc}");
+    assert_eq!(doc["refs"][&web2], serde_json::json!({"type": "host", "name": "web2"}), "{doc}");
+
+    let rev = ok(&["revision", "--data-dir", d, "2"]);
+    assert!(rev.contains(r#"members=["host web1","host web4"]"#), "{rev}");
+    let rev_uids = ok(&["revision", "--data-dir", d, "--uids", "2"]);
+    assert!(rev_uids.contains(&web4) && !rev_uids.contains("host web4"), "{rev_uids}");
+    let rev_doc = ok_json(&["revision", "--data-dir", d, "--json", "2"]);
+    assert_eq!(rev_doc["refs"][&web4]["name"], "web4", "{rev_doc}");
+    assert_eq!(daemon.terminate(), Some(0));
+}

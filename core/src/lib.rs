@@ -16,6 +16,7 @@ pub mod json_scan;
 pub mod limits;
 pub mod merge;
 pub mod model;
+pub mod msgpack_shape;
 pub mod node;
 pub mod plugin;
 pub mod private;

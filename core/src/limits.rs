@@ -45,6 +45,28 @@ pub const BACKUP_CHUNK_OBJECTS: usize = 4096;
 pub const BACKUP_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Largest frame of the peer protocol, accepted or sent.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Most MessagePack values (array items, map keys and values, at every depth) in one frame of
+/// the peer protocol, counted before the frame is decoded (`msgpack_shape`). Bytes alone do not
+/// bound memory: a value of one byte decodes to tens, so 64 MiB of empty strings would take a
+/// gigabyte. With this bound a decoded frame stays within a few hundred MiB at worst, and an
+/// honest one is far smaller.
+pub const FRAME_VALUES_MAX: usize = 4 * 1024 * 1024;
+/// Deepest nesting of a frame of the peer protocol: an object's fields plus the message around
+/// them. Decoders recurse, so depth is bounded before decoding too.
+pub const FRAME_DEPTH_MAX: usize = FIELD_DEPTH_MAX + 16;
+/// Values a change adds on the wire beyond its object's canonical encoding (the change's own
+/// array, operation, before-hash, the revision around it), counted generously.
+pub const CHANGE_WIRE_VALUES: usize = 16;
+/// Most values in one revision: the canonical encodings of the objects it writes, plus
+/// [`CHANGE_WIRE_VALUES`] per change. A publish over it is refused, so that every revision
+/// crosses to a Standby in a frame within [`FRAME_VALUES_MAX`] (a thousand spare values hold the
+/// message around it).
+pub const REVISION_VALUES_MAX: usize = FRAME_VALUES_MAX - 1024;
+const _: () = assert!(REVISION_VALUES_MAX + 1024 <= FRAME_VALUES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_OBJECTS + 64 <= FRAME_VALUES_MAX);
+/// A changeset of the most changes, each a small object of a dozen values, stays a publishable
+/// revision.
+const _: () = assert!(CHANGESET_CHANGES_MAX * (CHANGE_WIRE_VALUES + 16) <= REVISION_VALUES_MAX);
 /// Objects per full-sync chunk; with [`OBJECT_BYTES_MAX`] objects a chunk still fits a frame
 /// only if most are small, so chunks are also cut by bytes.
 pub const SNAPSHOT_CHUNK_OBJECTS: usize = 4096;

@@ -121,3 +121,23 @@ fn an_author_or_message_with_control_characters_is_refused() {
     assert_eq!(e.session_open(forged).expect_err("forged session author").code(), ErrorCode::Validation);
     assert_eq!(e.status().expect("status").head.seq, 0, "nothing was published");
 }
+
+#[test]
+fn a_revision_of_more_values_than_a_peer_frame_holds_is_refused() {
+    use mgha_core::limits::REVISION_VALUES_MAX;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = engine(dir.path());
+    // System settings of 900,000 small integers each: under the object limit in bytes, but each
+    // integer is a value a Standby would have to decode.
+    let setting = |name: &str| serde_json::json!({"op": "put", "type": "system-setting", "name": name, "fields": {"value": vec![0; 900_000]}});
+    let five: Vec<_> = (0..5).map(|i| setting(&format!("s{i}"))).collect();
+    match publish(&e, "a", serde_json::Value::Array(five)).expect_err("4.5 million values") {
+        Error::TooMany { count, max, .. } => {
+            assert_eq!(max, REVISION_VALUES_MAX);
+            assert!(count > 4_500_000, "{count}");
+        }
+        other => panic!("expected too many values, got {other}"),
+    }
+    let four: Vec<_> = (0..4).map(|i| setting(&format!("s{i}"))).collect();
+    publish(&e, "a", serde_json::Value::Array(four)).expect("3.6 million values fit");
+}

@@ -125,7 +125,7 @@ pub unsafe extern "C" fn mgha_engine_revision_json(
     ffi_boundary!(status: {
         let core = core_of(engine)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
-        unsafe { json_out(out, || Ok(core.store().revision(seq)?)) }
+        unsafe { json_out(out, || Ok(mgha_node::refs::revision(&core, seq)?)) }
     })
 }
 
@@ -141,7 +141,7 @@ pub unsafe extern "C" fn mgha_engine_diff_json(
     ffi_boundary!(status: {
         let core = core_of(engine)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
-        unsafe { json_out(out, || Ok(core.store().diff(from, to)?)) }
+        unsafe { json_out(out, || Ok(mgha_node::refs::diff(&core, from, to)?)) }
     })
 }
 

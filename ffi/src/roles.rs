@@ -11,7 +11,7 @@ use std::ffi::c_char;
 
 use mgha_core::collision::ResolveHow;
 use mgha_core::merge::{Resolution, ResolutionFile, Side};
-use mgha_node::contract::{CollisionBody, CollisionDiffBody};
+use mgha_node::contract::CollisionBody;
 
 use crate::args::{optional_text, text, Out};
 use crate::engine::{core_of, mgha_engine, outside_async_runtime, ENGINES};
@@ -114,7 +114,7 @@ pub unsafe extern "C" fn mgha_engine_collision_diff_json(
         let core = core_of(engine)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
-        out.set(json_c_string(&CollisionDiffBody::from(&core.collision_diff(id)?))?);
+        out.set(json_c_string(&mgha_node::refs::collision_diff(&core, id)?)?);
         Ok(())
     })
 }

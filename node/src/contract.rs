@@ -14,6 +14,7 @@ use mgha_sync::state::PeerStatus;
 use mgha_sync::SyncStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// An error: a stable code (kebab-case `ErrorCode`, or `unauthorized`) and a message naming
@@ -255,6 +256,10 @@ pub struct RevisionBody {
     pub message: String,
     pub state_hash: String,
     pub changes: Vec<ChangeBody>,
+    /// The type and name of each object the changes' fields reference, by uid (as in
+    /// [`DiffBody::refs`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refs: BTreeMap<String, RefName>,
 }
 
 /// One field that differs; null means absent on that side.
@@ -289,6 +294,22 @@ pub struct DiffBody {
     pub from: u64,
     pub to: u64,
     pub objects: Vec<ObjectDiffBody>,
+    /// The type and name of each object the fields above reference, by uid (the store keeps
+    /// references as uids). Absent when nothing is referenced; a uid of an object that is gone
+    /// has no entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refs: BTreeMap<String, RefName>,
+}
+
+/// A referenced object, named: what a front end shows instead of its uid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefName {
+    #[serde(rename = "type")]
+    #[schema(example = "host")]
+    pub type_name: String,
+    #[schema(example = "web1")]
+    pub name: String,
 }
 
 /// A put or delete of one object, as an administrator writes it (docs/changeset.md). The
@@ -509,6 +530,7 @@ impl From<&Revision> for RevisionBody {
             message: r.message.clone(),
             state_hash: r.state_hash.to_hex(),
             changes: r.changes.iter().map(ChangeBody::from).collect(),
+            refs: BTreeMap::new(),
         }
     }
 }
@@ -539,7 +561,12 @@ impl From<&ObjectDiff> for ObjectDiffBody {
 
 impl From<&Diff> for DiffBody {
     fn from(d: &Diff) -> Self {
-        DiffBody { from: d.from, to: d.to, objects: d.objects.iter().map(ObjectDiffBody::from).collect() }
+        DiffBody {
+            from: d.from,
+            to: d.to,
+            objects: d.objects.iter().map(ObjectDiffBody::from).collect(),
+            refs: BTreeMap::new(),
+        }
     }
 }
 

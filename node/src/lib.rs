@@ -9,6 +9,8 @@
 //! - [`contract`]: the JSON documents (status, revisions, collisions, errors) that the admin API
 //!   and the C ABI return, typed once;
 //! - [`error`]: the node's typed errors and their stable codes;
+//! - [`refs`]: diffs, collision diffs and revisions with the names of what their fields
+//!   reference;
 //! - [`scrub`]: the background scrub that verifies every stored record at a bounded rate;
 //! - [`token`]: the admin bearer token of a data directory.
 
@@ -17,6 +19,7 @@ pub mod config;
 pub mod contract;
 pub mod error;
 pub mod node;
+pub mod refs;
 pub mod scrub;
 pub mod token;
 

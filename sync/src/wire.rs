@@ -14,7 +14,10 @@ use mgha_core::revision::{Change, Head, Op, Revision};
 /// Version of the peer protocol spoken by this build; peers must speak the same. 2: a forwarded
 /// changeover carries its time budget, and its result a typed refusal.
 pub const PROTOCOL_VERSION: u32 = 2;
-pub use mgha_core::limits::{FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS};
+pub use mgha_core::limits::{
+    FRAME_BYTES_MAX, FRAME_DEPTH_MAX, FRAME_VALUES_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
+};
+use mgha_core::msgpack_shape;
 
 /// Errors of the framing layer.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,10 @@ pub enum WireError {
     TooLarge { len: usize, max: usize },
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// A payload refused before decoding: too many values, too deep, or lengths that do not add
+    /// up.
+    #[error("frame refused before decoding: {0}")]
+    Shape(msgpack_shape::ShapeError),
 }
 
 /// A cluster member as the Active advertises it.
@@ -247,8 +254,12 @@ pub fn encode_frame(msg: &Msg) -> Result<Vec<u8>, WireError> {
     Ok(buf)
 }
 
-/// Decodes a frame's payload.
+/// Decodes a frame's payload, once its shape is within [`FRAME_VALUES_MAX`] values and
+/// [`FRAME_DEPTH_MAX`] levels: the decoder allocates by the counts it reads, so they are
+/// counted first, without allocating (see `mgha_core::msgpack_shape`). Every message of the peer
+/// protocol passes here.
 pub fn decode_payload(payload: &[u8]) -> Result<Msg, WireError> {
+    msgpack_shape::check(payload, FRAME_VALUES_MAX, FRAME_DEPTH_MAX).map_err(WireError::Shape)?;
     rmp_serde::from_slice(payload).map_err(|e| WireError::Malformed(e.to_string()))
 }
 

@@ -93,10 +93,12 @@ pub fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
     head.row(vec!["state hash".into(), r.state_hash.clone()]);
     head.print();
     outln!();
-    let mut t = Table::new(&["OP", "TYPE", "NAME", "UID"]);
+    let mut t = Table::new(&["OP", "TYPE", "NAME", "UID", "FIELDS"]);
+    let refs = output::Refs::new(&r.refs, args.uids);
     for c in &r.changes {
         let name = c.after.as_ref().map_or("", |o| o.name.as_str());
-        t.row(vec![c.op.clone(), c.type_name.clone(), name.into(), c.uid.clone()]);
+        let fields = c.after.as_ref().map(|o| refs.fields(&o.fields)).unwrap_or_default();
+        t.row(vec![c.op.clone(), c.type_name.clone(), name.into(), c.uid.clone(), fields]);
     }
     t.print();
     Ok(())
@@ -109,6 +111,6 @@ pub fn diff(args: &DiffArgs) -> anyhow::Result<()> {
     if args.read.json {
         return output::json(&d);
     }
-    out!("{}", output::diff(&d));
+    out!("{}", output::diff(&d, args.uids));
     Ok(())
 }

@@ -119,7 +119,7 @@ fn diff(args: &CollisionDiffArgs) -> anyhow::Result<()> {
     if args.read.json {
         return output::json(&d);
     }
-    out!("{}", output::collision_diff(&d));
+    out!("{}", output::collision_diff(&d, args.uids));
     Ok(())
 }
 

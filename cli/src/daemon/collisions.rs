@@ -20,7 +20,7 @@ pub fn list(engine: &Engine) -> mgha_core::Result<CollisionList> {
 
 /// What branch `id` and the Active each changed since the fork, and the conflicts of a merge.
 pub fn diff(engine: &Engine, id: u64) -> mgha_core::Result<CollisionDiffBody> {
-    Ok(CollisionDiffBody::from(&engine.collision_diff(id)?))
+    mgha_node::refs::collision_diff(engine, id)
 }
 
 /// Resolves branch `id` as `req` asks; returns what was published.

@@ -200,7 +200,8 @@ pub async fn list_objects(
 /// One object by type and uid or name.
 #[utoipa::path(get, path = "/v1/objects/{type}/{key}", operation_id = "getObject", tag = "objects",
     params(("type" = String, Path, description = "Object type"), ("key" = String, Path, description = "Uid or name")),
-    responses((status = 200, body = ObjectBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ObjectBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "Unknown object type", body = ErrorBody)))]
 pub async fn get_object(
     State(state): State<AppState>,
     ApiPath((type_name, key)): ApiPath<(String, String)>,
@@ -239,8 +240,7 @@ pub async fn get_revision(
     State(state): State<AppState>,
     ApiPath(seq): ApiPath<u64>,
 ) -> Result<Json<RevisionBody>, ApiError> {
-    let rev = state.run(move |e| e.store().revision(seq)).await?;
-    Ok(Json(RevisionBody::from(&rev)))
+    Ok(Json(state.run(move |e| mgha_node::refs::revision(e, seq)).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -257,8 +257,7 @@ pub struct DiffQuery {
 #[utoipa::path(get, path = "/v1/diff", operation_id = "diffRevisions", tag = "revisions", params(DiffQuery),
     responses((status = 200, body = DiffBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn diff(State(state): State<AppState>, ApiQuery(q): ApiQuery<DiffQuery>) -> Result<Json<DiffBody>, ApiError> {
-    let d = state.run(move |e| e.store().diff(q.from, q.to)).await?;
-    Ok(Json(DiffBody::from(&d)))
+    Ok(Json(state.run(move |e| mgha_node::refs::diff(e, q.from, q.to)).await?))
 }
 
 /// Publishes a revision that restores the state after revision `to`.

@@ -15,6 +15,7 @@ use crate::api::*;
 #[utoipa::path(post, path = "/v1/sessions", operation_id = "openSession", tag = "sessions", request_body = SessionOpenRequest,
     responses((status = 201, body = SessionCreated), (status = 401, body = ErrorBody),
         (status = 413, description = "Author name too long", body = ErrorBody),
+        (status = 422, description = "Author holds a control or invisible character", body = ErrorBody),
         (status = 503, description = "Too many open sessions, or a read-only standby", body = ErrorBody)))]
 pub async fn open(
     State(state): State<AppState>,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{cut, epoch, object_changes, published, short, time, value, Table, CELL_CHARS_MAX};
+use super::{cut, epoch, object_changes, published, short, time, value, Refs, Table, CELL_CHARS_MAX};
 use crate::api::*;
 
 /// Widest a conflict's value gets in the conflicts table.
@@ -67,7 +67,8 @@ fn status(b: &CollisionBody) -> String {
 }
 
 /// `mgha collision diff ID`: both sides' changes since the fork, then the conflicts.
-pub fn collision_diff(d: &CollisionDiffBody) -> String {
+pub fn collision_diff(d: &CollisionDiffBody, uids: bool) -> String {
+    let refs = Refs::new(&d.refs, uids);
     let mut out = String::new();
     let _ = writeln!(out, "collision branch {}, forked after revision {}", d.branch, d.fork);
     for (title, changes) in
@@ -77,15 +78,15 @@ pub fn collision_diff(d: &CollisionDiffBody) -> String {
         if changes.is_empty() {
             let _ = writeln!(out, "  nothing");
         }
-        object_changes(&mut out, changes);
+        object_changes(&mut out, changes, &refs);
     }
     out.push('\n');
-    out.push_str(&conflicts(&d.conflicts));
+    out.push_str(&conflicts(&d.conflicts, &refs));
     out
 }
 
 /// The conflicts a merge would leave, as a table, with what to do about them.
-pub fn conflicts(conflicts: &[ConflictBody]) -> String {
+pub fn conflicts(conflicts: &[ConflictBody], refs: &Refs) -> String {
     if conflicts.is_empty() {
         return "a merge leaves no conflicts: `--merge` publishes it as it is\n".into();
     }
@@ -97,9 +98,9 @@ pub fn conflicts(conflicts: &[ConflictBody]) -> String {
             cut(&c.name, CELL_CHARS_MAX / 2),
             c.uid.clone(),
             c.field.clone(),
-            side_value(c.base.as_ref()),
-            side_value(c.active.as_ref()),
-            side_value(c.branch.as_ref()),
+            side_value(c.base.as_ref().map(|v| refs.named(v)).as_ref()),
+            side_value(c.active.as_ref().map(|v| refs.named(v)).as_ref()),
+            side_value(c.branch.as_ref().map(|v| refs.named(v)).as_ref()),
         ]);
     }
     out.push_str(&t.render());
@@ -184,10 +185,10 @@ mod tests {
             active: Some("10.0.0.2".into()),
             branch: None,
         };
-        let text = conflicts(&[c]);
+        let text = conflicts(&[c], &Refs::new(&Default::default(), false));
         assert!(text.starts_with("a merge leaves 1 conflict:"), "{text}");
         assert!(text.contains("10.0.0.1") && text.contains("10.0.0.2") && text.contains("(absent)"), "{text}");
-        assert!(conflicts(&[]).contains("no conflicts"));
+        assert!(conflicts(&[], &Refs::new(&Default::default(), false)).contains("no conflicts"));
         assert_eq!(open_collisions(0), "none open");
         assert!(open_collisions(2).starts_with("2 open branches"));
     }

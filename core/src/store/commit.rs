@@ -10,7 +10,7 @@ use super::tables::*;
 use super::{encode, get_named, get_object, object_from_record, Store};
 use crate::changeset::ChangeInput;
 use crate::error::{Error, Result};
-use crate::limits::OBJECT_BYTES_MAX;
+use crate::limits::{CHANGE_WIRE_VALUES, OBJECT_BYTES_MAX, REVISION_VALUES_MAX};
 use crate::model::validate::{references, resolve_refs, validate_fields, validate_name};
 use crate::model::{FieldKind, Fields, Hash, Object, StateHash, TypeSchema, Uid};
 use crate::revision::{Change, Head, Op, Revision};
@@ -278,8 +278,12 @@ impl Store {
         let mut undo = Vec::with_capacity(effective.len());
         let mut new_refs: Vec<(usize, String, Uid)> = Vec::new();
         let mut deleted: Vec<usize> = Vec::new();
+        // What the revision will weigh in a peer frame, in MessagePack values: the Standby
+        // refuses a frame over its limit before decoding it, so the Active must not publish one.
+        let mut wire_values = 0usize;
         for (t, before) in effective {
             let index = changes.len();
+            wire_values = wire_values.saturating_add(CHANGE_WIRE_VALUES);
             if let Some(a) = &t.after {
                 let bytes = a.encode();
                 if bytes.len() > OBJECT_BYTES_MAX {
@@ -289,6 +293,7 @@ impl Store {
                         max: OBJECT_BYTES_MAX,
                     });
                 }
+                wire_values = wire_values.saturating_add(crate::msgpack_shape::values(&bytes));
                 let hash = Hash::of(&bytes);
                 objects.insert(t.uid.as_bytes().as_slice(), seal_with(&bytes, &hash).as_slice())?;
                 let key = name_key(&a.type_name, &a.name);
@@ -326,6 +331,14 @@ impl Store {
                 after: t.after,
             });
             undo.push(before_obj);
+        }
+
+        if wire_values > REVISION_VALUES_MAX {
+            return Err(Error::TooMany {
+                what: "values in one revision (fields at every depth, and each change)".into(),
+                count: wire_values,
+                max: REVISION_VALUES_MAX,
+            });
         }
 
         // Pass 3: referential integrity of the final state.

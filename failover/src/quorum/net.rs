@@ -34,6 +34,11 @@ use super::state::{Cmd, CmdResponse, TypeConfig};
 
 /// The largest frame either side sends or accepts.
 pub const FRAME_BYTES_MAX: usize = 4 << 20;
+/// Most MessagePack values in a frame, counted before it is decoded (as the peer protocol does,
+/// `mgha_core::msgpack_shape`): 4 MiB of one-byte values would decode to over 100 MiB. A
+/// snapshot chunk (a quarter frame of data, one value a byte) is the largest honest frame.
+pub const FRAME_VALUES_MAX: usize = FRAME_BYTES_MAX / 2;
+const _: () = assert!(FRAME_BYTES_MAX / 4 + 4096 <= FRAME_VALUES_MAX);
 /// Connections a listener serves at once.
 pub const CONNECTIONS_MAX: usize = 64;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -124,6 +129,8 @@ async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
         }
         let mut body = vec![0u8; len];
         r.read_exact(&mut body).await?;
+        mgha_core::msgpack_shape::check(&body, FRAME_VALUES_MAX, mgha_core::limits::FRAME_DEPTH_MAX)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         rmp_serde::from_slice(&body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     };
     tokio::time::timeout(FRAME_TIMEOUT, rest)
@@ -391,5 +398,33 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
 
     fn backoff(&self) -> Backoff {
         Backoff::new(std::iter::repeat(self.backoff))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of `n` empty strings as one array: small on the wire, large once decoded.
+    fn empty_strings(n: usize) -> Vec<u8> {
+        let mut body = vec![0xdd];
+        body.extend_from_slice(&(n as u32).to_be_bytes());
+        body.extend(std::iter::repeat_n(0xa0u8, n));
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    #[tokio::test]
+    async fn a_frame_of_more_values_than_the_limit_is_refused_before_decoding() {
+        let frame = empty_strings(FRAME_VALUES_MAX + 1);
+        let read: std::io::Result<Option<Vec<String>>> = read_frame(&mut frame.as_slice(), IDLE_TIMEOUT).await;
+        let err = read.expect_err("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("MessagePack values"), "{err}");
+        let frame = empty_strings(1000);
+        let read: Option<Vec<String>> =
+            read_frame(&mut frame.as_slice(), IDLE_TIMEOUT).await.expect("within the limit");
+        assert_eq!(read.map(|v| v.len()), Some(1000));
     }
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{HeadBody, ObjectDiffBody, RevisionInfoBody};
+use super::{HeadBody, ObjectDiffBody, RefName, RevisionInfoBody};
+use std::collections::BTreeMap;
 
 /// `POST /v1/changeover`: `{"to": "b"}` for a planned changeover, `{"force": true}` for a forced
 /// one (on a Standby). Exactly one of the two.
@@ -124,6 +125,10 @@ pub struct CollisionDiffBody {
     /// From the fork to the Active's head.
     pub active_changes: Vec<ObjectDiffBody>,
     pub conflicts: Vec<ConflictBody>,
+    /// The type and name of each object the changes and conflicts reference, by uid (as in
+    /// [`DiffBody::refs`](super::DiffBody::refs)).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refs: BTreeMap<String, RefName>,
 }
 
 /// A side of a collision.
@@ -245,6 +250,7 @@ impl From<&CollisionDiff> for CollisionDiffBody {
             branch_changes: d.branch_changes.iter().map(ObjectDiffBody::from).collect(),
             active_changes: d.active_changes.iter().map(ObjectDiffBody::from).collect(),
             conflicts: d.conflicts.iter().map(ConflictBody::from).collect(),
+            refs: BTreeMap::new(),
         }
     }
 }

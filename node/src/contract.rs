@@ -382,6 +382,53 @@ pub struct JoinKeyBody {
     pub expires_at_ms: u64,
 }
 
+/// A current member of the cluster, as this node knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberBody {
+    pub name: String,
+    pub node_id: String,
+    /// The peer address other members dial.
+    pub listen: String,
+    /// `primary` or `secondary`.
+    pub designation: String,
+}
+
+/// The current members this node knows, itself included, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberList {
+    pub members: Vec<MemberBody>,
+}
+
+impl MemberList {
+    /// The member list of the node of `engine`, by name.
+    pub fn of(engine: &mgha_core::engine::Engine) -> mgha_core::Result<MemberList> {
+        let mut members: Vec<MemberBody> = mgha_sync::membership::members(&engine.store())?
+            .into_iter()
+            .map(|m| MemberBody {
+                name: m.name,
+                node_id: m.node_id.to_string(),
+                listen: m.listen,
+                designation: m.designation.to_string(),
+            })
+            .collect();
+        members.sort_by(|a, b| (&a.name, &a.node_id).cmp(&(&b.name, &b.node_id)));
+        Ok(MemberList { members })
+    }
+}
+
+/// A member that was removed from the cluster (`mgha member remove`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRemovedBody {
+    /// Its member name, free again for a node that joins with a new key.
+    pub name: String,
+    /// Its node id, whose certificate every node refuses from now on.
+    #[schema(value_type = String)]
+    pub node_id: String,
+}
+
 impl From<&NodeState> for NodeBody {
     fn from(n: &NodeState) -> Self {
         NodeBody {

@@ -35,6 +35,17 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
         if *shutdown.borrow() {
             return;
         }
+        // A member removed meanwhile is dialed no more.
+        let removed = super::runtime::blocking(&ctx.engine, {
+            let id = member.node_id;
+            move |e| super::membership::is_removed(&e.store(), id)
+        })
+        .await;
+        if removed.unwrap_or(false) {
+            super::runtime::stop_dialing(&ctx, member.node_id);
+            tracing::info!(peer = %member.name, "member removed: no longer dialed");
+            return;
+        }
         let active = ctx.engine.role().0 == Role::Active;
         if let Err(e) = contact(&ctx, &member).await {
             tracing::debug!(peer = %member.name, error = %e, "no session with peer");
@@ -52,13 +63,19 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     let mut tls = connect_member(ctx, &member.listen).await?;
     let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
     let node_id = node_id_of(&cert.ok_or_else(|| Error::Peer("peer sent no certificate".into()))?)?;
+    if super::membership::is_removed(&ctx.engine.store(), node_id)? {
+        return Err(Error::Peer(format!("{} answers with the certificate of a removed member", member.listen)));
+    }
     write_msg(&mut tls, &Msg::Hello(our_hello(ctx)?)).await.map_err(peer_err)?;
     let handshake = Duration::from_millis(ctx.cfg.handshake_timeout_ms);
     let hello = match tokio::time::timeout(handshake, read_msg(&mut tls)).await {
         Err(_) => return Err(Error::Peer("no hello in time".into())),
         Ok(Ok(Some(Msg::Hello(h)))) => h,
         Ok(Ok(Some(Msg::Refuse { reason }))) => {
-            return Err(Error::Peer(format!("{} refused us: {reason}", member.name)))
+            if reason == super::runtime::REMOVED {
+                tracing::warn!(peer = %member.name, "{reason}");
+            }
+            return Err(Error::Peer(format!("{} refused us: {reason}", member.name)));
         }
         Ok(Ok(other)) => return Err(Error::Peer(format!("expected hello, got {other:?}"))),
         Ok(Err(e)) => return Err(peer_err(e)),

@@ -161,8 +161,12 @@ impl Engine {
     }
 
     /// The damage the last full check or scrub found, until one passes.
+    ///
+    /// The storage engine failing inside an operation on a damaged page counts too, and stays
+    /// until the store is replaced (the store takes no writes meanwhile).
     pub fn damage(&self) -> Option<String> {
-        self.damage.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let found = self.damage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        found.or_else(|| self.store().broken())
     }
 
     /// A full check of the store ([`Store::check`]), its outcome recorded for status and metrics.

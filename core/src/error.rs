@@ -208,6 +208,10 @@ pub enum ChangeoverError {
          took over (check which node is active; a forced changeover settles it otherwise)"
     )]
     TargetDidNotConfirm { target: String },
+    /// The target's store is damaged: it heals by a full sync from the Active first and cannot
+    /// take the role meanwhile; nothing changed.
+    #[error("'{target}' has a damaged store and heals by a full sync from the active; nothing changed")]
+    TargetDamaged { target: String },
     /// Another planned changeover runs on the Active; retry once it ended.
     #[error("a changeover to '{target}' is already in progress; retry in a moment")]
     InProgress { target: String },

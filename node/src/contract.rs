@@ -76,6 +76,10 @@ pub struct StatusBody {
     /// store, naming the record; absent while none was found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damage: Option<String>,
+    /// Where a damaged store of this node was set aside (`DIR/archive/…-damaged.redb`) before a
+    /// full sync from the Active replaced it; absent when none was since the node started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
     /// Automatic failover (absent in manual mode): `mode`, `heartbeat_ms`, `failover_after_ms`,
     /// `arbiter` (`kind`, `has_quorum`, `holder`, `members` with `name`, `address`, `healthy`,
     /// `detail`), `lease_left_ms` (an Active), `waiting` (a Standby), `last_error`.
@@ -462,6 +466,7 @@ impl StatusBody {
             peers: s.peers.iter().map(PeerBody::from).collect(),
             collisions_open,
             damage: s.damage.clone(),
+            archived: s.archived.clone(),
             failover: s.failover.clone(),
             settings: None,
         }

@@ -91,6 +91,8 @@ pub(crate) struct Ctx {
     pub upstream: Mutex<Option<Uid>>,
     /// With automatic failover: the arbiter that changeovers go through, and its timing.
     pub arbiter: Mutex<Option<(Arc<dyn Arbiter>, FailoverTiming)>>,
+    /// Members whose last hello said their store is damaged: no changeover goes to them.
+    pub damaged: Mutex<HashSet<Uid>>,
 }
 
 impl Ctx {
@@ -100,6 +102,21 @@ impl Ctx {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
+    }
+
+    /// Records whether `peer` said its store is damaged.
+    pub fn set_damaged(&self, peer: Uid, damaged: bool) {
+        let mut set = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        if damaged {
+            set.insert(peer);
+        } else {
+            set.remove(&peer);
+        }
+    }
+
+    /// Whether `peer`'s last word was that its store is damaged.
+    pub fn is_damaged(&self, peer: Uid) -> bool {
+        self.damaged.lock().unwrap_or_else(|p| p.into_inner()).contains(&peer)
     }
 
     pub fn changeover_timeout(&self) -> Duration {
@@ -169,6 +186,7 @@ impl SyncRuntime {
             changeover: changeover::Slot::default(),
             upstream: Mutex::new(None),
             arbiter: Mutex::new(None),
+            damaged: Mutex::new(HashSet::new()),
         });
         ensure_dialers(&ctx)?;
         let listener_task = tokio::spawn(accept_loop(ctx.clone(), listener));
@@ -393,6 +411,7 @@ pub(crate) fn our_hello(ctx: &Ctx) -> Result<Hello> {
         head: store.head()?,
         listen: ctx.advertised.clone(),
         members: member_records(&store)?,
+        damaged: ctx.engine.damage().is_some(),
     })
 }
 
@@ -406,6 +425,7 @@ pub(crate) async fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
         ensure_dialers(ctx)?;
         forget_removed(ctx)?;
     }
+    ctx.set_damaged(hello.node_id, hello.damaged);
     ctx.engine.sync().update_peer(hello.node_id, |p| {
         p.name = hello.name.clone();
         p.listen = hello.listen.clone();

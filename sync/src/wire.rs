@@ -82,6 +82,10 @@ pub struct Hello {
     pub head: Head,
     pub listen: String,
     pub members: Vec<Member>,
+    /// The sender found damage in its store (quick check, scrub, check, a read): an Active
+    /// answers a Standby that says so with a full sync, and never hands it the role.
+    #[serde(default)]
+    pub damaged: bool,
 }
 
 /// A revision as it crosses the wire: without its parent (the receiver's head is the parent, and

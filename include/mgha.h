@@ -295,6 +295,17 @@ mgha_status mgha_engine_list_json(const struct mgha_engine *engine,
                                   size_t limit,
                                   char **out);
 
+// Removes the member named `name` from the cluster, on the Active: every node refuses its
+// certificate from then on, and its name is free for a node that joins with a new key.
+// `MGHA_NOT_FOUND`: no current member has that name. `MGHA_CONFLICT`: it is this Active itself
+// (change over first). `MGHA_READ_ONLY`: this node is not the Active.
+mgha_status mgha_engine_member_remove(const struct mgha_engine *engine, const char *name);
+
+// The current members this node knows, itself included, as a JSON object
+// `{"members": [{"name", "node_id", "listen", "designation"}]}` sorted by name, freed with
+// `mgha_string_free`. Every node ends with the same list.
+mgha_status mgha_engine_members_json(const struct mgha_engine *engine, char **out);
+
 // Opens the existing node in the config's `data_dir` and starts it. When the config has a
 // `name`, it must be the node's.
 mgha_status mgha_engine_open(const char *config_toml, struct mgha_engine **out);

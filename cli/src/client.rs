@@ -205,6 +205,25 @@ impl Backend {
         }
     }
 
+    /// The current members the node knows.
+    pub fn members(&self) -> anyhow::Result<MemberList> {
+        match self {
+            Backend::Remote(r) => r.get_json("/v1/members"),
+            Backend::Local(l) => Ok(MemberList::of(&l.engine)?),
+        }
+    }
+
+    /// Removes a member from the cluster (on the Active).
+    pub fn remove_member(&self, name: &str) -> anyhow::Result<MemberRemovedBody> {
+        match self {
+            Backend::Remote(r) => r.send("DELETE", &format!("/v1/members/{}", encode(name)), None, None),
+            Backend::Local(l) => {
+                let removed = mgha_node::node::remove_member(&l.engine, name)?;
+                Ok(MemberRemovedBody { name: removed.name, node_id: removed.node_id.to_string() })
+            }
+        }
+    }
+
     /// Makes this Secondary the Primary.
     pub fn promote(&self) -> anyhow::Result<NodeBody> {
         match self {

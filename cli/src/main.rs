@@ -64,6 +64,8 @@ enum Command {
     Collision(CollisionArgs),
     /// Make this Secondary the Primary, when the Primary is lost for good.
     Promote(ReadArgs),
+    /// Cluster members: list them, remove a lost or retired one (on the Active).
+    Member(commands::member::MemberArgs),
     /// Write an online, consistent backup of the node to a file.
     Backup(BackupArgs),
     /// Check a backup file end to end and show what it holds.
@@ -434,6 +436,7 @@ fn main() -> ExitCode {
         Command::Changeover(a) => commands::roles::changeover(&a),
         Command::Collision(a) => commands::roles::collision(&a),
         Command::Promote(a) => commands::roles::promote(&a),
+        Command::Member(a) => commands::member::member(&a),
         Command::Backup(a) => commands::backup::backup(&a),
         Command::Verify(a) => commands::backup::verify(&a),
         Command::Restore(a) => commands::backup::restore(&a),

@@ -195,7 +195,15 @@ pub fn status(s: &StatusBody, via: &str) -> String {
         vec!["served by".into(), via.into()],
     ];
     if let Some(d) = &s.damage {
-        t.row(vec!["DAMAGED".into(), format!("{d}; `mgha check` lists it again (docs/storage.md)")]);
+        let what_now = if s.node.role == "active" {
+            "hand the role to a healthy standby (`mgha changeover --to NAME`), then this node heals by a full sync"
+        } else {
+            "this standby heals by a full sync from the active"
+        };
+        t.row(vec!["DAMAGED".into(), format!("{d}; {what_now}; `mgha check` lists it again (docs/storage.md)")]);
+    }
+    if let Some(a) = &s.archived {
+        t.row(vec!["archived".into(), format!("the damaged store was set aside as {a}")]);
     }
     if s.node.role == "standby" {
         let follows = s.active.as_ref().map_or("no active node found yet".into(), |a| format!("the active node '{a}'"));

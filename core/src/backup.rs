@@ -77,6 +77,10 @@ struct End {
 /// Writes a consistent backup of `store` at its current head, with retained history.
 /// Publishes may go on meanwhile: the backup reads one MVCC snapshot.
 pub fn write_backup(store: &Store, out: &mut dyn Write, progress: &mut dyn FnMut(Progress)) -> Result<BackupSummary> {
+    store.guard("backup", || write_snapshot(store, out, progress))
+}
+
+fn write_snapshot(store: &Store, out: &mut dyn Write, progress: &mut dyn FnMut(Progress)) -> Result<BackupSummary> {
     let txn = store.begin_read()?;
     let meta = txn.open_table(META)?;
     let get_meta = |key: &str| -> Result<Vec<u8>> {

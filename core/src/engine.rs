@@ -36,6 +36,9 @@ pub struct Status {
     /// The damage the last full check or scrub found in the store, until one passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damage: Option<String>,
+    /// Where a damaged store was set aside (`DIR/archive/…`) before a full sync healed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
     /// Automatic failover: the mode, the arbiter and its members (absent in manual mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverStatus>,
@@ -77,6 +80,8 @@ pub struct Engine {
     roles: Mutex<RoleMachine>,
     /// What the last full check or scrub found damaged, if anything (`record_damage`).
     damage: Mutex<Option<String>>,
+    /// Where the last damaged store was set aside (`set_archived`).
+    archived: Mutex<Option<PathBuf>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,6 +147,7 @@ impl Engine {
             options,
             replication,
             damage: Mutex::new(None),
+            archived: Mutex::new(None),
         })
     }
 
@@ -153,6 +159,13 @@ impl Engine {
         match found {
             Some(e) if e.code() == crate::error::ErrorCode::Corrupt => {
                 tracing::error!(error = %e, "the store is damaged");
+                if self.role().0 == Role::Active {
+                    // A Standby heals by itself; an Active needs the administrator's hand.
+                    tracing::error!(
+                        "this active's store is damaged: hand the role to a healthy standby \
+                         (`mgha changeover --to NAME`); this node then heals by a full sync from it"
+                    );
+                }
                 *damage = Some(e.to_string());
             }
             Some(_) => {}
@@ -160,9 +173,24 @@ impl Engine {
         }
     }
 
+    /// Names the archive where a damaged store was set aside before a full sync replaced it,
+    /// for status.
+    pub fn set_archived(&self, path: PathBuf) {
+        *self.archived.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
+    }
+
+    /// Where the last damaged store was set aside, if one was since this node started.
+    pub fn archived(&self) -> Option<PathBuf> {
+        self.archived.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The damage the last full check or scrub found, until one passes.
+    ///
+    /// The storage engine failing inside an operation on a damaged page counts too, and stays
+    /// until the store is replaced (the store takes no writes meanwhile).
     pub fn damage(&self) -> Option<String> {
-        self.damage.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let found = self.damage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        found.or_else(|| self.store().broken())
     }
 
     /// A full check of the store ([`Store::check`]), its outcome recorded for status and metrics.
@@ -201,6 +229,7 @@ impl Engine {
             active: self.replication.active_hint(),
             peers: self.peers_with_lag()?,
             damage: self.damage(),
+            archived: self.archived().map(|p| p.display().to_string()),
             failover: self.replication.failover(),
         })
     }
@@ -495,6 +524,11 @@ impl Engine {
         let head = store.head()?;
         *guard = Arc::new(store);
         drop(guard);
+        // A new store: damage found in the one it replaced is history (kept in DIR/archive/).
+        if let Some(found) = self.damage() {
+            tracing::warn!(damage = %found, "healed: the damaged store was replaced by a full sync");
+        }
+        self.record_damage(None);
         self.replication.committed(None, head);
         Ok(head)
     }

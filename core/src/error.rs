@@ -93,6 +93,8 @@ pub enum Error {
     ChangeoverInProgress { target: String },
     #[error("changeover: {0}")]
     Changeover(#[from] ChangeoverError),
+    #[error("member: {0}")]
+    Member(#[from] MemberError),
     #[error("{object} is locked by session {session} of '{owner}'")]
     Locked { object: String, session: u64, owner: String },
     /// A session publish found an object it staged changed since it was staged (by a publish
@@ -157,6 +159,7 @@ impl Error {
             Error::Locked { .. } | Error::Stale { .. } => ErrorCode::Conflict,
             Error::TooManySessions(_) | Error::InUse(_) | Error::ChangeoverInProgress { .. } => ErrorCode::Busy,
             Error::Changeover(e) => e.code(),
+            Error::Member(e) => e.code(),
             Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,
             // redb's own finding of a damaged page is damage too, not an I/O failure; so is a
             // read past the end of the file or of data that is not a database, which only a
@@ -205,6 +208,10 @@ pub enum ChangeoverError {
          took over (check which node is active; a forced changeover settles it otherwise)"
     )]
     TargetDidNotConfirm { target: String },
+    /// The target's store is damaged: it heals by a full sync from the Active first and cannot
+    /// take the role meanwhile; nothing changed.
+    #[error("'{target}' has a damaged store and heals by a full sync from the active; nothing changed")]
+    TargetDamaged { target: String },
     /// Another planned changeover runs on the Active; retry once it ended.
     #[error("a changeover to '{target}' is already in progress; retry in a moment")]
     InProgress { target: String },
@@ -272,6 +279,34 @@ impl ChangeoverError {
         match e {
             Error::Changeover(c) => c,
             other => ChangeoverError::ActiveFailed { code: other.code(), message: other.to_string() },
+        }
+    }
+}
+
+/// Why a member could not be removed from the cluster. One variant per case a caller may act on
+/// differently; nothing changed in any of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    /// No current member has that name (a member removed earlier is no longer one).
+    #[error("no member named '{name}'")]
+    NoSuchMember { name: String },
+    /// The member named is the Active this request reached: it would cut itself off. Change over
+    /// to another member first, then remove it there.
+    #[error("'{name}' is the active; change over to another member first, then remove '{name}' on the new active")]
+    IsActive { name: String },
+    /// Members are removed on the Active, so that one node decides; `active` names it when known.
+    #[error("members are removed on the active{}", active.as_deref().map(|a| format!(" '{a}'")).unwrap_or_default())]
+    NotActive { active: Option<String> },
+}
+
+impl MemberError {
+    /// The stable code: not found, conflict (the Active itself), read-only (not the Active).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            MemberError::NoSuchMember { .. } => ErrorCode::NotFound,
+            MemberError::IsActive { .. } => ErrorCode::Conflict,
+            MemberError::NotActive { .. } => ErrorCode::ReadOnly,
         }
     }
 }

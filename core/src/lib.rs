@@ -30,7 +30,7 @@ pub mod store;
 pub use changeset::{ChangeInput, ChangeSet};
 pub use diff::{Diff, DiffKind, FieldDiff, ObjectDiff};
 pub use engine::Engine;
-pub use error::{ChangeoverError, Error, ErrorCode, Result};
+pub use error::{ChangeoverError, Error, ErrorCode, MemberError, Result};
 pub use model::{Hash, Object, Uid};
 pub use node::{Designation, NodeState, Role};
 pub use replication::{Detached, Replication};

@@ -245,3 +245,35 @@ pub unsafe extern "C" fn mgha_engine_join_key(
         Ok(())
     })
 }
+
+/// The current members this node knows, itself included, as a JSON object
+/// `{"members": [{"name", "node_id", "listen", "designation"}]}` sorted by name, freed with
+/// `mgha_string_free`. Every node ends with the same list.
+#[no_mangle]
+pub unsafe extern "C" fn mgha_engine_members_json(engine: *const mgha_engine, out: *mut *mut c_char) -> mgha_status {
+    ffi_boundary!(status: {
+        let core = core_of(engine)?;
+        // SAFETY: `out` is NULL or writable for the call (API contract).
+        let out = unsafe { Out::new(out, "out") }?;
+        out.set(crate::strings::json_c_string(&mgha_node::contract::MemberList::of(&core)?)?);
+        Ok(())
+    })
+}
+
+/// Removes the member named `name` from the cluster, on the Active: every node refuses its
+/// certificate from then on, and its name is free for a node that joins with a new key.
+/// `MGHA_NOT_FOUND`: no current member has that name. `MGHA_CONFLICT`: it is this Active itself
+/// (change over first). `MGHA_READ_ONLY`: this node is not the Active.
+#[no_mangle]
+pub unsafe extern "C" fn mgha_engine_member_remove(engine: *const mgha_engine, name: *const c_char) -> mgha_status {
+    ffi_boundary!(status: {
+        let handle = ENGINES.get(engine)?;
+        // SAFETY: a C string valid for the call (API contract).
+        let name = unsafe { text(name, "name") }?;
+        outside_async_runtime("mgha_engine_member_remove")?;
+        let node = handle.node();
+        let removed = node.block_on(node.remove_member(name))??;
+        tracing::warn!(member = %removed.name, node = %removed.node_id, "member removed");
+        Ok(())
+    })
+}

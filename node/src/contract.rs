@@ -77,6 +77,10 @@ pub struct StatusBody {
     /// store, naming the record; absent while none was found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damage: Option<String>,
+    /// Where a damaged store of this node was set aside (`DIR/archive/…-damaged.redb`) before a
+    /// full sync from the Active replaced it; absent when none was since the node started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
     /// Automatic failover (absent in manual mode): `mode`, `heartbeat_ms`, `failover_after_ms`,
     /// `arbiter` (`kind`, `has_quorum`, `holder`, `members` with `name`, `address`, `healthy`,
     /// `detail`), `lease_left_ms` (an Active), `waiting` (a Standby), `last_error`.
@@ -403,6 +407,53 @@ pub struct JoinKeyBody {
     pub expires_at_ms: u64,
 }
 
+/// A current member of the cluster, as this node knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberBody {
+    pub name: String,
+    pub node_id: String,
+    /// The peer address other members dial.
+    pub listen: String,
+    /// `primary` or `secondary`.
+    pub designation: String,
+}
+
+/// The current members this node knows, itself included, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberList {
+    pub members: Vec<MemberBody>,
+}
+
+impl MemberList {
+    /// The member list of the node of `engine`, by name.
+    pub fn of(engine: &mgha_core::engine::Engine) -> mgha_core::Result<MemberList> {
+        let mut members: Vec<MemberBody> = mgha_sync::membership::members(&engine.store())?
+            .into_iter()
+            .map(|m| MemberBody {
+                name: m.name,
+                node_id: m.node_id.to_string(),
+                listen: m.listen,
+                designation: m.designation.to_string(),
+            })
+            .collect();
+        members.sort_by(|a, b| (&a.name, &a.node_id).cmp(&(&b.name, &b.node_id)));
+        Ok(MemberList { members })
+    }
+}
+
+/// A member that was removed from the cluster (`mgha member remove`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRemovedBody {
+    /// Its member name, free again for a node that joins with a new key.
+    pub name: String,
+    /// Its node id, whose certificate every node refuses from now on.
+    #[schema(value_type = String)]
+    pub node_id: String,
+}
+
 impl From<&NodeState> for NodeBody {
     fn from(n: &NodeState) -> Self {
         NodeBody {
@@ -436,6 +487,7 @@ impl StatusBody {
             peers: s.peers.iter().map(PeerBody::from).collect(),
             collisions_open,
             damage: s.damage.clone(),
+            archived: s.archived.clone(),
             failover: s.failover.clone(),
             settings: None,
         }

@@ -16,7 +16,7 @@ use mgha_sync::SyncRuntime;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::config::{ConfigError, NodeConfig};
-use crate::contract::{JoinKeyBody, SettingsBody, StatusBody};
+use crate::contract::{JoinKeyBody, MemberRemovedBody, SettingsBody, StatusBody};
 use crate::error::{Error, Result};
 
 /// How long shutdown waits for the sync runtime's tasks, and then for the runtime's blocking
@@ -313,6 +313,19 @@ impl Node {
         Ok(issue_join_key(self.engine()?.as_ref(), ttl_ms)?)
     }
 
+    /// Removes the member named `name` from the cluster, on the Active (never the Active
+    /// itself): its certificate is refused from then on by every node, and its name is free for
+    /// a node that joins with a new key. A node running without peers records the removal, which
+    /// reaches the others once it runs with them.
+    pub async fn remove_member(&self, name: &str) -> Result<MemberRemovedBody> {
+        let sync = self.sync.read().await;
+        let removed = match sync.as_ref() {
+            Some(runtime) => runtime.remove_member(name).await?,
+            None => remove_member(self.engine()?.as_ref(), name)?,
+        };
+        Ok(MemberRemovedBody { name: removed.name, node_id: removed.node_id.to_string() })
+    }
+
     /// Stops everything the node started (the failover driver, which lets go of the arbiter; the
     /// peer listener and connections; every other task of its runtime) and returns once they
     /// have stopped; then lets go of the store. Waits for blocking calls in progress. Call it from
@@ -375,6 +388,12 @@ pub fn issue_join_key(engine: &Engine, ttl_ms: u64) -> mgha_core::Result<JoinKey
     let issued_ms = mgha_core::now_ms();
     let key = mgha_sync::cluster::issue_join_key(engine, ttl_ms)?;
     Ok(JoinKeyBody { key: key.to_string(), expires_ms: ttl_ms, expires_at_ms: issued_ms.saturating_add(ttl_ms) })
+}
+
+/// Removes a member on the node of `engine` while no peer runtime runs (a stopped node): the
+/// node's rule for every front end. See [`Node::remove_member`].
+pub fn remove_member(engine: &Engine, name: &str) -> mgha_core::Result<mgha_sync::wire::Member> {
+    mgha_sync::membership::remove_member(engine, name)
 }
 
 fn closed() -> Error {

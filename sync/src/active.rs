@@ -168,6 +168,11 @@ async fn plan_for<W: AsyncWrite + Unpin>(
     rx: &mut Inbox,
     hello: &Hello,
 ) -> Result<(SyncStatus, Plan)> {
+    if hello.damaged {
+        // Its copy cannot be trusted whatever its head says: it gets the whole state again.
+        tracing::warn!(peer = %hello.name, "the standby's store is damaged: healing it by a full sync");
+        return Ok((SyncStatus::Lagging, Plan::FullSync));
+    }
     let store = ctx.engine.store();
     let (ours, floor, peer) = (store.head()?, store.floor()?, hello.head);
     let peer_id_at_ours = if peer.seq > ours.seq {
@@ -187,6 +192,9 @@ async fn on_ack(
     state_hash: mgha_core::model::Hash,
     epoch: u64,
 ) -> Result<()> {
+    // An ack comes only from a store that applied or installed what it acknowledges: a Standby
+    // that said it was damaged acknowledges once the full sync replaced its store.
+    ctx.set_damaged(peer_id, false);
     if epoch > ctx.engine.role().1 {
         // A Standby holds an epoch above ours only if some node became Active in it (the target
         // of our changeover, say): fencing, as for a hello.

@@ -153,6 +153,9 @@ async fn lead(ctx: &Arc<Ctx>, member: &Member, deadline: Instant) -> Result<u64>
         }
         .into());
     }
+    if ctx.is_damaged(member.node_id) {
+        return Err(ChangeoverError::TargetDamaged { target: member.name.clone() }.into());
+    }
     // A target that is reconnecting (right after an earlier changeover, say) gets until the
     // deadline to be back; publishes are not fenced meanwhile.
     while session_with(ctx, member.node_id).is_none() && Instant::now() < deadline {
@@ -327,6 +330,9 @@ async fn transfer_at_arbiter(
 /// failover, through the arbiter: see [`force_at_arbiter`].
 pub(crate) fn force(ctx: &Arc<Ctx>) -> Result<u64> {
     let engine = &ctx.engine;
+    if engine.damage().is_some() && engine.role().0 == Role::Standby {
+        return Err(ChangeoverError::TargetDamaged { target: engine.node()?.name }.into());
+    }
     let arbiter = ctx.arbiter.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some((arbiter, timing)) = arbiter {
         let handle = tokio::runtime::Handle::try_current()

@@ -23,16 +23,7 @@ pub fn init_primary(dir: &Path, name: &str, listen: &str, options: EngineOptions
     let files = TlsFiles::new(dir);
     files.create_primary(node.cluster_id, node.node_id, name)?;
     let engine = crate::create_engine(dir, &node, options)?;
-    membership::merge_members(
-        &engine.store(),
-        &[Member {
-            node_id: node.node_id,
-            name: name.into(),
-            listen: listen.into(),
-            designation: Designation::Primary,
-            tag: 0,
-        }],
-    )?;
+    membership::set_own_record(&engine.store(), Member::new(node.node_id, name, listen, Designation::Primary, 0))?;
     Ok(engine)
 }
 
@@ -184,11 +175,10 @@ pub fn promote_to_primary(engine: &Engine) -> Result<()> {
     }
     let node = engine.set_designation(Designation::Primary)?;
     let store = engine.store();
-    let mut me: Vec<Member> = membership::members(&store)?.into_iter().filter(|m| m.node_id == node.node_id).collect();
-    for m in &mut me {
-        m.designation = Designation::Primary;
+    let me = membership::members(&store)?.into_iter().find(|m| m.node_id == node.node_id);
+    if let Some(me) = me {
+        membership::set_own_record(&store, Member { designation: Designation::Primary, ..me })?;
     }
-    membership::merge_members(&store, &me)?;
     tracing::warn!(node = %node.name, "promoted to primary");
     Ok(())
 }

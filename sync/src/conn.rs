@@ -93,6 +93,12 @@ impl Registry {
         current
     }
 
+    /// Forgets any session with `peer`: its task's command channel closes, which ends the
+    /// task. Returns whether there was one.
+    pub fn forget(&self, peer: Uid) -> bool {
+        self.lock().remove(&peer).is_some()
+    }
+
     /// The live session with `peer`, if any.
     pub fn get(&self, peer: Uid) -> Option<Session> {
         self.lock().get(&peer).filter(|s| !s.tx.is_closed()).cloned()

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::membership::{check_join_key, members, merge_members, next_tag, redeem_join_key, JoinKey};
+use super::membership::{check_join_key, member_records, members, merge_members, next_tag, redeem_join_key, JoinKey};
 use super::pki::{new_node_key_and_csr, sign_node_csr, sign_witness_csr, TlsFiles};
 use super::plan::SyncStatus;
 use super::runtime::{ensure_dialers, Ctx};
@@ -100,7 +100,11 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest, source: IpAddr) -> 
     check_join_key(&store, &req.key_secret, mgha_core::now_ms())?;
     mgha_core::model::validate::validate_name("node", &req.name)?;
     if members(&store)?.iter().any(|m| m.name == req.name) {
-        return Err(Error::Peer(format!("a member named '{}' already exists", req.name)));
+        return Err(Error::Peer(format!(
+            "a member named '{0}' already exists; if it is lost, remove it on the active (`mgha member remove {0}`) \
+             and join again",
+            req.name
+        )));
     }
     let engine = ctx.engine.clone();
     let secret = req.key_secret.clone();
@@ -121,18 +125,12 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest, source: IpAddr) -> 
             tag: 0,
             cert_pem,
             ca_pem,
-            members: members(&store)?,
+            members: member_records(&store)?,
         });
     }
     let cert_pem = sign_node_csr(&ca_pem, &ca_key, &req.csr_pem, node_id)?;
     let tag = next_tag(&store)?;
-    let member = Member {
-        node_id,
-        name: req.name.clone(),
-        listen: req.listen.clone(),
-        designation: Designation::Secondary,
-        tag,
-    };
+    let member = Member::new(node_id, &req.name, &req.listen, Designation::Secondary, tag);
     merge_members(&store, std::slice::from_ref(&member))?;
     ctx.engine.sync().update_peer(node_id, |p| {
         p.name = member.name.clone();
@@ -141,7 +139,7 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest, source: IpAddr) -> 
         p.status = SyncStatus::NeverSynchronized;
     });
     let node = ctx.engine.node()?;
-    Ok(JoinReply { cluster_id: node.cluster_id, node_id, tag, cert_pem, ca_pem, members: members(&store)? })
+    Ok(JoinReply { cluster_id: node.cluster_id, node_id, tag, cert_pem, ca_pem, members: member_records(&store)? })
 }
 
 /// What a node that joined learns.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::wire::Member;
-use mgha_core::error::{Error, Result};
+use mgha_core::error::{Error, MemberError, Result};
 use mgha_core::model::{Hash, Uid};
 use mgha_core::store::Store;
 
@@ -119,17 +119,43 @@ pub fn next_tag(store: &Store) -> Result<u16> {
     })
 }
 
-/// The members this node knows, itself included.
+/// The current members this node knows, itself included (removed members are not).
 pub fn members(store: &Store) -> Result<Vec<Member>> {
+    Ok(member_records(store)?.into_iter().filter(|m| !m.removed).collect())
+}
+
+/// Every member record this node holds, removed members' included: what a hello carries, so
+/// that a removal reaches every node.
+pub fn member_records(store: &Store) -> Result<Vec<Member>> {
     Ok(store.meta_get::<Vec<Member>>(META_MEMBERS)?.unwrap_or_default())
 }
 
-/// Adds or updates members (by node id); returns whether anything changed.
+/// Whether `node_id` was a member and was removed: its certificate is refused from then on.
+pub fn is_removed(store: &Store, node_id: Uid) -> Result<bool> {
+    Ok(member_records(store)?.iter().any(|m| m.node_id == node_id && m.removed))
+}
+
+/// Whether record `b` of a node supersedes record `a` of the same node. A total order on the
+/// records, so that merging lists in any order, any number of times, gives every node the same
+/// list: a removal is final (a removed node id never comes back: a member that joins again gets
+/// a new one), then the higher version (a node bumps its own when its record changes), then, for
+/// records that diverged at the same version, the greater content.
+fn supersedes(b: &Member, a: &Member) -> bool {
+    let key = |m: &Member| (m.removed, m.version, m.listen.clone(), m.name.clone(), m.tag, m.designation_rank());
+    key(b) > key(a)
+}
+
+/// Merges member records (by node id, see [`supersedes`]); returns whether anything changed.
 pub fn merge_members(store: &Store, incoming: &[Member]) -> Result<bool> {
-    let current = members(store)?;
+    let current = member_records(store)?;
     let mut merged: BTreeMap<Uid, Member> = current.iter().map(|m| (m.node_id, m.clone())).collect();
     for m in incoming {
-        merged.insert(m.node_id, m.clone());
+        match merged.get(&m.node_id) {
+            Some(known) if !supersedes(m, known) => {}
+            _ => {
+                merged.insert(m.node_id, m.clone());
+            }
+        }
     }
     let merged: Vec<Member> = merged.into_values().collect();
     if merged == current {
@@ -140,6 +166,43 @@ pub fn merge_members(store: &Store, incoming: &[Member]) -> Result<bool> {
         Ok(())
     })?;
     Ok(true)
+}
+
+/// Records this node's own member record as `me` says (address, designation), with a version
+/// above the one stored when anything changed, so that it supersedes the old record on every
+/// node. A node that was removed stays removed. Returns whether anything changed.
+pub fn set_own_record(store: &Store, me: Member) -> Result<bool> {
+    let known = member_records(store)?.into_iter().find(|m| m.node_id == me.node_id);
+    let record = match known {
+        Some(k) if k.removed => return Ok(false),
+        Some(k) if k.same_as(&me) => return Ok(false),
+        Some(k) => Member { version: k.version.max(me.version) + 1, removed: false, ..me },
+        None => me,
+    };
+    merge_members(store, &[record])
+}
+
+/// Marks the current member `name` removed on this node, the Active (the node policy: one node
+/// decides, and not about itself). Returns its record as it was. The removal then travels to
+/// every node with the member lists of the hellos.
+pub fn remove_member(engine: &mgha_core::engine::Engine, name: &str) -> Result<Member> {
+    let node = engine.node()?;
+    if node.role != mgha_core::node::Role::Active {
+        return Err(MemberError::NotActive {
+            active: crate::EngineExt::try_sync(engine).and_then(|s| s.active_hint()),
+        }
+        .into());
+    }
+    let store = engine.store();
+    let member = members(&store)?
+        .into_iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| MemberError::NoSuchMember { name: name.into() })?;
+    if member.node_id == node.node_id {
+        return Err(MemberError::IsActive { name: name.into() }.into());
+    }
+    merge_members(&store, &[Member { removed: true, ..member.clone() }])?;
+    Ok(member)
 }
 
 #[cfg(test)]
@@ -190,17 +253,73 @@ mod tests {
     #[test]
     fn members_merge_by_node_id() {
         let (_d, s) = store();
-        let m = |name: &str, id: Uid| Member {
-            node_id: id,
-            name: name.into(),
-            listen: "x".into(),
-            designation: Designation::Secondary,
-            tag: 1,
-        };
+        let m = |name: &str, id: Uid| Member::new(id, name, "x", Designation::Secondary, 1);
         let id = Uid::new_random();
         assert!(merge_members(&s, &[m("b", id)]).expect("merge"));
         assert!(!merge_members(&s, &[m("b", id)]).expect("merge"));
         assert!(merge_members(&s, &[m("b2", id)]).expect("merge"));
         assert_eq!(members(&s).expect("members").len(), 1);
+    }
+
+    #[test]
+    fn member_lists_converge_whatever_the_order_of_merges() {
+        let (b, c) = (Uid::new_random(), Uid::new_random());
+        let rec = |id: Uid, name: &str, listen: &str, version: u64, removed: bool| Member {
+            version,
+            removed,
+            ..Member::new(id, name, listen, Designation::Secondary, 1)
+        };
+        // Diverged records: two views of b at the same version, b's own newer record, c removed
+        // on one node only.
+        let records = [
+            rec(b, "b", "h1:1", 0, false),
+            rec(b, "b", "h2:1", 0, false),
+            rec(b, "b", "h3:1", 1, false),
+            rec(c, "c", "h4:1", 0, false),
+            rec(c, "c", "h4:1", 0, true),
+        ];
+        let mut lists = Vec::new();
+        for rotation in 0..records.len() {
+            let (_d, s) = store();
+            let mut order = records.to_vec();
+            order.rotate_left(rotation);
+            if rotation % 2 == 1 {
+                order.reverse();
+            }
+            for r in &order {
+                merge_members(&s, std::slice::from_ref(r)).expect("merge");
+            }
+            lists.push(member_records(&s).expect("records"));
+        }
+        assert!(lists.windows(2).all(|w| w[0] == w[1]), "{lists:?}");
+        let (_d, s) = store();
+        merge_members(&s, &lists[0]).expect("merge");
+        assert_eq!(members(&s).expect("members").iter().map(|m| m.listen.as_str()).collect::<Vec<_>>(), ["h3:1"]);
+        assert!(is_removed(&s, c).expect("removed") && !is_removed(&s, b).expect("not removed"));
+    }
+
+    #[test]
+    fn a_removed_member_stays_removed_and_its_own_record_cannot_undo_it() {
+        let (_d, s) = store();
+        let b = Member::new(Uid::new_random(), "b", "h:1", Designation::Secondary, 1);
+        merge_members(&s, std::slice::from_ref(&b)).expect("merge");
+        merge_members(&s, &[Member { removed: true, ..b.clone() }]).expect("remove");
+        // b, not yet aware, restarts elsewhere and bumps its own record: the removal holds.
+        assert!(!merge_members(&s, &[Member { listen: "h:2".into(), version: 9, ..b.clone() }]).expect("merge"));
+        assert!(!set_own_record(&s, Member { listen: "h:3".into(), ..b.clone() }).expect("own record"));
+        assert!(members(&s).expect("members").is_empty());
+    }
+
+    #[test]
+    fn own_record_changes_raise_its_version() {
+        let (_d, s) = store();
+        let me = Member::new(Uid::new_random(), "a", "h:1", Designation::Secondary, 0);
+        assert!(set_own_record(&s, me.clone()).expect("first"));
+        assert!(!set_own_record(&s, me.clone()).expect("same"));
+        assert!(set_own_record(&s, Member { listen: "h:2".into(), ..me.clone() }).expect("moved"));
+        let now = members(&s).expect("members");
+        assert_eq!((now[0].listen.as_str(), now[0].version), ("h:2", 1));
+        // A peer's stale view of this node, at the old version, does not win.
+        assert!(!merge_members(&s, &[me]).expect("stale"));
     }
 }

@@ -14,7 +14,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 pub use super::changeover::FORWARD_MARGIN_MS;
 use super::conn::Registry;
-use super::membership::{members, merge_members};
+use super::membership::{is_removed, member_records, members, merge_members, set_own_record};
 use super::pki::{node_id_of, TlsFiles};
 use super::plan::SyncStatus;
 use super::tls::{member_server_name, MemberTls};
@@ -91,6 +91,8 @@ pub(crate) struct Ctx {
     pub upstream: Mutex<Option<Uid>>,
     /// With automatic failover: the arbiter that changeovers go through, and its timing.
     pub arbiter: Mutex<Option<(Arc<dyn Arbiter>, FailoverTiming)>>,
+    /// Members whose last hello said their store is damaged: no changeover goes to them.
+    pub damaged: Mutex<HashSet<Uid>>,
 }
 
 impl Ctx {
@@ -100,6 +102,21 @@ impl Ctx {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
+    }
+
+    /// Records whether `peer` said its store is damaged.
+    pub fn set_damaged(&self, peer: Uid, damaged: bool) {
+        let mut set = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        if damaged {
+            set.insert(peer);
+        } else {
+            set.remove(&peer);
+        }
+    }
+
+    /// Whether `peer`'s last word was that its store is damaged.
+    pub fn is_damaged(&self, peer: Uid) -> bool {
+        self.damaged.lock().unwrap_or_else(|p| p.into_inner()).contains(&peer)
     }
 
     pub fn changeover_timeout(&self) -> Duration {
@@ -140,14 +157,8 @@ impl SyncRuntime {
         let local_addr = listener.local_addr()?;
         let advertised = cfg.advertise.clone().unwrap_or_else(|| local_addr.to_string());
         let node = engine.node()?;
-        let me = Member {
-            node_id: node.node_id,
-            name: node.name.clone(),
-            listen: advertised.clone(),
-            designation: node.designation,
-            tag: node.tag,
-        };
-        merge_members(&engine.store(), &[me])?;
+        let me = Member::new(node.node_id, &node.name, &advertised, node.designation, node.tag);
+        set_own_record(&engine.store(), me)?;
         for m in members(&engine.store())? {
             if m.node_id != node.node_id {
                 engine.sync().update_peer(m.node_id, |p| {
@@ -175,6 +186,7 @@ impl SyncRuntime {
             changeover: changeover::Slot::default(),
             upstream: Mutex::new(None),
             arbiter: Mutex::new(None),
+            damaged: Mutex::new(HashSet::new()),
         });
         ensure_dialers(&ctx)?;
         let listener_task = tokio::spawn(accept_loop(ctx.clone(), listener));
@@ -213,6 +225,17 @@ impl SyncRuntime {
         *self.ctx.driver.lock().unwrap_or_else(|p| p.into_inner()) = Some(driver);
     }
 
+    /// Removes the member named `name` (on the Active only, never the Active itself): its
+    /// certificate is refused from now on, its connection is closed, and the removal reaches
+    /// every other node with the member lists of the hellos. Returns its record as it was.
+    pub async fn remove_member(&self, name: &str) -> Result<Member> {
+        let owned = name.to_owned();
+        let removed = blocking(&self.ctx.engine, move |e| super::membership::remove_member(e, &owned)).await?;
+        forget_removed(&self.ctx)?;
+        tracing::warn!(member = %removed.name, node = %removed.node_id, "member removed from the cluster");
+        Ok(removed)
+    }
+
     /// A forced changeover: this Standby becomes Active. Returns the new epoch.
     pub fn force_changeover(&self) -> Result<u64> {
         changeover::force(&self.ctx)
@@ -236,6 +259,25 @@ impl SyncRuntime {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+}
+
+/// Lets go of every member that was removed: its connection (closing its command channel ends
+/// the task that serves it), its dial loop (which ends by itself at its next turn) and its entry
+/// in the status.
+pub(crate) fn forget_removed(ctx: &Arc<Ctx>) -> Result<()> {
+    for m in member_records(&ctx.engine.store())?.into_iter().filter(|m| m.removed) {
+        if ctx.registry.forget(m.node_id) {
+            tracing::warn!(member = %m.name, "closed the connection of a removed member");
+        }
+        ctx.engine.sync().forget_peer(m.node_id);
+    }
+    Ok(())
+}
+
+/// Called by a dial loop that found its member removed: a later member with the same node id
+/// cannot exist, but the set stays exact.
+pub(crate) fn stop_dialing(ctx: &Ctx, member: Uid) {
+    ctx.dialing.lock().unwrap_or_else(|p| p.into_inner()).remove(&member);
 }
 
 /// Starts a dial loop for every member that has none yet.
@@ -314,6 +356,10 @@ async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -
         };
     };
     let node_id = node_id_of(&cert)?;
+    if blocking(&ctx.engine, move |e| is_removed(&e.store(), node_id)).await? {
+        let _ = write_msg(&mut tls, &Msg::Refuse { reason: REMOVED.into() }).await;
+        return Err(Error::Peer(format!("node {node_id} was removed from the cluster; its certificate is refused")));
+    }
     let Some(Msg::Hello(hello)) = first else {
         let _ = write_msg(&mut tls, &Msg::Refuse { reason: "expected hello".into() }).await;
         return Err(Error::Peer(format!("node {node_id} did not start with hello")));
@@ -364,16 +410,22 @@ pub(crate) fn our_hello(ctx: &Ctx) -> Result<Hello> {
         epoch: node.epoch,
         head: store.head()?,
         listen: ctx.advertised.clone(),
-        members: members(&store)?,
+        members: member_records(&store)?,
+        damaged: ctx.engine.damage().is_some(),
     })
 }
+
+/// What a node that was removed from the cluster is told when it connects.
+pub(crate) const REMOVED: &str = "this node was removed from the cluster; join again with a new key";
 
 /// Records what a peer's hello says about the cluster.
 pub(crate) async fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
     let incoming = hello.members.clone();
     if blocking(&ctx.engine, move |e| merge_members(&e.store(), &incoming)).await? {
         ensure_dialers(ctx)?;
+        forget_removed(ctx)?;
     }
+    ctx.set_damaged(hello.node_id, hello.damaged);
     ctx.engine.sync().update_peer(hello.node_id, |p| {
         p.name = hello.name.clone();
         p.listen = hello.listen.clone();

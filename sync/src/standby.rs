@@ -35,6 +35,17 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
         if *shutdown.borrow() {
             return;
         }
+        // A member removed meanwhile is dialed no more.
+        let removed = super::runtime::blocking(&ctx.engine, {
+            let id = member.node_id;
+            move |e| super::membership::is_removed(&e.store(), id)
+        })
+        .await;
+        if removed.unwrap_or(false) {
+            super::runtime::stop_dialing(&ctx, member.node_id);
+            tracing::info!(peer = %member.name, "member removed: no longer dialed");
+            return;
+        }
         let active = ctx.engine.role().0 == Role::Active;
         if let Err(e) = contact(&ctx, &member).await {
             tracing::debug!(peer = %member.name, error = %e, "no session with peer");
@@ -52,13 +63,21 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     let mut tls = connect_member(ctx, &member.listen).await?;
     let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
     let node_id = node_id_of(&cert.ok_or_else(|| Error::Peer("peer sent no certificate".into()))?)?;
-    write_msg(&mut tls, &Msg::Hello(our_hello(ctx)?)).await.map_err(peer_err)?;
+    if super::membership::is_removed(&ctx.engine.store(), node_id)? {
+        return Err(Error::Peer(format!("{} answers with the certificate of a removed member", member.listen)));
+    }
+    let ours = our_hello(ctx)?;
+    let sent_damaged = ours.damaged;
+    write_msg(&mut tls, &Msg::Hello(ours)).await.map_err(peer_err)?;
     let handshake = Duration::from_millis(ctx.cfg.handshake_timeout_ms);
     let hello = match tokio::time::timeout(handshake, read_msg(&mut tls)).await {
         Err(_) => return Err(Error::Peer("no hello in time".into())),
         Ok(Ok(Some(Msg::Hello(h)))) => h,
         Ok(Ok(Some(Msg::Refuse { reason }))) => {
-            return Err(Error::Peer(format!("{} refused us: {reason}", member.name)))
+            if reason == super::runtime::REMOVED {
+                tracing::warn!(peer = %member.name, "{reason}");
+            }
+            return Err(Error::Peer(format!("{} refused us: {reason}", member.name)));
         }
         Ok(Ok(other)) => return Err(Error::Peer(format!("expected hello, got {other:?}"))),
         Ok(Err(e)) => return Err(peer_err(e)),
@@ -101,7 +120,7 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     let (reader, mut rx) = spawn_reader(rd);
     let (session, mut cmds) = ctx.registry.register(hello.node_id);
     *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) = Some(hello.node_id);
-    let result = follow(ctx, &mut wr, &mut rx, &mut cmds, &hello).await;
+    let result = follow(ctx, &mut wr, &mut rx, &mut cmds, &hello, sent_damaged).await;
     reader.abort();
     // Only forget the upstream and the connection if a newer session has not replaced them.
     if ctx.registry.unregister(hello.node_id, session) {
@@ -125,6 +144,7 @@ async fn follow<W: AsyncWrite + Unpin>(
     rx: &mut Inbox,
     cmds: &mut tokio::sync::mpsc::Receiver<PeerCmd>,
     hello: &Hello,
+    sent_damaged: bool,
 ) -> Result<()> {
     let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
     let mut shutdown = ctx.shutdown.clone();
@@ -175,6 +195,14 @@ async fn follow<W: AsyncWrite + Unpin>(
         if role != Role::Standby || epoch > hello.epoch {
             return Ok(());
         }
+        // Damage found since the hello (scrub, check, a read): a new hello says so, and the
+        // Active answers it with a full sync.
+        if !sent_damaged && snapshot.is_none() {
+            if let Some(found) = ctx.engine.damage() {
+                tracing::error!(damage = %found, "this standby's store is damaged: asking the active for a full sync");
+                return Err(Error::Peer("this standby's store is damaged; reconnecting to heal by a full sync".into()));
+            }
+        }
         let reply = match msg {
             Msg::Revision(w) => {
                 let engine = ctx.engine.clone();
@@ -190,6 +218,9 @@ async fn follow<W: AsyncWrite + Unpin>(
                         Msg::Ack { seq: head.seq, state_hash: head.state_hash, epoch: ctx.engine.role().1 }
                     }
                     Err(e) => {
+                        // A revision that cannot apply because the store is damaged: the next
+                        // hello says so, and the store heals by a full sync.
+                        ctx.engine.record_damage(Some(&e));
                         tracing::warn!(error = %e, "refusing a revision from the active");
                         let _ = write_msg(wr, &Msg::Refuse { reason: e.to_string() }).await;
                         return Err(e);
@@ -201,7 +232,9 @@ async fn follow<W: AsyncWrite + Unpin>(
             Msg::SnapshotBegin { head, objects, archive } => {
                 let engine = ctx.engine.clone();
                 let builder = tokio::task::spawn_blocking(move || {
-                    if archive {
+                    if engine.damage().is_some() {
+                        set_aside_damaged(&engine)?;
+                    } else if archive {
                         archive_store(&engine)?;
                     }
                     let node = engine.node()?;
@@ -243,7 +276,9 @@ async fn follow<W: AsyncWrite + Unpin>(
                 Msg::BranchEnd
             }
             Msg::Promote { epoch, head } => {
-                let head_matches = ctx.engine.store().head()? == head;
+                // A damaged store never takes the role: the promote is refused as a head that
+                // does not match, and the Active keeps it.
+                let head_matches = ctx.engine.damage().is_none() && ctx.engine.store().head()? == head;
                 let request = Event::PromoteRequest { from: hello.node_id, epoch, head_matches };
                 let actions = role_event(&ctx.engine, request).await?;
                 if actions.iter().any(|a| matches!(a, Action::ReplyPromoted { .. })) {
@@ -271,6 +306,22 @@ async fn follow<W: AsyncWrite + Unpin>(
         };
         write_msg(wr, &reply).await.map_err(peer_err)?;
     }
+}
+
+/// Keeps a damaged store, as it is, before a full sync replaces it: a second name for the file
+/// (a hard link, no copy) in `DIR/archive/`, which stays when the snapshot takes the live name.
+/// A backup cannot be written from it: its records fail their seals.
+fn set_aside_damaged(engine: &mgha_core::engine::Engine) -> Result<()> {
+    let dir = engine.dir().join("archive");
+    mgha_core::private::create_dir(&dir)?;
+    let live = engine.dir().join(mgha_core::store::STORE_FILE);
+    let path = dir.join(format!("{}-damaged.redb", mgha_core::now_ms()));
+    std::fs::hard_link(&live, &path)?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    let damage = engine.damage().unwrap_or_default();
+    tracing::warn!(path = %path.display(), %damage, "the damaged store is set aside; healing by a full sync from the active");
+    engine.set_archived(path);
+    Ok(())
 }
 
 /// Keeps a backup of this node's store before a snapshot replaces a diverged history.

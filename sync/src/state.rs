@@ -127,6 +127,13 @@ impl SyncState {
         self.acked.notify_all();
     }
 
+    /// Drops a peer's entry (a member that was removed), counters included.
+    pub fn forget_peer(&self, node_id: Uid) {
+        lock(&self.peers).remove(&node_id);
+        lock(&self.traffic).remove(&node_id);
+        self.acked.notify_all();
+    }
+
     pub fn peers(&self) -> Vec<PeerStatus> {
         let traffic = lock(&self.traffic);
         let mut peers: Vec<PeerStatus> = lock(&self.peers).values().cloned().collect();

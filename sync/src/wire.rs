@@ -12,8 +12,9 @@ use mgha_core::node::{Designation, Role};
 use mgha_core::revision::{Change, Head, Op, Revision};
 
 /// Version of the peer protocol spoken by this build; peers must speak the same. 2: a forwarded
-/// changeover carries its time budget, and its result a typed refusal.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// changeover carries its time budget, and its result a typed refusal. 3: member records carry
+/// a version and a removal mark.
+pub const PROTOCOL_VERSION: u32 = 3;
 pub use mgha_core::limits::{
     FRAME_BYTES_MAX, FRAME_DEPTH_MAX, FRAME_VALUES_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
 };
@@ -44,6 +45,35 @@ pub struct Member {
     /// The node's tag in epochs.
     #[serde(default)]
     pub tag: u16,
+    /// The member was removed (`mgha member remove`): its certificate is refused, no node dials
+    /// it, and the record stays so that the removal reaches every node and is never undone.
+    #[serde(default)]
+    pub removed: bool,
+    /// Raised by the node itself each time its record changes (address, designation): the
+    /// higher version wins when lists merge.
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl Member {
+    /// A current member record with the given fields, at version 0.
+    pub fn new(node_id: Uid, name: &str, listen: &str, designation: Designation, tag: u16) -> Member {
+        Member { node_id, name: name.into(), listen: listen.into(), designation, tag, removed: false, version: 0 }
+    }
+
+    /// Whether both records say the same of the node (the version aside).
+    pub fn same_as(&self, other: &Member) -> bool {
+        (self.node_id, &self.name, &self.listen, self.designation, self.tag, self.removed)
+            == (other.node_id, &other.name, &other.listen, other.designation, other.tag, other.removed)
+    }
+
+    /// An order on designations, for the deterministic merge of records that diverged.
+    pub(crate) fn designation_rank(&self) -> u8 {
+        match self.designation {
+            Designation::Primary => 1,
+            Designation::Secondary => 0,
+        }
+    }
 }
 
 /// The first message each side sends on an authenticated connection.
@@ -59,6 +89,10 @@ pub struct Hello {
     pub head: Head,
     pub listen: String,
     pub members: Vec<Member>,
+    /// The sender found damage in its store (quick check, scrub, check, a read): an Active
+    /// answers a Standby that says so with a full sync, and never hands it the role.
+    #[serde(default)]
+    pub damaged: bool,
 }
 
 /// A revision as it crosses the wire: without its parent (the receiver's head is the parent, and

@@ -106,6 +106,7 @@ async fn wrong_protocol_version_is_refused_with_a_reason() {
         head: Default::default(),
         listen: String::new(),
         members: vec![],
+        damaged: false,
     };
     write_msg(&mut s, &Msg::Hello(hello)).await.expect("write");
     let reason = refusal(&mut s).await.expect("refused");
@@ -130,6 +131,7 @@ async fn hello_claiming_another_node_is_refused() {
         head: Default::default(),
         listen: String::new(),
         members: vec![],
+        damaged: false,
     };
     write_msg(&mut s, &Msg::Hello(hello)).await.expect("write");
     let reason = refusal(&mut s).await.expect("refused");

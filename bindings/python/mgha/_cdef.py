@@ -94,6 +94,8 @@ mgha_status mgha_engine_list_json(const struct mgha_engine *engine,
                                   const char *type_name,
                                   size_t limit,
                                   char **out);
+mgha_status mgha_engine_member_remove(const struct mgha_engine *engine, const char *name);
+mgha_status mgha_engine_members_json(const struct mgha_engine *engine, char **out);
 mgha_status mgha_engine_open(const char *config_toml, struct mgha_engine **out);
 mgha_status mgha_engine_open_path(const char *path, struct mgha_engine **out);
 mgha_status mgha_engine_peer_addr(const struct mgha_engine *engine, char **out);

@@ -212,6 +212,16 @@ class Engine:
         """``node``, ``head``, ``floor``, ``objects``, ``sessions``, ``active``, ``peers``."""
         return json_out(lib().mgha_engine_status_json, self._handle())
 
+    def members(self) -> List[Dict[str, Any]]:
+        """The current members this node knows, itself included, sorted by name: ``name``,
+        ``node_id``, ``listen``, ``designation``."""
+        return list(json_out(lib().mgha_engine_members_json, self._handle())["members"])
+
+    def remove_member(self, name: str) -> None:
+        """Removes the member ``name`` (on the Active only; never the Active itself): every
+        node refuses its certificate from then on, and its name is free for a new join."""
+        check(lib().mgha_engine_member_remove(self._handle(), c_text(name, "name")))
+
     # -- writes ------------------------------------------------------------------------------
 
     def session(self, author: str = DEFAULT_AUTHOR, message: str = "") -> Session:

@@ -94,6 +94,14 @@ class Node:
     def join_key(self, ttl_s: float = 600) -> str:
         raise NotImplementedError
 
+    def members(self) -> List[Dict[str, Any]]:
+        """The current members this node knows, sorted by name."""
+        raise NotImplementedError
+
+    def remove_member(self, name: str) -> None:
+        """Removes the member ``name`` from the cluster (on the Active)."""
+        raise NotImplementedError
+
     def status(self) -> Dict[str, Any]:
         raise NotImplementedError
 
@@ -175,6 +183,12 @@ class EngineNode(Node):
 
     def join_key(self, ttl_s: float = 600) -> str:
         return self.engine.join_key(ttl_s)
+
+    def members(self) -> List[Dict[str, Any]]:
+        return self.engine.members()
+
+    def remove_member(self, name: str) -> None:
+        self.engine.remove_member(name)
 
     def status(self) -> Dict[str, Any]:
         return self.engine.status()
@@ -394,6 +408,12 @@ class DaemonNode(Node):
 
     def join_key(self, ttl_s: float = 600) -> str:
         return str(self.request("POST", "/v1/join-keys", {"expires_ms": int(ttl_s * 1000)})["key"])
+
+    def members(self) -> List[Dict[str, Any]]:
+        return list(self.request("GET", "/v1/members")["members"])
+
+    def remove_member(self, name: str) -> None:
+        self.request("DELETE", "/v1/members/" + urllib.parse.quote(name, safe=""))
 
     def status(self) -> Dict[str, Any]:
         return self.request("GET", "/v1/status")

@@ -1,7 +1,10 @@
 """Synchronization: a publish on the Active reaches both Standbys, sessions publish or discard
-as a whole, and the Standbys refuse writes naming the Active; in engines and daemons alike."""
+as a whole, the Standbys refuse writes naming the Active, and a member removed on the Active
+leaves every node's member list; in engines and daemons alike."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -55,3 +58,27 @@ def test_sessions_publish_on_success_and_discard_on_error(cluster):
     with pytest.raises(mgha.ReadOnly, match="'a'"):
         c["b"].engine.session("mallory")
     assert c["b"].status()["sessions"] == 0
+
+
+@pytest.mark.parametrize("mode", ["engines", "daemons"])
+def test_a_member_removed_on_the_active_leaves_every_list(cluster, mode):
+    c = cluster(3, mode)
+    a, b = c["a"], c["b"]
+    a.publish(changes(host("web1", "10.0.0.1")))
+    c.wait_synced()
+    assert [m["name"] for m in a.members()] == ["a", "b", "c"]
+    with pytest.raises(mgha.Conflict, match="is the active"):
+        a.remove_member("a")
+    with pytest.raises(mgha.NotFound):
+        a.remove_member("nobody")
+    with pytest.raises(mgha.ReadOnly, match="'a'"):
+        b.remove_member("c")
+    c["c"].kill()
+    a.remove_member("c")
+    assert [m["name"] for m in a.members()] == ["a", "b"]
+    deadline = time.monotonic() + 30
+    while [m["name"] for m in b.members()] != ["a", "b"]:
+        assert time.monotonic() < deadline, b.members()
+        time.sleep(0.05)
+    assert b.members() == a.members()
+    assert {p["name"] for p in a.status()["peers"]} == {"b"}

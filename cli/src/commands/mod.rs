@@ -6,6 +6,7 @@ pub mod backup;
 pub mod init;
 pub mod join;
 mod json_log;
+pub mod member;
 pub mod plugin;
 pub mod read;
 pub mod roles;

@@ -69,6 +69,8 @@ pub fn table() -> Vec<Route> {
         post("/v1/sessions/{id}/changes", sessions::stage),
         post("/v1/sessions/{id}/publish", sessions::publish),
         post("/v1/join-keys", cluster::create_join_key),
+        get("/v1/members", cluster::list_members),
+        delete("/v1/members/{name}", cluster::remove_member),
         post("/v1/changeover", roles::changeover),
         post("/v1/promote", roles::promote),
         get("/v1/collisions", collisions::list_collisions),

@@ -64,66 +64,74 @@ impl Branch {
 impl Store {
     /// Keeps a new branch durably; a branch with the same node and head is kept once.
     pub fn add_branch(&self, mut branch: Branch) -> Result<u64> {
-        branch.verify()?;
-        let txn = self.begin_write()?;
-        let id = {
-            let mut table = txn.open_table(BRANCHES)?;
-            for entry in table.iter()? {
-                let (k, v) = entry?;
-                let b: Branch = decode(v.value(), "branch")?;
-                if b.node_id == branch.node_id && b.head() == branch.head() && b.fork == branch.fork {
-                    return Ok(k.value());
+        self.guard("add_branch", || {
+            branch.verify()?;
+            let txn = self.begin_write()?;
+            let id = {
+                let mut table = txn.open_table(BRANCHES)?;
+                for entry in table.iter()? {
+                    let (k, v) = entry?;
+                    let b: Branch = decode(v.value(), "branch")?;
+                    if b.node_id == branch.node_id && b.head() == branch.head() && b.fork == branch.fork {
+                        return Ok(k.value());
+                    }
                 }
-            }
-            let id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            branch.id = id;
-            table.insert(id, encode(&branch).as_slice())?;
-            id
-        };
-        txn.commit()?;
-        Ok(id)
+                let id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+                branch.id = id;
+                table.insert(id, encode(&branch).as_slice())?;
+                id
+            };
+            txn.commit()?;
+            Ok(id)
+        })
     }
 
     /// Every branch, resolved ones included, oldest first.
     pub fn branches(&self) -> Result<Vec<Branch>> {
-        let txn = self.begin_read()?;
-        let table = match txn.open_table(BRANCHES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, v) = entry?;
-            out.push(decode(v.value(), "branch")?);
-        }
-        Ok(out)
+        self.guard("branches", || {
+            let txn = self.begin_read()?;
+            let table = match txn.open_table(BRANCHES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (_, v) = entry?;
+                out.push(decode(v.value(), "branch")?);
+            }
+            Ok(out)
+        })
     }
 
     pub fn branch(&self, id: u64) -> Result<Branch> {
-        self.branches()?
-            .into_iter()
-            .find(|b| b.id == id)
-            .ok_or_else(|| Error::NotFound(format!("collision branch {id}")))
+        self.guard("branch", || {
+            self.branches()?
+                .into_iter()
+                .find(|b| b.id == id)
+                .ok_or_else(|| Error::NotFound(format!("collision branch {id}")))
+        })
     }
 
     /// Records how a branch was resolved.
     pub fn mark_resolved(&self, id: u64, how: Resolution) -> Result<()> {
-        let txn = self.begin_write()?;
-        {
-            let mut table = txn.open_table(BRANCHES)?;
-            let mut b: Branch = match table.get(id)? {
-                Some(v) => decode(v.value(), "branch")?,
-                None => return Err(Error::NotFound(format!("collision branch {id}"))),
-            };
-            if b.resolved.is_some() {
-                return Err(Error::InvalidArgument(format!("collision branch {id} is already resolved")));
+        self.guard("mark_resolved", || {
+            let txn = self.begin_write()?;
+            {
+                let mut table = txn.open_table(BRANCHES)?;
+                let mut b: Branch = match table.get(id)? {
+                    Some(v) => decode(v.value(), "branch")?,
+                    None => return Err(Error::NotFound(format!("collision branch {id}"))),
+                };
+                if b.resolved.is_some() {
+                    return Err(Error::InvalidArgument(format!("collision branch {id} is already resolved")));
+                }
+                b.resolved = Some(how);
+                b.resolved_ms = Some(crate::now_ms());
+                table.insert(id, encode(&b).as_slice())?;
             }
-            b.resolved = Some(how);
-            b.resolved_ms = Some(crate::now_ms());
-            table.insert(id, encode(&b).as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 }

@@ -26,99 +26,113 @@ impl Store {
     /// Verifies what every other read starts from, in time independent of the store's size; the
     /// first fault is an [`Error::Corrupt`] naming it.
     pub fn quick_check(&self) -> Result<Head> {
-        let txn = self.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let read_meta = |key: &str| -> Result<Vec<u8>> {
-            Ok(meta
-                .get(key)?
-                .ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?
-                .value()
-                .to_vec())
-        };
-        let _: crate::node::NodeState = decode(&read_meta(META_NODE)?, "meta record 'node'")?;
-        let head: Head = decode(&read_meta(META_HEAD)?, "meta record 'head'")?;
-        let floor: Head = decode(&read_meta(META_FLOOR)?, "meta record 'floor'")?;
-        if floor.seq > head.seq {
-            return Err(Error::Corrupt(format!("the floor {} is above the head {}", floor.seq, head.seq)));
-        }
-        if head.seq > floor.seq {
-            let revisions = txn.open_table(REVISIONS)?;
-            let raw = revisions
-                .get(head.seq)?
-                .ok_or_else(|| Error::Corrupt(format!("revision {} (the head) is missing", head.seq)))?;
-            let rev = revision_from_record(head.seq, raw.value())?;
-            rev.verify_id()?;
-            if rev.head() != head {
-                return Err(Error::Corrupt(format!("revision {} differs from the head record", head.seq)));
+        self.guard("quick_check", || {
+            let txn = self.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let read_meta = |key: &str| -> Result<Vec<u8>> {
+                Ok(meta
+                    .get(key)?
+                    .ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?
+                    .value()
+                    .to_vec())
+            };
+            let _: crate::node::NodeState = decode(&read_meta(META_NODE)?, "meta record 'node'")?;
+            let head: Head = decode(&read_meta(META_HEAD)?, "meta record 'head'")?;
+            let floor: Head = decode(&read_meta(META_FLOOR)?, "meta record 'floor'")?;
+            if floor.seq > head.seq {
+                return Err(Error::Corrupt(format!("the floor {} is above the head {}", floor.seq, head.seq)));
             }
-        } else if head != floor {
-            return Err(Error::Corrupt(format!("the head {} has no revision and is not the floor", head.seq)));
-        }
-        let (objects, names) = (txn.open_table(OBJECTS)?.len()?, txn.open_table(NAMES)?.len()?);
-        if objects != names {
-            return Err(Error::Corrupt(format!("the name index holds {names} entries for {objects} objects")));
-        }
-        Ok(head)
+            if head.seq > floor.seq {
+                let revisions = txn.open_table(REVISIONS)?;
+                let raw = revisions
+                    .get(head.seq)?
+                    .ok_or_else(|| Error::Corrupt(format!("revision {} (the head) is missing", head.seq)))?;
+                let rev = revision_from_record(head.seq, raw.value())?;
+                rev.verify_id()?;
+                if rev.head() != head {
+                    return Err(Error::Corrupt(format!("revision {} differs from the head record", head.seq)));
+                }
+            } else if head != floor {
+                return Err(Error::Corrupt(format!("the head {} has no revision and is not the floor", head.seq)));
+            }
+            let (objects, names) = (txn.open_table(OBJECTS)?.len()?, txn.open_table(NAMES)?.len()?);
+            if objects != names {
+                return Err(Error::Corrupt(format!("the name index holds {names} entries for {objects} objects")));
+            }
+            Ok(head)
+        })
     }
 
     /// Verifies the whole store; the first inconsistency is an [`Error::Corrupt`] naming it.
     pub fn check(&self) -> Result<CheckReport> {
-        let txn = self.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let read_head = |key: &str| -> Result<Head> {
-            let raw = meta.get(key)?.ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?;
-            decode(raw.value(), key)
-        };
-        let head = read_head(META_HEAD)?;
-        let floor = read_head(META_FLOOR)?;
+        self.guard("check", || {
+            let txn = self.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let read_head = |key: &str| -> Result<Head> {
+                let raw = meta.get(key)?.ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?;
+                decode(raw.value(), key)
+            };
+            let head = read_head(META_HEAD)?;
+            let floor = read_head(META_FLOOR)?;
 
-        let objects = txn.open_table(OBJECTS)?;
-        let names = txn.open_table(NAMES)?;
-        let mut state = StateHash::default();
-        let mut count = 0u64;
-        for entry in objects.iter()? {
-            let (k, v) = entry?;
-            let uid = Uid::from_slice(k.value())?;
-            let (o, hash) = object_from_record(&uid, v.value())?;
-            if o.encode() != record::unseal(v.value(), || format!("object {uid}"))?.0 {
-                return Err(Error::Corrupt(format!("object {uid} is not stored canonically")));
-            }
-            match names.get(name_key(&o.type_name, &o.name).as_str())? {
-                Some(u) if Uid::from_slice(u.value())? == uid => {}
-                _ => {
-                    return Err(Error::Corrupt(format!("{} '{}' is missing from the name index", o.type_name, o.name)))
+            let objects = txn.open_table(OBJECTS)?;
+            let names = txn.open_table(NAMES)?;
+            let mut state = StateHash::default();
+            let mut count = 0u64;
+            for entry in objects.iter()? {
+                let (k, v) = entry?;
+                let uid = Uid::from_slice(k.value())?;
+                let (o, hash) = object_from_record(&uid, v.value())?;
+                if o.encode() != record::unseal(v.value(), || format!("object {uid}"))?.0 {
+                    return Err(Error::Corrupt(format!("object {uid} is not stored canonically")));
                 }
+                match names.get(name_key(&o.type_name, &o.name).as_str())? {
+                    Some(u) if Uid::from_slice(u.value())? == uid => {}
+                    _ => {
+                        return Err(Error::Corrupt(format!(
+                            "{} '{}' is missing from the name index",
+                            o.type_name, o.name
+                        )))
+                    }
+                }
+                state.add(hash);
+                count += 1;
             }
-            state.add(hash);
-            count += 1;
-        }
-        if names.len()? != count {
-            return Err(Error::Corrupt(format!("the name index holds {} entries for {count} objects", names.len()?)));
-        }
-        if state.to_hash() != head.state_hash {
-            return Err(Error::Corrupt(format!(
-                "recomputed state hash {} differs from the head's {}",
-                state.to_hash().short(),
-                head.state_hash.short()
-            )));
-        }
+            if names.len()? != count {
+                return Err(Error::Corrupt(format!(
+                    "the name index holds {} entries for {count} objects",
+                    names.len()?
+                )));
+            }
+            if state.to_hash() != head.state_hash {
+                return Err(Error::Corrupt(format!(
+                    "recomputed state hash {} differs from the head's {}",
+                    state.to_hash().short(),
+                    head.state_hash.short()
+                )));
+            }
 
-        let revisions = txn.open_table(REVISIONS)?;
-        let mut prev = floor;
-        let mut n = 0u64;
-        for entry in revisions.iter()? {
-            let (k, v) = entry?;
-            let rev = revision_from_record(k.value(), v.value())?;
-            if rev.seq != k.value() || rev.seq != prev.seq + 1 || rev.parent != prev.id {
-                return Err(Error::Corrupt(format!("revision {} does not follow revision {}", k.value(), prev.seq)));
+            let revisions = txn.open_table(REVISIONS)?;
+            let mut prev = floor;
+            let mut n = 0u64;
+            for entry in revisions.iter()? {
+                let (k, v) = entry?;
+                let rev = revision_from_record(k.value(), v.value())?;
+                if rev.seq != k.value() || rev.seq != prev.seq + 1 || rev.parent != prev.id {
+                    return Err(Error::Corrupt(format!(
+                        "revision {} does not follow revision {}",
+                        k.value(),
+                        prev.seq
+                    )));
+                }
+                rev.verify_id()?;
+                prev = rev.head();
+                n += 1;
             }
-            rev.verify_id()?;
-            prev = rev.head();
-            n += 1;
-        }
-        if prev != head {
-            return Err(Error::Corrupt(format!("the revision log ends at {}, the head is {}", prev.seq, head.seq)));
-        }
-        Ok(CheckReport { head, objects: count, revisions: n })
+            if prev != head {
+                return Err(Error::Corrupt(format!("the revision log ends at {}, the head is {}", prev.seq, head.seq)));
+            }
+            Ok(CheckReport { head, objects: count, revisions: n })
+        })
     }
 }

@@ -34,19 +34,23 @@ pub struct CommitMeta {
 impl Store {
     /// Validates `changes` and publishes them as one durable revision.
     pub fn publish(&self, meta: &CommitMeta, changes: &[ChangeInput]) -> Result<Revision> {
-        let txn = self.begin_write()?;
-        let targets = self.resolve(&txn, changes)?;
-        let rev = self.commit_targets(&txn, meta, targets)?;
-        self.commit_revision(txn, &rev)?;
-        Ok(rev)
+        self.guard("publish", || {
+            let txn = self.begin_write()?;
+            let targets = self.resolve(&txn, changes)?;
+            let rev = self.commit_targets(&txn, meta, targets)?;
+            self.commit_revision(txn, &rev)?;
+            Ok(rev)
+        })
     }
 
     /// Publishes object versions that are already resolved (revert, merge, replication).
     pub fn publish_targets(&self, meta: &CommitMeta, targets: Vec<Target>) -> Result<Revision> {
-        let txn = self.begin_write()?;
-        let rev = self.commit_targets(&txn, meta, targets)?;
-        self.commit_revision(txn, &rev)?;
-        Ok(rev)
+        self.guard("publish_targets", || {
+            let txn = self.begin_write()?;
+            let rev = self.commit_targets(&txn, meta, targets)?;
+            self.commit_revision(txn, &rev)?;
+            Ok(rev)
+        })
     }
 
     /// Turns administrator changes (names, optional uids) into object versions with every
@@ -219,182 +223,185 @@ impl Store {
         meta: &CommitMeta,
         targets: Vec<Target>,
     ) -> Result<Revision> {
-        let mut meta_table = txn.open_table(META)?;
-        let head: Head = match meta_table.get(META_HEAD)? {
-            Some(v) => super::decode(v.value(), "head")?,
-            None => return Err(Error::Corrupt("meta record 'head' is missing".into())),
-        };
-        let mut objects = txn.open_table(OBJECTS)?;
-        let mut names = txn.open_table(NAMES)?;
-        let mut refs = txn.open_table(REFS)?;
-        let mut state = StateHash::from_hash(head.state_hash);
-        // Taken after the write transaction began: see store/plugins.rs.
-        let plugins = self.plugins();
-        let schemas = plugins.schemas();
-
-        // Pass 1: validate the new versions and take the old ones out of the indexes.
-        let mut effective: Vec<(Target, Option<(Object, Hash)>)> = Vec::with_capacity(targets.len());
-        for t in targets {
-            let before = match objects.get(t.uid.as_bytes().as_slice())? {
-                Some(raw) => Some(object_from_record(&t.uid, raw.value())?),
-                None => None,
+        self.guard("commit_targets", || {
+            let mut meta_table = txn.open_table(META)?;
+            let head: Head = match meta_table.get(META_HEAD)? {
+                Some(v) => super::decode(v.value(), "head")?,
+                None => return Err(Error::Corrupt("meta record 'head' is missing".into())),
             };
-            if before.as_ref().map(|b| &b.0) == t.after.as_ref() {
-                continue;
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut names = txn.open_table(NAMES)?;
+            let mut refs = txn.open_table(REFS)?;
+            let mut state = StateHash::from_hash(head.state_hash);
+            // Taken after the write transaction began: see store/plugins.rs.
+            let plugins = self.plugins();
+            let schemas = plugins.schemas();
+
+            // Pass 1: validate the new versions and take the old ones out of the indexes.
+            let mut effective: Vec<(Target, Option<(Object, Hash)>)> = Vec::with_capacity(targets.len());
+            for t in targets {
+                let before = match objects.get(t.uid.as_bytes().as_slice())? {
+                    Some(raw) => Some(object_from_record(&t.uid, raw.value())?),
+                    None => None,
+                };
+                if before.as_ref().map(|b| &b.0) == t.after.as_ref() {
+                    continue;
+                }
+                if let Some(a) = &t.after {
+                    debug_assert_eq!(a.uid, t.uid);
+                    let schema = schemas.get(&a.type_name).ok_or_else(|| Error::UnknownType(a.type_name.clone()))?;
+                    validate_name(&a.type_name, &a.name)?;
+                    validate_fields(schema, &a.name, &a.fields)?;
+                    plugins.validate(a)?;
+                    if let Some((b, _)) = &before {
+                        if b.type_name != a.type_name {
+                            return Err(Error::TypeChange {
+                                type_name: b.type_name.clone(),
+                                uid: b.uid.to_string(),
+                                new_type: a.type_name.clone(),
+                            });
+                        }
+                    }
+                }
+                if let Some((b, h)) = &before {
+                    names.remove(name_key(&b.type_name, &b.name).as_str())?;
+                    if let Some(schema) = schemas.get(&b.type_name) {
+                        for (_, target) in references(schema, &b.fields) {
+                            refs.remove(ref_key(target.as_bytes(), b.uid.as_bytes()).as_slice())?;
+                        }
+                    }
+                    state.sub(*h);
+                }
+                effective.push((t, before));
             }
-            if let Some(a) = &t.after {
-                debug_assert_eq!(a.uid, t.uid);
-                let schema = schemas.get(&a.type_name).ok_or_else(|| Error::UnknownType(a.type_name.clone()))?;
-                validate_name(&a.type_name, &a.name)?;
-                validate_fields(schema, &a.name, &a.fields)?;
-                plugins.validate(a)?;
-                if let Some((b, _)) = &before {
-                    if b.type_name != a.type_name {
-                        return Err(Error::TypeChange {
-                            type_name: b.type_name.clone(),
-                            uid: b.uid.to_string(),
-                            new_type: a.type_name.clone(),
+            if effective.is_empty() {
+                return Err(Error::EmptyChangeset);
+            }
+
+            // Pass 2: write the new versions and their index entries.
+            let mut changes = Vec::with_capacity(effective.len());
+            let mut undo = Vec::with_capacity(effective.len());
+            let mut new_refs: Vec<(usize, String, Uid)> = Vec::new();
+            let mut deleted: Vec<usize> = Vec::new();
+            // What the revision will weigh in a peer frame, in MessagePack values: the Standby
+            // refuses a frame over its limit before decoding it, so the Active must not publish one.
+            let mut wire_values = 0usize;
+            for (t, before) in effective {
+                let index = changes.len();
+                wire_values = wire_values.saturating_add(CHANGE_WIRE_VALUES);
+                if let Some(a) = &t.after {
+                    let bytes = a.encode();
+                    if bytes.len() > OBJECT_BYTES_MAX {
+                        return Err(Error::TooLarge {
+                            what: format!("{} '{}'", a.type_name, a.name),
+                            size: bytes.len(),
+                            max: OBJECT_BYTES_MAX,
                         });
                     }
-                }
-            }
-            if let Some((b, h)) = &before {
-                names.remove(name_key(&b.type_name, &b.name).as_str())?;
-                if let Some(schema) = schemas.get(&b.type_name) {
-                    for (_, target) in references(schema, &b.fields) {
-                        refs.remove(ref_key(target.as_bytes(), b.uid.as_bytes()).as_slice())?;
+                    wire_values = wire_values.saturating_add(crate::msgpack_shape::values(&bytes));
+                    let hash = Hash::of(&bytes);
+                    objects.insert(t.uid.as_bytes().as_slice(), seal_with(&bytes, &hash).as_slice())?;
+                    let key = name_key(&a.type_name, &a.name);
+                    if let Some(old) = names.insert(key.as_str(), t.uid.as_bytes().as_slice())? {
+                        let owner = Uid::from_slice(old.value())?;
+                        if owner != t.uid {
+                            return Err(Error::DuplicateName {
+                                type_name: a.type_name.clone(),
+                                name: a.name.clone(),
+                                uid: owner.to_string(),
+                            });
+                        }
                     }
+                    if let Some(schema) = schemas.get(&a.type_name) {
+                        for (field, target) in references(schema, &a.fields) {
+                            refs.insert(ref_key(target.as_bytes(), t.uid.as_bytes()).as_slice(), ())?;
+                            new_refs.push((index, field, target));
+                        }
+                    }
+                    state.add(hash);
+                } else {
+                    objects.remove(t.uid.as_bytes().as_slice())?;
+                    deleted.push(index);
                 }
-                state.sub(*h);
+                let (before_obj, before_hash) = match before {
+                    Some((o, h)) => (Some(o), Some(h)),
+                    None => (None, None),
+                };
+                let type_name =
+                    t.after.as_ref().or(before_obj.as_ref()).map(|o| o.type_name.clone()).unwrap_or_default();
+                changes.push(Change {
+                    type_name,
+                    uid: t.uid,
+                    op: if t.after.is_some() { Op::Put } else { Op::Delete },
+                    before: before_hash,
+                    after: t.after,
+                });
+                undo.push(before_obj);
             }
-            effective.push((t, before));
-        }
-        if effective.is_empty() {
-            return Err(Error::EmptyChangeset);
-        }
 
-        // Pass 2: write the new versions and their index entries.
-        let mut changes = Vec::with_capacity(effective.len());
-        let mut undo = Vec::with_capacity(effective.len());
-        let mut new_refs: Vec<(usize, String, Uid)> = Vec::new();
-        let mut deleted: Vec<usize> = Vec::new();
-        // What the revision will weigh in a peer frame, in MessagePack values: the Standby
-        // refuses a frame over its limit before decoding it, so the Active must not publish one.
-        let mut wire_values = 0usize;
-        for (t, before) in effective {
-            let index = changes.len();
-            wire_values = wire_values.saturating_add(CHANGE_WIRE_VALUES);
-            if let Some(a) = &t.after {
-                let bytes = a.encode();
-                if bytes.len() > OBJECT_BYTES_MAX {
-                    return Err(Error::TooLarge {
-                        what: format!("{} '{}'", a.type_name, a.name),
-                        size: bytes.len(),
-                        max: OBJECT_BYTES_MAX,
+            if wire_values > REVISION_VALUES_MAX {
+                return Err(Error::TooMany {
+                    what: "values in one revision (fields at every depth, and each change)".into(),
+                    count: wire_values,
+                    max: REVISION_VALUES_MAX,
+                });
+            }
+
+            // Pass 3: referential integrity of the final state.
+            // Deletions first, so that a reference to an object this changeset deletes is reported
+            // as "still used by" rather than as dangling.
+            for index in deleted {
+                let uid = changes[index].uid;
+                let (lo, hi) = ref_range(uid.as_bytes());
+                let mut users = Vec::new();
+                for entry in refs.range(lo.as_slice()..=hi.as_slice())?.take(5) {
+                    let (k, _) = entry?;
+                    let source = Uid::from_slice(&k.value()[16..])?;
+                    users.push(match get_object(&objects, &source)? {
+                        Some(o) => format!("{} '{}'", o.type_name, o.name),
+                        None => source.to_string(),
                     });
                 }
-                wire_values = wire_values.saturating_add(crate::msgpack_shape::values(&bytes));
-                let hash = Hash::of(&bytes);
-                objects.insert(t.uid.as_bytes().as_slice(), seal_with(&bytes, &hash).as_slice())?;
-                let key = name_key(&a.type_name, &a.name);
-                if let Some(old) = names.insert(key.as_str(), t.uid.as_bytes().as_slice())? {
-                    let owner = Uid::from_slice(old.value())?;
-                    if owner != t.uid {
-                        return Err(Error::DuplicateName {
-                            type_name: a.type_name.clone(),
-                            name: a.name.clone(),
-                            uid: owner.to_string(),
-                        });
-                    }
+                if !users.is_empty() {
+                    let name = undo[index].as_ref().map(|o| o.name.clone()).unwrap_or_default();
+                    return Err(Error::StillReferenced {
+                        type_name: changes[index].type_name.clone(),
+                        name,
+                        used_by: users.join(", "),
+                    });
                 }
-                if let Some(schema) = schemas.get(&a.type_name) {
-                    for (field, target) in references(schema, &a.fields) {
-                        refs.insert(ref_key(target.as_bytes(), t.uid.as_bytes()).as_slice(), ())?;
-                        new_refs.push((index, field, target));
-                    }
-                }
-                state.add(hash);
-            } else {
-                objects.remove(t.uid.as_bytes().as_slice())?;
-                deleted.push(index);
             }
-            let (before_obj, before_hash) = match before {
-                Some((o, h)) => (Some(o), Some(h)),
-                None => (None, None),
+            for (index, field, target) in &new_refs {
+                if objects.get(target.as_bytes().as_slice())?.is_none() {
+                    let src = changes[*index].after.as_ref();
+                    return Err(Error::DanglingReference {
+                        type_name: changes[*index].type_name.clone(),
+                        name: src.map(|o| o.name.clone()).unwrap_or_default(),
+                        field: field.clone(),
+                        reference: target.to_string(),
+                    });
+                }
+            }
+            super::cycles::check_cycles(&objects, schemas, &changes)?;
+            plugins.check_commit(&objects, &names, &changes, &undo)?;
+
+            let id = Revision::compute_id(&head.id, meta.epoch, &changes);
+            let rev = Revision {
+                seq: head.seq + 1,
+                id,
+                parent: head.id,
+                epoch: meta.epoch,
+                author: meta.author.clone(),
+                time_ms: meta.time_ms,
+                message: meta.message.clone(),
+                state_hash: state.to_hash(),
+                changes,
             };
-            let type_name = t.after.as_ref().or(before_obj.as_ref()).map(|o| o.type_name.clone()).unwrap_or_default();
-            changes.push(Change {
-                type_name,
-                uid: t.uid,
-                op: if t.after.is_some() { Op::Put } else { Op::Delete },
-                before: before_hash,
-                after: t.after,
-            });
-            undo.push(before_obj);
-        }
-
-        if wire_values > REVISION_VALUES_MAX {
-            return Err(Error::TooMany {
-                what: "values in one revision (fields at every depth, and each change)".into(),
-                count: wire_values,
-                max: REVISION_VALUES_MAX,
-            });
-        }
-
-        // Pass 3: referential integrity of the final state.
-        // Deletions first, so that a reference to an object this changeset deletes is reported
-        // as "still used by" rather than as dangling.
-        for index in deleted {
-            let uid = changes[index].uid;
-            let (lo, hi) = ref_range(uid.as_bytes());
-            let mut users = Vec::new();
-            for entry in refs.range(lo.as_slice()..=hi.as_slice())?.take(5) {
-                let (k, _) = entry?;
-                let source = Uid::from_slice(&k.value()[16..])?;
-                users.push(match get_object(&objects, &source)? {
-                    Some(o) => format!("{} '{}'", o.type_name, o.name),
-                    None => source.to_string(),
-                });
-            }
-            if !users.is_empty() {
-                let name = undo[index].as_ref().map(|o| o.name.clone()).unwrap_or_default();
-                return Err(Error::StillReferenced {
-                    type_name: changes[index].type_name.clone(),
-                    name,
-                    used_by: users.join(", "),
-                });
-            }
-        }
-        for (index, field, target) in &new_refs {
-            if objects.get(target.as_bytes().as_slice())?.is_none() {
-                let src = changes[*index].after.as_ref();
-                return Err(Error::DanglingReference {
-                    type_name: changes[*index].type_name.clone(),
-                    name: src.map(|o| o.name.clone()).unwrap_or_default(),
-                    field: field.clone(),
-                    reference: target.to_string(),
-                });
-            }
-        }
-        super::cycles::check_cycles(&objects, schemas, &changes)?;
-        plugins.check_commit(&objects, &names, &changes, &undo)?;
-
-        let id = Revision::compute_id(&head.id, meta.epoch, &changes);
-        let rev = Revision {
-            seq: head.seq + 1,
-            id,
-            parent: head.id,
-            epoch: meta.epoch,
-            author: meta.author.clone(),
-            time_ms: meta.time_ms,
-            message: meta.message.clone(),
-            state_hash: state.to_hash(),
-            changes,
-        };
-        txn.open_table(REVISIONS)?.insert(rev.seq, seal(&rev.encode()).as_slice())?;
-        txn.open_table(UNDO)?.insert(rev.seq, seal(&encode(&undo)).as_slice())?;
-        meta_table.insert(META_HEAD, encode(&rev.head()).as_slice())?;
-        Ok(rev)
+            txn.open_table(REVISIONS)?.insert(rev.seq, seal(&rev.encode()).as_slice())?;
+            txn.open_table(UNDO)?.insert(rev.seq, seal(&encode(&undo)).as_slice())?;
+            meta_table.insert(META_HEAD, encode(&rev.head()).as_slice())?;
+            Ok(rev)
+        })
     }
 }
 

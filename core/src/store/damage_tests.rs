@@ -160,3 +160,104 @@ fn a_scrub_pass_in_small_batches_covers_every_record() {
         assert_eq!(store.scrub_all(batch).expect("intact").records, 15, "batch {batch}");
     }
 }
+
+/// A small deterministic generator (xorshift64*): the flips are the same on every run.
+struct Seeded(u64);
+
+impl Seeded {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1) as u64) as usize
+    }
+}
+
+/// What a damaged store answered, checked against what was published: every answer must be
+/// the state of the revision the store says is its head, or an error. Returns whether the store
+/// refused with an error somewhere.
+fn answers_match_what_was_published(
+    store: &Store,
+    states: &[Vec<crate::model::Object>],
+    revisions: &[crate::revision::RevisionInfo],
+) -> bool {
+    let mut refused = false;
+    let head = match store.quick_check() {
+        Ok(head) => head,
+        Err(_) => return true,
+    };
+    let seq = head.seq as usize;
+    assert!(seq < states.len(), "a head no publish made: {head:?}");
+    assert_eq!(head.id, if seq == 0 { head.id } else { revisions[seq - 1].id }, "the head's id");
+    match store.list(None, 100_000) {
+        Ok(objects) => assert_eq!(objects, states[seq], "the listing at revision {seq}"),
+        Err(_) => refused = true,
+    }
+    for o in &states[seq] {
+        match store.get(&o.type_name, &o.name) {
+            Ok(got) => assert_eq!(&got, o, "{} '{}'", o.type_name, o.name),
+            Err(_) => refused = true,
+        }
+    }
+    match store.revisions(None, 1000) {
+        Ok(list) => {
+            let mut expected: Vec<_> = revisions[..seq].to_vec();
+            expected.reverse();
+            assert_eq!(list, expected, "the revision list");
+        }
+        Err(_) => refused = true,
+    }
+    if seq >= 2 {
+        refused |= store.diff(1, seq as u64).is_err();
+    }
+    refused |= store.check().is_err();
+    refused
+}
+
+#[test]
+fn bytes_flipped_anywhere_in_a_stopped_store_never_panic_nor_serve_unpublished_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(STORE_FILE);
+    let mut states = vec![Vec::new()];
+    let mut revisions = Vec::new();
+    {
+        let store = Store::create(&path, &NodeState::new_primary("test")).expect("create store");
+        for r in 0..12 {
+            let changes: Vec<ChangeInput> =
+                (0..15).map(|i| host(&format!("h{r}-{i}"), &format!("200.1.{r}.{i}"))).collect();
+            revisions.push(store.publish(&meta(), &changes).expect("publish").info());
+            states.push(store.list(None, 100_000).expect("list"));
+        }
+    }
+    let pristine = std::fs::read(&path).expect("read the store");
+    // Positions: the header and region headers at the start, the bytes of object payloads (their
+    // addresses, found by their text), and bytes anywhere in the pages in use (not zero).
+    let mut rng = Seeded(0x6d67_6861_0000_0013);
+    let mut positions: Vec<usize> = (0..40).map(|_| rng.below(4096.min(pristine.len()))).collect();
+    let payloads: Vec<usize> =
+        pristine.windows(6).enumerate().filter(|(_, w)| *w == b"200.1.").map(|(i, _)| i).collect();
+    assert!(!payloads.is_empty(), "object payloads are in the file");
+    positions.extend((0..60).map(|_| payloads[rng.below(payloads.len())] + rng.below(12)));
+    let used: Vec<usize> = (0..pristine.len()).filter(|&i| pristine[i] != 0).collect();
+    positions.extend((0..120).map(|_| used[rng.below(used.len())]));
+    let mut refused = 0;
+    for (n, &at) in positions.iter().enumerate() {
+        let mut damaged = pristine.clone();
+        damaged[at] ^= 1 << rng.below(8);
+        std::fs::write(&path, &damaged).expect("write the damaged copy");
+        let outcome = std::panic::catch_unwind(|| match Store::open(&path) {
+            Ok(store) => answers_match_what_was_published(&store, &states, &revisions),
+            Err(e) => {
+                assert!(matches!(e.code(), ErrorCode::Corrupt | ErrorCode::Io), "flip {n} at {at}: {e}");
+                true
+            }
+        });
+        match outcome {
+            Ok(r) => refused += usize::from(r),
+            Err(_) => panic!("flip {n} at byte {at} of {}: a panic reached the caller", pristine.len()),
+        }
+    }
+    assert!(positions.len() >= 200);
+    // Most flips land on live records: the store must have noticed a good share of them.
+    assert!(refused > positions.len() / 4, "only {refused} of {} flips were refused", positions.len());
+}

@@ -19,34 +19,41 @@ pub(crate) type Span = Vec<(Uid, Option<Object>, Option<Object>)>;
 impl Store {
     /// Field-level differences from revision `from` to revision `to` (either order).
     pub fn diff(&self, from: u64, to: u64) -> Result<Diff> {
-        let txn = self.begin_read()?;
-        let (lo, hi) = (from.min(to), from.max(to));
-        let span = self.span(&txn, lo, hi)?;
-        let mut objects: Vec<ObjectDiff> = span
-            .iter()
-            .filter_map(|(_, b, a)| ObjectDiff::between(b.as_ref(), a.as_ref()))
-            .map(|d| if from > to { d.reversed() } else { d })
-            .collect();
-        objects.sort_by(|a, b| (&a.type_name, &a.name, a.uid).cmp(&(&b.type_name, &b.name, b.uid)));
-        Ok(Diff { from, to, objects })
+        self.guard("diff", || {
+            let txn = self.begin_read()?;
+            let (lo, hi) = (from.min(to), from.max(to));
+            let span = self.span(&txn, lo, hi)?;
+            let mut objects: Vec<ObjectDiff> = span
+                .iter()
+                .filter_map(|(_, b, a)| ObjectDiff::between(b.as_ref(), a.as_ref()))
+                .map(|d| if from > to { d.reversed() } else { d })
+                .collect();
+            objects.sort_by(|a, b| (&a.type_name, &a.name, a.uid).cmp(&(&b.type_name, &b.name, b.uid)));
+            Ok(Diff { from, to, objects })
+        })
     }
 
     /// Publishes a new revision whose state equals the state after revision `to`.
     pub fn revert(&self, to: u64, meta: &CommitMeta) -> Result<Revision> {
-        // Holding the write transaction first means no publish can commit between reading the
-        // span and committing the revert: the snapshot read below is the latest state.
-        let write = self.begin_write()?;
-        let targets: Vec<Target> = {
-            let read = self.begin_read()?;
-            let head = self.head_in(&read)?;
-            if to > head.seq {
-                return Err(Error::UnknownRevision(to));
-            }
-            self.span(&read, to, head.seq)?.into_iter().map(|(uid, before, _)| Target { uid, after: before }).collect()
-        };
-        let rev = self.commit_targets(&write, meta, targets)?;
-        self.commit_revision(write, &rev)?;
-        Ok(rev)
+        self.guard("revert", || {
+            // Holding the write transaction first means no publish can commit between reading the
+            // span and committing the revert: the snapshot read below is the latest state.
+            let write = self.begin_write()?;
+            let targets: Vec<Target> = {
+                let read = self.begin_read()?;
+                let head = self.head_in(&read)?;
+                if to > head.seq {
+                    return Err(Error::UnknownRevision(to));
+                }
+                self.span(&read, to, head.seq)?
+                    .into_iter()
+                    .map(|(uid, before, _)| Target { uid, after: before })
+                    .collect()
+            };
+            let rev = self.commit_targets(&write, meta, targets)?;
+            self.commit_revision(write, &rev)?;
+            Ok(rev)
+        })
     }
 
     fn head_in(&self, txn: &ReadTransaction) -> Result<Head> {
@@ -57,9 +64,11 @@ impl Store {
 
     /// Every object changed since revision `from`, with its version then and now (one snapshot).
     pub(crate) fn changed_since(&self, from: u64) -> Result<Span> {
-        let txn = self.begin_read()?;
-        let head = self.head_in(&txn)?;
-        self.span(&txn, from, head.seq)
+        self.guard("changed_since", || {
+            let txn = self.begin_read()?;
+            let head = self.head_in(&txn)?;
+            self.span(&txn, from, head.seq)
+        })
     }
 
     /// Every object changed between revisions `lo` and `hi` (lo <= hi), with its versions at
@@ -106,24 +115,26 @@ impl Store {
     /// Drops revisions older than the newest `keep`; returns how many were dropped. A peer that
     /// needs a dropped revision gets a full sync instead.
     pub fn purge(&self, keep: u64) -> Result<u64> {
-        let head = self.head()?;
-        let floor = self.floor()?;
-        let new_floor = head.seq.saturating_sub(keep);
-        if new_floor <= floor.seq {
-            return Ok(0);
-        }
-        let txn = self.begin_write()?;
-        {
-            let mut revisions = txn.open_table(REVISIONS)?;
-            let floor_head = match revisions.get(new_floor)? {
-                Some(v) => super::revision_from_record(new_floor, v.value())?.head(),
-                None => return Err(Error::Corrupt(format!("revision {new_floor} is missing"))),
-            };
-            revisions.retain_in(..=new_floor, |_, _| false)?;
-            txn.open_table(UNDO)?.retain_in(..=new_floor, |_, _| false)?;
-            txn.open_table(META)?.insert(META_FLOOR, encode(&floor_head).as_slice())?;
-        }
-        txn.commit()?;
-        Ok(new_floor - floor.seq)
+        self.guard("purge", || {
+            let head = self.head()?;
+            let floor = self.floor()?;
+            let new_floor = head.seq.saturating_sub(keep);
+            if new_floor <= floor.seq {
+                return Ok(0);
+            }
+            let txn = self.begin_write()?;
+            {
+                let mut revisions = txn.open_table(REVISIONS)?;
+                let floor_head = match revisions.get(new_floor)? {
+                    Some(v) => super::revision_from_record(new_floor, v.value())?.head(),
+                    None => return Err(Error::Corrupt(format!("revision {new_floor} is missing"))),
+                };
+                revisions.retain_in(..=new_floor, |_, _| false)?;
+                txn.open_table(UNDO)?.retain_in(..=new_floor, |_, _| false)?;
+                txn.open_table(META)?.insert(META_FLOOR, encode(&floor_head).as_slice())?;
+            }
+            txn.commit()?;
+            Ok(new_floor - floor.seq)
+        })
     }
 }

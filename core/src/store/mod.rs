@@ -16,8 +16,9 @@ mod scrub;
 pub mod tables;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::limits::STORE_CACHE_BYTES;
@@ -42,6 +43,9 @@ pub struct Store {
     path: PathBuf,
     /// The known types and loaded plugins; swapped whole after a revision changes plugins.
     plugins: RwLock<Arc<PluginRegistry>>,
+    /// Set when the storage engine panicked inside an operation: it met a damaged page that
+    /// its own checks missed. From then on the store takes no writes (see [`Store::guard`]).
+    broken: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -64,6 +68,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
             plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
+            broken: Mutex::new(None),
         };
         let txn = store.db.begin_write()?;
         {
@@ -88,11 +93,15 @@ impl Store {
         if !path.exists() {
             return Err(Error::NotFound(format!("store at {}", path.display())));
         }
-        let db = builder().open(path).map_err(|e| map_open_error(path, e))?;
+        // redb reads its header and the allocator state at open: a damaged one may panic there.
+        let db = catch_unwind(AssertUnwindSafe(|| builder().open(path)))
+            .map_err(|payload| Error::Corrupt(format!("{}: {}", path.display(), engine_panic(payload.as_ref()))))?
+            .map_err(|e| map_open_error(path, e))?;
         let store = Store {
             db,
             path: path.to_path_buf(),
             plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
+            broken: Mutex::new(None),
         };
         let format = store.meta_raw(META_FORMAT)?;
         let version = format
@@ -121,31 +130,33 @@ impl Store {
 
     /// This node's identity and role.
     pub fn node(&self) -> Result<NodeState> {
-        self.meta(META_NODE)
+        self.guard("node", || self.meta(META_NODE))
     }
 
     /// Persists this node's identity and role. Only the engine calls it, under its role lock
     /// (`Engine::role_event`, `Engine::set_designation`): role and epoch change nowhere else.
     pub(crate) fn set_node(&self, node: &NodeState) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?.insert(META_NODE, encode(node).as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.guard("set_node", || {
+            let txn = self.db.begin_write()?;
+            txn.open_table(META)?.insert(META_NODE, encode(node).as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// The newest revision.
     pub fn head(&self) -> Result<Head> {
-        self.meta(META_HEAD)
+        self.guard("head", || self.meta(META_HEAD))
     }
 
     /// The newest purged revision: history starts right after it.
     pub fn floor(&self) -> Result<Head> {
-        self.meta(META_FLOOR)
+        self.guard("floor", || self.meta(META_FLOOR))
     }
 
     /// Reads a small record of the meta table; `None` when absent.
     pub fn meta_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.meta_raw(key)?.map(|raw| decode(&raw, key)).transpose()
+        self.guard("meta_get", || self.meta_raw(key)?.map(|raw| decode(&raw, key)).transpose())
     }
 
     /// Reads, changes and durably writes back one meta record in a single transaction.
@@ -153,27 +164,56 @@ impl Store {
     where
         T: serde::de::DeserializeOwned + serde::Serialize + Default,
     {
-        let txn = self.db.begin_write()?;
-        let out = {
-            let mut table = txn.open_table(META)?;
-            let mut value: T = match table.get(key)? {
-                Some(v) => decode(v.value(), key)?,
-                None => T::default(),
+        self.guard("meta_update", || {
+            let txn = self.db.begin_write()?;
+            let out = {
+                let mut table = txn.open_table(META)?;
+                let mut value: T = match table.get(key)? {
+                    Some(v) => decode(v.value(), key)?,
+                    None => T::default(),
+                };
+                let out = f(&mut value)?;
+                table.insert(key, encode(&value).as_slice())?;
+                out
             };
-            let out = f(&mut value)?;
-            table.insert(key, encode(&value).as_slice())?;
-            out
-        };
-        txn.commit()?;
-        Ok(out)
+            txn.commit()?;
+            Ok(out)
+        })
     }
 
     pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
         Ok(self.db.begin_read()?)
     }
 
+    /// A write transaction, refused once the storage engine has failed on damage: what it would
+    /// write could rest on pages it misread.
     pub(crate) fn begin_write(&self) -> Result<WriteTransaction> {
+        if let Some(found) = self.broken() {
+            return Err(Error::Corrupt(format!("the store takes no writes since damage was found: {found}")));
+        }
         Ok(self.db.begin_write()?)
+    }
+
+    /// What made the storage engine fail in an operation of this store (a damaged page it met),
+    /// if anything did: the store then takes no writes until it is replaced.
+    pub fn broken(&self) -> Option<String> {
+        self.broken.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs store operation `what` so that a panic inside it (redb's own code meeting a damaged
+    /// B-tree page or header that its checks missed) becomes [`Error::Corrupt`] naming it,
+    /// never an abort or a half-done answer: every public operation of the store runs through
+    /// here. The store is then marked broken and refuses writes from then on.
+    pub(crate) fn guard<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(result) => result,
+            Err(payload) => {
+                let found = format!("{}: {what}: {}", self.path.display(), engine_panic(payload.as_ref()));
+                tracing::error!(store = %self.path.display(), operation = what, "{found}");
+                *self.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(found.clone());
+                Err(Error::Corrupt(found))
+            }
+        }
     }
 
     fn meta_raw(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -186,6 +226,16 @@ impl Store {
         let raw = self.meta_raw(key)?.ok_or_else(|| Error::Corrupt(format!("meta record '{key}' is missing")))?;
         decode(&raw, key)
     }
+}
+
+/// The reason of a panic inside the storage engine, for the error that replaces it.
+fn engine_panic(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    format!("the storage engine failed on a damaged page ({message})")
 }
 
 fn builder() -> redb::Builder {

@@ -25,29 +25,35 @@ impl Store {
 
     /// Sets the limits plugin calls run under, reloading every plugin with them.
     pub fn set_plugin_limits(&self, limits: PluginLimits) -> Result<()> {
-        let mut slot = self.plugins.write().unwrap_or_else(|p| p.into_inner());
-        *slot = Arc::new(PluginRegistry::new(limits).reload(&self.plugin_objects()?));
-        Ok(())
+        self.guard("set_plugin_limits", || {
+            let mut slot = self.plugins.write().unwrap_or_else(|p| p.into_inner());
+            *slot = Arc::new(PluginRegistry::new(limits).reload(&self.plugin_objects()?));
+            Ok(())
+        })
     }
 
     /// Loads the plugins the store holds.
     pub(crate) fn reload_plugins(&self) -> Result<()> {
-        let mut slot = self.plugins.write().unwrap_or_else(|p| p.into_inner());
-        *slot = Arc::new(slot.reload(&self.plugin_objects()?));
-        Ok(())
+        self.guard("reload_plugins", || {
+            let mut slot = self.plugins.write().unwrap_or_else(|p| p.into_inner());
+            *slot = Arc::new(slot.reload(&self.plugin_objects()?));
+            Ok(())
+        })
     }
 
     /// Commits the transaction that wrote `rev`; when it changed plugins, swaps in the new
     /// registry before any other commit can take one.
     pub(crate) fn commit_revision(&self, txn: WriteTransaction, rev: &Revision) -> Result<()> {
-        if !rev.changes.iter().any(|c| c.type_name == PLUGIN_TYPE) {
+        self.guard("commit_revision", || {
+            if !rev.changes.iter().any(|c| c.type_name == PLUGIN_TYPE) {
+                txn.commit()?;
+                return Ok(());
+            }
+            let mut slot = self.plugins.write().unwrap_or_else(|p| p.into_inner());
             txn.commit()?;
-            return Ok(());
-        }
-        let mut slot = self.plugins.write().unwrap_or_else(|p| p.into_inner());
-        txn.commit()?;
-        *slot = Arc::new(slot.reload(&self.plugin_objects()?));
-        Ok(())
+            *slot = Arc::new(slot.reload(&self.plugin_objects()?));
+            Ok(())
+        })
     }
 
     /// Every stored `plugin` object, by name.
@@ -68,27 +74,29 @@ impl Store {
     /// backup) and indexes the references of their objects, which the filling could not read
     /// while the plugins were unknown.
     pub(crate) fn index_plugin_references(&self) -> Result<()> {
-        self.reload_plugins()?;
-        let registry = self.plugins();
-        let txn = self.begin_write()?;
-        {
-            let names = txn.open_table(NAMES)?;
-            let objects = txn.open_table(OBJECTS)?;
-            let mut refs = txn.open_table(REFS)?;
-            for schema in registry.plugins().flat_map(|p| p.types()) {
-                let (lo, hi) = type_range(&schema.name);
-                for entry in names.range(lo.as_str()..hi.as_str())? {
-                    let uid = Uid::from_slice(entry?.1.value())?;
-                    let Some(o) = get_object(&objects, &uid)? else {
-                        continue;
-                    };
-                    for (_, target) in references(schema, &o.fields) {
-                        refs.insert(ref_key(target.as_bytes(), uid.as_bytes()).as_slice(), ())?;
+        self.guard("index_plugin_references", || {
+            self.reload_plugins()?;
+            let registry = self.plugins();
+            let txn = self.begin_write()?;
+            {
+                let names = txn.open_table(NAMES)?;
+                let objects = txn.open_table(OBJECTS)?;
+                let mut refs = txn.open_table(REFS)?;
+                for schema in registry.plugins().flat_map(|p| p.types()) {
+                    let (lo, hi) = type_range(&schema.name);
+                    for entry in names.range(lo.as_str()..hi.as_str())? {
+                        let uid = Uid::from_slice(entry?.1.value())?;
+                        let Some(o) = get_object(&objects, &uid)? else {
+                            continue;
+                        };
+                        for (_, target) in references(schema, &o.fields) {
+                            refs.insert(ref_key(target.as_bytes(), uid.as_bytes()).as_slice(), ())?;
+                        }
                     }
                 }
             }
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 }

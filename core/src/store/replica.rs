@@ -18,92 +18,98 @@ impl Store {
     /// Applies the next revision of the Active's history, durably, after checking that it
     /// follows our head and reproduces the Active's id and state hash exactly.
     pub fn apply_replicated(&self, rev: &Revision) -> Result<Head> {
-        let txn = self.begin_write()?;
-        let head: Head = read_head(&txn)?;
-        if rev.seq != head.seq + 1 || rev.parent != head.id {
-            return Err(Error::Corrupt(format!(
-                "revision {} does not follow our head {} ({})",
-                rev.seq,
-                head.seq,
-                head.id.short()
-            )));
-        }
-        let mut targets = Vec::with_capacity(rev.changes.len());
-        {
-            let objects = txn.open_table(OBJECTS)?;
-            for c in &rev.changes {
-                let current = match objects.get(c.uid.as_bytes().as_slice())? {
-                    Some(v) => Some(object_hash(&c.uid, v.value())?),
-                    None => None,
-                };
-                if current != c.before {
-                    return Err(Error::Corrupt(format!(
-                        "revision {}: {} {} is not in the state the Active changed",
-                        rev.seq, c.type_name, c.uid
-                    )));
-                }
-                targets.push(Target { uid: c.uid, after: c.after.clone() });
+        self.guard("apply_replicated", || {
+            let txn = self.begin_write()?;
+            let head: Head = read_head(&txn)?;
+            if rev.seq != head.seq + 1 || rev.parent != head.id {
+                return Err(Error::Corrupt(format!(
+                    "revision {} does not follow our head {} ({})",
+                    rev.seq,
+                    head.seq,
+                    head.id.short()
+                )));
             }
-        }
-        let meta = CommitMeta {
-            author: rev.author.clone(),
-            message: rev.message.clone(),
-            epoch: rev.epoch,
-            time_ms: rev.time_ms,
-        };
-        let applied = self.commit_targets(&txn, &meta, targets)?;
-        if applied.id != rev.id || applied.state_hash != rev.state_hash {
-            return Err(Error::Corrupt(format!(
-                "revision {} reproduces id {} and state {}, the Active sent {} and {}",
-                rev.seq,
-                applied.id.short(),
-                applied.state_hash.short(),
-                rev.id.short(),
-                rev.state_hash.short()
-            )));
-        }
-        self.commit_revision(txn, &applied)?;
-        Ok(applied.head())
+            let mut targets = Vec::with_capacity(rev.changes.len());
+            {
+                let objects = txn.open_table(OBJECTS)?;
+                for c in &rev.changes {
+                    let current = match objects.get(c.uid.as_bytes().as_slice())? {
+                        Some(v) => Some(object_hash(&c.uid, v.value())?),
+                        None => None,
+                    };
+                    if current != c.before {
+                        return Err(Error::Corrupt(format!(
+                            "revision {}: {} {} is not in the state the Active changed",
+                            rev.seq, c.type_name, c.uid
+                        )));
+                    }
+                    targets.push(Target { uid: c.uid, after: c.after.clone() });
+                }
+            }
+            let meta = CommitMeta {
+                author: rev.author.clone(),
+                message: rev.message.clone(),
+                epoch: rev.epoch,
+                time_ms: rev.time_ms,
+            };
+            let applied = self.commit_targets(&txn, &meta, targets)?;
+            if applied.id != rev.id || applied.state_hash != rev.state_hash {
+                return Err(Error::Corrupt(format!(
+                    "revision {} reproduces id {} and state {}, the Active sent {} and {}",
+                    rev.seq,
+                    applied.id.short(),
+                    applied.state_hash.short(),
+                    rev.id.short(),
+                    rev.state_hash.short()
+                )));
+            }
+            self.commit_revision(txn, &applied)?;
+            Ok(applied.head())
+        })
     }
 
     /// Copies this node's own records (identity, role, members, join keys) into `other`: a
     /// snapshot brings the Active's objects and head, never its identity.
     pub fn copy_local_meta(&self, other: &Store) -> Result<()> {
-        let read = self.begin_read()?;
-        let from = read.open_table(META)?;
-        let txn = other.begin_write()?;
-        {
-            let mut to = txn.open_table(META)?;
-            for entry in from.iter()? {
-                let (k, v) = entry?;
-                if ![META_HEAD, META_FLOOR, META_FORMAT].contains(&k.value()) {
-                    to.insert(k.value(), v.value())?;
-                }
-            }
-            // Collision branches are this node's record too: never dropped by a snapshot.
-            if let Ok(from) = read.open_table(super::branches::BRANCHES) {
-                let mut to = txn.open_table(super::branches::BRANCHES)?;
+        self.guard("copy_local_meta", || {
+            let read = self.begin_read()?;
+            let from = read.open_table(META)?;
+            let txn = other.begin_write()?;
+            {
+                let mut to = txn.open_table(META)?;
                 for entry in from.iter()? {
                     let (k, v) = entry?;
-                    to.insert(k.value(), v.value())?;
+                    if ![META_HEAD, META_FLOOR, META_FORMAT].contains(&k.value()) {
+                        to.insert(k.value(), v.value())?;
+                    }
+                }
+                // Collision branches are this node's record too: never dropped by a snapshot.
+                if let Ok(from) = read.open_table(super::branches::BRANCHES) {
+                    let mut to = txn.open_table(super::branches::BRANCHES)?;
+                    for entry in from.iter()? {
+                        let (k, v) = entry?;
+                        to.insert(k.value(), v.value())?;
+                    }
                 }
             }
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Our revision id at `seq`, if that revision is in our log (or is the floor).
     pub fn id_at(&self, seq: u64) -> Result<Option<Hash>> {
-        let floor = self.floor()?;
-        if seq == floor.seq {
-            return Ok(Some(floor.id));
-        }
-        let txn = self.begin_read()?;
-        let table = txn.open_table(REVISIONS)?;
-        Ok(match table.get(seq)? {
-            Some(v) => Some(revision_from_record(seq, v.value())?.id),
-            None => None,
+        self.guard("id_at", || {
+            let floor = self.floor()?;
+            if seq == floor.seq {
+                return Ok(Some(floor.id));
+            }
+            let txn = self.begin_read()?;
+            let table = txn.open_table(REVISIONS)?;
+            Ok(match table.get(seq)? {
+                Some(v) => Some(revision_from_record(seq, v.value())?.id),
+                None => None,
+            })
         })
     }
 }
@@ -207,31 +213,33 @@ impl Store {
         begin: &mut dyn FnMut(Head, u64) -> Result<()>,
         chunk: &mut dyn FnMut(Vec<serde_bytes::ByteBuf>) -> Result<()>,
     ) -> Result<Head> {
-        use redb::ReadableTableMetadata;
-        let txn = self.begin_read()?;
-        let head: Head = {
-            let meta = txn.open_table(META)?;
-            let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
-            decode(raw.value(), "head")?
-        };
-        let objects = txn.open_table(OBJECTS)?;
-        begin(head, objects.len()?)?;
-        let mut buf = Vec::new();
-        let mut bytes = 0usize;
-        for entry in objects.iter()? {
-            let (k, v) = entry?;
-            // Verified before it leaves: a damaged record fails the full sync here, not there.
-            let (payload, _) = record::unseal(v.value(), || format!("object {:?}", Uid::from_slice(k.value())))?;
-            bytes += payload.len();
-            buf.push(serde_bytes::ByteBuf::from(payload.to_vec()));
-            if buf.len() >= chunk_objects || bytes >= chunk_bytes {
-                chunk(std::mem::take(&mut buf))?;
-                bytes = 0;
+        self.guard("snapshot_chunks", || {
+            use redb::ReadableTableMetadata;
+            let txn = self.begin_read()?;
+            let head: Head = {
+                let meta = txn.open_table(META)?;
+                let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
+                decode(raw.value(), "head")?
+            };
+            let objects = txn.open_table(OBJECTS)?;
+            begin(head, objects.len()?)?;
+            let mut buf = Vec::new();
+            let mut bytes = 0usize;
+            for entry in objects.iter()? {
+                let (k, v) = entry?;
+                // Verified before it leaves: a damaged record fails the full sync here, not there.
+                let (payload, _) = record::unseal(v.value(), || format!("object {:?}", Uid::from_slice(k.value())))?;
+                bytes += payload.len();
+                buf.push(serde_bytes::ByteBuf::from(payload.to_vec()));
+                if buf.len() >= chunk_objects || bytes >= chunk_bytes {
+                    chunk(std::mem::take(&mut buf))?;
+                    bytes = 0;
+                }
             }
-        }
-        if !buf.is_empty() {
-            chunk(buf)?;
-        }
-        Ok(head)
+            if !buf.is_empty() {
+                chunk(buf)?;
+            }
+            Ok(head)
+        })
     }
 }

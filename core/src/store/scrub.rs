@@ -31,77 +31,80 @@ impl Store {
     /// once the pass has covered every table. The first damaged record is an [`Error::Corrupt`]
     /// naming it.
     pub fn scrub_batch(&self, cursor: &mut ScrubCursor, max_records: usize) -> Result<ScrubBatch> {
-        let txn = self.begin_read()?;
-        let mut batch = ScrubBatch::default();
-        if let ScrubCursor::Start | ScrubCursor::Objects(_) = cursor {
-            let objects = txn.open_table(OBJECTS)?;
-            let names = txn.open_table(NAMES)?;
-            let range = match &*cursor {
-                ScrubCursor::Objects(after) => {
-                    objects.range::<&[u8]>((std::ops::Bound::Excluded(after.as_slice()), std::ops::Bound::Unbounded))?
-                }
-                _ => objects.range::<&[u8]>(..)?,
-            };
-            let mut last = None;
-            for entry in range.take(max_records) {
-                let (k, v) = entry?;
-                let uid = Uid::from_slice(k.value())?;
-                let (o, _) = object_from_record(&uid, v.value())?;
-                if o.encode() != record::unseal(v.value(), || format!("object {uid}"))?.0 {
-                    return Err(Error::Corrupt(format!("object {uid} is not stored canonically")));
-                }
-                match names.get(name_key(&o.type_name, &o.name).as_str())? {
-                    Some(u) if Uid::from_slice(u.value())? == uid => {}
-                    _ => {
-                        return Err(Error::Corrupt(format!(
-                            "{} '{}' ({uid}) is missing from the name index",
-                            o.type_name, o.name
-                        )))
+        self.guard("scrub_batch", || {
+            let txn = self.begin_read()?;
+            let mut batch = ScrubBatch::default();
+            if let ScrubCursor::Start | ScrubCursor::Objects(_) = cursor {
+                let objects = txn.open_table(OBJECTS)?;
+                let names = txn.open_table(NAMES)?;
+                let range = match &*cursor {
+                    ScrubCursor::Objects(after) => objects
+                        .range::<&[u8]>((std::ops::Bound::Excluded(after.as_slice()), std::ops::Bound::Unbounded))?,
+                    _ => objects.range::<&[u8]>(..)?,
+                };
+                let mut last = None;
+                for entry in range.take(max_records) {
+                    let (k, v) = entry?;
+                    let uid = Uid::from_slice(k.value())?;
+                    let (o, _) = object_from_record(&uid, v.value())?;
+                    if o.encode() != record::unseal(v.value(), || format!("object {uid}"))?.0 {
+                        return Err(Error::Corrupt(format!("object {uid} is not stored canonically")));
                     }
+                    match names.get(name_key(&o.type_name, &o.name).as_str())? {
+                        Some(u) if Uid::from_slice(u.value())? == uid => {}
+                        _ => {
+                            return Err(Error::Corrupt(format!(
+                                "{} '{}' ({uid}) is missing from the name index",
+                                o.type_name, o.name
+                            )))
+                        }
+                    }
+                    batch.records += 1;
+                    batch.bytes += v.value().len() as u64;
+                    last = Some(k.value().to_vec());
                 }
-                batch.records += 1;
-                batch.bytes += v.value().len() as u64;
-                last = Some(k.value().to_vec());
+                *cursor = match last {
+                    Some(k) if batch.records as usize == max_records => ScrubCursor::Objects(k),
+                    _ => ScrubCursor::Revisions(0),
+                };
+                return Ok(batch);
             }
-            *cursor = match last {
-                Some(k) if batch.records as usize == max_records => ScrubCursor::Objects(k),
-                _ => ScrubCursor::Revisions(0),
-            };
-            return Ok(batch);
-        }
-        if let ScrubCursor::Revisions(after) = *cursor {
-            let revisions = txn.open_table(REVISIONS)?;
-            let undo = txn.open_table(UNDO)?;
-            let mut last = None;
-            for entry in revisions.range(after.saturating_add(1)..)?.take(max_records) {
-                let (k, v) = entry?;
-                let seq = k.value();
-                revision_from_record(seq, v.value())?.verify_id()?;
-                let u = undo
-                    .get(seq)?
-                    .ok_or_else(|| Error::Corrupt(format!("undo record of revision {seq} is missing")))?;
-                undo_from_record(seq, u.value())?;
-                batch.records += 1;
-                batch.bytes += (v.value().len() + u.value().len()) as u64;
-                last = Some(seq);
+            if let ScrubCursor::Revisions(after) = *cursor {
+                let revisions = txn.open_table(REVISIONS)?;
+                let undo = txn.open_table(UNDO)?;
+                let mut last = None;
+                for entry in revisions.range(after.saturating_add(1)..)?.take(max_records) {
+                    let (k, v) = entry?;
+                    let seq = k.value();
+                    revision_from_record(seq, v.value())?.verify_id()?;
+                    let u = undo
+                        .get(seq)?
+                        .ok_or_else(|| Error::Corrupt(format!("undo record of revision {seq} is missing")))?;
+                    undo_from_record(seq, u.value())?;
+                    batch.records += 1;
+                    batch.bytes += (v.value().len() + u.value().len()) as u64;
+                    last = Some(seq);
+                }
+                *cursor = match last {
+                    Some(seq) if batch.records as usize == max_records => ScrubCursor::Revisions(seq),
+                    _ => ScrubCursor::Done,
+                };
             }
-            *cursor = match last {
-                Some(seq) if batch.records as usize == max_records => ScrubCursor::Revisions(seq),
-                _ => ScrubCursor::Done,
-            };
-        }
-        Ok(batch)
+            Ok(batch)
+        })
     }
 
     /// One whole scrub pass without pauses (tests and benchmarks): the records and bytes verified.
     pub fn scrub_all(&self, max_records: usize) -> Result<ScrubBatch> {
-        let mut cursor = ScrubCursor::Start;
-        let mut total = ScrubBatch::default();
-        while cursor != ScrubCursor::Done {
-            let b = self.scrub_batch(&mut cursor, max_records)?;
-            total.records += b.records;
-            total.bytes += b.bytes;
-        }
-        Ok(total)
+        self.guard("scrub_all", || {
+            let mut cursor = ScrubCursor::Start;
+            let mut total = ScrubBatch::default();
+            while cursor != ScrubCursor::Done {
+                let b = self.scrub_batch(&mut cursor, max_records)?;
+                total.records += b.records;
+                total.bytes += b.bytes;
+            }
+            Ok(total)
+        })
     }
 }

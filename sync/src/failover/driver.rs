@@ -17,6 +17,7 @@ use mgha_core::mono_ms;
 use mgha_core::node::Role;
 use mgha_core::roles::machine::epoch;
 use mgha_core::roles::{Action, Event};
+use mgha_core::status::SyncStatus;
 
 /// Check the arbiter's members for `mgha status` every this many heartbeats.
 const STATUS_EVERY: u32 = 3;
@@ -121,6 +122,19 @@ impl Driver {
             return outcome;
         }
         let holder = Holder { node_id: me.node_id, epoch: me.epoch };
+        if let Some(found) = self.engine.damage() {
+            // A damaged Active steps down when a healthy Standby can take over: it stops
+            // renewing, its lease runs out, the Standby is elected, and this node then follows
+            // it and heals by a full sync.
+            let healthy =
+                self.engine.sync().peers().iter().any(|p| p.connected && p.status == SyncStatus::Synchronized);
+            if healthy {
+                tracing::error!(damage = %found, "this active's store is damaged: letting the lease lapse so that a healthy standby takes over");
+                outcome.waiting = Some("the store is damaged: not renewing, a healthy standby takes over".into());
+                self.fence_if_lease_ran_out(&outcome).await;
+                return outcome;
+            }
+        }
         let started = mono_ms();
         match self.arbiter.renew(holder).await {
             Ok(()) => {
@@ -223,6 +237,12 @@ impl Driver {
                 return outcome;
             }
         };
+        if self.engine.damage().is_some() {
+            // Never a failover target with a damaged store: it heals by a full sync first.
+            outcome.waiting =
+                Some("this node's store is damaged; it heals by a full sync before it may take over".into());
+            return outcome;
+        }
         let known_head = self.engine.sync().peers().iter().map(|p| p.head.seq).max().unwrap_or(0);
         let observed_for = mono_ms().saturating_sub(self.started_ms);
         match plan::standby_decision(&me, &state, observed_for, known_head, &self.timing) {

@@ -51,7 +51,7 @@ impl Store {
 
     /// Turns administrator changes (names, optional uids) into object versions with every
     /// reference resolved to a uid.
-    fn resolve(&self, txn: &WriteTransaction, changes: &[ChangeInput]) -> Result<Vec<Target>> {
+    pub(super) fn resolve(&self, txn: &WriteTransaction, changes: &[ChangeInput]) -> Result<Vec<Target>> {
         let objects = txn.open_table(OBJECTS)?;
         let names = txn.open_table(NAMES)?;
         let mut overlay: HashMap<Uid, Option<Object>> = HashMap::new();

@@ -535,6 +535,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn acknowledgements_never_wait_in_the_inbox() {
+        use crate::wire::write_msg;
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let reader = spawn_reader(ours);
+        // Far more acknowledgements than the inbox holds frames, none of them consumed: the
+        // reader keeps reading, and only the newest is kept.
+        for seq in 1..=(INBOX_FRAMES_MAX as u64 + 100) {
+            write_msg(&mut theirs, &Msg::Ack { seq, state_hash: Hash::default(), epoch: 1 }).await.expect("write");
+        }
+        let mut acks = reader.acks.clone();
+        let want = INBOX_FRAMES_MAX as u64 + 100;
+        tokio::time::timeout(Duration::from_secs(10), acks.wait_for(|a| a.map(|a| a.seq) == Some(want)))
+            .await
+            .expect("the newest acknowledgement arrives")
+            .expect("reader alive");
+        reader.task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_takes_ends_at_the_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let (ours, _theirs) = tokio::io::duplex(1024);
+        let heard = Arc::new(Heard::default());
+        heard.touch();
+        let dog = Arc::new(Watchdog::new("b".into(), Duration::from_millis(100), heard));
+        let mut wr = Watched::new(ours, dog);
+        // Nobody reads the other end and nobody speaks: the write blocks, then gives up.
+        let written = tokio::time::timeout(Duration::from_secs(10), wr.write_all(&vec![0u8; 1 << 20]))
+            .await
+            .expect("the write gave up before the test's deadline");
+        assert_eq!(written.expect_err("no peer took the bytes").kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
     async fn counted_streams_add_both_directions() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let traffic = Arc::new(Traffic::default());

@@ -130,6 +130,7 @@ async fn serve<W: AsyncWrite + Unpin>(
     // follow the new Active without waiting for a heartbeat.
     let mut roles = engine.sync().role_changes();
     let mut nonce = 0u64;
+    let mut acks_open = true;
     loop {
         if engine.role().0 != Role::Active {
             return Ok(());
@@ -141,9 +142,12 @@ async fn serve<W: AsyncWrite + Unpin>(
             biased;
             _ = shutdown.changed() => return Ok(()),
             _ = roles.changed() => {}
-            changed = link.acks.changed() => {
+            changed = link.acks.changed(), if acks_open => {
                 if changed.is_err() {
-                    return Ok(());
+                    // The reader ended; what it read before (a Promoted, say) is still in the
+                    // inbox, and its end comes after it there.
+                    acks_open = false;
+                    continue;
                 }
                 let ack = *link.acks.borrow_and_update();
                 if let Some(Ack { seq, state_hash, epoch }) = ack {

@@ -32,6 +32,8 @@ const FULL_SYNC_MS_MAX: f64 = 2_500.0;
 const RSS_MIB_MAX: f64 = 256.0;
 const CHANGEOVER_P99_MS_MAX: f64 = 500.0;
 const MERGE_MS_MAX: f64 = 2_000.0;
+/// Catch-up of 10,000 one-object revisions (docs/BENCHMARKS.md).
+const CATCH_UP_MS_MAX: f64 = 1_000.0;
 
 /// Sizes of the cluster measurements.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +43,7 @@ pub struct ClusterScale {
     pub full_sync_objects: usize,
     pub changeovers: usize,
     pub merge_objects: usize,
+    pub catch_up_revisions: usize,
 }
 
 impl ClusterScale {
@@ -51,6 +54,7 @@ impl ClusterScale {
             full_sync_objects: 1_000_000,
             changeovers: 20,
             merge_objects: 100_000,
+            catch_up_revisions: 10_000,
         }
     }
     pub fn quick() -> ClusterScale {
@@ -60,6 +64,7 @@ impl ClusterScale {
             full_sync_objects: 10_000,
             changeovers: 3,
             merge_objects: 1_000,
+            catch_up_revisions: 100,
         }
     }
 }
@@ -85,6 +90,7 @@ struct Pair {
     b: Arc<Engine>,
     ra: SyncRuntime,
     rb: SyncRuntime,
+    b_listen: String,
 }
 
 async fn pair(dir: &Path, relay: bool) -> anyhow::Result<(Pair, Option<Counters>)> {
@@ -103,7 +109,7 @@ async fn pair(dir: &Path, relay: bool) -> anyhow::Result<(Pair, Option<Counters>
     let peer = advertise.unwrap_or_else(|| a_listen.clone());
     let b = Arc::new(join_secondary(&dir.join("b"), "b", &peer, &key, &b_listen, EngineOptions::default()).await?);
     let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, None)).await?;
-    let p = Pair { a, b, ra, rb };
+    let p = Pair { a, b, ra, rb, b_listen };
     p.converge(Duration::from_secs(30)).await?;
     Ok((p, counter))
 }
@@ -381,6 +387,43 @@ pub fn merge(scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         .goal(Goal::AtMost(MERGE_MS_MAX * scale.merge_objects as f64 / 100_000.0)),
     );
     Ok(())
+}
+
+/// Catch-up: a Standby stopped while one-object revisions are published on the Active, timed
+/// from its restart until it has the Active's head (it applies what it receives in runs, one
+/// durable commit per run).
+pub fn catch_up(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let dir = scratch.join("catchup");
+        let (p, _) = pair(&dir, false).await?;
+        let Pair { a, b, ra, rb, b_listen } = p;
+        rb.shutdown().await;
+        let n = scale.catch_up_revisions as u64;
+        let publisher = a.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            for i in 0..n {
+                publisher.publish("bench", &hosts([2_000_000 + i], 1))?;
+            }
+            Ok(())
+        })
+        .await??;
+        let t = Instant::now();
+        let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, None)).await?;
+        let p = Pair { a, b, ra, rb, b_listen };
+        p.converge(Duration::from_secs(600)).await?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        rows.push(
+            Row::new(
+                "catch_up_ms",
+                format!("catch-up of {n} one-object revisions (restart to head)"),
+                ms,
+                Unit::Milliseconds,
+            )
+            .goal(Goal::AtMost(CATCH_UP_MS_MAX * n as f64 / 10_000.0)),
+        );
+        p.stop().await;
+        Ok(())
+    })
 }
 
 /// A full sync of a large store, each side in its own process, next to a raw loopback copy.

@@ -201,6 +201,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let log = |what: &str| eprintln!("[cluster {:>6.1} s] {what}", started.elapsed().as_secs_f64());
         log("replication lag and bytes on the wire");
         cluster::replication(scratch.path(), cs, &mut report.rows)?;
+        log("catch-up of a stopped standby");
+        cluster::catch_up(scratch.path(), cs, &mut report.rows)?;
         log("planned and forced changeover");
         cluster::changeover(scratch.path(), cs, &mut report.rows)?;
         log("merge");

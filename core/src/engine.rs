@@ -247,6 +247,10 @@ impl Engine {
                 p.status = SyncStatus::Collision;
             }
             p.lag_revisions = head.seq.saturating_sub(p.head.seq);
+            if p.status == SyncStatus::Lagging && p.head.seq > head.seq {
+                // A Standby's entry for the Active it catches up with: the distance is ours.
+                p.lag_revisions = p.head.seq - head.seq;
+            }
             p.lag_ms = 0;
             if p.lag_revisions > 0 {
                 if let Ok(oldest) = store.revision(p.head.seq + 1) {
@@ -504,9 +508,37 @@ impl Engine {
 
     /// Applies a revision received from the Active (Standby side).
     pub fn apply_replicated(&self, rev: Revision) -> Result<Head> {
-        let head = self.store().apply_replicated(&rev)?;
-        self.replication.committed(Some(Arc::new(rev)), head);
+        self.apply_replicated_batch(vec![rev])
+    }
+
+    /// Applies a run of revisions received from the Active in one durable commit (Standby
+    /// side); returns the head after the last. Nothing is reported before it is durable.
+    pub fn apply_replicated_batch(&self, revs: Vec<Revision>) -> Result<Head> {
+        let mut applied = self.store().apply_replicated_batch(revs)?;
+        let last = applied.pop().ok_or_else(|| Error::InvalidArgument("no revision to apply".into()))?;
+        let head = last.head();
+        self.replication.committed(Some(Arc::new(last)), head);
         Ok(head)
+    }
+
+    /// Publishes each change set as its own revision, in order, with one durable commit for
+    /// all of them: a bulk import that keeps one revision per change set. All or nothing; not
+    /// for plugins. Admin sessions' locks are respected as by [`Engine::publish`].
+    pub fn publish_batch(&self, author: &str, changesets: &[ChangeSet]) -> Result<Vec<Revision>> {
+        for c in changesets {
+            c.check()?;
+            validate_text("message", &c.message)?;
+        }
+        let mut revs = Vec::new();
+        let last = self.publish_with(author, "", |store, meta| {
+            for c in changesets {
+                self.check_unlocked(store, &c.changes, None)?;
+            }
+            revs = store.publish_batch(meta, changesets)?;
+            revs.pop().ok_or(Error::EmptyChangeset)
+        })?;
+        revs.push(last);
+        Ok(revs)
     }
 
     /// Swaps in a snapshot built by a full sync: the file replaces the live store atomically

@@ -33,6 +33,20 @@ pub const SESSION_CHANGES_MAX: usize = CHANGESET_CHANGES_MAX;
 /// adds (references resolved to uids, before-hashes, headers).
 pub const SESSION_BYTES_MAX: usize = 32 * 1024 * 1024;
 const _: () = assert!(SESSION_BYTES_MAX <= FRAME_BYTES_MAX / 2);
+/// Largest revision a publish (or a replicated apply) commits: its stored encoding plus its undo
+/// record (the objects it replaces). A revision crosses to each Standby in one peer frame and
+/// is written to a backup in one backup frame, so a larger one could publish but never
+/// replicate nor back up: it is refused at publish instead (`TooLarge`, nothing committed).
+/// A changeset body may be larger ([`CHANGESET_BYTES_MAX`]): JSON is looser than the stored
+/// encoding, but the revision it makes must fit here.
+pub const REVISION_BYTES_MAX: usize = FRAME_BYTES_MAX - REVISION_FRAMING_BYTES_MAX;
+/// Room for what a frame adds around a revision: message and changes headers on the wire, the
+/// entry and chunk headers in a backup.
+const REVISION_FRAMING_BYTES_MAX: usize = 64 * 1024;
+const _: () = assert!(REVISION_BYTES_MAX + REVISION_FRAMING_BYTES_MAX <= FRAME_BYTES_MAX);
+const _: () = assert!(REVISION_BYTES_MAX + REVISION_FRAMING_BYTES_MAX <= BACKUP_FRAME_BYTES_MAX);
+const _: () = assert!(SESSION_BYTES_MAX <= REVISION_BYTES_MAX);
+const _: () = assert!(OBJECT_BYTES_MAX <= REVISION_BYTES_MAX / 2);
 /// Most objects returned by one list call.
 pub const LIST_OBJECTS_MAX: usize = 100_000;
 /// Most revisions returned by one revisions listing.

@@ -56,7 +56,8 @@ pub struct PeerStatus {
     pub epoch: u64,
     pub head: Head,
     pub status: SyncStatus,
-    /// Revisions the peer is behind this node's head.
+    /// Revisions the peer is behind this node's head; on a Standby catching up, the entry of
+    /// the Active it follows (status lagging) counts how far this node is behind the Active.
     pub lag_revisions: u64,
     /// Age of the oldest revision the peer has not acknowledged.
     pub lag_ms: u64,

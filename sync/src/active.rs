@@ -1,15 +1,19 @@
 //! The Active's side of one Standby connection: decide what the Standby needs (see
 //! [`super::plan`]), keep a diverged Standby's branch, send missing revisions or a full
 //! snapshot, then push every new revision as it commits, track acknowledgements, and carry out
-//! the Active's part of a planned changeover.
+//! the Active's part of a planned changeover. Revisions go out as fast as the socket takes them
+//! (acknowledgements are read on the side, see [`super::conn`]); a [`Watchdog`] drops the
+//! connection when the Standby falls silent or stops acknowledging, also in the middle of a
+//! write.
 
 use crate::EngineExt;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::conn::{spawn_reader, Counted, Inbox, PeerCmd};
+use super::conn::{spawn_reader, Ack, Counted, Inbox, PeerCmd, Reader, Watchdog, Watched};
 use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
 use super::runtime::{role_event, Ctx};
 use super::wire::{
@@ -33,10 +37,14 @@ where
 {
     let peer_id = hello.node_id;
     let stream = Counted::new(stream, ctx.engine.sync().traffic(peer_id));
-    let (rd, mut wr) = tokio::io::split(stream);
-    let (reader, mut rx) = spawn_reader(rd);
+    let (rd, wr) = tokio::io::split(stream);
+    let Reader { task: reader, inbox: mut rx, acks, heard } = spawn_reader(rd);
+    let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
+    let dog = Arc::new(Watchdog::new(hello.name.clone(), timeout, heard));
+    let mut wr = Watched::new(wr, dog.clone());
     let (session, mut cmds) = ctx.registry.register(peer_id);
-    let result = serve(&ctx, &mut wr, &mut rx, &mut cmds, &hello).await;
+    let mut link = Link { acks, dog, inflight: VecDeque::new() };
+    let result = serve(&ctx, &mut wr, &mut rx, &mut link, &mut cmds, &hello).await;
     reader.abort();
     // A session that a newer one replaced leaves the peer's state to its successor.
     if ctx.registry.unregister(peer_id, session) {
@@ -50,10 +58,41 @@ where
     result
 }
 
+/// What the connection task reads and tracks besides its write half.
+struct Link {
+    acks: tokio::sync::watch::Receiver<Option<Ack>>,
+    dog: Arc<Watchdog>,
+    /// Revisions sent and not yet acknowledged, oldest first: (seq, frame bytes).
+    inflight: VecDeque<(u64, usize)>,
+}
+
+impl Link {
+    fn sent(&mut self, seq: u64, bytes: usize) {
+        if self.inflight.is_empty() {
+            self.dog.waiting_for(Some((seq, bytes)));
+        }
+        self.inflight.push_back((seq, bytes));
+    }
+
+    fn acked(&mut self, seq: u64) {
+        let before = self.inflight.len();
+        while self.inflight.front().is_some_and(|(s, _)| *s <= seq) {
+            self.inflight.pop_front();
+        }
+        if self.inflight.len() != before {
+            self.dog.waiting_for(self.inflight.front().copied());
+        }
+    }
+}
+
+/// Revisions sent between two looks at acknowledgements, commands and heartbeats.
+const SEND_BURST_REVISIONS: usize = 256;
+
 async fn serve<W: AsyncWrite + Unpin>(
     ctx: &Arc<Ctx>,
     wr: &mut W,
     rx: &mut Inbox,
+    link: &mut Link,
     cmds: &mut mpsc::Receiver<PeerCmd>,
     hello: &Hello,
 ) -> Result<()> {
@@ -74,36 +113,48 @@ async fn serve<W: AsyncWrite + Unpin>(
         p.last_contact_ms = mgha_core::now_ms();
     });
     let mut next = match plan {
-        Plan::Stream => Some(hello.head.seq + 1),
-        Plan::SendRevisions { after, .. } => Some(after + 1),
-        Plan::FullSync => Some(send_snapshot(ctx, wr, false).await?.seq + 1),
+        Plan::Stream => hello.head.seq + 1,
+        Plan::SendRevisions { after, .. } => after + 1,
+        Plan::FullSync => send_snapshot(ctx, wr, link, false).await?.seq + 1,
         Plan::Hold => {
             // Diverged or ahead: keep its branch first; only then may a snapshot replace its store.
             branch::fetch(ctx, wr, rx, hello).await?;
-            Some(send_snapshot(ctx, wr, true).await?.seq + 1)
+            send_snapshot(ctx, wr, link, true).await?.seq + 1
         }
     };
 
     let heartbeat = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
-    let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
     let mut ticker = tokio::time::interval(heartbeat);
-    let mut last_heard = Instant::now();
     let mut shutdown = ctx.shutdown.clone();
     // A node that handed its role away ends its sessions at once, so that its Standbys go and
     // follow the new Active without waiting for a heartbeat.
     let mut roles = engine.sync().role_changes();
     let mut nonce = 0u64;
+    let mut acks_open = true;
     loop {
         if engine.role().0 != Role::Active {
             return Ok(());
         }
-        if let Some(n) = next.as_mut() {
-            send_revisions(ctx, wr, n).await?;
+        if next <= engine.sync().head().seq {
+            send_revisions(ctx, wr, link, &mut next).await?;
         }
         tokio::select! {
+            biased;
             _ = shutdown.changed() => return Ok(()),
-            changed = heads.changed() => if changed.is_err() { return Ok(()) },
             _ = roles.changed() => {}
+            changed = link.acks.changed(), if acks_open => {
+                if changed.is_err() {
+                    // The reader ended; what it read before (a Promoted, say) is still in the
+                    // inbox, and its end comes after it there.
+                    acks_open = false;
+                    continue;
+                }
+                let ack = *link.acks.borrow_and_update();
+                if let Some(Ack { seq, state_hash, epoch }) = ack {
+                    link.acked(seq);
+                    on_ack(ctx, peer_id, seq, state_hash, epoch).await?;
+                }
+            }
             cmd = cmds.recv() => match cmd {
                 Some(PeerCmd::Promote { epoch, head }) => {
                     write_msg(wr, &Msg::Promote { epoch, head }).await.map_err(peer_err)?;
@@ -116,12 +167,8 @@ async fn serve<W: AsyncWrite + Unpin>(
                 None => return Ok(()),
             },
             msg = rx.recv() => {
-                last_heard = Instant::now();
+                engine.sync().update_peer(peer_id, |p| p.last_contact_ms = mgha_core::now_ms());
                 match msg {
-                    Some(Ok(Msg::Ack { seq, state_hash, epoch })) => on_ack(ctx, peer_id, seq, state_hash, epoch).await?,
-                    Some(Ok(Msg::Pong { .. })) => {
-                        engine.sync().update_peer(peer_id, |p| p.last_contact_ms = mgha_core::now_ms());
-                    }
                     Some(Ok(Msg::Promoted { epoch })) => {
                         let actions = role_event(&ctx.engine, Event::Promoted { from: peer_id, epoch }).await?;
                         if actions.iter().any(|a| matches!(a, Action::ChangeoverDone { .. })) {
@@ -151,12 +198,16 @@ async fn serve<W: AsyncWrite + Unpin>(
                 }
             }
             _ = ticker.tick() => {
-                if last_heard.elapsed() > timeout {
-                    return Err(Error::Peer(format!("no word from {} for {} ms", hello.name, timeout.as_millis())));
-                }
+                link.dog.check().map_err(Error::Peer)?;
+                let silent = link.dog.heard.silent_for().as_millis() as u64;
+                engine.sync().update_peer(peer_id, |p| p.last_contact_ms = mgha_core::now_ms().saturating_sub(silent));
                 nonce += 1;
-                write_msg(wr, &Msg::Ping { nonce }).await.map_err(peer_err)?;
+                let head = engine.sync().head().seq;
+                write_msg(wr, &Msg::Ping { nonce, head }).await.map_err(peer_err)?;
             }
+            // More to send: come straight back once nothing above is ready.
+            _ = std::future::ready(()), if next <= engine.sync().head().seq => {}
+            changed = heads.changed() => if changed.is_err() { return Ok(()) },
         }
     }
 }
@@ -228,31 +279,39 @@ async fn wait_id_reply(rx: &mut Inbox, seq: u64, timeout: Duration) -> Result<Op
     }
 }
 
-/// Sends every revision from `*next` to our head, advancing `*next`.
-async fn send_revisions<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, next: &mut u64) -> Result<()> {
+/// Bytes of revision records read from the store for one burst (at least one revision).
+const SEND_BURST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Sends the next burst of revisions from `*next` towards our head, advancing `*next`. Blocks
+/// only as long as the socket does, and the socket only as long as the [`Watchdog`] allows.
+async fn send_revisions<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, link: &mut Link, next: &mut u64) -> Result<()> {
     let head = ctx.engine.sync().head();
-    while *next <= head.seq {
-        let seq = *next;
-        let rev: Arc<Revision> = match ctx.engine.sync().cached(seq) {
-            Some(r) => r,
-            None => {
-                let engine = ctx.engine.clone();
-                tokio::task::spawn_blocking(move || engine.store().revision(seq))
-                    .await
-                    .map_err(|e| Error::Peer(e.to_string()))??
-                    .into()
-            }
-        };
+    let from = *next;
+    let revisions: Vec<Arc<Revision>> = match ctx.engine.sync().cached(from) {
+        Some(r) => vec![r],
+        None => {
+            let engine = ctx.engine.clone();
+            let to = head.seq.min(from + SEND_BURST_REVISIONS as u64 - 1);
+            tokio::task::spawn_blocking(move || engine.store().revisions_between(from, to, SEND_BURST_BYTES))
+                .await
+                .map_err(|e| Error::Peer(e.to_string()))??
+                .into_iter()
+                .map(Arc::new)
+                .collect()
+        }
+    };
+    for rev in revisions {
         let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).map_err(peer_err)?;
         write_frame(wr, &frame).await.map_err(peer_err)?;
-        *next += 1;
+        link.sent(rev.seq, frame.len());
+        *next = rev.seq + 1;
     }
     Ok(())
 }
 
 /// Streams a consistent snapshot in bounded chunks; memory stays at a few chunks whatever the
 /// database size, because the reading thread waits for the socket.
-async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, archive: bool) -> Result<Head> {
+async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, link: &mut Link, archive: bool) -> Result<Head> {
     let (tx, mut rx) = mpsc::channel::<Msg>(2);
     let engine = ctx.engine.clone();
     let producer = tokio::task::spawn_blocking(move || {
@@ -270,6 +329,10 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, archive: bo
     }
     let head = producer.await.map_err(|e| Error::Peer(e.to_string()))??;
     write_msg(wr, &Msg::SnapshotEnd).await.map_err(peer_err)?;
+    // Acknowledged once installed: the Standby's verify and swap get the allowance of a
+    // revision as large as the store.
+    let bytes = std::fs::metadata(ctx.engine.store().path()).map(|m| m.len() as usize).unwrap_or(0);
+    link.sent(head.seq, bytes);
     tracing::info!(seq = head.seq, "full sync sent");
     Ok(head)
 }

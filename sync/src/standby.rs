@@ -6,11 +6,10 @@
 use crate::EngineExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
 use super::branch;
-use super::conn::{spawn_reader, Counted, Inbox, PeerCmd};
+use super::conn::{spawn_reader, spawn_writer, Ack, Counted, Heard, Inbox, Outbox, PeerCmd, Reader};
 use super::pki::node_id_of;
 use super::plan::SyncStatus;
 use super::runtime::{check_hello, connect_member, learn_members, our_hello, role_event, Ctx};
@@ -18,8 +17,13 @@ use super::wire::{read_msg, write_msg, Hello, Member, Msg, WireError};
 use mgha_core::engine::SNAPSHOT_FILE;
 use mgha_core::error::{Error, Result};
 use mgha_core::node::Role;
+use mgha_core::revision::Head;
 use mgha_core::roles::{Action, Event};
 use mgha_core::store::SnapshotBuilder;
+
+/// Most revisions applied in one durable commit; with the inbox's byte bound, what a batch
+/// holds in memory and how long one commit takes stay small.
+const APPLY_BATCH_REVISIONS_MAX: usize = 4096;
 
 fn peer_err(e: WireError) -> Error {
     Error::Peer(e.to_string())
@@ -116,11 +120,17 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     ctx.engine.sync().set_active_hint(Some(hello.name.clone()));
     tracing::info!(active = %hello.name, "following the active");
     let tls = Counted::new(tls, ctx.engine.sync().traffic(hello.node_id));
-    let (rd, mut wr) = tokio::io::split(tls);
-    let (reader, mut rx) = spawn_reader(rd);
+    let (rd, wr) = tokio::io::split(tls);
+    let Reader { task: reader, inbox: mut rx, heard, .. } = spawn_reader(rd);
+    heard.note_active_head(hello.head.seq);
+    let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
+    let heartbeat = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
+    let outbox = spawn_writer(wr, hello.name.clone(), heard.clone(), heartbeat, timeout);
     let (session, mut cmds) = ctx.registry.register(hello.node_id);
     *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) = Some(hello.node_id);
-    let result = follow(ctx, &mut wr, &mut rx, &mut cmds, &hello, sent_damaged).await;
+    let result = follow(ctx, &outbox, &mut rx, &heard, &mut cmds, &hello, sent_damaged).await;
+    // What is queued (a refusal, the last acknowledgement) still goes out, briefly.
+    outbox.close(timeout).await;
     reader.abort();
     // Only forget the upstream and the connection if a newer session has not replaced them.
     if ctx.registry.unregister(hello.node_id, session) {
@@ -137,32 +147,55 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     result
 }
 
+/// Tells the peer table how this node stands against the Active it follows: synchronized only
+/// with the Active's head (as its hello, pings and revisions announced it), lagging by the
+/// distance before that.
+fn report(ctx: &Ctx, hello: &Hello, heard: &Heard) {
+    let ours = ctx.engine.sync().head();
+    let theirs = heard.active_head();
+    let silent = heard.silent_for().as_millis() as u64;
+    ctx.engine.sync().update_peer(hello.node_id, |p| {
+        p.connected = true;
+        if theirs > ours.seq {
+            // Only the height is known of a head not reached yet.
+            p.head = Head { seq: theirs, ..Head::default() };
+            p.status = SyncStatus::Lagging;
+        } else {
+            p.head = ours;
+            p.status = SyncStatus::Synchronized;
+        }
+        p.last_contact_ms = mgha_core::now_ms().saturating_sub(silent);
+    });
+}
+
 /// Processes the Active's messages until the connection ends or this node stops following.
-async fn follow<W: AsyncWrite + Unpin>(
+async fn follow(
     ctx: &Arc<Ctx>,
-    wr: &mut W,
+    outbox: &Outbox,
     rx: &mut Inbox,
+    heard: &Heard,
     cmds: &mut tokio::sync::mpsc::Receiver<PeerCmd>,
     hello: &Hello,
     sent_damaged: bool,
 ) -> Result<()> {
     let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
+    let mut ticker = tokio::time::interval(Duration::from_millis(ctx.cfg.heartbeat_ms.max(10)));
     let mut shutdown = ctx.shutdown.clone();
     let mut snapshot: Option<SnapshotBuilder> = None;
     let mut pending: Option<oneshot::Sender<Result<u64>>> = None;
-    let synced = |ctx: &Ctx| {
-        let head = ctx.engine.sync().head();
-        ctx.engine.sync().update_peer(hello.node_id, |p| {
-            p.connected = true;
-            p.head = head;
-            p.status = SyncStatus::Synchronized;
-            p.last_contact_ms = mgha_core::now_ms();
-        });
+    let ack = |head: Head| {
+        outbox.ack(Ack { seq: head.seq, state_hash: head.state_hash, epoch: ctx.engine.role().1 });
+        report(ctx, hello, heard);
     };
-    synced(ctx);
+    report(ctx, hello, heard);
     let mut roles = ctx.engine.sync().role_changes();
+    // A frame taken from the inbox while gathering a batch, to be handled next.
+    let mut held: Option<std::result::Result<Msg, WireError>> = None;
     loop {
-        let msg = tokio::select! {
+        let msg = if let Some(m) = held.take() {
+            m.map_err(peer_err)?
+        } else {
+            tokio::select! {
             _ = shutdown.changed() => return Ok(()),
             // Fencing without waiting for the next frame (see below).
             _ = roles.changed() => {
@@ -175,19 +208,30 @@ async fn follow<W: AsyncWrite + Unpin>(
             cmd = cmds.recv() => {
                 match cmd {
                     Some(PeerCmd::Forward { target, timeout_ms, reply }) => {
-                        write_msg(wr, &Msg::ChangeoverRequest { target, timeout_ms }).await.map_err(peer_err)?;
+                        outbox.send(Msg::ChangeoverRequest { target, timeout_ms }).await.map_err(peer_err)?;
                         pending = Some(reply);
                     }
-                    Some(PeerCmd::Send(m)) => write_msg(wr, &m).await.map_err(peer_err)?,
+                    Some(PeerCmd::Send(m)) => outbox.send(m).await.map_err(peer_err)?,
                     Some(PeerCmd::Promote { .. }) | None => {}
                 }
                 continue;
             }
-            read = tokio::time::timeout(timeout, rx.recv()) => match read {
-                Err(_) => return Err(Error::Peer(format!("no word from the active for {} ms", timeout.as_millis()))),
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(peer_err(e)),
-                Ok(None) => return Ok(()),
+            _ = outbox.closed() => return Err(Error::Peer("the connection to the active broke while writing".into())),
+            _ = ticker.tick() => {
+                let silent = heard.silent_for();
+                if silent > timeout {
+                    let why = format!("no word from the active {} for {} ms; dropping the connection", hello.name, silent.as_millis());
+                    tracing::warn!(active = %hello.name, "{why}");
+                    return Err(Error::Peer(why));
+                }
+                report(ctx, hello, heard);
+                continue;
+            }
+            read = rx.recv() => match read {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(peer_err(e)),
+                None => return Ok(()),
+            }
             }
         };
         // Fencing: stop following as soon as this node is no longer a Standby of this epoch.
@@ -204,31 +248,53 @@ async fn follow<W: AsyncWrite + Unpin>(
             }
         }
         let reply = match msg {
-            Msg::Revision(w) => {
+            Msg::Revision(first) => {
+                // What already waits in the inbox applies with it, in one durable commit.
+                let mut batch = vec![first];
+                while batch.len() < APPLY_BATCH_REVISIONS_MAX {
+                    match rx.try_recv() {
+                        Some(Ok(Msg::Revision(w))) => batch.push(w),
+                        Some(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
                 let engine = ctx.engine.clone();
                 let applied = tokio::task::spawn_blocking(move || {
-                    let parent = engine.store().head()?.id;
-                    engine.apply_replicated(w.into_revision(parent))
+                    // The wire leaves parents out: each is the id before it, starting from our
+                    // head; the store recomputes every id, so a wrong one is refused.
+                    let mut parent = engine.store().head()?.id;
+                    let revs = batch
+                        .into_iter()
+                        .map(|w| {
+                            let id = w.id;
+                            let rev = w.into_revision(parent);
+                            parent = id;
+                            rev
+                        })
+                        .collect();
+                    engine.apply_replicated_batch(revs)
                 })
                 .await
                 .map_err(|e| Error::Peer(e.to_string()))?;
                 match applied {
                     Ok(head) => {
-                        synced(ctx);
-                        Msg::Ack { seq: head.seq, state_hash: head.state_hash, epoch: ctx.engine.role().1 }
+                        ack(head);
+                        continue;
                     }
                     Err(e) => {
                         // A revision that cannot apply because the store is damaged: the next
                         // hello says so, and the store heals by a full sync.
                         ctx.engine.record_damage(Some(&e));
                         tracing::warn!(error = %e, "refusing a revision from the active");
-                        let _ = write_msg(wr, &Msg::Refuse { reason: e.to_string() }).await;
+                        let _ = outbox.send(Msg::Refuse { reason: e.to_string() }).await;
                         return Err(e);
                     }
                 }
             }
             Msg::IdAt { seq } => Msg::IdAtReply { seq, id: ctx.engine.store().id_at(seq)? },
-            Msg::Ping { nonce } => Msg::Pong { nonce },
             Msg::SnapshotBegin { head, objects, archive } => {
                 let engine = ctx.engine.clone();
                 let builder = tokio::task::spawn_blocking(move || {
@@ -265,13 +331,13 @@ async fn follow<W: AsyncWrite + Unpin>(
                 .await
                 .map_err(|e| Error::Peer(e.to_string()))??;
                 tracing::info!(seq = head.seq, "full sync installed");
-                synced(ctx);
-                Msg::Ack { seq: head.seq, state_hash: head.state_hash, epoch: ctx.engine.role().1 }
+                ack(head);
+                continue;
             }
             Msg::GetRevisions { after, to } => {
                 let revisions = branch::revisions(&ctx.engine.store(), after, to)?;
                 for r in revisions {
-                    write_msg(wr, &Msg::BranchRevision(Box::new(r))).await.map_err(peer_err)?;
+                    outbox.send(Msg::BranchRevision(Box::new(r))).await.map_err(peer_err)?;
                 }
                 Msg::BranchEnd
             }
@@ -282,7 +348,7 @@ async fn follow<W: AsyncWrite + Unpin>(
                 let request = Event::PromoteRequest { from: hello.node_id, epoch, head_matches };
                 let actions = role_event(&ctx.engine, request).await?;
                 if actions.iter().any(|a| matches!(a, Action::ReplyPromoted { .. })) {
-                    write_msg(wr, &Msg::Promoted { epoch }).await.map_err(peer_err)?;
+                    outbox.send(Msg::Promoted { epoch }).await.map_err(peer_err)?;
                     tracing::info!(epoch = %mgha_core::roles::machine::epoch::display(epoch), "promoted: this node is now active");
                     return Ok(());
                 }
@@ -304,7 +370,7 @@ async fn follow<W: AsyncWrite + Unpin>(
             Msg::Refuse { reason } => return Err(Error::Peer(format!("the active refused us: {reason}"))),
             other => return Err(Error::Peer(format!("unexpected message from the active: {other:?}"))),
         };
-        write_msg(wr, &reply).await.map_err(peer_err)?;
+        outbox.send(reply).await.map_err(peer_err)?;
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`FRAME_BYTES_MAX`].
 
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use mgha_core::error::ChangeoverError;
@@ -13,7 +14,8 @@ use mgha_core::revision::{Change, Head, Op, Revision};
 
 /// Version of the peer protocol spoken by this build; peers must speak the same. 2: a forwarded
 /// changeover carries its time budget, and its result a typed refusal. 3: member records carry
-/// a version and a removal mark.
+/// a version and a removal mark, and pings carry the Active's head, so that a Standby knows how
+/// far behind it is.
 pub const PROTOCOL_VERSION: u32 = 3;
 pub use mgha_core::limits::{
     FRAME_BYTES_MAX, FRAME_DEPTH_MAX, FRAME_VALUES_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
@@ -33,6 +35,8 @@ pub enum WireError {
     /// up.
     #[error("frame refused before decoding: {0}")]
     Shape(msgpack_shape::ShapeError),
+    #[error("the peer took no bytes for {ms} ms")]
+    Stalled { ms: u128 },
 }
 
 /// A cluster member as the Active advertises it.
@@ -180,9 +184,14 @@ pub enum Msg {
         objects: Vec<serde_bytes::ByteBuf>,
     },
     SnapshotEnd,
+    /// From the Active, every `heartbeat_ms`: liveness, and its head's height (a Standby is
+    /// synchronized only once it has applied that far).
     Ping {
         nonce: u64,
+        head: u64,
     },
+    /// From a Standby: the nonce of the last ping it saw, sent whenever it wrote nothing else
+    /// for a heartbeat (also while it is busy applying), so the Active knows it is alive.
     Pong {
         nonce: u64,
     },
@@ -318,6 +327,23 @@ pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Msg>, Wi
     read_msg_max(r, FRAME_BYTES_MAX).await
 }
 
+/// Reads one message and says how many payload bytes it took (for byte-bounded queues).
+pub async fn read_msg_sized<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<(Msg, usize)>, WireError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    decode_payload(&payload).map(|m| Some((m, len)))
+}
+
 /// Most bytes of the one frame a peer without a member certificate may send (a join request):
 /// what an unauthenticated client can make a node allocate.
 pub const UNAUTHENTICATED_FRAME_BYTES_MAX: usize = 64 * 1024;
@@ -351,6 +377,30 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Resu
 /// Encodes and writes one message.
 pub async fn write_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &Msg) -> Result<(), WireError> {
     write_frame(w, &encode_frame(msg)?).await
+}
+
+/// Writes one frame, failing with [`WireError::Stalled`] when the peer takes no byte of it for
+/// `stall`: a slow link still gets a large frame through, a peer that stopped reading does not
+/// hold the writer forever. (A timed-out write leaves the stream mid-frame: the caller drops
+/// the connection.)
+pub async fn write_frame_within<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frame: &[u8],
+    stall: Duration,
+) -> Result<(), WireError> {
+    let mut written = 0;
+    while written < frame.len() {
+        match tokio::time::timeout(stall, w.write(&frame[written..])).await {
+            Err(_) => return Err(WireError::Stalled { ms: stall.as_millis() }),
+            Ok(Ok(0)) => return Err(WireError::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(Ok(n)) => written += n,
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+    match tokio::time::timeout(stall, w.flush()).await {
+        Err(_) => Err(WireError::Stalled { ms: stall.as_millis() }),
+        Ok(r) => Ok(r?),
+    }
 }
 
 #[cfg(test)]
@@ -424,7 +474,7 @@ mod tests {
 
     #[test]
     fn partial_frames_need_more_bytes() {
-        let frame = encode_frame(&Msg::Ping { nonce: 9 }).expect("encodes");
+        let frame = encode_frame(&Msg::Ping { nonce: 9, head: 4 }).expect("encodes");
         for cut in 0..frame.len() {
             assert!(decode_frame(&frame[..cut]).expect("no error").is_none());
         }

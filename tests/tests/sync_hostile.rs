@@ -52,7 +52,7 @@ async fn unauthenticated_peer_may_only_join() {
         .connect(member_server_name(), tcp)
         .await
         .expect("TLS without a client certificate is allowed");
-    write_msg(&mut tls, &Msg::Ping { nonce: 1 }).await.expect("write");
+    write_msg(&mut tls, &Msg::Ping { nonce: 1, head: 0 }).await.expect("write");
     let reason = refusal(&mut tls).await.expect("refused");
     assert!(reason.contains("certificate"), "{reason}");
     still_replicates(&c, "u").await;

@@ -10,7 +10,7 @@ use super::tables::*;
 use super::{encode, get_named, get_object, object_from_record, Store};
 use crate::changeset::ChangeInput;
 use crate::error::{Error, Result};
-use crate::limits::{CHANGE_WIRE_VALUES, OBJECT_BYTES_MAX, REVISION_VALUES_MAX};
+use crate::limits::{CHANGE_WIRE_VALUES, OBJECT_BYTES_MAX, REVISION_BYTES_MAX, REVISION_VALUES_MAX};
 use crate::model::validate::{references, resolve_refs, validate_fields, validate_name};
 use crate::model::{FieldKind, Fields, Hash, Object, StateHash, TypeSchema, Uid};
 use crate::revision::{Change, Head, Op, Revision};
@@ -55,7 +55,7 @@ impl Store {
 
     /// Turns administrator changes (names, optional uids) into object versions with every
     /// reference resolved to a uid.
-    fn resolve(&self, txn: &WriteTransaction, changes: &[ChangeInput]) -> Result<Vec<Target>> {
+    pub(super) fn resolve(&self, txn: &WriteTransaction, changes: &[ChangeInput]) -> Result<Vec<Target>> {
         let objects = txn.open_table(OBJECTS)?;
         let names = txn.open_table(NAMES)?;
         let mut overlay: HashMap<Uid, Option<Object>> = HashMap::new();
@@ -397,8 +397,19 @@ impl Store {
                 state_hash: state.to_hash(),
                 changes,
             };
-            txn.open_table(REVISIONS)?.insert(rev.seq, seal(&rev.encode()).as_slice())?;
-            txn.open_table(UNDO)?.insert(rev.seq, seal(&encode(&undo)).as_slice())?;
+            let (rev_bytes, undo_bytes) = (rev.encode(), encode(&undo));
+            // What publishes must replicate (one peer frame) and back up (one backup frame): a
+            // revision over the limit is refused here, on the Active, with nothing committed.
+            let size = rev_bytes.len() + undo_bytes.len();
+            if size > REVISION_BYTES_MAX {
+                return Err(Error::TooLarge {
+                    what: format!("revision {} (its changes and the objects they replace)", rev.seq),
+                    size,
+                    max: REVISION_BYTES_MAX,
+                });
+            }
+            txn.open_table(REVISIONS)?.insert(rev.seq, seal(&rev_bytes).as_slice())?;
+            txn.open_table(UNDO)?.insert(rev.seq, seal(&undo_bytes).as_slice())?;
             meta_table.insert(META_HEAD, encode(&rev.head()).as_slice())?;
             Ok(rev)
         })

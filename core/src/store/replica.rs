@@ -8,64 +8,112 @@ use std::path::{Path, PathBuf};
 use super::record::{self, seal_with};
 use super::tables::*;
 use super::{decode, encode, object_hash, revision_from_record, CommitMeta, Store, Target};
+use crate::changeset::ChangeSet;
 use crate::error::{Error, Result};
 use crate::model::validate::references;
 use crate::model::{Hash, Object, StateHash, Uid};
 use crate::node::NodeState;
+use crate::plugin::PLUGIN_TYPE;
 use crate::revision::{Head, Revision};
 
 impl Store {
     /// Applies the next revision of the Active's history, durably, after checking that it
     /// follows our head and reproduces the Active's id and state hash exactly.
     pub fn apply_replicated(&self, rev: &Revision) -> Result<Head> {
-        self.guard("apply_replicated", || {
-            let txn = self.begin_write()?;
-            let head: Head = read_head(&txn)?;
-            if rev.seq != head.seq + 1 || rev.parent != head.id {
-                return Err(Error::Corrupt(format!(
-                    "revision {} does not follow our head {} ({})",
-                    rev.seq,
-                    head.seq,
-                    head.id.short()
-                )));
-            }
-            let mut targets = Vec::with_capacity(rev.changes.len());
-            {
-                let objects = txn.open_table(OBJECTS)?;
-                for c in &rev.changes {
-                    let current = match objects.get(c.uid.as_bytes().as_slice())? {
-                        Some(v) => Some(object_hash(&c.uid, v.value())?),
-                        None => None,
-                    };
-                    if current != c.before {
-                        return Err(Error::Corrupt(format!(
-                            "revision {}: {} {} is not in the state the Active changed",
-                            rev.seq, c.type_name, c.uid
-                        )));
-                    }
-                    targets.push(Target { uid: c.uid, after: c.after.clone() });
+        let applied = self.apply_replicated_batch(vec![rev.clone()])?;
+        applied.last().map(|r| r.head()).ok_or_else(|| Error::InvalidArgument("no revision to apply".into()))
+    }
+
+    /// Applies a run of the Active's revisions, each checked as [`Store::apply_replicated`]
+    /// checks one, in one durable commit: one fsync for the run instead of one per revision.
+    /// A revision that changes a plugin ends its commit there (the plugins are reloaded before
+    /// the next is validated). Returns the applied revisions; nothing of a commit that fails a
+    /// check is kept.
+    pub fn apply_replicated_batch(&self, revs: Vec<Revision>) -> Result<Vec<Revision>> {
+        self.guard("apply_replicated_batch", || {
+            let mut out = Vec::with_capacity(revs.len());
+            let mut txn = self.begin_write()?;
+            let mut dirty = false;
+            for rev in revs {
+                let applied = self.apply_in(&txn, rev)?;
+                if applied.changes.iter().any(|c| c.type_name == PLUGIN_TYPE) {
+                    self.commit_revision(txn, &applied)?;
+                    txn = self.begin_write()?;
+                    dirty = false;
+                } else {
+                    dirty = true;
                 }
+                out.push(applied);
             }
-            let meta = CommitMeta {
-                author: rev.author.clone(),
-                message: rev.message.clone(),
-                epoch: rev.epoch,
-                time_ms: rev.time_ms,
-            };
-            let applied = self.commit_targets(&txn, &meta, targets)?;
-            if applied.id != rev.id || applied.state_hash != rev.state_hash {
-                return Err(Error::Corrupt(format!(
-                    "revision {} reproduces id {} and state {}, the Active sent {} and {}",
-                    rev.seq,
-                    applied.id.short(),
-                    applied.state_hash.short(),
-                    rev.id.short(),
-                    rev.state_hash.short()
-                )));
+            if dirty {
+                txn.commit()?;
             }
-            self.commit_revision(txn, &applied)?;
-            Ok(applied.head())
+            Ok(out)
         })
+    }
+
+    /// Local publishes in bulk: each change set becomes its own revision (with its own
+    /// message), in order, all in one durable commit. Plugin changes are refused here (each
+    /// must reload the plugins, so they publish one at a time).
+    pub fn publish_batch(&self, meta: &CommitMeta, changesets: &[ChangeSet]) -> Result<Vec<Revision>> {
+        self.guard("publish_batch", || {
+            if changesets.iter().flat_map(|c| c.changes.iter()).any(|c| c.type_name() == PLUGIN_TYPE) {
+                return Err(Error::InvalidArgument("plugins are published one revision at a time".into()));
+            }
+            let txn = self.begin_write()?;
+            let mut out = Vec::with_capacity(changesets.len());
+            for c in changesets {
+                let meta = CommitMeta { message: c.message.clone(), ..meta.clone() };
+                let targets = self.resolve(&txn, &c.changes)?;
+                out.push(self.commit_targets(&txn, &meta, targets)?);
+            }
+            txn.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Checks and applies one replicated revision inside `txn`; returns it as applied.
+    fn apply_in(&self, txn: &WriteTransaction, rev: Revision) -> Result<Revision> {
+        let head: Head = read_head(txn)?;
+        if rev.seq != head.seq + 1 || rev.parent != head.id {
+            return Err(Error::Corrupt(format!(
+                "revision {} does not follow our head {} ({})",
+                rev.seq,
+                head.seq,
+                head.id.short()
+            )));
+        }
+        let mut targets = Vec::with_capacity(rev.changes.len());
+        {
+            let objects = txn.open_table(OBJECTS)?;
+            for c in rev.changes {
+                let current = match objects.get(c.uid.as_bytes().as_slice())? {
+                    Some(v) => Some(object_hash(&c.uid, v.value())?),
+                    None => None,
+                };
+                if current != c.before {
+                    return Err(Error::Corrupt(format!(
+                        "revision {}: {} {} is not in the state the Active changed",
+                        rev.seq, c.type_name, c.uid
+                    )));
+                }
+                // Moved, not copied: a revision of hundreds of MB is held once.
+                targets.push(Target { uid: c.uid, after: c.after });
+            }
+        }
+        let meta = CommitMeta { author: rev.author, message: rev.message, epoch: rev.epoch, time_ms: rev.time_ms };
+        let applied = self.commit_targets(txn, &meta, targets)?;
+        if applied.id != rev.id || applied.state_hash != rev.state_hash {
+            return Err(Error::Corrupt(format!(
+                "revision {} reproduces id {} and state {}, the Active sent {} and {}",
+                rev.seq,
+                applied.id.short(),
+                applied.state_hash.short(),
+                rev.id.short(),
+                rev.state_hash.short()
+            )));
+        }
+        Ok(applied)
     }
 
     /// Copies this node's own records (identity, role, members, join keys) into `other`: a
@@ -95,6 +143,31 @@ impl Store {
             txn.commit()?;
             Ok(())
         })
+    }
+
+    /// Revisions `from ..= to` from one read snapshot, stopping after the one that brings the
+    /// records read to `max_bytes` (so at least one): what the Active sends a Standby that is
+    /// behind, read in runs rather than one transaction per revision.
+    pub fn revisions_between(&self, from: u64, to: u64, max_bytes: usize) -> Result<Vec<Revision>> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(REVISIONS)?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (expected, entry) in (from..).zip(table.range(from..=to)?) {
+            let (k, v) = entry?;
+            if k.value() != expected {
+                break;
+            }
+            bytes += v.value().len();
+            out.push(revision_from_record(k.value(), v.value())?);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        if out.is_empty() && from <= to {
+            return Err(self.missing_revision(&txn, from)?);
+        }
+        Ok(out)
     }
 
     /// Our revision id at `seq`, if that revision is in our log (or is the floor).

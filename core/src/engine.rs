@@ -14,7 +14,7 @@ use crate::replication::{Detached, Replication};
 use crate::revision::{Head, Revision};
 use crate::roles::{Action as RoleAction, Event as RoleEvent, Refusal, RoleMachine};
 use crate::session::{Seen, Sessions};
-use crate::status::{FailoverStatus, PeerStatus, SyncStatus};
+use crate::status::{FailoverStatus, PeerStatus, StoreFault, SyncStatus};
 use crate::store::tables::name_key;
 use crate::store::{CommitMeta, Store, STORE_FILE};
 
@@ -36,6 +36,9 @@ pub struct Status {
     /// The damage the last full check or scrub found in the store, until one passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damage: Option<String>,
+    /// Why the store cannot write, from a failed commit until one succeeds again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_fault: Option<StoreFault>,
     /// Automatic failover: the mode, the arbiter and its members (absent in manual mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverStatus>,
@@ -172,6 +175,35 @@ impl Engine {
         report
     }
 
+    /// Why the store cannot write, from a failed commit until a commit (or a write probe)
+    /// succeeds again. The store reopens itself after such a failure ([`Store::fault`]).
+    pub fn store_fault(&self) -> Option<StoreFault> {
+        self.store().fault()
+    }
+
+    /// While the store has a fault, tries whether it can write again ([`Store::probe_write`]);
+    /// returns the fault that remains, if any.
+    pub fn probe_write(&self) -> Option<StoreFault> {
+        let store = self.store();
+        if let Err(e) = store.probe_write() {
+            tracing::debug!(error = %e, "the store still cannot write");
+        }
+        store.fault()
+    }
+
+    /// After a commit failed to write: the store reopened itself, and a commit whose final
+    /// flush failed may still have landed, so whatever replicates this engine learns the head
+    /// the file holds.
+    fn after_failed_commit(&self, e: &Error) {
+        if crate::store::write_fault_kind(e).is_none() {
+            return;
+        }
+        match self.store().head() {
+            Ok(head) => self.replication.committed(None, head),
+            Err(e) => tracing::warn!(error = %e, "cannot read the head after a failed write"),
+        }
+    }
+
     /// What replicates this engine ([`Detached`] when nothing does).
     pub fn replication(&self) -> &Arc<dyn Replication> {
         &self.replication
@@ -201,6 +233,7 @@ impl Engine {
             active: self.replication.active_hint(),
             peers: self.peers_with_lag()?,
             damage: self.damage(),
+            store_fault: self.store_fault(),
             failover: self.replication.failover(),
         })
     }
@@ -381,7 +414,7 @@ impl Engine {
                 epoch: roles.epoch,
                 time_ms: crate::now_ms(),
             };
-            let rev = commit(&self.store(), &meta)?;
+            let rev = commit(&self.store(), &meta).inspect_err(|e| self.after_failed_commit(e))?;
             self.after_publish(&rev);
             rev
         };
@@ -475,7 +508,7 @@ impl Engine {
 
     /// Applies a revision received from the Active (Standby side).
     pub fn apply_replicated(&self, rev: Revision) -> Result<Head> {
-        let head = self.store().apply_replicated(&rev)?;
+        let head = self.store().apply_replicated(&rev).inspect_err(|e| self.after_failed_commit(e))?;
         self.replication.committed(Some(Arc::new(rev)), head);
         Ok(head)
     }

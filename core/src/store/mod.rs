@@ -7,6 +7,7 @@ mod branches;
 mod check;
 mod commit;
 mod cycles;
+mod fault;
 mod history;
 mod plugins;
 mod read;
@@ -15,9 +16,9 @@ mod replica;
 mod scrub;
 pub mod tables;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableTable};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::limits::STORE_CACHE_BYTES;
@@ -30,6 +31,7 @@ use tables::*;
 pub use branches::{Branch, Resolution as BranchResolution};
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
+pub(crate) use fault::write_fault_kind;
 pub use replica::SnapshotBuilder;
 pub use scrub::{ScrubBatch, ScrubCursor};
 
@@ -38,10 +40,13 @@ pub const STORE_FILE: &str = "mgha.redb";
 
 /// The revisioned configuration store of one node.
 pub struct Store {
-    db: Database,
+    /// `None` while closed: a failed write closed it and reopening failed (see `fault.rs`).
+    db: RwLock<Option<Database>>,
     path: PathBuf,
     /// The known types and loaded plugins; swapped whole after a revision changes plugins.
     plugins: RwLock<Arc<PluginRegistry>>,
+    /// The last write failure, until a commit succeeds again.
+    fault: Mutex<fault::FaultState>,
 }
 
 impl std::fmt::Debug for Store {
@@ -60,12 +65,8 @@ impl Store {
         // from the first byte.
         drop(crate::private::create_file(path)?);
         let db = builder().create(path).map_err(|e| map_open_error(path, e))?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-            plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
-        };
-        let txn = store.db.begin_write()?;
+        let store = Store::from_db(db, path);
+        let txn = store.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
             meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
@@ -79,7 +80,7 @@ impl Store {
             txn.open_table(REVISIONS)?;
             txn.open_table(UNDO)?;
         }
-        txn.commit()?;
+        store.commit_txn(txn)?;
         Ok(store)
     }
 
@@ -89,11 +90,7 @@ impl Store {
             return Err(Error::NotFound(format!("store at {}", path.display())));
         }
         let db = builder().open(path).map_err(|e| map_open_error(path, e))?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-            plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
-        };
+        let store = Store::from_db(db, path);
         let format = store.meta_raw(META_FORMAT)?;
         let version = format
             .as_deref()
@@ -108,6 +105,15 @@ impl Store {
         }
         store.reload_plugins()?;
         Ok(store)
+    }
+
+    fn from_db(db: Database, path: &Path) -> Store {
+        Store {
+            db: RwLock::new(Some(db)),
+            path: path.to_path_buf(),
+            plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
+            fault: Mutex::new(fault::FaultState::default()),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -127,9 +133,9 @@ impl Store {
     /// Persists this node's identity and role. Only the engine calls it, under its role lock
     /// (`Engine::role_event`, `Engine::set_designation`): role and epoch change nowhere else.
     pub(crate) fn set_node(&self, node: &NodeState) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(META)?.insert(META_NODE, encode(node).as_slice())?;
-        txn.commit()?;
+        self.commit_txn(txn)?;
         Ok(())
     }
 
@@ -153,7 +159,7 @@ impl Store {
     where
         T: serde::de::DeserializeOwned + serde::Serialize + Default,
     {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let out = {
             let mut table = txn.open_table(META)?;
             let mut value: T = match table.get(key)? {
@@ -164,20 +170,12 @@ impl Store {
             table.insert(key, encode(&value).as_slice())?;
             out
         };
-        txn.commit()?;
+        self.commit_txn(txn)?;
         Ok(out)
     }
 
-    pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
-        Ok(self.db.begin_read()?)
-    }
-
-    pub(crate) fn begin_write(&self) -> Result<WriteTransaction> {
-        Ok(self.db.begin_write()?)
-    }
-
     fn meta_raw(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(META)?;
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }

@@ -41,13 +41,18 @@ impl Store {
     /// registry before any other commit can take one.
     pub(crate) fn commit_revision(&self, txn: WriteTransaction, rev: &Revision) -> Result<()> {
         if !rev.changes.iter().any(|c| c.type_name == PLUGIN_TYPE) {
-            txn.commit()?;
+            self.commit_txn(txn)?;
             return Ok(());
         }
         let mut slot = self.plugins.write().unwrap_or_else(|p| p.into_inner());
-        txn.commit()?;
-        *slot = Arc::new(slot.reload(&self.plugin_objects()?));
-        Ok(())
+        let committed = self.commit_recording(txn);
+        if committed.is_ok() {
+            *slot = Arc::new(slot.reload(&self.plugin_objects()?));
+        }
+        drop(slot);
+        // Reopening reloads the registry from what the file holds, so it waits for the lock.
+        self.reopen_after(&committed);
+        committed
     }
 
     /// Every stored `plugin` object, by name.
@@ -88,7 +93,7 @@ impl Store {
                 }
             }
         }
-        txn.commit()?;
+        self.commit_txn(txn)?;
         Ok(())
     }
 }

@@ -89,7 +89,7 @@ impl Store {
                 }
             }
         }
-        txn.commit()?;
+        other.commit_txn(txn)?;
         Ok(())
     }
 
@@ -169,7 +169,7 @@ impl SnapshotBuilder {
                 self.objects += 1;
             }
         }
-        txn.commit()?;
+        self.store.commit_txn(txn)?;
         Ok(())
     }
 
@@ -192,7 +192,7 @@ impl SnapshotBuilder {
             meta.insert(META_HEAD, encode(&self.head).as_slice())?;
             meta.insert(META_FLOOR, encode(&self.head).as_slice())?;
         }
-        txn.commit()?;
+        self.store.commit_txn(txn)?;
         Ok(self.path)
     }
 }

@@ -196,6 +196,13 @@ pub fn status(s: &StatusBody, via: &str) -> String {
     if let Some(d) = &s.damage {
         t.row(vec!["DAMAGED".into(), format!("{d}; `mgha check` lists it again (docs/storage.md)")]);
     }
+    if let Some(f) = &s.store_fault {
+        let state = if f.reopened { "reopened; writes are retried" } else { "closed; reopening is retried" };
+        t.row(vec![
+            "CANNOT WRITE".into(),
+            format!("{}: {} (since {}, store {state})", f.kind, f.error, time(f.since_ms)),
+        ]);
+    }
     if s.node.role == "standby" {
         let follows = s.active.as_ref().map_or("no active node found yet".into(), |a| format!("the active node '{a}'"));
         t.row(vec!["follows".into(), follows]);
@@ -260,7 +267,10 @@ pub fn peers(peers: &[PeerBody], now_ms: u64) -> String {
             p.role.clone().unwrap_or_else(|| "?".into()),
             epoch(p.epoch),
             format!("{} ({})", p.head.seq, p.head.id.get(..8).unwrap_or(&p.head.id)),
-            sync_status(&p.status),
+            match &p.apply_error {
+                Some(cause) => format!("{} ({cause})", sync_status(&p.status)),
+                None => sync_status(&p.status),
+            },
             lag,
             ago(now_ms, p.last_contact_ms),
         ]);

@@ -102,6 +102,16 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     let (session, mut cmds) = ctx.registry.register(hello.node_id);
     *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) = Some(hello.node_id);
     let result = follow(ctx, &mut wr, &mut rx, &mut cmds, &hello).await;
+    if let Err(e) = &result {
+        if let Some(cause) = apply_failure(e) {
+            tracing::warn!(active = %hello.name, %cause, "cannot store what the active sends; will try again");
+            ctx.engine.sync().update_peer(hello.node_id, |p| {
+                p.status = SyncStatus::ApplyFailing;
+                p.apply_error = Some(cause.clone());
+            });
+            let _ = write_msg(&mut wr, &Msg::ApplyFailing { cause }).await;
+        }
+    }
     reader.abort();
     // Only forget the upstream and the connection if a newer session has not replaced them.
     if ctx.registry.unregister(hello.node_id, session) {
@@ -112,10 +122,25 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
         drop(upstream);
         ctx.engine.sync().update_peer(hello.node_id, |p| {
             p.connected = false;
-            p.status = SyncStatus::Unreachable;
+            // Failing to apply is this node's own state, not the link's: it stays shown.
+            if p.status != SyncStatus::ApplyFailing {
+                p.status = SyncStatus::Unreachable;
+            }
         });
     }
     result
+}
+
+/// Why this node could not store what the Active sent, when that is the cause of `e`: a
+/// failure of its own disk (code `io`), as opposed to a refused revision or a broken link.
+fn apply_failure(e: &Error) -> Option<String> {
+    if e.code() != mgha_core::error::ErrorCode::Io {
+        return None;
+    }
+    Some(match mgha_core::store::write_fault_kind(e) {
+        Some(kind) => format!("{kind}: {e}"),
+        None => e.to_string(),
+    })
 }
 
 /// Processes the Active's messages until the connection ends or this node stops following.
@@ -132,10 +157,15 @@ async fn follow<W: AsyncWrite + Unpin>(
     let mut pending: Option<oneshot::Sender<Result<u64>>> = None;
     let synced = |ctx: &Ctx| {
         let head = ctx.engine.sync().head();
+        // Until a commit succeeds again, a store that failed to apply is still failing.
+        let failing = ctx.engine.store_fault().is_some();
         ctx.engine.sync().update_peer(hello.node_id, |p| {
             p.connected = true;
             p.head = head;
-            p.status = SyncStatus::Synchronized;
+            if !(failing && p.status == SyncStatus::ApplyFailing) {
+                p.status = SyncStatus::Synchronized;
+                p.apply_error = None;
+            }
             p.last_contact_ms = mgha_core::now_ms();
         });
     };
@@ -189,6 +219,8 @@ async fn follow<W: AsyncWrite + Unpin>(
                         synced(ctx);
                         Msg::Ack { seq: head.seq, state_hash: head.state_hash, epoch: ctx.engine.role().1 }
                     }
+                    // A failure to store it is reported by the caller (`ApplyFailing`).
+                    Err(e) if apply_failure(&e).is_some() => return Err(e),
                     Err(e) => {
                         tracing::warn!(error = %e, "refusing a revision from the active");
                         let _ = write_msg(wr, &Msg::Refuse { reason: e.to_string() }).await;

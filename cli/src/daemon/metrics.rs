@@ -441,10 +441,11 @@ mod tests {
             "mgha_peer_status{peer=\"b\",status=\"lagging\"} 1\n",
             "mgha_peer_status{peer=\"b\",status=\"synchronized\"} 0\n",
             "mgha_peer_status{peer=\"c\\\"q\",status=\"unreachable\"} 1\n",
+            "mgha_peer_status{peer=\"b\",status=\"apply-failing\"} 0\n",
         ] {
             assert!(text.contains(line), "{line} missing from {text}");
         }
-        assert_eq!(text.matches("mgha_peer_status{peer=\"b\"").count(), 6, "one series per status");
+        assert_eq!(text.matches("mgha_peer_status{peer=\"b\"").count(), SYNC_STATUSES.len(), "one series per status");
         let build = format!("mgha_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"));
         assert!(text.contains(&build), "{text}");
         assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"), "{text}");

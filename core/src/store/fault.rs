@@ -190,7 +190,7 @@ impl Store {
 
 /// The kind of write failure `e` is, if it is one: an I/O error from the storage, or redb's
 /// refusal after one.
-pub(crate) fn write_fault_kind(e: &Error) -> Option<WriteFaultKind> {
+pub fn write_fault_kind(e: &Error) -> Option<WriteFaultKind> {
     match e {
         Error::Storage(redb::Error::Io(io)) => Some(io_fault_kind(io)),
         Error::Storage(redb::Error::PreviousIo | redb::Error::DatabaseClosed) => Some(WriteFaultKind::Io),

@@ -31,7 +31,7 @@ use tables::*;
 pub use branches::{Branch, Resolution as BranchResolution};
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
-pub(crate) use fault::write_fault_kind;
+pub use fault::write_fault_kind;
 pub use replica::SnapshotBuilder;
 pub use scrub::{ScrubBatch, ScrubCursor};
 

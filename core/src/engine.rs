@@ -219,13 +219,17 @@ impl Engine {
         &self.dir
     }
 
+    /// This node's record, with the role and epoch the role machine holds: the record may lag
+    /// them when a step-down could not be written (`role_event`).
     pub fn node(&self) -> Result<NodeState> {
-        self.store().node()
+        let mut node = self.store().node()?;
+        (node.role, node.epoch) = self.role();
+        Ok(node)
     }
 
     pub fn status(&self) -> Result<Status> {
         Ok(Status {
-            node: self.store().node()?,
+            node: self.node()?,
             head: self.store().head()?,
             floor: self.store().floor()?,
             objects: self.store().count()?,
@@ -475,10 +479,22 @@ impl Engine {
         for a in &actions {
             if let RoleAction::Persist { role, epoch } = a {
                 let store = self.store();
-                let mut node = store.node()?;
-                node.role = *role;
-                node.epoch = *epoch;
-                store.set_node(&node)?;
+                let persisted = store.node().and_then(|mut node| {
+                    node.role = *role;
+                    node.epoch = *epoch;
+                    store.set_node(&node)
+                });
+                if let Err(e) = persisted {
+                    // A node whose store cannot write (a full disk) cannot record a step-down
+                    // (or a Standby a higher epoch) either. Being a Standby is safe unrecorded: it
+                    // publishes nothing; after a restart an arbitrated node publishes nothing
+                    // until the arbiter confirms it, and any node meets the higher epoch again.
+                    let step_down = *role == Role::Standby && *epoch >= guard.epoch;
+                    if !(step_down && store.fault().is_some()) {
+                        return Err(e);
+                    }
+                    tracing::error!(error = %e, "stepping down without recording it: the store cannot write");
+                }
             }
         }
         let changed = (guard.role, guard.epoch) != (next.role, next.epoch);

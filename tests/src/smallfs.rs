@@ -10,19 +10,31 @@ use std::process::Command;
 /// File that [`SmallFs::fill`] writes and [`SmallFs::free`] deletes.
 const FILLER: &str = "filler";
 
-/// A mounted tmpfs; dropping it unmounts it and removes its mount point.
+/// A mounted tmpfs; dropping it unmounts it (and removes a mount point it made).
 #[derive(Debug)]
 pub struct SmallFs {
-    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    /// The temporary mount point of [`SmallFs::mount`], removed once unmounted.
+    owned: Option<tempfile::TempDir>,
 }
 
 impl SmallFs {
     /// Mounts a tmpfs of `bytes` on a new temporary directory, or says why it cannot.
     pub fn mount(bytes: u64) -> Result<SmallFs, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+        let mut fs = SmallFs::mount_at(dir.path(), bytes)?;
+        fs.owned = Some(dir);
+        Ok(fs)
+    }
+
+    /// Mounts a tmpfs of `bytes` on `path` (created if missing; it should be empty), or says why
+    /// it cannot. A node's data directory can be the mount point itself, so that its log, kept
+    /// beside it, stays writable.
+    pub fn mount_at(path: &Path, bytes: u64) -> Result<SmallFs, String> {
+        std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0700"), "tmpfs"])
-            .arg(dir.path())
+            .arg(path)
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if !out.status.success() {
@@ -32,13 +44,12 @@ impl SmallFs {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        Ok(SmallFs { dir: Some(dir) })
+        Ok(SmallFs { path: path.to_path_buf(), owned: None })
     }
 
     /// The mount point.
     pub fn path(&self) -> &Path {
-        // Only Drop takes the directory.
-        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))
+        &self.path
     }
 
     /// Fills the filesystem with a filler file until a write fails for lack of space, then
@@ -70,15 +81,12 @@ impl SmallFs {
 
 impl Drop for SmallFs {
     fn drop(&mut self) {
-        let Some(dir) = self.dir.take() else {
-            return;
-        };
-        let unmounted = Command::new("umount").arg(dir.path()).status().is_ok_and(|s| s.success());
+        let unmounted = Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success());
         if !unmounted {
             // A process of the test may still hold a file open: detach it now, it goes when
             // that process does.
-            let _ = Command::new("umount").arg("-l").arg(dir.path()).status();
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
         }
-        drop(dir);
+        drop(self.owned.take());
     }
 }

@@ -10,13 +10,35 @@
 //! while nothing else commits.
 
 use redb::{Database, ReadTransaction, TableDefinition, WriteTransaction};
-use std::sync::MutexGuard;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::{builder, map_open_error, Store};
 use crate::error::{Error, Result};
 use crate::limits::{STORE_REOPEN_RETRY_MS, STORE_WRITE_PROBE_BYTES};
 use crate::status::{StoreFault, WriteFaultKind};
+
+/// A write transaction of the store, holding its writer lock (`begin_write`).
+pub(crate) struct Txn<'a> {
+    txn: WriteTransaction,
+    _writer: MutexGuard<'a, ()>,
+}
+
+impl std::ops::Deref for Txn<'_> {
+    type Target = WriteTransaction;
+    fn deref(&self) -> &WriteTransaction {
+        &self.txn
+    }
+}
+
+impl std::ops::DerefMut for Txn<'_> {
+    fn deref_mut(&mut self) -> &mut WriteTransaction {
+        &mut self.txn
+    }
+}
+
+/// The store's writer lock: held by every write transaction, and by a reopen.
+pub(super) type WriterLock = Mutex<()>;
 
 /// The table of the write probe: one record, written and removed again by each probe.
 const PROBE: TableDefinition<&str, &[u8]> = TableDefinition::new("write_probe");
@@ -46,8 +68,26 @@ impl Store {
         self.with_db(|db| db.begin_read())
     }
 
-    pub(crate) fn begin_write(&self) -> Result<WriteTransaction> {
-        self.with_db(|db| db.begin_write())
+    /// Begins a write transaction. It holds the store's writer lock until it commits or drops,
+    /// so that a reopen never closes the database under a live write (redb would then defer the
+    /// close, and the reopen would find the file still locked).
+    pub(crate) fn begin_write(&self) -> Result<Txn<'_>> {
+        for _ in 0..2 {
+            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            {
+                let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+                if let Some(db) = db.as_ref() {
+                    match db.begin_write() {
+                        Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {}
+                        Ok(txn) => return Ok(Txn { txn, _writer: writer }),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            drop(writer);
+            self.reopen()?;
+        }
+        Err(self.closed_error("the store failed again right after it was reopened"))
     }
 
     /// Runs `begin` on the open database. A database that an earlier failure closed, or that
@@ -70,7 +110,7 @@ impl Store {
 
     /// Commits `txn` durably. A failure to write records the fault and reopens the database,
     /// so that the next transaction starts on a clean handle; a success clears the fault.
-    pub(crate) fn commit_txn(&self, txn: WriteTransaction) -> Result<()> {
+    pub(crate) fn commit_txn(&self, txn: Txn<'_>) -> Result<()> {
         let committed = self.commit_recording(txn);
         self.reopen_after(&committed);
         committed
@@ -78,7 +118,8 @@ impl Store {
 
     /// [`Store::commit_txn`] without the reopen, for a caller that holds a lock the reopen
     /// takes (the plugin registry): it calls [`Store::reopen_after`] once it let go.
-    pub(super) fn commit_recording(&self, txn: WriteTransaction) -> Result<()> {
+    pub(super) fn commit_recording(&self, txn: Txn<'_>) -> Result<()> {
+        let Txn { txn, _writer } = txn;
         match txn.commit() {
             Ok(()) => {
                 if let Some(fault) = self.fault_state().fault.take() {
@@ -118,6 +159,8 @@ impl Store {
     /// New transactions wait meanwhile (they need the database lock this holds); transactions
     /// already running fail (redb: "database closed"), as they would have on the failed handle.
     fn reopen(&self) -> Result<()> {
+        // No write transaction is alive while this is held (see `begin_write`).
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         let failed_lately = self.fault_state().reopen_failed.clone();
         if let Some((at, why)) = failed_lately {
@@ -131,38 +174,37 @@ impl Store {
                 tracing::debug!(error = %e, "closing the failed store handle");
             }
         }
-        let opened = builder().open(&self.path).map_err(|e| map_open_error(&self.path, e));
-        let opened = match opened {
-            Ok(db) => {
-                *slot = Some(db);
-                drop(slot);
-                self.quick_check().and_then(|_| self.reload_plugins())
-            }
-            Err(e) => Err(e),
-        };
-        let mut state = self.fault_state();
-        match opened {
-            Ok(()) => {
-                state.reopen_failed = None;
-                if let Some(f) = state.fault.as_mut() {
-                    f.reopened = true;
-                }
-                tracing::warn!(store = %self.path.display(), "reopened the store after a failed write");
-                Ok(())
-            }
+        match builder().open(&self.path) {
+            Ok(db) => *slot = Some(db),
             Err(e) => {
-                // Verification failed or the open did: nothing is served from this file until a
-                // reopen succeeds, as `Engine::open` would refuse it.
-                drop(state);
-                *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
-                let mut state = self.fault_state();
-                state.reopen_failed = Some((Instant::now(), e.to_string()));
-                if let Some(f) = state.fault.as_mut() {
-                    f.reopened = false;
-                }
-                Err(e)
+                drop(slot);
+                return Err(self.reopen_failed(map_open_error(&self.path, e)));
             }
         }
+        drop(slot);
+        if let Err(e) = self.quick_check().and_then(|_| self.reload_plugins()) {
+            // Nothing is served from a file that fails its verification, as `Engine::open`
+            // would refuse it.
+            *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+            return Err(self.reopen_failed(e));
+        }
+        let mut state = self.fault_state();
+        state.reopen_failed = None;
+        if let Some(f) = state.fault.as_mut() {
+            f.reopened = true;
+        }
+        tracing::warn!(store = %self.path.display(), "reopened the store after a failed write");
+        Ok(())
+    }
+
+    /// Records that reopening failed with `e` (the store stays closed), and returns `e`.
+    fn reopen_failed(&self, e: Error) -> Error {
+        let mut state = self.fault_state();
+        state.reopen_failed = Some((Instant::now(), e.to_string()));
+        if let Some(f) = state.fault.as_mut() {
+            f.reopened = false;
+        }
+        e
     }
 
     /// The error of an operation on a store that is closed after a failed write.

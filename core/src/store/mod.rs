@@ -47,6 +47,8 @@ pub struct Store {
     plugins: RwLock<Arc<PluginRegistry>>,
     /// The last write failure, until a commit succeeds again.
     fault: Mutex<fault::FaultState>,
+    /// Held by every write transaction and by a reopen (see `fault.rs`).
+    writer: fault::WriterLock,
 }
 
 impl std::fmt::Debug for Store {
@@ -113,6 +115,7 @@ impl Store {
             path: path.to_path_buf(),
             plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
             fault: Mutex::new(fault::FaultState::default()),
+            writer: Mutex::new(()),
         }
     }
 

@@ -5,7 +5,7 @@
 //! its write transaction began, so no commit ever validates against plugins older than the state
 //! it writes on.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::ReadableTable;
 use std::sync::Arc;
 
 use super::tables::*;
@@ -39,7 +39,7 @@ impl Store {
 
     /// Commits the transaction that wrote `rev`; when it changed plugins, swaps in the new
     /// registry before any other commit can take one.
-    pub(crate) fn commit_revision(&self, txn: WriteTransaction, rev: &Revision) -> Result<()> {
+    pub(crate) fn commit_revision(&self, txn: super::fault::Txn<'_>, rev: &Revision) -> Result<()> {
         if !rev.changes.iter().any(|c| c.type_name == PLUGIN_TYPE) {
             self.commit_txn(txn)?;
             return Ok(());

@@ -105,6 +105,8 @@ pub struct Scale {
     pub build_objects_per_revision: usize,
     /// Objects changed by the revision that is diffed.
     pub diff_changes: usize,
+    /// Gets by name over the large store, for the read rate and the cost of verification.
+    pub gets: usize,
 }
 
 impl Scale {
@@ -119,6 +121,7 @@ impl Scale {
             large_objects: 1_000_000,
             build_objects_per_revision: 10_000,
             diff_changes: 10_000,
+            gets: 100_000,
         }
     }
 
@@ -133,6 +136,7 @@ impl Scale {
             large_objects: 10_000,
             build_objects_per_revision: 1_000,
             diff_changes: 100,
+            gets: 1_000,
         }
     }
 }

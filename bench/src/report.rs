@@ -60,6 +60,8 @@ pub enum Unit {
     Bytes,
     /// A plain number of events (publishes lost per failover), printed without a unit.
     Count,
+    /// A share of another figure, in percent.
+    Percent,
 }
 
 impl Unit {
@@ -73,6 +75,7 @@ impl Unit {
             Unit::Times => "x",
             Unit::Bytes => "B",
             Unit::Count => "",
+            Unit::Percent => "%",
         }
     }
 
@@ -86,6 +89,7 @@ impl Unit {
             Unit::Times => format!("{v:.2}"),
             Unit::Bytes => format!("{v:.0}"),
             Unit::Count => format!("{v:.2}"),
+            Unit::Percent => format!("{v:.2}"),
         };
         if self.symbol().is_empty() {
             return n;

@@ -11,6 +11,7 @@ use anyhow::{ensure, Context};
 use mgha_core::backup::{restore_backup, verify_backup, write_backup};
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::limits::STORE_CACHE_BYTES;
+use mgha_core::store::record;
 use mgha_core::store::STORE_FILE;
 use mgha_core::NodeState;
 
@@ -32,6 +33,9 @@ const RSS_GROWTH_MAX: f64 = 2.0;
 /// Reading the whole store may take the page cache (mgha_core::limits::STORE_CACHE_BYTES) and
 /// as much again for everything else, whatever the store's size.
 const CHECK_PEAK_MIB_MAX: f64 = 2.0 * STORE_CACHE_BYTES as f64 / MIB;
+/// Verifying what is read (the seal of each record) may cost at most this share of a get or a
+/// publish.
+const VERIFY_SHARE_PERCENT_MAX: f64 = 5.0;
 const PG_P50_MS: f64 = 0.44;
 const PG_P99_MS: f64 = 0.66;
 const PG_OBJECTS_PER_S: f64 = 14_000.0;
@@ -55,6 +59,7 @@ pub fn run(scratch: &Path, scale: Scale, quick: bool) -> anyhow::Result<Report> 
     log(&format!("building the {}-object store", scale.large_objects));
     let large = build(&scratch.join("large"), scale.large_objects, scale, true)?;
     build_rows(&large, scale, &mut rows);
+    let scattered_rate = large.scattered_rate;
 
     log("open, memory and diff, in a fresh process");
     let small_probe = probe::measure(&small.dir)?;
@@ -68,7 +73,7 @@ pub fn run(scratch: &Path, scale: Scale, quick: bool) -> anyhow::Result<Report> 
     open_rows(&small_probe, &large_probe, scale, &mut rows);
 
     log("backup, verify and restore of the large store");
-    backup(scratch, &large.dir, scale, &mut rows)?;
+    backup(scratch, &large.dir, scale, scattered_rate, &mut rows)?;
     log("done");
     machine.finish();
 
@@ -359,8 +364,65 @@ fn scrub_rows(engine: &Engine, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Gets by name spread over the large store, and what verifying them costs: each get checks the
+/// seal of the object it reads (a blake3 of the record) and that the name index reached the
+/// object named. The seal checks alone are timed over the same records in the same run, and
+/// their share of a get reported. A scattered update publish checks two seals per object it
+/// replaces (the lookup by name and the version it replaces), whose share of the scattered
+/// publish rate is reported too.
+fn read_rows(engine: &Engine, scale: Scale, scattered_rate: Option<f64>, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let n = scale.gets.min(scale.large_objects).max(1);
+    let stride = (scale.large_objects / n).max(1);
+    let names: Vec<String> = (0..n).map(|k| format!("host-{:08}", k * stride)).collect();
+    let store = engine.store();
+    let t = Instant::now();
+    let mut objects = Vec::with_capacity(n);
+    for name in &names {
+        objects.push(store.get("host", name)?);
+    }
+    let get_s = t.elapsed().as_secs_f64();
+    let records: Vec<Vec<u8>> = objects.iter().map(|o| record::seal(&o.encode())).collect();
+    let t = Instant::now();
+    let mut payload_bytes = 0usize;
+    for r in &records {
+        payload_bytes += std::hint::black_box(record::unseal(r, String::new)?.0.len());
+    }
+    let unseal_s = t.elapsed().as_secs_f64();
+    ensure!(payload_bytes > 0, "no record verified");
+    rows.push(Row::new(
+        "get.rate",
+        format!("get by name, {n} objects spread over {} objects", scale.large_objects),
+        n as f64 / get_s,
+        Unit::ObjectsPerSecond,
+    ));
+    rows.push(
+        Row::new("get.verify_share", "get: share of the seal check", 100.0 * unseal_s / get_s, Unit::Percent)
+            .goal(Goal::AtMost(VERIFY_SHARE_PERCENT_MAX)),
+    );
+    if let Some(rate) = scattered_rate {
+        let per_object_s = 1.0 / rate;
+        let checks_s = 2.0 * unseal_s / n as f64;
+        rows.push(
+            Row::new(
+                "publish.verify_share",
+                format!("publish, {} scattered updates/revision: share of the seal checks", scale.batch_objects),
+                100.0 * checks_s / per_object_s,
+                Unit::Percent,
+            )
+            .goal(Goal::AtMost(VERIFY_SHARE_PERCENT_MAX)),
+        );
+    }
+    Ok(())
+}
+
 /// Backup of the large store to a file (flushed to disk), then verify and restore of that file.
-fn backup(scratch: &Path, store_dir: &Path, scale: Scale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+fn backup(
+    scratch: &Path,
+    store_dir: &Path,
+    scale: Scale,
+    scattered_rate: Option<f64>,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
     let path = scratch.join("large.mghabak");
     let engine = mgha_sync::open_engine(store_dir, EngineOptions::default())?;
     let t = Instant::now();
@@ -369,6 +431,7 @@ fn backup(scratch: &Path, store_dir: &Path, scale: Scale, rows: &mut Vec<Row>) -
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let write_s = t.elapsed().as_secs_f64();
     scrub_rows(&engine, rows)?;
+    read_rows(&engine, scale, scattered_rate, rows)?;
     drop(engine);
 
     let t = Instant::now();

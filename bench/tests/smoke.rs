@@ -34,6 +34,9 @@ const ROWS: &[(&str, &str)] = &[
     ("scrub.records", "scrub, unpaced: records verified"),
     ("scrub.bytes", "scrub, unpaced: bytes verified"),
     ("check.full", "full check (state hash recomputed)"),
+    ("get.rate", "get by name"),
+    ("get.verify_share", "get: share of the seal check"),
+    ("publish.verify_share", "publish, 100 scattered updates/revision: share of the seal checks"),
 ];
 
 fn bench(dir: &Path, extra: &[&str]) -> String {

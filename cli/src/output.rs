@@ -205,6 +205,13 @@ pub fn status(s: &StatusBody, via: &str) -> String {
     if let Some(a) = &s.archived {
         t.row(vec!["archived".into(), format!("the damaged store was set aside as {a}")]);
     }
+    if let Some(f) = &s.store_fault {
+        let state = if f.reopened { "reopened; writes are retried" } else { "closed; reopening is retried" };
+        t.row(vec![
+            "CANNOT WRITE".into(),
+            format!("{}: {} (since {}, store {state})", f.kind, f.error, time(f.since_ms)),
+        ]);
+    }
     if s.node.role == "standby" {
         let follows = s.active.as_ref().map_or("no active node found yet".into(), |a| format!("the active node '{a}'"));
         t.row(vec!["follows".into(), follows]);
@@ -269,7 +276,10 @@ pub fn peers(peers: &[PeerBody], now_ms: u64) -> String {
             p.role.clone().unwrap_or_else(|| "?".into()),
             epoch(p.epoch),
             format!("{} ({})", p.head.seq, p.head.id.get(..8).unwrap_or(&p.head.id)),
-            sync_status(&p.status),
+            match &p.apply_error {
+                Some(cause) => format!("{} ({cause})", sync_status(&p.status)),
+                None => sync_status(&p.status),
+            },
             lag,
             ago(now_ms, p.last_contact_ms),
         ]);

@@ -247,7 +247,7 @@ pub fn restore_backup(
             meta.insert(META_HEAD, encode(&summary.header.head).as_slice())?;
             meta.insert(META_FLOOR, encode(&summary.header.floor).as_slice())?;
         }
-        txn.commit()?;
+        store.commit_txn(txn)?;
         Ok(summary)
     })();
     if result.is_err() {
@@ -290,7 +290,7 @@ impl Sink for RestoreSink {
                 }
             }
         }
-        txn.commit()?;
+        store.commit_txn(txn)?;
         Ok(())
     }
     fn revisions(&mut self, entries: &[RevisionEntry]) -> Result<()> {
@@ -304,7 +304,7 @@ impl Sink for RestoreSink {
                 undo.insert(e.seq, seal(&e.undo).as_slice())?;
             }
         }
-        txn.commit()?;
+        store.commit_txn(txn)?;
         Ok(())
     }
 }

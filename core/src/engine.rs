@@ -14,7 +14,7 @@ use crate::replication::{Detached, Replication};
 use crate::revision::{Head, Revision};
 use crate::roles::{Action as RoleAction, Event as RoleEvent, Refusal, RoleMachine};
 use crate::session::{Seen, Sessions};
-use crate::status::{FailoverStatus, PeerStatus, SyncStatus};
+use crate::status::{FailoverStatus, PeerStatus, StoreFault, SyncStatus};
 use crate::store::tables::name_key;
 use crate::store::{CommitMeta, Store, STORE_FILE};
 
@@ -39,6 +39,9 @@ pub struct Status {
     /// Where a damaged store was set aside (`DIR/archive/…`) before a full sync healed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<String>,
+    /// Why the store cannot write, from a failed commit until one succeeds again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_fault: Option<StoreFault>,
     /// Automatic failover: the mode, the arbiter and its members (absent in manual mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverStatus>,
@@ -200,6 +203,35 @@ impl Engine {
         report
     }
 
+    /// Why the store cannot write, from a failed commit until a commit (or a write probe)
+    /// succeeds again. The store reopens itself after such a failure ([`Store::fault`]).
+    pub fn store_fault(&self) -> Option<StoreFault> {
+        self.store().fault()
+    }
+
+    /// While the store has a fault, tries whether it can write again ([`Store::probe_write`]);
+    /// returns the fault that remains, if any.
+    pub fn probe_write(&self) -> Option<StoreFault> {
+        let store = self.store();
+        if let Err(e) = store.probe_write() {
+            tracing::debug!(error = %e, "the store still cannot write");
+        }
+        store.fault()
+    }
+
+    /// After a commit failed to write: the store reopened itself, and a commit whose final
+    /// flush failed may still have landed, so whatever replicates this engine learns the head
+    /// the file holds.
+    fn after_failed_commit(&self, e: &Error) {
+        if crate::store::write_fault_kind(e).is_none() {
+            return;
+        }
+        match self.store().head() {
+            Ok(head) => self.replication.committed(None, head),
+            Err(e) => tracing::warn!(error = %e, "cannot read the head after a failed write"),
+        }
+    }
+
     /// What replicates this engine ([`Detached`] when nothing does).
     pub fn replication(&self) -> &Arc<dyn Replication> {
         &self.replication
@@ -215,13 +247,17 @@ impl Engine {
         &self.dir
     }
 
+    /// This node's record, with the role and epoch the role machine holds: the record may lag
+    /// them when a step-down could not be written (`role_event`).
     pub fn node(&self) -> Result<NodeState> {
-        self.store().node()
+        let mut node = self.store().node()?;
+        (node.role, node.epoch) = self.role();
+        Ok(node)
     }
 
     pub fn status(&self) -> Result<Status> {
         Ok(Status {
-            node: self.store().node()?,
+            node: self.node()?,
             head: self.store().head()?,
             floor: self.store().floor()?,
             objects: self.store().count()?,
@@ -230,6 +266,7 @@ impl Engine {
             peers: self.peers_with_lag()?,
             damage: self.damage(),
             archived: self.archived().map(|p| p.display().to_string()),
+            store_fault: self.store_fault(),
             failover: self.replication.failover(),
         })
     }
@@ -414,7 +451,7 @@ impl Engine {
                 epoch: roles.epoch,
                 time_ms: crate::now_ms(),
             };
-            let rev = commit(&self.store(), &meta)?;
+            let rev = commit(&self.store(), &meta).inspect_err(|e| self.after_failed_commit(e))?;
             self.after_publish(&rev);
             rev
         };
@@ -475,10 +512,22 @@ impl Engine {
         for a in &actions {
             if let RoleAction::Persist { role, epoch } = a {
                 let store = self.store();
-                let mut node = store.node()?;
-                node.role = *role;
-                node.epoch = *epoch;
-                store.set_node(&node)?;
+                let persisted = store.node().and_then(|mut node| {
+                    node.role = *role;
+                    node.epoch = *epoch;
+                    store.set_node(&node)
+                });
+                if let Err(e) = persisted {
+                    // A node whose store cannot write (a full disk) cannot record a step-down
+                    // (or a Standby a higher epoch) either. Being a Standby is safe unrecorded: it
+                    // publishes nothing; after a restart an arbitrated node publishes nothing
+                    // until the arbiter confirms it, and any node meets the higher epoch again.
+                    let step_down = *role == Role::Standby && *epoch >= guard.epoch;
+                    if !(step_down && store.fault().is_some()) {
+                        return Err(e);
+                    }
+                    tracing::error!(error = %e, "stepping down without recording it: the store cannot write");
+                }
             }
         }
         let changed = (guard.role, guard.epoch) != (next.role, next.epoch);
@@ -514,7 +563,7 @@ impl Engine {
     /// Applies a run of revisions received from the Active in one durable commit (Standby
     /// side); returns the head after the last. Nothing is reported before it is durable.
     pub fn apply_replicated_batch(&self, revs: Vec<Revision>) -> Result<Head> {
-        let mut applied = self.store().apply_replicated_batch(revs)?;
+        let mut applied = self.store().apply_replicated_batch(revs).inspect_err(|e| self.after_failed_commit(e))?;
         let last = applied.pop().ok_or_else(|| Error::InvalidArgument("no revision to apply".into()))?;
         let head = last.head();
         self.replication.committed(Some(Arc::new(last)), head);

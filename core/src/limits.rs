@@ -95,3 +95,9 @@ pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 pub const SCRUB_BATCH_RECORDS: usize = 1024;
 /// Bytes per second the background scrub reads at most, so it never competes with publishes.
 pub const SCRUB_BYTES_PER_SEC_MAX: u64 = 32 * 1024 * 1024;
+/// Bytes a write probe commits (and removes) to find out whether a store that failed to write
+/// can write again: more than a nearly full filesystem has left, less than a publish may need.
+pub const STORE_WRITE_PROBE_BYTES: usize = 1024 * 1024;
+/// How long a store that a failed write closed, and that could not be reopened, waits before it
+/// tries to reopen again: each attempt runs redb's recovery over the whole file.
+pub const STORE_REOPEN_RETRY_MS: u64 = 1000;

@@ -24,6 +24,9 @@ pub enum SyncStatus {
     Collision,
     /// No connection to the peer.
     Unreachable,
+    /// The peer (a Standby) receives revisions but cannot store them: its disk is full, say.
+    /// [`PeerStatus::apply_error`] says why. It catches up by itself once it can write again.
+    ApplyFailing,
 }
 
 impl SyncStatus {
@@ -35,6 +38,7 @@ impl SyncStatus {
             SyncStatus::Advanced => "advanced",
             SyncStatus::Collision => "collision",
             SyncStatus::Unreachable => "unreachable",
+            SyncStatus::ApplyFailing => "apply failing",
         }
     }
 }
@@ -69,6 +73,9 @@ pub struct PeerStatus {
     pub bytes_sent: u64,
     #[serde(default)]
     pub bytes_received: u64,
+    /// While the status is [`SyncStatus::ApplyFailing`]: why the Standby cannot apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_error: Option<String>,
 }
 
 /// How the Active role moves when the Active fails.
@@ -137,4 +144,50 @@ pub struct FailoverStatus {
     pub waiting: Option<String>,
     /// The last failed call to the arbiter, if the latest one failed.
     pub last_error: Option<String>,
+}
+
+/// What kind of failure keeps a store from writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteFaultKind {
+    /// The filesystem is out of space (ENOSPC) or over its quota (EDQUOT).
+    DiskFull,
+    /// Any other I/O failure (EIO, say).
+    Io,
+}
+
+impl WriteFaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteFaultKind::DiskFull => "disk full",
+            WriteFaultKind::Io => "i/o error",
+        }
+    }
+}
+
+impl std::fmt::Display for WriteFaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a node's store cannot write, from its last failed commit until a commit (or a write
+/// probe) succeeds again. While it is set, an Active under automatic failover does not renew
+/// its lease and a Standby does not take over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreFault {
+    pub kind: WriteFaultKind,
+    /// The failed write's error, as the operating system reported it.
+    pub error: String,
+    /// Unix milliseconds of the first failure since the store last wrote.
+    pub since_ms: u64,
+    /// Whether the store was reopened after the failure (reads work; writes are retried),
+    /// or is closed because reopening failed too (every operation tries again).
+    pub reopened: bool,
+}
+
+impl std::fmt::Display for StoreFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.error)
+    }
 }

@@ -31,7 +31,8 @@ impl Node {
             node_id,
         };
         let arbiter = EtcdArbiter::connect(cfg).await.expect("connect to etcd");
-        let report = Report { node_id, name: name.into(), tag, role: Role::Standby, epoch: 0, head_seq: 7 };
+        let report =
+            Report { node_id, name: name.into(), tag, role: Role::Standby, epoch: 0, head_seq: 7, writable: true };
         Node { arbiter, report }
     }
 

@@ -51,7 +51,15 @@ fn members(ca: &(String, String), names: &[&str]) -> Vec<Member> {
         .enumerate()
         .map(|(i, name)| {
             let (tag, node_id) = (i as u16 + 1, Uid::new_random());
-            let report = Report { node_id, name: name.to_string(), tag, role: Role::Standby, epoch: 0, head_seq: 0 };
+            let report = Report {
+                node_id,
+                name: name.to_string(),
+                tag,
+                role: Role::Standby,
+                epoch: 0,
+                head_seq: 0,
+                writable: true,
+            };
             let m = Member {
                 name: name.to_string(),
                 address: free_address(),
@@ -457,6 +465,7 @@ async fn a_witness_enrolls_with_a_join_key_and_votes_without_becoming_a_member()
         role: Role::Standby,
         epoch: 0,
         head_seq: 0,
+        writable: true,
     };
     let a = report("a", 0);
     m.insert(

@@ -81,6 +81,11 @@ pub struct StatusBody {
     /// full sync from the Active replaced it; absent when none was since the node started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<String>,
+    /// Why this node's store cannot write, from a failed commit (a full disk, say) until a
+    /// commit succeeds again; absent while it writes. An Active under automatic failover does
+    /// not renew its lease meanwhile, and a Standby does not take over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_fault: Option<StoreFaultBody>,
     /// Automatic failover (absent in manual mode): `mode`, `heartbeat_ms`, `failover_after_ms`,
     /// `arbiter` (`kind`, `has_quorum`, `holder`, `members` with `name`, `address`, `healthy`,
     /// `detail`), `lease_left_ms` (an Active), `waiting` (a Standby), `last_error`.
@@ -171,7 +176,8 @@ pub struct PeerBody {
     pub role: Option<String>,
     pub epoch: u64,
     pub head: HeadBody,
-    /// `never-synchronized`, `synchronized`, `lagging`, `advanced`, `collision` or `unreachable`.
+    /// `never-synchronized`, `synchronized`, `lagging`, `advanced`, `collision`, `unreachable`
+    /// or `apply-failing` (the Standby receives revisions but cannot store them).
     pub status: String,
     /// Revisions the peer is behind this node's head.
     pub lag_revisions: u64,
@@ -186,6 +192,35 @@ pub struct PeerBody {
     /// Bytes of sync traffic received from the peer since this node started.
     #[serde(default)]
     pub bytes_received: u64,
+    /// While `status` is `apply-failing`: why the Standby cannot apply ("disk full: ...").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_error: Option<String>,
+}
+
+/// Why a node's store cannot write (`GET /v1/status`, `store_fault`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFaultBody {
+    /// `disk-full` (ENOSPC, EDQUOT) or `io` (any other I/O error).
+    pub kind: String,
+    /// The failed write's error.
+    pub error: String,
+    /// Unix milliseconds of the first failure since the store last wrote.
+    pub since_ms: u64,
+    /// The store reopened itself after the failure (reads work, writes are retried); false
+    /// while reopening fails too.
+    pub reopened: bool,
+}
+
+impl From<&mgha_core::status::StoreFault> for StoreFaultBody {
+    fn from(f: &mgha_core::status::StoreFault) -> Self {
+        StoreFaultBody {
+            kind: serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            error: f.error.clone(),
+            since_ms: f.since_ms,
+            reopened: f.reopened,
+        }
+    }
 }
 
 /// One object. Reference fields hold uids.
@@ -488,6 +523,7 @@ impl StatusBody {
             collisions_open,
             damage: s.damage.clone(),
             archived: s.archived.clone(),
+            store_fault: s.store_fault.as_ref().map(StoreFaultBody::from),
             failover: s.failover.clone(),
             settings: None,
         }
@@ -517,6 +553,7 @@ impl From<&PeerStatus> for PeerBody {
             connected: p.connected,
             bytes_sent: p.bytes_sent,
             bytes_received: p.bytes_received,
+            apply_error: p.apply_error.clone(),
         }
     }
 }

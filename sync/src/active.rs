@@ -50,7 +50,8 @@ where
     if ctx.registry.unregister(peer_id, session) {
         ctx.engine.sync().update_peer(peer_id, |p| {
             p.connected = false;
-            if p.status != SyncStatus::Collision {
+            // A Standby that cannot apply dials again at once: its cause stays shown meanwhile.
+            if !matches!(p.status, SyncStatus::Collision | SyncStatus::ApplyFailing) {
                 p.status = SyncStatus::Unreachable;
             }
         });
@@ -107,7 +108,14 @@ async fn serve<W: AsyncWrite + Unpin>(
     let (status, plan) = plan_for(ctx, wr, rx, hello).await?;
     tracing::info!(peer = %hello.name, ?status, ?plan, "standby connected");
     engine.sync().update_peer(peer_id, |p| {
-        p.status = status;
+        // A Standby that failed to apply and comes back where it was is still failing, until
+        // its acks move (`on_ack`).
+        let still_failing =
+            p.status == SyncStatus::ApplyFailing && p.head == hello.head && status == SyncStatus::Lagging;
+        if !still_failing {
+            p.status = status;
+            p.apply_error = None;
+        }
         p.head = hello.head;
         p.connected = true;
         p.last_contact_ms = mgha_core::now_ms();
@@ -191,6 +199,14 @@ async fn serve<W: AsyncWrite + Unpin>(
                             }
                         });
                     }
+                    Some(Ok(Msg::ApplyFailing { cause })) => {
+                        tracing::warn!(peer = %hello.name, %cause, "the standby cannot apply revisions");
+                        engine.sync().update_peer(peer_id, |p| {
+                            p.status = SyncStatus::ApplyFailing;
+                            p.apply_error = Some(cause);
+                            p.last_contact_ms = mgha_core::now_ms();
+                        });
+                    }
                     Some(Ok(Msg::Refuse { reason })) => return Err(Error::Peer(format!("standby refused: {reason}"))),
                     Some(Ok(other)) => return Err(Error::Peer(format!("unexpected message from standby: {other:?}"))),
                     Some(Err(e)) => return Err(peer_err(e)),
@@ -261,6 +277,7 @@ async fn on_ack(
         p.epoch = epoch;
         p.last_contact_ms = mgha_core::now_ms();
         p.status = if head == ours { SyncStatus::Synchronized } else { SyncStatus::Lagging };
+        p.apply_error = None;
     });
     Ok(())
 }

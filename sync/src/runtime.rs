@@ -421,9 +421,18 @@ pub(crate) const REMOVED: &str = "this node was removed from the cluster; join a
 /// Records what a peer's hello says about the cluster.
 pub(crate) async fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
     let incoming = hello.members.clone();
-    if blocking(&ctx.engine, move |e| merge_members(&e.store(), &incoming)).await? {
-        ensure_dialers(ctx)?;
-        forget_removed(ctx)?;
+    match blocking(&ctx.engine, move |e| merge_members(&e.store(), &incoming)).await {
+        Ok(true) => {
+            ensure_dialers(ctx)?;
+            forget_removed(ctx)?;
+        }
+        Ok(false) => {}
+        // A store that cannot write (a full disk) learns the members at a later hello; the
+        // session goes on, so that a Standby still follows and reports why it cannot apply.
+        Err(e) if ctx.engine.store_fault().is_some() => {
+            tracing::debug!(error = %e, "cannot record the members now: the store cannot write");
+        }
+        Err(e) => return Err(e),
     }
     ctx.set_damaged(hello.node_id, hello.damaged);
     ctx.engine.sync().update_peer(hello.node_id, |p| {

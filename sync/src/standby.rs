@@ -129,7 +129,18 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     let (session, mut cmds) = ctx.registry.register(hello.node_id);
     *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) = Some(hello.node_id);
     let result = follow(ctx, &outbox, &mut rx, &heard, &mut cmds, &hello, sent_damaged).await;
-    // What is queued (a refusal, the last acknowledgement) still goes out, briefly.
+    if let Err(e) = &result {
+        if let Some(cause) = apply_failure(e) {
+            tracing::warn!(active = %hello.name, %cause, "cannot store what the active sends; will try again");
+            ctx.engine.sync().update_peer(hello.node_id, |p| {
+                p.status = SyncStatus::ApplyFailing;
+                p.apply_error = Some(cause.clone());
+            });
+            let _ = outbox.send(Msg::ApplyFailing { cause }).await;
+        }
+    }
+    // What is queued (a refusal, the last acknowledgement, why applying fails) still goes out,
+    // briefly.
     outbox.close(timeout).await;
     reader.abort();
     // Only forget the upstream and the connection if a newer session has not replaced them.
@@ -141,7 +152,10 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
         drop(upstream);
         ctx.engine.sync().update_peer(hello.node_id, |p| {
             p.connected = false;
-            p.status = SyncStatus::Unreachable;
+            // Failing to apply is this node's own state, not the link's: it stays shown.
+            if p.status != SyncStatus::ApplyFailing {
+                p.status = SyncStatus::Unreachable;
+            }
         });
     }
     result
@@ -154,18 +168,36 @@ fn report(ctx: &Ctx, hello: &Hello, heard: &Heard) {
     let ours = ctx.engine.sync().head();
     let theirs = heard.active_head();
     let silent = heard.silent_for().as_millis() as u64;
+    // Until a commit succeeds again, a store that failed to apply is still failing.
+    let failing = ctx.engine.store_fault().is_some();
     ctx.engine.sync().update_peer(hello.node_id, |p| {
         p.connected = true;
-        if theirs > ours.seq {
+        let status = if theirs > ours.seq {
             // Only the height is known of a head not reached yet.
             p.head = Head { seq: theirs, ..Head::default() };
-            p.status = SyncStatus::Lagging;
+            SyncStatus::Lagging
         } else {
             p.head = ours;
-            p.status = SyncStatus::Synchronized;
+            SyncStatus::Synchronized
+        };
+        if !(failing && p.status == SyncStatus::ApplyFailing) {
+            p.status = status;
+            p.apply_error = None;
         }
         p.last_contact_ms = mgha_core::now_ms().saturating_sub(silent);
     });
+}
+
+/// Why this node could not store what the Active sent, when that is the cause of `e`: a
+/// failure of its own disk (code `io`), as opposed to a refused revision or a broken link.
+fn apply_failure(e: &Error) -> Option<String> {
+    if e.code() != mgha_core::error::ErrorCode::Io {
+        return None;
+    }
+    Some(match mgha_core::store::write_fault_kind(e) {
+        Some(kind) => format!("{kind}: {e}"),
+        None => e.to_string(),
+    })
 }
 
 /// Processes the Active's messages until the connection ends or this node stops following.
@@ -284,6 +316,8 @@ async fn follow(
                         ack(head);
                         continue;
                     }
+                    // A failure to store it is reported by the caller (`ApplyFailing`).
+                    Err(e) if apply_failure(&e).is_some() => return Err(e),
                     Err(e) => {
                         // A revision that cannot apply because the store is damaged: the next
                         // hello says so, and the store heals by a full sync.

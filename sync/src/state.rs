@@ -116,6 +116,7 @@ impl SyncState {
             connected: false,
             bytes_sent: 0,
             bytes_received: 0,
+            apply_error: None,
         });
         let before = entry.status;
         f(entry);

@@ -228,6 +228,12 @@ pub enum Msg {
     CaKey {
         pem: String,
     },
+    /// A Standby could not store what the Active sent (its disk is full, say): `cause` says
+    /// why. It closes the connection and dials again; the Active shows it *apply failing*
+    /// until an `Ack` moves its head.
+    ApplyFailing {
+        cause: String,
+    },
 }
 
 impl WireRevision {

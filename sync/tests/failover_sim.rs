@@ -153,6 +153,7 @@ impl Sim {
             role: n.machine.role,
             epoch: n.machine.epoch,
             head_seq: 0,
+            writable: true,
         }
     }
 

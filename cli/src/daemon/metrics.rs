@@ -56,6 +56,8 @@ pub struct Gauges {
     pub collisions_open: usize,
     /// Whether the last full check or scrub found the store damaged.
     pub damaged: bool,
+    /// Whether the store cannot write (a failed commit, until one succeeds again).
+    pub write_failing: bool,
     pub peers: Vec<PeerGauges>,
     /// With automatic failover only.
     pub arbiter: Option<ArbiterGauges>,
@@ -89,13 +91,14 @@ pub struct PeerGauges {
 }
 
 /// Every sync status, so each peer has a full set of `mgha_peer_status` series (one at 1).
-const SYNC_STATUSES: [SyncStatus; 6] = [
+const SYNC_STATUSES: [SyncStatus; 7] = [
     SyncStatus::NeverSynchronized,
     SyncStatus::Synchronized,
     SyncStatus::Lagging,
     SyncStatus::Advanced,
     SyncStatus::Collision,
     SyncStatus::Unreachable,
+    SyncStatus::ApplyFailing,
 ];
 
 impl Gauges {
@@ -109,6 +112,7 @@ impl Gauges {
             active: s.node.role == mgha_core::Role::Active.to_string(),
             collisions_open: s.collisions_open,
             damaged: s.damage.is_some(),
+            write_failing: s.store_fault.is_some(),
             peers: s
                 .peers
                 .iter()
@@ -234,6 +238,11 @@ impl Metrics {
                 "mgha_store_damaged",
                 "1 when the last full check or scrub found a damaged record in the store.",
                 u64::from(g.damaged),
+            ),
+            (
+                "mgha_store_write_failing",
+                "1 while the store cannot write (a full disk, an I/O error), until a commit succeeds again.",
+                u64::from(g.write_failing),
             ),
         ];
         for (name, help, value) in gauges {
@@ -387,6 +396,7 @@ mod tests {
             active: true,
             collisions_open: 2,
             damaged: true,
+            write_failing: true,
             peers: vec![peer("b", SyncStatus::Lagging), peer("c\"q", SyncStatus::Unreachable)],
             arbiter: Some(ArbiterGauges {
                 has_quorum: true,
@@ -398,6 +408,7 @@ mod tests {
         });
         assert!(text.contains("mgha_publish_total 2\n"), "{text}");
         assert!(text.contains("mgha_store_damaged 1\n"), "{text}");
+        assert!(text.contains("mgha_store_write_failing 1\n"), "{text}");
         assert!(text.contains("mgha_publish_errors_total{code=\"validation\"} 1\n"), "{text}");
         assert!(text.contains("mgha_publish_duration_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
         assert!(text.contains("mgha_publish_duration_seconds_bucket{le=\"+Inf\"} 2\n"), "{text}");
@@ -430,10 +441,11 @@ mod tests {
             "mgha_peer_status{peer=\"b\",status=\"lagging\"} 1\n",
             "mgha_peer_status{peer=\"b\",status=\"synchronized\"} 0\n",
             "mgha_peer_status{peer=\"c\\\"q\",status=\"unreachable\"} 1\n",
+            "mgha_peer_status{peer=\"b\",status=\"apply-failing\"} 0\n",
         ] {
             assert!(text.contains(line), "{line} missing from {text}");
         }
-        assert_eq!(text.matches("mgha_peer_status{peer=\"b\"").count(), 6, "one series per status");
+        assert_eq!(text.matches("mgha_peer_status{peer=\"b\"").count(), SYNC_STATUSES.len(), "one series per status");
         let build = format!("mgha_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"));
         assert!(text.contains(&build), "{text}");
         assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"), "{text}");

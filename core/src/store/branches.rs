@@ -81,7 +81,7 @@ impl Store {
                 table.insert(id, encode(&branch).as_slice())?;
                 id
             };
-            txn.commit()?;
+            self.commit_txn(txn)?;
             Ok(id)
         })
     }
@@ -130,7 +130,7 @@ impl Store {
                 b.resolved_ms = Some(crate::now_ms());
                 table.insert(id, encode(&b).as_slice())?;
             }
-            txn.commit()?;
+            self.commit_txn(txn)?;
             Ok(())
         })
     }

@@ -42,7 +42,7 @@ fn damage_bytes_table(
         f(&mut raw);
         t.insert(key, raw.as_slice()).expect("insert");
     }
-    txn.commit().expect("commit");
+    store.commit_txn(txn).expect("commit");
 }
 
 fn damage_seq_table(store: &Store, table: redb::TableDefinition<u64, &[u8]>, seq: u64, at: usize) {
@@ -53,7 +53,7 @@ fn damage_seq_table(store: &Store, table: redb::TableDefinition<u64, &[u8]>, seq
         raw[at] ^= 0x01;
         t.insert(seq, raw.as_slice()).expect("insert");
     }
-    txn.commit().expect("commit");
+    store.commit_txn(txn).expect("commit");
 }
 
 fn corrupt_naming(r: Result<impl std::fmt::Debug, Error>, what: &str) {
@@ -140,7 +140,7 @@ fn a_name_index_entry_pointing_at_another_object_is_corrupt() {
         .expect("t")
         .insert(name_key("host", "web1").as_str(), web2.as_bytes().as_slice())
         .expect("insert");
-    txn.commit().expect("commit");
+    store.commit_txn(txn).expect("commit");
     corrupt_naming(store.get("host", "web1"), "name index");
     corrupt_naming(store.list(Some("host"), 10), "name index");
     corrupt_naming(store.publish(&meta(), &[host("web1", "200.1.1.9")]), "name index");

@@ -133,7 +133,7 @@ impl Store {
                 txn.open_table(UNDO)?.retain_in(..=new_floor, |_, _| false)?;
                 txn.open_table(META)?.insert(META_FLOOR, encode(&floor_head).as_slice())?;
             }
-            txn.commit()?;
+            self.commit_txn(txn)?;
             Ok(new_floor - floor.seq)
         })
     }

@@ -7,6 +7,7 @@ mod branches;
 mod check;
 mod commit;
 mod cycles;
+mod fault;
 mod history;
 mod plugins;
 mod read;
@@ -15,7 +16,7 @@ mod replica;
 mod scrub;
 pub mod tables;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableTable};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -31,6 +32,7 @@ use tables::*;
 pub use branches::{Branch, Resolution as BranchResolution};
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
+pub use fault::write_fault_kind;
 pub use replica::SnapshotBuilder;
 pub use scrub::{ScrubBatch, ScrubCursor};
 
@@ -39,13 +41,18 @@ pub const STORE_FILE: &str = "mgha.redb";
 
 /// The revisioned configuration store of one node.
 pub struct Store {
-    db: Database,
+    /// `None` while closed: a failed write closed it and reopening failed (see `fault.rs`).
+    db: RwLock<Option<Database>>,
     path: PathBuf,
     /// The known types and loaded plugins; swapped whole after a revision changes plugins.
     plugins: RwLock<Arc<PluginRegistry>>,
     /// Set when the storage engine panicked inside an operation: it met a damaged page that
     /// its own checks missed. From then on the store takes no writes (see [`Store::guard`]).
     broken: Mutex<Option<String>>,
+    /// The last write failure, until a commit succeeds again.
+    fault: Mutex<fault::FaultState>,
+    /// Held by every write transaction and by a reopen (see `fault.rs`).
+    writer: fault::WriterLock,
 }
 
 impl std::fmt::Debug for Store {
@@ -64,13 +71,8 @@ impl Store {
         // from the first byte.
         drop(crate::private::create_file(path)?);
         let db = builder().create(path).map_err(|e| map_open_error(path, e))?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-            plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
-            broken: Mutex::new(None),
-        };
-        let txn = store.db.begin_write()?;
+        let store = Store::from_db(db, path);
+        let txn = store.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
             meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
@@ -84,7 +86,7 @@ impl Store {
             txn.open_table(REVISIONS)?;
             txn.open_table(UNDO)?;
         }
-        txn.commit()?;
+        store.commit_txn(txn)?;
         Ok(store)
     }
 
@@ -97,12 +99,7 @@ impl Store {
         let db = catch_unwind(AssertUnwindSafe(|| builder().open(path)))
             .map_err(|payload| Error::Corrupt(format!("{}: {}", path.display(), engine_panic(payload.as_ref()))))?
             .map_err(|e| map_open_error(path, e))?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-            plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
-            broken: Mutex::new(None),
-        };
+        let store = Store::from_db(db, path);
         let format = store.meta_raw(META_FORMAT)?;
         let version = format
             .as_deref()
@@ -117,6 +114,17 @@ impl Store {
         }
         store.reload_plugins()?;
         Ok(store)
+    }
+
+    fn from_db(db: Database, path: &Path) -> Store {
+        Store {
+            db: RwLock::new(Some(db)),
+            path: path.to_path_buf(),
+            plugins: RwLock::new(Arc::new(PluginRegistry::new(PluginLimits::default()))),
+            broken: Mutex::new(None),
+            fault: Mutex::new(fault::FaultState::default()),
+            writer: Mutex::new(()),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -137,9 +145,9 @@ impl Store {
     /// (`Engine::role_event`, `Engine::set_designation`): role and epoch change nowhere else.
     pub(crate) fn set_node(&self, node: &NodeState) -> Result<()> {
         self.guard("set_node", || {
-            let txn = self.db.begin_write()?;
+            let txn = self.begin_write()?;
             txn.open_table(META)?.insert(META_NODE, encode(node).as_slice())?;
-            txn.commit()?;
+            self.commit_txn(txn)?;
             Ok(())
         })
     }
@@ -165,7 +173,7 @@ impl Store {
         T: serde::de::DeserializeOwned + serde::Serialize + Default,
     {
         self.guard("meta_update", || {
-            let txn = self.db.begin_write()?;
+            let txn = self.begin_write()?;
             let out = {
                 let mut table = txn.open_table(META)?;
                 let mut value: T = match table.get(key)? {
@@ -176,22 +184,9 @@ impl Store {
                 table.insert(key, encode(&value).as_slice())?;
                 out
             };
-            txn.commit()?;
+            self.commit_txn(txn)?;
             Ok(out)
         })
-    }
-
-    pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
-        Ok(self.db.begin_read()?)
-    }
-
-    /// A write transaction, refused once the storage engine has failed on damage: what it would
-    /// write could rest on pages it misread.
-    pub(crate) fn begin_write(&self) -> Result<WriteTransaction> {
-        if let Some(found) = self.broken() {
-            return Err(Error::Corrupt(format!("the store takes no writes since damage was found: {found}")));
-        }
-        Ok(self.db.begin_write()?)
     }
 
     /// What made the storage engine fail in an operation of this store (a damaged page it met),
@@ -217,7 +212,7 @@ impl Store {
     }
 
     fn meta_raw(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(META)?;
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }

@@ -5,7 +5,7 @@
 //! its write transaction began, so no commit ever validates against plugins older than the state
 //! it writes on.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::ReadableTable;
 use std::sync::Arc;
 
 use super::tables::*;
@@ -43,16 +43,21 @@ impl Store {
 
     /// Commits the transaction that wrote `rev`; when it changed plugins, swaps in the new
     /// registry before any other commit can take one.
-    pub(crate) fn commit_revision(&self, txn: WriteTransaction, rev: &Revision) -> Result<()> {
+    pub(crate) fn commit_revision(&self, txn: super::fault::Txn<'_>, rev: &Revision) -> Result<()> {
         self.guard("commit_revision", || {
             if !rev.changes.iter().any(|c| c.type_name == PLUGIN_TYPE) {
-                txn.commit()?;
+                self.commit_txn(txn)?;
                 return Ok(());
             }
             let mut slot = self.plugins.write().unwrap_or_else(|p| p.into_inner());
-            txn.commit()?;
-            *slot = Arc::new(slot.reload(&self.plugin_objects()?));
-            Ok(())
+            let committed = self.commit_recording(txn);
+            if committed.is_ok() {
+                *slot = Arc::new(slot.reload(&self.plugin_objects()?));
+            }
+            drop(slot);
+            // Reopening reloads the registry from what the file holds, so it waits for the lock.
+            self.reopen_after(&committed);
+            committed
         })
     }
 
@@ -95,7 +100,7 @@ impl Store {
                     }
                 }
             }
-            txn.commit()?;
+            self.commit_txn(txn)?;
             Ok(())
         })
     }

@@ -46,7 +46,7 @@ impl Store {
                 out.push(applied);
             }
             if dirty {
-                txn.commit()?;
+                self.commit_txn(txn)?;
             }
             Ok(out)
         })
@@ -67,7 +67,7 @@ impl Store {
                 let targets = self.resolve(&txn, &c.changes)?;
                 out.push(self.commit_targets(&txn, &meta, targets)?);
             }
-            txn.commit()?;
+            self.commit_txn(txn)?;
             Ok(out)
         })
     }
@@ -140,7 +140,7 @@ impl Store {
                     }
                 }
             }
-            txn.commit()?;
+            other.commit_txn(txn)?;
             Ok(())
         })
     }
@@ -248,7 +248,7 @@ impl SnapshotBuilder {
                 self.objects += 1;
             }
         }
-        txn.commit()?;
+        self.store.commit_txn(txn)?;
         Ok(())
     }
 
@@ -271,7 +271,7 @@ impl SnapshotBuilder {
             meta.insert(META_HEAD, encode(&self.head).as_slice())?;
             meta.insert(META_FLOOR, encode(&self.head).as_slice())?;
         }
-        txn.commit()?;
+        self.store.commit_txn(txn)?;
         Ok(self.path)
     }
 }

@@ -153,7 +153,15 @@ mod tests {
     use mgha_core::Role;
 
     fn report(tag: u16) -> Report {
-        Report { node_id: Uid::new_random(), name: format!("n{tag}"), tag, role: Role::Standby, epoch: 0, head_seq: 0 }
+        Report {
+            node_id: Uid::new_random(),
+            name: format!("n{tag}"),
+            tag,
+            role: Role::Standby,
+            epoch: 0,
+            head_seq: 0,
+            writable: true,
+        }
     }
 
     fn cmd(kind: CmdKind) -> Cmd {

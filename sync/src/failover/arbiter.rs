@@ -33,6 +33,15 @@ pub struct Report {
     pub epoch: u64,
     /// The sequence number of the node's head revision.
     pub head_seq: u64,
+    /// Whether the node's store can write (no failed commit since its last successful one). A
+    /// node that cannot write does not take over, and does not stand in a better one's way.
+    #[serde(default = "writable_by_default")]
+    pub writable: bool,
+}
+
+/// A report from a node that does not say (an older version) could write.
+fn writable_by_default() -> bool {
+    true
 }
 
 /// What the arbiter says about the Active role.

@@ -83,6 +83,7 @@ struct Outcome {
 
 impl Driver {
     async fn tick(&mut self) -> Role {
+        self.probe_store().await;
         let outcome = match Report::of(&self.engine) {
             Ok(me) if me.role == Role::Active => {
                 self.active_since_ms.get_or_insert_with(mono_ms);
@@ -136,12 +137,19 @@ impl Driver {
             }
         }
         let started = mono_ms();
-        match self.arbiter.renew(holder).await {
-            Ok(()) => {
-                let until = plan::lease_until(started, &self.timing);
-                let _ = role_event(&self.engine, Event::Renewed { epoch: me.epoch, until_ms: until }).await;
+        if !me.writable {
+            // An Active that cannot write takes no publish anyway: letting its lease run out
+            // lets a Standby that can write take over.
+            let fault = self.engine.store_fault().map(|f| f.to_string()).unwrap_or_default();
+            outcome.error = Some(format!("not renewing the lease: the store cannot write ({fault})"));
+        } else {
+            match self.arbiter.renew(holder).await {
+                Ok(()) => {
+                    let until = plan::lease_until(started, &self.timing);
+                    let _ = role_event(&self.engine, Event::Renewed { epoch: me.epoch, until_ms: until }).await;
+                }
+                Err(e) => outcome.error = Some(e.to_string()),
             }
-            Err(e) => outcome.error = Some(e.to_string()),
         }
         match self.arbiter.observe(&me).await {
             Ok(state) => match plan::active_decision(holder, &state) {
@@ -270,6 +278,17 @@ impl Driver {
             }
         }
         outcome
+    }
+
+    /// While this node's store has a fault, tries whether it can write again (off the async
+    /// workers), so that the node notices when space is free even though nothing else commits;
+    /// the report that follows says whether it can.
+    async fn probe_store(&self) {
+        if self.engine.store_fault().is_none() {
+            return;
+        }
+        let engine = self.engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.probe_write()).await;
     }
 
     /// The highest epoch this node knows of: its own, its peers', and the arbiter's.

@@ -29,6 +29,7 @@ impl Report {
             role,
             epoch,
             head_seq: engine.sync().head().seq,
+            writable: engine.store_fault().is_none(),
         })
     }
 }

@@ -58,6 +58,8 @@ pub enum WaitReason {
     BetterCandidate { name: String },
     /// This node is more than `max_lag_revisions` behind the most up-to-date node known.
     TooFarBehind { behind: u64 },
+    /// This node's store cannot write (a full disk, say): as Active it could publish nothing.
+    CannotWrite,
 }
 
 impl std::fmt::Display for WaitReason {
@@ -67,6 +69,7 @@ impl std::fmt::Display for WaitReason {
             WaitReason::WarmingUp => f.write_str("still learning the other candidates"),
             WaitReason::BetterCandidate { name } => write!(f, "'{name}' is the better candidate"),
             WaitReason::TooFarBehind { behind } => write!(f, "{behind} revisions behind the most up-to-date node"),
+            WaitReason::CannotWrite => f.write_str("this node's store cannot write"),
         }
     }
 }
@@ -87,6 +90,9 @@ pub fn standby_decision(
     if observed_for_ms < timing.failover_after_ms {
         return StandbyDecision::Wait(WaitReason::WarmingUp);
     }
+    if !me.writable {
+        return StandbyDecision::Wait(WaitReason::CannotWrite);
+    }
     let best_head = state.reports.iter().map(|r| r.head_seq).chain([known_head, me.head_seq]).max().unwrap_or(0);
     let behind = best_head.saturating_sub(me.head_seq);
     if behind > timing.max_lag_revisions {
@@ -95,7 +101,7 @@ pub fn standby_decision(
     if let Some(better) = state
         .reports
         .iter()
-        .filter(|r| r.node_id != me.node_id && r.role == Role::Standby)
+        .filter(|r| r.node_id != me.node_id && r.role == Role::Standby && r.writable)
         .filter(|r| Some(r.node_id) != state.holder.map(|h| h.node_id))
         .find(|r| (r.head_seq, std::cmp::Reverse(r.node_id)) > (me.head_seq, std::cmp::Reverse(me.node_id)))
     {
@@ -114,7 +120,15 @@ mod tests {
     }
 
     fn report(name: &str, id: u128, head: u64) -> Report {
-        Report { node_id: uid(id), name: name.into(), tag: id as u16, role: Role::Standby, epoch: 1, head_seq: head }
+        Report {
+            node_id: uid(id),
+            name: name.into(),
+            tag: id as u16,
+            role: Role::Standby,
+            epoch: 1,
+            head_seq: head,
+            writable: true,
+        }
     }
 
     fn stale(reports: Vec<Report>, holder: Option<Holder>) -> HolderState {
@@ -169,6 +183,16 @@ mod tests {
             StandbyDecision::Wait(WaitReason::TooFarBehind { behind: 6 })
         );
         assert_eq!(standby_decision(&b, &state, 10_000, 15, &t), StandbyDecision::Campaign { expected: None });
+    }
+
+    #[test]
+    fn a_standby_that_cannot_write_neither_takes_over_nor_stands_in_the_way() {
+        let t = FailoverTiming::default();
+        let b = report("b", 2, 10);
+        let full = Report { writable: false, ..report("c", 3, 12) };
+        let state = stale(vec![b.clone(), full.clone()], None);
+        assert_eq!(standby_decision(&full, &state, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::CannotWrite));
+        assert_eq!(standby_decision(&b, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: None });
     }
 
     #[test]

@@ -12,6 +12,7 @@ const STATUS_TEXT = {
   "advanced": ["▲ advanced (ahead of this node)", "info"],
   "collision": ["✕ collision", "bad"],
   "unreachable": ["✕ unreachable", "bad"],
+  "apply-failing": ["✕ apply failing", "bad"],
   "damaged": ["✕ damaged", "bad"],
 };
 const ROLE_TEXT = {
@@ -102,6 +103,7 @@ const views = {
         el("td", { text: epochText(p.epoch) }),
         el("td", { text: String(p.head.seq) }),
         el("td", {}, badge(STATUS_TEXT, p.status),
+          p.apply_error ? el("span", { class: "tag", text: p.apply_error }) : null,
           p.connected ? null : el("span", { class: "tag", text: "not connected" })),
         el("td", { text: lag }),
         el("td", { text: ago(p.last_contact_ms, sample.time_ms) })

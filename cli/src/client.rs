@@ -5,7 +5,7 @@
 //! API bodies back, so output code never knows which it was.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,38 @@ pub struct Remote {
     base: String,
     token: String,
     agent: ureq::Agent,
+    /// Where the trusted roots of an `https` base came from, for the message of a failed
+    /// handshake; `None` for the public web roots.
+    roots_from: Option<String>,
+}
+
+/// The certificates an `https` client trusts: from a file, or the public web roots.
+enum Roots {
+    File { certs: Vec<ureq::tls::Certificate<'static>>, from: String },
+    Public,
+}
+
+impl Roots {
+    /// The certificates in the PEM file `path`; `what` names the file's role in messages.
+    fn read(path: &Path, what: &str) -> anyhow::Result<Roots> {
+        let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
+        if !meta.is_file() || meta.len() > mgha_node::config::ADMIN_TLS_FILE_BYTES_MAX {
+            bail!("{what} {}: not a regular file of at most 1 MiB", path.display());
+        }
+        let pem = std::fs::read(path).with_context(|| format!("{what} {}", path.display()))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let ureq::tls::PemItem::Certificate(c) =
+                item.with_context(|| format!("{what} {}: unreadable PEM", path.display()))?
+            {
+                certs.push(c);
+            }
+        }
+        if certs.is_empty() {
+            bail!("{what} {}: no PEM certificate in it", path.display());
+        }
+        Ok(Roots::File { certs, from: format!("{what} {}", path.display()) })
+    }
 }
 
 /// The store, opened in this process.
@@ -434,19 +466,36 @@ impl Remote {
                 (None, None) => bail!("--endpoint needs the admin token: give --token-file PATH (or MGHA_TOKEN_FILE)"),
             }
         };
+        let ca = match &target.ca {
+            Some(file) => Some(Roots::read(file, "--ca")?),
+            None => None,
+        };
         if let Some(endpoint) = &target.endpoint {
             let base = endpoint.trim_end_matches('/');
             if !base.starts_with("http://") && !base.starts_with("https://") {
-                bail!("--endpoint {endpoint}: give a URL, http://HOST:PORT");
+                bail!("--endpoint {endpoint}: give a URL, http://HOST:PORT or https://HOST:PORT");
             }
-            let remote = Remote::at(base.to_string(), token_of(target.data_dir.as_deref())?);
+            let remote =
+                Remote::at(base.to_string(), token_of(target.data_dir.as_deref())?, ca.unwrap_or(Roots::Public));
             if !remote.answers() {
                 return Err(NoDaemon(format!("no daemon answers at {base} (--endpoint); {what} needs one")).into());
             }
             return Ok(remote);
         }
         let Some(dir) = &target.data_dir else { bail!("give the node: --data-dir DIR or --endpoint URL") };
-        let admin = NodeConfig::load(dir)?.require_admin()?;
+        let config = NodeConfig::load(dir)?;
+        let mut admin = config.require_admin()?;
+        // A daemon listening on every address answers on loopback too.
+        if admin.ip().is_unspecified() {
+            admin.set_ip(if admin.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
+        }
+        let tls = match (config.admin_tls_files(), ca) {
+            (None, _) => None,
+            (Some(_), Some(ca)) => Some(ca),
+            // The certificate file holds the server's certificate and its chain: its last one
+            // is the CA (or the server's own, self-signed).
+            (Some((cert, _)), None) => Some(Roots::read(&cert, "admin_tls_cert")?),
+        };
         if !wait_for_daemon(dir, admin) {
             return Err(NoDaemon(format!(
                 "no daemon answers at {admin} (key 'admin' in {}); {what} needs one: start it with \
@@ -456,7 +505,11 @@ impl Remote {
             ))
             .into());
         }
-        Ok(Remote::new(admin, token_of(Some(dir))?))
+        let token = token_of(Some(dir))?;
+        Ok(match tls {
+            Some(roots) => Remote::at(format!("https://{admin}"), token, roots),
+            None => Remote::new(admin, token),
+        })
     }
 
     /// Whether the daemon's port accepts a connection.
@@ -476,11 +529,17 @@ impl Remote {
 
     /// A client of the daemon at `addr` with `token`.
     pub fn new(addr: SocketAddr, token: String) -> Remote {
-        Remote::at(format!("http://{addr}"), token)
+        Remote::at(format!("http://{addr}"), token, Roots::Public)
     }
 
-    /// A client of the daemon at the URL `base` with `token`.
-    fn at(base: String, token: String) -> Remote {
+    /// A client of the daemon at the URL `base` with `token`, trusting `roots` when it is https.
+    fn at(base: String, token: String, roots: Roots) -> Remote {
+        let (root_certs, roots_from) = match roots {
+            Roots::File { certs, from } => (ureq::tls::RootCerts::new_with_certs(&certs), Some(from)),
+            Roots::Public => (ureq::tls::RootCerts::WebPki, None),
+        };
+        let tls =
+            ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::Rustls).root_certs(root_certs).build();
         // The token goes to the daemon and nowhere else: no proxy from the environment, no
         // redirects.
         let agent = ureq::Agent::config_builder()
@@ -488,9 +547,33 @@ impl Remote {
             .max_redirects(0)
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
+            .tls_config(tls)
             .build()
             .new_agent();
-        Remote { base, token, agent }
+        Remote { base, token, agent, roots_from }
+    }
+
+    /// Says what a transport failure of `url` means: for https, which certificates were trusted
+    /// and how to trust the right one.
+    fn transport_failure(&self, method: &str, url: &str, e: ureq::Error) -> anyhow::Error {
+        let tls = matches!(e, ureq::Error::Rustls(_) | ureq::Error::Tls(_));
+        let mut message = format!("{method} {url}: the daemon did not answer");
+        if matches!(e, ureq::Error::Protocol(_)) && self.base.starts_with("http://") {
+            // A TLS port answers plain HTTP with a TLS alert, which does not parse as HTTP.
+            message.push_str(" (an answer that is not HTTP: does the daemon serve HTTPS? then use https://)");
+        } else if tls || self.base.starts_with("https://") {
+            match &self.roots_from {
+                Some(from) => message.push_str(&format!(
+                    " (HTTPS, trusting the certificates in {from}; is that the CA that signed the daemon's \
+                     certificate, for this host name?)"
+                )),
+                None => message.push_str(
+                    " (HTTPS, trusting only the public web roots; give the CA that signed the daemon's \
+                     certificate with --ca FILE or MGHA_CA)",
+                ),
+            }
+        }
+        anyhow::Error::new(e).context(message)
     }
 
     /// Asks the daemon for a changeover.
@@ -561,7 +644,7 @@ impl Remote {
                 self.agent.run(self.agent.configure_request(req).timeout_global(timeout).build())
             }
         };
-        let mut resp = sent.with_context(|| format!("{method} {url}: the daemon did not answer"))?;
+        let mut resp = sent.map_err(|e| self.transport_failure(method, &url, e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }

@@ -158,9 +158,14 @@ pub struct TargetArgs {
     /// there.
     #[arg(short = 'd', long, value_name = "DIR", required_unless_present = "endpoint")]
     pub data_dir: Option<PathBuf>,
-    /// The daemon's admin API, as http://HOST:PORT; no data directory needed.
+    /// The daemon's admin API, as http://HOST:PORT (loopback) or https://HOST:PORT; no data
+    /// directory needed.
     #[arg(long, value_name = "URL", env = "MGHA_ENDPOINT", conflicts_with = "offline")]
     pub endpoint: Option<String>,
+    /// The CA certificate(s) (PEM) that signed the daemon's HTTPS certificate. Default: the node's
+    /// own certificate file with --data-dir, the public web roots with --endpoint.
+    #[arg(long, value_name = "FILE", env = "MGHA_CA", conflicts_with = "offline")]
+    pub ca: Option<PathBuf>,
     /// A file holding the admin token (default: DIR/admin.token).
     #[arg(long, value_name = "PATH", env = "MGHA_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,

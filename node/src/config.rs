@@ -132,10 +132,18 @@ pub struct NodeConfig {
     /// store when opening one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Where the daemon's admin HTTP API listens (loopback only). The daemon needs it; an
-    /// embedded engine has no admin API and ignores it.
+    /// Where the daemon's admin HTTP API listens. The daemon needs it; an embedded engine has no
+    /// admin API and ignores it. Beyond loopback only with `admin_tls_cert` and `admin_tls_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
+    /// The admin API's TLS certificate (PEM: the server's certificate, then its chain). With it
+    /// and `admin_tls_key` the admin API serves HTTPS only. Relative to the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The private key of `admin_tls_cert` (PEM), a file only its owner may read. Relative to the
+    /// data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_tls_key: Option<PathBuf>,
     /// A second, unauthenticated listener of the daemon serving only the health probes
     /// (`/health`, `/active`, `/standby`), for load balancers and monitors on other hosts; any
     /// address. The probes answer on `admin` too.
@@ -233,6 +241,27 @@ fn default_max_lag_revisions() -> u64 {
     FailoverTiming::default().max_lag_revisions
 }
 
+/// Largest admin TLS certificate or key file read: a chain of a few certificates is a few KiB.
+pub const ADMIN_TLS_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+/// The admin API's TLS material as read from its files.
+#[derive(Clone)]
+pub struct AdminTlsPem {
+    /// The certificate chain, PEM: the server's certificate first.
+    pub cert: String,
+    /// The private key, PEM.
+    pub key: String,
+    /// Where the certificate was read, for messages.
+    pub cert_path: PathBuf,
+}
+
+impl fmt::Debug for AdminTlsPem {
+    // The key stays out of logs and panics.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AdminTlsPem({})", self.cert_path.display())
+    }
+}
+
 /// One voter of the quorum arbiter, from `quorum_members`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuorumMember {
@@ -279,6 +308,8 @@ impl Default for NodeConfig {
             data_dir: None,
             name: None,
             admin: None,
+            admin_tls_cert: None,
+            admin_tls_key: None,
             health_listen: None,
             listen: None,
             advertise: None,
@@ -389,11 +420,32 @@ impl NodeConfig {
                 ));
             }
         }
+        match (&self.admin_tls_cert, &self.admin_tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::bad("admin_tls_cert", "is set without 'admin_tls_key'; give both or neither"))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::bad("admin_tls_key", "is set without 'admin_tls_cert'; give both or neither"))
+            }
+            (Some(c), Some(k)) => {
+                if c.as_os_str().is_empty() {
+                    return Err(ConfigError::bad("admin_tls_cert", "is empty"));
+                }
+                if k.as_os_str().is_empty() {
+                    return Err(ConfigError::bad("admin_tls_key", "is empty"));
+                }
+            }
+            (None, None) => {}
+        }
         if let Some(admin) = self.admin {
-            if !admin.ip().is_loopback() {
+            // The token travels in every request: in clear text it may cross only the loopback.
+            if !admin.ip().is_loopback() && self.admin_tls_cert.is_none() {
                 return Err(ConfigError::bad(
                     "admin",
-                    format!("{admin} is not a loopback address; the admin API listens on loopback only"),
+                    format!(
+                        "{admin} is not a loopback address; the admin API listens beyond loopback only with TLS: \
+                         set 'admin_tls_cert' and 'admin_tls_key'"
+                    ),
                 ));
             }
             if admin.port() == 0 {
@@ -565,6 +617,47 @@ impl NodeConfig {
     /// The admin API's address, which the daemon requires.
     pub fn require_admin(&self) -> Result<SocketAddr> {
         self.admin.ok_or_else(|| ConfigError::bad("admin", "is required to serve the admin API"))
+    }
+
+    /// The admin API's TLS files (certificate, key), relative paths taken in the data directory;
+    /// `None` when the admin API speaks plain HTTP.
+    pub fn admin_tls_files(&self) -> Option<(PathBuf, PathBuf)> {
+        let (cert, key) = (self.admin_tls_cert.as_ref()?, self.admin_tls_key.as_ref()?);
+        let resolve = |p: &PathBuf| match &self.data_dir {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.clone(),
+        };
+        Some((resolve(cert), resolve(key)))
+    }
+
+    /// Reads the admin API's TLS files: `None` without TLS. The key file is refused when other
+    /// users may read it (whoever holds it can pose as this node's admin API), and either file
+    /// when it is not a regular file of at most [`ADMIN_TLS_FILE_BYTES_MAX`] bytes.
+    pub fn read_admin_tls(&self) -> Result<Option<AdminTlsPem>> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some((cert_path, key_path)) = self.admin_tls_files() else { return Ok(None) };
+        let read = |key: &str, path: &Path, private: bool| -> Result<String> {
+            let meta =
+                std::fs::metadata(path).map_err(|e| ConfigError::bad(key, format!("{}: {e}", path.display())))?;
+            if !meta.is_file() || meta.len() > ADMIN_TLS_FILE_BYTES_MAX {
+                return Err(ConfigError::bad(
+                    key,
+                    format!("{}: not a regular file of at most {ADMIN_TLS_FILE_BYTES_MAX} bytes", path.display()),
+                ));
+            }
+            if private && meta.permissions().mode() & 0o077 != 0 {
+                return Err(ConfigError::bad(
+                    key,
+                    format!("{}: other users may read this private key; chmod 600 it", path.display()),
+                ));
+            }
+            std::fs::read_to_string(path).map_err(|e| ConfigError::bad(key, format!("{}: {e}", path.display())))
+        };
+        Ok(Some(AdminTlsPem {
+            cert: read("admin_tls_cert", &cert_path, false)?,
+            key: read("admin_tls_key", &key_path, true)?,
+            cert_path,
+        }))
     }
 
     /// The timing of automatic failover.

@@ -15,6 +15,11 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     let config = NodeConfig::load(dir)?;
     super::init_logging(&config.log.to_string(), config.log_format);
     config.require_admin()?;
+    // The admin TLS files are checked before the node opens: a daemon that could not serve its
+    // admin API must not start synchronizing first.
+    if let Some(pem) = config.read_admin_tls()? {
+        crate::daemon::connections::tls_acceptor(&pem)?;
+    }
     let token = crate::token::read(dir)?;
     let node = Node::open(config, RuntimeOptions::default())
         .with_context(|| format!("cannot start the daemon on {}", dir.display()))?;

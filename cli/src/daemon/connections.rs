@@ -2,7 +2,9 @@
 //! address, serves each with HTTP/1.1 under a header-read deadline (which is also the idle time
 //! of a keep-alive connection between requests), and a request-body deadline. Without them, idle
 //! or half-sent connections held until the daemon ran out of file descriptors, and every status
-//! request then timed out. docs/security.md gives the numbers.
+//! request then timed out. With TLS (`admin_tls_cert`), the handshake runs in the connection's
+//! own task under the header deadline, so a client that never finishes it holds one connection
+//! slot for that long and never the accept loop. docs/security.md gives the numbers.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,9 +19,11 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use mgha_core::ErrorCode;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use super::errors::ApiError;
 
@@ -72,8 +76,10 @@ impl Drop for SourceSlot {
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then lets each connection finish its
-/// request in progress and returns once all are closed (the caller bounds that wait).
-pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+/// request in progress and returns once all are closed (the caller bounds that wait). With `tls`,
+/// every connection is HTTPS: one that does not complete the handshake within
+/// [`ADMIN_HEADER_READ_TIMEOUT`] is closed.
+pub async fn serve(listener: TcpListener, app: Router, tls: Option<TlsAcceptor>, mut stop: watch::Receiver<bool>) {
     let total = Arc::new(Semaphore::new(ADMIN_CONNECTIONS_MAX));
     let per_source = Arc::new(PerSource::default());
     let mut connections = JoinSet::new();
@@ -104,25 +110,83 @@ pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver
         };
         let service = TowerToHyperService::new(app.clone());
         let mut stop = stop.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _held = (permit, slot);
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(ADMIN_HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "admin API connection closed");
+            let Some(acceptor) = tls else {
+                serve_connection(stream, service, &mut stop, peer).await;
+                return;
+            };
+            let handshake = tokio::time::timeout(ADMIN_HEADER_READ_TIMEOUT, acceptor.accept(stream));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "admin API: TLS handshake failed");
+                        return;
                     }
-                    return;
-                }
-                _ = stop.changed() => conn.as_mut().graceful_shutdown(),
-            }
-            let _ = conn.await;
+                    Err(_) => {
+                        tracing::debug!(%peer, "admin API: TLS handshake not done in time; closing");
+                        return;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            serve_connection(stream, service, &mut stop, peer).await;
         });
     }
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) until it closes, or until `stop`, when the
+/// request in progress finishes first.
+async fn serve_connection<S>(
+    io: S,
+    service: TowerToHyperService<Router>,
+    stop: &mut watch::Receiver<bool>,
+    peer: std::net::SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(ADMIN_HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "admin API connection closed");
+            }
+            return;
+        }
+        _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+
+/// The TLS acceptor of the admin API from its PEM files: TLS 1.2 and 1.3 (monitoring tools and
+/// scrapers still speak 1.2), HTTP/1.1 announced through ALPN.
+pub fn tls_acceptor(pem: &mgha_node::config::AdminTlsPem) -> anyhow::Result<TlsAcceptor> {
+    use anyhow::Context;
+    let where_ = pem.cert_path.display();
+    let certs = rustls_pemfile::certs(&mut pem.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("admin_tls_cert {where_}: unreadable PEM"))?;
+    if certs.is_empty() {
+        anyhow::bail!("admin_tls_cert {where_}: no certificate in it");
+    }
+    let key = rustls_pemfile::private_key(&mut pem.key.as_bytes())
+        .context("admin_tls_key: unreadable PEM")?
+        .context("admin_tls_key: no private key in it")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("admin API TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| format!("admin_tls_cert {where_} and admin_tls_key do not make a usable pair"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Reads the whole request body within [`ADMIN_BODY_READ_TIMEOUT`] and at most

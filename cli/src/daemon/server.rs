@@ -192,7 +192,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     resp
 }
 
-/// Serves the admin API of `node` on the configured loopback address, and synchronizes with
+/// Serves the admin API of `node` on the configured address (HTTPS when it has TLS files), and synchronizes with
 /// the peers when the node has a `listen` address, until SIGTERM or SIGINT.
 pub async fn serve(node: Arc<Node>, token: &str) -> anyhow::Result<()> {
     // Handlers go in before any socket opens: a stop signal that arrives as soon as the daemon
@@ -211,6 +211,11 @@ pub async fn serve(node: Arc<Node>, token: &str) -> anyhow::Result<()> {
 /// Serves the admin API until a stop signal, then lets open requests finish.
 async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals) -> anyhow::Result<()> {
     let admin = config.require_admin()?;
+    // Read before the port opens: a daemon with a bad certificate or key never answers at all.
+    let tls = match config.read_admin_tls()? {
+        Some(pem) => Some(super::connections::tls_acceptor(&pem)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(admin)
         .await
         .with_context(|| format!("cannot listen on {admin} (key 'admin' in mgha.toml)"))?;
@@ -227,8 +232,9 @@ async fn serve_admin(state: AppState, config: &NodeConfig, signals: StopSignals)
     };
     let app = router(state.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut server = tokio::spawn(super::connections::serve(listener, app, stopped));
-    tracing::info!(node = config.name.as_deref().unwrap_or_default(), %admin, "admin API listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut server = tokio::spawn(super::connections::serve(listener, app, tls, stopped));
+    tracing::info!(node = config.name.as_deref().unwrap_or_default(), %admin, scheme, "admin API listening");
     // Ready: the admin port is bound (connections queue until the server task accepts them).
     super::notify::notify("READY=1");
 

@@ -64,6 +64,9 @@ fn invalid_values_are_refused_naming_the_key_and_line() {
         ("name = \"n1\"\nadmin = \"localhost\"\n", "admin"),
         ("name = \"n1\"\nadmin = \"10.1.2.3:7420\"\n", "admin"),
         ("name = \"n1\"\nadmin = \"127.0.0.1:0\"\n", "admin"),
+        ("name = \"n1\"\nadmin_tls_cert = \"a.pem\"\n", "admin_tls_cert"),
+        ("name = \"n1\"\nadmin_tls_key = \"a.key\"\n", "admin_tls_key"),
+        ("name = \"n1\"\nadmin_tls_cert = \"\"\nadmin_tls_key = \"a.key\"\n", "admin_tls_cert"),
         ("name = \"n1\"\nhealth_listen = \"0.0.0.0:0\"\n", "health_listen"),
         ("name = \"n1\"\nhealth_listen = \"probe:80\"\n", "health_listen"),
         ("name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nhealth_listen = \"127.0.0.1:7420\"\n", "health_listen"),
@@ -196,4 +199,48 @@ fn only_regular_files_are_read() {
     assert_eq!(NodeConfig::load_file(&big).expect_err("big").code(), ErrorCode::TooLarge);
     let missing = NodeConfig::load_file(&dir.path().join("none.toml")).expect_err("missing");
     assert_eq!(missing.code(), ErrorCode::NotFound);
+}
+
+#[test]
+fn an_admin_address_beyond_loopback_needs_tls() {
+    let e = NodeConfig::parse("name = \"n1\"\nadmin = \"0.0.0.0:7420\"\n").expect_err("plain HTTP beyond loopback");
+    assert_eq!(e.key(), Some("admin"));
+    let text = e.to_string();
+    assert!(text.contains("admin_tls_cert") && text.contains("admin_tls_key"), "{text}");
+    let c = NodeConfig::parse(
+        "name = \"n1\"\nadmin = \"0.0.0.0:7420\"\nadmin_tls_cert = \"admin.pem\"\nadmin_tls_key = \"/etc/k.pem\"\n",
+    )
+    .expect("TLS beyond loopback");
+    assert_eq!(c.admin_tls_cert, Some(PathBuf::from("admin.pem")));
+    let c = NodeConfig { data_dir: Some(PathBuf::from("/var/lib/mgha")), ..c };
+    assert_eq!(
+        c.admin_tls_files(),
+        Some((PathBuf::from("/var/lib/mgha/admin.pem"), PathBuf::from("/etc/k.pem"))),
+        "relative paths are in the data directory"
+    );
+}
+
+#[test]
+fn the_admin_tls_key_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("admin.pem"), "CERT").expect("write");
+    std::fs::write(dir.path().join("admin.key"), "KEY").expect("write");
+    let key = dir.path().join("admin.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let c = NodeConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        admin_tls_cert: Some("admin.pem".into()),
+        admin_tls_key: Some("admin.key".into()),
+        ..NodeConfig::new("n1", "127.0.0.1:7420".parse().expect("addr"))
+    };
+    let e = c.read_admin_tls().expect_err("a key others may read");
+    assert_eq!(e.key(), Some("admin_tls_key"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let pem = c.read_admin_tls().expect("reads").expect("TLS on");
+    assert_eq!((pem.cert.as_str(), pem.key.as_str()), ("CERT", "KEY"));
+    assert!(!format!("{pem:?}").contains("KEY"), "the key stays out of debug output");
+    let gone = NodeConfig { admin_tls_cert: Some("missing.pem".into()), ..c.clone() };
+    assert_eq!(gone.read_admin_tls().expect_err("missing").key(), Some("admin_tls_cert"));
+    assert!(NodeConfig { admin_tls_cert: None, admin_tls_key: None, ..c }.read_admin_tls().expect("plain").is_none());
 }

@@ -5,9 +5,11 @@
 //! large store, backup, verify and restore throughput, the cluster figures, and the cost of plugin
 //! calls next to the built-in merge. docs/BENCHMARKS.md explains each row.
 
+mod api;
 mod cluster;
 mod failover;
 mod machine;
+mod pg;
 mod plugins;
 mod probe;
 mod report;
@@ -34,6 +36,11 @@ pub struct BenchArgs {
     /// the end. Default: the system temp dir, or the current directory when that is a tmpfs.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// PostgreSQL's figures from this machine: the JSON line bench/pg_anchor.sh prints last (run
+    /// it minutes before or after this bench). Without it the PostgreSQL column says
+    /// "not measured".
+    #[arg(long, value_name = "FILE")]
+    pub pg: Option<PathBuf>,
     /// Print a JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -189,12 +196,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::All {
         eprintln!("failover figures skipped: they take minutes (`mgha-bench --scenario failover`)");
     }
+    // Read the PostgreSQL figures first: a bad file should fail before the measurements, not after.
+    let pg_anchor = args.pg.as_deref().map(pg::load).transpose()?;
     let scratch = Scratch::create(&base, args.keep)?;
     let scale = if args.quick { Scale::quick() } else { Scale::full() };
     let mut report = match args.scenario {
         Scenario::All => scenario::run(scratch.path(), scale, args.quick)?,
         Scenario::Plugins | Scenario::Failover => scenario::empty(scratch.path(), args.quick),
     };
+    if args.scenario == Scenario::All {
+        let started = std::time::Instant::now();
+        eprintln!("[api] publishes through the admin API of a daemon, 1 and {} clients", api::CLIENTS);
+        let scale = if args.quick { api::ApiScale::quick() } else { api::ApiScale::full() };
+        let floor = report.rows.iter().find(|r| r.key == "disk.fdatasync.p50").map_or(0.0, |r| r.value);
+        api::run(scratch.path(), &mgha_exe(), scale, floor, &mut report.rows)?;
+        report.elapsed_s += started.elapsed().as_secs_f64();
+    }
     if args.scenario == Scenario::All && !args.no_cluster {
         let cs = if args.quick { cluster::ClusterScale::quick() } else { cluster::ClusterScale::full() };
         let started = std::time::Instant::now();
@@ -224,6 +241,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.elapsed_s += started.elapsed().as_secs_f64();
     }
     report.machine.finish();
+    if let (Some(anchor), Some(file)) = (&pg_anchor, &args.pg) {
+        report.fill_pg(anchor, &file.display().to_string());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {

@@ -39,7 +39,11 @@ impl Store {
 
     /// Commits the transaction that wrote `rev`; when it changed plugins, swaps in the new
     /// registry before any other commit can take one.
-    pub(crate) fn commit_revision(&self, txn: WriteTransaction, rev: &Revision) -> Result<()> {
+    /// Inside [`Store::deferring_durability`] the commit is made without waiting for the disk.
+    pub(crate) fn commit_revision(&self, mut txn: WriteTransaction, rev: &Revision) -> Result<()> {
+        if super::commit::durability_deferred() {
+            txn.set_durability(redb::Durability::None).map_err(|e| crate::error::Error::Storage(e.into()))?;
+        }
         if !rev.changes.iter().any(|c| c.type_name == PLUGIN_TYPE) {
             txn.commit()?;
             return Ok(());

@@ -1,0 +1,218 @@
+//! Group commit: local revisions commit one by one (each its own write transaction, validated
+//! and ordered under the role lock as before) without waiting for the disk, and concurrent
+//! publishers then share one fsync. The first publisher to wait becomes the flusher: one durable
+//! commit makes every revision committed so far durable, it tells replication of them in
+//! order, and wakes the others, whose revisions it covered. A publish is still acknowledged
+//! only once its revision is durable, and replication (which ships only what it was told of)
+//! never sends a revision that is not durable here.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::revision::Revision;
+
+/// What the flusher does: make everything committed so far durable, then announce `batch`.
+pub(crate) trait Flush {
+    fn flush(&self) -> Result<()>;
+    fn announce(&self, batch: &[Arc<Revision>]);
+}
+
+#[derive(Default)]
+struct State {
+    /// Committed (visible here) but not yet durable nor announced, in seq order.
+    pending: Vec<Arc<Revision>>,
+    /// Every revision up to this seq is durable and announced.
+    durable_seq: u64,
+    /// A flush is under way (by a publisher thread, outside the lock).
+    flushing: bool,
+    /// The last failed flush: the highest seq it was to cover, and why it failed. Publishers
+    /// of those revisions are told; the revisions stay pending for the next flush.
+    failed: Option<(u64, std::io::ErrorKind, String)>,
+}
+
+/// The queue of revisions that wait for one shared fsync.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<State>,
+    flushed: Condvar,
+}
+
+impl GroupCommit {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update of the state is a single assignment or push: a panic leaves it usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a revision just committed without durability. Called in commit order (under the
+    /// engine's role lock).
+    pub(crate) fn committed(&self, rev: Arc<Revision>) {
+        self.lock().pending.push(rev);
+    }
+
+    /// Returns once revision `seq` is durable and announced, flushing when no one else is.
+    pub(crate) fn wait_durable(&self, seq: u64, io: &dyn Flush) -> Result<()> {
+        let mut st = self.lock();
+        loop {
+            if st.durable_seq >= seq {
+                return Ok(());
+            }
+            if let Some((upto, kind, why)) = &st.failed {
+                if seq <= *upto {
+                    return Err(Error::Io(std::io::Error::new(*kind, why.clone())));
+                }
+            }
+            if st.flushing {
+                st = self.flushed.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st = self.flush_locked(st, io);
+        }
+    }
+
+    /// Makes every queued revision durable and announced now (before a role change, say, so
+    /// that it never overtakes a revision committed before it).
+    pub(crate) fn flush_all(&self, io: &dyn Flush) -> Result<()> {
+        let mut st = self.lock();
+        while st.flushing {
+            st = self.flushed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        let Some(last) = st.pending.last().map(|r| r.seq) else {
+            return Ok(());
+        };
+        drop(st);
+        self.wait_durable(last, io)
+    }
+
+    /// One flush by the calling thread: takes the batch, fsyncs and announces outside the
+    /// lock (the `flushing` flag keeps the flushes, and so the announcements, in order).
+    fn flush_locked<'a>(&'a self, mut st: MutexGuard<'a, State>, io: &dyn Flush) -> MutexGuard<'a, State> {
+        st.flushing = true;
+        let batch = std::mem::take(&mut st.pending);
+        drop(st);
+        let result = io.flush();
+        if result.is_ok() {
+            io.announce(&batch);
+        }
+        let mut st = self.lock();
+        st.flushing = false;
+        let last = batch.last().map_or(st.durable_seq, |r| r.seq);
+        match result {
+            Ok(()) => {
+                st.durable_seq = st.durable_seq.max(last);
+                st.failed = None;
+            }
+            Err(e) => {
+                let kind = match &e {
+                    Error::Io(io) => io.kind(),
+                    Error::Storage(redb::Error::Io(io)) => io.kind(),
+                    _ => std::io::ErrorKind::Other,
+                };
+                tracing::warn!(error = %e, upto = last, "making committed revisions durable failed");
+                st.failed = Some((last, kind, e.to_string()));
+                // Still not durable: they go back in front, to be announced in order by the
+                // flush that makes them durable, if one does.
+                let newer = std::mem::replace(&mut st.pending, batch);
+                st.pending.extend(newer);
+            }
+        }
+        self.flushed.notify_all();
+        st
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    fn rev(seq: u64) -> Arc<Revision> {
+        Arc::new(Revision {
+            seq,
+            id: Default::default(),
+            parent: Default::default(),
+            epoch: 1,
+            author: "t".into(),
+            time_ms: 0,
+            message: String::new(),
+            state_hash: Default::default(),
+            changes: Vec::new(),
+        })
+    }
+
+    #[derive(Default)]
+    struct Disk {
+        flushes: AtomicUsize,
+        fail: AtomicBool,
+        announced: Mutex<Vec<u64>>,
+    }
+
+    impl Flush for Disk {
+        fn flush(&self) -> Result<()> {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full")));
+            }
+            Ok(())
+        }
+        fn announce(&self, batch: &[Arc<Revision>]) {
+            self.announced.lock().unwrap_or_else(|p| p.into_inner()).extend(batch.iter().map(|r| r.seq));
+        }
+    }
+
+    #[test]
+    fn one_flush_covers_every_revision_queued_before_it() {
+        let (g, disk) = (GroupCommit::default(), Disk::default());
+        for s in 1..=3 {
+            g.committed(rev(s));
+        }
+        g.wait_durable(2, &disk).expect("durable");
+        // Revision 3 was queued before the flush: the same fsync covered it.
+        g.wait_durable(3, &disk).expect("durable");
+        assert_eq!(disk.flushes.load(Ordering::SeqCst), 1);
+        assert_eq!(*disk.announced.lock().expect("lock"), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_failed_flush_fails_its_publishers_and_keeps_the_revisions_for_the_next() {
+        let (g, disk) = (GroupCommit::default(), Disk::default());
+        g.committed(rev(1));
+        disk.fail.store(true, Ordering::SeqCst);
+        let e = g.wait_durable(1, &disk).expect_err("the flush failed");
+        assert_eq!(e.code(), crate::error::ErrorCode::Io);
+        assert!(disk.announced.lock().expect("lock").is_empty(), "announced before durable");
+        disk.fail.store(false, Ordering::SeqCst);
+        g.committed(rev(2));
+        g.wait_durable(2, &disk).expect("durable");
+        assert_eq!(*disk.announced.lock().expect("lock"), vec![1, 2]);
+    }
+
+    #[test]
+    fn concurrent_waiters_all_return_with_every_revision_announced_once_in_order() {
+        let g = Arc::new(GroupCommit::default());
+        let disk = Arc::new(Disk::default());
+        let order = Arc::new(Mutex::new(0u64));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (g, disk, order) = (g.clone(), disk.clone(), order.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        // Commits are ordered by a lock, as the role lock orders them.
+                        let seq = {
+                            let mut o = order.lock().unwrap_or_else(|p| p.into_inner());
+                            *o += 1;
+                            g.committed(rev(*o));
+                            *o
+                        };
+                        g.wait_durable(seq, disk.as_ref()).expect("durable");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let announced = disk.announced.lock().expect("lock").clone();
+        assert_eq!(announced, (1..=1600).collect::<Vec<_>>());
+        assert!(disk.flushes.load(Ordering::SeqCst) <= 1600);
+    }
+}

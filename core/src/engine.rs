@@ -378,7 +378,7 @@ impl Engine {
         }
         validate_text("author", author)?;
         validate_text("message", message)?;
-        let rev = {
+        let (rev, ticket) = {
             let roles = self.lock_roles();
             if let Err(refusal) = roles.may_publish(crate::mono_ms()) {
                 return Err(self.refusal_error(refusal));
@@ -391,10 +391,10 @@ impl Engine {
             };
             let store = self.store();
             let rev = Store::deferring_durability(|| commit(&store, &meta))?;
-            self.group.committed(Arc::new(rev.clone()));
-            rev
+            let ticket = self.group.committed(Arc::new(rev.clone()));
+            (rev, ticket)
         };
-        self.group.wait_durable(rev.seq, self)?;
+        self.group.wait_durable(ticket, self)?;
         self.wait_standbys(rev.seq)?;
         Ok(rev)
     }

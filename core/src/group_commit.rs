@@ -17,15 +17,20 @@ pub(crate) trait Flush {
     fn announce(&self, batch: &[Arc<Revision>]);
 }
 
+/// Tickets number the commits in order. Not revision seqs: a history that is rewound (a
+/// collision branch kept aside) reuses seqs, and a ticket must never be found durable because an
+/// older revision had its seq.
 #[derive(Default)]
 struct State {
-    /// Committed (visible here) but not yet durable nor announced, in seq order.
-    pending: Vec<Arc<Revision>>,
-    /// Every revision up to this seq is durable and announced.
-    durable_seq: u64,
+    /// The ticket of the last commit queued.
+    last_ticket: u64,
+    /// Committed (visible here) but not yet durable nor announced, in commit order.
+    pending: Vec<(u64, Arc<Revision>)>,
+    /// Every commit up to this ticket is durable and announced.
+    durable: u64,
     /// A flush is under way (by a publisher thread, outside the lock).
     flushing: bool,
-    /// The last failed flush: the highest seq it was to cover, and why it failed. Publishers
+    /// The last failed flush: the highest ticket it was to cover, and why it failed. Publishers
     /// of those revisions are told; the revisions stay pending for the next flush.
     failed: Option<(u64, std::io::ErrorKind, String)>,
 }
@@ -43,21 +48,25 @@ impl GroupCommit {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a revision just committed without durability. Called in commit order (under the
-    /// engine's role lock).
-    pub(crate) fn committed(&self, rev: Arc<Revision>) {
-        self.lock().pending.push(rev);
+    /// Queues a revision just committed without durability; its ticket for
+    /// [`GroupCommit::wait_durable`]. Called in commit order (under the engine's role lock).
+    pub(crate) fn committed(&self, rev: Arc<Revision>) -> u64 {
+        let mut st = self.lock();
+        st.last_ticket += 1;
+        let ticket = st.last_ticket;
+        st.pending.push((ticket, rev));
+        ticket
     }
 
-    /// Returns once revision `seq` is durable and announced, flushing when no one else is.
-    pub(crate) fn wait_durable(&self, seq: u64, io: &dyn Flush) -> Result<()> {
+    /// Returns once the commit of `ticket` is durable and announced, flushing when no one else is.
+    pub(crate) fn wait_durable(&self, ticket: u64, io: &dyn Flush) -> Result<()> {
         let mut st = self.lock();
         loop {
-            if st.durable_seq >= seq {
+            if st.durable >= ticket {
                 return Ok(());
             }
             if let Some((upto, kind, why)) = &st.failed {
-                if seq <= *upto {
+                if ticket <= *upto {
                     return Err(Error::Io(std::io::Error::new(*kind, why.clone())));
                 }
             }
@@ -76,7 +85,7 @@ impl GroupCommit {
         while st.flushing {
             st = self.flushed.wait(st).unwrap_or_else(|p| p.into_inner());
         }
-        let Some(last) = st.pending.last().map(|r| r.seq) else {
+        let Some(last) = st.pending.last().map(|(t, _)| *t) else {
             return Ok(());
         };
         drop(st);
@@ -91,14 +100,15 @@ impl GroupCommit {
         drop(st);
         let result = io.flush();
         if result.is_ok() {
-            io.announce(&batch);
+            let revisions: Vec<Arc<Revision>> = batch.iter().map(|(_, r)| r.clone()).collect();
+            io.announce(&revisions);
         }
         let mut st = self.lock();
         st.flushing = false;
-        let last = batch.last().map_or(st.durable_seq, |r| r.seq);
+        let last = batch.last().map_or(st.durable, |(t, _)| *t);
         match result {
             Ok(()) => {
-                st.durable_seq = st.durable_seq.max(last);
+                st.durable = st.durable.max(last);
                 st.failed = None;
             }
             Err(e) => {
@@ -162,27 +172,37 @@ mod tests {
     #[test]
     fn one_flush_covers_every_revision_queued_before_it() {
         let (g, disk) = (GroupCommit::default(), Disk::default());
-        for s in 1..=3 {
-            g.committed(rev(s));
-        }
-        g.wait_durable(2, &disk).expect("durable");
+        let tickets: Vec<u64> = (1..=3).map(|s| g.committed(rev(s))).collect();
+        g.wait_durable(tickets[1], &disk).expect("durable");
         // Revision 3 was queued before the flush: the same fsync covered it.
-        g.wait_durable(3, &disk).expect("durable");
+        g.wait_durable(tickets[2], &disk).expect("durable");
         assert_eq!(disk.flushes.load(Ordering::SeqCst), 1);
         assert_eq!(*disk.announced.lock().expect("lock"), vec![1, 2, 3]);
     }
 
     #[test]
+    fn a_rewound_history_reusing_seqs_is_still_flushed_and_announced() {
+        let (g, disk) = (GroupCommit::default(), Disk::default());
+        let t = g.committed(rev(5));
+        g.wait_durable(t, &disk).expect("durable");
+        // The history was rewound below 5 (a collision branch kept aside): seq 4 again.
+        let t = g.committed(rev(4));
+        g.wait_durable(t, &disk).expect("durable");
+        assert_eq!(disk.flushes.load(Ordering::SeqCst), 2);
+        assert_eq!(*disk.announced.lock().expect("lock"), vec![5, 4]);
+    }
+
+    #[test]
     fn a_failed_flush_fails_its_publishers_and_keeps_the_revisions_for_the_next() {
         let (g, disk) = (GroupCommit::default(), Disk::default());
-        g.committed(rev(1));
+        let t1 = g.committed(rev(1));
         disk.fail.store(true, Ordering::SeqCst);
-        let e = g.wait_durable(1, &disk).expect_err("the flush failed");
+        let e = g.wait_durable(t1, &disk).expect_err("the flush failed");
         assert_eq!(e.code(), crate::error::ErrorCode::Io);
         assert!(disk.announced.lock().expect("lock").is_empty(), "announced before durable");
         disk.fail.store(false, Ordering::SeqCst);
-        g.committed(rev(2));
-        g.wait_durable(2, &disk).expect("durable");
+        let t2 = g.committed(rev(2));
+        g.wait_durable(t2, &disk).expect("durable");
         assert_eq!(*disk.announced.lock().expect("lock"), vec![1, 2]);
     }
 
@@ -197,13 +217,12 @@ mod tests {
                 std::thread::spawn(move || {
                     for _ in 0..200 {
                         // Commits are ordered by a lock, as the role lock orders them.
-                        let seq = {
+                        let ticket = {
                             let mut o = order.lock().unwrap_or_else(|p| p.into_inner());
                             *o += 1;
-                            g.committed(rev(*o));
-                            *o
+                            g.committed(rev(*o))
                         };
-                        g.wait_durable(seq, disk.as_ref()).expect("durable");
+                        g.wait_durable(ticket, disk.as_ref()).expect("durable");
                     }
                 })
             })

@@ -88,6 +88,9 @@ pub enum Scenario {
     All,
     /// Plugin call overhead and merge throughput against the built-in merge.
     Plugins,
+    /// Only the disk floor and the publishes through a daemon's admin API (1 and 16 clients,
+    /// group commit, CPU per publish).
+    Api,
     /// Automatic failover with real processes, in quorum and etcd mode: SIGKILL of the Active to
     /// the first publish on the other node, and acknowledged publishes lost. Minutes, so never
     /// part of `all`.
@@ -190,7 +193,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             eprintln!("plugin figures skipped: no --plugins-dir (build the examples with scripts/build-plugins)");
             None
         }
-        (Scenario::Failover, _) => None,
+        (Scenario::Failover | Scenario::Api, _) => None,
         (_, dir) => Some(plugins::examples_dir(dir.as_deref())?),
     };
     if args.scenario == Scenario::All {
@@ -202,9 +205,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let scale = if args.quick { Scale::quick() } else { Scale::full() };
     let mut report = match args.scenario {
         Scenario::All => scenario::run(scratch.path(), scale, args.quick)?,
+        Scenario::Api => scenario::disk_only(scratch.path(), scale, args.quick)?,
         Scenario::Plugins | Scenario::Failover => scenario::empty(scratch.path(), args.quick),
     };
-    if args.scenario == Scenario::All {
+    if matches!(args.scenario, Scenario::All | Scenario::Api) {
         let started = std::time::Instant::now();
         eprintln!("[api] publishes through the admin API of a daemon, 1 and {} clients", api::CLIENTS);
         let scale = if args.quick { api::ApiScale::quick() } else { api::ApiScale::full() };

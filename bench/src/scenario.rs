@@ -81,6 +81,13 @@ pub fn run(scratch: &Path, scale: Scale, quick: bool) -> anyhow::Result<Report> 
     })
 }
 
+/// A report with the disk floor only, for `--scenario api`.
+pub fn disk_only(scratch: &Path, scale: Scale, quick: bool) -> anyhow::Result<Report> {
+    let mut report = empty(scratch, quick);
+    disk_floor(scratch, scale, &mut report.rows)?;
+    Ok(report)
+}
+
 /// A report without rows, for a run that measures other figures only (`--scenario plugins`).
 pub fn empty(scratch: &Path, quick: bool) -> Report {
     Report {

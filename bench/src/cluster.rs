@@ -20,14 +20,12 @@ use mgha_sync::pki::TlsFiles;
 use mgha_sync::{SyncConfig, SyncRuntime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::pg::PgFigure;
 use super::report::{Goal, Row, Unit};
 use super::workload::{hosts, percentile_ms};
 
 const LAG_P99_MS_MAX: f64 = 1.0;
-const PG_LAG_P50_MS: f64 = 0.48;
-const PG_LAG_P99_MS: f64 = 0.74;
 const WIRE_BYTES_MAX: f64 = 270.0;
-const PG_WAL_BYTES: f64 = 539.0;
 const FULL_SYNC_MS_MAX: f64 = 2_500.0;
 const RSS_MIB_MAX: f64 = 256.0;
 const CHANGEOVER_P99_MS_MAX: f64 = 500.0;
@@ -226,8 +224,8 @@ pub fn replication(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> 
             let mut r99 =
                 Row::new(key99, format!("replication lag, {per_revision} obj/rev, p99"), p99, Unit::Milliseconds);
             if per_revision == 1 {
-                r50 = r50.reference(PG_LAG_P50_MS);
-                r99 = r99.goal(Goal::AtMost(LAG_P99_MS_MAX)).reference(PG_LAG_P99_MS);
+                r50 = r50.pg(PgFigure::LagP50);
+                r99 = r99.goal(Goal::AtMost(LAG_P99_MS_MAX)).pg(PgFigure::LagP99);
             }
             rows.push(r50);
             rows.push(r99);
@@ -263,7 +261,7 @@ pub fn replication(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> 
                 Unit::Bytes,
             )
             .goal(Goal::AtMost(WIRE_BYTES_MAX))
-            .reference(PG_WAL_BYTES),
+            .pg(PgFigure::WalBytesPerInsert),
         );
         rows.push(Row::new(
             "wire_ack_bytes_per_revision",
@@ -485,7 +483,8 @@ pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> an
             sync_ms,
             Unit::Milliseconds,
         )
-        .goal(Goal::AtMost(FULL_SYNC_MS_MAX * objects / 1e6)),
+        .goal(Goal::AtMost(FULL_SYNC_MS_MAX * objects / 1e6))
+        .pg(PgFigure::BasebackupTime),
     );
     rows.push(Row::new(
         "full_sync_mb_s",
@@ -499,12 +498,10 @@ pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> an
         objects / (sync_ms / 1e3),
         Unit::ObjectsPerSecond,
     ));
-    rows.push(Row::new(
-        "raw_tcp_mb_s",
-        "  raw loopback TCP copy of the same bytes",
-        raw_copy_mb_s(bytes)?,
-        Unit::MBPerSecond,
-    ));
+    rows.push(
+        Row::new("raw_tcp_mb_s", "  raw loopback TCP copy of the same bytes", raw_copy_mb_s(bytes)?, Unit::MBPerSecond)
+            .pg(PgFigure::LoopbackMBps),
+    );
     for (key, what, v) in [
         ("full_sync_rss_active", "  peak memory, sending side", &serve),
         ("full_sync_rss_standby", "  peak memory, receiving side", &follow),

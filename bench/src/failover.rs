@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use mgha_sync::failover::FailoverTiming;
 
-mod procs;
+pub(crate) mod procs;
 
 use super::report::{Goal, Row, Unit};
 use super::workload::percentile_ms;

@@ -5,9 +5,11 @@
 //! large store, backup, verify and restore throughput, the cluster figures, and the cost of plugin
 //! calls next to the built-in merge. docs/BENCHMARKS.md explains each row.
 
+mod api;
 mod cluster;
 mod failover;
 mod machine;
+mod pg;
 mod plugins;
 mod probe;
 mod report;
@@ -34,6 +36,11 @@ pub struct BenchArgs {
     /// the end. Default: the system temp dir, or the current directory when that is a tmpfs.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// PostgreSQL's figures from this machine: the JSON line bench/pg_anchor.sh prints last (run
+    /// it minutes before or after this bench). Without it the PostgreSQL column says
+    /// "not measured".
+    #[arg(long, value_name = "FILE")]
+    pub pg: Option<PathBuf>,
     /// Print a JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -81,6 +88,9 @@ pub enum Scenario {
     All,
     /// Plugin call overhead and merge throughput against the built-in merge.
     Plugins,
+    /// Only the disk floor and the publishes through a daemon's admin API (1 and 16 clients,
+    /// group commit, CPU per publish).
+    Api,
     /// Automatic failover with real processes, in quorum and etcd mode: SIGKILL of the Active to
     /// the first publish on the other node, and acknowledged publishes lost. Minutes, so never
     /// part of `all`.
@@ -187,18 +197,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             eprintln!("plugin figures skipped: no --plugins-dir (build the examples with scripts/build-plugins)");
             None
         }
-        (Scenario::Failover, _) => None,
+        (Scenario::Failover | Scenario::Api, _) => None,
         (_, dir) => Some(plugins::examples_dir(dir.as_deref())?),
     };
     if args.scenario == Scenario::All {
         eprintln!("failover figures skipped: they take minutes (`mgha-bench --scenario failover`)");
     }
+    // Read the PostgreSQL figures first: a bad file should fail before the measurements, not after.
+    let pg_anchor = args.pg.as_deref().map(pg::load).transpose()?;
     let scratch = Scratch::create(&base, args.keep)?;
     let scale = if args.quick { Scale::quick() } else { Scale::full() };
     let mut report = match args.scenario {
         Scenario::All => scenario::run(scratch.path(), scale, args.quick)?,
+        Scenario::Api => scenario::disk_only(scratch.path(), scale, args.quick)?,
         Scenario::Plugins | Scenario::Failover => scenario::empty(scratch.path(), args.quick),
     };
+    if matches!(args.scenario, Scenario::All | Scenario::Api) {
+        let started = std::time::Instant::now();
+        eprintln!("[api] publishes through the admin API of a daemon, 1 and {} clients", api::CLIENTS);
+        let scale = if args.quick { api::ApiScale::quick() } else { api::ApiScale::full() };
+        let floor = report.rows.iter().find(|r| r.key == "disk.fdatasync.p50").map_or(0.0, |r| r.value);
+        api::run(scratch.path(), &mgha_exe(), scale, floor, &mut report.rows)?;
+        report.elapsed_s += started.elapsed().as_secs_f64();
+    }
     if args.scenario == Scenario::All && !args.no_cluster {
         let cs = if args.quick { cluster::ClusterScale::quick() } else { cluster::ClusterScale::full() };
         let started = std::time::Instant::now();
@@ -230,6 +251,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.elapsed_s += started.elapsed().as_secs_f64();
     }
     report.machine.finish();
+    if let (Some(anchor), Some(file)) = (&pg_anchor, &args.pg) {
+        report.fill_pg(anchor, &file.display().to_string());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {

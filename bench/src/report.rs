@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use super::machine::Machine;
+use super::pg::PgFigure;
 
 /// What a figure should be.
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +53,8 @@ impl Goal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
     ObjectsPerSecond,
+    /// Operations (publishes, commits) per second.
+    PerSecond,
     Milliseconds,
     Microseconds,
     MiB,
@@ -68,6 +71,7 @@ impl Unit {
     fn symbol(self) -> &'static str {
         match self {
             Unit::ObjectsPerSecond => "obj/s",
+            Unit::PerSecond => "/s",
             Unit::Milliseconds => "ms",
             Unit::Microseconds => "µs",
             Unit::MiB => "MiB",
@@ -81,7 +85,7 @@ impl Unit {
 
     fn format(self, v: f64) -> String {
         let n = match self {
-            Unit::ObjectsPerSecond => thousands(v.round() as u64),
+            Unit::ObjectsPerSecond | Unit::PerSecond => thousands(v.round() as u64),
             Unit::Milliseconds if v < 10.0 => format!("{v:.3}"),
             Unit::Milliseconds => format!("{v:.1}"),
             Unit::Microseconds => format!("{v:.2}"),
@@ -107,13 +111,15 @@ pub struct Row {
     pub value: f64,
     pub unit: Unit,
     pub goal: Option<Goal>,
-    /// PostgreSQL 15 on this kind of machine, in the same unit.
+    /// The PostgreSQL figure this row is compared with ...
+    pub pg: Option<PgFigure>,
+    /// ... and its value from `--pg`, in the same unit; None when not measured.
     pub reference: Option<f64>,
 }
 
 impl Row {
     pub fn new(key: &'static str, figure: impl Into<String>, value: f64, unit: Unit) -> Row {
-        Row { key, figure: figure.into(), value, unit, goal: None, reference: None }
+        Row { key, figure: figure.into(), value, unit, goal: None, pg: None, reference: None }
     }
 
     pub fn goal(mut self, goal: Goal) -> Row {
@@ -121,8 +127,9 @@ impl Row {
         self
     }
 
-    pub fn reference(mut self, reference: f64) -> Row {
-        self.reference = Some(reference);
+    /// Compares the row with a PostgreSQL figure of the same run (`--pg`).
+    pub fn pg(mut self, figure: PgFigure) -> Row {
+        self.pg = Some(figure);
         self
     }
 
@@ -140,11 +147,28 @@ pub struct Report {
     pub host_json_bytes: f64,
     pub elapsed_s: f64,
     pub rows: Vec<Row>,
+    /// The file the PostgreSQL figures came from, when given.
+    pub pg_source: Option<String>,
 }
 
-const HEADERS: [&str; 6] = ["figure", "measured", "goal", "ratio", "PostgreSQL 15", "vs PG"];
+const HEADERS: [&str; 6] = ["figure", "measured", "goal", "ratio", "PostgreSQL", "vs PG"];
 
 impl Report {
+    /// Fills the PostgreSQL column from `pg_anchor.sh`'s JSON, read from `source`.
+    pub fn fill_pg(&mut self, anchor: &Value, source: &str) {
+        for r in &mut self.rows {
+            r.reference = r.pg.and_then(|f| f.value(anchor));
+        }
+        // Sizes and load rates compare equal object counts only when the script loaded as many
+        // rows as the large store holds: say how many it loaded.
+        let loaded = anchor.pointer("/pg/full_copy/rows").and_then(Value::as_u64);
+        let version = anchor.pointer("/pg/server_version").and_then(Value::as_str).unwrap_or("?");
+        self.pg_source = Some(match loaded {
+            Some(n) => format!("{source}, PostgreSQL {version}, bulk load of {n} rows"),
+            None => format!("{source}, PostgreSQL {version}"),
+        });
+    }
+
     /// The human table, preceded by the machine it ran on.
     pub fn to_table(&self) -> String {
         let m = &self.machine;
@@ -165,7 +189,11 @@ impl Report {
         if m.in_memory() {
             out.push_str("WARNING: the scratch directory is in memory; durability figures mean nothing here\n");
         }
-        out.push_str(&format!("objects: hosts of {:.0} bytes of JSON each\n\n", self.host_json_bytes));
+        out.push_str(&format!("objects: hosts of {:.0} bytes of JSON each\n", self.host_json_bytes));
+        match &self.pg_source {
+            Some(src) => out.push_str(&format!("PostgreSQL column: {src} (pg_anchor.sh on this machine)\n\n")),
+            None => out.push_str("PostgreSQL column: not measured (run bench/pg_anchor.sh and pass --pg FILE)\n\n"),
+        }
         let cells: Vec<[String; 7]> = self.rows.iter().map(cells).collect();
         let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.len()).collect();
         for row in &cells {
@@ -200,7 +228,7 @@ impl Report {
                     "goal": r.goal.map(Goal::to_json),
                     "ratio": r.goal.and_then(|g| g.ratio(r.value)),
                     "met": r.met(),
-                    "postgresql15": r.reference,
+                    "postgresql": r.reference,
                 })
             })
             .collect();
@@ -211,6 +239,7 @@ impl Report {
             "host_json_bytes": self.host_json_bytes,
             "elapsed_s": self.elapsed_s,
             "rows": rows,
+            "postgresql_source": self.pg_source,
         })
     }
 }
@@ -229,7 +258,11 @@ fn cells(r: &Row) -> [String; 7] {
         r.unit.format(r.value),
         r.goal.map_or_else(dash, |g| g.text(r.unit)),
         ratio,
-        r.reference.map_or_else(dash, |x| r.unit.format(x)),
+        match (r.reference, r.pg) {
+            (Some(x), _) => r.unit.format(x),
+            (None, Some(_)) => "not measured".to_string(),
+            (None, None) => dash(),
+        },
         vs_ref,
         verdict.to_string(),
     ]

@@ -37,6 +37,13 @@ const ROWS: &[(&str, &str)] = &[
     ("get.rate", "get by name"),
     ("get.verify_share", "get: share of the seal check"),
     ("publish.verify_share", "publish, 100 scattered updates/revision: share of the seal checks"),
+    ("api.publish.1.rate", "admin API: 1 client, 1-host publishes"),
+    ("api.publish.1.p50", "admin API: 1 client, publish p50"),
+    ("api.publish.16.rate", "admin API: 16 clients, 1-host publishes"),
+    ("api.publish.16.p99", "admin API: 16 clients, publish p99"),
+    ("api.publish.16.over_fsync", "admin API: 16-client rate / serial fsync rate"),
+    ("api.publish.cpu.1", "admin API: daemon CPU per publish, 1 client"),
+    ("api.publish.cpu.16", "admin API: daemon CPU per publish, 16 clients"),
 ];
 
 fn bench(dir: &Path, extra: &[&str]) -> String {
@@ -81,4 +88,45 @@ fn quick_bench_json_has_every_row() {
     }
     assert!(json["machine"]["cores"].as_u64().is_some());
     assert_scratch_removed(dir.path());
+}
+
+/// Without `--pg` the PostgreSQL column says so; with it, each compared row carries the figure
+/// from the file, and a file that is not the script's JSON is refused before measuring.
+#[test]
+fn postgresql_column_comes_from_the_pg_file_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table = bench(dir.path(), &["--no-cluster"]);
+    let p50 = table.lines().find(|l| l.starts_with("publish latency p50, 1")).expect("publish.p50 row");
+    assert!(p50.contains("not measured"), "no 'not measured' in: {p50}");
+
+    let pg = dir.path().join("pg.txt");
+    let anchor = serde_json::json!({
+        "fsync": {"append_write_fsync": {"p50_ms": 0.5}},
+        "pg": {"server_version": "15.0", "single_latency_on": {"p50_ms": 0.123, "p99_ms": 0.456},
+               "tput_on_1": {"objects_per_s": 12345.0},
+               "tput_1row_16": {"txn_per_s": 4321.0, "txn_latency": {"p99_ms": 7.5}}}
+    });
+    std::fs::write(&pg, format!("| table |\n{anchor}\n")).expect("writes the file");
+    let run = tempfile::tempdir().expect("temp dir");
+    let json: serde_json::Value =
+        serde_json::from_str(&bench(run.path(), &["--no-cluster", "--json", "--pg", pg.to_str().expect("utf-8")]))
+            .expect("valid JSON");
+    let rows = json["rows"].as_array().expect("rows");
+    let pg_of = |key: &str| rows.iter().find(|r| r["key"] == key).map(|r| r["postgresql"].clone());
+    assert_eq!(pg_of("publish.p50"), Some(serde_json::json!(0.123)));
+    assert_eq!(pg_of("publish.rate.100"), Some(serde_json::json!(12345.0)));
+    assert_eq!(pg_of("api.publish.16.rate"), Some(serde_json::json!(4321.0)));
+    // A figure the file does not have stays unmeasured rather than invented.
+    assert_eq!(pg_of("build.large"), Some(serde_json::Value::Null));
+
+    std::fs::write(&pg, "not json\n").expect("writes the file");
+    let out = Command::new(env!("CARGO_BIN_EXE_mgha-bench"))
+        .args(["--quick", "--no-cluster", "--dir"])
+        .arg(run.path())
+        .arg("--pg")
+        .arg(&pg)
+        .output()
+        .expect("runs mgha-bench");
+    assert!(!out.status.success(), "a bad --pg file was accepted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_anchor.sh"), "{}", String::from_utf8_lossy(&out.stderr));
 }

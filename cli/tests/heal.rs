@@ -56,9 +56,8 @@ fn damaged_standby_sets_its_store_aside_and_heals_to_the_actives_state() {
         // earlier, from the mark the offline check left), sets its store aside and heals. A
         // heal can be over before `check` runs: then a new archive says the damage was found.
         let code = mgha(&["check", "-d", b.d()]).status.code();
-        let newly_archived = || {
-            b.http_status().is_some_and(|st| st.get("archived").and_then(|a| a.as_str()) != previous.as_deref())
-        };
+        let newly_archived =
+            || b.http_status().is_some_and(|st| st.get("archived").and_then(|a| a.as_str()) != previous.as_deref());
         assert!(code == Some(EXIT_CORRUPT) || (code == Some(0) && newly_archived()), "check exit {code:?}");
         assert_eq!(p.status()["node"]["role"], "active", "a damaged standby never takes the role");
         wait_until("the standby to heal", || {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::changeset::{ChangeInput, ChangeSet};
 use crate::error::{Error, Result};
+use crate::group_commit::{Flush, GroupCommit};
 use crate::limits::{AUTHOR_BYTES_MAX, OBJECT_BYTES_MAX};
 use crate::model::validate::validate_text;
 use crate::model::{Object, Uid};
@@ -85,6 +86,8 @@ pub struct Engine {
     damage: Mutex<Option<String>>,
     /// Where the last damaged store was set aside (`set_archived`).
     archived: Mutex<Option<PathBuf>>,
+    /// Local revisions committed but not yet durable, sharing one fsync (group_commit.rs).
+    group: GroupCommit,
 }
 
 impl std::fmt::Debug for Engine {
@@ -151,6 +154,7 @@ impl Engine {
             replication,
             damage: Mutex::new(None),
             archived: Mutex::new(None),
+            group: GroupCommit::default(),
         })
     }
 
@@ -160,7 +164,8 @@ impl Engine {
     pub fn record_damage(&self, found: Option<&Error>) {
         let mut damage = self.damage.lock().unwrap_or_else(|p| p.into_inner());
         match found {
-            Some(e) if e.code() == crate::error::ErrorCode::Corrupt => {
+            // A revision that does not fit our history is the Active's to resolve, not damage.
+            Some(e) if e.code() == crate::error::ErrorCode::Corrupt && !matches!(e, Error::Diverged(_)) => {
                 tracing::error!(error = %e, "the store is damaged");
                 if self.role().0 == Role::Active {
                     // A Standby heals by itself; an Active needs the administrator's hand.
@@ -428,7 +433,11 @@ impl Engine {
     }
 
     /// Runs one local commit under the role lock: the role machine must accept the publish, and
-    /// no changeover can start until the commit is done, so a handover never misses a revision.
+    /// no changeover can start until the commit is done, so a handover never misses a revision
+    /// (a role change first makes every committed revision durable and announced: see
+    /// `role_event`). The commit itself does not wait for the disk; the role lock is released
+    /// and the publish then waits for a flush that concurrent publishes share (group commit),
+    /// so it is acknowledged, and replicated, only once durable.
     pub(crate) fn publish_with(
         &self,
         author: &str,
@@ -440,7 +449,7 @@ impl Engine {
         }
         validate_text("author", author)?;
         validate_text("message", message)?;
-        let rev = {
+        let (rev, ticket) = {
             let roles = self.lock_roles();
             if let Err(refusal) = roles.may_publish(crate::mono_ms()) {
                 return Err(self.refusal_error(refusal));
@@ -451,10 +460,13 @@ impl Engine {
                 epoch: roles.epoch,
                 time_ms: crate::now_ms(),
             };
-            let rev = commit(&self.store(), &meta).inspect_err(|e| self.after_failed_commit(e))?;
-            self.after_publish(&rev);
-            rev
+            let store = self.store();
+            let rev =
+                Store::deferring_durability(|| commit(&store, &meta)).inspect_err(|e| self.after_failed_commit(e))?;
+            let ticket = self.group.committed(Arc::new(rev.clone()), store.reopens());
+            (rev, ticket)
         };
+        self.group.wait_durable(ticket, self)?;
         self.wait_standbys(rev.seq)?;
         Ok(rev)
     }
@@ -507,6 +519,8 @@ impl Engine {
     /// effect, and returns the actions for the caller (the sync runtime) to carry out.
     pub fn role_event(&self, event: RoleEvent) -> Result<Vec<RoleAction>> {
         let mut guard = self.lock_roles();
+        // No revision committed under the old role may be announced after the change.
+        self.group.flush_all(self)?;
         let mut next = guard.clone();
         let actions = next.handle(event);
         for a in &actions {
@@ -640,10 +654,13 @@ impl Engine {
         })
     }
 
-    fn after_publish(&self, rev: &Revision) {
-        self.replication.committed(Some(Arc::new(rev.clone())), rev.head());
+    /// Tells replication of a local revision once it is durable, and purges old ones.
+    fn after_publish(&self, rev: Arc<Revision>) {
+        let seq = rev.seq;
+        let head = rev.head();
+        self.replication.committed(Some(rev), head);
         if let Some(keep) = self.options.retain_revisions {
-            if rev.seq.is_multiple_of(PURGE_EVERY_REVISIONS) {
+            if seq.is_multiple_of(PURGE_EVERY_REVISIONS) {
                 if let Err(e) = self.store().purge(keep) {
                     tracing::warn!(error = %e, "purge of old revisions failed; will retry");
                 }
@@ -728,4 +745,26 @@ impl Engine {
 /// The lock key of an existing object, by its uid (a rename does not free it).
 fn uid_lock_key(uid: &Uid) -> String {
     format!("uid:{uid}")
+}
+
+/// The engine's side of group commit: the flush is one durable commit of the store, and a
+/// revision made durable is announced to replication, in commit order.
+impl Flush for Engine {
+    fn flush(&self) -> Result<()> {
+        self.store().flush()
+    }
+
+    fn announce(&self, batch: &[Arc<Revision>]) {
+        for rev in batch {
+            self.after_publish(rev.clone());
+        }
+    }
+
+    fn reopens(&self) -> u64 {
+        self.store().reopens()
+    }
+
+    fn failed(&self, e: &Error) {
+        self.after_failed_commit(e);
+    }
 }

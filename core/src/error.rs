@@ -118,6 +118,11 @@ pub enum Error {
     },
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A replicated revision that does not fit this node's history (another parent, objects in
+    /// another state, another id or state hash): the histories differ, which the Active resolves
+    /// (a branch kept, a full sync). Not damage of this node's store.
+    #[error("not this node's history: {0}")]
+    Diverged(String),
     #[error("backup {}: {reason}", path.display())]
     Backup { path: PathBuf, reason: String },
     #[error("revision {seq} is committed here but only {acked} of the {needed} required standbys applied it in time")]
@@ -160,7 +165,7 @@ impl Error {
             Error::TooManySessions(_) | Error::InUse(_) | Error::ChangeoverInProgress { .. } => ErrorCode::Busy,
             Error::Changeover(e) => e.code(),
             Error::Member(e) => e.code(),
-            Error::Corrupt(_) | Error::Backup { .. } => ErrorCode::Corrupt,
+            Error::Corrupt(_) | Error::Diverged(_) | Error::Backup { .. } => ErrorCode::Corrupt,
             // redb's own finding of a damaged page is damage too, not an I/O failure; so is a
             // read past the end of the file or of data that is not a database, which only a
             // damaged page or header can point redb at.

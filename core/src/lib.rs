@@ -12,6 +12,7 @@ pub mod collision;
 pub mod diff;
 pub mod engine;
 pub mod error;
+mod group_commit;
 pub mod json_scan;
 pub mod limits;
 pub mod merge;

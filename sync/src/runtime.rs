@@ -93,6 +93,8 @@ pub(crate) struct Ctx {
     pub arbiter: Mutex<Option<(Arc<dyn Arbiter>, FailoverTiming)>>,
     /// Members whose last hello said their store is damaged: no changeover goes to them.
     pub damaged: Mutex<HashSet<Uid>>,
+    /// Wakes the dial loops that wait: an Active we do not follow has just dialed us.
+    pub wake_dialers: tokio::sync::Notify,
 }
 
 impl Ctx {
@@ -178,6 +180,7 @@ impl SyncRuntime {
             cfg,
             shutdown: rx,
             dialing: Mutex::new(HashSet::new()),
+            wake_dialers: tokio::sync::Notify::new(),
             tasks: Mutex::new(Vec::new()),
             driver: Mutex::new(None),
             advertised,
@@ -280,6 +283,36 @@ pub(crate) fn stop_dialing(ctx: &Ctx, member: Uid) {
     ctx.dialing.lock().unwrap_or_else(|p| p.into_inner()).remove(&member);
 }
 
+/// A Standby contacts a peer that answered as a Standby this rarely: such a contact only
+/// refreshes the peer's row in the status. A peer that becomes Active dials every member it does
+/// not serve at once and then every heartbeat, and that wakes the dial loops (`wake_dialers`),
+/// so a Standby finds a new Active without polling its fellow Standbys: an idle cluster keeps
+/// one connection per Standby (to the Active) and opens almost no others.
+const STANDBY_PEER_PROBE_MS: u64 = 30_000;
+
+/// Whether a dial loop skips this round's contact: an Active has nothing to learn from a
+/// Standby it serves right now (that connection shows the peer's head and liveness).
+pub(crate) fn contact_needed(ctx: &Ctx, member: &Member, active: bool) -> bool {
+    !(active && ctx.registry.get(member.node_id).is_some())
+}
+
+/// How long a dial loop waits before its next contact with `member`: the heartbeat on an
+/// Active (to find Standbys that lost it, and a second Active to fence), the reconnect pause
+/// while `member` did not answer or answered as something other than a Standby, and
+/// [`STANDBY_PEER_PROBE_MS`] between two Standbys.
+pub(crate) fn dial_pause(ctx: &Ctx, member: &Member, active: bool, answered: bool) -> Duration {
+    let reconnect = Duration::from_millis(ctx.cfg.reconnect_ms.max(10));
+    if active {
+        return Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
+    }
+    let peer_is_standby =
+        || ctx.engine.sync().peers().iter().any(|p| p.node_id == member.node_id && p.role == Some(Role::Standby));
+    if answered && peer_is_standby() {
+        return reconnect.max(Duration::from_millis(STANDBY_PEER_PROBE_MS));
+    }
+    reconnect
+}
+
 /// Starts a dial loop for every member that has none yet.
 pub(crate) fn ensure_dialers(ctx: &Arc<Ctx>) -> Result<()> {
     let me = ctx.engine.node()?.node_id;
@@ -371,6 +404,13 @@ async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -
     let ours = our_hello(&ctx)?;
     write_msg(&mut tls, &Msg::Hello(ours.clone())).await.map_err(|e| Error::Peer(e.to_string()))?;
     learn_members(&ctx, &hello).await?;
+    if ours.role == Role::Standby && hello.role == Role::Active {
+        // An Active we do not follow: its dial loop may be waiting out a long pause.
+        let following = *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) == Some(hello.node_id);
+        if !following {
+            ctx.wake_dialers.notify_waiters();
+        }
+    }
     if ours.role == Role::Active && hello.role == Role::Standby {
         active::serve_standby(ctx, tls, hello).await
     } else {

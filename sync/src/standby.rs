@@ -12,7 +12,7 @@ use super::branch;
 use super::conn::{spawn_reader, spawn_writer, Ack, Counted, Heard, Inbox, Outbox, PeerCmd, Reader};
 use super::pki::node_id_of;
 use super::plan::SyncStatus;
-use super::runtime::{check_hello, connect_member, learn_members, our_hello, role_event, Ctx};
+use super::runtime::{self, check_hello, connect_member, learn_members, our_hello, role_event, Ctx};
 use super::wire::{read_msg, write_msg, Hello, Member, Msg, WireError};
 use mgha_core::engine::SNAPSHOT_FILE;
 use mgha_core::error::{Error, Result};
@@ -33,8 +33,7 @@ fn peer_err(e: WireError) -> Error {
 /// while this node is Active, exchanges hellos with it now and then.
 pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
     let mut shutdown = ctx.shutdown.clone();
-    let pause = Duration::from_millis(ctx.cfg.reconnect_ms.max(10));
-    let probe_every = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
+    let mut roles = ctx.engine.sync().role_changes();
     loop {
         if *shutdown.borrow() {
             return;
@@ -51,13 +50,20 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
             return;
         }
         let active = ctx.engine.role().0 == Role::Active;
-        if let Err(e) = contact(&ctx, &member).await {
-            tracing::debug!(peer = %member.name, error = %e, "no session with peer");
+        let mut answered = false;
+        if runtime::contact_needed(&ctx, &member, active) {
+            match contact(&ctx, &member).await {
+                Ok(()) => answered = true,
+                Err(e) => tracing::debug!(peer = %member.name, error = %e, "no session with peer"),
+            }
         }
-        let wait = if active { probe_every } else { pause };
+        let wait = runtime::dial_pause(&ctx, &member, active, answered);
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(wait) => {}
+            // A role change, or an Active we do not follow dialing us: look again now.
+            Ok(()) = roles.changed() => {}
+            _ = ctx.wake_dialers.notified() => {}
         }
     }
 }

@@ -18,6 +18,9 @@ use rand::{Rng, SeedableRng};
 
 /// Kills per run of the test.
 const ROUNDS: usize = 50;
+/// Kills, and publishing threads, of the concurrent variant.
+const CONCURRENT_ROUNDS: usize = 25;
+const CONCURRENT_PUBLISHERS: u32 = 4;
 /// The child runs this long, at random, before it is killed.
 const KILL_AFTER_MS_MIN: u64 = 5;
 const KILL_AFTER_MS_MAX: u64 = 150;
@@ -62,10 +65,11 @@ fn parse_acks(stdout: &[u8]) -> Vec<Ack> {
 }
 
 /// Runs the child on `data` for `kill_after`, then kills it with SIGKILL.
-fn run_and_kill(data: &Path, seed: u64, kill_after: Duration) -> Round {
+fn run_and_kill(data: &Path, seed: u64, publishers: u32, kill_after: Duration) -> Round {
     let child = Command::new(env!("CARGO_BIN_EXE_mgha-crash-child"))
         .arg(data)
         .arg(seed.to_string())
+        .arg(publishers.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -109,6 +113,18 @@ fn revisions(store: &Store) -> BTreeMap<u64, Ack> {
 
 #[test]
 fn every_acknowledged_publish_survives_sigkill() {
+    kill_rounds(ROUNDS, 1);
+}
+
+/// Concurrent publishers share fsyncs (group commit): a kill may land between a revision's
+/// commit and the flush that makes it durable, and every publish acknowledged must still be there.
+#[test]
+fn every_acknowledged_concurrent_publish_survives_sigkill() {
+    kill_rounds(CONCURRENT_ROUNDS, CONCURRENT_PUBLISHERS);
+}
+
+/// `rounds` kills of a child publishing from `publishers` threads.
+fn kill_rounds(rounds: usize, publishers: u32) {
     let seed: u64 = match std::env::var("MGHA_CRASH_SEED") {
         Ok(s) => s.parse().expect("MGHA_CRASH_SEED is a u64"),
         Err(_) => rand::random(),
@@ -125,12 +141,16 @@ fn every_acknowledged_publish_survives_sigkill() {
     // Kills that fell between a durable commit and its acknowledgement: allowed, and a sign
     // that kills do land inside the publish path.
     let mut unacknowledged_commits = 0usize;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let kill_after = rng.gen_range(KILL_AFTER_MS_MIN..=KILL_AFTER_MS_MAX);
         let last_acked = acked.keys().next_back().copied().unwrap_or(0);
-        let r = run_and_kill(&data, rng.gen(), Duration::from_millis(kill_after));
+        let mut r = run_and_kill(&data, rng.gen(), publishers, Duration::from_millis(kill_after));
         let context = format!("round {round}, killed after {kill_after} ms, seed {seed}; child stderr: {}", r.stderr);
 
+        if publishers > 1 {
+            // Threads print in the order their publishes returned, not in revision order.
+            r.acks.sort_by_key(|a| a.seq);
+        }
         let mut prev = last_acked;
         for ack in &r.acks {
             assert!(ack.seq > prev, "the child acknowledged {} after {prev} ({context})", ack.seq);
@@ -153,10 +173,10 @@ fn every_acknowledged_publish_survives_sigkill() {
     }
     let elapsed = started.elapsed();
     println!(
-        "{ROUNDS} kills, {} acknowledged publishes, {unacknowledged_commits} kills after a commit and before its \
+        "{rounds} kills ({publishers} publishers), {} acknowledged publishes, {unacknowledged_commits} kills after a commit and before its \
          acknowledgement, {:.1} s",
         acked.len(),
         elapsed.as_secs_f64()
     );
-    assert!(acked.len() >= ACKS_MIN, "only {} publishes were acknowledged in {ROUNDS} rounds", acked.len());
+    assert!(acked.len() >= ACKS_MIN, "only {} publishes were acknowledged in {rounds} rounds", acked.len());
 }

@@ -21,7 +21,7 @@ use mgha_tests::etcd::Etcd;
 use mgha_tests::process::ChildGuard;
 
 /// Runs `mgha ARGS` to completion; its standard output.
-pub(super) fn mgha(exe: &Path, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn mgha(exe: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(exe)
         .args(args)
         .env("MGHA_LOG", "warn")
@@ -34,7 +34,7 @@ pub(super) fn mgha(exe: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub(super) fn path_str(p: &Path) -> anyhow::Result<&str> {
+pub(crate) fn path_str(p: &Path) -> anyhow::Result<&str> {
     p.to_str().with_context(|| format!("{} is not UTF-8", p.display()))
 }
 
@@ -45,7 +45,7 @@ pub(super) fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
 }
 
 /// The last lines of a log file, for an error message.
-pub(super) fn tail(path: &Path) -> String {
+pub(crate) fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
@@ -65,7 +65,7 @@ pub(super) fn wait_until(what: &str, mut done: impl FnMut() -> anyhow::Result<bo
 
 /// A node's admin API, as the publisher and the measurement reach it.
 #[derive(Clone)]
-pub(super) struct Api {
+pub(crate) struct Api {
     pub(super) name: String,
     pub(super) base: String,
     pub(super) token: String,
@@ -73,7 +73,7 @@ pub(super) struct Api {
 }
 
 impl Api {
-    pub(super) fn of(name: &str, dir: &Path) -> anyhow::Result<Api> {
+    pub(crate) fn of(name: &str, dir: &Path) -> anyhow::Result<Api> {
         let config = NodeConfig::load(dir)?;
         let token = token::read(dir)?;
         // A synchronous publish waits up to `sync_timeout_ms` (5 s) for a standby.
@@ -102,7 +102,7 @@ impl Api {
     }
 
     /// `GET /v1/status`, or None while the daemon does not answer.
-    pub(super) fn status(&self) -> Option<Value> {
+    pub(crate) fn status(&self) -> Option<Value> {
         self.get("/v1/status").ok()
     }
 
@@ -112,7 +112,7 @@ impl Api {
     }
 
     /// Publishes one host; `Ok` once acknowledged, else the error code (or "unreachable").
-    pub(super) fn publish_host(&self, name: &str, i: usize) -> Result<(), String> {
+    pub(crate) fn publish_host(&self, name: &str, i: usize) -> Result<(), String> {
         let body = json!({"changes": [{"op": "put", "type": "host", "name": name,
             "fields": {"ipv4-address": format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)}}]});
         let mut resp = match self

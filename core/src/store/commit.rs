@@ -31,8 +31,43 @@ pub struct CommitMeta {
     pub time_ms: u64,
 }
 
+thread_local! {
+    /// Set while [`Store::deferring_durability`] runs on this thread.
+    static DEFER_DURABILITY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether revision commits on this thread skip the fsync (see [`Store::deferring_durability`]).
+pub(crate) fn durability_deferred() -> bool {
+    DEFER_DURABILITY.with(|d| d.get())
+}
+
 impl Store {
-    /// Validates `changes` and publishes them as one durable revision.
+    /// Runs `f` with every revision it commits on this thread committed without waiting for
+    /// the disk: visible at once, durable only after a later durable commit ([`Store::flush`]).
+    /// The engine's group commit uses it so that concurrent publishers share one fsync; it
+    /// acknowledges nothing before that flush.
+    pub(crate) fn deferring_durability<T>(f: impl FnOnce() -> T) -> T {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                DEFER_DURABILITY.with(|d| d.set(false));
+            }
+        }
+        DEFER_DURABILITY.with(|d| d.set(true));
+        let _reset = Reset;
+        f()
+    }
+
+    /// Makes every commit so far durable: one durable (empty) commit, one fsync.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.guard("flush", || {
+            let txn = self.begin_write()?;
+            self.commit_txn(txn)
+        })
+    }
+
+    /// Validates `changes` and publishes them as one durable revision (deferred inside
+    /// [`Store::deferring_durability`]).
     pub fn publish(&self, meta: &CommitMeta, changes: &[ChangeInput]) -> Result<Revision> {
         self.guard("publish", || {
             let txn = self.begin_write()?;

@@ -160,6 +160,11 @@ impl Store {
         state.fault = Some(StoreFault { kind, error: e.to_string(), since_ms, reopened: false });
     }
 
+    /// How many times the database was closed and opened again after a failed write.
+    pub(crate) fn reopens(&self) -> u64 {
+        self.reopens.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Closes the database and opens it again, verified as at start ([`Store::quick_check`]).
     /// New transactions wait meanwhile (they need the database lock this holds); transactions
     /// already running fail (redb: "database closed"), as they would have on the failed handle.
@@ -173,6 +178,9 @@ impl Store {
                 return Err(self.closed_error(&why));
             }
         }
+        // Commits not made durable on the closed handle may be gone after the open: whoever
+        // waits for them (group commit) learns it from this count.
+        self.reopens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(db) = slot.take() {
             // A latched handle cannot write its clean-shutdown mark; redb recovers at the open.
             if let Err(e) = db.close() {

@@ -53,6 +53,8 @@ pub struct Store {
     fault: Mutex<fault::FaultState>,
     /// Held by every write transaction and by a reopen (see `fault.rs`).
     writer: fault::WriterLock,
+    /// Reopens so far (`fault.rs`): a commit not durable before one may be lost.
+    reopens: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -124,6 +126,7 @@ impl Store {
             broken: Mutex::new(None),
             fault: Mutex::new(fault::FaultState::default()),
             writer: Mutex::new(()),
+            reopens: Default::default(),
         }
     }
 

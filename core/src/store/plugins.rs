@@ -43,8 +43,12 @@ impl Store {
 
     /// Commits the transaction that wrote `rev`; when it changed plugins, swaps in the new
     /// registry before any other commit can take one.
-    pub(crate) fn commit_revision(&self, txn: super::fault::Txn<'_>, rev: &Revision) -> Result<()> {
+    /// Inside [`Store::deferring_durability`] the commit is made without waiting for the disk.
+    pub(crate) fn commit_revision(&self, mut txn: super::fault::Txn<'_>, rev: &Revision) -> Result<()> {
         self.guard("commit_revision", || {
+            if super::commit::durability_deferred() {
+                txn.set_durability(redb::Durability::None).map_err(|e| crate::error::Error::Storage(e.into()))?;
+            }
             if !rev.changes.iter().any(|c| c.type_name == PLUGIN_TYPE) {
                 self.commit_txn(txn)?;
                 return Ok(());

@@ -76,7 +76,7 @@ impl Store {
     fn apply_in(&self, txn: &WriteTransaction, rev: Revision) -> Result<Revision> {
         let head: Head = read_head(txn)?;
         if rev.seq != head.seq + 1 || rev.parent != head.id {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::Diverged(format!(
                 "revision {} does not follow our head {} ({})",
                 rev.seq,
                 head.seq,
@@ -92,7 +92,7 @@ impl Store {
                     None => None,
                 };
                 if current != c.before {
-                    return Err(Error::Corrupt(format!(
+                    return Err(Error::Diverged(format!(
                         "revision {}: {} {} is not in the state the Active changed",
                         rev.seq, c.type_name, c.uid
                     )));
@@ -104,7 +104,7 @@ impl Store {
         let meta = CommitMeta { author: rev.author, message: rev.message, epoch: rev.epoch, time_ms: rev.time_ms };
         let applied = self.commit_targets(txn, &meta, targets)?;
         if applied.id != rev.id || applied.state_hash != rev.state_hash {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::Diverged(format!(
                 "revision {} reproduces id {} and state {}, the Active sent {} and {}",
                 rev.seq,
                 applied.id.short(),

@@ -2,9 +2,12 @@
 //! publishes changesets until it is killed, printing `published <seq> <id-hex> <state-hash-hex>`
 //! only after each publish returned, that is after its redb commit was durable.
 //!
-//! Usage: `mgha-crash-child DIR SEED`. It mixes one-object revisions with revisions of about 50
-//! changes (puts, edits and deletes of hosts, and edits of groups that refer to hosts that are
-//! never deleted), so a kill lands in commits of several sizes.
+//! Usage: `mgha-crash-child DIR SEED [PUBLISHERS]`. It mixes one-object revisions with revisions
+//! of about 50 changes (puts, edits and deletes of hosts, and edits of groups that refer to hosts
+//! that are never deleted), so a kill lands in commits of several sizes. With PUBLISHERS > 1, as
+//! many more threads publish one host each per revision at the same time, so that kills also
+//! land in commits that share one fsync (group commit); acknowledgements are then printed in
+//! the order the publishes returned, not in revision order.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -37,6 +40,10 @@ fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().ok_or("usage: mgha-crash-child DIR SEED")?);
     let seed: u64 = args.next().ok_or("usage: mgha-crash-child DIR SEED")?.parse().map_err(|e| format!("seed: {e}"))?;
+    let publishers: u32 = match args.next() {
+        Some(n) => n.parse().map_err(|e| format!("publishers: {e}"))?,
+        None => 1,
+    };
     let engine = if dir.join(STORE_FILE).exists() {
         mgha_sync::open_engine(&dir, EngineOptions::default())
     } else {
@@ -56,6 +63,23 @@ fn run() -> Result<(), String> {
         publish(&engine, changes)?;
     }
 
+    let engine = std::sync::Arc::new(engine);
+    for t in 1..publishers {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            // Hosts of their own (`c<thread>-<k>`), put again and again with a new address.
+            let mut k = 0u32;
+            loop {
+                k = k.wrapping_add(1);
+                if let Err(e) = publish(&engine, vec![host(&format!("c{t}-{}", k % 50), k)]) {
+                    if !e.starts_with("empty:") {
+                        eprintln!("mgha-crash-child: publisher {t}: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+        });
+    }
     let mut rng = StdRng::seed_from_u64(seed);
     // Addresses come from a counter that starts where the head is, so an edit always changes
     // something and a one-change revision is never empty.

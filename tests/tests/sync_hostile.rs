@@ -154,19 +154,19 @@ async fn forged_revisions_change_nothing() {
     s.apply_replicated(&store.revision(rev.seq).expect("rev")).expect("the genuine first revision applies");
     let head = s.head().expect("head");
     let skipped = s.apply_replicated(&after_next).expect_err("a revision whose parent is not our head");
-    assert!(matches!(skipped, Error::Corrupt(_)), "{skipped}");
+    assert!(matches!(skipped, Error::Diverged(_)), "{skipped}");
     let mut forged = next.clone();
     forged.parent = head.id;
     forged.state_hash = Hash([9; 32]);
     let e = s.apply_replicated(&forged).expect_err("forged state hash");
-    assert!(matches!(e, Error::Corrupt(_)), "{e}");
+    assert!(matches!(e, Error::Diverged(_)), "{e}");
     let mut forged = next.clone();
     forged.parent = head.id;
     if let Some(after) = forged.changes[0].after.as_mut() {
         after.name = "tampered".into();
     }
     let e = s.apply_replicated(&forged).expect_err("tampered content no longer matches the id");
-    assert!(matches!(e, Error::Corrupt(_)), "{e}");
+    assert!(matches!(e, Error::Diverged(_)), "{e}");
     assert_eq!(s.head().expect("head"), head, "nothing applied");
     s.check().expect("store intact");
 }

@@ -484,13 +484,23 @@ pub(crate) async fn learn_members(ctx: &Arc<Ctx>, hello: &Hello) -> Result<()> {
     });
     // Fencing: an Active that meets a higher epoch steps down before anything else happens.
     let seen = RoleEvent::PeerSeen { peer: hello.node_id, role: hello.role, epoch: hello.epoch };
+    // When publishes stopped here: at the end of a lease that ran out before (automatic
+    // failover), else now. Logged so that it lines up with the new Active's election, as the
+    // failover driver's own fence does.
+    let lease_until = ctx.engine.role_machine().lease_until_ms;
+    let (now_mono, now) = (mgha_core::mono_ms(), mgha_core::now_ms());
+    let refusing_since_ms = match lease_until {
+        Some(until) if until < now_mono => now.saturating_sub(now_mono - until),
+        _ => now,
+    };
     for a in role_event(&ctx.engine, seen).await? {
         if let RoleAction::SteppedDown { epoch, .. } = a {
             ctx.engine.sync().set_active_hint(Some(hello.name.clone()));
             tracing::warn!(
                 peer = %hello.name,
                 epoch = %mgha_core::roles::machine::epoch::display(epoch),
-                "a higher epoch is active: stepped down to standby"
+                refusing_since_ms,
+                "a higher epoch is active: fenced, stepped down to standby"
             );
         }
     }

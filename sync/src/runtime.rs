@@ -95,6 +95,10 @@ pub(crate) struct Ctx {
     pub damaged: Mutex<HashSet<Uid>>,
     /// Wakes the dial loops that wait: an Active we do not follow has just dialed us.
     pub wake_dialers: tokio::sync::Notify,
+    /// Bumped when this node changes the member list (a removal): an Active then contacts
+    /// every member once more, even those it serves, so that the new list reaches them with
+    /// the hellos (a session in progress exchanges no hellos).
+    pub members_version: std::sync::atomic::AtomicU64,
 }
 
 impl Ctx {
@@ -181,6 +185,7 @@ impl SyncRuntime {
             shutdown: rx,
             dialing: Mutex::new(HashSet::new()),
             wake_dialers: tokio::sync::Notify::new(),
+            members_version: Default::default(),
             tasks: Mutex::new(Vec::new()),
             driver: Mutex::new(None),
             advertised,
@@ -235,6 +240,8 @@ impl SyncRuntime {
         let owned = name.to_owned();
         let removed = blocking(&self.ctx.engine, move |e| super::membership::remove_member(e, &owned)).await?;
         forget_removed(&self.ctx)?;
+        self.ctx.members_version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.ctx.wake_dialers.notify_waiters();
         tracing::warn!(member = %removed.name, node = %removed.node_id, "member removed from the cluster");
         Ok(removed)
     }

@@ -34,6 +34,8 @@ fn peer_err(e: WireError) -> Error {
 pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
     let mut shutdown = ctx.shutdown.clone();
     let mut roles = ctx.engine.sync().role_changes();
+    // The member list version this member last heard from us (see `Ctx::members_version`).
+    let mut told = ctx.members_version.load(std::sync::atomic::Ordering::SeqCst);
     loop {
         if *shutdown.borrow() {
             return;
@@ -51,9 +53,14 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
         }
         let active = ctx.engine.role().0 == Role::Active;
         let mut answered = false;
-        if runtime::contact_needed(&ctx, &member, active) {
+        let members_version = ctx.members_version.load(std::sync::atomic::Ordering::SeqCst);
+        let tell_members = active && members_version != told;
+        if tell_members || runtime::contact_needed(&ctx, &member, active) {
             match contact(&ctx, &member).await {
-                Ok(()) => answered = true,
+                Ok(()) => {
+                    answered = true;
+                    told = members_version;
+                }
                 Err(e) => tracing::debug!(peer = %member.name, error = %e, "no session with peer"),
             }
         }

@@ -335,19 +335,7 @@ pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Msg>, Wi
 
 /// Reads one message and says how many payload bytes it took (for byte-bounded queues).
 pub async fn read_msg_sized<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<(Msg, usize)>, WireError> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > FRAME_BYTES_MAX {
-        return Err(WireError::TooLarge { len, max: FRAME_BYTES_MAX });
-    }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).await?;
-    decode_payload(&payload).map(|m| Some((m, len)))
+    read_frame_max(r, FRAME_BYTES_MAX).await
 }
 
 /// Most bytes of the one frame a peer without a member certificate may send (a join request):
@@ -357,6 +345,12 @@ pub const UNAUTHENTICATED_FRAME_BYTES_MAX: usize = 64 * 1024;
 /// Reads one message of at most `max` bytes, refusing a longer one from its length alone,
 /// before anything is allocated for it.
 pub async fn read_msg_max<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Msg>, WireError> {
+    Ok(read_frame_max(r, max).await?.map(|(m, _)| m))
+}
+
+/// One message of at most `max` bytes (never more than `FRAME_BYTES_MAX`) and its payload size;
+/// `Ok(None)` on a clean end of stream between frames.
+async fn read_frame_max<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<(Msg, usize)>, WireError> {
     let max = max.min(FRAME_BYTES_MAX);
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
@@ -370,7 +364,7 @@ pub async fn read_msg_max<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result
     }
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).await?;
-    decode_payload(&payload).map(Some)
+    decode_payload(&payload).map(|m| Some((m, len)))
 }
 
 /// Writes one already-encoded frame.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::tables::*;
 use super::{decode, object_from_record, record, revision_from_record, Store};
 use crate::error::{Error, Result};
-use crate::model::{StateHash, Uid};
+use crate::model::{Hash, StateHash, Uid};
 use crate::revision::Head;
 
 /// What a successful check covered.
@@ -81,21 +81,7 @@ impl Store {
             let mut count = 0u64;
             for entry in objects.iter()? {
                 let (k, v) = entry?;
-                let uid = Uid::from_slice(k.value())?;
-                let (o, hash) = object_from_record(&uid, v.value())?;
-                if o.encode() != record::unseal(v.value(), || format!("object {uid}"))?.0 {
-                    return Err(Error::Corrupt(format!("object {uid} is not stored canonically")));
-                }
-                match names.get(name_key(&o.type_name, &o.name).as_str())? {
-                    Some(u) if Uid::from_slice(u.value())? == uid => {}
-                    _ => {
-                        return Err(Error::Corrupt(format!(
-                            "{} '{}' is missing from the name index",
-                            o.type_name, o.name
-                        )))
-                    }
-                }
-                state.add(hash);
+                state.add(verify_object_entry(&names, k.value(), v.value())?);
                 count += 1;
             }
             if names.len()? != count {
@@ -134,5 +120,23 @@ impl Store {
             }
             Ok(CheckReport { head, objects: count, revisions: n })
         })
+    }
+}
+
+/// Verifies one record of the objects table, as the full check and the scrub both do: its seal,
+/// its canonical encoding, and its entry in the name index. Returns the object's hash.
+pub(super) fn verify_object_entry(
+    names: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &[u8],
+    value: &[u8],
+) -> Result<Hash> {
+    let uid = Uid::from_slice(key)?;
+    let (o, hash) = object_from_record(&uid, value)?;
+    if o.encode() != record::unseal(value, || format!("object {uid}"))?.0 {
+        return Err(Error::Corrupt(format!("object {uid} is not stored canonically")));
+    }
+    match names.get(name_key(&o.type_name, &o.name).as_str())? {
+        Some(u) if Uid::from_slice(u.value())? == uid => Ok(hash),
+        _ => Err(Error::Corrupt(format!("{} '{}' ({uid}) is missing from the name index", o.type_name, o.name))),
     }
 }

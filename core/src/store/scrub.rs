@@ -5,9 +5,8 @@
 //! check (`mgha check`), which needs one snapshot of the whole store.
 
 use super::tables::*;
-use super::{object_from_record, record, revision_from_record, undo_from_record, Store};
+use super::{revision_from_record, undo_from_record, Store};
 use crate::error::{Error, Result};
-use crate::model::Uid;
 
 /// Where a scrub pass stands: which table, and the last key verified in it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,20 +44,7 @@ impl Store {
                 let mut last = None;
                 for entry in range.take(max_records) {
                     let (k, v) = entry?;
-                    let uid = Uid::from_slice(k.value())?;
-                    let (o, _) = object_from_record(&uid, v.value())?;
-                    if o.encode() != record::unseal(v.value(), || format!("object {uid}"))?.0 {
-                        return Err(Error::Corrupt(format!("object {uid} is not stored canonically")));
-                    }
-                    match names.get(name_key(&o.type_name, &o.name).as_str())? {
-                        Some(u) if Uid::from_slice(u.value())? == uid => {}
-                        _ => {
-                            return Err(Error::Corrupt(format!(
-                                "{} '{}' ({uid}) is missing from the name index",
-                                o.type_name, o.name
-                            )))
-                        }
-                    }
+                    super::check::verify_object_entry(&names, k.value(), v.value())?;
                     batch.records += 1;
                     batch.bytes += v.value().len() as u64;
                     last = Some(k.value().to_vec());

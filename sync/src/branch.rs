@@ -128,9 +128,18 @@ pub(crate) async fn fetch<W: AsyncWrite + Unpin>(
     };
     let count = branch.revisions.len();
     let engine = ctx.engine.clone();
-    let id = tokio::task::spawn_blocking(move || engine.store().add_branch(branch))
-        .await
-        .map_err(|e| Error::Peer(e.to_string()))??;
+    let (id, known) = tokio::task::spawn_blocking(move || {
+        let store = engine.store();
+        let known = store.branches()?.iter().any(|b| branch.is_part_of(b));
+        store.add_branch(branch).map(|id| (id, known))
+    })
+    .await
+    .map_err(|e| Error::Peer(e.to_string()))??;
+    if known {
+        // Another node received the old Active's revisions before the heal: one branch, kept once.
+        tracing::info!(peer = %hello.name, branch = id, revisions = count, "diverged with a branch already kept");
+        return Ok(id);
+    }
     tracing::warn!(peer = %hello.name, branch = id, revisions = count, fork = fork_seq, "collision: branch kept");
     ctx.engine.sync().emit(NodeEvent::Collision { branch: id, peer: hello.name.clone(), revisions: count });
     Ok(id)

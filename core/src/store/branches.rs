@@ -42,6 +42,13 @@ pub struct Branch {
 }
 
 impl Branch {
+    /// Whether this branch's revisions are `other`'s, or the first of them, from the same fork.
+    pub fn is_part_of(&self, other: &Branch) -> bool {
+        self.fork == other.fork
+            && self.revisions.len() <= other.revisions.len()
+            && self.revisions.iter().zip(&other.revisions).all(|(a, b)| a.id == b.id)
+    }
+
     /// The branch's head.
     pub fn head(&self) -> Head {
         self.revisions.last().map(Revision::head).unwrap_or(self.fork)
@@ -62,7 +69,10 @@ impl Branch {
 }
 
 impl Store {
-    /// Keeps a new branch durably; a branch with the same node and head is kept once.
+    /// Keeps a new branch durably. Revisions already kept are kept once: a branch whose
+    /// revisions are those of a kept branch from the same fork, or their first ones (a peer that
+    /// received part of an old Active's branch before the heal), is that branch, whichever node
+    /// it came from; merging it once resolves it everywhere.
     pub fn add_branch(&self, mut branch: Branch) -> Result<u64> {
         self.guard("add_branch", || {
             branch.verify()?;
@@ -72,7 +82,7 @@ impl Store {
                 for entry in table.iter()? {
                     let (k, v) = entry?;
                     let b: Branch = decode(v.value(), "branch")?;
-                    if b.node_id == branch.node_id && b.head() == branch.head() && b.fork == branch.fork {
+                    if branch.is_part_of(&b) {
                         return Ok(k.value());
                     }
                 }

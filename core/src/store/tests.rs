@@ -551,3 +551,34 @@ fn revert_racing_a_publish_still_restores_the_target_state() {
     publisher.join().expect("publisher thread");
     assert!(wrong.is_empty(), "reverts to 1 that left (revision, objects) different from revision 1: {wrong:?}");
 }
+
+#[test]
+fn a_branch_already_kept_is_kept_once_whichever_node_holds_it() {
+    use super::Branch;
+    let (_dir, active) = new_store();
+    let (_dir2, old_active) = new_store();
+    let fork = active.head().expect("head");
+    let r1 = publish(&old_active, vec![host("h1", "10.0.0.1")]).expect("first");
+    let r2 = publish(&old_active, vec![host("h2", "10.0.0.2")]).expect("second");
+    let nodes = [Uid::new_random(), Uid::new_random(), Uid::new_random(), Uid::new_random()];
+    let branch = |node: u8, revisions: Vec<Revision>| Branch {
+        id: 0,
+        node_id: nodes[node as usize],
+        node_name: format!("n{node}"),
+        fork,
+        revisions,
+        detected_ms: 0,
+        resolved: None,
+        resolved_ms: None,
+    };
+    let id = active.add_branch(branch(1, vec![r1.clone(), r2.clone()])).expect("kept");
+    // Another node that received the old Active's first revision, or all of it, holds the same branch.
+    assert_eq!(active.add_branch(branch(2, vec![r1.clone()])).expect("same"), id);
+    assert_eq!(active.add_branch(branch(3, vec![r1.clone(), r2])).expect("same"), id);
+    assert_eq!(active.branches().expect("branches").len(), 1);
+    // Other revisions from the same fork are another branch.
+    let (_dir3, third) = new_store();
+    let other = publish(&third, vec![host("h9", "10.0.0.9")]).expect("other");
+    assert_ne!(active.add_branch(branch(2, vec![other])).expect("another"), id);
+    assert_eq!(active.branches().expect("branches").len(), 2);
+}

@@ -2,6 +2,7 @@
 //! and the file rules (regular files only, bounded, `data_dir` relative to the file).
 
 use super::*;
+use mgha_core::ErrorCode;
 
 const GOOD: &str = "name = \"n1\"\nadmin = \"127.0.0.1:7420\"\nlisten = \"127.0.0.1:7430\"\n\
     advertise = \"mgmt1.example:7430\"\nretain_revisions = 100\nsync_standbys = 1\nsync_timeout_ms = 2000\n\

@@ -25,7 +25,7 @@ use super::report::{Goal, Row, Unit};
 use super::workload::{hosts, percentile_ms};
 
 const LAG_P99_MS_MAX: f64 = 1.0;
-const WIRE_BYTES_MAX: f64 = 270.0;
+const WIRE_BYTES_MAX: f64 = 215.0;
 const FULL_SYNC_MS_MAX: f64 = 2_500.0;
 const RSS_MIB_MAX: f64 = 256.0;
 const CHANGEOVER_P99_MS_MAX: f64 = 500.0;

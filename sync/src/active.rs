@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::conn::{spawn_reader, Ack, Counted, Inbox, PeerCmd, Reader, Watchdog, Watched};
+use super::conn::{spawn_reader, Ack, Inbox, PeerCmd, Reader, Watchdog, Watched};
 use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
 use super::runtime::{role_event, Ctx};
 use super::wire::{
@@ -36,7 +36,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer_id = hello.node_id;
-    let stream = Counted::new(stream, ctx.engine.sync().traffic(peer_id));
     let (rd, wr) = tokio::io::split(stream);
     let Reader { task: reader, inbox: mut rx, acks, heard } = spawn_reader(rd);
     let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));

@@ -8,6 +8,7 @@ mod active;
 mod branch;
 mod changeover;
 pub mod cluster;
+pub mod compress;
 mod conn;
 pub mod failover;
 mod forward;

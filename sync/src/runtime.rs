@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 pub use super::changeover::FORWARD_MARGIN_MS;
-use super::conn::Registry;
+use super::compress::Compressed;
+use super::conn::{Counted, Registry};
 use super::membership::{is_removed, member_records, members, merge_members, set_own_record};
 use super::pki::{node_id_of, TlsFiles};
 use super::plan::SyncStatus;
@@ -410,6 +411,8 @@ async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -
     }
     let ours = our_hello(&ctx)?;
     write_msg(&mut tls, &Msg::Hello(ours.clone())).await.map_err(|e| Error::Peer(e.to_string()))?;
+    // From here on the session's frames travel as blocks (docs/protocol.md), counted as sent.
+    let stream = Compressed::new(Counted::new(tls, ctx.engine.sync().traffic(hello.node_id)));
     learn_members(&ctx, &hello).await?;
     if ours.role == Role::Standby && hello.role == Role::Active {
         // An Active we do not follow: its dial loop may be waiting out a long pause.
@@ -419,7 +422,7 @@ async fn handle_incoming(ctx: Arc<Ctx>, acceptor: TlsAcceptor, tcp: TcpStream) -
         }
     }
     if ours.role == Role::Active && hello.role == Role::Standby {
-        active::serve_standby(ctx, tls, hello).await
+        active::serve_standby(ctx, stream, hello).await
     } else {
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::branch;
+use super::compress::Compressed;
 use super::conn::{spawn_reader, spawn_writer, Ack, Counted, Heard, Inbox, Outbox, PeerCmd, Reader};
 use super::pki::node_id_of;
 use super::plan::SyncStatus;
@@ -100,6 +101,8 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
         Ok(Err(e)) => return Err(peer_err(e)),
     };
     check_hello(ctx, &hello, node_id).map_err(Error::Peer)?;
+    // The peer sent its hello and switched: from here on frames travel as blocks, counted as sent.
+    let mut tls = Compressed::new(Counted::new(tls, ctx.engine.sync().traffic(hello.node_id)));
     // A Standby names the Active it is about to follow at once: the Active may count it as
     // synchronized as soon as the hellos crossed, and a publish refused here from then on must
     // say where to publish. (Set again below once it is sure to follow.)
@@ -132,7 +135,6 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     }
     ctx.engine.sync().set_active_hint(Some(hello.name.clone()));
     tracing::info!(active = %hello.name, "following the active");
-    let tls = Counted::new(tls, ctx.engine.sync().traffic(hello.node_id));
     let (rd, wr) = tokio::io::split(tls);
     let Reader { task: reader, inbox: mut rx, heard, .. } = spawn_reader(rd);
     heard.note_active_head(hello.head.seq);

@@ -15,8 +15,9 @@ use mgha_core::revision::{Change, Head, Op, Revision};
 /// Version of the peer protocol spoken by this build; peers must speak the same. 2: a forwarded
 /// changeover carries its time budget, and its result a typed refusal. 3: member records carry
 /// a version and a removal mark, and pings carry the Active's head, so that a Standby knows how
-/// far behind it is.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// far behind it is. 4: after the hellos, frames travel as blocks, small ones deflated
+/// (`compress.rs`).
+pub const PROTOCOL_VERSION: u32 = 4;
 pub use mgha_core::limits::{
     FRAME_BYTES_MAX, FRAME_DEPTH_MAX, FRAME_VALUES_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
 };

@@ -1,0 +1,409 @@
+//! Compression of a peer connection once the hellos crossed (docs/protocol.md, "Blocks").
+//!
+//! Small frames (revisions of a few objects, acks, pings) repeat the same keys, type names,
+//! authors and messages, so they are deflated with one compression context per direction that
+//! lives as long as the connection: each frame is compressed against everything sent before
+//! it, and flushed at its end so the peer can decode it at once. A one-host revision shrinks to
+//! by a sixth to a third. Large frames (snapshot chunks, big revisions) pass through raw: they gain
+//! little against the CPU they would cost, and a full sync is bound by that CPU. Tiny frames
+//! (acks, pings) go raw too: they are mostly hashes, which do not compress.
+//!
+//! On the wire the plaintext frame stream becomes a stream of blocks, each a 4-byte big-endian
+//! header then its bytes. The top bit set: a deflated block holding exactly one frame, at most
+//! [`BLOCK_IN_MAX`] bytes once inflated (checked while inflating, so a small block cannot make
+//! the reader allocate more). The top bit clear: that many raw bytes of exactly one frame.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::wire::FRAME_BYTES_MAX;
+
+/// Largest frame (length prefix included) sent deflated; larger ones go raw.
+pub const BLOCK_IN_MAX: usize = 16 * 1024;
+/// Largest deflated block accepted: deflate never grows its input by more than a few bytes per
+/// 16 KiB block, so anything larger is not a block this protocol sends.
+pub const BLOCK_OUT_MAX: usize = BLOCK_IN_MAX + 1024;
+/// Smallest frame (length prefix included) sent deflated.
+const DEFLATE_MIN: usize = 96;
+const DEFLATED: u32 = 1 << 31;
+const _: () = assert!(FRAME_BYTES_MAX + 4 < DEFLATED as usize, "a raw block's length must leave the flag bit free");
+
+/// A peer stream whose frames are sent and received as blocks.
+pub struct Compressed<S> {
+    inner: S,
+    w: Writer,
+    r: Reader,
+}
+
+impl<S> Compressed<S> {
+    pub fn new(inner: S) -> Compressed<S> {
+        Compressed { inner, w: Writer::new(), r: Reader::new() }
+    }
+}
+
+/// The sending side: reads the frame boundaries from the frames' own length prefixes.
+struct Writer {
+    deflate: Compress,
+    /// The length prefix of the next frame, as far as it has come.
+    prefix: [u8; 4],
+    prefix_len: usize,
+    /// A small frame being gathered (prefix included) until it is whole.
+    frame: Vec<u8>,
+    frame_len: usize,
+    /// Bytes of a large frame still to pass through raw.
+    raw_left: usize,
+    /// Block bytes ready for the inner stream, and how far they went.
+    out: Vec<u8>,
+    out_pos: usize,
+}
+
+impl Writer {
+    fn new() -> Writer {
+        Writer {
+            deflate: Compress::new(Compression::fast(), false),
+            prefix: [0; 4],
+            prefix_len: 0,
+            frame: Vec::new(),
+            frame_len: 0,
+            raw_left: 0,
+            out: Vec::new(),
+            out_pos: 0,
+        }
+    }
+
+    /// Makes the gathered frame one block in `out`: deflated, or raw when it is too small to gain
+    /// (an ack or a ping is mostly hashes and counters, and deflate's flush marker costs more
+    /// than it saves).
+    fn seal_frame(&mut self) -> io::Result<()> {
+        self.out.clear();
+        self.out_pos = 0;
+        if self.frame.len() < DEFLATE_MIN {
+            self.out.extend_from_slice(&(self.frame.len() as u32).to_be_bytes());
+            self.out.extend_from_slice(&self.frame);
+            self.frame.clear();
+            self.frame_len = 0;
+            return Ok(());
+        }
+        self.out.extend_from_slice(&[0; 4]);
+        let before_in = self.deflate.total_in();
+        loop {
+            let consumed = (self.deflate.total_in() - before_in) as usize;
+            self.out.reserve(BLOCK_IN_MAX / 4 + 64);
+            self.deflate
+                .compress_vec(&self.frame[consumed..], &mut self.out, FlushCompress::Sync)
+                .map_err(|e| io::Error::other(format!("deflate: {e}")))?;
+            let done = (self.deflate.total_in() - before_in) as usize == self.frame.len();
+            // A sync flush is complete once the input is consumed and the output was not full.
+            if done && self.out.len() < self.out.capacity() {
+                break;
+            }
+        }
+        let len = (self.out.len() - 4) as u32;
+        self.out[..4].copy_from_slice(&(len | DEFLATED).to_be_bytes());
+        self.frame.clear();
+        self.frame_len = 0;
+        Ok(())
+    }
+}
+
+/// The receiving side.
+struct Reader {
+    inflate: Decompress,
+    header: [u8; 4],
+    header_len: usize,
+    /// A deflated block being read whole.
+    block: Vec<u8>,
+    block_len: usize,
+    /// Inflated bytes not yet handed out.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    raw_left: usize,
+}
+
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            inflate: Decompress::new(false),
+            header: [0; 4],
+            header_len: 0,
+            block: Vec::new(),
+            block_len: 0,
+            plain: Vec::new(),
+            plain_pos: 0,
+            raw_left: 0,
+        }
+    }
+
+    fn inflate_block(&mut self) -> io::Result<()> {
+        self.plain.clear();
+        self.plain_pos = 0;
+        // Room for one byte more than allowed: a block that fills it is over the limit.
+        self.plain.reserve_exact(BLOCK_IN_MAX + 1);
+        let before_in = self.inflate.total_in();
+        loop {
+            let consumed = (self.inflate.total_in() - before_in) as usize;
+            let room = BLOCK_IN_MAX + 1 - self.plain.len();
+            let mut chunk = Vec::with_capacity(room);
+            self.inflate
+                .decompress_vec(&self.block[consumed..], &mut chunk, FlushDecompress::Sync)
+                .map_err(|e| invalid(format!("a deflated block does not inflate: {e}")))?;
+            self.plain.extend_from_slice(&chunk);
+            if self.plain.len() > BLOCK_IN_MAX {
+                return Err(invalid(format!("a deflated block inflates beyond {BLOCK_IN_MAX} bytes")));
+            }
+            let consumed = (self.inflate.total_in() - before_in) as usize;
+            if consumed == self.block.len() && chunk.len() < room {
+                break;
+            }
+            if chunk.is_empty() && consumed < self.block.len() {
+                return Err(invalid("a deflated block stops inflating before its end".into()));
+            }
+        }
+        self.block.clear();
+        self.block_len = 0;
+        Ok(())
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+impl<S: AsyncWrite + Unpin> Compressed<S> {
+    /// Writes out the pending block bytes.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.w.out_pos < self.w.out.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.w.out[self.w.out_pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.w.out_pos += n;
+        }
+        self.w.out.clear();
+        self.w.out_pos = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Compressed<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.w.raw_left > 0 {
+            // A large frame passes through as the caller writes it, with the inner stream's
+            // back-pressure.
+            let take = data.len().min(this.w.raw_left);
+            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &data[..take]))?;
+            this.w.raw_left -= n;
+            return Poll::Ready(Ok(n));
+        }
+        if this.w.frame_len > 0 {
+            // Gathering a small frame: this write belongs to it until it is whole.
+            let take = data.len().min(this.w.frame_len - this.w.frame.len());
+            this.w.frame.extend_from_slice(&data[..take]);
+            if this.w.frame.len() == this.w.frame_len {
+                this.w.seal_frame()?;
+            }
+            return Poll::Ready(Ok(take));
+        }
+        {
+            let take = data.len().min(4 - this.w.prefix_len);
+            this.w.prefix[this.w.prefix_len..this.w.prefix_len + take].copy_from_slice(&data[..take]);
+            this.w.prefix_len += take;
+            if this.w.prefix_len == 4 {
+                let total = u32::from_be_bytes(this.w.prefix) as usize + 4;
+                if total > BLOCK_IN_MAX {
+                    this.w.raw_left = total - 4;
+                    this.w.out.extend_from_slice(&(total as u32).to_be_bytes());
+                    this.w.out.extend_from_slice(&this.w.prefix);
+                } else {
+                    this.w.frame.extend_from_slice(&this.w.prefix);
+                    this.w.frame_len = total;
+                }
+                this.w.prefix_len = 0;
+                if total == 4 {
+                    this.w.seal_frame()?;
+                }
+            }
+            Poll::Ready(Ok(take))
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Compressed<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.r.plain_pos < this.r.plain.len() {
+                let n = buf.remaining().min(this.r.plain.len() - this.r.plain_pos);
+                buf.put_slice(&this.r.plain[this.r.plain_pos..this.r.plain_pos + n]);
+                this.r.plain_pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.r.raw_left > 0 {
+                let limit = buf.remaining().min(this.r.raw_left);
+                let mut sub = ReadBuf::new(buf.initialize_unfilled_to(limit));
+                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut sub))?;
+                let n = sub.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
+                buf.advance(n);
+                this.r.raw_left -= n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.r.block_len > 0 {
+                while this.r.block.len() < this.r.block_len {
+                    let start = this.r.block.len();
+                    this.r.block.resize(this.r.block_len, 0);
+                    let mut rb = ReadBuf::new(&mut this.r.block[start..]);
+                    let polled = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
+                    let n = rb.filled().len();
+                    this.r.block.truncate(start + n);
+                    ready!(polled)?;
+                    if n == 0 {
+                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+                this.r.inflate_block()?;
+                continue;
+            }
+            // A block header.
+            while this.r.header_len < 4 {
+                let mut rb = ReadBuf::new(&mut this.r.header[this.r.header_len..]);
+                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
+                let n = rb.filled().len();
+                if n == 0 {
+                    // A clean end between blocks is the end of the frame stream.
+                    return if this.r.header_len == 0 {
+                        Poll::Ready(Ok(()))
+                    } else {
+                        Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()))
+                    };
+                }
+                this.r.header_len += n;
+            }
+            this.r.header_len = 0;
+            let header = u32::from_be_bytes(this.r.header);
+            let len = (header & !DEFLATED) as usize;
+            if header & DEFLATED != 0 {
+                if len == 0 || len > BLOCK_OUT_MAX {
+                    return Poll::Ready(Err(invalid(format!("a deflated block of {len} bytes"))));
+                }
+                this.r.block_len = len;
+            } else {
+                if !(4..=FRAME_BYTES_MAX + 4).contains(&len) {
+                    return Poll::Ready(Err(invalid(format!("a raw block of {len} bytes"))));
+                }
+                this.r.raw_left = len;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn frame(len: usize, seed: u8) -> Vec<u8> {
+        let mut f = (len as u32).to_be_bytes().to_vec();
+        // Repetitive text with a counter, as revisions are: compressible but not constant.
+        f.extend((0..len).map(|i| if i % 7 == 0 { seed.wrapping_add(i as u8) } else { b"host-ipv4"[i % 9] }));
+        f
+    }
+
+    /// Frames written in odd-sized pieces come out whole and in order, small and large alike.
+    #[tokio::test]
+    async fn frames_round_trip_in_order_whatever_their_size_and_the_write_pieces() {
+        let sizes = [0usize, 1, 100, 300, 4000, BLOCK_IN_MAX - 4, BLOCK_IN_MAX - 3, 70_000, 5, 1_000_000, 250];
+        let frames: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| frame(n, i as u8)).collect();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let expected: Vec<u8> = frames.concat();
+        let writer = tokio::spawn(async move {
+            let mut w = Compressed::new(a);
+            for (i, f) in frames.iter().enumerate() {
+                for piece in f.chunks(1 + i * 37 % 5000) {
+                    w.write_all(piece).await.expect("write");
+                }
+                w.flush().await.expect("flush");
+            }
+            w.shutdown().await.expect("shutdown");
+        });
+        let mut r = Compressed::new(b);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.expect("read");
+        writer.await.expect("writer");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the bytes differ");
+    }
+
+    /// Small frames shrink: later ones are compressed against the earlier ones.
+    #[tokio::test]
+    async fn repeated_small_frames_cost_less_than_their_size() {
+        let (a, mut b) = tokio::io::duplex(1 << 20);
+        let mut w = Compressed::new(a);
+        let f = frame(280, 1);
+        for _ in 0..100 {
+            w.write_all(&f).await.expect("write");
+            w.flush().await.expect("flush");
+        }
+        drop(w);
+        let mut wire = Vec::new();
+        b.read_to_end(&mut wire).await.expect("read");
+        assert!(wire.len() < 100 * f.len() / 2, "{} bytes for {}", wire.len(), 100 * f.len());
+    }
+
+    async fn read_all(wire: Vec<u8>) -> io::Result<Vec<u8>> {
+        let mut r = Compressed::new(&wire[..]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.map(|_| out)
+    }
+
+    #[tokio::test]
+    async fn a_block_that_inflates_beyond_the_limit_is_refused() {
+        // One deflated block of zeros far larger than a small frame may be.
+        let mut c = Compress::new(Compression::best(), false);
+        let zeros = vec![0u8; 1 << 20];
+        let mut z = Vec::with_capacity(1 << 20);
+        c.compress_vec(&zeros, &mut z, FlushCompress::Sync).expect("deflate");
+        assert!(z.len() <= BLOCK_OUT_MAX, "the bomb fits a block header ({} bytes)", z.len());
+        let mut wire = ((z.len() as u32) | DEFLATED).to_be_bytes().to_vec();
+        wire.extend_from_slice(&z);
+        let e = read_all(wire).await.expect_err("refused");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
+
+    #[tokio::test]
+    async fn garbage_blocks_and_oversized_headers_are_refused() {
+        let mut wire = (8u32 | DEFLATED).to_be_bytes().to_vec();
+        wire.extend_from_slice(&[0xff; 8]);
+        assert_eq!(read_all(wire).await.expect_err("garbage").kind(), io::ErrorKind::InvalidData);
+        let wire = ((BLOCK_OUT_MAX as u32 + 1) | DEFLATED).to_be_bytes().to_vec();
+        assert_eq!(read_all(wire).await.expect_err("oversized").kind(), io::ErrorKind::InvalidData);
+        let wire = ((FRAME_BYTES_MAX + 5) as u32).to_be_bytes().to_vec();
+        assert_eq!(read_all(wire).await.expect_err("raw oversized").kind(), io::ErrorKind::InvalidData);
+        let mut wire = 100u32.to_be_bytes().to_vec();
+        wire.extend_from_slice(&[1; 10]);
+        assert_eq!(read_all(wire).await.expect_err("cut short").kind(), io::ErrorKind::UnexpectedEof);
+    }
+}

@@ -147,12 +147,12 @@ pub(crate) fn verify_follows(prev: &Head, rev: &Revision, undo: &[Option<Object>
     if rev.seq != prev.seq + 1 || rev.parent != prev.id {
         return Err(Error::Corrupt(format!("revision {} does not follow revision {}", rev.seq, prev.seq)));
     }
-    rev.verify_id()?;
+    let afters = rev.verify_id_and_after_hashes()?;
     if undo.len() != rev.changes.len() {
         return Err(Error::Corrupt(format!("revision {}: undo record does not match its changes", rev.seq)));
     }
     let mut state = StateHash::from_hash(prev.state_hash);
-    for (change, before) in rev.changes.iter().zip(undo) {
+    for ((change, before), after) in rev.changes.iter().zip(undo).zip(afters) {
         let not_replaced = || {
             Error::Corrupt(format!(
                 "revision {}: the undo record of {} {} is not the object the revision replaced",
@@ -170,15 +170,15 @@ pub(crate) fn verify_follows(prev: &Head, rev: &Revision, undo: &[Option<Object>
         if let Some(h) = change.before {
             state.sub(h);
         }
-        match &change.after {
-            Some(o) if o.uid == change.uid => state.add(Hash::of(&o.encode())),
-            Some(o) => {
+        match (&change.after, after) {
+            (Some(o), Some(hash)) if o.uid == change.uid => state.add(hash),
+            (Some(o), _) => {
                 return Err(Error::Corrupt(format!(
                     "revision {}: a change of {} holds object {}",
                     rev.seq, change.uid, o.uid
                 )))
             }
-            None => {}
+            (None, _) => {}
         }
     }
     if state.to_hash() != rev.state_hash {

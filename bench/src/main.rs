@@ -91,6 +91,9 @@ pub enum Scenario {
     /// Only the disk floor and the publishes through a daemon's admin API (1 and 16 clients,
     /// group commit, CPU per publish).
     Api,
+    /// Only the full sync of the cluster figures: a store of 1,000,000 objects built in
+    /// revisions of 10,000, sent to a new member, each side in its own process.
+    FullSync,
     /// Automatic failover with real processes, in quorum and etcd mode: SIGKILL of the Active to
     /// the first publish on the other node, and acknowledged publishes lost. Minutes, so never
     /// part of `all`.
@@ -197,7 +200,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             eprintln!("plugin figures skipped: no --plugins-dir (build the examples with scripts/build-plugins)");
             None
         }
-        (Scenario::Failover | Scenario::Api, _) => None,
+        (Scenario::Failover | Scenario::Api | Scenario::FullSync, _) => None,
         (_, dir) => Some(plugins::examples_dir(dir.as_deref())?),
     };
     if args.scenario == Scenario::All {
@@ -210,8 +213,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut report = match args.scenario {
         Scenario::All => scenario::run(scratch.path(), scale, args.quick)?,
         Scenario::Api => scenario::disk_only(scratch.path(), scale, args.quick)?,
-        Scenario::Plugins | Scenario::Failover => scenario::empty(scratch.path(), args.quick),
+        Scenario::Plugins | Scenario::Failover | Scenario::FullSync => scenario::empty(scratch.path(), args.quick),
     };
+    if args.scenario == Scenario::FullSync {
+        let cs = if args.quick { cluster::ClusterScale::quick() } else { cluster::ClusterScale::full() };
+        let started = std::time::Instant::now();
+        eprintln!("[cluster] full sync of {} objects", cs.full_sync_objects);
+        cluster::full_sync(scratch.path(), cs, &mut report.rows)?;
+        report.elapsed_s += started.elapsed().as_secs_f64();
+    }
     if matches!(args.scenario, Scenario::All | Scenario::Api) {
         let started = std::time::Instant::now();
         eprintln!("[api] publishes through the admin API of a daemon, 1 and {} clients", api::CLIENTS);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::ChangeSet;
+use mgha_node::archive::Archive;
 use serde::de::DeserializeOwned;
 
 use crate::api::*;
@@ -208,6 +209,49 @@ impl Backend {
         match self {
             Backend::Remote(r) => r.get_json(&format!("/v1/diff?from={from}&to={to}")),
             Backend::Local(l) => Ok(mgha_node::refs::diff(&l.engine, from, to)?),
+        }
+    }
+
+    /// The archived stores and backups of the node (`DIR/archive/`).
+    pub fn archives(&self) -> anyhow::Result<ArchiveList> {
+        match self {
+            Backend::Remote(r) => r.get_json("/v1/archive"),
+            Backend::Local(l) => Ok(mgha_node::archive::list(l.engine.dir())?),
+        }
+    }
+
+    /// Revision headers of archive `name`, newest first.
+    pub fn archive_revisions(
+        &self,
+        name: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<RevisionInfoBody>> {
+        match self {
+            Backend::Remote(r) => {
+                let mut path = format!("/v1/archive/{}/revisions?limit={limit}", encode(name));
+                if let Some(b) = before {
+                    path.push_str(&format!("&before={b}"));
+                }
+                Ok(r.get_json::<RevisionList>(&path)?.revisions)
+            }
+            Backend::Local(l) => Ok(Archive::open(l.engine.dir(), name)?.revisions(before, limit)?.revisions),
+        }
+    }
+
+    /// Revision `seq` of archive `name`.
+    pub fn archive_revision(&self, name: &str, seq: u64) -> anyhow::Result<RevisionBody> {
+        match self {
+            Backend::Remote(r) => r.get_json(&format!("/v1/archive/{}/revisions/{seq}", encode(name))),
+            Backend::Local(l) => Ok(Archive::open(l.engine.dir(), name)?.revision(seq)?),
+        }
+    }
+
+    /// The diff of revisions `from` and `to` of archive `name`.
+    pub fn archive_diff(&self, name: &str, from: u64, to: u64) -> anyhow::Result<DiffBody> {
+        match self {
+            Backend::Remote(r) => r.get_json(&format!("/v1/archive/{}/diff?from={from}&to={to}", encode(name))),
+            Backend::Local(l) => Ok(Archive::open(l.engine.dir(), name)?.diff(from, to)?),
         }
     }
 

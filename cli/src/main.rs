@@ -72,6 +72,8 @@ enum Command {
     Verify(VerifyArgs),
     /// Build a new node from a backup file.
     Restore(RestoreArgs),
+    /// The stores a full sync replaced (a diverged history, a damaged store): list, browse.
+    Archive(commands::archive::ArchiveArgs),
     /// WebAssembly plugins: check a module, install, list, remove.
     Plugin(commands::plugin::PluginArgs),
     /// Run an arbiter witness: the third vote of automatic failover for two data nodes.
@@ -445,6 +447,7 @@ fn main() -> ExitCode {
         Command::Backup(a) => commands::backup::backup(&a),
         Command::Verify(a) => commands::backup::verify(&a),
         Command::Restore(a) => commands::backup::restore(&a),
+        Command::Archive(a) => commands::archive::archive(&a),
         Command::Plugin(a) => commands::plugin::plugin(&a),
         Command::Witness(a) => commands::witness::witness(&a),
         Command::Demo(a) => demo::run(&a),

@@ -18,6 +18,7 @@ use crate::model::validate::references;
 use crate::model::{Hash, Object, StateHash, Uid};
 use crate::node::NodeState;
 use crate::revision::{Head, Revision};
+use crate::store::history::verify_follows;
 use crate::store::record::seal;
 use crate::store::tables::*;
 use crate::store::{decode, encode, Store, STORE_FILE};
@@ -223,6 +224,31 @@ pub fn verify_backup(path: &Path, input: &mut dyn Read, progress: &mut dyn FnMut
     read_backup(path, input, &mut NoSink, progress)
 }
 
+/// The header of a backup (what it holds: node, head, floor, counts), read from its first frame
+/// without reading the rest; [`verify_backup`] checks the whole file against it.
+pub fn read_backup_header(path: &Path, input: &mut dyn Read) -> Result<BackupHeader> {
+    let mut r = FrameReader { input, hasher: blake3::Hasher::new(), bytes: 0, path };
+    read_header(&mut r)
+}
+
+fn read_header(r: &mut FrameReader<'_>) -> Result<BackupHeader> {
+    let path = r.path;
+    let mut magic = [0u8; 8];
+    r.exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(bad(path, "not an mgha backup (bad magic)"));
+    }
+    let (kind, payload) = r.frame()?.ok_or_else(|| bad(path, "truncated: no header"))?;
+    if kind != KIND_HEADER {
+        return Err(bad(path, "the first frame is not a header"));
+    }
+    let header: BackupHeader = decode(&payload, "backup header").map_err(|e| bad(path, e.to_string()))?;
+    if header.format != BACKUP_FORMAT {
+        return Err(bad(path, format!("backup format {}, this build reads {BACKUP_FORMAT}", header.format)));
+    }
+    Ok(header)
+}
+
 /// Verifies a backup and builds a new node from it in `dir`, which must not hold a store yet.
 /// On any error the partial store is removed.
 pub fn restore_backup(
@@ -320,19 +346,7 @@ fn read_backup(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<BackupSummary> {
     let mut r = FrameReader { input, hasher: blake3::Hasher::new(), bytes: 0, path };
-    let mut magic = [0u8; 8];
-    r.exact(&mut magic)?;
-    if &magic != MAGIC {
-        return Err(bad(path, "not an mgha backup (bad magic)"));
-    }
-    let (kind, payload) = r.frame()?.ok_or_else(|| bad(path, "truncated: no header"))?;
-    if kind != KIND_HEADER {
-        return Err(bad(path, "the first frame is not a header"));
-    }
-    let header: BackupHeader = decode(&payload, "backup header").map_err(|e| bad(path, e.to_string()))?;
-    if header.format != BACKUP_FORMAT {
-        return Err(bad(path, format!("backup format {}, this build reads {BACKUP_FORMAT}", header.format)));
-    }
+    let header = read_header(&mut r)?;
     sink.header(&header)?;
     let total = header.objects + header.revisions;
     let (mut objects, mut revisions) = (0u64, 0u64);
@@ -362,12 +376,12 @@ fn read_backup(
                     decode(&payload, "revision chunk").map_err(|e| bad(path, e.to_string()))?;
                 for e in &entries {
                     let rev = Revision::decode(&e.revision).map_err(|err| bad(path, err.to_string()))?;
-                    let _: Vec<Option<Object>> =
+                    let undo: Vec<Option<Object>> =
                         decode(&e.undo, "undo record").map_err(|err| bad(path, err.to_string()))?;
-                    if rev.seq != e.seq || rev.seq != prev.seq + 1 || rev.parent != prev.id {
-                        return Err(bad(path, format!("revision {} does not follow revision {}", e.seq, prev.seq)));
+                    if rev.seq != e.seq {
+                        return Err(bad(path, format!("revision {} is filed as {}", rev.seq, e.seq)));
                     }
-                    rev.verify_id().map_err(|err| bad(path, err.to_string()))?;
+                    verify_follows(&prev, &rev, &undo).map_err(|err| bad(path, err.to_string()))?;
                     prev = rev.head();
                 }
                 revisions += entries.len() as u64;

@@ -88,6 +88,12 @@ pub const SNAPSHOT_CHUNK_OBJECTS: usize = 4096;
 /// this, so it may exceed it by one object; the frame must still hold it.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES + OBJECT_BYTES_MAX <= FRAME_BYTES_MAX / 2);
+/// A full sync's history chunk is cut before the record that would cross
+/// [`SNAPSHOT_CHUNK_BYTES`], so it holds either at most that many bytes or one revision with its
+/// undo record alone, which [`REVISION_BYTES_MAX`] keeps within a frame; its values are a few per
+/// record (the records cross as bytes).
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES <= REVISION_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_OBJECTS * 4 + 64 <= FRAME_VALUES_MAX);
 /// redb page cache; bounded so resident memory does not follow database size.
 pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Records the background scrub verifies per read snapshot; short snapshots keep old pages

@@ -70,13 +70,22 @@ pub struct Head {
 impl Revision {
     /// The id this revision must have, from its parent, epoch and changes.
     pub fn compute_id(parent: &Hash, epoch: u64, changes: &[Change]) -> Hash {
+        Revision::hash_changes(parent, epoch, changes, None)
+    }
+
+    /// The id from its parts; with `afters`, also the hash of each change's object after it
+    /// (`None` for a delete), taken from the canonical encoding the id covers.
+    fn hash_changes(parent: &Hash, epoch: u64, changes: &[Change], mut afters: Option<&mut Vec<Option<Hash>>>) -> Hash {
         let mut h = blake3::Hasher::new();
         h.update(&parent.0);
         h.update(&epoch.to_le_bytes());
         let mut buf = Vec::with_capacity(256);
         let _ = rmp::encode::write_array_len(&mut buf, changes.len() as u32);
         for c in changes {
-            c.encode_canonical(&mut buf);
+            let after = c.encode_canonical(&mut buf);
+            if let Some(afters) = afters.as_deref_mut() {
+                afters.push(after.map(|range| Hash::of(&buf[range])));
+            }
             h.update(&buf);
             buf.clear();
         }
@@ -86,7 +95,19 @@ impl Revision {
 
     /// Checks that `id` matches the content.
     pub fn verify_id(&self) -> Result<()> {
-        let want = Revision::compute_id(&self.parent, self.epoch, &self.changes);
+        self.check_id(Revision::compute_id(&self.parent, self.epoch, &self.changes))
+    }
+
+    /// As [`Revision::verify_id`], and gives the hash of each change's object after it (`None`
+    /// for a delete) from the same encoding: a receiver that needs both (the state hash of a
+    /// history it is given) encodes each object once.
+    pub fn verify_id_and_after_hashes(&self) -> Result<Vec<Option<Hash>>> {
+        let mut afters = Vec::with_capacity(self.changes.len());
+        self.check_id(Revision::hash_changes(&self.parent, self.epoch, &self.changes, Some(&mut afters)))?;
+        Ok(afters)
+    }
+
+    fn check_id(&self, want: Hash) -> Result<()> {
         if want != self.id {
             return Err(Error::Corrupt(format!(
                 "revision {} has id {} but its content hashes to {}",
@@ -127,14 +148,22 @@ impl Revision {
 }
 
 impl Change {
-    /// Canonical encoding: a map with keys in bytewise order.
-    fn encode_canonical(&self, buf: &mut Vec<u8>) {
+    /// Canonical encoding: a map with keys in bytewise order. Returns where the object after
+    /// the change lies in `buf` (its canonical encoding), if there is one.
+    fn encode_canonical(&self, buf: &mut Vec<u8>) -> Option<std::ops::Range<usize>> {
         let _ = rmp::encode::write_map_len(buf, 5);
         let _ = rmp::encode::write_str(buf, "after");
-        match &self.after {
-            Some(o) => o.encode_into(buf),
-            None => buf.push(0xc0),
-        }
+        let after = match &self.after {
+            Some(o) => {
+                let start = buf.len();
+                o.encode_into(buf);
+                Some(start..buf.len())
+            }
+            None => {
+                buf.push(0xc0);
+                None
+            }
+        };
         let _ = rmp::encode::write_str(buf, "before");
         match &self.before {
             Some(h) => {
@@ -154,5 +183,6 @@ impl Change {
         let _ = rmp::encode::write_str(buf, &self.type_name);
         let _ = rmp::encode::write_str(buf, "uid");
         let _ = rmp::encode::write_bin(buf, self.uid.as_bytes());
+        after
     }
 }

@@ -8,7 +8,7 @@ mod plugin_support;
 
 use mgha_core::backup::{restore_backup, write_backup};
 use mgha_core::engine::{Engine, EngineOptions, SNAPSHOT_FILE};
-use mgha_core::store::SnapshotBuilder;
+use mgha_core::store::{SnapshotBuilder, SnapshotPart};
 use mgha_core::Error;
 use plugin_support::{delete, fixture, node, publish, put, Node};
 use serde_json::json;
@@ -76,11 +76,18 @@ fn a_full_sync_snapshot_brings_plugins_and_their_references() {
         .snapshot_chunks(
             2,
             1 << 20,
-            &mut |head, objects| {
-                *builder.borrow_mut() = Some(SnapshotBuilder::begin(&path, &node_state, head, objects)?);
+            &mut |info| {
+                *builder.borrow_mut() = Some(SnapshotBuilder::begin(&path, &node_state, info)?);
                 Ok(())
             },
-            &mut |chunk| builder.borrow_mut().as_mut().expect("begun").add_chunk(&chunk),
+            &mut |part| {
+                let mut b = builder.borrow_mut();
+                let b = b.as_mut().expect("begun");
+                match part {
+                    SnapshotPart::Objects(objects) => b.add_chunk(&objects),
+                    SnapshotPart::History(records) => b.add_history(&records),
+                }
+            },
         )
         .expect("streams");
     let file = builder.into_inner().expect("begun").finish().expect("verifies");

@@ -2,10 +2,12 @@
 //! C ABI returns them, and the OpenAPI document describes them. They mirror the core types field
 //! for field; the tests below pin that the JSON of each core type parses as its mirror, so the
 //! document cannot drift from what is on the wire. `roles` holds the bodies of changeover,
-//! promotion and collision branches.
+//! promotion and collision branches, `archive` those of the archive of a data directory.
 
+mod archive;
 mod roles;
 
+pub use archive::*;
 pub use roles::*;
 
 use mgha_core::engine::Status;

@@ -6,6 +6,7 @@
 //! - [`node`]: `Node`, the lifecycle of engine, synchronization, failover and their runtime,
 //!   and node-level policy (join keys, the changeover slot);
 //! - [`arbiter`]: the arbiter of automatic failover, built from the config;
+//! - [`archive`]: the archived stores of a data directory, listed and browsed read-only;
 //! - [`contract`]: the JSON documents (status, revisions, collisions, errors) that the admin API
 //!   and the C ABI return, typed once;
 //! - [`error`]: the node's typed errors and their stable codes;
@@ -15,6 +16,7 @@
 //! - [`token`]: the admin bearer token of a data directory.
 
 pub mod arbiter;
+pub mod archive;
 pub mod config;
 pub mod contract;
 pub mod error;

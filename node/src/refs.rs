@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mgha_core::model::validate::references;
 use mgha_core::model::{Fields, Schemas, Uid};
+use mgha_core::store::Store;
 use mgha_core::Engine;
 use serde_json::Value;
 
@@ -14,8 +15,13 @@ use crate::contract::{CollisionDiffBody, DiffBody, ObjectDiffBody, RefName, Revi
 
 /// `engine`'s diff of revisions `from` and `to`, with the names of what its fields reference.
 pub fn diff(engine: &Engine, from: u64, to: u64) -> mgha_core::Result<DiffBody> {
-    let mut body = DiffBody::from(&engine.store().diff(from, to)?);
-    let mut names = Names::new(engine);
+    store_diff(&engine.store(), from, to)
+}
+
+/// [`diff`] of any store (an archived one, say).
+pub fn store_diff(store: &Store, from: u64, to: u64) -> mgha_core::Result<DiffBody> {
+    let mut body = DiffBody::from(&store.diff(from, to)?);
+    let mut names = Names::new(store);
     names.objects(&body.objects);
     body.refs = names.resolve()?;
     Ok(body)
@@ -23,8 +29,13 @@ pub fn diff(engine: &Engine, from: u64, to: u64) -> mgha_core::Result<DiffBody> 
 
 /// Revision `seq` with its changes, with the names of what the objects it wrote reference.
 pub fn revision(engine: &Engine, seq: u64) -> mgha_core::Result<RevisionBody> {
-    let mut body = RevisionBody::from(&engine.store().revision(seq)?);
-    let mut names = Names::new(engine);
+    store_revision(&engine.store(), seq)
+}
+
+/// [`revision`] of any store (an archived one, say).
+pub fn store_revision(store: &Store, seq: u64) -> mgha_core::Result<RevisionBody> {
+    let mut body = RevisionBody::from(&store.revision(seq)?);
+    let mut names = Names::new(store);
     for c in &body.changes {
         if let Some(o) = &c.after {
             names.known(&o.uid, &o.type_name, &o.name);
@@ -39,7 +50,8 @@ pub fn revision(engine: &Engine, seq: u64) -> mgha_core::Result<RevisionBody> {
 /// reference.
 pub fn collision_diff(engine: &Engine, id: u64) -> mgha_core::Result<CollisionDiffBody> {
     let mut body = CollisionDiffBody::from(&engine.collision_diff(id)?);
-    let mut names = Names::new(engine);
+    let store = engine.store();
+    let mut names = Names::new(&store);
     names.objects(&body.branch_changes);
     names.objects(&body.active_changes);
     for c in &body.conflicts {
@@ -53,16 +65,16 @@ pub fn collision_diff(engine: &Engine, id: u64) -> mgha_core::Result<CollisionDi
 }
 
 /// The uids a document's reference fields hold, and the names it already gives some of them.
-struct Names<'e> {
-    engine: &'e Engine,
+struct Names<'s> {
+    store: &'s Store,
     schemas: std::sync::Arc<Schemas>,
     wanted: BTreeSet<Uid>,
     known: BTreeMap<Uid, RefName>,
 }
 
-impl<'e> Names<'e> {
-    fn new(engine: &'e Engine) -> Names<'e> {
-        Names { engine, schemas: engine.store().schemas(), wanted: BTreeSet::new(), known: BTreeMap::new() }
+impl<'s> Names<'s> {
+    fn new(store: &'s Store) -> Names<'s> {
+        Names { store, schemas: store.schemas(), wanted: BTreeSet::new(), known: BTreeMap::new() }
     }
 
     /// An object the document itself names (it may be gone from the store since).
@@ -100,7 +112,7 @@ impl<'e> Names<'e> {
         for uid in self.wanted {
             let name = match self.known.get(&uid) {
                 Some(n) => Some(n.clone()),
-                None => self.engine.store().get_by_uid(&uid)?.map(|o| RefName { type_name: o.type_name, name: o.name }),
+                None => self.store.get_by_uid(&uid)?.map(|o| RefName { type_name: o.type_name, name: o.name }),
             };
             if let Some(name) = name {
                 out.insert(uid.to_string(), name);

@@ -25,6 +25,7 @@ use mgha_core::error::{ChangeoverError, Error, Result};
 use mgha_core::node::Role;
 use mgha_core::revision::{Head, Revision};
 use mgha_core::roles::{Action, Event};
+use mgha_core::store::SnapshotPart;
 
 fn peer_err(e: WireError) -> Error {
     Error::Peer(e.to_string())
@@ -325,7 +326,7 @@ async fn send_revisions<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, link: &mut
     Ok(())
 }
 
-/// Streams a consistent snapshot in bounded chunks; memory stays at a few chunks whatever the
+/// Streams a consistent snapshot (objects, then the history above our floor) in bounded chunks; memory stays at a few chunks whatever the
 /// database size, because the reading thread waits for the socket.
 async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, link: &mut Link, archive: bool) -> Result<Head> {
     let (tx, mut rx) = mpsc::channel::<Msg>(2);
@@ -336,8 +337,19 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, link: &mut 
         store.snapshot_chunks(
             SNAPSHOT_CHUNK_OBJECTS,
             SNAPSHOT_CHUNK_BYTES,
-            &mut |head, objects| send(Msg::SnapshotBegin { head, objects, archive }),
-            &mut |chunk| send(Msg::SnapshotChunk { objects: chunk }),
+            &mut |info| {
+                send(Msg::SnapshotBegin {
+                    head: info.head,
+                    objects: info.objects,
+                    archive,
+                    floor: info.floor,
+                    revisions: info.revisions,
+                })
+            },
+            &mut |part| match part {
+                SnapshotPart::Objects(objects) => send(Msg::SnapshotChunk { objects }),
+                SnapshotPart::History(records) => send(Msg::SnapshotHistory { records }),
+            },
         )
     });
     while let Some(msg) = rx.recv().await {

@@ -1,7 +1,8 @@
 //! A Standby's side: dial every member, follow the one that is Active (apply its revisions
-//! durably and acknowledge them, install full snapshots, hand over its branch when asked), take
-//! over when the Active promotes it, and say who the Active is. An Active dials too, to learn of
-//! other Actives: whichever sees the higher epoch steps down (fencing).
+//! durably and acknowledge them, install full snapshots with their history, hand over its
+//! branch when asked), take over when the Active promotes it, and say who the Active is. An
+//! Active dials too, to learn of other Actives: whichever sees the higher epoch steps down
+//! (fencing).
 
 use crate::EngineExt;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use mgha_core::error::{Error, Result};
 use mgha_core::node::Role;
 use mgha_core::revision::Head;
 use mgha_core::roles::{Action, Event};
-use mgha_core::store::SnapshotBuilder;
+use mgha_core::store::{SnapshotBuilder, SnapshotInfo};
 
 /// Most revisions applied in one durable commit; with the inbox's byte bound, what a batch
 /// holds in memory and how long one commit takes stay small.
@@ -344,7 +345,7 @@ async fn follow(
                 }
             }
             Msg::IdAt { seq } => Msg::IdAtReply { seq, id: ctx.engine.store().id_at(seq)? },
-            Msg::SnapshotBegin { head, objects, archive } => {
+            Msg::SnapshotBegin { head, objects, archive, floor, revisions } => {
                 let engine = ctx.engine.clone();
                 let builder = tokio::task::spawn_blocking(move || {
                     if engine.damage().is_some() {
@@ -353,11 +354,12 @@ async fn follow(
                         archive_store(&engine)?;
                     }
                     let node = engine.node()?;
-                    SnapshotBuilder::begin(&engine.dir().join(SNAPSHOT_FILE), &node, head, objects)
+                    let info = SnapshotInfo { head, floor, objects, revisions };
+                    SnapshotBuilder::begin(&engine.dir().join(SNAPSHOT_FILE), &node, info)
                 })
                 .await
                 .map_err(|e| Error::Peer(e.to_string()))??;
-                tracing::info!(seq = head.seq, objects, "receiving a full sync");
+                tracing::info!(seq = head.seq, floor = floor.seq, objects, "receiving a full sync");
                 snapshot = Some(builder);
                 continue;
             }
@@ -365,6 +367,15 @@ async fn follow(
                 let mut builder =
                     snapshot.take().ok_or_else(|| Error::Peer("snapshot chunk before its start".into()))?;
                 let builder = tokio::task::spawn_blocking(move || builder.add_chunk(&objects).map(|_| builder))
+                    .await
+                    .map_err(|e| Error::Peer(e.to_string()))??;
+                snapshot = Some(builder);
+                continue;
+            }
+            Msg::SnapshotHistory { records } => {
+                let mut builder =
+                    snapshot.take().ok_or_else(|| Error::Peer("snapshot history before its start".into()))?;
+                let builder = tokio::task::spawn_blocking(move || builder.add_history(&records).map(|_| builder))
                     .await
                     .map_err(|e| Error::Peer(e.to_string()))??;
                 snapshot = Some(builder);

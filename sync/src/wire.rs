@@ -11,11 +11,13 @@ use mgha_core::error::ChangeoverError;
 use mgha_core::model::{Fields, Hash, Object, Uid};
 use mgha_core::node::{Designation, Role};
 use mgha_core::revision::{Change, Head, Op, Revision};
+use mgha_core::store::HistoryRecord;
 
 /// Version of the peer protocol spoken by this build; peers must speak the same. 2: a forwarded
 /// changeover carries its time budget, and its result a typed refusal. 3: member records carry
 /// a version and a removal mark, and pings carry the Active's head, so that a Standby knows how
-/// far behind it is. 4: after the hellos, frames travel as blocks, small ones deflated
+/// far behind it is. 4: a full sync carries the history (the floor, and every revision with its
+/// undo record above it), and after the hellos frames travel as blocks, small ones deflated
 /// (`compress.rs`).
 pub const PROTOCOL_VERSION: u32 = 4;
 pub use mgha_core::limits::{
@@ -175,14 +177,21 @@ pub enum Msg {
         seq: u64,
         id: Option<Hash>,
     },
-    /// `archive`: the receiver's history diverged; it keeps a backup of its store first.
+    /// `archive`: the receiver's history diverged; it keeps a backup of its store first. The
+    /// objects come first, then the `revisions` above `floor`, up to `head`.
     SnapshotBegin {
         head: Head,
         objects: u64,
         archive: bool,
+        floor: Head,
+        revisions: u64,
     },
     SnapshotChunk {
         objects: Vec<serde_bytes::ByteBuf>,
+    },
+    /// The next revisions of a full sync's history, in order, each with its undo record.
+    SnapshotHistory {
+        records: Vec<HistoryRecord>,
     },
     SnapshotEnd,
     /// From the Active, every `heartbeat_ms`: liveness, and its head's height (a Standby is

@@ -2,6 +2,7 @@
 //! command line in main.rs), reaches the node through [`crate::client::Backend`], and prints
 //! through [`crate::output`].
 
+pub mod archive;
 pub mod backup;
 pub mod init;
 pub mod join;

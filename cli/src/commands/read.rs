@@ -82,6 +82,12 @@ pub fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
     if args.read.json {
         return output::json(&r);
     }
+    print_revision(&r, args.uids);
+    Ok(())
+}
+
+/// A revision as `mgha revision` shows it: the header, then one line per change.
+pub fn print_revision(r: &crate::api::RevisionBody, uids: bool) {
     let mut head = Table::keyed();
     head.row(vec!["revision".into(), r.seq.to_string()]);
     head.row(vec!["id".into(), r.id.clone()]);
@@ -94,14 +100,13 @@ pub fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
     head.print();
     outln!();
     let mut t = Table::new(&["OP", "TYPE", "NAME", "UID", "FIELDS"]);
-    let refs = output::Refs::new(&r.refs, args.uids);
+    let refs = output::Refs::new(&r.refs, uids);
     for c in &r.changes {
         let name = c.after.as_ref().map_or("", |o| o.name.as_str());
         let fields = c.after.as_ref().map(|o| refs.fields(&o.fields)).unwrap_or_default();
         t.row(vec![c.op.clone(), c.type_name.clone(), name.into(), c.uid.clone(), fields]);
     }
     t.print();
-    Ok(())
 }
 
 /// `mgha diff FROM TO`.

@@ -3,11 +3,13 @@
 //! `server` holds the router, middleware and the node it serves, and shutdown; `connections`
 //! the accept loop with its connection caps and read deadlines; `routes` the
 //! route table and the read/publish handlers; `sessions`, `backup`, `cluster` (join keys),
-//! `roles` (changeover, promotion, the event log), `collisions` and `plugins` their own endpoints; `errors`
+//! `roles` (changeover, promotion, the event log), `collisions`, `plugins` and `archive` (the stores a
+//! full sync replaced) their own endpoints; `errors`
 //! the JSON error shape and its HTTP statuses; `metrics` the Prometheus counters; `openapi` the
 //! document generated from the handlers; `events` the server-sent status stream and `ui` the
 //! status page built on it (its files in `ui/`).
 
+pub mod archive;
 pub mod backup;
 pub mod cluster;
 pub mod collisions;

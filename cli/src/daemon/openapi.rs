@@ -8,7 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, cluster, collisions, events, health, plugins, roles, routes, sessions};
+use super::{archive, backup, cluster, collisions, events, health, plugins, roles, routes, sessions};
 use crate::api::ErrorBody;
 
 #[derive(OpenApi)]
@@ -16,7 +16,7 @@ use crate::api::ErrorBody;
     info(
         title = "mgha admin API",
         description = "Administration of one mgha node: status (also as a server-sent event stream), objects, revisions, diffs, reverts, \
-            admin sessions, join keys, changeover and collision branches, plugins, backups and metrics. Every request needs `Authorization: Bearer <token>`, \
+            admin sessions, join keys, changeover and collision branches, plugins, backups, the archive of replaced stores and metrics. Every request needs `Authorization: Bearer <token>`, \
             the token being in the node's DIR/admin.token, except for the health probes \
             (`/health`, `/active`, `/standby`). Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
@@ -49,6 +49,10 @@ use crate::api::ErrorBody;
         plugins::list_plugins,
         plugins::remove_plugin,
         backup::download,
+        archive::list_archives,
+        archive::list_revisions,
+        archive::get_revision,
+        archive::diff,
         routes::metrics,
         document,
         health::health,
@@ -65,6 +69,7 @@ use crate::api::ErrorBody;
         (name = "cluster", description = "Cluster membership: join keys, members"),
         (name = "roles", description = "Changeover, promotion and collision branches"),
         (name = "plugins", description = "WebAssembly plugins: check, install, list, remove"),
+        (name = "archive", description = "The stores a full sync replaced (diverged or damaged), read-only"),
         (name = "operations", description = "Backups, metrics, health probes and this document"),
     )
 )]

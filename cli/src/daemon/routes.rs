@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody};
 use super::metrics::Gauges;
 use super::server::AppState;
-use super::{backup, cluster, collisions, events, health, openapi, plugins, roles, sessions};
+use super::{archive, backup, cluster, collisions, events, health, openapi, plugins, roles, sessions};
 use crate::api::*;
 
 /// The header that names who publishes; without it the author is [`DEFAULT_AUTHOR`].
@@ -82,6 +82,10 @@ pub fn table() -> Vec<Route> {
         get("/v1/plugins", plugins::list_plugins),
         delete("/v1/plugins/{name}", plugins::remove_plugin),
         get("/v1/backup", backup::download),
+        get("/v1/archive", archive::list_archives),
+        get("/v1/archive/{name}/revisions", archive::list_revisions),
+        get("/v1/archive/{name}/revisions/{seq}", archive::get_revision),
+        get("/v1/archive/{name}/diff", archive::diff),
         get("/metrics", metrics),
         get("/openapi.json", openapi::document),
         public_get("/health", health::health),

@@ -1,15 +1,17 @@
 //! Integrity checks of a store. The full check: every record verified against its seal, every
 //! object canonically encoded and indexed, the state hash recomputed from the objects, and the
 //! retained revisions forming an unbroken hash chain that ends at the head (`mgha check`, the
-//! background scrub, tests after crashes). The quick check, run whenever a node opens its
-//! store: the records that everything else starts from (format, node, head, floor, the head's
-//! revision) and the counts of the objects and of their name index.
+//! background scrub, tests after crashes), each with its undo record holding the objects it
+//! replaced and its state hash following from the one before it. The quick check, run whenever
+//! a node opens its store: the records that everything else starts from (format, node, head,
+//! floor, the head's revision) and the counts of the objects and of their name index.
 
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
+use super::history::verify_follows;
 use super::tables::*;
-use super::{decode, object_from_record, record, revision_from_record, Store};
+use super::{decode, object_from_record, record, revision_from_record, undo_from_record, Store};
 use crate::error::{Error, Result};
 use crate::model::{Hash, StateHash, Uid};
 use crate::revision::Head;
@@ -99,19 +101,17 @@ impl Store {
             }
 
             let revisions = txn.open_table(REVISIONS)?;
+            let undo = txn.open_table(UNDO)?;
             let mut prev = floor;
             let mut n = 0u64;
             for entry in revisions.iter()? {
                 let (k, v) = entry?;
-                let rev = revision_from_record(k.value(), v.value())?;
-                if rev.seq != k.value() || rev.seq != prev.seq + 1 || rev.parent != prev.id {
-                    return Err(Error::Corrupt(format!(
-                        "revision {} does not follow revision {}",
-                        k.value(),
-                        prev.seq
-                    )));
-                }
-                rev.verify_id()?;
+                let seq = k.value();
+                let rev = revision_from_record(seq, v.value())?;
+                let raw = undo
+                    .get(seq)?
+                    .ok_or_else(|| Error::Corrupt(format!("undo record of revision {seq} is missing")))?;
+                verify_follows(&prev, &rev, &undo_from_record(seq, raw.value())?)?;
                 prev = rev.head();
                 n += 1;
             }

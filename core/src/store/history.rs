@@ -10,7 +10,7 @@ use super::{encode, CommitMeta, Store, Target};
 use crate::diff::{Diff, ObjectDiff};
 use crate::error::{Error, Result};
 use crate::limits::DIFF_CHANGES_MAX;
-use crate::model::{Object, Uid};
+use crate::model::{Hash, Object, StateHash, Uid};
 use crate::revision::{Head, Revision};
 
 /// For each object changed in a span: its version before the span and after it.
@@ -137,4 +137,57 @@ impl Store {
             Ok(new_floor - floor.seq)
         })
     }
+}
+
+/// Checks that revision `rev`, with its undo record `undo`, follows `prev` in a history: its seq,
+/// parent and id; each entry of its undo record is the object its change replaced (by hash, so
+/// diffs and reverts through it see what really was); and its state hash is `prev`'s with its
+/// changes applied. What the history of a full sync and the full check verify, record by record.
+pub(crate) fn verify_follows(prev: &Head, rev: &Revision, undo: &[Option<Object>]) -> Result<()> {
+    if rev.seq != prev.seq + 1 || rev.parent != prev.id {
+        return Err(Error::Corrupt(format!("revision {} does not follow revision {}", rev.seq, prev.seq)));
+    }
+    let afters = rev.verify_id_and_after_hashes()?;
+    if undo.len() != rev.changes.len() {
+        return Err(Error::Corrupt(format!("revision {}: undo record does not match its changes", rev.seq)));
+    }
+    let mut state = StateHash::from_hash(prev.state_hash);
+    for ((change, before), after) in rev.changes.iter().zip(undo).zip(afters) {
+        let not_replaced = || {
+            Error::Corrupt(format!(
+                "revision {}: the undo record of {} {} is not the object the revision replaced",
+                rev.seq, change.type_name, change.uid
+            ))
+        };
+        let replaced = match before {
+            Some(o) if o.uid != change.uid => return Err(not_replaced()),
+            Some(o) => Some(Hash::of(&o.encode())),
+            None => None,
+        };
+        if replaced != change.before {
+            return Err(not_replaced());
+        }
+        if let Some(h) = change.before {
+            state.sub(h);
+        }
+        match (&change.after, after) {
+            (Some(o), Some(hash)) if o.uid == change.uid => state.add(hash),
+            (Some(o), _) => {
+                return Err(Error::Corrupt(format!(
+                    "revision {}: a change of {} holds object {}",
+                    rev.seq, change.uid, o.uid
+                )))
+            }
+            (None, _) => {}
+        }
+    }
+    if state.to_hash() != rev.state_hash {
+        return Err(Error::Corrupt(format!(
+            "revision {}: its state hash {} does not follow from revision {} and its changes",
+            rev.seq,
+            rev.state_hash.short(),
+            prev.seq
+        )));
+    }
+    Ok(())
 }

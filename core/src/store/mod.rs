@@ -8,12 +8,13 @@ mod check;
 mod commit;
 mod cycles;
 mod fault;
-mod history;
+pub(crate) mod history;
 mod plugins;
 mod read;
 pub mod record;
 mod replica;
 mod scrub;
+mod snapshot;
 pub mod tables;
 
 use redb::{Database, ReadableTable};
@@ -33,8 +34,8 @@ pub use branches::{Branch, Resolution as BranchResolution};
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
 pub use fault::write_fault_kind;
-pub use replica::SnapshotBuilder;
 pub use scrub::{ScrubBatch, ScrubCursor};
+pub use snapshot::{HistoryRecord, SnapshotBuilder, SnapshotInfo, SnapshotPart};
 
 /// File name of the database inside a data directory.
 pub const STORE_FILE: &str = "mgha.redb";

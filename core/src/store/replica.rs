@@ -1,18 +1,15 @@
-//! The Standby side of replication: applying a revision received from the Active, and
-//! installing a full snapshot. Both check everything the Active claims (parent, before-hashes,
-//! revision id, state hash) and change nothing when a check fails.
+//! The Standby side of replication: applying a revision received from the Active (checking
+//! everything the Active claims: parent, before-hashes, revision id, state hash, and changing
+//! nothing when a check fails), and the reads the Active serves a Standby from. Full snapshots
+//! are `snapshot.rs`.
 
 use redb::{ReadableTable, WriteTransaction};
-use std::path::{Path, PathBuf};
 
-use super::record::{self, seal_with};
 use super::tables::*;
-use super::{decode, encode, object_hash, revision_from_record, CommitMeta, Store, Target};
+use super::{decode, object_hash, revision_from_record, CommitMeta, Store, Target};
 use crate::changeset::ChangeSet;
 use crate::error::{Error, Result};
-use crate::model::validate::references;
-use crate::model::{Hash, Object, StateHash, Uid};
-use crate::node::NodeState;
+use crate::model::Hash;
 use crate::plugin::PLUGIN_TYPE;
 use crate::revision::{Head, Revision};
 
@@ -191,128 +188,4 @@ fn read_head(txn: &WriteTransaction) -> Result<Head> {
     let meta = txn.open_table(META)?;
     let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
     decode(raw.value(), "head")
-}
-
-/// A full snapshot being received: objects go into a new store file beside the live one, with
-/// non-durable chunk commits; [`SnapshotBuilder::finish`] verifies the state hash and commits
-/// durably. The caller then swaps the file in (see `Engine::install_snapshot`).
-pub struct SnapshotBuilder {
-    store: Store,
-    path: PathBuf,
-    state: StateHash,
-    objects: u64,
-    head: Head,
-    expected_objects: u64,
-}
-
-impl SnapshotBuilder {
-    /// Starts a snapshot at `path` (removed first if a previous attempt left it).
-    pub fn begin(path: &Path, node: &NodeState, head: Head, expected_objects: u64) -> Result<SnapshotBuilder> {
-        if path.exists() {
-            std::fs::remove_file(path)?;
-        }
-        let store = Store::create(path, node)?;
-        Ok(SnapshotBuilder {
-            store,
-            path: path.to_path_buf(),
-            state: StateHash::default(),
-            objects: 0,
-            head,
-            expected_objects,
-        })
-    }
-
-    /// Adds one chunk of canonically encoded objects.
-    pub fn add_chunk(&mut self, chunk: &[impl AsRef<[u8]>]) -> Result<()> {
-        let mut txn = self.store.begin_write()?;
-        txn.set_durability(redb::Durability::None).map_err(|e| Error::Storage(e.into()))?;
-        {
-            let mut objects = txn.open_table(OBJECTS)?;
-            let mut names = txn.open_table(NAMES)?;
-            let mut refs = txn.open_table(REFS)?;
-            for raw in chunk {
-                let bytes = raw.as_ref();
-                let o = Object::decode(bytes)?;
-                if o.encode() != bytes {
-                    return Err(Error::Corrupt(format!("snapshot object {} is not canonically encoded", o.uid)));
-                }
-                let hash = Hash::of(bytes);
-                objects.insert(o.uid.as_bytes().as_slice(), seal_with(bytes, &hash).as_slice())?;
-                names.insert(name_key(&o.type_name, &o.name).as_str(), o.uid.as_bytes().as_slice())?;
-                if let Some(schema) = self.store.schemas().get(&o.type_name) {
-                    for (_, target) in references(schema, &o.fields) {
-                        refs.insert(ref_key(target.as_bytes(), o.uid.as_bytes()).as_slice(), ())?;
-                    }
-                }
-                self.state.add(hash);
-                self.objects += 1;
-            }
-        }
-        self.store.commit_txn(txn)?;
-        Ok(())
-    }
-
-    /// Verifies the snapshot against the head it claims and commits it durably.
-    pub fn finish(self) -> Result<PathBuf> {
-        if self.objects != self.expected_objects || self.state.to_hash() != self.head.state_hash {
-            let _ = std::fs::remove_file(&self.path);
-            return Err(Error::Corrupt(format!(
-                "snapshot of {} objects hashing to {} does not match the announced {} objects and state {}",
-                self.objects,
-                self.state.to_hash().short(),
-                self.expected_objects,
-                self.head.state_hash.short()
-            )));
-        }
-        self.store.index_plugin_references()?;
-        let txn = self.store.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            meta.insert(META_HEAD, encode(&self.head).as_slice())?;
-            meta.insert(META_FLOOR, encode(&self.head).as_slice())?;
-        }
-        self.store.commit_txn(txn)?;
-        Ok(self.path)
-    }
-}
-
-impl Store {
-    /// Streams a consistent snapshot (one MVCC read): `begin(head, object count)`, then chunks
-    /// of canonical object encodings bounded by count and bytes. Returns the snapshot's head.
-    pub fn snapshot_chunks(
-        &self,
-        chunk_objects: usize,
-        chunk_bytes: usize,
-        begin: &mut dyn FnMut(Head, u64) -> Result<()>,
-        chunk: &mut dyn FnMut(Vec<serde_bytes::ByteBuf>) -> Result<()>,
-    ) -> Result<Head> {
-        self.guard("snapshot_chunks", || {
-            use redb::ReadableTableMetadata;
-            let txn = self.begin_read()?;
-            let head: Head = {
-                let meta = txn.open_table(META)?;
-                let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
-                decode(raw.value(), "head")?
-            };
-            let objects = txn.open_table(OBJECTS)?;
-            begin(head, objects.len()?)?;
-            let mut buf = Vec::new();
-            let mut bytes = 0usize;
-            for entry in objects.iter()? {
-                let (k, v) = entry?;
-                // Verified before it leaves: a damaged record fails the full sync here, not there.
-                let (payload, _) = record::unseal(v.value(), || format!("object {:?}", Uid::from_slice(k.value())))?;
-                bytes += payload.len();
-                buf.push(serde_bytes::ByteBuf::from(payload.to_vec()));
-                if buf.len() >= chunk_objects || bytes >= chunk_bytes {
-                    chunk(std::mem::take(&mut buf))?;
-                    bytes = 0;
-                }
-            }
-            if !buf.is_empty() {
-                chunk(buf)?;
-            }
-            Ok(head)
-        })
-    }
 }

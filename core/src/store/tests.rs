@@ -582,3 +582,36 @@ fn a_branch_already_kept_is_kept_once_whichever_node_holds_it() {
     assert_ne!(active.add_branch(branch(2, vec![other])).expect("another"), id);
     assert_eq!(active.branches().expect("branches").len(), 2);
 }
+
+#[test]
+fn a_history_record_is_checked_against_the_one_before_it() {
+    use super::history::verify_follows;
+    use crate::model::Object;
+    let (_dir, store) = new_store();
+    publish(&store, vec![host("a", "10.0.0.1"), host("b", "10.0.0.2")]).expect("first");
+    let second = publish(&store, vec![host("a", "10.0.0.9"), delete("host", "b")]).expect("second");
+    let first = store.revision(1).expect("revision 1").head();
+    let txn = store.begin_read().expect("read");
+    let undo = store.undo_in(&txn, 2).expect("undo");
+    verify_follows(&first, &second, &undo).expect("the stored history follows");
+
+    // Each part that does not follow is refused: the predecessor, the undo record (another
+    // object's version, a missing entry) and the state hash.
+    assert!(verify_follows(&crate::revision::Head::default(), &second, &undo).is_err());
+    let mut other = undo.clone();
+    if let Some(Some(o)) = other.get_mut(0) {
+        o.name = "renamed".into();
+    }
+    assert!(matches!(verify_follows(&first, &second, &other), Err(Error::Corrupt(m)) if m.contains("undo record")));
+    let none: Vec<Option<Object>> = vec![None, undo[1].clone()];
+    assert!(verify_follows(&first, &second, &none).is_err());
+    assert!(verify_follows(&first, &second, &undo[..1]).is_err());
+    let mut wrong_state = second.clone();
+    wrong_state.state_hash = first.state_hash;
+    assert!(matches!(verify_follows(&first, &wrong_state, &undo), Err(Error::Corrupt(m)) if m.contains("state hash")));
+    let mut wrong_id = second.clone();
+    wrong_id.message = "still the same id".into();
+    verify_follows(&first, &wrong_id, &undo).expect("the message is not part of the id");
+    wrong_id.epoch += 1;
+    assert!(verify_follows(&first, &wrong_id, &undo).is_err());
+}

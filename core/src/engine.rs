@@ -17,7 +17,7 @@ use crate::roles::{Action as RoleAction, Event as RoleEvent, Refusal, RoleMachin
 use crate::session::{Seen, Sessions};
 use crate::status::{FailoverStatus, PeerStatus, StoreFault, SyncStatus};
 use crate::store::tables::name_key;
-use crate::store::{CommitMeta, Store, STORE_FILE};
+use crate::store::{CommitMeta, StorageFaults, Store, STORE_FILE};
 
 /// Where a full sync builds the incoming snapshot before it is swapped in.
 pub const SNAPSHOT_FILE: &str = "mgha.redb.sync";
@@ -60,6 +60,9 @@ pub struct EngineOptions {
     pub sync_timeout_ms: u64,
     /// An admin session unused for this long expires and releases its locks.
     pub session_idle_timeout_ms: u64,
+    /// I/O errors injected into the store's writes and syncs, for tests of how a node survives
+    /// a failing disk ([`StorageFaults`]); `None` (always, outside tests) reaches the file as is.
+    pub storage_faults: Option<Arc<StorageFaults>>,
 }
 
 impl Default for EngineOptions {
@@ -69,6 +72,7 @@ impl Default for EngineOptions {
             sync_standbys: 0,
             sync_timeout_ms: 0,
             session_idle_timeout_ms: crate::session::SESSION_IDLE_TIMEOUT_MS_DEFAULT,
+            storage_faults: None,
         }
     }
 }
@@ -113,7 +117,7 @@ impl Engine {
         replication: Arc<dyn Replication>,
     ) -> Result<Engine> {
         crate::private::create_dir(dir)?;
-        let store = Store::create(&dir.join(STORE_FILE), node)?;
+        let store = Store::create_with(&dir.join(STORE_FILE), node, options.storage_faults.clone())?;
         Engine::with_store(dir, store, options, replication)
     }
 
@@ -129,7 +133,7 @@ impl Engine {
         if partial.exists() {
             std::fs::remove_file(&partial)?;
         }
-        let store = Store::open(&dir.join(STORE_FILE))?;
+        let store = Store::open_with(&dir.join(STORE_FILE), options.storage_faults.clone())?;
         // Every front end opens through here: a store whose head records are damaged is refused
         // before anything is served from it.
         store.quick_check()?;
@@ -609,13 +613,13 @@ impl Engine {
     pub fn install_snapshot(&self, snapshot: &Path) -> Result<Head> {
         let mut guard = self.store.write().unwrap_or_else(|p| p.into_inner());
         {
-            let incoming = Store::open(snapshot)?;
+            let incoming = Store::open_with(snapshot, self.options.storage_faults.clone())?;
             guard.copy_local_meta(&incoming)?;
         }
         let live = self.dir.join(STORE_FILE);
         std::fs::rename(snapshot, &live)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
-        let store = Store::open(&live)?;
+        let store = Store::open_with(&live, self.options.storage_faults.clone())?;
         let head = store.head()?;
         *guard = Arc::new(store);
         drop(guard);

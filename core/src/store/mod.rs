@@ -9,6 +9,7 @@ mod commit;
 mod cycles;
 mod fault;
 mod history;
+mod inject;
 mod plugins;
 mod read;
 pub mod record;
@@ -33,6 +34,7 @@ pub use branches::{Branch, Resolution as BranchResolution};
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
 pub use fault::write_fault_kind;
+pub use inject::StorageFaults;
 pub use replica::SnapshotBuilder;
 pub use scrub::{ScrubBatch, ScrubCursor};
 
@@ -55,6 +57,8 @@ pub struct Store {
     writer: fault::WriterLock,
     /// Reopens so far (`fault.rs`): a commit not durable before one may be lost.
     reopens: std::sync::atomic::AtomicU64,
+    /// Faults injected into the file's writes and syncs (`inject.rs`), kept across reopens.
+    faults: Option<Arc<StorageFaults>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -66,14 +70,19 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Creates a new, empty store at `path` for `node`. Fails if a store is already there.
     pub fn create(path: &Path, node: &NodeState) -> Result<Store> {
+        Store::create_with(path, node, None)
+    }
+
+    /// [`Store::create`], with `faults` injected into the file's writes and syncs when given.
+    pub fn create_with(path: &Path, node: &NodeState, faults: Option<Arc<StorageFaults>>) -> Result<Store> {
         if path.exists() {
             return Err(Error::InvalidArgument(format!("{} already exists", path.display())));
         }
         // redb initializes an empty file in place: creating it first gives it its private mode
         // from the first byte.
         drop(crate::private::create_file(path)?);
-        let db = builder().create(path).map_err(|e| map_open_error(path, e))?;
-        let store = Store::from_db(db, path);
+        let db = open_db(path, true, faults.as_ref()).map_err(|e| map_open_error(path, e))?;
+        let store = Store::from_db(db, path, faults);
         let txn = store.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -94,14 +103,19 @@ impl Store {
 
     /// Opens an existing store. A second process opening the same file gets [`Error::InUse`].
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with(path, None)
+    }
+
+    /// [`Store::open`], with `faults` injected into the file's writes and syncs when given.
+    pub fn open_with(path: &Path, faults: Option<Arc<StorageFaults>>) -> Result<Store> {
         if !path.exists() {
             return Err(Error::NotFound(format!("store at {}", path.display())));
         }
         // redb reads its header and the allocator state at open: a damaged one may panic there.
-        let db = catch_unwind(AssertUnwindSafe(|| builder().open(path)))
+        let db = catch_unwind(AssertUnwindSafe(|| open_db(path, false, faults.as_ref())))
             .map_err(|payload| Error::Corrupt(format!("{}: {}", path.display(), engine_panic(payload.as_ref()))))?
             .map_err(|e| map_open_error(path, e))?;
-        let store = Store::from_db(db, path);
+        let store = Store::from_db(db, path, faults);
         let format = store.meta_raw(META_FORMAT)?;
         let version = format
             .as_deref()
@@ -118,7 +132,7 @@ impl Store {
         Ok(store)
     }
 
-    fn from_db(db: Database, path: &Path) -> Store {
+    fn from_db(db: Database, path: &Path, faults: Option<Arc<StorageFaults>>) -> Store {
         Store {
             db: RwLock::new(Some(db)),
             path: path.to_path_buf(),
@@ -127,6 +141,7 @@ impl Store {
             fault: Mutex::new(fault::FaultState::default()),
             writer: Mutex::new(()),
             reopens: Default::default(),
+            faults,
         }
     }
 
@@ -203,7 +218,12 @@ impl Store {
     /// never an abort or a half-done answer: every public operation of the store runs through
     /// here. The store is then marked broken and refuses writes from then on.
     pub(crate) fn guard<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let faults_before = self.faults_recorded();
         match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Err(e)) => {
+                self.note_io_error(&e, faults_before);
+                Err(e)
+            }
             Ok(result) => result,
             Err(payload) => {
                 let found = format!("{}: {what}: {}", self.path.display(), engine_panic(payload.as_ref()));
@@ -240,6 +260,15 @@ fn builder() -> redb::Builder {
     let mut b = Database::builder();
     b.set_cache_size(STORE_CACHE_BYTES);
     b
+}
+
+/// Opens (or creates) the database at `path`, behind `faults` when given.
+fn open_db(path: &Path, create: bool, faults: Option<&Arc<StorageFaults>>) -> Result<Database, redb::DatabaseError> {
+    match (faults, create) {
+        (None, true) => builder().create(path),
+        (None, false) => builder().open(path),
+        (Some(faults), _) => builder().create_with_backend(inject::FaultyBackend::open(path, create, faults)?),
+    }
 }
 
 fn map_open_error(path: &Path, e: redb::DatabaseError) -> Error {

@@ -100,6 +100,15 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What to do about an Active (or a node alone) whose store fails its check at start: nothing
+/// can heal it from a peer while it holds the role.
+pub const DAMAGED_AT_START_HELP: &str = "This node is not a standby, so it cannot heal itself from an active. Either \
+     restore the latest backup into a new directory (`mgha restore --in FILE --data-dir NEW`) and run the node from \
+     there, or, in a cluster with a healthy standby, make that standby the active (`mgha changeover --force --yes` \
+     on it), remove this member there (`mgha member remove NAME`) and join this node again as a standby into an \
+     empty directory (`mgha join-key` on the primary, then `mgha join --name NAME ...`); keep this directory for \
+     inspection.";
+
 /// Purge runs at most once per this many revisions, so it stays off the hot path.
 const PURGE_EVERY_REVISIONS: u64 = 64;
 
@@ -134,10 +143,34 @@ impl Engine {
             std::fs::remove_file(&partial)?;
         }
         let store = Store::open_with(&dir.join(STORE_FILE), options.storage_faults.clone())?;
-        // Every front end opens through here: a store whose head records are damaged is refused
-        // before anything is served from it.
-        store.quick_check()?;
-        Engine::with_store(dir, store, options, replication)
+        // Every front end opens through here: nothing is served from a store whose head records
+        // are damaged. A Standby opens anyway, serving none of its data, to heal by a full sync
+        // from its Active; anything else is refused, saying what to do.
+        let damaged = match store.quick_check() {
+            Ok(_) => None,
+            Err(e) if e.code() == crate::error::ErrorCode::Corrupt => match store.node() {
+                Ok(node) if node.role == Role::Standby => {
+                    tracing::error!(
+                        error = %e,
+                        "this standby's store failed its check at start: it serves no data and heals by a full \
+                         sync from the active"
+                    );
+                    store.quarantine(&e.to_string());
+                    Some(e)
+                }
+                _ => {
+                    let found = match e {
+                        Error::Corrupt(found) => found,
+                        other => other.to_string(),
+                    };
+                    return Err(Error::Corrupt(format!("{found}. {DAMAGED_AT_START_HELP}")));
+                }
+            },
+            Err(e) => return Err(e),
+        };
+        let engine = Engine::with_store(dir, store, options, replication)?;
+        engine.record_damage(damaged.as_ref());
+        Ok(engine)
     }
 
     fn with_store(
@@ -202,7 +235,8 @@ impl Engine {
     /// until the store is replaced (the store takes no writes meanwhile).
     pub fn damage(&self) -> Option<String> {
         let found = self.damage.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        found.or_else(|| self.store().broken())
+        let store = self.store();
+        found.or_else(|| store.broken()).or_else(|| store.quarantined())
     }
 
     /// A full check of the store ([`Store::check`]), its outcome recorded for status and metrics.

@@ -59,6 +59,9 @@ pub struct Store {
     reopens: std::sync::atomic::AtomicU64,
     /// Faults injected into the file's writes and syncs (`inject.rs`), kept across reopens.
     faults: Option<Arc<StorageFaults>>,
+    /// Set when the store failed its quick check at open and was opened anyway, on a Standby
+    /// that heals by a full sync: its data is not served ([`Store::quarantine`]).
+    quarantine: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -142,6 +145,7 @@ impl Store {
             writer: Mutex::new(()),
             reopens: Default::default(),
             faults,
+            quarantine: Mutex::new(None),
         }
     }
 
@@ -213,11 +217,31 @@ impl Store {
         self.broken.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Serves none of this store's data from now on: every read of objects, revisions and
+    /// history answers [`Error::Corrupt`] with `why`. For a store that failed its quick check at
+    /// open, kept only until a full sync replaces it; what identifies the node (its record, head
+    /// and members) stays readable, so that it can ask its Active for that full sync.
+    pub fn quarantine(&self, why: &str) {
+        *self.quarantine.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
+    /// Why this store's data is not served, when it is not ([`Store::quarantine`]).
+    pub fn quarantined(&self) -> Option<String> {
+        self.quarantine.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Runs store operation `what` so that a panic inside it (redb's own code meeting a damaged
     /// B-tree page or header that its checks missed) becomes [`Error::Corrupt`] naming it,
     /// never an abort or a half-done answer: every public operation of the store runs through
     /// here. The store is then marked broken and refuses writes from then on.
     pub(crate) fn guard<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if SERVED.contains(&what) {
+            if let Some(why) = self.quarantined() {
+                return Err(Error::Corrupt(format!(
+                    "this node's store is damaged and not served until it heals: {why}"
+                )));
+            }
+        }
         let faults_before = self.faults_recorded();
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(Err(e)) => {
@@ -245,6 +269,23 @@ impl Store {
         decode(&raw, key)
     }
 }
+
+/// The store operations that serve its data (objects, revisions, history, snapshots of them): a
+/// quarantined store refuses them.
+const SERVED: &[&str] = &[
+    "get",
+    "get_by_uid",
+    "list",
+    "list_after",
+    "revisions",
+    "revision",
+    "revision_in",
+    "undo_in",
+    "diff",
+    "changed_since",
+    "snapshot_chunks",
+    "branch",
+];
 
 /// The reason of a panic inside the storage engine, for the error that replaces it.
 fn engine_panic(payload: &(dyn std::any::Any + Send)) -> String {

@@ -172,3 +172,42 @@ fn a_standby_damaged_at_start_serves_no_data_until_it_heals() {
     assert!(ok(&["status", "-d", b.d()]).contains("DAMAGED"));
     b.terminate();
 }
+
+/// Without automatic failover, a damaged Active keeps the role, and `mgha status` names the
+/// command to run: the changeover to its synchronized Standby; run, the old Active heals.
+#[test]
+fn a_damaged_active_names_the_changeover_to_run_and_heals_after_it() {
+    let scratch = Scratch::new();
+    let mut p = scratch.init("p");
+    p.fast_timers();
+    p.start();
+    let mut b = scratch.join(&p, "b");
+    b.fast_timers();
+    b.start();
+    let damaged = r#"{"message": "to damage", "changes": [{"op": "put", "type": "host", "name": "mark",
+        "fields": {"ipv4-address": "10.77.66.55"}}]}"#;
+    ok(&["apply", "-d", p.d(), s(&scratch.file("mark.json", damaged))]);
+    ok(&["apply", "-d", p.d(), s(&scratch.file("later.json", &hosts("later", 2)))]);
+    wait_converged(&p, &[&b]);
+    p.terminate();
+    flip_everywhere(&p.dir.join("mgha.redb"), b"10.77.66.55");
+    p.start();
+    // The scrub's first pass, at start, finds the damage.
+    wait_until("the active to find its damage", || p.http_status().is_some_and(|st| st["damage"].is_string()));
+    wait_peers_synchronized(&p, &["b"]);
+    let said = ok(&["status", "-d", p.d()]);
+    assert!(said.contains("DAMAGED") && said.contains("`mgha changeover --to b`"), "{said}");
+    assert_eq!(p.status()["node"]["role"], "active", "without automatic failover it keeps the role");
+
+    ok(&["changeover", "-d", p.d(), "--to", "b"]);
+    wait_until("p to heal as a standby", || {
+        p.http_status().is_some_and(|st| {
+            st["node"]["role"] == "standby"
+                && st.get("damage").is_none()
+                && st["archived"].is_string()
+                && Some(st["head"].clone()) == b.http_status().map(|s| s["head"].clone())
+        })
+    });
+    assert!(ok(&["get", "-d", p.d(), "host", "mark"]).contains("10.77.66.55"));
+    ok(&["check", "-d", p.d()]);
+}

@@ -3,7 +3,8 @@
 //! makes the Standby Active and the old one rejoins as Standby; an Active cut from the arbiter
 //! refuses publishes before the new Active is elected (from both sides' status and logs); and
 //! with `sync_standbys = 1` no acknowledged publish is lost across 20 failovers; a planned
-//! changeover moves the arbiter's hold with the role. Two data nodes
+//! changeover moves the arbiter's hold with the role. Under quorum failover a damaged Active
+//! steps down to a healthy Standby and heals as one. Two data nodes
 //! without a witness are refused at start. Each test has its own temp dir, free ports, proxies
 //! where it cuts links, and guards that kill every process it started.
 

@@ -1,7 +1,9 @@
 //! A damaged Standby heals, with real `mgha` daemons: bytes flipped in a stopped Standby's store
 //! at seeded places, the damage found (`mgha check`), the damaged store set aside in
 //! `DIR/archive/` and named in the status, a full sync from the Active, and the Standby back at
-//! the Active's head and state hash, the Active staying Active throughout.
+//! the Active's head and state hash, the Active staying Active throughout. Also: a Standby whose
+//! store fails its quick check at start serves nothing and heals, while an Active exits 9 saying
+//! what to run; a damaged Active's status names the changeover to run, and it heals after it.
 
 mod support;
 

@@ -92,6 +92,7 @@ async fn a_standby_damaged_at_seeded_positions_refuses_to_open_or_heals_to_the_a
             Err(e) => {
                 assert!(matches!(e.code(), ErrorCode::Corrupt | ErrorCode::Io), "{what}: {e}");
                 refused += 1;
+                eprintln!("{what}: refused to open: {e}");
                 // Not a case this test can heal: the node record is unreadable.
                 std::fs::write(&path, &pristine).expect("put the intact copy back");
                 Arc::new(mgha_sync::open_engine(dir.path(), EngineOptions::default()).expect("the intact copy opens"))

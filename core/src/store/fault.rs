@@ -50,8 +50,6 @@ pub(super) struct FaultState {
     /// When reopening last failed and why, while the database is closed: operations in the
     /// meantime fail at once rather than each run redb's recovery again.
     reopen_failed: Option<(Instant, String)>,
-    /// Failures recorded so far, so that an operation records its failure once (`guard`).
-    recorded: u64,
 }
 
 impl Store {
@@ -172,7 +170,7 @@ impl Store {
 
     /// How many write failures were recorded since the store opened.
     pub(super) fn faults_recorded(&self) -> u64 {
-        self.fault_state().recorded
+        self.faults_recorded.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn record_fault(&self, kind: WriteFaultKind, e: &Error) {
@@ -180,7 +178,7 @@ impl Store {
         let since_ms = state.fault.as_ref().map(|f| f.since_ms).unwrap_or_else(crate::now_ms);
         tracing::error!(error = %e, cause = %kind, store = %self.path.display(), "a write to the store failed");
         state.fault = Some(StoreFault { kind, error: e.to_string(), since_ms, reopened: false });
-        state.recorded += 1;
+        self.faults_recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many times the database was closed and opened again after a failed write.

@@ -62,6 +62,10 @@ pub struct Store {
     /// Set when the store failed its quick check at open and was opened anyway, on a Standby
     /// that heals by a full sync: its data is not served ([`Store::quarantine`]).
     quarantine: Mutex<Option<String>>,
+    is_quarantined: std::sync::atomic::AtomicBool,
+    /// Write failures recorded so far (`fault.rs`), so that an operation records its own
+    /// failure once (`guard`) without taking the fault lock on every operation.
+    faults_recorded: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -146,6 +150,8 @@ impl Store {
             reopens: Default::default(),
             faults,
             quarantine: Mutex::new(None),
+            is_quarantined: Default::default(),
+            faults_recorded: Default::default(),
         }
     }
 
@@ -223,6 +229,7 @@ impl Store {
     /// and members) stays readable, so that it can ask its Active for that full sync.
     pub fn quarantine(&self, why: &str) {
         *self.quarantine.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+        self.is_quarantined.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Why this store's data is not served, when it is not ([`Store::quarantine`]).
@@ -235,7 +242,8 @@ impl Store {
     /// never an abort or a half-done answer: every public operation of the store runs through
     /// here. The store is then marked broken and refuses writes from then on.
     pub(crate) fn guard<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        if SERVED.contains(&what) {
+        // The flag first: every operation passes here, and almost no store is quarantined.
+        if self.is_quarantined.load(std::sync::atomic::Ordering::Relaxed) && SERVED.contains(&what) {
             if let Some(why) = self.quarantined() {
                 return Err(Error::Corrupt(format!(
                     "this node's store is damaged and not served until it heals: {why}"

@@ -77,6 +77,11 @@ pub fn for_error(e: &anyhow::Error) -> u8 {
         if let Some(core) = cause.downcast_ref::<mgha_core::Error>() {
             return for_code(core.code());
         }
+        // The node's wrapper is transparent: its own source is the engine error's source, so
+        // the engine error itself is reached only through it (a damaged store at start: 9).
+        if let Some(mgha_node::Error::Core(core)) = cause.downcast_ref::<mgha_node::Error>() {
+            return for_code(core.code());
+        }
         if let Some(api) = cause.downcast_ref::<ApiFailure>() {
             if api.code == "unauthorized" {
                 return UNAUTHORIZED;

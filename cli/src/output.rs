@@ -175,6 +175,29 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// What the administrator of a damaged Active runs: the changeover to a Standby that has its
+/// head, named, when one does (under automatic failover the node hands over by itself);
+/// otherwise what to bring about first.
+fn damaged_active_next(s: &StatusBody) -> String {
+    let healthy = s.peers.iter().find(|p| p.connected && p.status == "synchronized");
+    match (healthy, &s.failover) {
+        (Some(p), Some(_)) => format!(
+            "automatic failover hands the role to the synchronized standby '{}' (this node stops renewing \
+             its lease), or run `mgha changeover --to {}` now; this node then heals by a full sync",
+            p.name, p.name
+        ),
+        (Some(p), None) => format!(
+            "run `mgha changeover --to {}` to hand the role to that synchronized standby; this node then heals \
+             by a full sync from it",
+            p.name
+        ),
+        (None, _) => "no standby is connected and synchronized to take the role: start one (or wait until it \
+                      is synchronized) and run `mgha changeover --to NAME`, or restore a backup (`mgha restore \
+                      --in FILE --data-dir NEW`)"
+            .into(),
+    }
+}
+
 /// `mgha status`: the node, then its peers as this node sees them.
 pub fn status(s: &StatusBody, via: &str) -> String {
     let mut t = Table::keyed();
@@ -196,9 +219,9 @@ pub fn status(s: &StatusBody, via: &str) -> String {
     ];
     if let Some(d) = &s.damage {
         let what_now = if s.node.role == "active" {
-            "hand the role to a healthy standby (`mgha changeover --to NAME`), then this node heals by a full sync"
+            damaged_active_next(s)
         } else {
-            "this standby heals by a full sync from the active"
+            "this standby heals by a full sync from the active".into()
         };
         t.row(vec!["DAMAGED".into(), format!("{d}; {what_now}; `mgha check` lists it again (docs/storage.md)")]);
     }

@@ -3,7 +3,8 @@
 //! makes the Standby Active and the old one rejoins as Standby; an Active cut from the arbiter
 //! refuses publishes before the new Active is elected (from both sides' status and logs); and
 //! with `sync_standbys = 1` no acknowledged publish is lost across 20 failovers; a planned
-//! changeover moves the arbiter's hold with the role. Two data nodes
+//! changeover moves the arbiter's hold with the role. Under quorum failover a damaged Active
+//! steps down to a healthy Standby and heals as one. Two data nodes
 //! without a witness are refused at start. Each test has its own temp dir, free ports, proxies
 //! where it cuts links, and guards that kill every process it started.
 
@@ -428,4 +429,62 @@ fn two_data_nodes_without_a_witness_are_refused_at_start() {
     assert!(!out.status.success(), "a started with two voters");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("add a witness"), "the reason names the way out: {err}");
+}
+
+/// Flips one bit at the end of every copy of `needle` in a stopped node's store file.
+fn flip_everywhere(store: &std::path::Path, needle: &[u8]) {
+    let mut bytes = std::fs::read(store).expect("read the store");
+    let places: Vec<usize> =
+        bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect();
+    assert!(!places.is_empty(), "the needle is in the store");
+    for at in places {
+        bytes[at + needle.len() - 1] ^= 0x01;
+    }
+    std::fs::write(store, &bytes).expect("write the store");
+}
+
+#[test]
+fn quorum_a_damaged_active_steps_down_to_a_healthy_standby_and_heals() {
+    let mut c = Cluster::start(Mode::Quorum, false, 0);
+    let mark = r#"{"message": "to damage", "changes": [{"op": "put", "type": "host", "name": "mark",
+        "fields": {"ipv4-address": "10.77.66.55"}}]}"#;
+    ok(&["apply", "-d", c.nodes[0].d(), s(&c.scratch.file("mark.json", mark))]);
+    Api::of(&c.nodes[0]).publish_host("before", 1).expect("a publishes");
+    wait_peers_synchronized(&c.nodes[0], &["b"]);
+    // b first, so that a keeps the role (with the witness) while it is away.
+    c.nodes[1].terminate();
+    c.nodes[0].terminate();
+    flip_everywhere(&c.nodes[0].dir.join("mgha.redb"), b"10.77.66.55");
+    c.nodes[0].start();
+    wait_until("a to find its damage (the scrub's first pass)", || {
+        c.nodes[0].http_status().is_some_and(|st| st["damage"].is_string())
+    });
+    // Alone, the damaged Active keeps the role and takes publishes; its status says what to do.
+    wait_until("a to hold the lease again", || lease_left(&c.nodes[0]).is_some_and(|l| l > 0));
+    Api::of(&c.nodes[0]).publish_host("during", 2).expect("a damaged active alone still publishes");
+    let said = ok(&["status", "-d", c.nodes[0].d()]);
+    assert!(said.contains("DAMAGED") && said.contains("no standby is connected and synchronized"), "{said}");
+    assert_eq!(role(&c.nodes[0]).as_deref(), Some("active"));
+
+    // A healthy Standby back: a stops renewing, b is elected, and a heals as a Standby.
+    c.nodes[1].start();
+    wait_until("b to take over", || role(&c.nodes[1]).as_deref() == Some("active"));
+    let log = c.nodes[0].log();
+    assert!(log.contains("letting the lease lapse"), "a says why it steps down:\n{}", tail(&log));
+    Api::of(&c.nodes[1]).publish_host("after", 3).expect("b publishes");
+    wait_until("a to heal as a standby of b", || {
+        c.nodes[0].http_status().is_some_and(|st| {
+            st["node"]["role"] == "standby"
+                && st.get("damage").is_none()
+                && st["archived"].is_string()
+                && Some(st["head"].clone()) == c.nodes[1].http_status().map(|s| s["head"].clone())
+        })
+    });
+    for n in &c.nodes {
+        let on = hosts_on(n);
+        for h in ["mark", "before", "during", "after"] {
+            assert!(on.iter().any(|x| x.starts_with(h)), "{} lacks the acknowledged {h}: {on:?}", n.name);
+        }
+    }
+    ok(&["check", "-d", c.nodes[0].d()]);
 }

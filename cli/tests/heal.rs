@@ -1,7 +1,9 @@
 //! A damaged Standby heals, with real `mgha` daemons: bytes flipped in a stopped Standby's store
 //! at seeded places, the damage found (`mgha check`), the damaged store set aside in
 //! `DIR/archive/` and named in the status, a full sync from the Active, and the Standby back at
-//! the Active's head and state hash, the Active staying Active throughout.
+//! the Active's head and state hash, the Active staying Active throughout. Also: a Standby whose
+//! store fails its quick check at start serves nothing and heals, while an Active exits 9 saying
+//! what to run; a damaged Active's status names the changeover to run, and it heals after it.
 
 mod support;
 
@@ -80,4 +82,134 @@ fn damaged_standby_sets_its_store_aside_and_heals_to_the_actives_state() {
     let archives = std::fs::read_dir(b.dir.join("archive")).expect("archive dir").count();
     assert_eq!(archives, 3, "every damaged store is kept");
     assert!(ok(&["get", "-d", b.d(), "host", "first-7"]).contains("10.0.0.7"), "healed data is the published data");
+}
+
+/// Flips one bit in every copy of `needle` in the stopped node's store file (live pages and
+/// pages the store no longer uses alike).
+fn flip_everywhere(store: &std::path::Path, needle: &[u8]) {
+    let places = offsets(store, needle);
+    assert!(!places.is_empty(), "{:?} is in the store", String::from_utf8_lossy(needle));
+    let mut bytes = std::fs::read(store).expect("read");
+    for at in places {
+        bytes[at + needle.len() - 1] ^= 0x01;
+    }
+    std::fs::write(store, &bytes).expect("write");
+}
+
+/// The head revision's record damaged: the quick check every start runs fails. A Standby starts
+/// all the same, serving none of its data (`corrupt`), says so, is never a changeover target,
+/// and heals by a full sync; an Active refuses to start (exit 9) and says what to run.
+#[test]
+fn a_standby_that_fails_its_quick_check_at_start_heals_and_an_active_exits_9() {
+    let scratch = Scratch::new();
+    let mut p = scratch.init("p");
+    p.fast_timers();
+    p.start();
+    let mut b = scratch.join(&p, "b");
+    b.fast_timers();
+    b.start();
+    ok(&["apply", "-d", p.d(), s(&scratch.file("first.json", &hosts("first", 30)))]);
+    // The head revision: its host's address appears in its record (and in the object).
+    let head = r#"{"message": "head", "changes": [{"op": "put", "type": "host", "name": "mark",
+        "fields": {"ipv4-address": "10.77.66.55"}}]}"#;
+    ok(&["apply", "-d", p.d(), s(&scratch.file("head.json", head))]);
+    wait_converged(&p, &[&b]);
+    b.terminate();
+    flip_everywhere(&b.dir.join("mgha.redb"), b"10.77.66.55");
+
+    b.start();
+    let st = b.status();
+    let damage = st["damage"].as_str().unwrap_or_default().to_string();
+    assert!(!damage.is_empty() || st["archived"].is_string(), "the damage is shown, or already healed: {st}");
+    assert!(b.log().contains("failed its check at start"), "the log says so:\n{}", b.log());
+    assert_eq!(p.status()["node"]["role"], "active", "a damaged standby never takes the role");
+    wait_until("the standby to heal", || {
+        b.http_status().is_some_and(|st| {
+            st.get("damage").is_none()
+                && st["archived"].is_string()
+                && Some(st["head"].clone()) == p.http_status().map(|s| s["head"].clone())
+        })
+    });
+    ok(&["check", "-d", b.d()]);
+    assert!(ok(&["get", "-d", b.d(), "host", "mark"]).contains("10.77.66.55"), "healed data is the published data");
+    let archived = b.status()["archived"].as_str().expect("archived").to_string();
+    assert!(std::path::Path::new(&archived).exists(), "the damaged store is kept at {archived}");
+
+    // The Active, damaged the same way, does not start, and says what to run.
+    p.terminate();
+    flip_everywhere(&p.dir.join("mgha.redb"), b"10.77.66.55");
+    let out = mgha(&["run", "-d", p.d()]);
+    assert_eq!(out.status.code(), Some(EXIT_CORRUPT), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("mgha restore") && said.contains("mgha join"), "{said}");
+    b.terminate();
+}
+
+/// While a quarantined Standby waits for its Active, it serves nothing: reads answer `corrupt`
+/// (exit 9) and it says so in status and metrics.
+#[test]
+fn a_standby_damaged_at_start_serves_no_data_until_it_heals() {
+    let scratch = Scratch::new();
+    let mut p = scratch.init("p");
+    p.fast_timers();
+    p.start();
+    let mut b = scratch.join(&p, "b");
+    b.fast_timers();
+    b.start();
+    let head = r#"{"message": "head", "changes": [{"op": "put", "type": "host", "name": "mark",
+        "fields": {"ipv4-address": "10.77.66.55"}}]}"#;
+    ok(&["apply", "-d", p.d(), s(&scratch.file("head.json", head))]);
+    wait_converged(&p, &[&b]);
+    b.terminate();
+    // With its Active down, the Standby cannot heal: what it shows stays.
+    p.terminate();
+    flip_everywhere(&b.dir.join("mgha.redb"), b"10.77.66.55");
+    b.start();
+    let st = b.status();
+    assert!(st["damage"].is_string(), "{st}");
+    assert!(b.metrics().contains("mgha_store_damaged 1"), "{}", b.metrics());
+    fails(&["get", "-d", b.d(), "host", "mark"], EXIT_CORRUPT);
+    fails(&["list", "-d", b.d(), "--type", "host"], EXIT_CORRUPT);
+    fails(&["revisions", "-d", b.d()], EXIT_CORRUPT);
+    assert!(ok(&["status", "-d", b.d()]).contains("DAMAGED"));
+    b.terminate();
+}
+
+/// Without automatic failover, a damaged Active keeps the role, and `mgha status` names the
+/// command to run: the changeover to its synchronized Standby; run, the old Active heals.
+#[test]
+fn a_damaged_active_names_the_changeover_to_run_and_heals_after_it() {
+    let scratch = Scratch::new();
+    let mut p = scratch.init("p");
+    p.fast_timers();
+    p.start();
+    let mut b = scratch.join(&p, "b");
+    b.fast_timers();
+    b.start();
+    let damaged = r#"{"message": "to damage", "changes": [{"op": "put", "type": "host", "name": "mark",
+        "fields": {"ipv4-address": "10.77.66.55"}}]}"#;
+    ok(&["apply", "-d", p.d(), s(&scratch.file("mark.json", damaged))]);
+    ok(&["apply", "-d", p.d(), s(&scratch.file("later.json", &hosts("later", 2)))]);
+    wait_converged(&p, &[&b]);
+    p.terminate();
+    flip_everywhere(&p.dir.join("mgha.redb"), b"10.77.66.55");
+    p.start();
+    // The scrub's first pass, at start, finds the damage.
+    wait_until("the active to find its damage", || p.http_status().is_some_and(|st| st["damage"].is_string()));
+    wait_peers_synchronized(&p, &["b"]);
+    let said = ok(&["status", "-d", p.d()]);
+    assert!(said.contains("DAMAGED") && said.contains("`mgha changeover --to b`"), "{said}");
+    assert_eq!(p.status()["node"]["role"], "active", "without automatic failover it keeps the role");
+
+    ok(&["changeover", "-d", p.d(), "--to", "b"]);
+    wait_until("p to heal as a standby", || {
+        p.http_status().is_some_and(|st| {
+            st["node"]["role"] == "standby"
+                && st.get("damage").is_none()
+                && st["archived"].is_string()
+                && Some(st["head"].clone()) == b.http_status().map(|s| s["head"].clone())
+        })
+    });
+    assert!(ok(&["get", "-d", p.d(), "host", "mark"]).contains("10.77.66.55"));
+    ok(&["check", "-d", p.d()]);
 }

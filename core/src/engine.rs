@@ -17,7 +17,7 @@ use crate::roles::{Action as RoleAction, Event as RoleEvent, Refusal, RoleMachin
 use crate::session::{Seen, Sessions};
 use crate::status::{FailoverStatus, PeerStatus, StoreFault, SyncStatus};
 use crate::store::tables::name_key;
-use crate::store::{CommitMeta, Store, STORE_FILE};
+use crate::store::{CommitMeta, StorageFaults, Store, STORE_FILE};
 
 /// Where a full sync builds the incoming snapshot before it is swapped in.
 pub const SNAPSHOT_FILE: &str = "mgha.redb.sync";
@@ -60,6 +60,9 @@ pub struct EngineOptions {
     pub sync_timeout_ms: u64,
     /// An admin session unused for this long expires and releases its locks.
     pub session_idle_timeout_ms: u64,
+    /// I/O errors injected into the store's writes and syncs, for tests of how a node survives
+    /// a failing disk ([`StorageFaults`]); `None` (always, outside tests) reaches the file as is.
+    pub storage_faults: Option<Arc<StorageFaults>>,
 }
 
 impl Default for EngineOptions {
@@ -69,6 +72,7 @@ impl Default for EngineOptions {
             sync_standbys: 0,
             sync_timeout_ms: 0,
             session_idle_timeout_ms: crate::session::SESSION_IDLE_TIMEOUT_MS_DEFAULT,
+            storage_faults: None,
         }
     }
 }
@@ -96,6 +100,15 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What to do about an Active (or a node alone) whose store fails its check at start: nothing
+/// can heal it from a peer while it holds the role.
+pub const DAMAGED_AT_START_HELP: &str = "This node is not a standby, so it cannot heal itself from an active. Either \
+     restore the latest backup into a new directory (`mgha restore --in FILE --data-dir NEW`) and run the node from \
+     there, or, in a cluster with a healthy standby, make that standby the active (`mgha changeover --force --yes` \
+     on it), remove this member there (`mgha member remove NAME`) and join this node again as a standby into an \
+     empty directory (`mgha join-key` on the primary, then `mgha join --name NAME ...`); keep this directory for \
+     inspection.";
+
 /// Purge runs at most once per this many revisions, so it stays off the hot path.
 const PURGE_EVERY_REVISIONS: u64 = 64;
 
@@ -113,7 +126,7 @@ impl Engine {
         replication: Arc<dyn Replication>,
     ) -> Result<Engine> {
         crate::private::create_dir(dir)?;
-        let store = Store::create(&dir.join(STORE_FILE), node)?;
+        let store = Store::create_with(&dir.join(STORE_FILE), node, options.storage_faults.clone())?;
         Engine::with_store(dir, store, options, replication)
     }
 
@@ -129,11 +142,35 @@ impl Engine {
         if partial.exists() {
             std::fs::remove_file(&partial)?;
         }
-        let store = Store::open(&dir.join(STORE_FILE))?;
-        // Every front end opens through here: a store whose head records are damaged is refused
-        // before anything is served from it.
-        store.quick_check()?;
-        Engine::with_store(dir, store, options, replication)
+        let store = Store::open_with(&dir.join(STORE_FILE), options.storage_faults.clone())?;
+        // Every front end opens through here: nothing is served from a store whose head records
+        // are damaged. A Standby opens anyway, serving none of its data, to heal by a full sync
+        // from its Active; anything else is refused, saying what to do.
+        let damaged = match store.quick_check() {
+            Ok(_) => None,
+            Err(e) if e.code() == crate::error::ErrorCode::Corrupt => match store.node() {
+                Ok(node) if node.role == Role::Standby => {
+                    tracing::error!(
+                        error = %e,
+                        "this standby's store failed its check at start: it serves no data and heals by a full \
+                         sync from the active"
+                    );
+                    store.quarantine(&e.to_string());
+                    Some(e)
+                }
+                _ => {
+                    let found = match e {
+                        Error::Corrupt(found) => found,
+                        other => other.to_string(),
+                    };
+                    return Err(Error::Corrupt(format!("{found}. {DAMAGED_AT_START_HELP}")));
+                }
+            },
+            Err(e) => return Err(e),
+        };
+        let engine = Engine::with_store(dir, store, options, replication)?;
+        engine.record_damage(damaged.as_ref());
+        Ok(engine)
     }
 
     fn with_store(
@@ -198,7 +235,8 @@ impl Engine {
     /// until the store is replaced (the store takes no writes meanwhile).
     pub fn damage(&self) -> Option<String> {
         let found = self.damage.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        found.or_else(|| self.store().broken())
+        let store = self.store();
+        found.or_else(|| store.broken()).or_else(|| store.quarantined())
     }
 
     /// A full check of the store ([`Store::check`]), its outcome recorded for status and metrics.
@@ -609,13 +647,13 @@ impl Engine {
     pub fn install_snapshot(&self, snapshot: &Path) -> Result<Head> {
         let mut guard = self.store.write().unwrap_or_else(|p| p.into_inner());
         {
-            let incoming = Store::open(snapshot)?;
+            let incoming = Store::open_with(snapshot, self.options.storage_faults.clone())?;
             guard.copy_local_meta(&incoming)?;
         }
         let live = self.dir.join(STORE_FILE);
         std::fs::rename(snapshot, &live)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
-        let store = Store::open(&live)?;
+        let store = Store::open_with(&live, self.options.storage_faults.clone())?;
         let head = store.head()?;
         *guard = Arc::new(store);
         drop(guard);

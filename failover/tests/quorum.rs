@@ -492,3 +492,58 @@ async fn a_witness_enrolls_with_a_join_key_and_votes_without_becoming_a_member()
     let _ = stop.send(());
     task.await.expect("joins").expect("the witness stopped cleanly");
 }
+
+/// How `arbiter` sees itself: healthy (its Raft runs), and the last log index it holds.
+async fn own_view(arbiter: &QuorumArbiter, name: &str) -> (bool, Option<u64>) {
+    let status = arbiter.status().await;
+    let me = status.members.iter().find(|m| m.name == name).expect("listed");
+    let last_log =
+        me.detail.split(", ").find_map(|part| part.strip_prefix("last log ")).and_then(|index| index.parse().ok());
+    (me.healthy, last_log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_whose_disk_filled_restarts_its_raft_once_it_can_write_again() {
+    let _serial = serial().await;
+    let ca = ca();
+    let m = members(&ca, &["a", "b", "c"]);
+    let fs = match mgha_tests::smallfs::SmallFs::mount_at(&config(&m[2], &m).data_dir, 8 * 1024 * 1024) {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED: the test mounts a tmpfs for a voter's storage, which needs root: {why}");
+            return;
+        }
+    };
+    let arb = start_all(&m).await;
+    let e1 = acquire_first(&arb[0], m[0].report()).await;
+    let holder = Holder { node_id: m[0].node_id, epoch: e1 };
+    eventually(Duration::from_secs(3), || arb[2].observe(m[2].report())).await;
+    let (healthy, log_before) = own_view(&arb[2], "c").await;
+    assert!(healthy);
+    let log_before = log_before.expect("c holds a log");
+
+    // The majority goes on writing; c cannot store what it is sent, and its Raft stops.
+    fs.fill(0).expect("fill c's disk");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while own_view(&arb[2], "c").await.0 {
+        let _ = arb[0].renew(holder).await;
+        assert!(Instant::now() < deadline, "c's Raft never stopped on its full disk");
+    }
+    eventually(Duration::from_secs(3), || arb[0].renew(holder)).await;
+
+    // Space again: c's Raft comes back by itself, on its old log, and applies what the majority
+    // decided meanwhile.
+    fs.free().expect("free c's disk");
+    let seen = eventually(Duration::from_secs(15), || async {
+        match own_view(&arb[2], "c").await {
+            (true, _) => arb[2].observe(m[2].report()).await,
+            (false, _) => Err(mgha_core::Error::Peer("c's Raft is still down".into())),
+        }
+    })
+    .await;
+    assert_eq!(seen.holder, Some(holder));
+    let (_, log_after) = own_view(&arb[2], "c").await;
+    assert!(log_after.is_some_and(|after| after > log_before), "c's log: {log_before} then {log_after:?}");
+    close_all(&arb).await;
+    drop(fs);
+}

@@ -93,13 +93,17 @@ impl Cluster {
 
     /// Joins one more Secondary and starts it.
     pub async fn join(&mut self, name: &str) -> usize {
+        self.join_with(name, EngineOptions::default()).await
+    }
+
+    /// As [`Cluster::join`], the Secondary's engine opened with `options` (injected storage
+    /// faults, say).
+    pub async fn join_with(&mut self, name: &str, options: EngineOptions) -> usize {
         let dir = tempfile::tempdir().expect("tempdir");
         let listen = free_addr();
         let key = issue_join_key(&self.nodes[0].engine, 60_000).expect("key").to_string();
         let engine = Arc::new(
-            join_secondary(dir.path(), name, &self.primary_addr(), &key, &listen, EngineOptions::default())
-                .await
-                .expect("joins"),
+            join_secondary(dir.path(), name, &self.primary_addr(), &key, &listen, options).await.expect("joins"),
         );
         let mut cfg = test_sync_config(&listen, None);
         (self.tune)(&mut cfg);

@@ -13,7 +13,7 @@ use redb::{Database, ReadTransaction, TableDefinition, WriteTransaction};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::{builder, map_open_error, Store};
+use super::{map_open_error, open_db, Store};
 use crate::error::{Error, Result};
 use crate::limits::{STORE_REOPEN_RETRY_MS, STORE_WRITE_PROBE_BYTES};
 use crate::status::{StoreFault, WriteFaultKind};
@@ -153,11 +153,32 @@ impl Store {
         }
     }
 
+    /// An operation failed with `e`. An error the disk itself returned (EIO while a transaction
+    /// grew the file or read a page, not only at its commit) is the store's fault as much as a
+    /// failed commit: it is recorded, so that status shows it and an Active stops renewing its
+    /// lease, until a commit succeeds again. redb latched the handle meanwhile; the next
+    /// transaction reopens it (`begin_write`, `with_db`).
+    /// `faults_before` is [`Store::faults_recorded`] before the operation: a failed commit
+    /// inside it recorded (and reopened) already.
+    pub(super) fn note_io_error(&self, e: &Error, faults_before: u64) {
+        if let Error::Storage(redb::Error::Io(io)) = e {
+            if self.faults_recorded() == faults_before {
+                self.record_fault(io_fault_kind(io), e);
+            }
+        }
+    }
+
+    /// How many write failures were recorded since the store opened.
+    pub(super) fn faults_recorded(&self) -> u64 {
+        self.faults_recorded.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn record_fault(&self, kind: WriteFaultKind, e: &Error) {
         let mut state = self.fault_state();
         let since_ms = state.fault.as_ref().map(|f| f.since_ms).unwrap_or_else(crate::now_ms);
         tracing::error!(error = %e, cause = %kind, store = %self.path.display(), "a write to the store failed");
         state.fault = Some(StoreFault { kind, error: e.to_string(), since_ms, reopened: false });
+        self.faults_recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many times the database was closed and opened again after a failed write.
@@ -187,7 +208,7 @@ impl Store {
                 tracing::debug!(error = %e, "closing the failed store handle");
             }
         }
-        match builder().open(&self.path) {
+        match open_db(&self.path, false, self.faults.as_ref()) {
             Ok(db) => *slot = Some(db),
             Err(e) => {
                 drop(slot);

@@ -9,6 +9,7 @@ mod commit;
 mod cycles;
 mod fault;
 pub(crate) mod history;
+mod inject;
 mod plugins;
 mod read;
 pub mod record;
@@ -34,6 +35,7 @@ pub use branches::{Branch, Resolution as BranchResolution};
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
 pub use fault::write_fault_kind;
+pub use inject::StorageFaults;
 pub use scrub::{ScrubBatch, ScrubCursor};
 pub use snapshot::{HistoryRecord, SnapshotBuilder, SnapshotInfo, SnapshotPart};
 
@@ -56,6 +58,15 @@ pub struct Store {
     writer: fault::WriterLock,
     /// Reopens so far (`fault.rs`): a commit not durable before one may be lost.
     reopens: std::sync::atomic::AtomicU64,
+    /// Faults injected into the file's writes and syncs (`inject.rs`), kept across reopens.
+    faults: Option<Arc<StorageFaults>>,
+    /// Set when the store failed its quick check at open and was opened anyway, on a Standby
+    /// that heals by a full sync: its data is not served ([`Store::quarantine`]).
+    quarantine: Mutex<Option<String>>,
+    is_quarantined: std::sync::atomic::AtomicBool,
+    /// Write failures recorded so far (`fault.rs`), so that an operation records its own
+    /// failure once (`guard`) without taking the fault lock on every operation.
+    faults_recorded: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -67,14 +78,19 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Creates a new, empty store at `path` for `node`. Fails if a store is already there.
     pub fn create(path: &Path, node: &NodeState) -> Result<Store> {
+        Store::create_with(path, node, None)
+    }
+
+    /// [`Store::create`], with `faults` injected into the file's writes and syncs when given.
+    pub fn create_with(path: &Path, node: &NodeState, faults: Option<Arc<StorageFaults>>) -> Result<Store> {
         if path.exists() {
             return Err(Error::InvalidArgument(format!("{} already exists", path.display())));
         }
         // redb initializes an empty file in place: creating it first gives it its private mode
         // from the first byte.
         drop(crate::private::create_file(path)?);
-        let db = builder().create(path).map_err(|e| map_open_error(path, e))?;
-        let store = Store::from_db(db, path);
+        let db = open_db(path, true, faults.as_ref()).map_err(|e| map_open_error(path, e))?;
+        let store = Store::from_db(db, path, faults);
         let txn = store.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -95,14 +111,19 @@ impl Store {
 
     /// Opens an existing store. A second process opening the same file gets [`Error::InUse`].
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with(path, None)
+    }
+
+    /// [`Store::open`], with `faults` injected into the file's writes and syncs when given.
+    pub fn open_with(path: &Path, faults: Option<Arc<StorageFaults>>) -> Result<Store> {
         if !path.exists() {
             return Err(Error::NotFound(format!("store at {}", path.display())));
         }
         // redb reads its header and the allocator state at open: a damaged one may panic there.
-        let db = catch_unwind(AssertUnwindSafe(|| builder().open(path)))
+        let db = catch_unwind(AssertUnwindSafe(|| open_db(path, false, faults.as_ref())))
             .map_err(|payload| Error::Corrupt(format!("{}: {}", path.display(), engine_panic(payload.as_ref()))))?
             .map_err(|e| map_open_error(path, e))?;
-        let store = Store::from_db(db, path);
+        let store = Store::from_db(db, path, faults);
         let format = store.meta_raw(META_FORMAT)?;
         let version = format
             .as_deref()
@@ -119,7 +140,7 @@ impl Store {
         Ok(store)
     }
 
-    fn from_db(db: Database, path: &Path) -> Store {
+    fn from_db(db: Database, path: &Path, faults: Option<Arc<StorageFaults>>) -> Store {
         Store {
             db: RwLock::new(Some(db)),
             path: path.to_path_buf(),
@@ -128,6 +149,10 @@ impl Store {
             fault: Mutex::new(fault::FaultState::default()),
             writer: Mutex::new(()),
             reopens: Default::default(),
+            faults,
+            quarantine: Mutex::new(None),
+            is_quarantined: Default::default(),
+            faults_recorded: Default::default(),
         }
     }
 
@@ -199,12 +224,39 @@ impl Store {
         self.broken.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Serves none of this store's data from now on: every read of objects, revisions and
+    /// history answers [`Error::Corrupt`] with `why`. For a store that failed its quick check at
+    /// open, kept only until a full sync replaces it; what identifies the node (its record, head
+    /// and members) stays readable, so that it can ask its Active for that full sync.
+    pub fn quarantine(&self, why: &str) {
+        *self.quarantine.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+        self.is_quarantined.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Why this store's data is not served, when it is not ([`Store::quarantine`]).
+    pub fn quarantined(&self) -> Option<String> {
+        self.quarantine.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Runs store operation `what` so that a panic inside it (redb's own code meeting a damaged
     /// B-tree page or header that its checks missed) becomes [`Error::Corrupt`] naming it,
     /// never an abort or a half-done answer: every public operation of the store runs through
     /// here. The store is then marked broken and refuses writes from then on.
     pub(crate) fn guard<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        // The flag first: every operation passes here, and almost no store is quarantined.
+        if self.is_quarantined.load(std::sync::atomic::Ordering::Relaxed) && SERVED.contains(&what) {
+            if let Some(why) = self.quarantined() {
+                return Err(Error::Corrupt(format!(
+                    "this node's store is damaged and not served until it heals: {why}"
+                )));
+            }
+        }
+        let faults_before = self.faults_recorded();
         match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Err(e)) => {
+                self.note_io_error(&e, faults_before);
+                Err(e)
+            }
             Ok(result) => result,
             Err(payload) => {
                 let found = format!("{}: {what}: {}", self.path.display(), engine_panic(payload.as_ref()));
@@ -227,6 +279,23 @@ impl Store {
     }
 }
 
+/// The store operations that serve its data (objects, revisions, history, snapshots of them): a
+/// quarantined store refuses them.
+const SERVED: &[&str] = &[
+    "get",
+    "get_by_uid",
+    "list",
+    "list_after",
+    "revisions",
+    "revision",
+    "revision_in",
+    "undo_in",
+    "diff",
+    "changed_since",
+    "snapshot_chunks",
+    "branch",
+];
+
 /// The reason of a panic inside the storage engine, for the error that replaces it.
 fn engine_panic(payload: &(dyn std::any::Any + Send)) -> String {
     let message = payload
@@ -241,6 +310,15 @@ fn builder() -> redb::Builder {
     let mut b = Database::builder();
     b.set_cache_size(STORE_CACHE_BYTES);
     b
+}
+
+/// Opens (or creates) the database at `path`, behind `faults` when given.
+fn open_db(path: &Path, create: bool, faults: Option<&Arc<StorageFaults>>) -> Result<Database, redb::DatabaseError> {
+    match (faults, create) {
+        (None, true) => builder().create(path),
+        (None, false) => builder().open(path),
+        (Some(faults), _) => builder().create_with_backend(inject::FaultyBackend::open(path, create, faults)?),
+    }
 }
 
 fn map_open_error(path: &Path, e: redb::DatabaseError) -> Error {

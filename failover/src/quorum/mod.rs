@@ -239,7 +239,7 @@ impl Arbiter for QuorumArbiter {
 
     async fn status(&self) -> ArbiterStatus {
         let core = &self.node.core;
-        let metrics = core.raft.metrics().borrow().clone();
+        let metrics = core.raft().metrics().borrow().clone();
         let mut members = core.member_views();
         // A follower hears only from the leader; the leader sees every voter.
         if let Some(peer) = metrics.current_leader.filter(|l| *l != core.id).and_then(|l| core.peers.by_id.get(&l)) {

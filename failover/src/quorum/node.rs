@@ -1,14 +1,18 @@
 //! One Raft voter of the arbiter: openraft over the store of `store.rs` and the transport of
 //! `net.rs`, the listener that serves the other voters, and client writes that go to the leader
-//! (locally, or forwarded over the transport), each bounded by the call timeout.
+//! (locally, or forwarded over the transport), each bounded by the call timeout. openraft stops
+//! a voter for good when its storage fails (a full disk); [`keep_alive`] restarts it on the same
+//! file, with its vote and log, once the storage can write again.
 
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mgha_core::{Error, Result};
 use mgha_sync::failover::{ArbiterMember, FailoverTiming};
 use mgha_sync::tls::MemberTls;
+use openraft::error::Fatal;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
@@ -44,11 +48,18 @@ pub fn call_timeout(timing: &FailoverTiming) -> Duration {
     Duration::from_millis((timing.heartbeat_ms / 2).max(200))
 }
 
+/// How often a voter whose storage failed tries whether it can write again.
+const REVIVE_RETRY: Duration = Duration::from_secs(1);
+
 /// What the listener and the arbiter share.
 pub struct Core {
     pub id: u64,
     pub name: String,
-    pub raft: Raft<TypeConfig>,
+    /// Replaced whole when Raft is restarted after a storage failure ([`keep_alive`]).
+    raft: RwLock<Raft<TypeConfig>>,
+    /// Where the Raft store lives, and Raft's configuration: to restart it.
+    data_dir: PathBuf,
+    config: Arc<Config>,
     pub peers: Arc<Peers>,
     pub shared: Arc<Shared>,
     /// Every voter, this one included, in configuration order: (id, name, address).
@@ -63,6 +74,7 @@ pub struct Node {
     pub core: Arc<Core>,
     stop: watch::Sender<bool>,
     server: Mutex<Option<JoinHandle<()>>>,
+    keeper: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Node {
@@ -79,15 +91,14 @@ impl Node {
         let voters: Vec<(u64, String, String)> =
             cfg.members.iter().map(|m| (node_id(&m.name), m.name.clone(), m.address.clone())).collect();
         let peers = Arc::new(Peers::new(tls.client.clone(), voters.iter().filter(|v| v.0 != id).cloned()));
-        let config = raft_config(&cfg.timing)?;
-        let network = Network { peers: peers.clone(), backoff: Duration::from_millis(2 * config.heartbeat_interval) };
-        let raft = Raft::new(id, Arc::new(config), network, log, machine)
-            .await
-            .map_err(|e| Error::Peer(format!("arbiter: cannot start Raft: {e}")))?;
+        let config = Arc::new(raft_config(&cfg.timing)?);
+        let raft = new_raft(id, &config, &peers, log, machine).await?;
         let core = Arc::new(Core {
             id,
             name: cfg.name.clone(),
-            raft,
+            raft: RwLock::new(raft),
+            data_dir: cfg.data_dir.clone(),
+            config,
             peers,
             shared,
             voters,
@@ -96,8 +107,9 @@ impl Node {
             last_commit: Mutex::new(None),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(net::serve(listener, tls.server.clone(), core.clone(), stop_rx));
-        let node = Node { core, stop, server: Mutex::new(Some(server)) };
+        let server = tokio::spawn(net::serve(listener, tls.server.clone(), core.clone(), stop_rx.clone()));
+        let keeper = tokio::spawn(keep_alive(core.clone(), stop_rx));
+        let node = Node { core, stop, server: Mutex::new(Some(server)), keeper: Mutex::new(Some(keeper)) };
         if let Err(e) = node.initialize().await {
             node.close().await;
             return Err(e);
@@ -108,7 +120,7 @@ impl Node {
     /// Every voter may initialize the group with the same membership; one that already holds a
     /// vote or a log (a restart, or a peer got there first) is simply not allowed to again.
     async fn initialize(&self) -> Result<()> {
-        let raft = &self.core.raft;
+        let raft = self.core.raft();
         let started = raft.is_initialized().await.map_err(|e| Error::Peer(format!("arbiter: {e}")))?;
         if started {
             return Ok(());
@@ -124,11 +136,14 @@ impl Node {
     /// Stops serving peers and shuts Raft down (the store closes with it).
     pub async fn close(&self) {
         self.stop.send_replace(true);
-        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(server) = server {
-            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        // The keeper first: once it has returned, it restarts no Raft behind this close.
+        for task in [&self.keeper, &self.server] {
+            let task = task.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(task) = task {
+                let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            }
         }
-        let _ = self.core.raft.shutdown().await;
+        let _ = self.core.raft().shutdown().await;
     }
 }
 
@@ -137,7 +152,7 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.stop.send_replace(true);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let raft = self.core.raft.clone();
+            let raft = self.core.raft();
             runtime.spawn(async move {
                 let _ = raft.shutdown().await;
             });
@@ -145,11 +160,105 @@ impl Drop for Node {
     }
 }
 
+/// Starts a Raft instance of voter `id` over `log` and `machine`.
+async fn new_raft(
+    id: u64,
+    config: &Arc<Config>,
+    peers: &Arc<Peers>,
+    log: store::LogStore,
+    machine: store::StateMachine,
+) -> Result<Raft<TypeConfig>> {
+    let network = Network { peers: peers.clone(), backoff: Duration::from_millis(2 * config.heartbeat_interval) };
+    Raft::new(id, config.clone(), network, log, machine)
+        .await
+        .map_err(|e| Error::Peer(format!("arbiter: cannot start Raft: {e}")))
+}
+
+/// Restarts the voter's Raft whenever it stopped on its own (openraft stops for good at a
+/// storage error: a full disk, EIO), once the store can write again, until `stop`. Without
+/// this the voter would stay down until the process restarts, and a cluster that lost another
+/// voter meanwhile would have no majority.
+async fn keep_alive(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let raft = core.raft();
+        let Some(why) = stopped_by_itself(&raft, &mut stop).await else {
+            return;
+        };
+        tracing::error!(
+            member = %core.name, error = %why,
+            "the arbiter's Raft stopped on a failure of its storage ({}); it restarts by itself once the storage can write",
+            core.data_dir.join(store::RAFT_FILE).display()
+        );
+        // Joins its tasks, which drop the failed database handle.
+        let _ = raft.shutdown().await;
+        let mut tries = 0u64;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(REVIVE_RETRY) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return;
+            }
+            match core.restart().await {
+                Ok(()) => {
+                    tracing::warn!(member = %core.name, "the arbiter's Raft restarted: its storage writes again (vote and log kept)");
+                    break;
+                }
+                Err(e) => {
+                    tries += 1;
+                    // Once, then every minute or so: the cause does not change each second.
+                    if tries % 60 == 1 {
+                        tracing::warn!(member = %core.name, error = %e, "the arbiter's Raft cannot restart yet");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits until `raft` stops; why, unless it was asked to (`stop`).
+async fn stopped_by_itself(raft: &Raft<TypeConfig>, stop: &mut watch::Receiver<bool>) -> Option<String> {
+    let mut metrics = raft.metrics();
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        match &metrics.borrow_and_update().running_state {
+            Ok(()) => {}
+            Err(Fatal::Stopped) => return Some("it was stopped".into()),
+            Err(fatal) => return Some(fatal.to_string()),
+        }
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return (!*stop.borrow()).then(|| "its task ended".to_string());
+                }
+            }
+            _ = stop.changed() => {}
+        }
+    }
+}
+
 impl Core {
+    /// The voter's Raft instance now.
+    pub fn raft(&self) -> Raft<TypeConfig> {
+        self.raft.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reopens the store once it can write, and starts Raft on it again.
+    async fn restart(&self) -> Result<()> {
+        let (log, machine) = store::reopen(&self.data_dir, &self.shared).await?;
+        let raft = new_raft(self.id, &self.config, &self.peers, log, machine).await?;
+        *self.raft.write().unwrap_or_else(|p| p.into_inner()) = raft;
+        Ok(())
+    }
+
     /// Commits one command through the leader, before `deadline`; the answer and its log index.
     pub async fn write(&self, kind: CmdKind, deadline: tokio::time::Instant) -> Result<(CmdResponse, u64)> {
         let cmd = Cmd { op: rand::random(), kind };
-        let mut metrics = self.raft.metrics();
+        let raft = self.raft();
+        let mut metrics = raft.metrics();
         let mut last_error = String::from("no leader elected");
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -162,16 +271,14 @@ impl Core {
             }
             let leader = metrics.borrow_and_update().current_leader;
             match leader {
-                Some(l) if l == self.id => {
-                    match tokio::time::timeout(left, self.raft.client_write(cmd.clone())).await {
-                        Ok(Ok(r)) => return Ok(self.committed(r.data, r.log_id.index)),
-                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                            last_error = "leadership moved".into();
-                        }
-                        Ok(Err(e)) => return Err(Error::Peer(format!("arbiter: {e}"))),
-                        Err(_) => last_error = "the leader could not reach a majority".into(),
+                Some(l) if l == self.id => match tokio::time::timeout(left, raft.client_write(cmd.clone())).await {
+                    Ok(Ok(r)) => return Ok(self.committed(r.data, r.log_id.index)),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                        last_error = "leadership moved".into();
                     }
-                }
+                    Ok(Err(e)) => return Err(Error::Peer(format!("arbiter: {e}"))),
+                    Err(_) => last_error = "the leader could not reach a majority".into(),
+                },
                 Some(l) => match self.peers.by_id.get(&l) {
                     Some(peer) => match peer.client.call(&Request::Write(cmd.clone()), left).await {
                         Ok(Reply::Write(WriteReply::Done { answer, index })) => {
@@ -188,9 +295,11 @@ impl Core {
                 },
                 None => {}
             }
-            // Wait for news of a leader, briefly.
+            // Wait for news of a leader, briefly (a Raft that stopped sends none).
             let pause = left.min(Duration::from_millis(20));
-            let _ = tokio::time::timeout(pause, metrics.changed()).await;
+            if let Ok(Err(_)) = tokio::time::timeout(pause, metrics.changed()).await {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 
@@ -206,7 +315,7 @@ impl Core {
 
     /// A write forwarded by a peer: only the leader commits it.
     async fn local_write(&self, cmd: Cmd) -> WriteReply {
-        match tokio::time::timeout(self.call_timeout, self.raft.client_write(cmd)).await {
+        match tokio::time::timeout(self.call_timeout, self.raft().client_write(cmd)).await {
             Ok(Ok(r)) => WriteReply::Done { answer: r.data, index: r.log_id.index },
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 WriteReply::NotLeader { leader: f.leader_id }
@@ -218,7 +327,7 @@ impl Core {
 
     /// Every voter as this one sees it: complete on the leader, which replicates to all.
     pub fn member_views(&self) -> Vec<ArbiterMember> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft().metrics().borrow().clone();
         let window = Duration::from_millis(self.timing.failover_after_ms);
         let role = |id: u64| if metrics.current_leader == Some(id) { "leader" } else { "follower" };
         self.voters
@@ -273,15 +382,15 @@ impl Handler for Core {
         match request {
             Request::AppendEntries(rpc) => {
                 self.contacted(rpc.vote.leader_id().voted_for());
-                Reply::AppendEntries(self.raft.append_entries(rpc).await)
+                Reply::AppendEntries(self.raft().append_entries(rpc).await)
             }
             Request::Vote(rpc) => {
                 self.contacted(rpc.vote.leader_id().voted_for());
-                Reply::Vote(self.raft.vote(rpc).await)
+                Reply::Vote(self.raft().vote(rpc).await)
             }
             Request::InstallSnapshot(rpc) => {
                 self.contacted(rpc.vote.leader_id().voted_for());
-                Reply::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+                Reply::InstallSnapshot(self.raft().install_snapshot(rpc).await)
             }
             Request::Write(cmd) => Reply::Write(self.local_write(cmd).await),
             Request::Status => Reply::Status(self.member_views()),

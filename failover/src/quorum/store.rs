@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use mgha_core::limits::STORE_WRITE_PROBE_BYTES;
 use mgha_core::{Error, Result, Uid};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
@@ -36,6 +37,8 @@ const COMMITTED: &str = "committed";
 const PURGED: &str = "purged";
 const MACHINE: &str = "machine";
 const SNAPSHOT: &str = "snapshot";
+/// The record a write probe commits and removes (`reopen`).
+const PROBE: &str = "write_probe";
 
 type NodeId = u64;
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
@@ -85,6 +88,14 @@ impl Shared {
     pub async fn wait_applied(&self, index: u64, deadline: tokio::time::Instant) -> bool {
         let mut rx = self.applied.subscribe();
         tokio::time::timeout_at(deadline, rx.wait_for(|applied| *applied >= index)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Shows `machine`, read from the store as it was reopened, without noting any change: what
+    /// it lacks of the view before is applied again by Raft, and then noted as usual.
+    fn reset(&self, machine: Machine) {
+        let index = machine.last_applied.map_or(0, |l| l.index);
+        self.lock().machine = machine;
+        self.applied.send_replace(index);
     }
 
     /// Installs a new applied machine: notes what changed and when, then wakes waiters.
@@ -157,6 +168,40 @@ fn put_meta(db: &Database, items: &[(&str, Vec<u8>)], durable: bool) -> std::res
 
 /// Opens (or creates) the store in `dir`.
 pub async fn open(dir: &Path) -> Result<(LogStore, StateMachine, Arc<Shared>)> {
+    let (db, machine) = open_db(dir).await?;
+    let (applied, _) = watch::channel(machine.last_applied.map_or(0, |l| l.index));
+    let shared = Arc::new(Shared {
+        view: Mutex::new(View { machine, holder_seen_at: Instant::now(), report_seen_at: HashMap::new() }),
+        applied,
+    });
+    let db = Arc::new(db);
+    Ok((LogStore { db: db.clone() }, StateMachine { db, shared: shared.clone() }, shared))
+}
+
+/// Opens the store in `dir` again for a Raft instance that stopped on a storage failure (a full
+/// disk), once it can write: a probe record of [`STORE_WRITE_PROBE_BYTES`] is committed and
+/// removed first, so that Raft is not restarted only to stop again at its first write. The
+/// vote and the log are the file's; `shared` shows the applied state the file holds (a lazy
+/// commit of applied state may be gone with the failed handle: Raft applies it again).
+pub async fn reopen(dir: &Path, shared: &Arc<Shared>) -> Result<(LogStore, StateMachine)> {
+    let (db, machine) = open_db(dir).await?;
+    let db = blocking(move || {
+        let probe = vec![0u8; STORE_WRITE_PROBE_BYTES];
+        put_meta(&db, &[(PROBE, probe)], true)?;
+        let txn = db.begin_write().map_err(io_err)?;
+        txn.open_table(META).map_err(io_err)?.remove(PROBE).map_err(io_err)?;
+        txn.commit().map_err(io_err)?;
+        Ok(db)
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(format!("the arbiter's storage cannot write yet: {e}"))))?;
+    shared.reset(machine);
+    let db = Arc::new(db);
+    Ok((LogStore { db: db.clone() }, StateMachine { db, shared: shared.clone() }))
+}
+
+/// Opens (or creates) the database in `dir` and reads the applied state it holds.
+async fn open_db(dir: &Path) -> Result<(Database, Machine)> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(RAFT_FILE);
     // A voter closed a moment ago in this process may still be dropping its handle.
@@ -176,13 +221,7 @@ pub async fn open(dir: &Path) -> Result<(LogStore, StateMachine, Arc<Shared>)> {
     txn.commit()?;
     let machine: Machine =
         get_meta(&db, MACHINE).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?.unwrap_or_default();
-    let (applied, _) = watch::channel(machine.last_applied.map_or(0, |l| l.index));
-    let shared = Arc::new(Shared {
-        view: Mutex::new(View { machine, holder_seen_at: Instant::now(), report_seen_at: HashMap::new() }),
-        applied,
-    });
-    let db = Arc::new(db);
-    Ok((LogStore { db: db.clone() }, StateMachine { db, shared: shared.clone() }, shared))
+    Ok((db, machine))
 }
 
 /// The log, the vote and the log pointers.

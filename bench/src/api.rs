@@ -3,7 +3,9 @@
 //! from 1 and from 16 concurrent clients, with the daemon's CPU time per publish (HTTP, JSON and
 //! commit included) read from /proc. Concurrent publishers share fsyncs (group commit), so the
 //! 16-client rate is compared with the disk's serial fsync rate and PostgreSQL's 16-client
-//! one-row commit rate.
+//! one-row commit rate. Then the CPU of replication: one client publishing one host per revision
+//! to a daemon alone, then to the same daemon as the Active of two Standbys; the Active's extra
+//! CPU per revision, per Standby, and each Standby's CPU per applied revision.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use mgha_tests::process::ChildGuard;
 
-use super::failover::procs::{mgha, path_str, tail, Api};
+use super::failover::procs::{mgha, path_str, tail, Api, Node};
 use super::pg::PgFigure;
 use super::report::{Goal, Row, Unit};
 use super::workload::percentile_ms;
@@ -22,6 +24,11 @@ use super::workload::percentile_ms;
 const CONCURRENT_RATE_MIN: f64 = 10_000.0;
 const CONCURRENT_P99_MS_MAX: f64 = 5.0;
 const CPU_US_PER_PUBLISH_MAX: f64 = 100.0;
+const CPU_US_PER_REPLICATED_MAX: f64 = 100.0;
+/// Standbys of the replication measurement.
+const STANDBYS: usize = 2;
+/// How long the cluster may take to synchronize (start, or the last revisions).
+const SYNC_WAIT: Duration = Duration::from_secs(60);
 /// Clients of the concurrent measurement.
 pub const CLIENTS: usize = 16;
 
@@ -178,5 +185,94 @@ pub fn run(scratch: &Path, exe: &Path, scale: ApiScale, fsync_p50_ms: f64, rows:
         cpu_us(&many),
         Unit::Microseconds,
     ));
+    replication(scratch, exe, scale, rows)
+}
+
+/// Whether the Active (`nodes[0]`) sees every other node connected and synchronized at its head.
+fn synchronized(nodes: &[Node]) -> bool {
+    let Some(s) = nodes[0].api.status() else {
+        return false;
+    };
+    let peers = s["peers"].as_array().cloned().unwrap_or_default();
+    nodes[1..].iter().all(|n| {
+        peers.iter().any(|p| {
+            p["name"] == n.api.name.as_str()
+                && p["status"] == "synchronized"
+                && p["connected"] == true
+                && p["head"] == s["head"]
+        })
+    })
+}
+
+fn wait_synchronized(nodes: &[Node], what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SYNC_WAIT;
+    while !synchronized(nodes) {
+        if Instant::now() > deadline {
+            let logs: Vec<String> =
+                nodes.iter().map(|n| format!("--- {}\n{}", n.api.name, tail(&n.log_path()))).collect();
+            bail!("the Standbys did not synchronize {what} within {SYNC_WAIT:?}:\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Measures the CPU of replication in `scratch/replication`: one client publishes to a daemon
+/// for `scale.seconds` while it is alone, then again once [`STANDBYS`] Standbys have joined it;
+/// the difference in the Active's CPU per revision is what replication costs it. Both runs are
+/// on the same daemon and store, minutes apart at most, so that they differ only by the Standbys.
+fn replication(scratch: &Path, exe: &Path, scale: ApiScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let dir = scratch.join("replication");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let a_dir = dir.join("a");
+    mgha(exe, &["init", "-d", path_str(&a_dir)?, "--name", "a"])?;
+    let mut nodes = vec![Node::new(exe, a_dir, "a")?];
+    nodes[0].start()?;
+    let active = nodes[0].pid().context("the Active is not running")?;
+    publish_for(&nodes[0].api, active, 1, scale.seconds / 5.0, 40_000_000)?;
+    let alone = publish_for(&nodes[0].api, active, 1, scale.seconds, 50_000_000)?;
+    let alone_us = alone.daemon_cpu.as_secs_f64() * 1e6 / alone.publishes.max(1) as f64;
+    let listen = nodes[0].listen()?;
+    for i in 0..STANDBYS {
+        let name = format!("s{i}");
+        let key = nodes[0].join_key()?;
+        let d = dir.join(&name);
+        mgha(exe, &["join", "-d", path_str(&d)?, "--name", &name, "--peer", &listen, "--key", &key])?;
+        let mut n = Node::new(exe, d, &name)?;
+        n.start()?;
+        nodes.push(n);
+    }
+    wait_synchronized(&nodes, "after they joined")?;
+    let pids =
+        nodes.iter_mut().map(|n| n.pid().context("a daemon is not running")).collect::<anyhow::Result<Vec<u32>>>()?;
+    let before = pids.iter().map(|&p| cpu_time(p)).collect::<anyhow::Result<Vec<Duration>>>()?;
+    let run = publish_for(&nodes[0].api, pids[0], 1, scale.seconds, 30_000_000)?;
+    // Every revision applied on every Standby before the CPU is read.
+    wait_synchronized(&nodes, "with the last revision")?;
+    let after = pids.iter().map(|&p| cpu_time(p)).collect::<anyhow::Result<Vec<Duration>>>()?;
+    for n in &mut nodes {
+        n.terminate();
+    }
+    let revisions = run.publishes.max(1) as f64;
+    let us: Vec<f64> =
+        before.iter().zip(&after).map(|(b, a)| a.saturating_sub(*b).as_secs_f64() * 1e6 / revisions).collect();
+    rows.push(
+        Row::new(
+            "replication.cpu.active",
+            format!("replication: Active CPU per 1-host revision per Standby ({STANDBYS} Standbys)"),
+            ((us[0] - alone_us) / STANDBYS as f64).max(0.0),
+            Unit::Microseconds,
+        )
+        .goal(Goal::AtMost(CPU_US_PER_REPLICATED_MAX)),
+    );
+    rows.push(
+        Row::new(
+            "replication.cpu.standby",
+            "replication: Standby CPU per applied 1-host revision (the busiest)",
+            us[1..].iter().copied().fold(0.0, f64::max),
+            Unit::Microseconds,
+        )
+        .goal(Goal::AtMost(CPU_US_PER_REPLICATED_MAX)),
+    );
     Ok(())
 }

@@ -44,6 +44,8 @@ const ROWS: &[(&str, &str)] = &[
     ("api.publish.16.over_fsync", "admin API: 16-client rate / serial fsync rate"),
     ("api.publish.cpu.1", "admin API: daemon CPU per publish, 1 client"),
     ("api.publish.cpu.16", "admin API: daemon CPU per publish, 16 clients"),
+    ("replication.cpu.active", "replication: Active CPU per 1-host revision per Standby"),
+    ("replication.cpu.standby", "replication: Standby CPU per applied 1-host revision"),
 ];
 
 fn bench(dir: &Path, extra: &[&str]) -> String {

@@ -63,10 +63,13 @@ pub(super) fn wait_until(what: &str, mut done: impl FnMut() -> anyhow::Result<bo
     Ok(())
 }
 
+/// Most clients that publish through one [`Api`] (and its clones) at once.
+const API_CLIENTS_MAX: usize = 64;
+
 /// A node's admin API, as the publisher and the measurement reach it.
 #[derive(Clone)]
 pub(crate) struct Api {
-    pub(super) name: String,
+    pub(crate) name: String,
     pub(super) base: String,
     pub(super) token: String,
     pub(super) agent: ureq::Agent,
@@ -76,9 +79,14 @@ impl Api {
     pub(crate) fn of(name: &str, dir: &Path) -> anyhow::Result<Api> {
         let config = NodeConfig::load(dir)?;
         let token = token::read(dir)?;
-        // A synchronous publish waits up to `sync_timeout_ms` (5 s) for a standby.
+        // A synchronous publish waits up to `sync_timeout_ms` (5 s) for a standby. Clones of the
+        // agent share its pool: it keeps one idle connection per concurrent client, so that
+        // every client's requests reuse one keep-alive connection (the default keeps 3, and the
+        // others then opened a new connection per request).
         let agent = ureq::Agent::config_builder()
             .proxy(None)
+            .max_idle_connections(API_CLIENTS_MAX)
+            .max_idle_connections_per_host(API_CLIENTS_MAX)
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
@@ -165,28 +173,28 @@ impl Api {
 }
 
 /// A data node: its directory, its API and, while it runs, its daemon.
-pub(super) struct Node {
+pub(crate) struct Node {
     pub(super) name: String,
     pub(super) dir: PathBuf,
     pub(super) exe: PathBuf,
-    pub(super) api: Api,
+    pub(crate) api: Api,
     pub(super) daemon: Option<ChildGuard>,
     /// When the running daemon was started.
     pub(super) started: Option<Instant>,
 }
 
 impl Node {
-    pub(super) fn new(exe: &Path, dir: PathBuf, name: &str) -> anyhow::Result<Node> {
+    pub(crate) fn new(exe: &Path, dir: PathBuf, name: &str) -> anyhow::Result<Node> {
         let api = Api::of(name, &dir)?;
         Ok(Node { name: name.into(), dir, exe: exe.to_path_buf(), api, daemon: None, started: None })
     }
 
-    pub(super) fn log_path(&self) -> PathBuf {
+    pub(crate) fn log_path(&self) -> PathBuf {
         self.dir.with_extension("log")
     }
 
     /// Starts `mgha run` and waits until it answers.
-    pub(super) fn start(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn start(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
         let child = Command::new(&self.exe)
             .args(["run", "-d", path_str(&self.dir)?])
@@ -211,6 +219,11 @@ impl Node {
         Ok(())
     }
 
+    /// The process id of the running daemon.
+    pub(crate) fn pid(&mut self) -> Option<u32> {
+        self.daemon.as_mut().map(|d| d.child().id())
+    }
+
     /// How long the daemon has been running (zero when it does not).
     pub(super) fn up_for(&self) -> Duration {
         self.started.filter(|_| self.daemon.is_some()).map_or(Duration::ZERO, |t| t.elapsed())
@@ -222,7 +235,7 @@ impl Node {
         }
     }
 
-    pub(super) fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         if let Some(mut d) = self.daemon.take() {
             let _ = d.terminate(Duration::from_secs(20));
         }
@@ -236,11 +249,11 @@ impl Node {
             .with_context(|| format!("writing {}", NodeConfig::path(&self.dir).display()))
     }
 
-    pub(super) fn listen(&self) -> anyhow::Result<String> {
+    pub(crate) fn listen(&self) -> anyhow::Result<String> {
         NodeConfig::load(&self.dir)?.listen.context("the node has no 'listen'")
     }
 
-    pub(super) fn join_key(&self) -> anyhow::Result<String> {
+    pub(crate) fn join_key(&self) -> anyhow::Result<String> {
         Ok(mgha(&self.exe, &["join-key", "-d", path_str(&self.dir)?, "--expires", "10m"])?.trim().to_string())
     }
 }

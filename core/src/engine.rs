@@ -473,10 +473,9 @@ impl Engine {
     /// Runs one local commit under the role lock: the role machine must accept the publish, and
     /// no changeover can start until the commit is done, so a handover never misses a revision
     /// (a role change first makes every committed revision durable and announced: see
-    /// `role_event`). When other publishes are under way, the commit does not wait for the
-    /// disk; the role lock is released and the publish then waits for a flush that concurrent
-    /// publishes share (group commit). A publish alone commits durably at once. Either way it
-    /// is acknowledged, and replicated, only once durable.
+    /// `role_event`). The commit itself does not wait for the disk; the role lock is released
+    /// and the publish then waits for a flush that concurrent publishes share (group commit),
+    /// so it is acknowledged, and replicated, only once durable.
     pub(crate) fn publish_with(
         &self,
         author: &str,
@@ -488,8 +487,7 @@ impl Engine {
         }
         validate_text("author", author)?;
         validate_text("message", message)?;
-        let _publishing = self.group.enter();
-        let (rev, ticket, durable) = {
+        let (rev, ticket) = {
             let roles = self.lock_roles();
             if let Err(refusal) = roles.may_publish(crate::mono_ms()) {
                 return Err(self.refusal_error(refusal));
@@ -501,21 +499,12 @@ impl Engine {
                 time_ms: crate::now_ms(),
             };
             let store = self.store();
-            if self.group.alone() {
-                let rev = commit(&store, &meta).inspect_err(|e| self.after_failed_commit(e))?;
-                (rev, self.group.committed_durable(), true)
-            } else {
-                let rev = Store::deferring_durability(|| commit(&store, &meta))
-                    .inspect_err(|e| self.after_failed_commit(e))?;
-                let ticket = self.group.committed(Arc::new(rev.clone()), store.reopens());
-                (rev, ticket, false)
-            }
+            let rev =
+                Store::deferring_durability(|| commit(&store, &meta)).inspect_err(|e| self.after_failed_commit(e))?;
+            let ticket = self.group.committed(Arc::new(rev.clone()), store.reopens());
+            (rev, ticket)
         };
-        if durable {
-            self.group.announce_durable(ticket, Arc::new(rev.clone()), self);
-        } else {
-            self.group.wait_durable(ticket, self)?;
-        }
+        self.group.wait_durable(ticket, self)?;
         self.wait_standbys(rev.seq)?;
         Ok(rev)
     }

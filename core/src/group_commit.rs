@@ -5,12 +5,7 @@
 //! order, and wakes the others, whose revisions it covered. A publish is still acknowledged
 //! only once its revision is durable, and replication (which ships only what it was told of)
 //! never sends a revision that is not durable here.
-//!
-//! A publisher alone (no other publish under way, nothing waiting for the disk) gains nothing
-//! from sharing: it commits durably at once ([`GroupCommit::alone`]), one write transaction and
-//! one fsync instead of a commit without the disk and a second, empty, durable one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
@@ -54,62 +49,9 @@ struct State {
 pub(crate) struct GroupCommit {
     state: Mutex<State>,
     flushed: Condvar,
-    /// Publishes under way, from before they wait for the role lock until they return.
-    publishers: AtomicUsize,
-}
-
-/// One publish under way, counted while it lives ([`GroupCommit::enter`]).
-pub(crate) struct Publishing<'a>(&'a AtomicUsize);
-
-impl Drop for Publishing<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 impl GroupCommit {
-    /// Counts a publish as under way until the guard drops. Taken before the role lock, so
-    /// that a publisher waiting for it is seen by the one that holds it.
-    pub(crate) fn enter(&self) -> Publishing<'_> {
-        self.publishers.fetch_add(1, Ordering::SeqCst);
-        Publishing(&self.publishers)
-    }
-
-    /// Whether the caller (counted by [`GroupCommit::enter`], holding the role lock) is the only
-    /// publish under way and nothing waits for the disk nor is being flushed: then its commit
-    /// may be durable at once, and it calls [`GroupCommit::committed_durable`] after it.
-    pub(crate) fn alone(&self) -> bool {
-        if self.publishers.load(Ordering::SeqCst) != 1 {
-            return false;
-        }
-        let st = self.lock();
-        st.pending.is_empty() && !st.flushing
-    }
-
-    /// Records a revision that its publisher committed durably when [`GroupCommit::alone`]
-    /// held (still under the role lock, so nothing committed since). Every earlier commit is
-    /// durable too (none was pending). The caller then calls [`GroupCommit::announce_durable`]
-    /// with the ticket, once it let go of the role lock: until then the queue counts as flushing,
-    /// so that a later revision is never announced before this one.
-    pub(crate) fn committed_durable(&self) -> u64 {
-        let mut st = self.lock();
-        debug_assert!(st.pending.is_empty() && !st.flushing);
-        st.last_ticket += 1;
-        st.flushing = true;
-        st.last_ticket
-    }
-
-    /// Announces the revision of `ticket` from [`GroupCommit::committed_durable`] and lets the
-    /// flushes that waited for it go on.
-    pub(crate) fn announce_durable(&self, ticket: u64, rev: Arc<Revision>, io: &dyn Flush) {
-        io.announce(&[rev]);
-        let mut st = self.lock();
-        st.flushing = false;
-        st.durable = st.durable.max(ticket);
-        st.failed = None;
-        self.flushed.notify_all();
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update of the state is a single assignment or push: a panic leaves it usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -324,29 +266,6 @@ mod tests {
     }
 
     #[test]
-    fn a_publish_alone_is_durable_at_once_and_announced_before_later_ones() {
-        let (g, disk) = (GroupCommit::default(), Disk::default());
-        let first = g.enter();
-        assert!(g.alone());
-        let t1 = g.committed_durable();
-        // A second publisher arrives while the first is being announced: it is not alone,
-        // and its flush waits for that announcement.
-        let second = g.enter();
-        assert!(!g.alone());
-        let t2 = g.committed(rev(2), 0);
-        g.announce_durable(t1, rev(1), &disk);
-        drop(first);
-        g.wait_durable(t2, &disk).expect("durable");
-        drop(second);
-        g.wait_durable(t1, &disk).expect("durable");
-        assert_eq!(disk.flushes.load(Ordering::SeqCst), 1, "only the shared commit needed a flush");
-        assert_eq!(*disk.announced.lock().expect("lock"), vec![1, 2]);
-        // Nothing under way any more: the next publisher is alone again.
-        let _third = g.enter();
-        assert!(g.alone());
-    }
-
-    #[test]
     fn concurrent_waiters_all_return_with_every_revision_announced_once_in_order() {
         let g = Arc::new(GroupCommit::default());
         let disk = Arc::new(Disk::default());
@@ -356,22 +275,13 @@ mod tests {
                 let (g, disk, order) = (g.clone(), disk.clone(), order.clone());
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        // Commits are ordered by a lock, as the role lock orders them; a
-                        // publisher alone commits durably, as the engine does.
-                        let _publishing = g.enter();
-                        let (ticket, alone) = {
+                        // Commits are ordered by a lock, as the role lock orders them.
+                        let ticket = {
                             let mut o = order.lock().unwrap_or_else(|p| p.into_inner());
                             *o += 1;
-                            if g.alone() {
-                                (g.committed_durable(), Some(rev(*o)))
-                            } else {
-                                (g.committed(rev(*o), 0), None)
-                            }
+                            g.committed(rev(*o), 0)
                         };
-                        match alone {
-                            Some(r) => g.announce_durable(ticket, r, disk.as_ref()),
-                            None => g.wait_durable(ticket, disk.as_ref()).expect("durable"),
-                        }
+                        g.wait_durable(ticket, disk.as_ref()).expect("durable");
                     }
                 })
             })

@@ -96,24 +96,31 @@ fn flip_everywhere(store: &std::path::Path, needle: &[u8]) {
     std::fs::write(store, &bytes).expect("write");
 }
 
-/// The head revision's record damaged: the quick check every start runs fails. A Standby starts
-/// all the same, serving none of its data (`corrupt`), says so, is never a changeover target,
-/// and heals by a full sync; an Active refuses to start (exit 9) and says what to run.
-#[test]
-fn a_standby_that_fails_its_quick_check_at_start_heals_and_an_active_exits_9() {
-    let scratch = Scratch::new();
+/// An Active `p` and its Standby `b` with fast timers, synchronized after `first` (a changeset)
+/// and then a head revision that puts host `mark` at 10.77.66.55: that address appears in the
+/// head's record and in the object, where the tests damage the store.
+fn pair_with_mark(scratch: &Scratch, first: &str) -> (Node, Node) {
     let mut p = scratch.init("p");
     p.fast_timers();
     p.start();
     let mut b = scratch.join(&p, "b");
     b.fast_timers();
     b.start();
-    ok(&["apply", "-d", p.d(), s(&scratch.file("first.json", &hosts("first", 30)))]);
-    // The head revision: its host's address appears in its record (and in the object).
+    ok(&["apply", "-d", p.d(), s(&scratch.file("first.json", first))]);
     let head = r#"{"message": "head", "changes": [{"op": "put", "type": "host", "name": "mark",
         "fields": {"ipv4-address": "10.77.66.55"}}]}"#;
     ok(&["apply", "-d", p.d(), s(&scratch.file("head.json", head))]);
     wait_converged(&p, &[&b]);
+    (p, b)
+}
+
+/// The head revision's record damaged: the quick check every start runs fails. A Standby starts
+/// all the same, serving none of its data (`corrupt`), says so, is never a changeover target,
+/// and heals by a full sync; an Active refuses to start (exit 9) and says what to run.
+#[test]
+fn a_standby_that_fails_its_quick_check_at_start_heals_and_an_active_exits_9() {
+    let scratch = Scratch::new();
+    let (mut p, mut b) = pair_with_mark(&scratch, &hosts("first", 30));
     b.terminate();
     flip_everywhere(&b.dir.join("mgha.redb"), b"10.77.66.55");
 
@@ -150,16 +157,7 @@ fn a_standby_that_fails_its_quick_check_at_start_heals_and_an_active_exits_9() {
 #[test]
 fn a_standby_damaged_at_start_serves_no_data_until_it_heals() {
     let scratch = Scratch::new();
-    let mut p = scratch.init("p");
-    p.fast_timers();
-    p.start();
-    let mut b = scratch.join(&p, "b");
-    b.fast_timers();
-    b.start();
-    let head = r#"{"message": "head", "changes": [{"op": "put", "type": "host", "name": "mark",
-        "fields": {"ipv4-address": "10.77.66.55"}}]}"#;
-    ok(&["apply", "-d", p.d(), s(&scratch.file("head.json", head))]);
-    wait_converged(&p, &[&b]);
+    let (mut p, mut b) = pair_with_mark(&scratch, &hosts("first", 1));
     b.terminate();
     // With its Active down, the Standby cannot heal: what it shows stays.
     p.terminate();

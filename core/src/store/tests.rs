@@ -615,3 +615,15 @@ fn a_history_record_is_checked_against_the_one_before_it() {
     wrong_id.epoch += 1;
     assert!(verify_follows(&first, &wrong_id, &undo).is_err());
 }
+
+#[test]
+fn a_store_whose_header_is_damaged_is_corrupt_not_an_io_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(STORE_FILE);
+    drop(Store::create(&path, &NodeState::new_primary("test")).expect("create store"));
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("write");
+    let e = Store::open(&path).err().expect("a damaged header is refused");
+    assert_eq!(e.code(), crate::ErrorCode::Corrupt, "{e}");
+}

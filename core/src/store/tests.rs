@@ -624,6 +624,6 @@ fn a_store_whose_header_is_damaged_is_corrupt_not_an_io_error() {
     let mut bytes = std::fs::read(&path).expect("read");
     bytes[0] ^= 0xff;
     std::fs::write(&path, &bytes).expect("write");
-    let e = Store::open(&path).err().expect("a damaged header is refused");
+    let e = Store::open(&path).expect_err("a damaged header is refused");
     assert_eq!(e.code(), crate::ErrorCode::Corrupt, "{e}");
 }

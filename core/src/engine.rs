@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::changeset::{ChangeInput, ChangeSet};
 use crate::error::{Error, Result};
 use crate::group_commit::{Flush, GroupCommit};
-use crate::limits::{AUTHOR_BYTES_MAX, OBJECT_BYTES_MAX};
+use crate::limits::AUTHOR_BYTES_MAX;
 use crate::model::validate::validate_text;
 use crate::model::{Object, Uid};
 use crate::node::{Designation, NodeState, Role};
@@ -18,6 +18,9 @@ use crate::session::{Seen, Sessions};
 use crate::status::{FailoverStatus, PeerStatus, StoreFault, SyncStatus};
 use crate::store::tables::name_key;
 use crate::store::{CommitMeta, StorageFaults, Store, STORE_FILE};
+
+mod health;
+mod sessions;
 
 /// Where a full sync builds the incoming snapshot before it is swapped in.
 pub const SNAPSHOT_FILE: &str = "mgha.redb.sync";
@@ -193,86 +196,6 @@ impl Engine {
             archived: Mutex::new(None),
             group: GroupCommit::default(),
         })
-    }
-
-    /// Records what a full check or the scrub found: damage (an error with code `corrupt`) is
-    /// logged and shown by status and metrics until a later check or scrub pass finds none
-    /// (`None`). Other errors (a busy disk, say) say nothing about the store and change nothing.
-    pub fn record_damage(&self, found: Option<&Error>) {
-        let mut damage = self.damage.lock().unwrap_or_else(|p| p.into_inner());
-        match found {
-            // A revision that does not fit our history is the Active's to resolve, not damage.
-            Some(e) if e.code() == crate::error::ErrorCode::Corrupt && !matches!(e, Error::Diverged(_)) => {
-                tracing::error!(error = %e, "the store is damaged");
-                if self.role().0 == Role::Active {
-                    // A Standby heals by itself; an Active needs the administrator's hand.
-                    tracing::error!(
-                        "this active's store is damaged: hand the role to a healthy standby \
-                         (`mgha changeover --to NAME`); this node then heals by a full sync from it"
-                    );
-                }
-                *damage = Some(e.to_string());
-            }
-            Some(_) => {}
-            None => *damage = None,
-        }
-    }
-
-    /// Names the archive where a damaged store was set aside before a full sync replaced it,
-    /// for status.
-    pub fn set_archived(&self, path: PathBuf) {
-        *self.archived.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
-    }
-
-    /// Where the last damaged store was set aside, if one was since this node started.
-    pub fn archived(&self) -> Option<PathBuf> {
-        self.archived.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The damage the last full check or scrub found, until one passes.
-    ///
-    /// The storage engine failing inside an operation on a damaged page counts too, and stays
-    /// until the store is replaced (the store takes no writes meanwhile).
-    pub fn damage(&self) -> Option<String> {
-        let found = self.damage.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let store = self.store();
-        found.or_else(|| store.broken()).or_else(|| store.quarantined())
-    }
-
-    /// A full check of the store ([`Store::check`]), its outcome recorded for status and metrics.
-    pub fn check(&self) -> Result<crate::store::CheckReport> {
-        let report = self.store().check();
-        self.record_damage(report.as_ref().err());
-        report
-    }
-
-    /// Why the store cannot write, from a failed commit until a commit (or a write probe)
-    /// succeeds again. The store reopens itself after such a failure ([`Store::fault`]).
-    pub fn store_fault(&self) -> Option<StoreFault> {
-        self.store().fault()
-    }
-
-    /// While the store has a fault, tries whether it can write again ([`Store::probe_write`]);
-    /// returns the fault that remains, if any.
-    pub fn probe_write(&self) -> Option<StoreFault> {
-        let store = self.store();
-        if let Err(e) = store.probe_write() {
-            tracing::debug!(error = %e, "the store still cannot write");
-        }
-        store.fault()
-    }
-
-    /// After a commit failed to write: the store reopened itself, and a commit whose final
-    /// flush failed may still have landed, so whatever replicates this engine learns the head
-    /// the file holds.
-    fn after_failed_commit(&self, e: &Error) {
-        if crate::store::write_fault_kind(e).is_none() {
-            return;
-        }
-        match self.store().head() {
-            Ok(head) => self.replication.committed(None, head),
-            Err(e) => tracing::warn!(error = %e, "cannot read the head after a failed write"),
-        }
     }
 
     /// What replicates this engine ([`Detached`] when nothing does).
@@ -704,79 +627,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        // A panic while holding the lock leaves the table consistent (every method updates it
-        // after its checks), so a poisoned lock is still usable.
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Opens an admin session for `author`. A Standby refuses at once (`ReadOnly`, naming the
-    /// Active when known): its sessions could never publish. An Active that cannot publish for
-    /// the moment (its lease lapsed, a changeover running) still opens one; its publish waits
-    /// for the role check.
-    pub fn session_open(&self, author: &str) -> Result<u64> {
-        if author.len() > AUTHOR_BYTES_MAX {
-            return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
-        }
-        validate_text("author", author)?;
-        self.refuse_on_standby()?;
-        self.lock_sessions().open(author)
-    }
-
-    /// `ReadOnly` on a Standby, for the writes that would otherwise only fail at their publish.
-    pub(crate) fn refuse_on_standby(&self) -> Result<()> {
-        match self.role().0 {
-            Role::Standby => Err(self.refusal_error(Refusal::Standby)),
-            Role::Active => Ok(()),
-        }
-    }
-
-    /// Stages a put or delete in a session, locking the object against other sessions. A put
-    /// whose object (as written) is over [`OBJECT_BYTES_MAX`], or that would take the session
-    /// past [`SESSION_CHANGES_MAX`](crate::limits::SESSION_CHANGES_MAX) changes or
-    /// [`SESSION_BYTES_MAX`](crate::limits::SESSION_BYTES_MAX) of staged objects, is refused
-    /// here (`TooLarge`), not at publish; what the session holds stays staged.
-    pub fn session_stage(&self, id: u64, change: ChangeInput) -> Result<()> {
-        let type_name = change.type_name().to_string();
-        let store = self.store();
-        if store.schemas().get(&type_name).is_none() {
-            return Err(Error::UnknownType(type_name));
-        }
-        let bytes = match &change {
-            ChangeInput::Put { type_name, name, fields, .. } => Object::encoded_len(type_name, name, fields),
-            ChangeInput::Delete { .. } => 0,
-        };
-        if bytes > OBJECT_BYTES_MAX {
-            return Err(Error::TooLarge { what: change.label(), size: bytes, max: OBJECT_BYTES_MAX });
-        }
-        let (keys, seen) = self.change_locks(&store, &change)?;
-        self.lock_sessions().stage(id, change, keys, seen, bytes)
-    }
-
-    /// The changes staged in a session.
-    pub fn session_changes(&self, id: u64) -> Result<Vec<ChangeInput>> {
-        Ok(self.lock_sessions().get(id)?.changes.clone())
-    }
-
-    /// Publishes a session's changes as one revision and closes it. On a validation error the
-    /// session stays open so the admin can fix it; if an object it staged changed since it was
-    /// staged (`Stale`), it stays open to be discarded.
-    pub fn session_publish(&self, id: u64, message: &str) -> Result<Revision> {
-        let (author, changes) = {
-            let mut sessions = self.lock_sessions();
-            let s = sessions.get(id)?;
-            (s.author.clone(), s.changes.clone())
-        };
-        let rev = self.publish_changes(&author, &ChangeSet { message: message.into(), changes }, Some(id))?;
-        self.lock_sessions().close(id)?;
-        Ok(rev)
-    }
-
-    /// Drops a session's changes and releases its locks.
-    pub fn session_discard(&self, id: u64) -> Result<()> {
-        self.lock_sessions().close(id).map(|_| ())
     }
 }
 

@@ -20,12 +20,7 @@ fn offsets(file: &std::path::Path, needle: &[u8]) -> Vec<usize> {
 #[test]
 fn damaged_standby_sets_its_store_aside_and_heals_to_the_actives_state() {
     let scratch = Scratch::new();
-    let mut p = scratch.init("p");
-    p.fast_timers();
-    p.start();
-    let mut b = scratch.join(&p, "b");
-    b.fast_timers();
-    b.start();
+    let (p, mut b) = started_pair(&scratch);
     // The first publish's addresses: in objects, the revision record and its undo, never in the
     // head revision (its damage would refuse the open itself).
     ok(&["apply", "-d", p.d(), s(&scratch.file("first.json", &hosts("first", 30)))]);
@@ -96,16 +91,22 @@ fn flip_everywhere(store: &std::path::Path, needle: &[u8]) {
     std::fs::write(store, &bytes).expect("write");
 }
 
-/// An Active `p` and its Standby `b` with fast timers, synchronized after `first` (a changeset)
-/// and then a head revision that puts host `mark` at 10.77.66.55: that address appears in the
-/// head's record and in the object, where the tests damage the store.
-fn pair_with_mark(scratch: &Scratch, first: &str) -> (Node, Node) {
+/// An Active `p` and its Standby `b`, started with fast timers.
+fn started_pair(scratch: &Scratch) -> (Node, Node) {
     let mut p = scratch.init("p");
     p.fast_timers();
     p.start();
     let mut b = scratch.join(&p, "b");
     b.fast_timers();
     b.start();
+    (p, b)
+}
+
+/// An Active `p` and its Standby `b` with fast timers, synchronized after `first` (a changeset)
+/// and then a head revision that puts host `mark` at 10.77.66.55: that address appears in the
+/// head's record and in the object, where the tests damage the store.
+fn pair_with_mark(scratch: &Scratch, first: &str) -> (Node, Node) {
+    let (p, b) = started_pair(scratch);
     ok(&["apply", "-d", p.d(), s(&scratch.file("first.json", first))]);
     let head = r#"{"message": "head", "changes": [{"op": "put", "type": "host", "name": "mark",
         "fields": {"ipv4-address": "10.77.66.55"}}]}"#;
@@ -178,12 +179,7 @@ fn a_standby_damaged_at_start_serves_no_data_until_it_heals() {
 #[test]
 fn a_damaged_active_names_the_changeover_to_run_and_heals_after_it() {
     let scratch = Scratch::new();
-    let mut p = scratch.init("p");
-    p.fast_timers();
-    p.start();
-    let mut b = scratch.join(&p, "b");
-    b.fast_timers();
-    b.start();
+    let (mut p, b) = started_pair(&scratch);
     let damaged = r#"{"message": "to damage", "changes": [{"op": "put", "type": "host", "name": "mark",
         "fields": {"ipv4-address": "10.77.66.55"}}]}"#;
     ok(&["apply", "-d", p.d(), s(&scratch.file("mark.json", damaged))]);

@@ -3,6 +3,7 @@
 
 mod support;
 
+use mgha_tests::seeded::XorShift;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -129,18 +130,6 @@ fn a_damaged_object_is_exit_9_and_http_500_corrupt_never_other_data() {
     fails(&["check", "-d", node.d()], 9);
     fails(&["list", "-d", node.d()], 9);
     assert_eq!(node.terminate(), Some(0));
-}
-
-/// A small seeded generator, so a failing position can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 /// Runs a read command on a (possibly damaged) stopped node: it must end with exit 0 and print

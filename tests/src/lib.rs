@@ -7,4 +7,5 @@ pub mod etcd;
 pub mod inproc;
 pub mod process;
 pub mod proxy;
+pub mod seeded;
 pub mod smallfs;

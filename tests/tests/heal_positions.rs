@@ -6,6 +6,7 @@
 //! record (a full sync replaces the store), a record the quick check reads (it opens
 //! quarantined and heals), or a page no longer used (nothing to heal).
 
+use mgha_tests::seeded::XorShift;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,18 +20,6 @@ use mgha_tests::inproc::{hosts, test_sync_config, Cluster, Node};
 /// Positions tried: a third in the header's first 4 KiB, a third around object payloads, a third
 /// on any non-zero byte.
 const POSITIONS: usize = 201;
-
-/// A small seeded generator, so that a failing position can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
-}
 
 /// Stops `node`'s runtime and waits until its engine is released (the store file closed).
 async fn stop(node: Node) -> (tempfile::TempDir, String) {

@@ -175,26 +175,24 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// What the administrator of a damaged Active runs: the changeover to a Standby that has its
-/// head, named, when one does (under automatic failover the node hands over by itself);
-/// otherwise what to bring about first.
-fn damaged_active_next(s: &StatusBody) -> String {
-    let healthy = s.peers.iter().find(|p| p.connected && p.status == "synchronized");
-    match (healthy, &s.failover) {
-        (Some(p), Some(_)) => format!(
-            "automatic failover hands the role to the synchronized standby '{}' (this node stops renewing \
-             its lease), or run `mgha changeover --to {}` now; this node then heals by a full sync",
-            p.name, p.name
+/// What a damaged node's administrator does next, in words, from the node's `recovery`.
+fn recovery_next(r: Option<&RecoveryBody>) -> String {
+    match r {
+        Some(RecoveryBody::Failover { to }) => format!(
+            "automatic failover hands the role to the synchronized standby '{to}' (this node stops renewing \
+             its lease), or run `mgha changeover --to {to}` now; this node then heals by a full sync"
         ),
-        (Some(p), None) => format!(
-            "run `mgha changeover --to {}` to hand the role to that synchronized standby; this node then heals \
-             by a full sync from it",
-            p.name
+        Some(RecoveryBody::Changeover { to }) => format!(
+            "run `mgha changeover --to {to}` to hand the role to that synchronized standby; this node then heals \
+             by a full sync from it"
         ),
-        (None, _) => "no standby is connected and synchronized to take the role: start one (or wait until it \
-                      is synchronized) and run `mgha changeover --to NAME`, or restore a backup (`mgha restore \
-                      --in FILE --data-dir NEW`)"
-            .into(),
+        Some(RecoveryBody::NoStandby) => {
+            "no standby is connected and synchronized to take the role: start one (or wait \
+                                          until it is synchronized) and run `mgha changeover --to NAME`, or restore a \
+                                          backup (`mgha restore --in FILE --data-dir NEW`)"
+                .into()
+        }
+        Some(RecoveryBody::Heal) | None => "this standby heals by a full sync from the active".into(),
     }
 }
 
@@ -218,11 +216,7 @@ pub fn status(s: &StatusBody, via: &str) -> String {
         vec!["served by".into(), via.into()],
     ];
     if let Some(d) = &s.damage {
-        let what_now = if s.node.role == "active" {
-            damaged_active_next(s)
-        } else {
-            "this standby heals by a full sync from the active".into()
-        };
+        let what_now = recovery_next(s.recovery.as_ref());
         t.row(vec!["DAMAGED".into(), format!("{d}; {what_now}; `mgha check` lists it again (docs/storage.md)")]);
     }
     if let Some(a) = &s.archived {

@@ -464,6 +464,8 @@ fn quorum_a_damaged_active_steps_down_to_a_healthy_standby_and_heals() {
     Api::of(&c.nodes[0]).publish_host("during", 2).expect("a damaged active alone still publishes");
     let said = ok(&["status", "-d", c.nodes[0].d()]);
     assert!(said.contains("DAMAGED") && said.contains("no standby is connected and synchronized"), "{said}");
+    let st = c.nodes[0].http_status().expect("a's status");
+    assert_eq!(st["recovery"]["action"], "no_standby", "{st}");
     assert_eq!(role(&c.nodes[0]).as_deref(), Some("active"));
 
     // A healthy Standby back: a stops renewing, b is elected, and a heals as a Standby.

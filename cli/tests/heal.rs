@@ -166,6 +166,7 @@ fn a_standby_damaged_at_start_serves_no_data_until_it_heals() {
     b.start();
     let st = b.status();
     assert!(st["damage"].is_string(), "{st}");
+    assert_eq!(st["recovery"]["action"], "heal", "a standby heals by itself: {st}");
     assert!(b.metrics().contains("mgha_store_damaged 1"), "{}", b.metrics());
     fails(&["get", "-d", b.d(), "host", "mark"], EXIT_CORRUPT);
     fails(&["list", "-d", b.d(), "--type", "host"], EXIT_CORRUPT);
@@ -193,7 +194,11 @@ fn a_damaged_active_names_the_changeover_to_run_and_heals_after_it() {
     wait_peers_synchronized(&p, &["b"]);
     let said = ok(&["status", "-d", p.d()]);
     assert!(said.contains("DAMAGED") && said.contains("`mgha changeover --to b`"), "{said}");
-    assert_eq!(p.status()["node"]["role"], "active", "without automatic failover it keeps the role");
+    let st = p.status();
+    assert_eq!(st["node"]["role"], "active", "without automatic failover it keeps the role");
+    // Every front end reads the same next step from the status document.
+    assert_eq!(st["recovery"]["action"], "changeover", "{st}");
+    assert_eq!(st["recovery"]["to"], "b", "{st}");
 
     ok(&["changeover", "-d", p.d(), "--to", "b"]);
     wait_until("p to heal as a standby", || {

@@ -148,7 +148,8 @@ pub unsafe extern "C" fn mgha_engine_diff_json(
 /// The node's status as JSON, the very document `GET /v1/status` of the admin API returns
 /// (`StatusBody` in its OpenAPI document): `node` (identity, designation, role, epoch), `head`,
 /// `floor`, `objects`, `sessions`, `active` (the Active a Standby follows, or null), `peers`
-/// (each with its sync status, lag and last contact), `collisions_open`, `failover` with
+/// (each with its sync status, lag and last contact), `collisions_open`, `damage` and `recovery`
+/// (the next step) while the store is damaged, `failover` with
 /// automatic failover, and `settings`: the config keys the node runs with, after defaults.
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_status_json(engine: *const mgha_engine, out: *mut *mut c_char) -> mgha_status {

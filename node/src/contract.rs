@@ -2,12 +2,15 @@
 //! C ABI returns them, and the OpenAPI document describes them. They mirror the core types field
 //! for field; the tests below pin that the JSON of each core type parses as its mirror, so the
 //! document cannot drift from what is on the wire. `roles` holds the bodies of changeover,
-//! promotion and collision branches, `archive` those of the archive of a data directory.
+//! promotion and collision branches, `archive` those of the archive of a data directory,
+//! `recovery` the next step a damaged node's status names.
 
 mod archive;
+mod recovery;
 mod roles;
 
 pub use archive::*;
+pub use recovery::RecoveryBody;
 pub use roles::*;
 
 use mgha_core::engine::Status;
@@ -79,6 +82,10 @@ pub struct StatusBody {
     /// store, naming the record; absent while none was found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damage: Option<String>,
+    /// While `damage` is present: what to do next (`action`: `heal`, `failover`, `changeover`
+    /// with the Standby `to` hand the role to, or `no_standby`), the same for every front end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryBody>,
     /// Where a damaged store of this node was set aside (`DIR/archive/…-damaged.redb`) before a
     /// full sync from the Active replaced it; absent when none was since the node started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -524,6 +531,7 @@ impl StatusBody {
             peers: s.peers.iter().map(PeerBody::from).collect(),
             collisions_open,
             damage: s.damage.clone(),
+            recovery: RecoveryBody::of(s),
             archived: s.archived.clone(),
             store_fault: s.store_fault.as_ref().map(StoreFaultBody::from),
             failover: s.failover.clone(),

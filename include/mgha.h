@@ -187,6 +187,36 @@ mgha_status mgha_backup_verify(const char *path, char **out_summary_json);
 // behaviour.
 void mgha_bytes_free(uint8_t *ptr, size_t len);
 
+// Field-level differences between revisions `from` and `to` of the archive `name`, as JSON
+// (the shape of `mgha_engine_diff_json`).
+mgha_status mgha_engine_archive_diff_json(const struct mgha_engine *engine,
+                                          const char *name,
+                                          uint64_t from,
+                                          uint64_t to,
+                                          char **out);
+
+// Every archived store and backup of the engine's data directory, oldest first, as JSON
+// `{"archives": [{"name", "reason", "archived_ms", "bytes", "head", "floor", "revisions",
+// "damage"}]}` (docs/c-api.md).
+mgha_status mgha_engine_archive_list_json(const struct mgha_engine *engine, char **out);
+
+// One revision of the archive `name`, with its changes, as JSON (the shape of
+// `mgha_engine_revision_json`).
+mgha_status mgha_engine_archive_revision_json(const struct mgha_engine *engine,
+                                              const char *name,
+                                              uint64_t seq,
+                                              char **out);
+
+// The revision headers of the archive `name` (a file name as listed), newest first, as JSON
+// `{"revisions": [...]}`: at most `limit` (0: up to 10,000) below `before`
+// (0: from its head). An archive that does not exist is `MGHA_NOT_FOUND`; a damaged record
+// `MGHA_CORRUPT`, naming it.
+mgha_status mgha_engine_archive_revisions_json(const struct mgha_engine *engine,
+                                               const char *name,
+                                               uint64_t before,
+                                               size_t limit,
+                                               char **out);
+
 // Writes an online, consistent backup of the engine's store to `path`, which must not exist.
 // Publishes go on meanwhile; the backup holds the state and retained history at one revision.
 mgha_status mgha_engine_backup(const struct mgha_engine *engine, const char *path);
@@ -371,7 +401,8 @@ mgha_status mgha_engine_revisions_json(const struct mgha_engine *engine, size_t 
 // The node's status as JSON, the very document `GET /v1/status` of the admin API returns
 // (`StatusBody` in its OpenAPI document): `node` (identity, designation, role, epoch), `head`,
 // `floor`, `objects`, `sessions`, `active` (the Active a Standby follows, or null), `peers`
-// (each with its sync status, lag and last contact), `collisions_open`, `failover` with
+// (each with its sync status, lag and last contact), `collisions_open`, `damage` and `recovery`
+// (the next step) while the store is damaged, `failover` with
 // automatic failover, and `settings`: the config keys the node runs with, after defaults.
 mgha_status mgha_engine_status_json(const struct mgha_engine *engine, char **out);
 

@@ -15,6 +15,7 @@ mod fork;
 pub mod handle;
 pub mod strings;
 
+pub mod archive;
 pub mod backup;
 pub mod engine;
 pub mod events;

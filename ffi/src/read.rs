@@ -14,7 +14,7 @@ use crate::error::{mgha_status, FfiResult};
 use crate::strings::{into_c_bytes, into_c_string, json_c_string};
 
 /// `limit` as the API takes it: 0 means "as many as allowed".
-fn cap(limit: usize, max: usize) -> usize {
+pub(crate) fn cap(limit: usize, max: usize) -> usize {
     if limit == 0 {
         max
     } else {
@@ -26,7 +26,7 @@ fn cap(limit: usize, max: usize) -> usize {
 ///
 /// # Safety
 /// `out` is NULL or writable for the call.
-unsafe fn json_out<T: Serialize>(out: *mut *mut c_char, value: impl FnOnce() -> FfiResult<T>) -> FfiResult {
+pub(crate) unsafe fn json_out<T: Serialize>(out: *mut *mut c_char, value: impl FnOnce() -> FfiResult<T>) -> FfiResult {
     // SAFETY: the caller's contract.
     let out = unsafe { Out::new(out, "out") }?;
     out.set(json_c_string(&value()?)?);

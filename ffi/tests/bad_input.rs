@@ -9,6 +9,7 @@ use std::ffi::c_char;
 use std::ptr::{null, null_mut};
 
 use common::*;
+use mgha::archive::*;
 use mgha::engine::*;
 use mgha::error::mgha_status::{self, *};
 use mgha::read::*;
@@ -48,6 +49,8 @@ fn null_arguments_are_refused_by_name() {
         ("buf is NULL", Box::new(|_| unsafe { mgha_session_put_msgpack(null_mut(), null(), 4) })),
         ("session is NULL", Box::new(|_| mgha_session_discard(null_mut()))),
         ("out_seq is NULL", Box::new(|_| unsafe { mgha_engine_revert(engine.ptr, host.as_ptr(), 0, null_mut()) })),
+        ("name is NULL", Box::new(|o| unsafe { mgha_engine_archive_revision_json(engine.ptr, null(), 1, o) })),
+        ("engine is NULL", Box::new(|o| unsafe { mgha_engine_archive_list_json(null(), o) })),
     ];
     for (message, call) in cases {
         assert_eq!(call(&mut out), MGHA_NULL_ARGUMENT, "{message}");
@@ -185,4 +188,33 @@ fn engines_are_not_started_or_stopped_inside_a_tokio_runtime() {
     assert!(last_error().1.contains("tokio runtime"), "{:?}", last_error());
     drop(runtime);
     drop(engine); // closes normally outside the runtime
+}
+
+/// The archive calls refuse names that are not archives of the data directory: unknown ones are
+/// `MGHA_NOT_FOUND`, and a name reaching out of the archive directory never opens a file there.
+#[test]
+fn archive_names_outside_the_archive_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::init(dir.path(), "a");
+    let mut out: *mut c_char = sentinel();
+    // SAFETY: see `common`.
+    assert_eq!(unsafe { mgha_engine_archive_list_json(engine.ptr, &mut out) }, MGHA_OK);
+    // SAFETY: a string the library returned, freed once.
+    let listed = unsafe { std::ffi::CStr::from_ptr(out) }.to_string_lossy().into_owned();
+    unsafe { mgha_string_free(out) };
+    assert_eq!(listed, r#"{"archives":[]}"#, "a new node has an empty archive");
+    std::fs::write(dir.path().join("outside.mghabak"), b"not an archive").expect("write");
+    let cases = [
+        ("missing.mghabak", MGHA_NOT_FOUND),
+        ("../outside.mghabak", MGHA_INVALID_ARGUMENT),
+        ("/etc/passwd", MGHA_INVALID_ARGUMENT),
+    ];
+    for (name, expected) in cases {
+        let mut out: *mut c_char = sentinel();
+        let name = c(name);
+        // SAFETY: see `common`.
+        let status = unsafe { mgha_engine_archive_revisions_json(engine.ptr, name.as_ptr(), 0, 0, &mut out) };
+        assert_eq!(status, expected, "{name:?}");
+        assert_eq!(out, sentinel(), "outputs untouched on failure");
+    }
 }

@@ -56,6 +56,21 @@ typedef void (*mgha_log_callback)(mgha_log_level level,
 mgha_status mgha_backup_restore(const char *path, const char *config_toml);
 mgha_status mgha_backup_verify(const char *path, char **out_summary_json);
 void mgha_bytes_free(uint8_t *ptr, size_t len);
+mgha_status mgha_engine_archive_diff_json(const struct mgha_engine *engine,
+                                          const char *name,
+                                          uint64_t from,
+                                          uint64_t to,
+                                          char **out);
+mgha_status mgha_engine_archive_list_json(const struct mgha_engine *engine, char **out);
+mgha_status mgha_engine_archive_revision_json(const struct mgha_engine *engine,
+                                              const char *name,
+                                              uint64_t seq,
+                                              char **out);
+mgha_status mgha_engine_archive_revisions_json(const struct mgha_engine *engine,
+                                               const char *name,
+                                               uint64_t before,
+                                               size_t limit,
+                                               char **out);
 mgha_status mgha_engine_backup(const struct mgha_engine *engine, const char *path);
 mgha_status mgha_engine_changeover(const struct mgha_engine *engine, const char *target);
 mgha_status mgha_engine_changeover_force(const struct mgha_engine *engine, uint64_t *out_epoch);

@@ -269,6 +269,29 @@ class Engine:
         """A full integrity check of the store."""
         return json_out(lib().mgha_engine_check_json, self._handle())
 
+    # -- the archive: stores a full sync replaced, browsed read-only ---------------------------
+
+    def archives(self) -> List[Dict[str, Any]]:
+        """The archived stores and backups of this engine's data directory, oldest first: each
+        with ``name``, ``reason`` (``diverged``, ``damaged`` or ``backup``), ``archived_ms``,
+        ``bytes``, ``head``, ``floor``, ``revisions`` and ``damage``."""
+        return json_out(lib().mgha_engine_archive_list_json, self._handle())["archives"]
+
+    def archive_revisions(self, name: str, before: int = 0, limit: int = 0) -> List[Dict[str, Any]]:
+        """Revision headers of the archive ``name``, newest first, below ``before`` (0: from its
+        head)."""
+        return json_out(
+            lib().mgha_engine_archive_revisions_json, self._handle(), c_text(name, "name"), before, limit
+        )["revisions"]
+
+    def archive_revision(self, name: str, seq: int) -> Dict[str, Any]:
+        """One revision of the archive ``name``, with its changes."""
+        return json_out(lib().mgha_engine_archive_revision_json, self._handle(), c_text(name, "name"), seq)
+
+    def archive_diff(self, name: str, from_seq: int, to_seq: int) -> Dict[str, Any]:
+        """Field-level differences between two revisions of the archive ``name``."""
+        return json_out(lib().mgha_engine_archive_diff_json, self._handle(), c_text(name, "name"), from_seq, to_seq)
+
     def backup(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Writes a verified online backup to ``path``, which must not exist."""
         check(lib().mgha_engine_backup(self._handle(), c_text(path, "path")))

@@ -134,6 +134,21 @@ class Node:
     ) -> Optional[int]:
         raise NotImplementedError
 
+    def archives(self) -> List[Dict[str, Any]]:
+        """The stores a full sync replaced on this node (a diverged history's backup, a damaged
+        store set aside), oldest first: ``name``, ``reason``, ``head``, ``revisions``, ..."""
+        raise NotImplementedError
+
+    def archive_revisions(self, name: str, before: int = 0, limit: int = 0) -> List[Dict[str, Any]]:
+        """Revision headers of the archive ``name``, newest first, below ``before`` (0: its head)."""
+        raise NotImplementedError
+
+    def archive_revision(self, name: str, seq: int) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def archive_diff(self, name: str, from_seq: int, to_seq: int) -> Dict[str, Any]:
+        raise NotImplementedError
+
 
 class EngineNode(Node):
     """A node in this process. :attr:`engine` is the :class:`mgha.Engine` itself, for anything
@@ -218,6 +233,18 @@ class EngineNode(Node):
         self, branch_id: int, how: str, resolutions: Optional[Mapping[str, Any]] = None
     ) -> Optional[int]:
         return self.engine.resolve_collision(branch_id, how, resolutions)
+
+    def archives(self) -> List[Dict[str, Any]]:
+        return self.engine.archives()
+
+    def archive_revisions(self, name: str, before: int = 0, limit: int = 0) -> List[Dict[str, Any]]:
+        return self.engine.archive_revisions(name, before, limit)
+
+    def archive_revision(self, name: str, seq: int) -> Dict[str, Any]:
+        return self.engine.archive_revision(name, seq)
+
+    def archive_diff(self, name: str, from_seq: int, to_seq: int) -> Dict[str, Any]:
+        return self.engine.archive_diff(name, from_seq, to_seq)
 
 
 def packaged_binary() -> Path:
@@ -473,3 +500,20 @@ class DaemonNode(Node):
             raise InvalidArgument(4, f"how: '{how}' is not a way to resolve a collision")
         revision = self.request("POST", f"/v1/collisions/{branch_id}/resolve", body)["revision"]
         return None if revision is None else int(revision["seq"])
+
+    def archives(self) -> List[Dict[str, Any]]:
+        return list(self.request("GET", "/v1/archive")["archives"])
+
+    def archive_revisions(self, name: str, before: int = 0, limit: int = 0) -> List[Dict[str, Any]]:
+        query = {k: v for k, v in (("before", before), ("limit", limit)) if v}
+        path = f"/v1/archive/{urllib.parse.quote(name, safe='')}/revisions"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        return list(self.request("GET", path)["revisions"])
+
+    def archive_revision(self, name: str, seq: int) -> Dict[str, Any]:
+        return self.request("GET", f"/v1/archive/{urllib.parse.quote(name, safe='')}/revisions/{seq}")
+
+    def archive_diff(self, name: str, from_seq: int, to_seq: int) -> Dict[str, Any]:
+        query = urllib.parse.urlencode({"from": from_seq, "to": to_seq})
+        return self.request("GET", f"/v1/archive/{urllib.parse.quote(name, safe='')}/diff?{query}")

@@ -68,9 +68,12 @@ def test_a_refused_changeover_changes_nothing(cluster):
     assert c.active().name == "a"
 
 
-@pytest.mark.parametrize("how, web_members", [("merge-prefer-active", 3), ("keep-branch", 2)])
-def test_forced_changeover_during_a_partition_keeps_the_old_actives_branch(cluster, how, web_members):
-    c = cluster(2)
+@pytest.mark.parametrize(
+    "how, web_members, mode",
+    [("merge-prefer-active", 3, "engines"), ("keep-branch", 2, "engines"), ("merge-prefer-active", 3, "daemons")],
+)
+def test_forced_changeover_during_a_partition_keeps_the_old_actives_branch(cluster, how, web_members, mode):
+    c = cluster(2, mode)
     a, b = c["a"], c["b"]
     a.publish(changes(host("h0", "10.0.0.1"), host("h1", "10.0.0.2"), host("h2", "10.0.0.3"), group("web", ["h0"])))
     c.wait_synced()
@@ -95,6 +98,17 @@ def test_forced_changeover_during_a_partition_keeps_the_old_actives_branch(clust
     assert seq is not None
     assert c.wait_synced() >= seq
     c.assert_converged()
+    # The full sync that replaced a's diverged store kept it in a's archive, browsable through
+    # the library: its head is the branch's, and its revisions are the branch's as published.
+    kept = a.archives()
+    assert [(k["reason"], k["head"]["seq"]) for k in kept] == [("diverged", branch_head)], kept
+    name = kept[0]["name"]
+    assert [r["seq"] for r in a.archive_revisions(name, limit=2)] == [branch_head, branch_head - 1]
+    assert a.archive_revision(name, branch_head - 1)["changes"][0]["after"]["name"] == "cut"
+    diff = a.archive_diff(name, branch_head - 2, branch_head)
+    assert {d["name"] for d in diff["objects"]} == {"cut", "web"}
+    with pytest.raises(mgha.NotFound):
+        a.archive_revision("no-such.mghabak", 1)
     for node in (a, b):
         assert node.get("host", "cut")["fields"]["ipv4-address"] == "10.9.9.9"
         assert len(node.get("group", "web")["fields"]["members"]) == web_members

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -160,6 +161,49 @@ def test_the_page_lists_every_server_with_its_role_and_passes_axe(cluster, brows
     violations = axe_violations(browser)
     assert violations == [], json.dumps(violations, indent=1)
     assert js_errors(browser) == []
+
+
+def flip_everywhere(store: Path, needle: bytes) -> None:
+    """Flips the last byte of every copy of ``needle`` in the stopped node's store file: the
+    object and the revision that wrote it are damaged, as a bad disk would leave them."""
+    data = bytearray(store.read_bytes())
+    places = []
+    at = data.find(needle)
+    while at != -1:
+        places.append(at)
+        at = data.find(needle, at + 1)
+    assert places, f"{needle!r} is not in {store}"
+    for at in places:
+        data[at + len(needle) - 1] ^= 0x01
+    store.write_bytes(bytes(data))
+
+
+def test_a_damaged_active_shows_its_damage_and_the_changeover_that_heals_it(cluster, browser):
+    c = cluster(2, "daemons")
+    a = c["a"]
+    a.publish(changes(host("mark", "10.77.66.55")))
+    # A later revision keeps the damage out of the head's records, which every start checks.
+    a.publish(changes(host("later", "10.0.0.2")))
+    c.wait_synced()
+    a.kill(signal.SIGTERM)
+    flip_everywhere(a.dir / "mgha.redb", b"10.77.66.55")
+    a.start()
+    # The scrub's first pass, at start, finds the damage; the page shows it and the next step
+    # the node library names (a synchronized Standby to change over to, without failover).
+    sign_in(browser, a)
+    health = browser.find_element(By.ID, "health")
+    until(browser, health.is_displayed, "the damage")
+    step = until(
+        browser,
+        lambda: (e := browser.find_elements(By.CSS_SELECTOR, '[data-health="recovery"][data-action="changeover"]')) and e[0],
+        "the changeover to run",
+    )
+    assert "Store damaged" in health.text and "b" in step.text, health.text
+    assert mgha_status(a)["recovery"] == {"action": "changeover", "to": "b"}
+    violations = axe_violations(browser)
+    assert violations == [], json.dumps(violations, indent=1)
+    # The revision list reads the damaged record: the API refuses it (code `corrupt`).
+    assert js_errors(browser, refused=["/v1/revisions"]) == []
 
 
 def test_a_sigkilled_standby_shows_unreachable_within_2_s_and_a_refused_changeover_shows_the_api_error(

@@ -101,6 +101,7 @@ function onSample(sample) {
   const title = $("node-title");
   title.hidden = false;
   title.textContent = `Node ${s.node.name}: ${s.node.role}, epoch ${epochText(s.node.epoch)}, revision ${s.head.seq}`;
+  views.health($("health"), $("health-body"), s);
   views.servers($("servers").tBodies[0], sample);
   views.arbiter($("arbiter"), s);
   charts.record(sample);

@@ -68,6 +68,25 @@ function ago(ms, nowMs) {
   return when(ms);
 }
 
+/** The next step of a damaged node, from its status's `recovery` (docs/storage.md). */
+function recoveryText(r) {
+  switch (r && r.action) {
+    case "heal":
+      return "this Standby sets its store aside and heals by a full sync from the Active, by itself.";
+    case "failover":
+      return `automatic failover hands the role to the synchronized Standby ${r.to} (this node stops ` +
+        `renewing its lease), or change over to ${r.to} now (Actions); this node then heals by a full sync.`;
+    case "changeover":
+      return `change over to the synchronized Standby ${r.to} (Actions, or \`mgha changeover --to ${r.to}\`); ` +
+        "this node then heals by a full sync from it.";
+    case "no_standby":
+      return "no Standby is connected and synchronized to take the role: start one (or wait until it is " +
+        "synchronized) and change over to it, or restore a backup into a new data directory.";
+    default:
+      return "see `mgha status` on this node.";
+  }
+}
+
 const views = {
   /** The server table: this node first, then its peers. */
   servers(tbody, sample) {
@@ -110,6 +129,34 @@ const views = {
       ));
     }
     tbody.replaceChildren(...rows);
+  },
+
+  /**
+   * What is wrong with this node's own store, and what to do: a damaged store (`damage`, with
+   * the node library's `recovery`), a store that cannot write (`store_fault`), and where a
+   * damaged store was set aside (`archived`). Hidden while there is nothing to say.
+   */
+  health(box, body, s) {
+    const items = [];
+    if (s.damage) {
+      items.push(el("p", { "data-health": "damage" },
+        el("strong", { text: "Store damaged: " }), el("span", { text: s.damage })));
+      items.push(el("p", { "data-health": "recovery", "data-action": s.recovery ? s.recovery.action : "unknown" },
+        el("strong", { text: "Next step: " }), el("span", { text: recoveryText(s.recovery) })));
+    }
+    if (s.store_fault) {
+      const f = s.store_fault;
+      items.push(el("p", { "data-health": "store-fault", "data-kind": f.kind },
+        el("strong", { text: f.kind === "disk-full" ? "Disk full: " : "Store cannot write: " }),
+        el("span", { text: `${f.error} (since ${when(f.since_ms)}); publishes on this node fail until a write succeeds` })));
+    }
+    if (s.archived) {
+      items.push(el("p", { "data-health": "archived", class: "hint" },
+        el("span", { text: `A damaged store of this node was set aside as ${s.archived} before a full sync healed it.` })));
+    }
+    box.hidden = items.length === 0;
+    box.classList.toggle("bad", Boolean(s.damage || s.store_fault));
+    body.replaceChildren(...items);
   },
 
   /** The arbiter of automatic failover; hidden in manual mode. */

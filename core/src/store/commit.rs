@@ -3,7 +3,7 @@
 //! transaction, so a publish is all-or-nothing.
 
 use redb::{ReadableTable, WriteTransaction};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::record::{seal, seal_with};
 use super::tables::*;
@@ -14,6 +14,12 @@ use crate::limits::{CHANGE_WIRE_VALUES, OBJECT_BYTES_MAX, REVISION_BYTES_MAX, RE
 use crate::model::validate::{references, resolve_refs, validate_fields, validate_name};
 use crate::model::{FieldKind, Fields, Hash, Object, StateHash, TypeSchema, Uid};
 use crate::revision::{Change, Head, Op, Revision};
+
+/// A key of the reference index: the referenced uid, then the referencing one.
+type RefKey = [u8; 32];
+
+/// The version a commit replaces, with its hash; `None` for a new object.
+type Replaced = Option<(Object, Hash)>;
 
 /// The version an object is to have after a commit: `None` deletes it.
 #[derive(Clone, Debug, PartialEq)]
@@ -272,8 +278,12 @@ impl Store {
             let plugins = self.plugins();
             let schemas = plugins.schemas();
 
-            // Pass 1: validate the new versions and take the old ones out of the indexes.
-            let mut effective: Vec<(Target, Option<(Object, Hash)>)> = Vec::with_capacity(targets.len());
+            // Pass 1: validate the new versions and take the old ones out of the indexes. An
+            // index entry the new version keeps (its name, a reference it still holds) stays as
+            // it is: rewriting it would copy a B-tree page per entry for nothing, which is most
+            // of the pages an update over a large store writes. Each target keeps the reference
+            // keys its old version held, so that pass 2 inserts only the new ones.
+            let mut effective: Vec<(Target, Replaced, HashSet<RefKey>)> = Vec::with_capacity(targets.len());
             for t in targets {
                 let before = match objects.get(t.uid.as_bytes().as_slice())? {
                     Some(raw) => Some(object_from_record(&t.uid, raw.value())?),
@@ -298,16 +308,31 @@ impl Store {
                         }
                     }
                 }
+                let mut kept_refs = HashSet::new();
                 if let Some((b, h)) = &before {
-                    names.remove(name_key(&b.type_name, &b.name).as_str())?;
+                    let after = t.after.as_ref().filter(|a| a.type_name == b.type_name);
+                    if after.is_none_or(|a| a.name != b.name) {
+                        names.remove(name_key(&b.type_name, &b.name).as_str())?;
+                    }
                     if let Some(schema) = schemas.get(&b.type_name) {
+                        let still: HashSet<RefKey> = after
+                            .map(|a| references(schema, &a.fields))
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|(_, r)| ref_key(r.as_bytes(), b.uid.as_bytes()))
+                            .collect();
                         for (_, target) in references(schema, &b.fields) {
-                            refs.remove(ref_key(target.as_bytes(), b.uid.as_bytes()).as_slice())?;
+                            let key = ref_key(target.as_bytes(), b.uid.as_bytes());
+                            if still.contains(&key) {
+                                kept_refs.insert(key);
+                            } else {
+                                refs.remove(key.as_slice())?;
+                            }
                         }
                     }
                     state.sub(*h);
                 }
-                effective.push((t, before));
+                effective.push((t, before, kept_refs));
             }
             if effective.is_empty() {
                 return Err(Error::EmptyChangeset);
@@ -321,7 +346,7 @@ impl Store {
             // What the revision will weigh in a peer frame, in MessagePack values: the Standby
             // refuses a frame over its limit before decoding it, so the Active must not publish one.
             let mut wire_values = 0usize;
-            for (t, before) in effective {
+            for (t, before, kept_refs) in effective {
                 let index = changes.len();
                 wire_values = wire_values.saturating_add(CHANGE_WIRE_VALUES);
                 if let Some(a) = &t.after {
@@ -336,20 +361,27 @@ impl Store {
                     wire_values = wire_values.saturating_add(crate::msgpack_shape::values(&bytes));
                     let hash = Hash::of(&bytes);
                     objects.insert(t.uid.as_bytes().as_slice(), seal_with(&bytes, &hash).as_slice())?;
+                    let keeps_name =
+                        before.as_ref().is_some_and(|(b, _)| b.type_name == a.type_name && b.name == a.name);
                     let key = name_key(&a.type_name, &a.name);
-                    if let Some(old) = names.insert(key.as_str(), t.uid.as_bytes().as_slice())? {
-                        let owner = Uid::from_slice(old.value())?;
-                        if owner != t.uid {
-                            return Err(Error::DuplicateName {
-                                type_name: a.type_name.clone(),
-                                name: a.name.clone(),
-                                uid: owner.to_string(),
-                            });
+                    if !keeps_name {
+                        if let Some(old) = names.insert(key.as_str(), t.uid.as_bytes().as_slice())? {
+                            let owner = Uid::from_slice(old.value())?;
+                            if owner != t.uid {
+                                return Err(Error::DuplicateName {
+                                    type_name: a.type_name.clone(),
+                                    name: a.name.clone(),
+                                    uid: owner.to_string(),
+                                });
+                            }
                         }
                     }
                     if let Some(schema) = schemas.get(&a.type_name) {
                         for (field, target) in references(schema, &a.fields) {
-                            refs.insert(ref_key(target.as_bytes(), t.uid.as_bytes()).as_slice(), ())?;
+                            let key = ref_key(target.as_bytes(), t.uid.as_bytes());
+                            if !kept_refs.contains(&key) {
+                                refs.insert(key.as_slice(), ())?;
+                            }
                             new_refs.push((index, field, target));
                         }
                     }

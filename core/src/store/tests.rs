@@ -140,6 +140,44 @@ fn references_by_name_are_stored_as_uids_and_survive_a_rename() {
     store.check().expect("check");
 }
 
+/// An update keeps the index entries its new version still needs (its name, the references it
+/// still holds) untouched and changes only the others: the indexes stay exact through updates
+/// that keep, move, drop and swap names and references.
+#[test]
+fn updates_that_keep_names_and_references_leave_the_indexes_exact() {
+    let (_dir, store) = new_store();
+    publish(&store, vec![host("h1", "10.0.0.1"), host("h2", "10.0.0.2"), host("h3", "10.0.0.3")]).expect("hosts");
+    publish(&store, vec![put("group", "web", json!({"members": ["h1", "h2"]}))]).expect("group");
+    // The group keeps h2, drops h1 and takes h3; h2's address changes, its name stays.
+    publish(&store, vec![put("group", "web", json!({"members": ["h2", "h3"]})), host("h2", "10.0.0.22")])
+        .expect("update");
+    publish(&store, vec![delete("host", "h1")]).expect("h1 is no longer used");
+    for used in ["h2", "h3"] {
+        let e = publish(&store, vec![delete("host", used)]).expect_err("still a member");
+        assert!(matches!(&e, Error::StillReferenced { name, .. } if name == used), "{e}");
+    }
+    assert_eq!(store.get("host", "h2").expect("h2 by name").fields["ipv4-address"], json!("10.0.0.22"));
+    // Two hosts swap names in one changeset; each is found under its new name.
+    let (h2, h3) = (store.get("host", "h2").expect("h2").uid, store.get("host", "h3").expect("h3").uid);
+    publish(
+        &store,
+        vec![
+            put_uid("host", h2, "h3", json!({"ipv4-address": "10.0.0.22"})),
+            put_uid("host", h3, "h2", json!({"ipv4-address": "10.0.0.3"})),
+        ],
+    )
+    .expect("swap");
+    assert_eq!((store.get("host", "h2").expect("h2").uid, store.get("host", "h3").expect("h3").uid), (h3, h2));
+    // A name another object keeps is still refused.
+    publish(&store, vec![host("h4", "10.0.0.4")]).expect("h4");
+    let h4 = store.get("host", "h4").expect("h4").uid;
+    let e = publish(&store, vec![put_uid("host", h4, "h2", json!({"ipv4-address": "10.0.0.4"}))]).expect_err("taken");
+    assert!(matches!(e, Error::DuplicateName { .. }), "{e}");
+    publish(&store, vec![put("group", "web", json!({"members": []}))]).expect("empty the group");
+    publish(&store, vec![delete("host", "h2"), delete("host", "h3")]).expect("nothing uses them now");
+    store.check().expect("check");
+}
+
 #[test]
 fn dangling_reference_is_refused() {
     let (_dir, store) = new_store();

@@ -6,19 +6,20 @@
 use mgha_sync::EngineExt;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::model::{Object, Uid};
+use mgha_core::revision::Head;
 use mgha_sync::cluster::{init_primary, issue_join_key, join_secondary};
 use mgha_sync::pki::TlsFiles;
 use mgha_sync::{SyncConfig, SyncRuntime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use mgha_tests::proxy::FaultProxy;
 
 use super::pg::PgFigure;
 use super::report::{Goal, Row, Unit};
@@ -42,6 +43,9 @@ pub struct ClusterScale {
     pub changeovers: usize,
     pub merge_objects: usize,
     pub catch_up_revisions: usize,
+    /// One-object revisions timed over the delayed link (`--scenario wan`), each at least a
+    /// one-way delay.
+    pub wan_lag_revisions: usize,
 }
 
 impl ClusterScale {
@@ -53,6 +57,7 @@ impl ClusterScale {
             changeovers: 20,
             merge_objects: 100_000,
             catch_up_revisions: 10_000,
+            wan_lag_revisions: 200,
         }
     }
     pub fn quick() -> ClusterScale {
@@ -63,6 +68,7 @@ impl ClusterScale {
             changeovers: 3,
             merge_objects: 1_000,
             catch_up_revisions: 100,
+            wan_lag_revisions: 20,
         }
     }
 }
@@ -83,22 +89,21 @@ fn sync_config(listen: &str, advertise: Option<String>) -> SyncConfig {
 }
 
 /// Two nodes in this process over real TCP and TLS on loopback.
-struct Pair {
-    a: Arc<Engine>,
-    b: Arc<Engine>,
+pub(super) struct Pair {
+    pub a: Arc<Engine>,
+    pub b: Arc<Engine>,
     ra: SyncRuntime,
     rb: SyncRuntime,
     b_listen: String,
 }
 
-async fn pair(dir: &Path, relay: bool) -> anyhow::Result<(Pair, Option<Counters>)> {
+/// A pair, with the Active's peer port behind the test kit's fault proxy when `proxied` (which
+/// counts the bytes each way and can delay them): the Active advertises the proxy, so the
+/// Standby reaches it only through there.
+pub(super) async fn pair(dir: &Path, proxied: bool) -> anyhow::Result<(Pair, Option<FaultProxy>)> {
     let a_listen = free_addr()?;
-    let (advertise, counter) = if relay {
-        let (addr, counter) = counting_relay(&a_listen).await?;
-        (Some(addr), Some(counter))
-    } else {
-        (None, None)
-    };
+    let proxy = if proxied { Some(FaultProxy::start(a_listen.parse()?)?) } else { None };
+    let advertise = proxy.as_ref().map(|p| p.addr().to_string());
     let a = Arc::new(init_primary(&dir.join("a"), "a", &a_listen, EngineOptions::default())?);
     let ra =
         SyncRuntime::start(a.clone(), TlsFiles::new(&dir.join("a")), sync_config(&a_listen, advertise.clone())).await?;
@@ -109,11 +114,11 @@ async fn pair(dir: &Path, relay: bool) -> anyhow::Result<(Pair, Option<Counters>
     let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, None)).await?;
     let p = Pair { a, b, ra, rb, b_listen };
     p.converge(Duration::from_secs(30)).await?;
-    Ok((p, counter))
+    Ok((p, proxy))
 }
 
 impl Pair {
-    async fn converge(&self, within: Duration) -> anyhow::Result<()> {
+    pub async fn converge(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         while self.a.store().head()? != self.b.store().head()? {
             if Instant::now() > deadline {
@@ -123,57 +128,59 @@ impl Pair {
         }
         Ok(())
     }
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.ra.shutdown().await;
         self.rb.shutdown().await;
     }
 }
 
-/// Bytes a relay forwarded: towards the Active (from its dialers) and from it.
-#[derive(Clone, Default)]
-struct Counters {
-    to_active: Arc<AtomicU64>,
-    from_active: Arc<AtomicU64>,
-}
-
-/// A TCP relay in front of `target` (the Active's peer port) that counts what it forwards.
-async fn counting_relay(target: &str) -> anyhow::Result<(String, Counters)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    let counters = Counters::default();
-    let (target, c) = (target.to_string(), counters.clone());
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let (target, c) = (target.clone(), c.clone());
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(&target).await else { return };
-                let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                tokio::spawn(pump(cr, sw, c.to_active.clone()));
-                pump(sr, cw, c.from_active).await;
-            });
-        }
-    });
-    Ok((addr, counters))
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    count: Arc<AtomicU64>,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    while let Ok(n) = from.read(&mut buf).await {
-        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-        count.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+/// Publishes `revisions` revisions of `per_revision` new hosts on the Active, one at a time,
+/// and returns for each the time from its commit on the Active to its durable apply on the
+/// Standby (each side's head watch).
+pub(super) async fn lags(p: &Pair, revisions: usize, per_revision: usize) -> anyhow::Result<Vec<Duration>> {
+    // When each head appeared on each side, recorded by the head watches.
+    let seen: Arc<Mutex<HashMap<(u8, u64), Instant>>> = Arc::default();
+    let mut watchers = Vec::new();
+    for (side, engine) in [(0u8, p.a.clone()), (1u8, p.b.clone())] {
+        let mut rx = engine.sync().subscribe();
+        let seen = seen.clone();
+        watchers.push(tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let seq = rx.borrow_and_update().seq;
+                seen.lock().unwrap_or_else(|e| e.into_inner()).insert((side, seq), Instant::now());
+            }
+        }));
+    }
+    let mut lags = Vec::with_capacity(revisions);
+    let first_host = p.a.store().count()?;
+    for i in 0..revisions as u64 {
+        let (a, first) = (p.a.clone(), first_host + i * per_revision as u64);
+        let cs = hosts(first..first + per_revision as u64, 1);
+        let rev = tokio::task::spawn_blocking(move || a.publish("bench", &cs)).await??;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let t = {
+                let s = seen.lock().unwrap_or_else(|e| e.into_inner());
+                (s.get(&(0, rev.seq)).copied(), s.get(&(1, rev.seq)).copied())
+            };
+            if let (Some(ta), Some(tb)) = t {
+                lags.push(tb.saturating_duration_since(ta));
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("revision {} did not reach the standby", rev.seq);
+            }
+            tokio::time::sleep(Duration::from_micros(50)).await;
+        }
+    }
+    for w in watchers {
+        w.abort();
+    }
+    Ok(lags)
 }
 
 /// Replication lag and bytes on the wire.
@@ -183,39 +190,7 @@ pub fn replication(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> 
         for per_revision in [1usize, 100] {
             let dir = scratch.join(format!("lag-{per_revision}"));
             let (p, _) = pair(&dir, false).await?;
-            // When each head appeared on each side, recorded by the head watches.
-            let seen: Arc<Mutex<HashMap<(u8, u64), Instant>>> = Arc::default();
-            for (side, engine) in [(0u8, p.a.clone()), (1u8, p.b.clone())] {
-                let mut rx = engine.sync().subscribe();
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    while rx.changed().await.is_ok() {
-                        let seq = rx.borrow_and_update().seq;
-                        seen.lock().unwrap_or_else(|e| e.into_inner()).insert((side, seq), Instant::now());
-                    }
-                });
-            }
-            let mut lags = Vec::with_capacity(scale.lag_revisions);
-            for i in 0..scale.lag_revisions as u64 {
-                let (a, first) = (p.a.clone(), i * per_revision as u64);
-                let cs = hosts(first..first + per_revision as u64, 1);
-                let rev = tokio::task::spawn_blocking(move || a.publish("bench", &cs)).await??;
-                let deadline = Instant::now() + Duration::from_secs(10);
-                loop {
-                    let t = {
-                        let s = seen.lock().unwrap_or_else(|e| e.into_inner());
-                        (s.get(&(0, rev.seq)).copied(), s.get(&(1, rev.seq)).copied())
-                    };
-                    if let (Some(ta), Some(tb)) = t {
-                        lags.push(tb.saturating_duration_since(ta));
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        bail!("revision {} did not reach the standby", rev.seq);
-                    }
-                    tokio::time::sleep(Duration::from_micros(50)).await;
-                }
-            }
+            let lags = lags(&p, scale.lag_revisions, per_revision).await?;
             let (p50, p99) = (percentile_ms(&lags, 50.0), percentile_ms(&lags, 99.0));
             let key50: &'static str = if per_revision == 1 { "sync_lag_1_p50" } else { "sync_lag_100_p50" };
             let key99: &'static str = if per_revision == 1 { "sync_lag_1_p99" } else { "sync_lag_100_p99" };
@@ -232,9 +207,10 @@ pub fn replication(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> 
             p.stop().await;
         }
 
-        let (p, counters) = pair(&scratch.join("wire"), true).await?;
-        let counters = counters.context("relay counters")?;
-        let before = (counters.from_active.load(Ordering::Relaxed), counters.to_active.load(Ordering::Relaxed));
+        let (p, proxy) = pair(&scratch.join("wire"), true).await?;
+        let proxy = proxy.context("the counting proxy")?;
+        // (towards the Active, from it)
+        let before = proxy.bytes_forwarded();
         let mut change_bytes = 0usize;
         for i in 0..scale.wire_revisions as u64 {
             let a = p.a.clone();
@@ -244,8 +220,9 @@ pub fn replication(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> 
             p.converge(Duration::from_secs(10)).await?;
         }
         let n = scale.wire_revisions as f64;
-        let wire = (counters.from_active.load(Ordering::Relaxed) - before.0) as f64 / n;
-        let acks = (counters.to_active.load(Ordering::Relaxed) - before.1) as f64 / n;
+        let after = proxy.bytes_forwarded();
+        let wire = (after.1 - before.1) as f64 / n;
+        let acks = (after.0 - before.0) as f64 / n;
         let encoded = change_bytes as f64 / n;
         rows.push(Row::new(
             "encoded_change_bytes",
@@ -391,101 +368,63 @@ pub fn merge(scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 /// from its restart until it has the Active's head (it applies what it receives in runs, one
 /// durable commit per run).
 pub fn catch_up(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
-        let dir = scratch.join("catchup");
-        let (p, _) = pair(&dir, false).await?;
-        let Pair { a, b, ra, rb, b_listen } = p;
-        rb.shutdown().await;
-        let n = scale.catch_up_revisions as u64;
-        let publisher = a.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            for i in 0..n {
-                publisher.publish("bench", &hosts([2_000_000 + i], 1))?;
-            }
-            Ok(())
-        })
-        .await??;
-        let t = Instant::now();
-        let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, None)).await?;
-        let p = Pair { a, b, ra, rb, b_listen };
-        p.converge(Duration::from_secs(600)).await?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        rows.push(
-            Row::new(
-                "catch_up_ms",
-                format!("catch-up of {n} one-object revisions (restart to head)"),
-                ms,
-                Unit::Milliseconds,
-            )
-            .goal(Goal::AtMost(CATCH_UP_MS_MAX * n as f64 / 10_000.0)),
-        );
-        p.stop().await;
+    let n = scale.catch_up_revisions;
+    let ms = runtime()?.block_on(catch_up_ms(&scratch.join("catchup"), n, None))?;
+    rows.push(
+        Row::new(
+            "catch_up_ms",
+            format!("catch-up of {n} one-object revisions (restart to head)"),
+            ms,
+            Unit::Milliseconds,
+        )
+        .goal(Goal::AtMost(CATCH_UP_MS_MAX * n as f64 / 10_000.0)),
+    );
+    Ok(())
+}
+
+/// The catch-up of `n` one-object revisions, in milliseconds: on loopback, or with `delay_ms`
+/// added each way by the fault proxy in front of the Active (set before the Standby restarts,
+/// so its reconnection pays the round trips too).
+pub(super) async fn catch_up_ms(dir: &Path, n: usize, delay_ms: Option<u64>) -> anyhow::Result<f64> {
+    let (p, proxy) = pair(dir, delay_ms.is_some()).await?;
+    // One revision both have first: a Standby still at revision 0 is never synchronized, and
+    // gets a full sync instead of the revisions it missed.
+    let first = p.a.clone();
+    tokio::task::spawn_blocking(move || first.publish("bench", &hosts([1_999_999], 1))).await??;
+    p.converge(Duration::from_secs(30)).await?;
+    let Pair { a, b, ra, rb, b_listen } = p;
+    rb.shutdown().await;
+    let publisher = a.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        // One revision per host, committed 1,000 revisions at a time: the backlog only has to
+        // exist, and a durable commit each would spend seconds on it.
+        for start in (0..n as u64).step_by(1_000) {
+            let run: Vec<_> = (start..(start + 1_000).min(n as u64)).map(|i| hosts([2_000_000 + i], 1)).collect();
+            publisher.publish_batch("bench", &run)?;
+        }
         Ok(())
     })
+    .await??;
+    if let (Some(proxy), Some(ms)) = (&proxy, delay_ms) {
+        proxy.set_delay_ms(ms);
+    }
+    let t = Instant::now();
+    let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, None)).await?;
+    let p = Pair { a, b, ra, rb, b_listen };
+    p.converge(Duration::from_secs(600)).await?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    p.stop().await;
+    Ok(ms)
 }
 
 /// A full sync of a large store, each side in its own process, next to a raw loopback copy.
 pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let dir = scratch.join("fullsync");
-    let a_dir = dir.join("a");
-    let a_listen = free_addr()?;
-    let (key, head, bytes) = {
-        let engine = init_primary(&a_dir, "a", &a_listen, EngineOptions::default())?;
-        let per = 10_000.min(scale.full_sync_objects);
-        for start in (0..scale.full_sync_objects).step_by(per) {
-            engine.publish("bench", &hosts(start as u64..(start + per).min(scale.full_sync_objects) as u64, 1))?;
-        }
-        let total: u64 = std::fs::metadata(a_dir.join(mgha_core::store::STORE_FILE))?.len();
-        (issue_join_key(&engine, 600_000)?.to_string(), engine.store().head()?, total)
-    };
-    let exe = own_exe()?;
-    let mut serve = Command::new(&exe)
-        .arg("--probe-serve")
-        .arg(&a_dir)
-        .arg("--probe-addr")
-        .arg(&a_listen)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the serving side")?;
-    let mut serve_out = BufReader::new(serve.stdout.take().context("stdout")?);
-    let mut ready = String::new();
-    serve_out.read_line(&mut ready)?;
-    let b_dir = dir.join("b");
-    let b_listen = free_addr()?;
-    runtime()?.block_on(join_secondary(&b_dir, "b", &a_listen, &key, &b_listen, EngineOptions::default()))?;
-    let t = Instant::now();
-    let follow = Command::new(&exe)
-        .arg("--probe-follow")
-        .arg(&b_dir)
-        .arg("--probe-addr")
-        .arg(&b_listen)
-        .arg("--probe-until")
-        .arg(head.seq.to_string())
-        .output()
-        .context("running the following side")?;
-    let sync_ms = t.elapsed().as_secs_f64() * 1e3;
-    if !follow.status.success() {
-        bail!("the following side failed: {}", String::from_utf8_lossy(&follow.stderr));
-    }
-    let follow: serde_json::Value = serde_json::from_slice(&follow.stdout)?;
-    drop(serve.stdin.take());
-    let mut serve_json = String::new();
-    serve_out.read_to_string(&mut serve_json)?;
-    let _ = serve.wait();
-    let serve: serde_json::Value = serde_json::from_str(serve_json.trim())?;
+    let built = build_store(&scratch.join("fullsync"), scale.full_sync_objects, 1)?;
+    let Synced { ms: sync_ms, follow, serve } = sync_new_member(&built, 0, None)?;
+    let bytes = built.bytes;
     let objects = scale.full_sync_objects as f64;
     let mb = bytes as f64 / 1e6;
-    rows.push(
-        Row::new(
-            "full_sync_ms",
-            format!("full sync of {} objects (process start to synchronized)", scale.full_sync_objects),
-            sync_ms,
-            Unit::Milliseconds,
-        )
-        .goal(Goal::AtMost(FULL_SYNC_MS_MAX * objects / 1e6))
-        .pg(PgFigure::BasebackupTime),
-    );
+    rows.push(full_sync_row(scale.full_sync_objects, sync_ms));
     rows.push(Row::new(
         "full_sync_mb_s",
         "  full sync throughput (store file bytes)",
@@ -510,6 +449,103 @@ pub fn full_sync(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> an
         rows.push(Row::new(key, what, mib, Unit::MiB).goal(Goal::AtMost(RSS_MIB_MAX)));
     }
     Ok(())
+}
+
+/// The row of a full sync of `objects` objects that took `ms` on loopback.
+pub(super) fn full_sync_row(objects: usize, ms: f64) -> Row {
+    Row::new(
+        "full_sync_ms",
+        format!("full sync of {objects} objects (process start to synchronized)"),
+        ms,
+        Unit::Milliseconds,
+    )
+    .goal(Goal::AtMost(FULL_SYNC_MS_MAX * objects as f64 / 1e6))
+    .pg(PgFigure::BasebackupTime)
+}
+
+/// A store of hosts built in revisions of 10,000, closed, to be served to new members.
+pub(super) struct BuiltStore {
+    dir: PathBuf,
+    listen: String,
+    head: Head,
+    /// Its store file's size.
+    pub bytes: u64,
+    /// One join key per new member to come.
+    keys: Vec<String>,
+}
+
+impl BuiltStore {
+    /// The Active's own peer address (a proxy goes in front of it).
+    pub fn listen(&self) -> &str {
+        &self.listen
+    }
+}
+
+/// Builds a Primary of `objects` hosts in `dir/a`, with `joiners` join keys.
+pub(super) fn build_store(dir: &Path, objects: usize, joiners: usize) -> anyhow::Result<BuiltStore> {
+    let a_dir = dir.join("a");
+    let listen = free_addr()?;
+    let engine = init_primary(&a_dir, "a", &listen, EngineOptions::default())?;
+    let per = 10_000.min(objects);
+    for start in (0..objects).step_by(per) {
+        engine.publish("bench", &hosts(start as u64..(start + per).min(objects) as u64, 1))?;
+    }
+    let bytes = std::fs::metadata(a_dir.join(mgha_core::store::STORE_FILE))?.len();
+    let keys =
+        (0..joiners).map(|_| issue_join_key(&engine, 600_000).map(|k| k.to_string())).collect::<Result<_, _>>()?;
+    Ok(BuiltStore { dir: dir.to_path_buf(), listen, head: engine.store().head()?, bytes, keys })
+}
+
+/// A full sync to a new member: how long it took, and each side's peak memory report.
+pub(super) struct Synced {
+    pub ms: f64,
+    follow: serde_json::Value,
+    serve: serde_json::Value,
+}
+
+/// Serves `store` from a process of its own, joins new member number `joiner` (with its key),
+/// and times the member's own process from its start to the Active's head. With `via`, the
+/// Active advertises that proxy's address, so the new member joins and follows through it.
+pub(super) fn sync_new_member(store: &BuiltStore, joiner: usize, via: Option<&FaultProxy>) -> anyhow::Result<Synced> {
+    let a_dir = store.dir.join("a");
+    let exe = own_exe()?;
+    let mut serve = Command::new(&exe);
+    serve.arg("--probe-serve").arg(&a_dir).arg("--probe-addr").arg(&store.listen);
+    if let Some(proxy) = via {
+        serve.arg("--probe-advertise").arg(proxy.addr().to_string());
+    }
+    let mut serve = serve.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().context("starting the serving side")?;
+    let mut serve_out = BufReader::new(serve.stdout.take().context("stdout")?);
+    let mut ready = String::new();
+    serve_out.read_line(&mut ready)?;
+    let b_dir = store.dir.join(format!("b{joiner}"));
+    let b_listen = free_addr()?;
+    let peer = via.map_or_else(|| store.listen.clone(), |p| p.addr().to_string());
+    let key = store.keys.get(joiner).context("no join key left")?;
+    let name = format!("b{joiner}");
+    runtime()?.block_on(join_secondary(&b_dir, &name, &peer, key, &b_listen, EngineOptions::default()))?;
+    let t = Instant::now();
+    let follow = Command::new(&exe)
+        .arg("--probe-follow")
+        .arg(&b_dir)
+        .arg("--probe-addr")
+        .arg(&b_listen)
+        .arg("--probe-until")
+        .arg(store.head.seq.to_string())
+        .output()
+        .context("running the following side")?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    drop(serve.stdin.take());
+    if !follow.status.success() {
+        let _ = serve.wait();
+        bail!("the following side failed: {}", String::from_utf8_lossy(&follow.stderr));
+    }
+    let follow: serde_json::Value = serde_json::from_slice(&follow.stdout)?;
+    let mut serve_json = String::new();
+    serve_out.read_to_string(&mut serve_json)?;
+    let _ = serve.wait();
+    let serve: serde_json::Value = serde_json::from_str(serve_json.trim())?;
+    Ok(Synced { ms, follow, serve })
 }
 
 /// This binary, to run the probes from. When the file was rebuilt while we run, Linux reports
@@ -558,11 +594,11 @@ fn peak_rss_kib() -> u64 {
 }
 
 /// Hidden probe: serve `dir` as the Active until standard input closes, then print peak memory.
-pub fn probe_serve(dir: &Path, addr: &str) -> anyhow::Result<()> {
+pub fn probe_serve(dir: &Path, addr: &str, advertise: Option<String>) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let engine = Arc::new(mgha_sync::open_engine(dir, EngineOptions::default())?);
-        let r = SyncRuntime::start(engine, TlsFiles::new(dir), sync_config(addr, None)).await?;
+        let r = SyncRuntime::start(engine, TlsFiles::new(dir), sync_config(addr, advertise)).await?;
         println!("ready");
         std::io::stdout().flush()?;
         tokio::task::spawn_blocking(|| {

@@ -14,6 +14,7 @@ mod plugins;
 mod probe;
 mod report;
 mod scenario;
+mod wan;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ pub struct BenchArgs {
     pub probe_follow: Option<PathBuf>,
     #[arg(long, hide = true)]
     pub probe_addr: Option<String>,
+    /// Internal: with --probe-serve, the address the Active gives its members (a proxy's).
+    #[arg(long, hide = true)]
+    pub probe_advertise: Option<String>,
     #[arg(long, hide = true)]
     pub probe_until: Option<u64>,
     /// Skip the cluster figures (replication, full sync, changeover, merge).
@@ -94,6 +98,9 @@ pub enum Scenario {
     /// Only the full sync of the cluster figures: a store of 1,000,000 objects built in
     /// revisions of 10,000, sent to a new member, each side in its own process.
     FullSync,
+    /// A Standby behind a 40 ms round trip (the fault proxy delaying each way): catch-up,
+    /// replication lag and full sync, each beside the loopback figure of the same run.
+    Wan,
     /// Automatic failover with real processes, in quorum and etcd mode: SIGKILL of the Active to
     /// the first publish on the other node, and acknowledged publishes lost. Minutes, so never
     /// part of `all`.
@@ -181,7 +188,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         return probe::child(dir);
     }
     if let Some(dir) = &args.probe_serve {
-        return cluster::probe_serve(dir, args.probe_addr.as_deref().unwrap_or("127.0.0.1:0"));
+        let addr = args.probe_addr.as_deref().unwrap_or("127.0.0.1:0");
+        return cluster::probe_serve(dir, addr, args.probe_advertise.clone());
     }
     if let Some(dir) = &args.probe_follow {
         return cluster::probe_follow(
@@ -200,7 +208,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             eprintln!("plugin figures skipped: no --plugins-dir (build the examples with scripts/build-plugins)");
             None
         }
-        (Scenario::Failover | Scenario::Api | Scenario::FullSync, _) => None,
+        (Scenario::Failover | Scenario::Api | Scenario::FullSync | Scenario::Wan, _) => None,
         (_, dir) => Some(plugins::examples_dir(dir.as_deref())?),
     };
     if args.scenario == Scenario::All {
@@ -213,13 +221,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut report = match args.scenario {
         Scenario::All => scenario::run(scratch.path(), scale, args.quick)?,
         Scenario::Api => scenario::disk_only(scratch.path(), scale, args.quick)?,
-        Scenario::Plugins | Scenario::Failover | Scenario::FullSync => scenario::empty(scratch.path(), args.quick),
+        Scenario::Plugins | Scenario::Failover | Scenario::FullSync | Scenario::Wan => {
+            scenario::empty(scratch.path(), args.quick)
+        }
     };
     if args.scenario == Scenario::FullSync {
         let cs = if args.quick { cluster::ClusterScale::quick() } else { cluster::ClusterScale::full() };
         let started = std::time::Instant::now();
         eprintln!("[cluster] full sync of {} objects", cs.full_sync_objects);
         cluster::full_sync(scratch.path(), cs, &mut report.rows)?;
+        report.elapsed_s += started.elapsed().as_secs_f64();
+    }
+    if args.scenario == Scenario::Wan {
+        let cs = if args.quick { cluster::ClusterScale::quick() } else { cluster::ClusterScale::full() };
+        let started = std::time::Instant::now();
+        wan::run(scratch.path(), cs, &mut report.rows)?;
         report.elapsed_s += started.elapsed().as_secs_f64();
     }
     if matches!(args.scenario, Scenario::All | Scenario::Api) {

@@ -92,6 +92,36 @@ fn quick_bench_json_has_every_row() {
     assert_scratch_removed(dir.path());
 }
 
+/// The rows of `--scenario wan`, by key and the start of their label.
+const WAN_ROWS: &[(&str, &str)] = &[
+    ("catch_up_ms", "catch-up of 100 one-object revisions (restart to head)"),
+    ("wan_catch_up_ms", "catch-up of 100 one-object revisions, 40 ms round trip"),
+    ("wan_lag_p50", "replication lag, 1 obj/rev, 40 ms round trip, p50"),
+    ("wan_lag_p99", "replication lag, 1 obj/rev, 40 ms round trip, p99"),
+    ("full_sync_ms", "full sync of 10000 objects (process start"),
+    ("wan_full_sync_ms", "full sync of 10000 objects, 40 ms round trip"),
+    ("wan_full_sync_over_loopback", "  full sync, round trip / loopback"),
+];
+
+#[test]
+fn quick_wan_scenario_has_every_row_with_its_goal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json: serde_json::Value =
+        serde_json::from_str(&bench(dir.path(), &["--scenario", "wan", "--json"])).expect("valid JSON");
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), WAN_ROWS.len(), "rows: {rows:?}");
+    for (key, label) in WAN_ROWS {
+        let row = rows.iter().find(|r| r["key"] == *key).unwrap_or_else(|| panic!("no row {key}"));
+        assert!(row["figure"].as_str().is_some_and(|f| f.starts_with(label)), "row {key}: {row}");
+        assert!(row["value"].as_f64().is_some_and(|v| v > 0.0), "row {key} has no value: {row}");
+    }
+    for key in ["catch_up_ms", "wan_catch_up_ms", "wan_lag_p50", "wan_full_sync_over_loopback"] {
+        let row = rows.iter().find(|r| r["key"] == key).expect("row");
+        assert!(!row["goal"].is_null(), "row {key} has no goal: {row}");
+    }
+    assert_scratch_removed(dir.path());
+}
+
 /// Without `--pg` the PostgreSQL column says so; with it, each compared row carries the figure
 /// from the file, and a file that is not the script's JSON is refused before measuring.
 #[test]

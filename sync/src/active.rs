@@ -10,15 +10,14 @@ use crate::EngineExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::conn::{spawn_reader, Ack, Inbox, PeerCmd, Reader, Watchdog, Watched};
 use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
 use super::runtime::{role_event, Ctx};
 use super::wire::{
-    encode_frame, write_frame, write_msg, Hello, Msg, WireError, WireRevision, SNAPSHOT_CHUNK_BYTES,
-    SNAPSHOT_CHUNK_OBJECTS,
+    encode_frame, write_msg, Hello, Msg, WireError, WireRevision, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
 };
 use super::{branch, changeover};
 use mgha_core::error::{ChangeoverError, Error, Result};
@@ -317,12 +316,16 @@ async fn send_revisions<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, link: &mut
                 .collect()
         }
     };
+    // The burst is written as a run and flushed once: its frames share blocks (one deflate
+    // flush, TLS record and write for up to 16 KiB of them, docs/protocol.md "Blocks"), where a
+    // flush after each cost the Active most of its CPU in a catch-up.
     for rev in revisions {
         let frame = encode_frame(&Msg::Revision(WireRevision::from_revision(&rev))).map_err(peer_err)?;
-        write_frame(wr, &frame).await.map_err(peer_err)?;
+        wr.write_all(&frame).await.map_err(|e| peer_err(e.into()))?;
         link.sent(rev.seq, frame.len());
         *next = rev.seq + 1;
     }
+    wr.flush().await.map_err(|e| peer_err(e.into()))?;
     Ok(())
 }
 

@@ -1,12 +1,13 @@
-//! A fault-injecting TCP proxy for tests: it forwards connections to a target and can delay
-//! bytes, drop every connection, cut connections after a number of bytes (mid-frame), and
+//! A fault-injecting TCP proxy for tests and the benchmark: it forwards connections to a target,
+//! counts the bytes it forwards, and can delay bytes (a long link: latency without a throughput
+//! cap), drop every connection, cut connections after a number of bytes (mid-frame), and
 //! partition (refuse and drop) until healed. Plain threads, so any test can use it.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 struct Faults {
@@ -21,6 +22,9 @@ struct Shared {
     faults: Mutex<Faults>,
     conns: Mutex<Vec<TcpStream>>,
     stop: AtomicBool,
+    /// Bytes delivered towards the target, and from it back to the clients.
+    bytes_to_target: AtomicU64,
+    bytes_from_target: AtomicU64,
 }
 
 /// A running proxy; stopped (and every connection closed) on drop.
@@ -49,9 +53,16 @@ impl FaultProxy {
         self.addr
     }
 
-    /// Delays every forwarded chunk by `ms`.
+    /// Delays every forwarded byte by `ms`, in each direction (a round trip gains twice `ms`).
+    /// Chunks in flight are not held back by one another: the link keeps its throughput, up to
+    /// 16 MiB in flight per direction.
     pub fn set_delay_ms(&self, ms: u64) {
         lock(&self.shared.faults).delay_ms = ms;
+    }
+
+    /// Bytes delivered so far towards the target (from every client), and from the target back.
+    pub fn bytes_forwarded(&self) -> (u64, u64) {
+        (self.shared.bytes_to_target.load(Ordering::Relaxed), self.shared.bytes_from_target.load(Ordering::Relaxed))
     }
 
     /// Cuts new connections after `bytes` bytes from the client, typically mid-frame.
@@ -107,9 +118,9 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
                 }
                 if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
                     let sh = shared.clone();
-                    std::thread::spawn(move || pump(client, server, cut, sh));
+                    std::thread::spawn(move || pump(client, server, cut, sh, true));
                     let sh = shared.clone();
-                    std::thread::spawn(move || pump(s2, c2, None, sh));
+                    std::thread::spawn(move || pump(s2, c2, None, sh, false));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
@@ -118,31 +129,81 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, cut_after: Option<usize>, shared: Arc<Shared>) {
-    let mut buf = [0u8; 16 * 1024];
+/// Bytes read per chunk, and chunks a direction holds in its delay line: at most
+/// `PUMP_CHUNK_BYTES * DELAY_LINE_CHUNKS_MAX` (16 MiB) in flight, the bandwidth-delay product of
+/// the emulated link (800 MB/s at 20 ms one way).
+const PUMP_CHUNK_BYTES: usize = 64 * 1024;
+const DELAY_LINE_CHUNKS_MAX: usize = 256;
+
+/// Forwards one direction. A reader stamps each chunk with the moment it is due (read time plus
+/// the delay) and a writer sends it then, so a delay adds latency without limiting throughput,
+/// as a long link does (sleeping before each write would allow one chunk per delay).
+fn pump(from: TcpStream, to: TcpStream, cut_after: Option<usize>, shared: Arc<Shared>, to_target: bool) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Instant, Vec<u8>)>(DELAY_LINE_CHUNKS_MAX);
+    let writer = match from.try_clone() {
+        Ok(from2) => {
+            let sh = shared.clone();
+            std::thread::spawn(move || deliver(rx, from2, to, sh, to_target))
+        }
+        Err(_) => {
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    read_into_line(from, tx, cut_after, &shared);
+    let _ = writer.join();
+}
+
+/// The reading half of [`pump`]: ends at the end of the stream, an error, the cut, or when the
+/// writer has gone.
+fn read_into_line(
+    mut from: TcpStream,
+    tx: std::sync::mpsc::SyncSender<(Instant, Vec<u8>)>,
+    cut_after: Option<usize>,
+    shared: &Shared,
+) {
+    let mut buf = vec![0u8; PUMP_CHUNK_BYTES];
     let mut total = 0usize;
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let delay = lock(&shared.faults).delay_ms;
-        if delay > 0 {
-            std::thread::sleep(Duration::from_millis(delay));
-        }
+        let due = Instant::now() + Duration::from_millis(lock(&shared.faults).delay_ms);
         let mut end = n;
-        if let Some(limit) = cut_after {
-            if total + n >= limit {
-                end = limit.saturating_sub(total);
-                let _ = to.write_all(&buf[..end]);
-                break;
-            }
+        let cut = cut_after.is_some_and(|limit| total + n >= limit);
+        if let Some(limit) = cut_after.filter(|_| cut) {
+            end = limit.saturating_sub(total);
         }
-        if to.write_all(&buf[..end]).is_err() || shared.stop.load(Ordering::SeqCst) {
+        if tx.send((due, buf[..end].to_vec())).is_err() || cut {
             break;
         }
         total += end;
     }
+}
+
+/// The writing half of [`pump`]: sends each chunk when it is due, then closes both sockets once
+/// the line is empty and the reader has ended (what was in flight still arrives, before the end).
+fn deliver(
+    rx: std::sync::mpsc::Receiver<(Instant, Vec<u8>)>,
+    from: TcpStream,
+    mut to: TcpStream,
+    shared: Arc<Shared>,
+    to_target: bool,
+) {
+    let counter = if to_target { &shared.bytes_to_target } else { &shared.bytes_from_target };
+    while let Ok((due, chunk)) = rx.recv() {
+        let wait = due.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        if shared.stop.load(Ordering::SeqCst) || to.write_all(&chunk).is_err() {
+            break;
+        }
+        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+    // Unblocks the reader too, if it still waits on its socket.
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }

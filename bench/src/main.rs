@@ -94,6 +94,10 @@ pub enum Scenario {
     /// Only the full sync of the cluster figures: a store of 1,000,000 objects built in
     /// revisions of 10,000, sent to a new member, each side in its own process.
     FullSync,
+    /// Only what the store's size and its publish path decide: the disk floor, the publish
+    /// figures, the large store built as in `all` with its size by table, its open and diff in a
+    /// fresh process, and gets by name over it.
+    Store,
     /// Automatic failover with real processes, in quorum and etcd mode: SIGKILL of the Active to
     /// the first publish on the other node, and acknowledged publishes lost. Minutes, so never
     /// part of `all`.
@@ -200,7 +204,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             eprintln!("plugin figures skipped: no --plugins-dir (build the examples with scripts/build-plugins)");
             None
         }
-        (Scenario::Failover | Scenario::Api | Scenario::FullSync, _) => None,
+        (Scenario::Failover | Scenario::Api | Scenario::FullSync | Scenario::Store, _) => None,
         (_, dir) => Some(plugins::examples_dir(dir.as_deref())?),
     };
     if args.scenario == Scenario::All {
@@ -213,6 +217,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut report = match args.scenario {
         Scenario::All => scenario::run(scratch.path(), scale, args.quick)?,
         Scenario::Api => scenario::disk_only(scratch.path(), scale, args.quick)?,
+        Scenario::Store => scenario::store(scratch.path(), scale, args.quick)?,
         Scenario::Plugins | Scenario::Failover | Scenario::FullSync => scenario::empty(scratch.path(), args.quick),
     };
     if args.scenario == Scenario::FullSync {

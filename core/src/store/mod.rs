@@ -16,6 +16,7 @@ pub mod record;
 mod replica;
 mod scrub;
 mod snapshot;
+mod space;
 pub mod tables;
 
 use redb::{Database, ReadableTable};
@@ -38,6 +39,7 @@ pub use fault::write_fault_kind;
 pub use inject::StorageFaults;
 pub use scrub::{ScrubBatch, ScrubCursor};
 pub use snapshot::{HistoryRecord, SnapshotBuilder, SnapshotInfo, SnapshotPart};
+pub use space::{SpaceReport, TableSpace};
 
 /// File name of the database inside a data directory.
 pub const STORE_FILE: &str = "mgha.redb";

@@ -318,6 +318,8 @@ impl Store {
             let mut undo = Vec::with_capacity(effective.len());
             let mut new_refs: Vec<(usize, String, Uid)> = Vec::new();
             let mut deleted: Vec<usize> = Vec::new();
+            // New versions, written in key order once all are known (below).
+            let mut writes: Vec<(Uid, Vec<u8>)> = Vec::new();
             // What the revision will weigh in a peer frame, in MessagePack values: the Standby
             // refuses a frame over its limit before decoding it, so the Active must not publish one.
             let mut wire_values = 0usize;
@@ -335,7 +337,7 @@ impl Store {
                     }
                     wire_values = wire_values.saturating_add(crate::msgpack_shape::values(&bytes));
                     let hash = Hash::of(&bytes);
-                    objects.insert(t.uid.as_bytes().as_slice(), seal_with(&bytes, &hash).as_slice())?;
+                    writes.push((t.uid, seal_with(&bytes, &hash)));
                     let key = name_key(&a.type_name, &a.name);
                     if let Some(old) = names.insert(key.as_str(), t.uid.as_bytes().as_slice())? {
                         let owner = Uid::from_slice(old.value())?;
@@ -373,6 +375,16 @@ impl Store {
                 });
                 undo.push(before_obj);
             }
+
+            // In key order: new uids made in one millisecond differ in random bits, and redb
+            // packs a leaf full only when keys arrive in ascending order (it splits a leaf in
+            // halves when a key lands inside it). So a large revision of new objects fills its
+            // pages instead of leaving a third of each empty.
+            writes.sort_unstable_by_key(|w| w.0);
+            for (uid, record) in &writes {
+                objects.insert(uid.as_bytes().as_slice(), record.as_slice())?;
+            }
+            drop(writes);
 
             if wire_values > REVISION_VALUES_MAX {
                 return Err(Error::TooMany {

@@ -5,7 +5,7 @@
 use redb::{ReadableTable, WriteTransaction};
 use std::collections::HashMap;
 
-use super::record::{seal, seal_with};
+use super::record::{seal_history, seal_with};
 use super::tables::*;
 use super::{encode, get_named, get_object, object_from_record, Store};
 use crate::changeset::ChangeInput;
@@ -455,9 +455,15 @@ impl Store {
                     max: REVISION_BYTES_MAX,
                 });
             }
-            txn.open_table(REVISIONS)?.insert(rev.seq, seal(&rev_bytes).as_slice())?;
-            txn.open_table(UNDO)?.insert(rev.seq, seal(&undo_bytes).as_slice())?;
+            txn.open_table(REVISIONS)?.insert(rev.seq, seal_history(&rev_bytes).as_slice())?;
+            txn.open_table(UNDO)?.insert(rev.seq, seal_history(&undo_bytes).as_slice())?;
             meta_table.insert(META_HEAD, encode(&rev.head()).as_slice())?;
+            // A format 2 store holds deflated records from this commit on: say so, so that a
+            // build that reads only format 2 refuses it rather than taking them for damage.
+            let current = FORMAT_VERSION.to_le_bytes();
+            if meta_table.get(META_FORMAT)?.is_none_or(|v| v.value() != current.as_slice()) {
+                meta_table.insert(META_FORMAT, current.as_slice())?;
+            }
             Ok(rev)
         })
     }

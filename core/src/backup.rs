@@ -274,6 +274,9 @@ pub fn restore_backup(
             meta.insert(META_FLOOR, encode(&summary.header.floor).as_slice())?;
         }
         store.commit_txn(txn)?;
+        // Built in bulk, the file grew by doublings: give back what they left free before the
+        // new node first opens it.
+        store.compact()?;
         Ok(summary)
     })();
     if result.is_err() {

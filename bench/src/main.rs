@@ -101,6 +101,10 @@ pub enum Scenario {
     /// A Standby behind a 40 ms round trip (the fault proxy delaying each way): catch-up,
     /// replication lag and full sync, each beside the loopback figure of the same run.
     Wan,
+    /// Only what the store's size and its publish path decide: the disk floor, the publish
+    /// figures, the large store built as in `all` with its size by table, its open and diff in a
+    /// fresh process, and gets by name over it.
+    Store,
     /// Automatic failover with real processes, in quorum and etcd mode: SIGKILL of the Active to
     /// the first publish on the other node, and acknowledged publishes lost. Minutes, so never
     /// part of `all`.
@@ -208,7 +212,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             eprintln!("plugin figures skipped: no --plugins-dir (build the examples with scripts/build-plugins)");
             None
         }
-        (Scenario::Failover | Scenario::Api | Scenario::FullSync | Scenario::Wan, _) => None,
+        (Scenario::Failover | Scenario::Api | Scenario::FullSync | Scenario::Wan | Scenario::Store, _) => None,
         (_, dir) => Some(plugins::examples_dir(dir.as_deref())?),
     };
     if args.scenario == Scenario::All {
@@ -221,6 +225,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut report = match args.scenario {
         Scenario::All => scenario::run(scratch.path(), scale, args.quick)?,
         Scenario::Api => scenario::disk_only(scratch.path(), scale, args.quick)?,
+        Scenario::Store => scenario::store(scratch.path(), scale, args.quick)?,
         Scenario::Plugins | Scenario::Failover | Scenario::FullSync | Scenario::Wan => {
             scenario::empty(scratch.path(), args.quick)
         }

@@ -57,6 +57,7 @@ pub fn run(scratch: &Path, scale: Scale, quick: bool) -> anyhow::Result<Report> 
     log(&format!("building the {}-object store", scale.large_objects));
     let large = build(&scratch.join("large"), scale.large_objects, scale, true)?;
     build_rows(&large, scale, &mut rows);
+    space_rows(&large.dir, &mut rows)?;
     let scattered_rate = large.scattered_rate;
 
     log("open, memory and diff, in a fresh process");
@@ -84,6 +85,84 @@ pub fn run(scratch: &Path, scale: Scale, quick: bool) -> anyhow::Result<Report> 
         rows,
         pg_source: None,
     })
+}
+
+/// The figures of `--scenario store`: publishes, the large store's build, size (by table), open,
+/// diff and gets by name; no small store, backup or cluster.
+pub fn store(scratch: &Path, scale: Scale, quick: bool) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let log = |what: &str| eprintln!("[{:>6.1} s] {what}", started.elapsed().as_secs_f64());
+    let mut report = empty(scratch, quick);
+    let rows = &mut report.rows;
+    log("disk: fsync floor");
+    let floor_p50 = disk_floor(scratch, scale, rows)?;
+    log("publish: latency and throughput");
+    publish(&scratch.join("publish"), scale, floor_p50, rows)?;
+    log(&format!("building the {}-object store", scale.large_objects));
+    let large = build(&scratch.join("large"), scale.large_objects, scale, true)?;
+    build_rows(&large, scale, rows);
+    space_rows(&large.dir, rows)?;
+    log("open and diff, in a fresh process");
+    let probe = probe::measure(&large.dir)?;
+    ensure!(probe.objects == large.objects as u64, "the probe saw {} objects", probe.objects);
+    let n = scale.large_objects;
+    let changes = scale.diff_changes.min(n);
+    rows.push(Row::new(
+        "diff.large",
+        format!("diff of {changes} changes, {n}-object store"),
+        probe.diff_ms,
+        Unit::Milliseconds,
+    ));
+    rows.push(Row::new("open.large", format!("open, {n}-object store"), probe.open_ms, Unit::Milliseconds));
+    log("gets by name");
+    let engine = mgha_sync::open_engine(&large.dir, EngineOptions::default())?;
+    read_rows(&engine, scale, large.scattered_rate, rows)?;
+    drop(engine);
+    log("done");
+    report.machine.finish();
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The large store's bytes by table (redb's statistics): entries, and what their keys and
+/// values, the B-tree's own bytes and the pages' unused tails take.
+fn space_rows(dir: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let engine = mgha_sync::open_engine(dir, EngineOptions::default())?;
+    let space = engine.store().space()?;
+    drop(engine);
+    for t in &space.tables {
+        let key = match t.table.as_str() {
+            "objects" => "store.table.objects",
+            "names" => "store.table.names",
+            "refs" => "store.table.refs",
+            "revisions" => "store.table.revisions",
+            "undo" => "store.table.undo",
+            _ => "store.table.meta",
+        };
+        let figure = format!(
+            "table {}: {} entries; keys and values {:.1}, B-tree {:.1}, unused {:.1} MiB",
+            t.table,
+            t.entries,
+            t.stored_bytes as f64 / MIB,
+            t.metadata_bytes as f64 / MIB,
+            t.fragmented_bytes as f64 / MIB
+        );
+        rows.push(Row::new(key, figure, t.total_bytes() as f64 / MIB, Unit::MiB));
+    }
+    let tables: u64 = space.tables.iter().map(|t| t.total_bytes()).sum();
+    rows.push(Row::new(
+        "store.other",
+        "pages of no table (redb's allocator and table directory) and free pages",
+        space.file_bytes.saturating_sub(tables) as f64 / MIB,
+        Unit::MiB,
+    ));
+    rows.push(Row::new(
+        "store.unallocated",
+        "of which free pages, not allocated",
+        space.file_bytes.saturating_sub(space.allocated_bytes) as f64 / MIB,
+        Unit::MiB,
+    ));
+    Ok(())
 }
 
 /// A report with the disk floor only, for `--scenario api`.

@@ -19,7 +19,7 @@ use crate::model::{Hash, Object, StateHash, Uid};
 use crate::node::NodeState;
 use crate::revision::{Head, Revision};
 use crate::store::history::verify_follows;
-use crate::store::record::seal;
+use crate::store::record::{seal, seal_history};
 use crate::store::tables::*;
 use crate::store::{decode, encode, Store, STORE_FILE};
 
@@ -141,8 +141,8 @@ fn write_snapshot(store: &Store, out: &mut dyn Write, progress: &mut dyn FnMut(P
         let (k, v) = entry?;
         let seq = k.value();
         let u = undo.get(seq)?.ok_or_else(|| Error::Corrupt(format!("undo record of revision {seq} is missing")))?;
-        let (revision, _) = crate::store::record::unseal(v.value(), || format!("revision {seq}"))?;
-        let (undo_bytes, _) = crate::store::record::unseal(u.value(), || format!("undo record of revision {seq}"))?;
+        let revision = crate::store::record::unseal_history(v.value(), || format!("revision {seq}"))?;
+        let undo_bytes = crate::store::record::unseal_history(u.value(), || format!("undo record of revision {seq}"))?;
         let size = revision.len() + undo_bytes.len();
         if !revs.is_empty() && revs_bytes + size > BACKUP_CHUNK_BYTES {
             w.frame(KIND_REVISIONS, &encode(&revs))?;
@@ -274,6 +274,9 @@ pub fn restore_backup(
             meta.insert(META_FLOOR, encode(&summary.header.floor).as_slice())?;
         }
         store.commit_txn(txn)?;
+        // Built in bulk, the file grew by doublings: give back what they left free before the
+        // new node first opens it.
+        store.compact()?;
         Ok(summary)
     })();
     if result.is_err() {
@@ -326,8 +329,8 @@ impl Sink for RestoreSink {
             let mut revisions = txn.open_table(REVISIONS)?;
             let mut undo = txn.open_table(UNDO)?;
             for e in entries {
-                revisions.insert(e.seq, seal(&e.revision).as_slice())?;
-                undo.insert(e.seq, seal(&e.undo).as_slice())?;
+                revisions.insert(e.seq, seal_history(&e.revision).as_slice())?;
+                undo.insert(e.seq, seal_history(&e.undo).as_slice())?;
             }
         }
         store.commit_txn(txn)?;

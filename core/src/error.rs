@@ -125,6 +125,14 @@ pub enum Error {
     Diverged(String),
     #[error("backup {}: {reason}", path.display())]
     Backup { path: PathBuf, reason: String },
+    /// A store file whose format version this build does not read: written by a newer mgha
+    /// (or not a store at all). Nothing was read from it or written to it.
+    #[error(
+        "{}: storage format {found}, this build reads formats {} to {reads}; open it with the mgha that wrote it or a newer one",
+        path.display(),
+        crate::store::tables::FORMAT_VERSION_OLDEST
+    )]
+    StoreFormat { path: PathBuf, found: u32, reads: u32 },
     #[error("revision {seq} is committed here but only {acked} of the {needed} required standbys applied it in time")]
     NotReplicated { seq: u64, acked: usize, needed: usize },
     #[error("peer: {0}")]
@@ -166,6 +174,10 @@ impl Error {
             Error::Changeover(e) => e.code(),
             Error::Member(e) => e.code(),
             Error::Corrupt(_) | Error::Diverged(_) | Error::Backup { .. } => ErrorCode::Corrupt,
+            // Not damage, but a file this build cannot serve either: the front ends refuse it as
+            // they refuse a damaged one (exit 9), and a caller that must tell the two apart
+            // matches the variant.
+            Error::StoreFormat { .. } => ErrorCode::Corrupt,
             // redb's own finding of a damaged page is damage too, not an I/O failure; so is a
             // read past the end of the file or of data that is not a database, which only a
             // damaged page or header can point redb at.

@@ -5,7 +5,7 @@
 use redb::{ReadableTable, WriteTransaction};
 use std::collections::{HashMap, HashSet};
 
-use super::record::{seal, seal_with};
+use super::record::{seal_history, seal_with};
 use super::tables::*;
 use super::{encode, get_named, get_object, object_from_record, Store};
 use crate::changeset::ChangeInput;
@@ -343,6 +343,8 @@ impl Store {
             let mut undo = Vec::with_capacity(effective.len());
             let mut new_refs: Vec<(usize, String, Uid)> = Vec::new();
             let mut deleted: Vec<usize> = Vec::new();
+            // New versions, written in key order once all are known (below).
+            let mut writes: Vec<(Uid, Vec<u8>)> = Vec::new();
             // What the revision will weigh in a peer frame, in MessagePack values: the Standby
             // refuses a frame over its limit before decoding it, so the Active must not publish one.
             let mut wire_values = 0usize;
@@ -360,7 +362,7 @@ impl Store {
                     }
                     wire_values = wire_values.saturating_add(crate::msgpack_shape::values(&bytes));
                     let hash = Hash::of(&bytes);
-                    objects.insert(t.uid.as_bytes().as_slice(), seal_with(&bytes, &hash).as_slice())?;
+                    writes.push((t.uid, seal_with(&bytes, &hash)));
                     let keeps_name =
                         before.as_ref().is_some_and(|(b, _)| b.type_name == a.type_name && b.name == a.name);
                     let key = name_key(&a.type_name, &a.name);
@@ -405,6 +407,16 @@ impl Store {
                 });
                 undo.push(before_obj);
             }
+
+            // In key order: new uids made in one millisecond differ in random bits, and redb
+            // packs a leaf full only when keys arrive in ascending order (it splits a leaf in
+            // halves when a key lands inside it). So a large revision of new objects fills its
+            // pages instead of leaving a third of each empty.
+            writes.sort_unstable_by_key(|w| w.0);
+            for (uid, record) in &writes {
+                objects.insert(uid.as_bytes().as_slice(), record.as_slice())?;
+            }
+            drop(writes);
 
             if wire_values > REVISION_VALUES_MAX {
                 return Err(Error::TooMany {
@@ -475,9 +487,15 @@ impl Store {
                     max: REVISION_BYTES_MAX,
                 });
             }
-            txn.open_table(REVISIONS)?.insert(rev.seq, seal(&rev_bytes).as_slice())?;
-            txn.open_table(UNDO)?.insert(rev.seq, seal(&undo_bytes).as_slice())?;
+            txn.open_table(REVISIONS)?.insert(rev.seq, seal_history(&rev_bytes).as_slice())?;
+            txn.open_table(UNDO)?.insert(rev.seq, seal_history(&undo_bytes).as_slice())?;
             meta_table.insert(META_HEAD, encode(&rev.head()).as_slice())?;
+            // A format 2 store holds deflated records from this commit on: say so, so that a
+            // build that reads only format 2 refuses it rather than taking them for damage.
+            let current = FORMAT_VERSION.to_le_bytes();
+            if meta_table.get(META_FORMAT)?.is_none_or(|v| v.value() != current.as_slice()) {
+                meta_table.insert(META_FORMAT, current.as_slice())?;
+            }
             Ok(rev)
         })
     }

@@ -16,6 +16,7 @@ pub mod record;
 mod replica;
 mod scrub;
 mod snapshot;
+mod space;
 pub mod tables;
 
 use redb::{Database, ReadableTable};
@@ -38,6 +39,7 @@ pub use fault::write_fault_kind;
 pub use inject::StorageFaults;
 pub use scrub::{ScrubBatch, ScrubCursor};
 pub use snapshot::{HistoryRecord, SnapshotBuilder, SnapshotInfo, SnapshotPart};
+pub use space::{SpaceReport, TableSpace};
 
 /// File name of the database inside a data directory.
 pub const STORE_FILE: &str = "mgha.redb";
@@ -130,11 +132,8 @@ impl Store {
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(u32::from_le_bytes)
             .ok_or_else(|| Error::Corrupt(format!("{}: no format version", path.display())))?;
-        if version != FORMAT_VERSION {
-            return Err(Error::Corrupt(format!(
-                "{}: storage format {version}, this build reads {FORMAT_VERSION}",
-                path.display()
-            )));
+        if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
+            return Err(Error::StoreFormat { path: path.to_path_buf(), found: version, reads: FORMAT_VERSION });
         }
         store.reload_plugins()?;
         Ok(store)
@@ -367,8 +366,8 @@ pub(crate) fn object_hash(uid: &Uid, record: &[u8]) -> Result<Hash> {
 /// The revision a sealed record of `REVISIONS` holds under `seq`, once verified.
 pub(crate) fn revision_from_record(seq: u64, record: &[u8]) -> Result<Revision> {
     let what = || format!("revision {seq}");
-    let (payload, _) = record::unseal(record, what)?;
-    let rev = Revision::decode(payload).map_err(|e| Error::Corrupt(format!("{}: {e}", what())))?;
+    let payload = record::unseal_history(record, what)?;
+    let rev = Revision::decode(&payload).map_err(|e| Error::Corrupt(format!("{}: {e}", what())))?;
     if rev.seq != seq {
         return Err(Error::Corrupt(format!("{}: the record holds revision {}", what(), rev.seq)));
     }
@@ -378,8 +377,8 @@ pub(crate) fn revision_from_record(seq: u64, record: &[u8]) -> Result<Revision> 
 /// The undo record of revision `seq` (the objects before it, one per change), once verified.
 pub(crate) fn undo_from_record(seq: u64, record: &[u8]) -> Result<Vec<Option<Object>>> {
     let what = || format!("undo record of revision {seq}");
-    let (payload, _) = record::unseal(record, what)?;
-    decode(payload, &what())
+    let payload = record::unseal_history(record, what)?;
+    decode(&payload, &what())
 }
 
 /// Looks a name up in any table handle of `NAMES`.
@@ -420,3 +419,6 @@ mod tests;
 
 #[cfg(test)]
 mod damage_tests;
+
+#[cfg(test)]
+mod format_tests;

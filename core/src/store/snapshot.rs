@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use super::history::verify_follows;
-use super::record::{self, seal, seal_with};
+use super::record::{self, seal_history, seal_with};
 use super::tables::*;
 use super::{decode, encode, Store};
 use crate::error::{Error, Result};
@@ -103,8 +103,8 @@ impl Store {
                 let u = undo
                     .get(seq)?
                     .ok_or_else(|| Error::Corrupt(format!("undo record of revision {seq} is missing")))?;
-                let (rev, _) = record::unseal(v.value(), || format!("revision {seq}"))?;
-                let (before, _) = record::unseal(u.value(), || format!("undo record of revision {seq}"))?;
+                let rev = record::unseal_history(v.value(), || format!("revision {seq}"))?;
+                let before = record::unseal_history(u.value(), || format!("undo record of revision {seq}"))?;
                 let size = rev.len() + before.len();
                 if !history.is_empty() && bytes + size > chunk_bytes {
                     chunk(SnapshotPart::History(std::mem::take(&mut history)))?;
@@ -222,8 +222,8 @@ impl SnapshotBuilder {
                 let before: Vec<Option<Object>> =
                     decode(&r.undo, &format!("snapshot undo record of revision {}", rev.seq))?;
                 verify_follows(&self.history_head, &rev, &before)?;
-                revisions.insert(rev.seq, seal(&r.revision).as_slice())?;
-                undo.insert(rev.seq, seal(&r.undo).as_slice())?;
+                revisions.insert(rev.seq, seal_history(&r.revision).as_slice())?;
+                undo.insert(rev.seq, seal_history(&r.undo).as_slice())?;
                 self.history_head = rev.head();
                 self.revisions += 1;
             }

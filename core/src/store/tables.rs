@@ -20,8 +20,13 @@ pub const META_FLOOR: &str = "floor";
 pub const META_NODE: &str = "node";
 pub const META_FORMAT: &str = "format";
 
-/// Version of the on-disk layout; bumped on any incompatible change (2: sealed records).
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the on-disk layout; bumped on any incompatible change (2: sealed records; 3:
+/// history records may be deflated, `record::seal_history`). A store is written at this version.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest version this build still reads. A format 2 store opens as it is, and its first
+/// commit records version 3, so that a build reading only version 2 refuses it instead of
+/// taking its first deflated record for damage.
+pub const FORMAT_VERSION_OLDEST: u32 = 2;
 
 pub fn name_key(type_name: &str, name: &str) -> String {
     let mut k = String::with_capacity(type_name.len() + name.len() + 1);

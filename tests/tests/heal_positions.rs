@@ -90,9 +90,33 @@ async fn a_standby_damaged_at_seeded_positions_refuses_to_open_or_heals_to_the_a
         let archived_before = engine.archived();
         // What the scrub would find, found at once.
         let _ = engine.check();
-        let runtime = SyncRuntime::start(engine.clone(), TlsFiles::new(dir.path()), test_sync_config(&listen, None))
-            .await
-            .expect("the standby runs");
+        let runtime = match SyncRuntime::start(
+            engine.clone(),
+            TlsFiles::new(dir.path()),
+            test_sync_config(&listen, None),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // The flip hit a cluster record the runtime reads as it starts (the members):
+                // it refuses to run, naming it, as `mgha run` would.
+                assert!(matches!(e.code(), ErrorCode::Corrupt), "{what}: {e}");
+                refused += 1;
+                eprintln!("{what}: refused to run: {e}");
+                let (dir, listen) = stop(Node { engine, runtime: None, listen, dir }).await;
+                std::fs::write(&path, &pristine).expect("put the intact copy back");
+                let engine = Arc::new(
+                    mgha_sync::open_engine(dir.path(), EngineOptions::default()).expect("the intact copy opens"),
+                );
+                let runtime =
+                    SyncRuntime::start(engine.clone(), TlsFiles::new(dir.path()), test_sync_config(&listen, None))
+                        .await
+                        .expect("the intact copy runs");
+                c.nodes.push(Node { engine, runtime: Some(runtime), listen, dir });
+                continue;
+            }
+        };
         c.nodes.push(Node { engine: engine.clone(), runtime: Some(runtime), listen, dir });
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let active = c.engine(0).store().head().expect("head");

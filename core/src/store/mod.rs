@@ -71,6 +71,23 @@ pub struct Store {
     faults_recorded: std::sync::atomic::AtomicU64,
 }
 
+impl Drop for Store {
+    /// Closing writes the storage engine's allocator state back, which reads it first: on a
+    /// damaged file that can panic like any other read (see [`Store::guard`]). The panic is
+    /// caught and logged here, so that closing a damaged store never unwinds into the caller
+    /// (or aborts a thread that is already unwinding).
+    fn drop(&mut self) {
+        let db = self.db.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(db))) {
+            tracing::error!(
+                store = %self.path.display(),
+                "closing the store: {} (the file is left as redb's recovery finds it at the next open)",
+                engine_panic(payload.as_ref())
+            );
+        }
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.path.display())

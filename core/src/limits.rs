@@ -103,6 +103,8 @@ pub const SNAPSHOT_LOAD_QUEUE_CHUNKS: usize = 2;
 /// to the empty index, later ones are merged into it in key order; larger batches would cost a
 /// receiver more memory than the 256 MiB it is allowed for a million objects.
 pub const SNAPSHOT_NAMES_SORT_BYTES: usize = 16 * 1024 * 1024;
+/// Full-sync frames encoded by the sender's reading thread and waiting for the socket.
+pub const SNAPSHOT_FRAMES_AHEAD: usize = 2;
 /// redb page cache; bounded so resident memory does not follow database size.
 pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Records the background scrub verifies per read snapshot; short snapshots keep old pages

@@ -567,6 +567,37 @@ mod tests {
     }
 
     #[test]
+    fn names_sorted_in_batches_merge_into_one_index_and_a_repeated_name_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("names.redb")).expect("db");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut names = txn.open_table(NAMES).expect("table");
+            let mut sorted = SortedNames::default();
+            // Two batches that interleave: the first is appended, the second merged into it.
+            for i in (0..100u32).rev() {
+                sorted.push(&format!("host\0h{:03}", 2 * i), [i as u8; 16]);
+            }
+            sorted.flush(&mut names).expect("first batch");
+            for i in 0..100u32 {
+                sorted.push(&format!("host\0h{:03}", 2 * i + 1), [i as u8; 16]);
+            }
+            sorted.flush(&mut names).expect("second batch");
+            let keys: Vec<String> =
+                names.iter().expect("iter").map(|e| e.expect("entry").0.value().to_string()).collect();
+            let want: Vec<String> = (0..200).map(|i| format!("host\0h{i:03}")).collect();
+            assert_eq!(keys, want);
+            sorted.push("host\0h007", [9; 16]);
+            let e = sorted.flush(&mut names).expect_err("a name already in the index");
+            assert!(matches!(&e, Error::Corrupt(m) if m.contains("two objects named")), "{e}");
+            sorted.push("host\0x", [1; 16]);
+            sorted.push("host\0x", [2; 16]);
+            let e = sorted.flush(&mut names).expect_err("a name twice in one batch");
+            assert!(matches!(&e, Error::Corrupt(m) if m.contains("two objects named")), "{e}");
+        }
+    }
+
+    #[test]
     fn an_abandoned_snapshot_leaves_a_file_without_a_head() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (info, parts) = sent(dir.path(), 10);

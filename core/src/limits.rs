@@ -94,6 +94,17 @@ const _: () = assert!(SNAPSHOT_CHUNK_BYTES + OBJECT_BYTES_MAX <= FRAME_BYTES_MAX
 /// record (the records cross as bytes).
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES <= REVISION_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_CHUNK_OBJECTS * 4 + 64 <= FRAME_VALUES_MAX);
+/// Full-sync chunks verified and waiting for the receiver's loader thread (`store/snapshot.rs`):
+/// with the chunk being verified and the one being inserted, what a receiver holds beyond its
+/// inbox and the store's cache.
+pub const SNAPSHOT_LOAD_QUEUE_CHUNKS: usize = 2;
+/// Bytes of name-index entries a full sync's receiver gathers and sorts before it inserts them
+/// (`store/snapshot.rs`): about 400,000 names of twenty-odd bytes. The first batch is appended
+/// to the empty index, later ones are merged into it in key order; larger batches would cost a
+/// receiver more memory than the 256 MiB it is allowed for a million objects.
+pub const SNAPSHOT_NAMES_SORT_BYTES: usize = 16 * 1024 * 1024;
+/// Full-sync frames encoded by the sender's reading thread and waiting for the socket.
+pub const SNAPSHOT_FRAMES_AHEAD: usize = 2;
 /// redb page cache; bounded so resident memory does not follow database size.
 pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Records the background scrub verifies per read snapshot; short snapshots keep old pages

@@ -21,6 +21,7 @@ use super::wire::{
 };
 use super::{branch, changeover};
 use mgha_core::error::{ChangeoverError, Error, Result};
+use mgha_core::limits::SNAPSHOT_FRAMES_AHEAD;
 use mgha_core::node::Role;
 use mgha_core::revision::{Head, Revision};
 use mgha_core::roles::{Action, Event};
@@ -329,14 +330,19 @@ async fn send_revisions<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, link: &mut
     Ok(())
 }
 
-/// Streams a consistent snapshot (objects, then the history above our floor) in bounded chunks; memory stays at a few chunks whatever the
-/// database size, because the reading thread waits for the socket.
+/// Streams a consistent snapshot (objects, then the history above our floor) in bounded chunks;
+/// memory stays at a few chunks whatever the database size, because the reading thread waits for
+/// the socket. The reading thread also encodes each chunk's frame, so that the next one is read
+/// and encoded while the one before is encrypted and on the wire.
 async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, link: &mut Link, archive: bool) -> Result<Head> {
-    let (tx, mut rx) = mpsc::channel::<Msg>(2);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(SNAPSHOT_FRAMES_AHEAD);
     let engine = ctx.engine.clone();
     let producer = tokio::task::spawn_blocking(move || {
         let store = engine.store();
-        let send = |m: Msg| tx.blocking_send(m).map_err(|_| Error::Peer("standby went away during full sync".into()));
+        let send = |m: Msg| {
+            let frame = encode_frame(&m).map_err(peer_err)?;
+            tx.blocking_send(frame).map_err(|_| Error::Peer("standby went away during full sync".into()))
+        };
         store.snapshot_chunks(
             SNAPSHOT_CHUNK_OBJECTS,
             SNAPSHOT_CHUNK_BYTES,
@@ -355,8 +361,8 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(ctx: &Ctx, wr: &mut W, link: &mut 
             },
         )
     });
-    while let Some(msg) = rx.recv().await {
-        write_msg(wr, &msg).await.map_err(peer_err)?;
+    while let Some(frame) = rx.recv().await {
+        write_frame(wr, &frame).await.map_err(peer_err)?;
     }
     let head = producer.await.map_err(|e| Error::Peer(e.to_string()))??;
     write_msg(wr, &Msg::SnapshotEnd).await.map_err(peer_err)?;

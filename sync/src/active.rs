@@ -17,7 +17,8 @@ use super::conn::{spawn_reader, Ack, Inbox, PeerCmd, Reader, Watchdog, Watched};
 use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
 use super::runtime::{role_event, Ctx};
 use super::wire::{
-    encode_frame, write_msg, Hello, Msg, WireError, WireRevision, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
+    encode_frame, write_frame, write_msg, Hello, Msg, WireError, WireRevision, SNAPSHOT_CHUNK_BYTES,
+    SNAPSHOT_CHUNK_OBJECTS,
 };
 use super::{branch, changeover};
 use mgha_core::error::{ChangeoverError, Error, Result};

@@ -26,6 +26,7 @@ separate.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import string
@@ -60,11 +61,34 @@ WITNESS = "witness"
 FAILOVER_AFTER_MS = 1000
 
 
-def free_ports(n: int) -> List[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1 (all bound at once, then released)."""
-    socks = []
+def _ephemeral_low() -> int:
     try:
-        for _ in range(n):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n: int) -> List[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (all bound at once, then released), below the
+    kernel's ephemeral range: a port ``bind(0)`` hands out is also the source port of the next
+    outgoing connection of any process, which could take it before the node listens on it."""
+    socks: List[socket.socket] = []
+    low, high = 10000, _ephemeral_low()
+    candidates = list(range(low, high)) if high - low >= 1000 else []
+    random.shuffle(candidates)
+    try:
+        for port in candidates:
+            if len(socks) == n:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
             socks.append(s)

@@ -49,9 +49,36 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// `n` distinct free loopback addresses (all held until all are chosen).
+/// `n` distinct free loopback addresses (all held until all are chosen), on ports below the
+/// kernel's ephemeral range: a port the kernel hands out (`bind(0)`) is also the source port of
+/// the next outgoing connection of any process, which can take it between this choice and the
+/// daemon's start, so a daemon would fail with "address in use".
 pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind")).collect();
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    const LOW: u16 = 10_000;
+    let span = u32::from(ephemeral_low.saturating_sub(LOW));
+    let mut held: Vec<TcpListener> = Vec::with_capacity(n);
+    if span >= 1_000 {
+        // A start that differs between processes and calls, so that concurrent tests seldom try
+        // the same ports; each one is bound (held) before it is chosen.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let mut next = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % span;
+        for _ in 0..span {
+            if held.len() == n {
+                break;
+            }
+            next = (next + 7_919) % span;
+            if let Ok(l) = TcpListener::bind((Ipv4Addr::LOCALHOST, LOW + next as u16)) {
+                held.push(l);
+            }
+        }
+    }
+    while held.len() < n {
+        held.push(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind"));
+    }
     held.iter().map(|l| l.local_addr().expect("addr")).collect()
 }
 

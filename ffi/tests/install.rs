@@ -14,22 +14,28 @@ use std::sync::OnceLock;
 use common::cc::{compiler, repo_root};
 use common::{profile_dir, SONAME};
 
-/// The prefix, installed once per test run from the library cargo built for it.
+/// The prefix, installed once per test run from the library cargo built for it. It lives in
+/// cargo's scratch dir for integration tests and is replaced by the next run: a temporary dir
+/// held in a static is never dropped, so each run left a few hundred MB in the system temp dir.
 fn prefix() -> &'static Path {
-    static PREFIX: OnceLock<tempfile::TempDir> = OnceLock::new();
-    PREFIX
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let profile = profile_dir();
-            let mut cmd = Command::new(repo_root().join("scripts/install-lib"));
-            cmd.env("CARGO_TARGET_DIR", profile.parent().expect("the target dir"));
-            if profile.file_name().is_some_and(|name| name == "debug") {
-                cmd.arg("--debug");
-            }
-            succeed(cmd.arg(dir.path()));
-            dir
-        })
-        .path()
+    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("install-prefix");
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("cannot remove the last run's {}: {e}", dir.display()),
+        }
+        std::fs::create_dir_all(&dir).expect("the prefix dir");
+        let profile = profile_dir();
+        let mut cmd = Command::new(repo_root().join("scripts/install-lib"));
+        cmd.env("CARGO_TARGET_DIR", profile.parent().expect("the target dir"));
+        if profile.file_name().is_some_and(|name| name == "debug") {
+            cmd.arg("--debug");
+        }
+        succeed(cmd.arg(&dir));
+        dir
+    })
 }
 
 /// Runs `cmd`, failing the test with its output unless it exits 0; returns its stdout.

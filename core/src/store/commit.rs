@@ -491,10 +491,10 @@ impl Store {
             txn.open_table(UNDO)?.insert(rev.seq, seal_history(&undo_bytes).as_slice())?;
             meta_table.insert(META_HEAD, encode(&rev.head()).as_slice())?;
             // A format 2 store holds deflated records from this commit on: say so, so that a
-            // build that reads only format 2 refuses it rather than taking them for damage.
-            let current = FORMAT_VERSION.to_le_bytes();
-            if meta_table.get(META_FORMAT)?.is_none_or(|v| v.value() != current.as_slice()) {
-                meta_table.insert(META_FORMAT, current.as_slice())?;
+            // build that reads only format 2 refuses it rather than taking them for damage. A
+            // store opened at this build's format is not read for it on every commit.
+            if !self.format_current.load(std::sync::atomic::Ordering::Relaxed) {
+                meta_table.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
             }
             Ok(rev)
         })

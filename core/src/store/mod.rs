@@ -69,6 +69,9 @@ pub struct Store {
     /// Write failures recorded so far (`fault.rs`), so that an operation records its own
     /// failure once (`guard`) without taking the fault lock on every operation.
     faults_recorded: std::sync::atomic::AtomicU64,
+    /// Whether the file records this build's [`FORMAT_VERSION`], as of its open: a format 2
+    /// store does not until a commit marks it (`commit.rs`), and only then need commits touch it.
+    format_current: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Store {
@@ -125,6 +128,7 @@ impl Store {
             txn.open_table(UNDO)?;
         }
         store.commit_txn(txn)?;
+        store.format_current.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(store)
     }
 
@@ -152,6 +156,7 @@ impl Store {
         if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
             return Err(Error::StoreFormat { path: path.to_path_buf(), found: version, reads: FORMAT_VERSION });
         }
+        store.format_current.store(version == FORMAT_VERSION, std::sync::atomic::Ordering::Relaxed);
         store.reload_plugins()?;
         Ok(store)
     }
@@ -169,6 +174,7 @@ impl Store {
             quarantine: Mutex::new(None),
             is_quarantined: Default::default(),
             faults_recorded: Default::default(),
+            format_current: Default::default(),
         }
     }
 

@@ -370,16 +370,19 @@ pub fn merge(scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 pub fn catch_up(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let n = scale.catch_up_revisions;
     let ms = runtime()?.block_on(catch_up_ms(&scratch.join("catchup"), n, None))?;
-    rows.push(
-        Row::new(
-            "catch_up_ms",
-            format!("catch-up of {n} one-object revisions (restart to head)"),
-            ms,
-            Unit::Milliseconds,
-        )
-        .goal(Goal::AtMost(CATCH_UP_MS_MAX * n as f64 / 10_000.0)),
-    );
+    rows.push(catch_up_row(n, ms));
     Ok(())
+}
+
+/// The goal of a catch-up of `n` one-object revisions, on loopback or over a delayed link.
+pub(super) fn catch_up_goal(n: usize) -> Goal {
+    Goal::AtMost(CATCH_UP_MS_MAX * n as f64 / 10_000.0)
+}
+
+/// The row of a catch-up of `n` one-object revisions that took `ms` on loopback.
+pub(super) fn catch_up_row(n: usize, ms: f64) -> Row {
+    Row::new("catch_up_ms", format!("catch-up of {n} one-object revisions (restart to head)"), ms, Unit::Milliseconds)
+        .goal(catch_up_goal(n))
 }
 
 /// The catch-up of `n` one-object revisions, in milliseconds: on loopback, or with `delay_ms`

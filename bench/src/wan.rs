@@ -14,8 +14,6 @@ use super::workload::percentile_ms;
 
 /// Added each way by the proxy: a 40 ms round trip, as between two sites of one region.
 pub const ONE_WAY_MS: u64 = 20;
-/// The catch-up goal for 10,000 one-object revisions, on loopback and over the delay.
-const CATCH_UP_MS_MAX: f64 = 1_000.0;
 /// The lag p50 goal: the one-way delay plus this.
 const LAG_OVER_DELAY_MS_MAX: f64 = 2.0;
 /// The full sync over the delay, as a multiple of the loopback one of the same run.
@@ -27,19 +25,10 @@ pub fn run(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::
     let log = |what: &str| eprintln!("[wan {:>6.1} s] {what}", started.elapsed().as_secs_f64());
     let rt = cluster::runtime()?;
     let n = scale.catch_up_revisions;
-    let catch_up_goal = Goal::AtMost(CATCH_UP_MS_MAX * n as f64 / 10_000.0);
     log(&format!("catch-up of {n} revisions, loopback then {ONE_WAY_MS} ms each way"));
     let loopback = rt.block_on(cluster::catch_up_ms(&scratch.join("wan-catchup-lo"), n, None))?;
     let delayed = rt.block_on(cluster::catch_up_ms(&scratch.join("wan-catchup"), n, Some(ONE_WAY_MS)))?;
-    rows.push(
-        Row::new(
-            "catch_up_ms",
-            format!("catch-up of {n} one-object revisions (restart to head)"),
-            loopback,
-            Unit::Milliseconds,
-        )
-        .goal(catch_up_goal),
-    );
+    rows.push(cluster::catch_up_row(n, loopback));
     rows.push(
         Row::new(
             "wan_catch_up_ms",
@@ -47,7 +36,7 @@ pub fn run(scratch: &Path, scale: ClusterScale, rows: &mut Vec<Row>) -> anyhow::
             delayed,
             Unit::Milliseconds,
         )
-        .goal(catch_up_goal),
+        .goal(cluster::catch_up_goal(n)),
     );
 
     log(&format!("replication lag of {} revisions over the delay", scale.wan_lag_revisions));

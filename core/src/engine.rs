@@ -267,6 +267,14 @@ impl Engine {
     /// Publishes a changeset as one revision. Only the Active publishes, and not over an object
     /// that an admin session holds locked (`Locked`, naming the session and its author).
     pub fn publish(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
+        refuse_managed(&changeset.changes)?;
+        self.publish_changes(author, changeset, None)
+    }
+
+    /// Publishes a changeset that may write the types only the node writes
+    /// ([`MANAGED_TYPES`](crate::model::schema::MANAGED_TYPES): the domain registry). For the
+    /// node library, never for an admin's changeset.
+    pub fn publish_managed(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
         self.publish_changes(author, changeset, None)
     }
 
@@ -551,6 +559,7 @@ impl Engine {
     pub fn publish_batch(&self, author: &str, changesets: &[ChangeSet]) -> Result<Vec<Revision>> {
         for c in changesets {
             c.check()?;
+            refuse_managed(&c.changes)?;
             validate_text("message", &c.message)?;
         }
         let mut revs = Vec::new();
@@ -627,6 +636,17 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// Refuses changes to a type only the node writes, naming it and what writes it.
+fn refuse_managed(changes: &[ChangeInput]) -> Result<()> {
+    match changes.iter().map(ChangeInput::type_name).find(|t| crate::model::schema::MANAGED_TYPES.contains(t)) {
+        Some(t) => Err(Error::InvalidArgument(format!(
+            "objects of type '{t}' are the cluster's domain registry: they change only through `mgha domain` (the \
+             domain API), not through a changeset"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -20,6 +20,9 @@ pub const AUTHOR_BYTES_MAX: usize = 256;
 /// Most connections open at once on a node's peer port (members, joiners, and whoever else
 /// connects): a cluster has a handful of members, each with one or two connections.
 pub const PEER_CONNECTIONS_MAX: usize = 256;
+/// Most domains in a cluster (the global one included): the registry, the replicas a server
+/// holds, and the domain sessions multiplexed over one peer connection are bounded by it.
+pub const DOMAINS_MAX: usize = 4096;
 /// Most source addresses whose join attempts are counted at once (`joins_per_minute` applies
 /// per source); when all are within their minute, a new source is refused until one ends.
 pub const JOIN_SOURCES_MAX: usize = 4096;

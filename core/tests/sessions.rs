@@ -104,3 +104,23 @@ fn abandoned_sessions_expire_and_release_their_place_and_locks() {
     e.session_publish(fresh, "after expiry").expect("publishes");
     assert_eq!(ip_of(&e, "web2"), "10.0.0.21");
 }
+
+#[test]
+fn the_domain_registry_is_written_only_through_the_managed_publish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = engine(dir.path(), "n", EngineOptions::default());
+    let fields =
+        serde_json::from_value(serde_json::json!({ "replicas": ["a", "b"], "generation": 1 })).expect("fields");
+    let put = ChangeInput::Put { type_name: "domain".into(), name: "emea".into(), uid: None, fields };
+    for err in [
+        e.publish("admin", &changeset(vec![put.clone()])).expect_err("a changeset cannot write the registry"),
+        e.publish_batch("admin", &[changeset(vec![put.clone()])]).expect_err("nor a batch"),
+        e.session_stage(e.session_open("admin").expect("open"), put.clone()).expect_err("nor a session"),
+    ] {
+        assert_eq!(err.code(), ErrorCode::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("'domain'"), "{err}");
+    }
+    assert!(e.store().list(Some("domain"), 10).expect("list").is_empty());
+    e.publish_managed("mgha-domains", &changeset(vec![put])).expect("the node writes it");
+    assert_eq!(e.store().list(Some("domain"), 10).expect("list").len(), 1);
+}

@@ -130,6 +130,19 @@ pub fn member_records(store: &Store) -> Result<Vec<Member>> {
     Ok(store.meta_get::<Vec<Member>>(META_MEMBERS)?.unwrap_or_default())
 }
 
+/// Sets the member list of a domain other than the first: exactly the servers that hold a
+/// replica of it, as the node library places them (no merge: the registry decides). Returns
+/// whether the list changed.
+pub fn set_domain_members(store: &Store, list: &[Member]) -> Result<bool> {
+    store.meta_update(META_MEMBERS, |held: &mut Vec<Member>| {
+        if held.as_slice() == list {
+            return Ok(false);
+        }
+        *held = list.to_vec();
+        Ok(true)
+    })
+}
+
 /// Whether `node_id` was a member and was removed: its certificate is refused from then on.
 pub fn is_removed(store: &Store, node_id: Uid) -> Result<bool> {
     Ok(member_records(store)?.iter().any(|m| m.node_id == node_id && m.removed))

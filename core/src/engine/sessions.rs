@@ -46,6 +46,7 @@ impl Engine {
     /// [`SESSION_BYTES_MAX`](crate::limits::SESSION_BYTES_MAX) of staged objects, is refused
     /// here (`TooLarge`), not at publish; what the session holds stays staged.
     pub fn session_stage(&self, id: u64, change: ChangeInput) -> Result<()> {
+        super::refuse_managed(std::slice::from_ref(&change))?;
         let type_name = change.type_name().to_string();
         let store = self.store();
         if store.schemas().get(&type_name).is_none() {

@@ -152,7 +152,12 @@ pub const BUILTIN_TYPES: &[&str] = &[
     "user-group",
     "administrator",
     "system-setting",
+    "domain",
 ];
+
+/// Built-in types that only the node writes: the domain registry of a cluster's first domain
+/// (`mgha domain create`). An admin changeset or session that touches one is refused.
+pub const MANAGED_TYPES: &[&str] = &["domain"];
 
 const NETWORK_OBJECTS: &[&str] = &["host", "network", "address-range", "group"];
 const SERVICES: &[&str] = &["service-tcp", "service-udp", "service-group"];
@@ -286,6 +291,13 @@ fn builtin_types() -> Vec<TypeSchema> {
             vec![],
         ),
         ty("system-setting", vec![required("value", Any)], vec![]),
+        // A domain of the cluster: the servers that hold a replica of it (the first where it
+        // was created Active), and how often they changed.
+        ty(
+            "domain",
+            vec![required("replicas", List { item: Box::new(String) }), f("generation", int(1, i64::MAX))],
+            vec![],
+        ),
     ]
 }
 

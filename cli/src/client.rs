@@ -55,6 +55,9 @@ pub struct Remote {
     /// Where the trusted roots of an `https` base came from, for the message of a failed
     /// handshake; `None` for the public web roots.
     roots_from: Option<String>,
+    /// The domain a `--domain` names (percent-encoded), other than the global one: its routes
+    /// are the same under `/v1/domains/{domain}/`.
+    scope: Option<String>,
 }
 
 /// The certificates an `https` client trusts: from a file, or the public web roots.
@@ -109,7 +112,7 @@ impl Backend {
     /// means one thing whether or not the daemon runs (docs/cli.md, "Reaching a node").
     pub fn connect(target: &TargetArgs) -> anyhow::Result<Backend> {
         match (&target.data_dir, target.offline) {
-            (Some(dir), true) => Local::open(dir).map(Backend::Local),
+            (Some(dir), true) => Local::open(dir, target.domain.as_deref()).map(Backend::Local),
             _ => Remote::reach(target, "this command").map(Backend::Remote),
         }
     }
@@ -397,8 +400,21 @@ impl Backend {
 impl Local {
     /// Opens the store of the stopped node in `dir`. While its daemon runs, the store is locked
     /// and the daemon is the way in.
-    fn open(dir: &Path) -> anyhow::Result<Local> {
-        let config = NodeConfig::load(dir)?;
+    fn open(data_dir: &Path, domain: Option<&str>) -> anyhow::Result<Local> {
+        let config = NodeConfig::load(data_dir)?;
+        // A domain's replica is a store of its own, under DIR/domains/NAME.
+        let domain_dir;
+        let dir = match domain.filter(|d| *d != mgha_node::domains::GLOBAL_DOMAIN) {
+            Some(name) => {
+                mgha_node::domains::check_name(name)?;
+                domain_dir = data_dir.join(mgha_node::domains::DOMAINS_DIR).join(name);
+                if !domain_dir.join(mgha_core::store::STORE_FILE).exists() {
+                    bail!("this server holds no replica of domain '{name}' ({} holds no store)", domain_dir.display());
+                }
+                domain_dir.as_path()
+            }
+            None => data_dir,
+        };
         // Without the daemon no standby is connected: publishes are refused up front when the
         // config wants them replicated (see `Local::check_replicable`), never left waiting.
         let options = EngineOptions { sync_standbys: 0, ..config.engine_options() };
@@ -487,7 +503,7 @@ fn read_token_file(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Percent-encodes a path segment or query value: names may hold any character.
-fn encode(s: &str) -> String {
+pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -503,6 +519,13 @@ impl Remote {
     /// token), or the `admin` address and token of the data directory. `what` is named when no
     /// daemon answers.
     fn reach(target: &TargetArgs, what: &str) -> anyhow::Result<Remote> {
+        let mut remote = Remote::reach_node(target, what)?;
+        remote.scope = target.domain.as_deref().filter(|d| *d != mgha_node::domains::GLOBAL_DOMAIN).map(encode);
+        Ok(remote)
+    }
+
+    /// The daemon of [`Remote::reach`], before any domain is chosen.
+    fn reach_node(target: &TargetArgs, what: &str) -> anyhow::Result<Remote> {
         let token_of = |dir: Option<&Path>| -> anyhow::Result<String> {
             match (&target.token_file, dir) {
                 (Some(file), _) => read_token_file(file),
@@ -594,7 +617,7 @@ impl Remote {
             .tls_config(tls)
             .build()
             .new_agent();
-        Remote { base, token, agent, roots_from }
+        Remote { base, token, agent, roots_from, scope: None }
     }
 
     /// Says what a transport failure of `url` means: for https, which certificates were trusted
@@ -618,6 +641,18 @@ impl Remote {
             }
         }
         anyhow::Error::new(e).context(message)
+    }
+
+    /// `path` in the domain `--domain` named: the cluster's own routes (domains, members, join
+    /// keys, promotion) stay as they are.
+    fn scoped(&self, path: &str) -> String {
+        const CLUSTER: &[&str] = &["/v1/domains", "/v1/rebalance", "/v1/members", "/v1/join-keys", "/v1/promote"];
+        match (&self.scope, path.strip_prefix("/v1/")) {
+            (Some(domain), Some(rest)) if !CLUSTER.iter().any(|c| path.starts_with(c)) => {
+                format!("/v1/domains/{domain}/{rest}")
+            }
+            _ => path.to_string(),
+        }
     }
 
     /// Asks the daemon for a changeover.
@@ -667,6 +702,8 @@ impl Remote {
         body: Option<(Vec<u8>, &str)>,
         timeout: Option<Duration>,
     ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let scoped = self.scoped(path);
+        let path = scoped.as_str();
         let url = format!("{}{path}", self.base);
         let mut req = ureq::http::Request::builder()
             .method(method)

@@ -66,6 +66,8 @@ enum Command {
     Promote(ReadArgs),
     /// Cluster members: list them, remove a lost or retired one (on the Active).
     Member(commands::member::MemberArgs),
+    /// The cluster's domains: create, list, delete, move a replica, rebalance the Actives.
+    Domain(commands::domain::DomainArgs),
     /// Write an online, consistent backup of the node to a file.
     Backup(BackupArgs),
     /// Check a backup file end to end and show what it holds.
@@ -174,6 +176,9 @@ pub struct TargetArgs {
     /// Work on the store of a stopped node (its data directory) instead of asking its daemon.
     #[arg(long, requires = "data_dir")]
     pub offline: bool,
+    /// The domain to work on (default: the cluster's first domain, `global`).
+    #[arg(long, value_name = "NAME", env = "MGHA_DOMAIN")]
+    pub domain: Option<String>,
 }
 
 impl TargetArgs {
@@ -444,6 +449,7 @@ fn main() -> ExitCode {
         Command::Collision(a) => commands::roles::collision(&a),
         Command::Promote(a) => commands::roles::promote(&a),
         Command::Member(a) => commands::member::member(&a),
+        Command::Domain(a) => commands::domain::domain(&a),
         Command::Backup(a) => commands::backup::backup(&a),
         Command::Verify(a) => commands::backup::verify(&a),
         Command::Restore(a) => commands::backup::restore(&a),

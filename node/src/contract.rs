@@ -3,13 +3,16 @@
 //! for field; the tests below pin that the JSON of each core type parses as its mirror, so the
 //! document cannot drift from what is on the wire. `roles` holds the bodies of changeover,
 //! promotion and collision branches, `archive` those of the archive of a data directory,
+//! `domains` those of a cluster's domains,
 //! `recovery` the next step a damaged node's status names.
 
 mod archive;
+mod domains;
 mod recovery;
 mod roles;
 
 pub use archive::*;
+pub use domains::*;
 pub use recovery::RecoveryBody;
 pub use roles::*;
 
@@ -105,6 +108,9 @@ pub struct StatusBody {
     /// engine without a node around it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<SettingsBody>,
+    /// The domain this status is of (`global`: the cluster's first domain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// The effective settings of a running node: its config file's keys after defaults, as the one
@@ -536,6 +542,7 @@ impl StatusBody {
             store_fault: s.store_fault.as_ref().map(StoreFaultBody::from),
             failover: s.failover.clone(),
             settings: None,
+            domain: None,
         }
     }
 

@@ -31,6 +31,10 @@ pub enum Error {
     /// The node was shut down; nothing more can be asked of it.
     #[error("the node was shut down")]
     Closed,
+    /// A domain operation was refused (an unknown domain, one not held here, a delete of one
+    /// that holds objects, replicas that cannot be placed).
+    #[error(transparent)]
+    Domain(#[from] crate::domains::DomainError),
 }
 
 impl Error {
@@ -42,6 +46,7 @@ impl Error {
             Error::Start { source, .. } => source.code(),
             Error::Unusable(_) => ErrorCode::Busy,
             Error::Closed => ErrorCode::InvalidArgument,
+            Error::Domain(e) => e.code(),
         }
     }
 }

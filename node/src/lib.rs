@@ -7,6 +7,8 @@
 //!   and node-level policy (join keys, the changeover slot);
 //! - [`arbiter`]: the arbiter of automatic failover, built from the config;
 //! - [`archive`]: the archived stores of a data directory, listed and browsed read-only;
+//! - [`domains`]: the domains of a cluster as one server holds them: the registry in the global
+//!   domain, and this server's replicas of the others, kept in line with it;
 //! - [`contract`]: the JSON documents (status, revisions, collisions, errors) that the admin API
 //!   and the C ABI return, typed once;
 //! - [`error`]: the node's typed errors and their stable codes;
@@ -19,6 +21,7 @@ pub mod arbiter;
 pub mod archive;
 pub mod config;
 pub mod contract;
+pub mod domains;
 pub mod error;
 pub mod node;
 pub mod refs;

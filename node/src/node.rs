@@ -16,7 +16,8 @@ use mgha_sync::SyncRuntime;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::config::{ConfigError, NodeConfig};
-use crate::contract::{JoinKeyBody, MemberRemovedBody, SettingsBody, StatusBody};
+use crate::contract::{JoinKeyBody, MemberRemovedBody, StatusBody};
+use crate::domains::Domains;
 use crate::error::{Error, Result};
 
 /// How long shutdown waits for the sync runtime's tasks, and then for the runtime's blocking
@@ -65,6 +66,10 @@ pub struct Node {
     changeover: Arc<Mutex<Option<String>>>,
     /// The process that made the node: after `fork()` the child has none of its threads.
     pid: u32,
+    /// This server's replicas of the cluster's domains other than the global one.
+    domains: Arc<Domains>,
+    /// Set once the task that keeps the replicas in line with the registry runs.
+    reconciler: OnceLock<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -135,7 +140,10 @@ impl Node {
             .into());
         }
         config.check_quorum_voter(&node.name)?;
+        let domains = Arc::new(Domains::new(engine.dir(), config.engine_options()));
         Ok(Node {
+            domains,
+            reconciler: OnceLock::new(),
             handle: runtime.handle().clone(),
             engine: RwLock::new(Some(Arc::new(engine))),
             config,
@@ -169,12 +177,14 @@ impl Node {
         }
         let Some(sync_config) = self.config.sync_config() else {
             tracing::info!(node = %node.name, role = %node.role, "no 'listen' in the config: running alone, without peers");
-            return Ok(());
+            drop(slot);
+            return self.start_domains().await;
         };
         let files = TlsFiles::new(engine.dir());
         if !files.node_cert().exists() {
             tracing::info!(node = %node.name, "no certificates (a node restored from a backup): running alone, without peers");
-            return Ok(());
+            drop(slot);
+            return self.start_domains().await;
         }
         let listen = sync_config.listen.clone();
         let runtime = SyncRuntime::start(engine.clone(), files, sync_config).await.map_err(|source| Error::Start {
@@ -209,7 +219,8 @@ impl Node {
             "peer synchronization running"
         );
         *slot = Some(runtime);
-        Ok(())
+        drop(slot);
+        self.start_domains().await
     }
 
     /// The engine, or an error once the node was shut down.
@@ -302,9 +313,7 @@ impl Node {
 
     /// The node's status: the JSON contract every front end returns.
     pub fn status(&self) -> Result<StatusBody> {
-        let mut status = StatusBody::of(self.engine()?.as_ref())?;
-        status.settings = Some(SettingsBody::from(&self.config));
-        Ok(status)
+        self.domain_status(crate::domains::GLOBAL_DOMAIN)
     }
 
     /// Issues a one-time join key valid for `ttl_ms` (at most [`JOIN_KEY_TTL_MS_MAX`]). Only the
@@ -351,6 +360,7 @@ impl Node {
             runtime.shutdown_timeout(timeout);
             tracing::info!("node stopped");
         }
+        self.domains.clear();
         self.engine.write().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
@@ -367,6 +377,9 @@ impl Drop for Node {
         self.shutdown();
     }
 }
+
+mod domains;
+pub use domains::{DOMAIN_BACKUPS_DIR, DOMAIN_REPLICAS_DEFAULT};
 
 /// Holds a node's changeover slot; frees it when dropped.
 struct ChangeoverSlot(Arc<Mutex<Option<String>>>);

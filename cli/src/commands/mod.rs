@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod domain;
 pub mod init;
 pub mod join;
 mod json_log;

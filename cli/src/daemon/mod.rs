@@ -14,6 +14,7 @@ pub mod backup;
 pub mod cluster;
 pub mod collisions;
 pub mod connections;
+pub mod domains;
 pub mod errors;
 pub mod events;
 pub mod health;

@@ -8,7 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{archive, backup, cluster, collisions, events, health, plugins, roles, routes, sessions};
+use super::{archive, backup, cluster, collisions, domains, events, health, plugins, roles, routes, sessions};
 use crate::api::ErrorBody;
 
 #[derive(OpenApi)]
@@ -18,7 +18,9 @@ use crate::api::ErrorBody;
         description = "Administration of one mgha node: status (also as a server-sent event stream), objects, revisions, diffs, reverts, \
             admin sessions, join keys, changeover and collision branches, plugins, backups, the archive of replaced stores and metrics. Every request needs `Authorization: Bearer <token>`, \
             the token being in the node's DIR/admin.token, except for the health probes \
-            (`/health`, `/active`, `/standby`). Errors are `{\"error\": {\"code\", \"message\"}}`."
+            (`/health`, `/active`, `/standby`). Every `/v1/…` route acts on the cluster's first domain, `global`; \
+            the same route under `/v1/domains/{domain}/…` (and `/v1/domains/{domain}/metrics`) acts on that domain's \
+            replica on this server. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
         routes::status,
@@ -41,6 +43,11 @@ use crate::api::ErrorBody;
         cluster::remove_member,
         roles::changeover,
         roles::promote,
+        domains::list,
+        domains::create,
+        domains::delete,
+        domains::move_replica,
+        domains::rebalance,
         collisions::list_collisions,
         collisions::diff_collision,
         collisions::resolve_collision,

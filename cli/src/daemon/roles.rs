@@ -52,8 +52,8 @@ pub async fn changeover(
     let me = state.run(|e| e.node()).await?.name;
     let started = Instant::now();
     let done = match target {
-        Some(to) => node.changeover(&to).await.map(|e| (to, e)),
-        None => node.force_changeover().await.map(|e| (me, e)),
+        Some(to) => node.changeover_in(&state.domain, &to).await.map(|e| (to, e)),
+        None => node.force_changeover_in(&state.domain).await.map(|e| (me, e)),
     };
     state.metrics.changeover(req.force, done.is_ok());
     let (active, epoch_now) = done?;

@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody};
 use super::metrics::Gauges;
 use super::server::AppState;
-use super::{archive, backup, cluster, collisions, events, health, openapi, plugins, roles, sessions};
+use super::{archive, backup, cluster, collisions, domains, events, health, openapi, plugins, roles, sessions};
 use crate::api::*;
 
 /// The header that names who publishes; without it the author is [`DEFAULT_AUTHOR`].
@@ -73,6 +73,11 @@ pub fn table() -> Vec<Route> {
         delete("/v1/members/{name}", cluster::remove_member),
         post("/v1/changeover", roles::changeover),
         post("/v1/promote", roles::promote),
+        get("/v1/domains", domains::list),
+        post("/v1/domains", domains::create),
+        delete("/v1/domains/{domain}", domains::delete),
+        post("/v1/domains/{domain}/move", domains::move_replica),
+        post("/v1/rebalance", domains::rebalance),
         get("/v1/collisions", collisions::list_collisions),
         get("/v1/collisions/{id}/diff", collisions::diff_collision),
         post("/v1/collisions/{id}/resolve", collisions::resolve_collision),

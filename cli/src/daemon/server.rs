@@ -41,6 +41,10 @@ pub struct AppState {
     pub events: Arc<events::Hub>,
     /// Turns true when the daemon stops, which ends the event streams.
     pub stopping: Arc<watch::Sender<bool>>,
+    /// The domain `engine` is of (`global`: the node's own).
+    pub domain: Arc<str>,
+    /// The routers of the other domains, `/v1/domains/{domain}/…`.
+    pub scoped: Arc<super::domains::Scoped>,
 }
 
 impl AppState {
@@ -58,7 +62,15 @@ impl AppState {
             metrics: Arc::default(),
             events: Arc::default(),
             stopping: Arc::new(watch::channel(false).0),
+            domain: mgha_node::domains::GLOBAL_DOMAIN.into(),
+            scoped: Arc::default(),
         }
+    }
+
+    /// The state of domain `name`, whose engine on this server is `engine`: the same node,
+    /// token, metrics and stop signal, its own event streams.
+    pub fn for_domain(&self, name: &str, engine: Arc<Engine>) -> AppState {
+        AppState { engine, domain: name.into(), events: Arc::default(), ..self.clone() }
     }
 
     /// Ends every event stream, open or opened later: the daemon is stopping.
@@ -91,7 +103,8 @@ impl AppState {
             // The node's own status, as libmgha gives it.
             Some(node) => {
                 let node = node.clone();
-                tokio::task::spawn_blocking(move || node.status())
+                let domain = self.domain.clone();
+                tokio::task::spawn_blocking(move || node.domain_status(&domain))
                     .await
                     .map_err(|e| ApiError::internal(format!("status task failed: {e}")))?
                     .map_err(ApiError::from)
@@ -131,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         }
     }
     let guarded = guarded
+        .route("/v1/domains/{domain}/{*rest}", axum::routing::any(super::domains::scoped))
         .fallback(no_route)
         // Inside the token check: only an authenticated client makes the daemon read a body.
         .layer(middleware::from_fn(super::connections::body_deadline))
@@ -142,6 +156,21 @@ pub fn router(state: AppState) -> Router {
         .merge(public)
         .merge(guarded)
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(mgha_core::limits::CHANGESET_BYTES_MAX))
+        .with_state(state)
+}
+
+/// The guarded routes alone (no status page, no probes, no request metrics), for the domains
+/// served under `/v1/domains/{domain}/…` once the outer router checked the token and counted
+/// the request.
+pub fn api_router(state: AppState) -> Router {
+    let mut guarded = Router::new();
+    for route in routes::table().into_iter().filter(|r| !r.public) {
+        guarded = guarded.route(route.path, route.handler);
+    }
+    guarded
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(mgha_core::limits::CHANGESET_BYTES_MAX))
         .with_state(state)
 }

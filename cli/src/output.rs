@@ -202,6 +202,12 @@ pub fn status(s: &StatusBody, via: &str) -> String {
     t.rows = vec![
         vec!["node".into(), format!("{} ({})", s.node.name, s.node.node_id)],
         vec!["cluster".into(), s.node.cluster_id.clone()],
+    ];
+    // The domain, when it is not the cluster's first (an older daemon names none).
+    if let Some(d) = s.domain.as_deref().filter(|d| *d != mgha_node::domains::GLOBAL_DOMAIN) {
+        t.rows.push(vec!["domain".into(), d.to_string()]);
+    }
+    t.rows.extend([
         vec!["designation".into(), s.node.designation.clone()],
         vec!["role".into(), s.node.role.clone()],
         vec!["epoch".into(), epoch(s.node.epoch)],
@@ -214,7 +220,7 @@ pub fn status(s: &StatusBody, via: &str) -> String {
         vec!["sessions".into(), s.sessions.to_string()],
         vec!["collisions".into(), open_collisions(s.collisions_open)],
         vec!["served by".into(), via.into()],
-    ];
+    ]);
     if let Some(d) = &s.damage {
         let what_now = recovery_next(s.recovery.as_ref());
         t.row(vec!["DAMAGED".into(), format!("{d}; {what_now}; `mgha check` lists it again (docs/storage.md)")]);

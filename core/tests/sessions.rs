@@ -123,4 +123,9 @@ fn the_domain_registry_is_written_only_through_the_managed_publish() {
     assert!(e.store().list(Some("domain"), 10).expect("list").is_empty());
     e.publish_managed("mgha-domains", &changeset(vec![put])).expect("the node writes it");
     assert_eq!(e.store().list(Some("domain"), 10).expect("list").len(), 1);
+    // A revert restores objects, never the registry: to before the domain existed, it keeps it.
+    e.publish("admin", &changeset(vec![host("web1", "10.0.0.1")])).expect("a host");
+    e.revert("admin", 0).expect("the host is reverted");
+    assert!(e.store().list(Some("host"), 10).expect("list").is_empty());
+    assert_eq!(e.store().list(Some("domain"), 10).expect("list").len(), 1);
 }

@@ -39,7 +39,7 @@ pub(crate) fn path_str(p: &Path) -> anyhow::Result<&str> {
 }
 
 /// `n` distinct free loopback addresses (all held until all are chosen).
-pub(super) fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
+pub(crate) fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
     let held = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
     Ok(held.iter().map(|l| l.local_addr()).collect::<std::io::Result<Vec<_>>>()?)
 }
@@ -94,7 +94,23 @@ impl Api {
         Ok(Api { name: name.into(), base: format!("http://{}", config.require_admin()?), token, agent })
     }
 
-    pub(super) fn get(&self, path: &str) -> anyhow::Result<Value> {
+    /// POSTs a JSON body; the JSON answer, or an error naming the status and body.
+    pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let mut resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .send_json(body)
+            .with_context(|| format!("POST {path} on {}", self.name))?;
+        let status = resp.status();
+        let answer: Value = resp.body_mut().with_config().limit(1 << 30).read_json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("POST {path} on {}: {status} {answer}", self.name);
+        }
+        Ok(answer)
+    }
+
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         let mut resp = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -174,7 +190,7 @@ impl Api {
 
 /// A data node: its directory, its API and, while it runs, its daemon.
 pub(crate) struct Node {
-    pub(super) name: String,
+    pub(crate) name: String,
     pub(super) dir: PathBuf,
     pub(super) exe: PathBuf,
     pub(crate) api: Api,
@@ -229,7 +245,7 @@ impl Node {
         self.started.filter(|_| self.daemon.is_some()).map_or(Duration::ZERO, |t| t.elapsed())
     }
 
-    pub(super) fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut d) = self.daemon.take() {
             let _ = d.kill();
         }
@@ -242,7 +258,7 @@ impl Node {
     }
 
     /// Changes the node's mgha.toml (the node must not run).
-    pub(super) fn configure(&self, change: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<()> {
+    pub(crate) fn configure(&self, change: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<()> {
         let mut config = NodeConfig::load(&self.dir)?;
         change(&mut config);
         std::fs::write(NodeConfig::path(&self.dir), config.to_toml()?)

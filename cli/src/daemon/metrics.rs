@@ -284,6 +284,28 @@ impl Metrics {
 }
 
 /// The per-peer series, one family at a time as the exposition format wants.
+/// One series per domain replica this server holds: its role, head and objects.
+pub fn render_domains(out: &mut String, list: &mgha_node::contract::DomainList) {
+    let held: Vec<_> = list.domains.iter().filter(|d| d.here).collect();
+    type Value = fn(&mgha_node::contract::DomainBody) -> f64;
+    let families: [(&str, &str, Value); 3] = [
+        ("mgha_domain_active", "1 while this server's replica of the domain is its Active.", |d| {
+            f64::from(u8::from(d.role.as_deref() == Some("active")))
+        }),
+        ("mgha_domain_head_revision", "The head revision of this server's replica of the domain.", |d| {
+            d.head_seq.unwrap_or(0) as f64
+        }),
+        ("mgha_domain_objects", "Objects in this server's replica of the domain.", |d| d.objects.unwrap_or(0) as f64),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for d in &held {
+            let _ = writeln!(out, "{name}{{domain=\"{}\"}} {}", escape(&d.name), value(d));
+        }
+    }
+}
+
 fn render_peers(out: &mut String, peers: &[PeerGauges]) -> std::fmt::Result {
     type Value = fn(&PeerGauges) -> f64;
     let families: [(&str, &str, &str, Value); 5] = [

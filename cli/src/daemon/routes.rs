@@ -300,6 +300,14 @@ pub async fn metrics(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     let s = state.status().await?;
-    let text = state.metrics.render(&Gauges::of(&s));
+    let mut text = state.metrics.render(&Gauges::of(&s));
+    // The server's own metrics (not a domain's, `/v1/domains/{domain}/metrics`) add a row per
+    // domain replica it holds.
+    if let (Some(node), true) = (state.node.clone(), &*state.domain == mgha_node::domains::GLOBAL_DOMAIN) {
+        let list = tokio::task::spawn_blocking(move || node.domains())
+            .await
+            .map_err(|e| ApiError::internal(format!("domain list task failed: {e}")))??;
+        super::metrics::render_domains(&mut text, &list);
+    }
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }

@@ -45,8 +45,14 @@ impl Store {
                 if to > head.seq {
                     return Err(Error::UnknownRevision(to));
                 }
+                // The domain registry is the node's to change: a revert of the global domain
+                // restores objects, never creates, deletes or moves a domain.
+                let managed = |o: &Option<Object>| {
+                    o.as_ref().is_some_and(|o| crate::model::schema::MANAGED_TYPES.contains(&o.type_name.as_str()))
+                };
                 self.span(&read, to, head.seq)?
                     .into_iter()
+                    .filter(|(_, before, now)| !managed(before) && !managed(now))
                     .map(|(uid, before, _)| Target { uid, after: before })
                     .collect()
             };

@@ -1,0 +1,219 @@
+//! Many domains per cluster with real `mgha` processes: three servers, domains on subsets of
+//! them, each its own database with its own Active; publishes in several at once; one
+//! connection per pair of servers whatever the number of domains; a planned changeover of one
+//! domain while another keeps publishing on another server; a replica moved to another server
+//! (a full sync of that domain only); per-domain backup and restore; deletion refused while a
+//! domain holds objects. Each test has its own temp dir and free ports, and guards that kill
+//! every process it started.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use support::*;
+
+const EXIT_INVALID: i32 = 3;
+const EXIT_NOT_FOUND: i32 = 5;
+const EXIT_CONFLICT: i32 = 6;
+const EXIT_READ_ONLY: i32 = 7;
+
+/// Three servers: a (Primary), b and c, started, the global domain synchronized.
+fn three(scratch: &Scratch) -> (Node, Node, Node) {
+    let mut a = scratch.init("a");
+    a.fast_timers();
+    a.start();
+    let mut b = scratch.join(&a, "b");
+    b.fast_timers();
+    b.start();
+    let mut c = scratch.join(&a, "c");
+    c.fast_timers();
+    c.start();
+    wait_peers_synchronized(&a, &["b", "c"]);
+    (a, b, c)
+}
+
+/// `mgha status --domain` of one server, over the API.
+fn status_in(node: &Node, domain: &str) -> Value {
+    ok_json(&["status", "-d", node.d(), "--domain", domain, "--json"])
+}
+
+/// Waits until every replica of `domain` has the head of its Active on `active`.
+fn wait_domain_converged(domain: &str, active: &Node, replicas: &[&Node]) {
+    wait_until(&format!("the replicas of {domain} to converge"), || {
+        let lead = status_in(active, domain);
+        lead["node"]["role"] == "active"
+            && replicas.iter().all(|r| {
+                let s = ok_json(&["status", "-d", r.d(), "--domain", domain, "--json"]);
+                s["head"] == lead["head"]
+            })
+    });
+}
+
+/// Publishes `n` hosts named `{prefix}-{i}` in `domain` through `node`, one revision.
+fn publish(scratch: &Scratch, node: &Node, domain: &str, prefix: &str, n: usize) {
+    let file = scratch.file(&format!("{prefix}.json"), &hosts(prefix, n));
+    ok(&["apply", "-d", node.d(), "--domain", domain, support::s(&file)]);
+}
+
+/// The host names in `domain` on `node`.
+fn host_names(node: &Node, domain: &str) -> BTreeSet<String> {
+    let list = ok_json(&["list", "-d", node.d(), "--domain", domain, "--type", "host", "--limit", "100000", "--json"]);
+    list.as_array().expect("a list").iter().map(|o| o["name"].as_str().expect("a name").to_string()).collect()
+}
+
+/// Established TCP connections between the daemons of `x` and `y` on their peer ports, counted
+/// once each from the side that dialed (its socket's remote port is the other's peer port).
+fn peer_connections(x: &Node, y: &Node) -> usize {
+    dialed(x, y) + dialed(y, x)
+}
+
+/// Sockets of `from`'s daemon connected to `to`'s peer port.
+fn dialed(from: &Node, to: &Node) -> usize {
+    let pid = from.daemon.as_ref().expect("running").child.id();
+    let port: u16 = to.listen().rsplit_once(':').expect("host:port").1.parse().expect("port");
+    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).expect("tcp table");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let remote_port =
+                f.get(2).and_then(|r| r.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            // State 01 is ESTABLISHED; field 9 is the socket's inode.
+            f.get(3) == Some(&"01") && remote_port == Some(port) && f.get(9).is_some_and(|i| inodes.contains(*i))
+        })
+        .count()
+}
+
+#[test]
+fn domains_live_on_subsets_with_their_own_actives_over_one_connection_per_pair() {
+    let scratch = Scratch::new();
+    let (a, b, c) = three(&scratch);
+
+    // Creating domains is a registry change: on the global domain's Active only.
+    fails(&["domain", "create", "-d", b.d(), "emea", "--on", "a,b"], EXIT_READ_ONLY);
+    ok(&["domain", "create", "-d", a.d(), "emea", "--on", "a,b"]);
+    ok(&["domain", "create", "-d", a.d(), "apac", "--on", "b,c"]);
+    let amer = ok_json(&["domain", "create", "-d", a.d(), "amer", "--replicas", "2", "--json"]);
+    assert_eq!(amer["replicas"].as_array().map(Vec::len), Some(2), "{amer}");
+    fails(&["domain", "create", "-d", a.d(), "emea", "--on", "c"], EXIT_CONFLICT);
+    fails(&["domain", "create", "-d", a.d(), "../x"], EXIT_INVALID);
+    fails(&["domain", "create", "-d", a.d(), "x", "--on", "a,nobody"], EXIT_INVALID);
+
+    // Each domain has its Active where it was created first, and its replicas follow.
+    wait_domain_converged("emea", &a, &[&b]);
+    wait_domain_converged("apac", &b, &[&c]);
+    assert_eq!(status_in(&a, "emea")["node"]["role"], "active");
+    assert_eq!(status_in(&b, "emea")["node"]["role"], "standby");
+    assert_eq!(status_in(&b, "apac")["node"]["role"], "active");
+    assert_eq!(status_in(&b, "emea")["domain"], "emea");
+    // c holds no replica of emea: it says where the replicas are.
+    let err = fails(&["list", "-d", c.d(), "--domain", "emea"], EXIT_NOT_FOUND);
+    assert!(err.contains("a, b"), "{err}");
+
+    // Publishes in two domains at once, on two servers, each only in its own database.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..5 {
+                publish(&scratch, &a, "emea", &format!("e{i}"), 20);
+            }
+        });
+        s.spawn(|| {
+            for i in 0..5 {
+                publish(&scratch, &b, "apac", &format!("p{i}"), 20);
+            }
+        });
+    });
+    wait_domain_converged("emea", &a, &[&b]);
+    wait_domain_converged("apac", &b, &[&c]);
+    assert_eq!(host_names(&b, "emea").len(), 100);
+    assert_eq!(host_names(&c, "apac").len(), 100);
+    assert!(host_names(&b, "emea").iter().all(|n| n.starts_with('e')));
+    assert!(host_names(&b, "apac").iter().all(|n| n.starts_with('p')));
+    assert!(host_names(&a, "global").is_empty(), "the global domain holds none of them");
+    // A Standby replica refuses a publish and names its domain's Active.
+    let file = scratch.file("late.json", &hosts("late", 1));
+    let err = fails(&["apply", "-d", b.d(), "--domain", "emea", support::s(&file)], EXIT_READ_ONLY);
+    assert!(err.contains("'a'"), "{err}");
+
+    // One connection per pair of servers carries every domain.
+    for (x, y) in [(&a, &b), (&b, &c), (&a, &c)] {
+        assert_eq!(peer_connections(x, y), 1, "{} <-> {}", x.name, y.name);
+    }
+
+    // A planned changeover of emea to b while apac keeps publishing on b.
+    std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            for i in 0..10 {
+                publish(&scratch, &b, "apac", &format!("q{i}"), 5);
+            }
+        });
+        let done = ok_json(&["changeover", "-d", a.d(), "--domain", "emea", "--to", "b", "--json"]);
+        assert_eq!(done["active"], "b", "{done}");
+        load.join().expect("apac kept publishing");
+    });
+    assert_eq!(status_in(&b, "emea")["node"]["role"], "active");
+    assert_eq!(status_in(&b, "apac")["node"]["role"], "active", "apac's Active did not move");
+    assert_eq!(status_in(&a, "global")["node"]["role"], "active", "nor did the global domain's");
+    publish(&scratch, &b, "emea", "after", 3);
+    wait_domain_converged("emea", &b, &[&a]);
+    assert_eq!(host_names(&a, "emea").len(), 103);
+
+    let list = ok_json(&["domain", "list", "-d", c.d(), "--json"]);
+    let names: Vec<&str> =
+        list["domains"].as_array().expect("domains").iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names[0], "global");
+    assert!(names.contains(&"emea") && names.contains(&"apac") && names.contains(&"amer"), "{list}");
+}
+
+#[test]
+fn a_replica_moves_backups_are_per_domain_and_deletion_keeps_the_data() {
+    let scratch = Scratch::new();
+    let (a, b, c) = three(&scratch);
+    ok(&["domain", "create", "-d", a.d(), "emea", "--on", "a,b"]);
+    ok(&["domain", "create", "-d", a.d(), "spare", "--on", "a"]);
+    wait_domain_converged("emea", &a, &[&b]);
+    publish(&scratch, &a, "emea", "h", 50);
+    wait_domain_converged("emea", &a, &[&b]);
+
+    // Move b's replica to c: c gets a full sync of emea only, b archives its store.
+    fails(&["domain", "move", "-d", a.d(), "emea", "--from", "a", "--to", "c"], EXIT_INVALID);
+    let moved = ok_json(&["domain", "move", "-d", a.d(), "emea", "--from", "b", "--to", "c", "--json"]);
+    assert_eq!(moved["replicas"], serde_json::json!(["a", "c"]), "{moved}");
+    wait_until("c to hold emea", || mgha(&["status", "-d", c.d(), "--domain", "emea", "--json"]).status.success());
+    wait_domain_converged("emea", &a, &[&c]);
+    assert_eq!(host_names(&c, "emea").len(), 50);
+    wait_until("b to let go of emea", || {
+        mgha(&["status", "-d", b.d(), "--domain", "emea"]).status.code() == Some(EXIT_NOT_FOUND)
+    });
+    assert!(b.dir.join("archive/domains").read_dir().expect("archive").next().is_some(), "b kept its store");
+
+    // A backup of one domain holds that domain only, and restores into a node of its own.
+    let file = scratch.path("emea.mghabak");
+    ok(&["backup", "-d", c.d(), "--domain", "emea", "-o", support::s(&file)]);
+    let verified = ok_json(&["verify", support::s(&file), "--json"]);
+    assert_eq!(verified["header"]["objects"], 50, "{verified}");
+    let restored = scratch.path("restored");
+    ok(&["restore", "--in", support::s(&file), "-d", support::s(&restored)]);
+    let objects = ok_json(&["list", "-d", support::s(&restored), "--offline", "--type", "host", "--json"]);
+    assert_eq!(objects.as_array().map(Vec::len), Some(50));
+
+    // Deleting a domain that holds objects needs --force, which writes a backup first; every
+    // replica keeps its store in the archive.
+    fails(&["domain", "delete", "-d", a.d(), "emea"], EXIT_CONFLICT);
+    fails(&["domain", "delete", "-d", a.d(), "global", "--force"], EXIT_INVALID);
+    ok(&["domain", "delete", "-d", a.d(), "spare"]);
+    let deleted = ok_json(&["domain", "delete", "-d", a.d(), "emea", "--force", "--json"]);
+    let backup = deleted["backup"].as_str().expect("a backup was written");
+    assert_eq!(ok_json(&["verify", backup, "--json"])["header"]["objects"], 50);
+    wait_until("c to let go of emea", || {
+        mgha(&["status", "-d", c.d(), "--domain", "emea"]).status.code() == Some(EXIT_NOT_FOUND)
+    });
+    let list = ok_json(&["domain", "list", "-d", b.d(), "--json"]);
+    assert_eq!(list["domains"].as_array().map(Vec::len), Some(1), "only the global domain is left: {list}");
+}

@@ -58,7 +58,12 @@ fn publish(scratch: &Scratch, node: &Node, domain: &str, prefix: &str, n: usize)
 /// The host names in `domain` on `node`.
 fn host_names(node: &Node, domain: &str) -> BTreeSet<String> {
     let list = ok_json(&["list", "-d", node.d(), "--domain", domain, "--type", "host", "--limit", "100000", "--json"]);
-    list.as_array().expect("a list").iter().map(|o| o["name"].as_str().expect("a name").to_string()).collect()
+    list["objects"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|o| o["name"].as_str().expect("a name").to_string())
+        .collect()
 }
 
 /// Established TCP connections between the daemons of `x` and `y` on their peer ports, counted
@@ -201,7 +206,7 @@ fn a_replica_moves_backups_are_per_domain_and_deletion_keeps_the_data() {
     let restored = scratch.path("restored");
     ok(&["restore", "--in", support::s(&file), "-d", support::s(&restored)]);
     let objects = ok_json(&["list", "-d", support::s(&restored), "--offline", "--type", "host", "--json"]);
-    assert_eq!(objects.as_array().map(Vec::len), Some(50));
+    assert_eq!(objects["objects"].as_array().map(Vec::len), Some(50));
 
     // Deleting a domain that holds objects needs --force, which writes a backup first; every
     // replica keeps its store in the archive.
@@ -216,4 +221,66 @@ fn a_replica_moves_backups_are_per_domain_and_deletion_keeps_the_data() {
     });
     let list = ok_json(&["domain", "list", "-d", b.d(), "--json"]);
     assert_eq!(list["domains"].as_array().map(Vec::len), Some(1), "only the global domain is left: {list}");
+}
+
+#[test]
+fn domains_reference_global_objects_which_cannot_go_while_used() {
+    let scratch = Scratch::new();
+    let mut a = scratch.init("a");
+    a.fast_timers();
+    a.start();
+    ok(&["domain", "create", "-d", a.d(), "emea", "--on", "a"]);
+    ok(&["domain", "create", "-d", a.d(), "apac", "--on", "a"]);
+    // Global objects: a host and a service every domain may use.
+    let global = scratch.file(
+        "global.json",
+        r#"{"message": "global objects", "changes": [
+            {"op": "put", "type": "host", "name": "g-dns", "fields": {"ipv4-address": "10.0.0.53"}},
+            {"op": "put", "type": "service-udp", "name": "g-dns-udp", "fields": {"port": "53"}}]}"#,
+    );
+    ok(&["apply", "-d", a.d(), support::s(&global)]);
+    let dns = ok_json(&["get", "-d", a.d(), "host", "g-dns", "--json"]);
+    let dns_uid = dns["uid"].as_str().expect("uid").to_string();
+
+    // emea names it, apac gives its uid; a local object of the same name would come first.
+    let emea = scratch.file(
+        "emea.json",
+        r#"{"changes": [{"op": "put", "type": "group", "name": "resolvers", "fields": {"members": ["g-dns"]}}]}"#,
+    );
+    ok(&["apply", "-d", a.d(), "--domain", "emea", support::s(&emea)]);
+    let apac = scratch.file(
+        "apac.json",
+        &format!(
+            r#"{{"changes": [{{"op": "put", "type": "access-layer", "name": "l"}},
+                {{"op": "put", "type": "access-rule", "name": "dns", "fields": {{"layer": "l", "position": 1,
+                  "destination": ["{dns_uid}"], "service": ["g-dns-udp"], "action": "accept"}}}}]}}"#
+        ),
+    );
+    ok(&["apply", "-d", a.d(), "--domain", "apac", support::s(&apac)]);
+    let group = ok_json(&["get", "-d", a.d(), "--domain", "emea", "group", "resolvers", "--json"]);
+    assert_eq!(group["fields"]["members"], serde_json::json!([dns_uid]), "stored as the global object's uid");
+    // The global objects stay in the global domain.
+    assert!(host_names(&a, "emea").is_empty());
+
+    // A reference to nothing, here or global, is refused as before.
+    let bad = scratch.file(
+        "bad.json",
+        r#"{"changes": [{"op": "put", "type": "group", "name": "bad", "fields": {"members": ["nowhere"]}}]}"#,
+    );
+    fails(&["apply", "-d", a.d(), "--domain", "emea", support::s(&bad)], 4);
+
+    // Deleting a global object a domain uses is refused, naming the domains.
+    let delete = scratch.file("del.json", r#"{"changes": [{"op": "delete", "type": "host", "name": "g-dns"}]}"#);
+    let err = fails(&["apply", "-d", a.d(), support::s(&delete)], 4);
+    assert!(err.contains("domain 'emea'") && err.contains("group 'resolvers'"), "{err}");
+    let delete_svc =
+        scratch.file("del-svc.json", r#"{"changes": [{"op": "delete", "type": "service-udp", "name": "g-dns-udp"}]}"#);
+    let err = fails(&["apply", "-d", a.d(), support::s(&delete_svc)], 4);
+    assert!(err.contains("domain 'apac'"), "{err}");
+    // Once no domain uses it, it goes.
+    let drop_group =
+        scratch.file("drop.json", r#"{"changes": [{"op": "delete", "type": "group", "name": "resolvers"}]}"#);
+    ok(&["apply", "-d", a.d(), "--domain", "emea", support::s(&drop_group)]);
+    let err = fails(&["apply", "-d", a.d(), support::s(&delete)], 4);
+    assert!(err.contains("domain 'apac'") && !err.contains("emea"), "apac still uses it: {err}");
 }

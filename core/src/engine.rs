@@ -586,6 +586,8 @@ impl Engine {
         std::fs::rename(snapshot, &live)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         let store = Store::open_with(&live, self.options.storage_faults.clone())?;
+        let (globals, users) = guard.globals();
+        store.set_globals(globals, users);
         let head = store.head()?;
         *guard = Arc::new(store);
         drop(guard);

@@ -270,7 +270,8 @@ impl Domains {
     /// Brings this server's replicas in line with the registry of `global`: opens or creates
     /// the replicas placed here, sets every held domain's member list to its replicas, and
     /// archives the replicas of domains that left this server.
-    pub fn reconcile(&self, global: &Engine) -> Result<Changes> {
+    pub fn reconcile(&self, global: &Arc<Engine>) -> Result<Changes> {
+        let global_weak = Arc::downgrade(global);
         let _one = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
         let me = global.node()?;
         let registry = registry(global)?;
@@ -307,6 +308,12 @@ impl Domains {
                     }
                 },
             };
+            // Its references may name the global domain's objects (set again each time: the
+            // engine carries it over when a full sync replaces the store).
+            if replica.engine.store().globals().0.is_none() {
+                let view: Arc<dyn mgha_core::store::Globals> = Arc::new(GlobalView(global_weak.clone()));
+                replica.engine.store().set_globals(Some(view), None);
+            }
             let list: Vec<_> = members.iter().filter(|m| entry.replicas.contains(&m.name)).cloned().collect();
             if mgha_sync::membership::set_domain_members(&replica.engine.store(), &list)? {
                 changes.members_changed.push(replica.id);
@@ -490,4 +497,70 @@ pub fn rebalance_plan(servers: &[Member], healthy: &[String], domains: &[Placed]
         }
     }
     moves
+}
+
+/// The global domain as the other domains' references see it: read-only, through this
+/// server's replica of it.
+pub struct GlobalView(pub std::sync::Weak<Engine>);
+
+impl mgha_core::store::Globals for GlobalView {
+    fn object(&self, uid: &Uid) -> mgha_core::Result<Option<mgha_core::Object>> {
+        match self.0.upgrade() {
+            Some(global) => global.store().get_by_uid(uid),
+            None => Ok(None),
+        }
+    }
+
+    fn named(&self, type_name: &str, name: &str) -> mgha_core::Result<Option<Uid>> {
+        match self.0.upgrade() {
+            Some(global) => global.store().uid_of(type_name, name),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Most referrers named per domain when a global object cannot go.
+const REFERRERS_NAMED: usize = 3;
+
+/// The domains that reference the global domain's objects, asked before one goes: every domain
+/// of the registry, through this server's replica of it.
+pub struct DomainUsers {
+    pub global: std::sync::Weak<Engine>,
+    pub domains: std::sync::Weak<Domains>,
+}
+
+impl mgha_core::store::Users for DomainUsers {
+    fn users(&self, uids: &[Uid]) -> mgha_core::Result<Vec<(Uid, String)>> {
+        let (Some(global), Some(domains)) = (self.global.upgrade(), self.domains.upgrade()) else {
+            return Ok(Vec::new());
+        };
+        let registry = registry(&global).map_err(|e| mgha_core::Error::Peer(e.to_string()))?;
+        let mut used = Vec::new();
+        let mut unasked = Vec::new();
+        for entry in &registry {
+            let Some(replica) = domains.get(&entry.name).filter(|r| r.id == entry.id) else {
+                unasked.push(entry);
+                continue;
+            };
+            let store = replica.engine.store();
+            for uid in uids {
+                let by = store.referrers(uid, REFERRERS_NAMED)?;
+                if !by.is_empty() {
+                    used.push((*uid, format!("domain '{}' ({})", entry.name, by.join(", "))));
+                }
+            }
+        }
+        if used.is_empty() {
+            if let Some(entry) = unasked.first() {
+                return Err(mgha_core::Error::Peer(format!(
+                    "domain '{}' has no replica on this server (its replicas are on {}), so whether it uses the \
+                     objects deleted cannot be checked here; delete them while this server holds a replica of every \
+                     domain that might",
+                    entry.name,
+                    entry.replicas.join(", ")
+                )));
+            }
+        }
+        Ok(used)
+    }
 }

@@ -170,5 +170,12 @@ async fn route_scoped(state: AppState, domain: String, req: Request) -> Result<R
             }
         }
     };
-    Ok(router.oneshot(Request::from_parts(parts, body)).await.unwrap_or_else(|e| match e {}))
+    // A request of its own: the outer route's path parameters (in its extensions) must not
+    // reach the domain's handlers, which read their own.
+    let mut inner = Request::new(body);
+    *inner.method_mut() = parts.method;
+    *inner.uri_mut() = parts.uri;
+    *inner.version_mut() = parts.version;
+    *inner.headers_mut() = parts.headers;
+    Ok(router.oneshot(inner).await.unwrap_or_else(|e| match e {}))
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::record::{seal_history, seal_with};
 use super::tables::*;
-use super::{encode, get_named, get_object, object_from_record, Store};
+use super::{encode, get_named, get_object, object_from_record, Origin, Store};
 use crate::changeset::ChangeInput;
 use crate::error::{Error, Result};
 use crate::limits::{CHANGE_WIRE_VALUES, OBJECT_BYTES_MAX, REVISION_BYTES_MAX, REVISION_VALUES_MAX};
@@ -233,11 +233,18 @@ impl Store {
         types: &[String],
         reference: &str,
     ) -> std::result::Result<Result<Uid>, Option<String>> {
+        let globals = self.globals().0;
         if let Some(uid) = Uid::parse(reference) {
             return match current(overlay, &uid) {
                 Ok(Some(o)) if types.contains(&o.type_name) => Ok(Ok(uid)),
                 // Deleted by this changeset: the commit's integrity check names who still uses it.
                 Ok(None) if matches!(overlay.get(&uid), Some(None)) => Ok(Ok(uid)),
+                // Not here: an object of the global database, read-only.
+                Ok(None) => match globals.map(|g| g.object(&uid)) {
+                    Some(Ok(Some(o))) if types.contains(&o.type_name) => Ok(Ok(uid)),
+                    Some(Err(e)) => Ok(Err(e)),
+                    _ => Err(None),
+                },
                 Ok(_) => Err(None),
                 Err(e) => Ok(Err(e)),
             };
@@ -248,6 +255,19 @@ impl Store {
                 Ok(Some(uid)) => found.push((t, uid)),
                 Ok(None) => {}
                 Err(e) => return Ok(Err(e)),
+            }
+        }
+        // A name this database does not hold may name a global object; this database's own
+        // objects come first.
+        if found.is_empty() {
+            if let Some(g) = &globals {
+                for t in types {
+                    match g.named(t, reference) {
+                        Ok(Some(uid)) => found.push((t, uid)),
+                        Ok(None) => {}
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
             }
         }
         match found.as_slice() {
@@ -263,6 +283,20 @@ impl Store {
         txn: &WriteTransaction,
         meta: &CommitMeta,
         targets: Vec<Target>,
+    ) -> Result<Revision> {
+        self.commit_targets_from(txn, meta, targets, Origin::Local)
+    }
+
+    /// [`Store::commit_targets`] of versions from `origin`: a replicated revision's references
+    /// to global objects were checked by the Active (this node's copy of the global database
+    /// may not have them yet), and only a local publish asks the other databases (`Users`)
+    /// whether an object they use may go.
+    pub(crate) fn commit_targets_from(
+        &self,
+        txn: &WriteTransaction,
+        meta: &CommitMeta,
+        targets: Vec<Target>,
+        origin: Origin,
     ) -> Result<Revision> {
         self.guard("commit_targets", || {
             let mut meta_table = txn.open_table(META)?;
@@ -429,6 +463,13 @@ impl Store {
             // Pass 3: referential integrity of the final state.
             // Deletions first, so that a reference to an object this changeset deletes is reported
             // as "still used by" rather than as dangling.
+            let (globals, users) = self.globals();
+            // The registry's objects (a managed type) are no other database's to use.
+            let gone: Vec<usize> = deleted
+                .iter()
+                .copied()
+                .filter(|&i| !crate::model::schema::MANAGED_TYPES.contains(&changes[i].type_name.as_str()))
+                .collect();
             for index in deleted {
                 let uid = changes[index].uid;
                 let (lo, hi) = ref_range(uid.as_bytes());
@@ -450,8 +491,30 @@ impl Store {
                     });
                 }
             }
+            // Objects another database references: asked once for the whole revision.
+            if let (Some(users), Origin::Local, false) = (&users, origin, gone.is_empty()) {
+                let uids: Vec<Uid> = gone.iter().map(|&i| changes[i].uid).collect();
+                let used = users.users(&uids)?;
+                if let Some((uid, _)) = used.first() {
+                    let index = gone.iter().copied().find(|&i| changes[i].uid == *uid).unwrap_or(gone[0]);
+                    let who: Vec<&str> = used.iter().filter(|(u, _)| u == uid).map(|(_, w)| w.as_str()).collect();
+                    return Err(Error::StillReferenced {
+                        type_name: changes[index].type_name.clone(),
+                        name: undo[index].as_ref().map(|o| o.name.clone()).unwrap_or_default(),
+                        used_by: who.join(", "),
+                    });
+                }
+            }
             for (index, field, target) in &new_refs {
                 if objects.get(target.as_bytes().as_slice())?.is_none() {
+                    let global = match (&globals, origin) {
+                        (Some(_), Origin::Replicated) => true,
+                        (Some(g), Origin::Local) => g.object(target)?.is_some(),
+                        (None, _) => false,
+                    };
+                    if global {
+                        continue;
+                    }
                     let src = changes[*index].after.as_ref();
                     return Err(Error::DanglingReference {
                         type_name: changes[*index].type_name.clone(),

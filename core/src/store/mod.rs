@@ -8,6 +8,7 @@ mod check;
 mod commit;
 mod cycles;
 mod fault;
+mod globals;
 pub(crate) mod history;
 mod inject;
 mod plugins;
@@ -36,6 +37,8 @@ pub use branches::{Branch, Resolution as BranchResolution};
 pub use check::CheckReport;
 pub use commit::{CommitMeta, Target};
 pub use fault::write_fault_kind;
+pub(crate) use globals::Origin;
+pub use globals::{Globals, Users};
 pub use inject::StorageFaults;
 pub use scrub::{ScrubBatch, ScrubCursor};
 pub use snapshot::{HistoryRecord, SnapshotBuilder, SnapshotInfo, SnapshotPart};
@@ -72,6 +75,10 @@ pub struct Store {
     /// Whether the file records this build's [`FORMAT_VERSION`], as of its open: a format 2
     /// store does not until a commit marks it (`commit.rs`), and only then need commits touch it.
     format_current: std::sync::atomic::AtomicBool,
+    /// The other database references may name read-only (`globals.rs`), and the databases
+    /// that reference this one; set by whoever opened the store, kept across reopens.
+    globals: RwLock<Option<Arc<dyn Globals>>>,
+    users: RwLock<Option<Arc<dyn Users>>>,
 }
 
 impl Drop for Store {
@@ -175,7 +182,24 @@ impl Store {
             is_quarantined: Default::default(),
             faults_recorded: Default::default(),
             format_current: Default::default(),
+            globals: RwLock::new(None),
+            users: RwLock::new(None),
         }
+    }
+
+    /// Lets references name the objects of `globals` (read-only), and asks `users` before an
+    /// object another database references goes (`globals.rs`).
+    pub fn set_globals(&self, globals: Option<Arc<dyn Globals>>, users: Option<Arc<dyn Users>>) {
+        *self.globals.write().unwrap_or_else(|p| p.into_inner()) = globals;
+        *self.users.write().unwrap_or_else(|p| p.into_inner()) = users;
+    }
+
+    /// What [`Store::set_globals`] set, to carry over to a store that replaces this one.
+    pub fn globals(&self) -> (Option<Arc<dyn Globals>>, Option<Arc<dyn Users>>) {
+        (
+            self.globals.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            self.users.read().unwrap_or_else(|p| p.into_inner()).clone(),
+        )
     }
 
     pub fn path(&self) -> &Path {

@@ -41,6 +41,34 @@ impl Store {
         })
     }
 
+    /// The uid of the object of `type_name` named `name`, if there is one.
+    pub fn uid_of(&self, type_name: &str, name: &str) -> Result<Option<Uid>> {
+        self.guard("uid_of", || {
+            let txn = self.begin_read()?;
+            Ok(get_named(&txn.open_table(NAMES)?, &txn.open_table(OBJECTS)?, type_name, name)?.map(|o| o.uid))
+        })
+    }
+
+    /// Up to `max` objects that reference the object `uid` (which need not be in this store: a
+    /// global object that this database's objects reference), by type and name.
+    pub fn referrers(&self, uid: &Uid, max: usize) -> Result<Vec<String>> {
+        self.guard("referrers", || {
+            let txn = self.begin_read()?;
+            let (refs, objects) = (txn.open_table(REFS)?, txn.open_table(OBJECTS)?);
+            let (lo, hi) = ref_range(uid.as_bytes());
+            let mut out = Vec::new();
+            for entry in refs.range(lo.as_slice()..=hi.as_slice())?.take(max) {
+                let (k, _) = entry?;
+                let source = Uid::from_slice(&k.value()[16..])?;
+                out.push(match get_object(&objects, &source)? {
+                    Some(o) => format!("{} '{}'", o.type_name, o.name),
+                    None => source.to_string(),
+                });
+            }
+            Ok(out)
+        })
+    }
+
     /// Objects of one type in name order, or of every type in (type, name) order; at most
     /// `limit` (capped at [`LIST_OBJECTS_MAX`]), starting after `after` (a name key) if given.
     pub fn list(&self, type_name: Option<&str>, limit: usize) -> Result<Vec<Object>> {

@@ -99,7 +99,7 @@ impl Store {
             }
         }
         let meta = CommitMeta { author: rev.author, message: rev.message, epoch: rev.epoch, time_ms: rev.time_ms };
-        let applied = self.commit_targets(txn, &meta, targets)?;
+        let applied = self.commit_targets_from(txn, &meta, targets, super::Origin::Replicated)?;
         if applied.id != rev.id || applied.state_hash != rev.state_hash {
             return Err(Error::Diverged(format!(
                 "revision {} reproduces id {} and state {}, the Active sent {} and {}",

@@ -311,8 +311,14 @@ impl Node {
         if self.reconciler.set(()).is_err() {
             return Ok(());
         }
+        let global = self.engine()?;
+        // The global domain asks every domain before one of its objects they use goes.
+        let users: Arc<dyn mgha_core::store::Users> =
+            Arc::new(domains::DomainUsers { global: Arc::downgrade(&global), domains: Arc::downgrade(&self.domains) });
+        let (globals, _) = global.store().globals();
+        global.store().set_globals(globals, Some(users));
         self.reconcile_now().await?;
-        let (domains, sync, global) = (self.domains.clone(), self.sync.clone(), self.engine()?);
+        let (domains, sync, global) = (self.domains.clone(), self.sync.clone(), global);
         let scrub_ms = self.config.scrub_interval_ms;
         let handle = self.handle.clone();
         let mut heads = global.sync().subscribe();

@@ -90,4 +90,5 @@ fn a_c_program_uses_two_domains_of_one_node_through_their_handles() {
     assert!(stdout.contains("blue's handle saw revision 2"), "{stdout}");
     assert!(stdout.contains("mgha_engine_domain(node, \"green\", &missing): MGHA_NOT_FOUND"), "{stdout}");
     assert!(stdout.contains("forced delete: has \"backup\":"), "{stdout}");
+    assert!(stdout.contains("blue's web2 after the node opened again: has 10.0.2.2"), "{stdout}");
 }

@@ -12,6 +12,7 @@
 
 use std::ffi::c_char;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use mgha_core::engine::Engine;
@@ -39,6 +40,9 @@ pub struct mgha_engine {
     events: Arc<Events>,
     /// `None` once closed.
     dispatcher: Mutex<Option<Dispatcher>>,
+    /// Set by close. The node's own handle needs no flag (its node is shut down), but a domain
+    /// handle's node lives on, and the sessions begun on the handle must end with it.
+    closed: AtomicBool,
 }
 
 /// The domain replica a domain handle was made for. Held weakly: the node owns its replicas,
@@ -76,7 +80,19 @@ impl mgha_engine {
     /// The global domain's engine, whichever domain the handle is on: what the calls about the
     /// node itself (members, join keys, promotion) read.
     pub fn global(&self) -> FfiResult<Arc<Engine>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(FfiError::invalid("the engine was closed"));
+        }
         self.node.engine().map_err(closed_or)
+    }
+
+    /// The engine the handle was made for while it is still open somewhere, closed handle or not:
+    /// what releases a session begun on the handle (its locks live in that engine).
+    pub(crate) fn engine_to_release(&self) -> Option<Arc<Engine>> {
+        match &self.domain {
+            None => self.node.engine().ok(),
+            Some(bound) => bound.engine.upgrade(),
+        }
     }
 
     /// The name of the handle's domain (`global` for the node's own handle).
@@ -96,6 +112,7 @@ impl mgha_engine {
     /// Stops the event thread, then, for the node's own handle, the node (failover, peers,
     /// every task of its runtime), letting go of its stores.
     fn shut_down(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         if let Some(dispatcher) = self.dispatcher.lock().unwrap_or_else(|p| p.into_inner()).take() {
             dispatcher.stop();
         }
@@ -115,6 +132,7 @@ impl mgha_engine {
             domain: Some(Bound { name: name.to_string(), engine: Arc::downgrade(&engine) }),
             events,
             dispatcher: Mutex::new(Some(dispatcher)),
+            closed: AtomicBool::new(false),
         })
     }
 }
@@ -180,7 +198,13 @@ fn launch(make: impl FnOnce() -> mgha_node::Result<Node>) -> FfiResult<*mut mgha
     node.start()?;
     let events = Arc::new(Events::default());
     let dispatcher = Dispatcher::start(&node.engine()?, events.clone(), node.handle())?;
-    let handle = mgha_engine { node, domain: None, events, dispatcher: Mutex::new(Some(dispatcher)) };
+    let handle = mgha_engine {
+        node,
+        domain: None,
+        events,
+        dispatcher: Mutex::new(Some(dispatcher)),
+        closed: AtomicBool::new(false),
+    };
     Ok(ENGINES.insert(Arc::new(handle)))
 }
 

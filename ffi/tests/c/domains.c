@@ -6,7 +6,8 @@
  *
  * Creates domains "red" and "blue" on one node, publishes in each through its handle, and
  * checks that their objects and revisions stay apart, that each status names its domain and
- * each handle's events are its domain's, that closing a domain handle leaves the node running,
+ * each handle's events are its domain's, that closing a domain handle leaves the node running
+ * and ends the sessions begun on it (freeing one releases its locks),
  * that an unknown domain is MGHA_NOT_FOUND, that a delete is refused while the domain holds
  * objects and goes ahead forced (its handle then MGHA_NOT_FOUND, even once a domain of the same
  * name is created again), and that once the node's handle is closed a domain handle's calls
@@ -89,6 +90,9 @@ static uint64_t wait_for_event_seq(uint64_t seq) {
   return seen;
 }
 
+/* A put of red's web1, staged in sessions. */
+#define WEB1_AGAIN "{\"type\": \"host\", \"name\": \"web1\", \"fields\": {\"ipv4-address\": \"10.0.1.9\"}}"
+
 static uint64_t put_host(mgha_engine *engine, const char *name, const char *address) {
   char changes[256];
   uint64_t seq = 0;
@@ -102,6 +106,7 @@ static uint64_t put_host(mgha_engine *engine, const char *name, const char *addr
 
 int main(int argc, char **argv) {
   mgha_engine *node = NULL, *red = NULL, *blue = NULL, *again = NULL, *missing = NULL;
+  mgha_session *session = NULL;
   char *config, *json = NULL;
   const char *format = "data_dir = \"%s/a\"\nname = \"a\"\nlisten = \"127.0.0.1:0\"\n";
   uint64_t seq = 0, subscription = 0, seen;
@@ -174,15 +179,22 @@ int main(int argc, char **argv) {
   CHECK(mgha_engine_members_json(blue, &json));
   expect_in(json, "\"name\":\"a\"", "members through blue");
 
-  /* Closing a domain handle closes only it. */
+  /* Closing a domain handle closes only it, and ends the sessions begun on it. */
+  CHECK(mgha_session_begin(red, "alice", &session));
+  CHECK(mgha_session_put_json(session, WEB1_AGAIN));
   CHECK(mgha_engine_close(red));
   EXPECT(MGHA_INVALID_ARGUMENT, mgha_engine_get_json(red, "host", "web1", &json));
+  EXPECT(MGHA_INVALID_ARGUMENT, mgha_session_publish(session, "after its handle closed", &seq));
+  mgha_session_free(session); /* releases its lock on web1 in the domain */
   put_host(node, "gw", "10.0.0.1");
   CHECK(mgha_engine_get_json(blue, "host", "web2", &json));
   mgha_string_free(json);
   CHECK(mgha_engine_domain(node, "red", &again));
   CHECK(mgha_engine_get_json(again, "host", "web1", &json));
   expect_in(json, "10.0.1.1", "red's web1 through a new handle");
+  CHECK(mgha_session_begin(again, "alice", &session));
+  CHECK(mgha_session_put_json(session, WEB1_AGAIN)); /* not MGHA_CONFLICT: the lock was released */
+  mgha_session_free(session);
 
   /* A domain that holds objects is deleted only by force, with a backup first. */
   EXPECT(MGHA_CONFLICT, mgha_engine_domain_delete(node, "red", 0, &json));

@@ -53,6 +53,10 @@ def test_two_domains_of_one_node_keep_their_objects_and_revisions_apart(tmp_engi
 
     with pytest.raises(NotFound):
         node.domain("green")
+    # One server holds every Active already: nothing to spread, and no other server to move to.
+    assert node.rebalance() == []
+    with pytest.raises(InvalidArgument):
+        node.move_domain("red", "solo", "nowhere")
 
 
 def test_a_domain_that_holds_objects_is_deleted_only_by_force(tmp_engine):

@@ -139,7 +139,7 @@ typedef uint32_t mgha_event_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// An open node. Opaque to C.
+// An open node, or one domain of it. Opaque to C.
 typedef struct mgha_engine mgha_engine;
 
 // An admin session. Opaque to C.
@@ -244,6 +244,11 @@ mgha_status mgha_engine_check_json(const struct mgha_engine *engine, char **out)
 
 // Stops the engine (event thread, then peers) and closes its store. NULL is ignored.
 //
+// On a handle from `mgha_engine_domain`, closes only that handle (its event thread; its
+// subscriptions end): the node and its other handles go on. Closing the node's own handle
+// stops the node: calls on its domain handles then fail with `MGHA_INVALID_ARGUMENT`, and each
+// must still be closed.
+//
 // Returns `MGHA_BUSY`, closing nothing, when called from an event callback of this engine (the
 // event thread cannot wait for itself), and `MGHA_INVALID_ARGUMENT` for a handle that is not
 // live (already closed). Sessions of the engine stay allocated until freed; their calls fail.
@@ -288,6 +293,59 @@ mgha_status mgha_engine_diff_json(const struct mgha_engine *engine,
                                   uint64_t from,
                                   uint64_t to,
                                   char **out);
+
+// Writes to `out` a new engine handle on the domain `name` of `engine`'s node (`"global"`: the
+// cluster's first domain, the one the node's own handle is on). Every `mgha_engine_*` call on
+// it acts on that domain: reads, publishes, sessions, revisions, backups, plugins, archives,
+// changeovers, collisions, status and events; `mgha_engine_peer_addr`, `mgha_engine_join_key`,
+// `mgha_engine_members_json`, `mgha_engine_member_remove`, `mgha_engine_promote` and the domain
+// calls act on the node, as on any of its handles. Close it with `mgha_engine_close`, which
+// closes only this handle. Once the node's own handle is closed, its calls fail with
+// `MGHA_INVALID_ARGUMENT`; once the domain is deleted or its replica leaves this server, with
+// `MGHA_NOT_FOUND`. `MGHA_NOT_FOUND`: no domain of that name, or this server holds no replica
+// of it (the message names the servers that do).
+mgha_status mgha_engine_domain(const struct mgha_engine *engine,
+                               const char *name,
+                               struct mgha_engine **out);
+
+// Creates a domain, on the global domain's Active, from `request_json`
+// `{"name", "replicas"?: count, "on"?: [server names, the first Active]}` (`POST /v1/domains`),
+// and writes the new domain as `mgha_engine_domains_json` shows one to `out_json`. Without
+// `on`, the node places `replicas` replicas (default 2, at most one per server) on the servers
+// that hold the fewest. Returns once this server's own replica, if any, is open.
+// `MGHA_CONFLICT`: the name is taken. `MGHA_INVALID_ARGUMENT`: a name that cannot name a
+// domain, or replicas that cannot be placed. `MGHA_READ_ONLY`: this node's global domain is a
+// Standby.
+mgha_status mgha_engine_domain_create(const struct mgha_engine *engine,
+                                      const char *request_json,
+                                      char **out_json);
+
+// Deletes the domain `name`, on the global domain's Active, and writes
+// `{"name", "backup"?}` to `out_json`. Refused (`MGHA_CONFLICT`) while this server's replica
+// holds objects, unless `force` is nonzero: a verified backup of it is then written first
+// (`backup`: its path). Every server archives its replica's store, so nothing is lost either
+// way. On a server that holds no replica only a forced delete goes ahead. `MGHA_NOT_FOUND`: no
+// such domain. `MGHA_INVALID_ARGUMENT`: `"global"`. Handles on the domain then fail with
+// `MGHA_NOT_FOUND`; close them.
+mgha_status mgha_engine_domain_delete(const struct mgha_engine *engine,
+                                      const char *name,
+                                      uint32_t force,
+                                      char **out_json);
+
+// Moves the domain `name`'s replica from the server `from` to the server `to`, on the global
+// domain's Active, and writes the domain as `mgha_engine_domains_json` shows one to `out_json`.
+// `to` gets a full sync of that domain; `from` archives its store. The domain's Active does not
+// move this way (`MGHA_INVALID_ARGUMENT`): change it over first.
+mgha_status mgha_engine_domain_move(const struct mgha_engine *engine,
+                                    const char *name,
+                                    const char *from,
+                                    const char *to,
+                                    char **out_json);
+
+// Every domain of the cluster, the global one first, as this server sees it, as JSON
+// `{"domains": [{"name", "id", "global", "replicas", "here", "role", "epoch", "active",
+// "head_seq", "objects", "peers"}]}` (`GET /v1/domains`), freed with `mgha_string_free`.
+mgha_status mgha_engine_domains_json(const struct mgha_engine *engine, char **out);
 
 // One object of `type` by uid or name, as JSON `{"type", "uid", "name", "fields"}`.
 mgha_status mgha_engine_get_json(const struct mgha_engine *engine,
@@ -384,6 +442,13 @@ mgha_status mgha_engine_publish_json(const struct mgha_engine *engine,
                                      const char *changeset_json,
                                      uint64_t *out_seq);
 
+// Spreads the domains' Actives evenly over the healthy servers by planned changeovers, one
+// domain after another, and writes what it did as JSON `{"moves": [{"domain", "from", "to",
+// "epoch"?, "error"?}]}` (`POST /v1/domains/rebalance`): each planned move, with its new epoch
+// or why it did not happen. Blocks until every move is done or refused. `MGHA_BUSY` from an
+// event callback of this handle.
+mgha_status mgha_engine_rebalance_json(const struct mgha_engine *engine, char **out);
+
 // Publishes, by `author`, a revision that restores the state after revision `to` (history is
 // kept), writing its number to `out_seq`.
 mgha_status mgha_engine_revert(const struct mgha_engine *engine,
@@ -403,7 +468,9 @@ mgha_status mgha_engine_revisions_json(const struct mgha_engine *engine, size_t 
 // `floor`, `objects`, `sessions`, `active` (the Active a Standby follows, or null), `peers`
 // (each with its sync status, lag and last contact), `collisions_open`, `damage` and `recovery`
 // (the next step) while the store is damaged, `failover` with
-// automatic failover, and `settings`: the config keys the node runs with, after defaults.
+// automatic failover, and `settings`: the config keys the node runs with, after defaults. On a
+// domain handle, the status of that domain's replica (`GET /v1/domains/{domain}/status`), with
+// `domain` naming it.
 mgha_status mgha_engine_status_json(const struct mgha_engine *engine, char **out);
 
 // Calls `callback(user_data, event)` on the engine's event thread for every event from now on,

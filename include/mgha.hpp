@@ -2,6 +2,7 @@
 // generated). Link against libmgha as for C.
 //
 //  - mgha::Engine and mgha::Session are move-only RAII handles: the destructor closes or frees.
+//    Engine::domain gives an Engine on one domain of the same node; closing it closes only it.
 //  - A failed call throws mgha::Error, carrying the status code and the library's message.
 //  - Results are std::string (JSON text) or std::vector<std::uint8_t> (MessagePack).
 //  - Engine::subscribe takes a std::function; the engine owns it until unsubscribe or close.
@@ -107,7 +108,7 @@ class Session {
   mgha_session* handle_;
 };
 
-// An open node. Closed by close() or the destructor.
+// An open node, or one domain of it (Engine::domain). Closed by close() or the destructor.
 class Engine {
  public:
   static Engine init(const std::string& config_toml) {
@@ -144,8 +145,9 @@ class Engine {
     }
   }
 
-  // Stops the engine and closes its store; throws (closing nothing) when called from one of
-  // this engine's callbacks. Callbacks are released afterwards.
+  // Stops the engine and closes its store (on a domain's Engine: closes only that handle);
+  // throws (closing nothing) when called from one of this engine's callbacks. Callbacks are
+  // released afterwards.
   void close() {
     if (state_ && state_->handle) {
       detail::check(mgha_engine_close(state_->handle));
@@ -253,6 +255,36 @@ class Engine {
     std::uint64_t seq = 0;
     detail::check(mgha_engine_plugin_remove(get(), author.c_str(), name.c_str(), &seq));
     return seq;
+  }
+
+  // Domains (docs/c-api.md, "Domains"). domain() is a handle on the domain `name` of this
+  // node ("global": the node's own): its calls act on that domain, those about the node on the
+  // node; it must be closed (or destroyed) like any Engine, and closing it leaves the node open.
+  // The others take and return the admin API's JSON bodies.
+  Engine domain(const std::string& name) const {
+    mgha_engine* handle = nullptr;
+    detail::check(mgha_engine_domain(get(), name.c_str(), &handle));
+    return Engine(handle);
+  }
+  std::string domains_json() const {
+    return detail::string_out([&](char** out) { return mgha_engine_domains_json(get(), out); });
+  }
+  // `request_json` is {"name", "replicas"?, "on"?}; returns the new domain.
+  std::string domain_create_json(const std::string& request_json) const {
+    return detail::string_out(
+        [&](char** out) { return mgha_engine_domain_create(get(), request_json.c_str(), out); });
+  }
+  // Refused while the domain holds objects unless `force` (a backup is written first).
+  std::string domain_delete_json(const std::string& name, bool force = false) const {
+    return detail::string_out(
+        [&](char** out) { return mgha_engine_domain_delete(get(), name.c_str(), force ? 1u : 0u, out); });
+  }
+  std::string domain_move_json(const std::string& name, const std::string& from, const std::string& to) const {
+    return detail::string_out(
+        [&](char** out) { return mgha_engine_domain_move(get(), name.c_str(), from.c_str(), to.c_str(), out); });
+  }
+  std::string rebalance_json() const {
+    return detail::string_out([&](char** out) { return mgha_engine_rebalance_json(get(), out); });
   }
 
   // Calls `callback` on the engine's event thread for every event until unsubscribe() or

@@ -8,6 +8,8 @@
 // session on "a" publishes; a std::function subscribed on "b" sees the revision arrive. A
 // publish on "b" throws mgha::Error with MGHA_READ_ONLY, naming "a". Then a planned changeover
 // swaps the roles: "b" publishes, "a" follows it, and a publish on "a" throws naming "b".
+// Last, "b" creates a second domain held on itself alone and publishes in it through a handle
+// on that domain, apart from the global domain's objects and revisions.
 // WORK_DIR must exist and be empty.
 #include <chrono>
 #include <condition_variable>
@@ -112,6 +114,15 @@ int run(const std::string& work_dir) {
   if (!refused_naming(a, R"({"changes": [{"op": "delete", "type": "host", "name": "web2"}]})", "b")) {
     return 1;
   }
+
+  // A second domain, on b alone: its own objects and revisions, through a handle on it.
+  b.domain_create_json(R"({"name": "lab", "on": ["b"]})");
+  {
+    mgha::Engine lab = b.domain("lab");
+    std::uint64_t lab_seq = lab.publish_json("bob", R"({"changes": [{"op": "put", "type": "host", "name": "web9",
+                                                        "fields": {"ipv4-address": "10.0.9.9"}}]})");
+    std::cout << "domain lab published revision " << lab_seq << ": " << lab.get_json("host", "web9") << "\n";
+  }  // closes the domain's handle only: b goes on
 
   a.unsubscribe(subscription_a);
   b.unsubscribe(subscription);

@@ -4,10 +4,16 @@
 //! synchronization, automatic failover, the one configuration parser) with an event thread
 //! ([`crate::events`]) for the host's callbacks. Its tokio runtime has [`RUNTIME_WORKERS`]
 //! workers. Two engines in one process are two cluster members on loopback.
+//!
+//! A handle is bound to one domain of its node: the node's own handle to the global domain,
+//! a handle from `mgha_engine_domain` ([`crate::domains`]) to the domain it names. The store,
+//! role and event calls act on the handle's domain; the calls about the node itself (peers,
+//! join keys, members) act on the node whichever handle they are given.
 
 use std::ffi::c_char;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use mgha_core::engine::Engine;
 use mgha_node::{Node, NodeConfig, RuntimeOptions};
@@ -24,22 +30,74 @@ pub const RUNTIME_WORKERS: usize = 2;
 /// Every live engine handle.
 pub static ENGINES: Registry<mgha_engine> = Registry::new("engine");
 
-/// An open node. Opaque to C.
+/// An open node, or one domain of it. Opaque to C.
 #[allow(non_camel_case_types)]
 pub struct mgha_engine {
     node: Arc<Node>,
+    /// `None`: the node's own handle, on the global domain; closing it stops the node.
+    /// `Some`: a handle from `mgha_engine_domain`; closing it closes only the handle.
+    domain: Option<Bound>,
     events: Arc<Events>,
     /// `None` once closed.
     dispatcher: Mutex<Option<Dispatcher>>,
+    /// Set by close. The node's own handle needs no flag (its node is shut down), but a domain
+    /// handle's node lives on, and the sessions begun on the handle must end with it.
+    closed: AtomicBool,
+}
+
+/// The domain replica a domain handle was made for. Held weakly: the node owns its replicas,
+/// and a replica the node let go of (the domain deleted or moved away) must not stay open
+/// because a handle still names it.
+pub struct Bound {
+    name: String,
+    engine: Weak<Engine>,
 }
 
 impl mgha_engine {
-    /// The core engine, or an error once the handle was closed.
+    /// The core engine of the handle's domain, or an error once the node was closed
+    /// (`MGHA_INVALID_ARGUMENT`) or the domain is no longer held here (`MGHA_NOT_FOUND`).
     pub fn core(&self) -> FfiResult<Arc<Engine>> {
-        self.node.engine().map_err(|e| match e {
-            mgha_node::Error::Closed => FfiError::invalid("the engine was closed"),
-            other => other.into(),
-        })
+        let global = self.global()?;
+        let Some(bound) = &self.domain else {
+            return Ok(global);
+        };
+        let engine = self.node.domain(&bound.name).map_err(closed_or)?;
+        // The replica open now must be the one the handle was made for: a domain deleted and
+        // created again under the same name is another domain.
+        if Arc::as_ptr(&engine) != bound.engine.as_ptr() {
+            return Err(FfiError::new(
+                mgha_status::MGHA_NOT_FOUND,
+                format!(
+                    "the replica of domain '{}' this handle was made for is no longer held here (the domain was \
+                     deleted or its replica moved); close this handle and ask mgha_engine_domain again",
+                    bound.name
+                ),
+            ));
+        }
+        Ok(engine)
+    }
+
+    /// The global domain's engine, whichever domain the handle is on: what the calls about the
+    /// node itself (members, join keys, promotion) read.
+    pub fn global(&self) -> FfiResult<Arc<Engine>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(FfiError::invalid("the engine was closed"));
+        }
+        self.node.engine().map_err(closed_or)
+    }
+
+    /// The engine the handle was made for while it is still open somewhere, closed handle or not:
+    /// what releases a session begun on the handle (its locks live in that engine).
+    pub(crate) fn engine_to_release(&self) -> Option<Arc<Engine>> {
+        match &self.domain {
+            None => self.node.engine().ok(),
+            Some(bound) => bound.engine.upgrade(),
+        }
+    }
+
+    /// The name of the handle's domain (`global` for the node's own handle).
+    pub fn domain_name(&self) -> &str {
+        self.domain.as_ref().map_or(mgha_node::domains::GLOBAL_DOMAIN, |b| b.name.as_str())
     }
 
     /// The node behind the handle.
@@ -51,13 +109,39 @@ impl mgha_engine {
         &self.events
     }
 
-    /// Stops the event thread, then the node (failover, peers, every task of its runtime), and
-    /// lets go of the store.
+    /// Stops the event thread, then, for the node's own handle, the node (failover, peers,
+    /// every task of its runtime), letting go of its stores.
     fn shut_down(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         if let Some(dispatcher) = self.dispatcher.lock().unwrap_or_else(|p| p.into_inner()).take() {
             dispatcher.stop();
         }
-        self.node.shutdown();
+        if self.domain.is_none() {
+            self.node.shutdown();
+        }
+    }
+
+    /// A new handle on the domain `name` of this handle's node, with an event thread of its own.
+    pub(crate) fn for_domain(&self, name: &str) -> FfiResult<mgha_engine> {
+        self.global()?;
+        let engine = self.node.domain(name).map_err(closed_or)?;
+        let events = Arc::new(Events::default());
+        let dispatcher = Dispatcher::start(&engine, events.clone(), self.node.handle())?;
+        Ok(mgha_engine {
+            node: self.node.clone(),
+            domain: Some(Bound { name: name.to_string(), engine: Arc::downgrade(&engine) }),
+            events,
+            dispatcher: Mutex::new(Some(dispatcher)),
+            closed: AtomicBool::new(false),
+        })
+    }
+}
+
+/// A node error as a handle's caller sees it: a closed node is a closed handle.
+fn closed_or(e: mgha_node::Error) -> FfiError {
+    match e {
+        mgha_node::Error::Closed => FfiError::invalid("the engine was closed"),
+        other => other.into(),
     }
 }
 
@@ -113,8 +197,14 @@ fn launch(make: impl FnOnce() -> mgha_node::Result<Node>) -> FfiResult<*mut mgha
     let node = Arc::new(make()?);
     node.start()?;
     let events = Arc::new(Events::default());
-    let dispatcher = Dispatcher::start(node.engine()?, events.clone(), node.handle())?;
-    let handle = mgha_engine { node, events, dispatcher: Mutex::new(Some(dispatcher)) };
+    let dispatcher = Dispatcher::start(&node.engine()?, events.clone(), node.handle())?;
+    let handle = mgha_engine {
+        node,
+        domain: None,
+        events,
+        dispatcher: Mutex::new(Some(dispatcher)),
+        closed: AtomicBool::new(false),
+    };
     Ok(ENGINES.insert(Arc::new(handle)))
 }
 
@@ -187,6 +277,11 @@ pub unsafe extern "C" fn mgha_engine_open_path(path: *const c_char, out: *mut *m
 
 /// Stops the engine (event thread, then peers) and closes its store. NULL is ignored.
 ///
+/// On a handle from `mgha_engine_domain`, closes only that handle (its event thread; its
+/// subscriptions end): the node and its other handles go on. Closing the node's own handle
+/// stops the node: calls on its domain handles then fail with `MGHA_INVALID_ARGUMENT`, and each
+/// must still be closed.
+///
 /// Returns `MGHA_BUSY`, closing nothing, when called from an event callback of this engine (the
 /// event thread cannot wait for itself), and `MGHA_INVALID_ARGUMENT` for a handle that is not
 /// live (already closed). Sessions of the engine stay allocated until freed; their calls fail.
@@ -220,7 +315,7 @@ pub unsafe extern "C" fn mgha_engine_peer_addr(engine: *const mgha_engine, out: 
         let handle = ENGINES.get(engine)?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
-        handle.core()?;
+        handle.global()?;
         let addr = handle.node.peer_addr().ok_or_else(|| {
             FfiError::new(mgha_status::MGHA_NOT_FOUND, "this node has no certificates and runs without peers")
         })?;
@@ -252,10 +347,10 @@ pub unsafe extern "C" fn mgha_engine_join_key(
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_members_json(engine: *const mgha_engine, out: *mut *mut c_char) -> mgha_status {
     ffi_boundary!(status: {
-        let core = core_of(engine)?;
+        let global = ENGINES.get(engine)?.global()?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out, "out") }?;
-        out.set(crate::strings::json_c_string(&mgha_node::contract::MemberList::of(&core)?)?);
+        out.set(crate::strings::json_c_string(&mgha_node::contract::MemberList::of(&global)?)?);
         Ok(())
     })
 }

@@ -5,7 +5,9 @@
 //! wakes it whenever the engine's head moves (the watch of [`SyncState::subscribe`]), and it
 //! also wakes every [`EVENT_POLL_MS`] to compare the node's role and the peer table with what it
 //! saw last. It calls every subscribed callback, one at a time, on itself; the header documents
-//! what a callback may do.
+//! what a callback may do. A domain handle has a dispatcher of its own, watching that domain's
+//! engine. A dispatcher holds its engine weakly: it ends by itself once the node lets go of the
+//! engine (the node closed, the domain deleted), so it never keeps a store open.
 //!
 //! [`SyncState::subscribe`]: mgha_sync::state::SyncState::subscribe
 
@@ -14,7 +16,7 @@ use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
@@ -217,7 +219,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn start(engine: Arc<Engine>, events: Arc<Events>, runtime: &tokio::runtime::Handle) -> std::io::Result<Self> {
+    pub fn start(engine: &Arc<Engine>, events: Arc<Events>, runtime: &tokio::runtime::Handle) -> std::io::Result<Self> {
         // One pending wake-up is enough: the dispatcher reads the latest state when it wakes.
         let (wake, wakes) = sync_channel::<()>(1);
         let mut heads = engine.sync().subscribe();
@@ -229,11 +231,12 @@ impl Dispatcher {
                 }
             }
         });
-        let seen = Seen::now(&engine);
+        let seen = Seen::now(engine);
         let thread_events = events.clone();
+        let weak = Arc::downgrade(engine);
         let thread = std::thread::Builder::new()
             .name("mgha-events".into())
-            .spawn(move || dispatch(&engine, &thread_events, seen, &wakes))
+            .spawn(move || dispatch(&weak, &thread_events, seen, &wakes))
             .inspect_err(|_| forward.abort())?;
         // Set before the engine handle exists, so before any callback can be subscribed.
         let _ = events.thread.set(thread.thread().id());
@@ -251,7 +254,7 @@ impl Dispatcher {
     }
 }
 
-fn dispatch(engine: &Engine, events: &Events, mut seen: Seen, wakes: &Receiver<()>) {
+fn dispatch(engine: &Weak<Engine>, events: &Events, mut seen: Seen, wakes: &Receiver<()>) {
     let poll = Duration::from_millis(EVENT_POLL_MS);
     loop {
         if let Err(RecvTimeoutError::Disconnected) = wakes.recv_timeout(poll) {
@@ -260,7 +263,9 @@ fn dispatch(engine: &Engine, events: &Events, mut seen: Seen, wakes: &Receiver<(
         if events.stop.load(Ordering::SeqCst) {
             return;
         }
-        seen.report(engine, events);
+        // Held only while reporting: the node alone decides how long the engine lives.
+        let Some(engine) = engine.upgrade() else { return };
+        seen.report(&engine, events);
     }
 }
 

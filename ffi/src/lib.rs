@@ -17,6 +17,7 @@ pub mod strings;
 
 pub mod archive;
 pub mod backup;
+pub mod domains;
 pub mod engine;
 pub mod events;
 pub mod log;

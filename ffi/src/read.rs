@@ -150,13 +150,16 @@ pub unsafe extern "C" fn mgha_engine_diff_json(
 /// `floor`, `objects`, `sessions`, `active` (the Active a Standby follows, or null), `peers`
 /// (each with its sync status, lag and last contact), `collisions_open`, `damage` and `recovery`
 /// (the next step) while the store is damaged, `failover` with
-/// automatic failover, and `settings`: the config keys the node runs with, after defaults.
+/// automatic failover, and `settings`: the config keys the node runs with, after defaults. On a
+/// domain handle, the status of that domain's replica (`GET /v1/domains/{domain}/status`), with
+/// `domain` naming it.
 #[no_mangle]
 pub unsafe extern "C" fn mgha_engine_status_json(engine: *const mgha_engine, out: *mut *mut c_char) -> mgha_status {
     ffi_boundary!(status: {
         let handle = crate::engine::ENGINES.get(engine)?;
+        handle.core()?;
         // SAFETY: `out` is NULL or writable for the call (API contract).
-        unsafe { json_out(out, || Ok(handle.node().status()?)) }
+        unsafe { json_out(out, || Ok(handle.node().domain_status(handle.domain_name())?)) }
     })
 }
 

@@ -49,8 +49,9 @@ pub unsafe extern "C" fn mgha_engine_changeover(engine: *const mgha_engine, targ
         let target = unsafe { text(target, "target") }?;
         outside_async_runtime("mgha_engine_changeover")?;
         not_from_callback(&handle, "mgha_engine_changeover")?;
+        handle.core()?;
         let node = handle.node();
-        let epoch = node.block_on(node.changeover(target))??;
+        let epoch = node.block_on(node.changeover_in(handle.domain_name(), target))??;
         tracing::info!(target = %target, epoch, "planned changeover done");
         Ok(())
     })
@@ -66,8 +67,9 @@ pub unsafe extern "C" fn mgha_engine_changeover_force(engine: *const mgha_engine
         let handle = ENGINES.get(engine)?;
         // SAFETY: `out_epoch` is NULL or writable for the call (API contract).
         let out = unsafe { Out::new(out_epoch, "out_epoch") }?;
+        handle.core()?;
         let node = handle.node();
-        let epoch = node.block_on(node.force_changeover())??;
+        let epoch = node.block_on(node.force_changeover_in(handle.domain_name()))??;
         out.set(epoch);
         Ok(())
     })
@@ -79,7 +81,7 @@ pub unsafe extern "C" fn mgha_engine_changeover_force(engine: *const mgha_engine
 #[no_mangle]
 pub extern "C" fn mgha_engine_promote(engine: *const mgha_engine) -> mgha_status {
     ffi_boundary!(status: {
-        let core = core_of(engine)?;
+        let core = ENGINES.get(engine)?.global()?;
         Ok(mgha_sync::cluster::promote_to_primary(&core)?)
     })
 }

@@ -215,7 +215,9 @@ pub extern "C" fn mgha_session_free(session: *mut mgha_session) {
     ffi_boundary!(value: {
         if let Some(s) = SESSIONS.remove(session) {
             if *s.lock() == State::Open {
-                if let Ok(core) = s.engine.core() {
+                // Also after a domain handle's close: its node goes on, and the session's locks
+                // would outlive it.
+                if let Some(core) = s.engine.engine_to_release() {
                     let _ = core.session_discard(s.id);
                 }
             }

@@ -10,6 +10,7 @@ use std::ptr::{null, null_mut};
 
 use common::*;
 use mgha::archive::*;
+use mgha::domains::*;
 use mgha::engine::*;
 use mgha::error::mgha_status::{self, *};
 use mgha::read::*;
@@ -217,4 +218,38 @@ fn archive_names_outside_the_archive_are_refused() {
         assert_eq!(status, expected, "{name:?}");
         assert_eq!(out, sentinel(), "outputs untouched on failure");
     }
+}
+
+#[test]
+fn domain_requests_are_checked_before_anything_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::init(dir.path(), "a");
+    let mut out: *mut c_char = sentinel();
+    let mut handle: *mut mgha_engine = sentinel();
+    // SAFETY (every block below): see `common`; NULL and bad text are what is being tested.
+    assert_eq!(unsafe { mgha_engine_domain(engine.ptr, null(), &mut handle) }, MGHA_NULL_ARGUMENT);
+    assert_eq!(last_error().1, "name is NULL");
+    assert_eq!(unsafe { mgha_engine_domain_create(engine.ptr, null(), &mut out) }, MGHA_NULL_ARGUMENT);
+    for (request, named) in [
+        ("{\"name\": ", "request_json"),
+        (r#"{"name": "red", "colour": "blue"}"#, "colour"),
+        (r#"{"name": "red", "replicas": -1}"#, "request_json"),
+        (r#"{"name": ""}"#, "cannot name a domain"),
+        (r#"{"name": "a/b"}"#, "cannot name a domain"),
+        (r#"{"name": "global"}"#, "global"),
+    ] {
+        let text = c(request);
+        let status = unsafe { mgha_engine_domain_create(engine.ptr, text.as_ptr(), &mut out) };
+        assert!(matches!(status, MGHA_INVALID_ARGUMENT | MGHA_CONFLICT), "{request}: {status:?}");
+        assert!(last_error().1.contains(named), "{request}: {:?}", last_error());
+    }
+    let (nowhere, global) = (c("nowhere"), c("global"));
+    assert_eq!(unsafe { mgha_engine_domain(engine.ptr, nowhere.as_ptr(), &mut handle) }, MGHA_NOT_FOUND);
+    assert_eq!(unsafe { mgha_engine_domain_delete(engine.ptr, nowhere.as_ptr(), 1, &mut out) }, MGHA_NOT_FOUND);
+    assert_eq!(unsafe { mgha_engine_domain_delete(engine.ptr, global.as_ptr(), 1, &mut out) }, MGHA_INVALID_ARGUMENT);
+    assert_eq!((out, handle), (sentinel(), sentinel()), "outputs untouched on failure");
+    let list = json_out(|o| unsafe { mgha_engine_domains_json(engine.ptr, o) });
+    let names: Vec<&str> =
+        list["domains"].as_array().expect("a list").iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["global"], "no refused request created a domain");
 }

@@ -84,4 +84,5 @@ fn cpp_example_forms_a_cluster() {
         2,
         "before and after the changeover: {stdout}"
     );
+    assert!(stdout.contains("domain lab published revision 1: "), "a domain's revisions are its own: {stdout}");
 }

@@ -1,6 +1,6 @@
 //! C programs of `ffi/tests/c/`, written from docs/c-api.md alone, compiled with `$CC` against
 //! `include/mgha.h` and the library cargo built for this run, then run (see `common/cc.rs`):
-//! what a C host sees of the status codes, of `fork()` and of the log callback.
+//! what a C host sees of the status codes, of `fork()`, of the log callback and of domain handles.
 
 mod common;
 
@@ -80,4 +80,15 @@ fn a_c_log_callback_receives_the_engine_s_events() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("listening for peers"), "{stdout}");
     assert!(stdout.contains(&format!("version {} = ", env!("CARGO_PKG_VERSION"))), "{stdout}");
+}
+
+#[test]
+fn a_c_program_uses_two_domains_of_one_node_through_their_handles() {
+    let out = run(&[], &program("domains"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("red's status: has \"domain\":\"red\""), "{stdout}");
+    assert!(stdout.contains("blue's handle saw revision 2"), "{stdout}");
+    assert!(stdout.contains("mgha_engine_domain(node, \"green\", &missing): MGHA_NOT_FOUND"), "{stdout}");
+    assert!(stdout.contains("forced delete: has \"backup\":"), "{stdout}");
+    assert!(stdout.contains("blue's web2 after the node opened again: has 10.0.2.2"), "{stdout}");
 }

@@ -3,7 +3,8 @@
 deployments.
 
 - :class:`Engine`: one node in this process (init, join, open; publish, read, diff, revert,
-  changeover, collisions, plugins, backups, events).
+  changeover, collisions, plugins, backups, events), and ``engine.domain(name)`` for an
+  :class:`Engine` on one of its domains (create, delete, move, rebalance them on the node).
 - :mod:`mgha.errors`: one exception class per status code, all under :class:`Error`.
 - :mod:`mgha.testing`: clusters of engines or daemons on loopback for pytest, with a fault proxy.
 

@@ -90,6 +90,22 @@ mgha_status mgha_engine_diff_json(const struct mgha_engine *engine,
                                   uint64_t from,
                                   uint64_t to,
                                   char **out);
+mgha_status mgha_engine_domain(const struct mgha_engine *engine,
+                               const char *name,
+                               struct mgha_engine **out);
+mgha_status mgha_engine_domain_create(const struct mgha_engine *engine,
+                                      const char *request_json,
+                                      char **out_json);
+mgha_status mgha_engine_domain_delete(const struct mgha_engine *engine,
+                                      const char *name,
+                                      uint32_t force,
+                                      char **out_json);
+mgha_status mgha_engine_domain_move(const struct mgha_engine *engine,
+                                    const char *name,
+                                    const char *from,
+                                    const char *to,
+                                    char **out_json);
+mgha_status mgha_engine_domains_json(const struct mgha_engine *engine, char **out);
 mgha_status mgha_engine_get_json(const struct mgha_engine *engine,
                                  const char *type_name,
                                  const char *key,
@@ -129,6 +145,7 @@ mgha_status mgha_engine_publish_json(const struct mgha_engine *engine,
                                      const char *author,
                                      const char *changeset_json,
                                      uint64_t *out_seq);
+mgha_status mgha_engine_rebalance_json(const struct mgha_engine *engine, char **out);
 mgha_status mgha_engine_revert(const struct mgha_engine *engine,
                                const char *author,
                                uint64_t to,

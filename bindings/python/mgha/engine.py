@@ -5,6 +5,11 @@ An :class:`Engine` is made by :meth:`Engine.init` (a new cluster's Primary), :me
 :meth:`Engine.close` or by leaving its ``with`` block. Objects cross as dicts (``{"type",
 "name", "uid", "fields"}``); every failure raises the :mod:`mgha.errors` class of its status.
 
+A node holds one or more domains (docs/c-api.md, "Domains"): :meth:`Engine.domain` gives an
+:class:`Engine` on one of them, whose methods act on that domain (reads, writes, revisions,
+roles, status, events) while those about the node (members, join keys, peer address, the
+domain calls) act on the node. Closing it closes only that handle.
+
 Every method may be called from any thread; the C call releases the GIL, so a blocking call
 (a planned changeover, a synchronous publish) does not stop other Python threads.
 """
@@ -16,7 +21,7 @@ import json
 import os
 import threading
 import weakref
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ._lib import bytes_out, c_text, check, ffi, json_out, lib, string_out, u64_out
 from ._toml import config_text
@@ -115,12 +120,15 @@ class Session:
 
 
 class Engine:
-    """An open node. Use the class methods to make one."""
+    """An open node, or one domain of it. Use the class methods to make one, and
+    :meth:`domain` for a handle on a domain."""
 
-    def __init__(self, ptr: Any) -> None:
+    def __init__(self, ptr: Any, domain: Optional[str] = None) -> None:
         self._ptr = ptr
         self._close_lock = threading.Lock()
         self._name: Optional[str] = None
+        #: ``None`` for the node's own handle; the domain's name for a handle from :meth:`domain`.
+        self._domain = domain
         _live.add(self)
         try:
             label = self.name
@@ -170,7 +178,8 @@ class Engine:
         return self._ptr is None
 
     def close(self) -> None:
-        """Stops the engine and closes its store; event callbacks end. Idempotent."""
+        """Stops the engine and closes its store; event callbacks end. Idempotent. On a handle
+        from :meth:`domain`, closes only that handle: the node goes on."""
         with self._close_lock:
             ptr, self._ptr = self._ptr, None
             if ptr is None:
@@ -188,7 +197,8 @@ class Engine:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<mgha.Engine {self._name or '?'}{' closed' if self.closed else ''}>"
+        domain = f" domain {self._domain}" if self._domain is not None else ""
+        return f"<mgha.Engine {self._name or '?'}{domain}{' closed' if self.closed else ''}>"
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -221,6 +231,65 @@ class Engine:
         """Removes the member ``name`` (on the Active only; never the Active itself): every
         node refuses its certificate from then on, and its name is free for a new join."""
         check(lib().mgha_engine_member_remove(self._handle(), c_text(name, "name")))
+
+    # -- domains -----------------------------------------------------------------------------
+
+    @property
+    def domain_name(self) -> str:
+        """The domain this handle acts on: ``"global"`` for the node's own handle."""
+        return self._domain if self._domain is not None else "global"
+
+    def domain(self, name: str) -> "Engine":
+        """A handle on the domain ``name`` of this node (``"global"``: the node's own), with
+        the same methods, acting on that domain; close it (or leave its ``with`` block) when
+        done, which leaves the node open. :class:`~mgha.NotFound` for an unknown domain or one
+        this server holds no replica of; once the domain is deleted, its handle's calls raise
+        :class:`~mgha.NotFound`, and once the node is closed :class:`~mgha.InvalidArgument`."""
+        out = ffi.new("mgha_engine **")
+        check(lib().mgha_engine_domain(self._handle(), c_text(name, "name"), out))
+        return Engine(out[0], domain=name)
+
+    def domains(self) -> List[Dict[str, Any]]:
+        """Every domain of the cluster, the global one first, as this server sees it: ``name``,
+        ``id``, ``global``, ``replicas``, ``here`` and, for a replica held here, ``role``,
+        ``epoch``, ``active``, ``head_seq``, ``objects``, ``peers``."""
+        return list(json_out(lib().mgha_engine_domains_json, self._handle())["domains"])
+
+    def create_domain(
+        self, name: str, replicas: Optional[int] = None, on: Optional[Sequence[str]] = None
+    ) -> Dict[str, Any]:
+        """Creates a domain (on the global domain's Active): on the servers ``on`` names (the
+        first Active), or on ``replicas`` servers (default 2) that hold the fewest. Returns it
+        as :meth:`domains` shows it. :class:`~mgha.Conflict` when the name is taken."""
+        request: Dict[str, Any] = {"name": name}
+        if replicas is not None:
+            request["replicas"] = replicas
+        if on is not None:
+            request["on"] = list(on)
+        text = c_text(json.dumps(request), "request")
+        return json_out(lib().mgha_engine_domain_create, self._handle(), text)
+
+    def delete_domain(self, name: str, force: bool = False) -> Dict[str, Any]:
+        """Deletes the domain ``name`` (on the global domain's Active); refused
+        (:class:`~mgha.Conflict`) while it holds objects unless ``force``, which writes a
+        verified backup first (``backup``: its path). Every replica's store is archived."""
+        return json_out(lib().mgha_engine_domain_delete, self._handle(), c_text(name, "name"), 1 if force else 0)
+
+    def move_domain(self, name: str, from_: str, to: str) -> Dict[str, Any]:
+        """Moves the domain ``name``'s replica from server ``from_`` to server ``to`` (not its
+        Active: change that over first). Returns the domain as :meth:`domains` shows it."""
+        return json_out(
+            lib().mgha_engine_domain_move,
+            self._handle(),
+            c_text(name, "name"),
+            c_text(from_, "from_"),
+            c_text(to, "to"),
+        )
+
+    def rebalance(self) -> List[Dict[str, Any]]:
+        """Spreads the domains' Actives over the healthy servers by planned changeovers; returns
+        each planned move (``domain``, ``from``, ``to``) with its new ``epoch`` or its ``error``."""
+        return list(json_out(lib().mgha_engine_rebalance_json, self._handle())["moves"])
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 //! Validation that matches the model, through a real engine's publish: reference cycles (also
 //! closed across publishes), duplicate keys in a changeset, strict ports and dates, names and
-//! audit text that cannot hide or forge anything, networks without host bits.
+//! audit text that cannot hide or forge anything, networks without host bits; references to
+//! another database's objects (a domain's to its cluster's global domain) and the refusal to delete
+//! one that is used.
 
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::{ChangeSet, Error, ErrorCode, NodeState};
@@ -140,4 +142,76 @@ fn a_revision_of_more_values_than_a_peer_frame_holds_is_refused() {
     }
     let four: Vec<_> = (0..4).map(|i| setting(&format!("s{i}"))).collect();
     publish(&e, "a", serde_json::Value::Array(four)).expect("3.6 million values fit");
+}
+
+/// Another engine's objects, as a domain sees its cluster's global domain.
+struct Over(std::sync::Arc<Engine>);
+
+impl mgha_core::store::Globals for Over {
+    fn object(&self, uid: &mgha_core::Uid) -> mgha_core::Result<Option<mgha_core::Object>> {
+        self.0.store().get_by_uid(uid)
+    }
+    fn named(&self, type_name: &str, name: &str) -> mgha_core::Result<Option<mgha_core::Uid>> {
+        self.0.store().uid_of(type_name, name)
+    }
+}
+
+/// The databases that use the global one's objects, as the node asks them.
+struct UsedBy(std::sync::Arc<Engine>);
+
+impl mgha_core::store::Users for UsedBy {
+    fn users(&self, uids: &[mgha_core::Uid]) -> mgha_core::Result<Vec<(mgha_core::Uid, String)>> {
+        let mut out = Vec::new();
+        for uid in uids {
+            for who in self.0.store().referrers(uid, 3)? {
+                out.push((*uid, format!("domain 'd' ({who})")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[test]
+fn references_may_name_another_databases_objects_which_then_cannot_go() {
+    use std::sync::Arc;
+    let (g_dir, d_dir, r_dir) =
+        (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let global = Arc::new(engine(g_dir.path()));
+    let domain = Arc::new(engine(d_dir.path()));
+    publish(&global, "a", serde_json::json!([host("g-web"), host("shared")])).expect("global objects");
+    // Without the seam, a global name is nothing here.
+    assert!(matches!(
+        publish(&domain, "a", serde_json::json!([group("web", &["g-web"])])),
+        Err(Error::DanglingReference { .. })
+    ));
+    domain.store().set_globals(Some(Arc::new(Over(global.clone()))), None);
+    global.store().set_globals(None, Some(Arc::new(UsedBy(domain.clone()))));
+    // By name (this database's own object of that name first) and by uid.
+    publish(&domain, "a", serde_json::json!([host("shared")])).expect("a local 'shared'");
+    let uid = global.store().uid_of("host", "g-web").expect("read").expect("g-web");
+    publish(&domain, "a", serde_json::json!([group("web", &["g-web", "shared"]), group("web2", &[&uid.to_string()])]))
+        .expect("references to the global object");
+    let web = domain.store().get("group", "web").expect("web");
+    let local = domain.store().uid_of("host", "shared").expect("read").expect("local shared");
+    assert_eq!(web.fields["members"], serde_json::json!([uid.to_string(), local.to_string()]));
+    // A global object in use cannot go; the refusal names who uses it.
+    let err = publish(&global, "a", serde_json::json!([{"op": "delete", "type": "host", "name": "g-web"}]))
+        .expect_err("g-web is used by the domain");
+    assert!(
+        matches!(&err, Error::StillReferenced { name, used_by, .. } if name == "g-web" && used_by.contains("group 'web'")),
+        "{err}"
+    );
+    publish(&global, "a", serde_json::json!([{"op": "delete", "type": "host", "name": "shared"}]))
+        .expect("the global 'shared' is not used");
+
+    // A replica applies the domain's revisions without looking the global object up again.
+    let replica = Engine::create(r_dir.path(), &NodeState { ..domain.node().expect("node") }, EngineOptions::default())
+        .expect("replica");
+    let empty_global = tempfile::tempdir().expect("dir");
+    let lagging = Arc::new(engine(empty_global.path()));
+    replica.store().set_globals(Some(Arc::new(Over(lagging))), None);
+    for seq in 1..=domain.store().head().expect("head").seq {
+        replica.apply_replicated(domain.store().revision(seq).expect("revision")).expect("applied");
+    }
+    assert_eq!(replica.store().head().expect("head"), domain.store().head().expect("head"));
 }

@@ -5,6 +5,7 @@
 //! - [`config`]: `NodeConfig`, the one parser of a node's configuration;
 //! - [`node`]: `Node`, the lifecycle of engine, synchronization, failover and their runtime,
 //!   and node-level policy (join keys, the changeover slot);
+//! - [`placement`]: where a domain's replicas go and the rebalance of Actives, as pure plans;
 //! - [`arbiter`]: the arbiter of automatic failover, built from the config;
 //! - [`archive`]: the archived stores of a data directory, listed and browsed read-only;
 //! - [`contract`]: the JSON documents (status, revisions, collisions, errors) that the admin API
@@ -21,6 +22,7 @@ pub mod config;
 pub mod contract;
 pub mod error;
 pub mod node;
+pub mod placement;
 pub mod refs;
 pub mod scrub;
 pub mod token;

@@ -445,4 +445,6 @@ fn path(pred: &[usize], s: usize, t: usize, servers: usize) -> Option<Vec<usize>
 }
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;

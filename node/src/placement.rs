@@ -206,9 +206,7 @@ pub fn move_replica(
 /// list); one without is left out. The plan depends only on the facts, not on their order:
 /// forced moves first, then planned ones, each by domain name.
 pub fn rebalance(servers: &[Server], domains: &[DomainPlacement]) -> Vec<Move> {
-    let mut healthy: Vec<&str> = servers.iter().filter(|s| s.healthy).map(|s| s.name.as_str()).collect();
-    healthy.sort_unstable();
-    healthy.dedup();
+    let healthy = healthy_servers(servers);
     let index: BTreeMap<&str, usize> = healthy.iter().enumerate().map(|(i, s)| (*s, i)).collect();
     let mut sorted: Vec<&DomainPlacement> = domains.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
@@ -217,15 +215,7 @@ pub fn rebalance(servers: &[Server], domains: &[DomainPlacement]) -> Vec<Move> {
     let mut placed = Vec::new();
     for d in &sorted {
         let orig = d.active.as_deref().and_then(|a| index.get(a).copied());
-        let mut allowed: Vec<usize> = d
-            .replicas
-            .iter()
-            .filter(|r| r.eligible)
-            .filter_map(|r| index.get(r.server.as_str()).copied())
-            .chain(orig)
-            .collect();
-        allowed.sort_unstable();
-        allowed.dedup();
+        let allowed = allowed_on(d, &index);
         if !allowed.is_empty() {
             placed.push((*d, flow.domains.len()));
             flow.domains.push(Unit { orig, allowed, at: usize::MAX });
@@ -260,6 +250,42 @@ pub fn rebalance(servers: &[Server], domains: &[DomainPlacement]) -> Vec<Move> {
     }
     forced.extend(planned);
     forced
+}
+
+/// The names of the healthy servers, sorted, once each.
+fn healthy_servers(servers: &[Server]) -> Vec<&str> {
+    let mut healthy: Vec<&str> = servers.iter().filter(|s| s.healthy).map(|s| s.name.as_str()).collect();
+    healthy.sort_unstable();
+    healthy.dedup();
+    healthy
+}
+
+/// Where `d` may be Active, as indexes of healthy servers (`index`): where it is Active now,
+/// and its eligible replicas.
+fn allowed_on(d: &DomainPlacement, index: &BTreeMap<&str, usize>) -> Vec<usize> {
+    let orig = d.active.as_deref().and_then(|a| index.get(a).copied());
+    let mut allowed: Vec<usize> = d
+        .replicas
+        .iter()
+        .filter(|r| r.eligible)
+        .filter_map(|r| index.get(r.server.as_str()).copied())
+        .chain(orig)
+        .collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    allowed
+}
+
+/// The domains that can have no Active now, by name: not Active on a healthy server and no
+/// eligible replica on one. [`rebalance`] leaves them out; they wait for a server to return or
+/// a replica to catch up (or for a forced changeover an administrator decides on).
+pub fn stranded(servers: &[Server], domains: &[DomainPlacement]) -> Vec<String> {
+    let healthy = healthy_servers(servers);
+    let index: BTreeMap<&str, usize> = healthy.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+    let mut out: Vec<String> =
+        domains.iter().filter(|d| allowed_on(d, &index).is_empty()).map(|d| d.name.clone()).collect();
+    out.sort_unstable();
+    out
 }
 
 /// One domain in the flow: where it is Active now (a healthy server), where it may be, and

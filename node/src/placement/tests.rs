@@ -226,7 +226,12 @@ fn ineligible_replicas_are_never_chosen() {
     lost.replicas[1].eligible = false;
     let mut down = servers(&["a", "b"]);
     down[0].healthy = false;
-    assert_eq!(rebalance(&down, &[lost]), vec![]);
+    let fine = domain("fine", &["a", "b"], None);
+    assert_eq!(
+        rebalance(&down, &[lost.clone(), fine.clone()]),
+        vec![Move { domain: "fine".into(), from: None, to: "b".into() }]
+    );
+    assert_eq!(stranded(&down, &[fine, lost]), strings(&["lost"]));
 }
 
 #[test]
@@ -266,6 +271,10 @@ fn random_plans_keep_their_invariants() {
         let plan = rebalance(&s, &d);
         check_plan(&s, &d, &plan);
         moved += plan.len();
+        let mut left_out: Vec<String> =
+            d.iter().filter(|x| allowed(&s, x).is_empty()).map(|x| x.name.clone()).collect();
+        left_out.sort();
+        assert_eq!(stranded(&s, &d), left_out);
     }
     assert!(moved > 1000, "the inputs hardly needed moves: {moved}");
 }

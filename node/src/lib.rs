@@ -5,6 +5,7 @@
 //! - [`config`]: `NodeConfig`, the one parser of a node's configuration;
 //! - [`node`]: `Node`, the lifecycle of engine, synchronization, failover and their runtime,
 //!   and node-level policy (join keys, the changeover slot);
+//! - [`placement`]: where a domain's replicas go and the rebalance of Actives, as pure plans;
 //! - [`arbiter`]: the arbiter of automatic failover, built from the config;
 //! - [`archive`]: the archived stores of a data directory, listed and browsed read-only;
 //! - [`domains`]: the domains of a cluster as one server holds them: the registry in the global
@@ -24,6 +25,7 @@ pub mod contract;
 pub mod domains;
 pub mod error;
 pub mod node;
+pub mod placement;
 pub mod refs;
 pub mod scrub;
 pub mod token;

@@ -24,6 +24,7 @@ use mgha_core::ErrorCode;
 use serde_json::{json, Map, Value};
 
 use crate::error::Result;
+use crate::placement;
 use mgha_sync::wire::Member;
 
 /// The name of a cluster's first domain: the data directory's own store, on every server.
@@ -66,9 +67,6 @@ pub enum DomainError {
         replicas.join(", ")
     )]
     Unchecked { name: String, replicas: Vec<String> },
-    /// The replicas asked for cannot be placed.
-    #[error("{0}")]
-    Placement(String),
     /// A name that cannot name a domain (it names a directory on every server that holds it).
     #[error("'{name}' cannot name a domain: use 1 to {DOMAIN_NAME_BYTES_MAX} letters, digits, '-', '_' or '.', starting with a letter or digit")]
     InvalidName { name: String },
@@ -99,9 +97,7 @@ impl DomainError {
             DomainError::Exists { .. } | DomainError::NotEmpty { .. } | DomainError::Unchecked { .. } => {
                 ErrorCode::Conflict
             }
-            DomainError::Global { .. } | DomainError::Placement(_) | DomainError::InvalidName { .. } => {
-                ErrorCode::InvalidArgument
-            }
+            DomainError::Global { .. } | DomainError::InvalidName { .. } => ErrorCode::InvalidArgument,
         }
     }
 }
@@ -154,6 +150,26 @@ pub fn entry(global: &Engine, name: &str) -> Result<Entry> {
         .into_iter()
         .find(|e| e.name == name)
         .ok_or_else(|| DomainError::Unknown { name: name.to_string() }.into())
+}
+
+/// The servers of the cluster as placement sees them: every member, healthy when `healthy`
+/// names it.
+pub fn placement_servers(members: &[Member], healthy: &[String]) -> Vec<placement::Server> {
+    members.iter().map(|m| placement::Server { name: m.name.clone(), healthy: healthy.contains(&m.name) }).collect()
+}
+
+/// A registry entry as placement sees it, with what this server knows of its Active and of
+/// which replicas could take the role.
+pub fn placement_of(entry: &Entry, active: Option<String>, eligible: Option<&[String]>) -> placement::DomainPlacement {
+    placement::DomainPlacement {
+        name: entry.name.clone(),
+        replicas: entry
+            .replicas
+            .iter()
+            .map(|r| placement::Replica { server: r.clone(), eligible: eligible.is_none_or(|e| e.contains(r)) })
+            .collect(),
+        active,
+    }
 }
 
 /// Publishes a registry change in the global domain (its Active only, as every publish).
@@ -377,126 +393,6 @@ fn archive_dir(data: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
     std::fs::File::open(&archive)?.sync_all()?;
     tracing::warn!(domain = %name, to = %to.display(), "this server no longer holds the domain: its store is archived");
     Ok(to)
-}
-
-/// A domain as a rebalance plans with it.
-#[derive(Clone, Debug)]
-pub struct Placed {
-    pub name: String,
-    pub replicas: Vec<String>,
-    /// The server whose replica is Active, if known.
-    pub active: Option<String>,
-    /// The replicas that could take the role now.
-    pub eligible: Vec<String>,
-}
-
-/// One planned changeover of a rebalance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedMove {
-    pub domain: String,
-    pub from: Option<String>,
-    pub to: String,
-}
-
-/// The servers a new domain goes on: `on` as given (each a member, no repeats), else `count`
-/// healthy members (default [`crate::node::DOMAIN_REPLICAS_DEFAULT`], at most all of them),
-/// those holding the fewest replicas first.
-pub fn choose_replicas(
-    servers: &[Member],
-    healthy: &[String],
-    _registry: &[Entry],
-    held: &[(String, usize)],
-    count: Option<usize>,
-    on: Option<Vec<String>>,
-) -> Result<Vec<String>> {
-    let names: Vec<&str> = servers.iter().map(|m| m.name.as_str()).collect();
-    if let Some(on) = on {
-        if on.is_empty() {
-            return Err(DomainError::Placement("a domain needs at least one replica".into()).into());
-        }
-        for (i, s) in on.iter().enumerate() {
-            if !names.contains(&s.as_str()) {
-                return Err(DomainError::Placement(format!("'{s}' is not a server of this cluster")).into());
-            }
-            if on[..i].contains(s) {
-                return Err(DomainError::Placement(format!("'{s}' is named twice")).into());
-            }
-        }
-        if let Some(n) = count.filter(|n| *n != on.len()) {
-            return Err(
-                DomainError::Placement(format!("{n} replicas asked for, but {} servers named", on.len())).into()
-            );
-        }
-        return Ok(on);
-    }
-    let wanted = count.unwrap_or(crate::node::DOMAIN_REPLICAS_DEFAULT.min(names.len().max(1)));
-    if wanted == 0 {
-        return Err(DomainError::Placement("a domain needs at least one replica".into()).into());
-    }
-    let mut candidates: Vec<(&str, usize)> = names
-        .iter()
-        .filter(|n| healthy.iter().any(|h| h == *n))
-        .map(|n| (*n, held.iter().find(|(s, _)| s == n).map(|(_, c)| *c).unwrap_or(0)))
-        .collect();
-    if candidates.len() < wanted {
-        return Err(DomainError::Placement(format!(
-            "{wanted} replicas asked for, but {} servers are healthy",
-            candidates.len()
-        ))
-        .into());
-    }
-    candidates.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
-    Ok(candidates.into_iter().take(wanted).map(|(n, _)| n.to_string()).collect())
-}
-
-/// The replicas of `entry` once its replica on `from` moved to `to`.
-pub fn moved(entry: &Entry, servers: &[Member], from: &str, to: &str) -> Result<Vec<String>> {
-    if !servers.iter().any(|m| m.name == to) {
-        return Err(DomainError::Placement(format!("'{to}' is not a server of this cluster")).into());
-    }
-    if entry.replicas.iter().any(|r| r == to) {
-        return Err(DomainError::Placement(format!("'{to}' already holds a replica of domain '{}'", entry.name)).into());
-    }
-    let Some(at) = entry.replicas.iter().position(|r| r == from) else {
-        return Err(DomainError::Placement(format!("'{from}' holds no replica of domain '{}'", entry.name)).into());
-    };
-    let mut replicas = entry.replicas.clone();
-    replicas[at] = to.to_string();
-    Ok(replicas)
-}
-
-/// Planned changeovers that spread the Actives evenly over the healthy servers.
-pub fn rebalance_plan(servers: &[Member], healthy: &[String], domains: &[Placed]) -> Vec<PlannedMove> {
-    let mut load: BTreeMap<&str, usize> =
-        servers.iter().filter(|m| healthy.contains(&m.name)).map(|m| (m.name.as_str(), 0)).collect();
-    for d in domains {
-        if let Some(a) = d.active.as_deref() {
-            if let Some(n) = load.get_mut(a) {
-                *n += 1;
-            }
-        }
-    }
-    let mut moves = Vec::new();
-    for d in domains {
-        let Some(from) = d.active.as_deref() else { continue };
-        let Some(&from_load) = load.get(from) else { continue };
-        let best = d
-            .eligible
-            .iter()
-            .filter(|s| s.as_str() != from)
-            .filter_map(|s| load.get(s.as_str()).map(|l| (*l, s.clone())))
-            .min();
-        if let Some((to_load, to)) = best {
-            if to_load + 1 < from_load {
-                *load.entry(from).or_default() -= 1;
-                if let Some(l) = load.get_mut(to.as_str()) {
-                    *l += 1;
-                }
-                moves.push(PlannedMove { domain: d.name.clone(), from: Some(from.to_string()), to });
-            }
-        }
-    }
-    moves
 }
 
 /// The global domain as the other domains' references see it: read-only, through this

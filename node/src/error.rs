@@ -35,6 +35,9 @@ pub enum Error {
     /// that holds objects, replicas that cannot be placed).
     #[error(transparent)]
     Domain(#[from] crate::domains::DomainError),
+    /// Replicas that cannot be placed as asked.
+    #[error(transparent)]
+    Placement(#[from] crate::placement::PlacementError),
 }
 
 impl Error {
@@ -47,6 +50,7 @@ impl Error {
             Error::Unusable(_) => ErrorCode::Busy,
             Error::Closed => ErrorCode::InvalidArgument,
             Error::Domain(e) => e.code(),
+            Error::Placement(e) => e.code(),
         }
     }
 }

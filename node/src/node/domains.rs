@@ -78,12 +78,17 @@ impl Node {
         let global = self.engine()?;
         let author = author.unwrap_or(REGISTRY_AUTHOR).to_string();
         let (g, name) = (global.clone(), body.name.clone());
-        let held = self.held_counts();
         let healthy = self.healthy_servers()?;
         blocking(move || {
-            let servers = mgha_sync::membership::members(&g.store())?;
-            let registry = domains::registry(&g)?;
-            let replicas = domains::choose_replicas(&servers, &healthy, &registry, &held, body.replicas, body.on)?;
+            let members = mgha_sync::membership::members(&g.store())?;
+            let servers = domains::placement_servers(&members, &healthy);
+            let placed: Vec<_> = domains::registry(&g)?.iter().map(|e| domains::placement_of(e, None, None)).collect();
+            let count = match (&body.on, body.replicas) {
+                (_, Some(n)) => n,
+                (Some(on), None) => on.len(),
+                (None, None) => DOMAIN_REPLICAS_DEFAULT.min(members.len().max(1)),
+            };
+            let replicas = crate::placement::choose_replicas(&servers, &placed, count, body.on.as_deref())?;
             domains::record(&g, &author, &name, replicas)
         })
         .await?;
@@ -140,17 +145,13 @@ impl Node {
         }
         let global = self.engine()?;
         let entry = domains::entry(&global, name)?;
-        if self.domain_active(&entry).as_deref() == Some(from) {
-            return Err(DomainError::Placement(format!(
-                "'{from}' holds the Active of domain '{name}'; change it over to another replica first \
-                 (`mgha changeover --domain {name} --to SERVER`)"
-            ))
-            .into());
-        }
+        let placed = domains::placement_of(&entry, self.domain_active(&entry), None);
+        let healthy = self.healthy_servers()?;
         let (g, n, f, t) = (global.clone(), name.to_string(), from.to_string(), to.to_string());
         blocking(move || {
-            let servers = mgha_sync::membership::members(&g.store())?;
-            let replicas = domains::moved(&entry, &servers, &f, &t)?;
+            let members = mgha_sync::membership::members(&g.store())?;
+            let servers = domains::placement_servers(&members, &healthy);
+            let replicas = crate::placement::move_replica(&placed, &f, &t, &servers)?;
             domains::record_replicas(&g, REGISTRY_AUTHOR, &n, replicas)
         })
         .await?;
@@ -199,38 +200,33 @@ impl Node {
     pub async fn rebalance(&self) -> Result<RebalanceBody> {
         let global = self.engine()?;
         let registry = domains::registry(&global)?;
-        let servers = mgha_sync::membership::members(&global.store())?;
-        let healthy = self.healthy_servers()?;
-        let placed: Vec<domains::Placed> = registry
+        let members = mgha_sync::membership::members(&global.store())?;
+        let servers = domains::placement_servers(&members, &self.healthy_servers()?);
+        // The domains this server holds a replica of: for them it knows the Active and which
+        // replicas are synchronized.
+        let placed: Vec<_> = registry
             .iter()
-            .map(|e| domains::Placed {
-                name: e.name.clone(),
-                replicas: e.replicas.clone(),
-                active: self.domain_active(e),
-                eligible: self.eligible_replicas(e),
-            })
+            .filter(|e| self.domains.get(&e.name).is_some_and(|r| r.id == e.id))
+            .map(|e| domains::placement_of(e, self.domain_active(e), Some(&self.eligible_replicas(e))))
             .collect();
-        let plan = domains::rebalance_plan(&servers, &healthy, &placed);
         let mut moves = Vec::new();
-        for m in plan {
-            let outcome = if self.domains.get(&m.domain).is_none() {
-                Err(Error::from(DomainError::NotHere {
-                    name: m.domain.clone(),
-                    replicas: registry
-                        .iter()
-                        .find(|e| e.name == m.domain)
-                        .map(|e| e.replicas.clone())
-                        .unwrap_or_default(),
-                }))
-            } else {
-                self.changeover_in(&m.domain, &m.to).await
+        for m in crate::placement::rebalance(&servers, &placed) {
+            // A domain with no Active known here gets one by failover or a forced changeover,
+            // never by a rebalance, which only hands over from a live Active.
+            let outcome = match &m.from {
+                None => Err(format!(
+                    "no Active of domain '{}' is known on this server: automatic failover, or a forced changeover \
+                     on '{}', gives it one",
+                    m.domain, m.to
+                )),
+                Some(_) => self.changeover_in(&m.domain, &m.to).await.map_err(|e| e.to_string()),
             };
             moves.push(RebalanceMoveBody {
                 domain: m.domain,
                 from: m.from,
                 to: m.to,
                 epoch: outcome.as_ref().ok().copied(),
-                error: outcome.err().map(|e| e.to_string()),
+                error: outcome.err(),
             });
         }
         Ok(RebalanceBody { moves })
@@ -280,20 +276,6 @@ impl Node {
             }
         }
         eligible
-    }
-
-    /// How many replicas each server holds, for placing a new domain.
-    fn held_counts(&self) -> Vec<(String, usize)> {
-        let Ok(global) = self.engine() else {
-            return Vec::new();
-        };
-        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
-        for e in domains::registry(&global).unwrap_or_default() {
-            for r in e.replicas {
-                *counts.entry(r).or_default() += 1;
-            }
-        }
-        counts.into_iter().collect()
     }
 
     /// The servers this server sees as healthy: itself, and every member its global replica is

@@ -108,7 +108,7 @@ fn domains_live_on_subsets_with_their_own_actives_over_one_connection_per_pair()
     assert_eq!(amer["replicas"].as_array().map(Vec::len), Some(2), "{amer}");
     fails(&["domain", "create", "-d", a.d(), "emea", "--on", "c"], EXIT_CONFLICT);
     fails(&["domain", "create", "-d", a.d(), "../x"], EXIT_INVALID);
-    fails(&["domain", "create", "-d", a.d(), "x", "--on", "a,nobody"], EXIT_INVALID);
+    fails(&["domain", "create", "-d", a.d(), "x", "--on", "a,nobody"], EXIT_NOT_FOUND);
 
     // Each domain has its Active where it was created first, and its replicas follow.
     wait_domain_converged("emea", &a, &[&b]);
@@ -187,7 +187,7 @@ fn a_replica_moves_backups_are_per_domain_and_deletion_keeps_the_data() {
     wait_domain_converged("emea", &a, &[&b]);
 
     // Move b's replica to c: c gets a full sync of emea only, b archives its store.
-    fails(&["domain", "move", "-d", a.d(), "emea", "--from", "a", "--to", "c"], EXIT_INVALID);
+    fails(&["domain", "move", "-d", a.d(), "emea", "--from", "a", "--to", "c"], EXIT_CONFLICT);
     let moved = ok_json(&["domain", "move", "-d", a.d(), "emea", "--from", "b", "--to", "c", "--json"]);
     assert_eq!(moved["replicas"], serde_json::json!(["a", "c"]), "{moved}");
     wait_until("c to hold emea", || mgha(&["status", "-d", c.d(), "--domain", "emea", "--json"]).status.success());

@@ -237,6 +237,10 @@ def test_the_domains_panel_lists_each_domain_live_and_shows_its_revisions(cluste
     until(browser, lambda: "No revisions yet" in browser.find_element(By.ID, "domain-revisions").text,
           "blue's empty history")  # fmt: skip
     assert browser.find_element(By.ID, "domain-detail-title").text == "Domain blue"
+    # Deleted while selected: its row and its details go.
+    a.request("DELETE", "/v1/domains/blue")
+    until(browser, lambda: list(domains(browser)) == ["global", "red"], "blue deleted")
+    until(browser, lambda: not browser.find_element(By.ID, "domain-detail").is_displayed(), "blue's details gone")
     assert js_errors(browser) == []
 
 

@@ -2,7 +2,7 @@
 // and the actions (changeovers, collision resolutions), each behind a confirmation that says
 // what will happen. Lists that are not in the stream (revisions, collisions) are fetched again
 // when the stream shows that they changed; the domain list, whose heads the global domain's
-// stream does not carry, with every sample.
+// stream does not carry, with the samples, at most twice a second.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -11,6 +11,11 @@ const $ = (id) => document.getElementById(id);
 const RECONNECT_MS = 1000;
 /** Revisions listed. */
 const REVISIONS_SHOWN = 10;
+/**
+ * The domain list is fetched at most this often: the samples of a busy Active (up to ten a
+ * second) ask the node for it no more often than the stream's own pace.
+ */
+const DOMAINS_EVERY_MS = 500;
 /** Objects fetched to resolve uids to names. */
 const NAMES_LIMIT = 100000;
 
@@ -162,7 +167,14 @@ function coalesced(load) {
 
 const refreshRevisions = coalesced(() => loadRevisions());
 const refreshCollisions = coalesced(() => loadCollisions());
-const refreshDomains = coalesced(() => loadDomains());
+const refreshDomains = coalesced(async () => {
+  const started = Date.now();
+  await loadDomains();
+  const left = DOMAINS_EVERY_MS - (Date.now() - started);
+  if (left > 0) {
+    await new Promise((r) => setTimeout(r, left));
+  }
+});
 const refreshDomainRevisions = coalesced(() => loadDomainRevisions());
 
 async function loadRevisions() {

@@ -202,6 +202,7 @@ def test_the_domains_panel_lists_each_domain_live_and_shows_its_revisions(cluste
     assert {n: d["active"] for n, d in seen.items()} == {"global": "a", "blue": "a", "red": "a"}
     assert (seen["red"]["head"], seen["red"]["objects"]) == ("1", "3")
     assert (seen["blue"]["head"], seen["blue"]["objects"]) == ("0", "0")
+    assert seen["red"]["text"].rstrip().endswith("none"), "red has no other replica"
     assert (seen["global"]["head"], seen["global"]["objects"]) == (str(global_head), str(global_objects))
     assert "3 domains" in browser.find_element(By.ID, "domains-hint").text
 
@@ -242,6 +243,47 @@ def test_the_domains_panel_lists_each_domain_live_and_shows_its_revisions(cluste
     until(browser, lambda: list(domains(browser)) == ["global", "red"], "blue deleted")
     until(browser, lambda: not browser.find_element(By.ID, "domain-detail").is_displayed(), "blue's details gone")
     assert js_errors(browser) == []
+
+
+def test_a_standby_replica_of_a_domain_offers_its_changeover_and_the_page_shows_the_outcome(cluster, browser):
+    c = cluster(2, "daemons", changeover_timeout_ms=1500)
+    a, b = c["a"], c["b"]
+    a.request("POST", "/v1/domains", {"name": "red", "on": ["a", "b"]})
+    # The registry reaches b with the global domain; b opens its replica of red as a Standby.
+    c.wait_for(lambda: {d["name"]: d for d in b.request("GET", "/v1/domains")["domains"]}
+               .get("red", {}).get("role") == "standby", what="b's replica of red")  # fmt: skip
+
+    sign_in(browser, b)
+    row = until(browser, lambda: domains(browser).get("red"), "red")
+    assert row["role"] == "standby" and "a, b" in row["text"], row
+    # Its other replica is listed, with its sync status once b's replica has heard of it.
+    assert browser.find_elements(By.CSS_SELECTOR, "#domains tr[data-domain='red'] li[data-peer='a']")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#domains tr[data-domain='red'] li[data-peer='b']")
+    browser.find_element(By.CSS_SELECTOR, "#domains tr[data-domain='red'] button").click()
+    form = browser.find_element(By.ID, "domain-planned-form")
+    until(browser, form.is_displayed, "red's changeover")
+    options = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "domain-planned-target")).options]
+    assert options == ["b"], "a Standby replica offers to take the role itself"
+    browser.find_element(By.ID, "domain-planned").click()
+    until(browser, browser.find_element(By.ID, "confirm").is_displayed, "the confirmation")
+    violations = axe_violations(browser)
+    assert violations == [], f"confirmation: {json.dumps(violations, indent=1)}"
+    text = confirm(browser, "Planned changeover of red to b")
+    assert "Other domains are not touched" in text, text
+    # Whatever the outcome, the page reports what the API did: done and b is red's Active, or
+    # the API's refusal as it came and nothing changed.
+    outcome = until(browser, lambda: browser.find_element(By.ID, "domain-action-result").text.startswith("Done")
+                    or browser.find_element(By.ID, "domain-action-error").text, "the changeover's outcome",
+                    timeout=30)  # fmt: skip
+    red = {d["name"]: d for d in b.request("GET", "/v1/domains")["domains"]}["red"]
+    if outcome is True:
+        assert "b is the Active of red" in browser.find_element(By.ID, "domain-action-result").text
+        assert red["role"] == "active", red
+    else:
+        assert "No changeover of red to b" in outcome and ": " in outcome, outcome
+        assert red["role"] == "standby", red
+    assert mgha_status(a)["node"]["role"] == "active", "a changeover of red leaves the global domain alone"
+    assert js_errors(browser, refused=["/changeover"]) == []
 
 
 def flip_everywhere(store: Path, needle: bytes) -> None:

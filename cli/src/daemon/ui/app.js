@@ -235,7 +235,8 @@ function showDomains(list) {
     page.domainsKey = key;
     const focused = document.activeElement && document.activeElement.closest("#domains tr[data-domain]");
     const tbody = $("domains").tBodies[0];
-    views.domains(tbody, several ? list : [], page.domain, selectDomain);
+    const me = page.last ? page.last.status.node.name : "";
+    views.domains(tbody, several ? list : [], page.domain, me, selectDomain);
     if (focused) {
       const again = tbody.querySelector(`tr[data-domain="${CSS.escape(focused.dataset.domain)}"] button`);
       if (again) {

@@ -206,16 +206,27 @@ const views = {
    * The domain table (`DomainList`): one row per domain, the global one first, with this
    * server's replica (role, head, objects) and every other replica's sync status as this
    * replica sees it, in the server table's vocabulary. The domain's name is the button that
-   * selects it (`selected` names the one shown).
+   * selects it (`selected` names the one shown). `me` is this server's name: every other
+   * replica the registry names is listed, "not known yet" until this replica has heard of it.
    */
-  domains(tbody, list, selected, onSelect) {
+  domains(tbody, list, selected, me, onSelect) {
     const rows = list.map((d) => {
       const pick = views.button(d.name, `${d.name}: show its revisions`, () => onSelect(d.name), "link");
       pick.setAttribute("aria-pressed", d.name === selected ? "true" : "false");
-      const peers = byName(d.peers || []).map((p) => el("li", { "data-peer": p.name, "data-status": p.status },
-        el("span", { class: "peer-name", text: p.name }), " ",
-        badge(STATUS_TEXT, p.status),
-        p.connected ? null : el("span", { class: "tag", text: "not connected" })));
+      const seen = new Map((d.peers || []).map((p) => [p.name, p]));
+      const names = d.replicas.filter((n) => n !== me);
+      for (const p of seen.keys()) {
+        if (!names.includes(p)) {
+          names.push(p);
+        }
+      }
+      const peers = names.sort().map((n) => {
+        const p = seen.get(n);
+        return el("li", { "data-peer": n, "data-status": p ? p.status : "unknown" },
+          el("span", { class: "peer-name", text: n }), " ",
+          p ? badge(STATUS_TEXT, p.status) : el("span", { class: "badge idle", text: "? not known yet" }),
+          p && !p.connected ? el("span", { class: "tag", text: "not connected" }) : null);
+      });
       const others = d.here
         ? peers.length ? el("ul", { class: "peers" }, ...peers) : el("span", { class: "hint", text: "none" })
         : el("span", { class: "hint", text: "not seen from here" });

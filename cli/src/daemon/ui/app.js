@@ -226,8 +226,8 @@ async function loadDomains() {
 function showDomains(list) {
   page.domains = list;
   const several = list.length > 1;
-  if (page.domain !== null && !list.some((d) => d.name === page.domain)) {
-    // Deleted (or this page's selection of a cluster that no longer has it).
+  if (page.domain !== null && (!several || !list.some((d) => d.name === page.domain))) {
+    // Deleted, or the global domain is left alone: the table that selects is gone.
     selectDomain(null);
   }
   const key = `${page.domain}\n${JSON.stringify(list)}`;

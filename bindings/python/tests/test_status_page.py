@@ -158,9 +158,132 @@ def test_the_page_lists_every_server_with_its_role_and_passes_axe(cluster, brows
     for chart in ("chart-lag-b", "chart-lag-c", "chart-publishes"):
         until(browser, lambda: browser.find_elements(By.ID, chart), f"the chart {chart}")
     until(browser, lambda: "first host" in browser.find_element(By.ID, "revisions").text, "the revision list")
+    # The global domain alone: the Domains panel says so instead of a one-row table.
+    until(browser, lambda: "One domain" in browser.find_element(By.ID, "domains-hint").text, "one domain")
+    assert not browser.find_element(By.ID, "domains").is_displayed()
     violations = axe_violations(browser)
     assert violations == [], json.dumps(violations, indent=1)
     assert js_errors(browser) == []
+
+
+def domains(driver: WebDriver) -> Dict[str, Dict[str, str]]:
+    """The domain table as the page shows it, in its order: name -> role of this server's
+    replica, head, objects, the server whose replica is Active, and the row's text."""
+    found = driver.execute_script(
+        """return Array.from(document.querySelectorAll('#domains tbody tr[data-domain]'), (tr) => [
+          tr.dataset.domain,
+          {role: tr.dataset.role, head: tr.dataset.head, objects: tr.dataset.objects,
+           active: tr.dataset.active, text: tr.innerText}]);"""
+    )
+    return dict((name, row) for name, row in found)
+
+
+def test_the_domains_panel_lists_each_domain_live_and_shows_its_revisions(cluster, browser):
+    c = cluster(1, "daemons")
+    a = c["a"]
+    a.publish(changes(host("g-dns", "10.0.0.53"), message="a global resolver"))
+    for name in ("red", "blue"):
+        created = a.request("POST", "/v1/domains", {"name": name, "on": ["a"]})
+        assert created["role"] == "active", created
+    red_seq = a.request(
+        "POST", "/v1/domains/red/publish",
+        changes(host("web1", "10.0.1.1"), host("web2", "10.0.1.2"), group("resolvers", ["g-dns"]),
+                message="red's first hosts"),
+        author="ui-test",
+    )["seq"]  # fmt: skip
+    assert red_seq == 1
+    listed = {d["name"]: d for d in a.request("GET", "/v1/domains")["domains"]}
+    global_head, global_objects = listed["global"]["head_seq"], listed["global"]["objects"]
+
+    sign_in(browser, a)
+    seen = until(browser, lambda: (d := domains(browser)) and len(d) == 3 and d, "the three domains")
+    assert list(seen) == ["global", "blue", "red"], seen
+    assert {n: d["role"] for n, d in seen.items()} == {"global": "active", "blue": "active", "red": "active"}
+    assert {n: d["active"] for n, d in seen.items()} == {"global": "a", "blue": "a", "red": "a"}
+    assert (seen["red"]["head"], seen["red"]["objects"]) == ("1", "3")
+    assert (seen["blue"]["head"], seen["blue"]["objects"]) == ("0", "0")
+    assert seen["red"]["text"].rstrip().endswith("none"), "red has no other replica"
+    assert (seen["global"]["head"], seen["global"]["objects"]) == (str(global_head), str(global_objects))
+    assert "3 domains" in browser.find_element(By.ID, "domains-hint").text
+
+    # A publish into red shows on the page without a reload; the other domains stay as they were.
+    a.request("POST", "/v1/domains/red/publish", changes(host("web3", "10.0.1.3"), message="red grows"),
+              author="ui-test")  # fmt: skip
+    until(browser, lambda: (d := domains(browser)["red"]) and (d["head"], d["objects"]) == ("2", "4"), "red's new head")
+    assert domains(browser)["blue"]["objects"] == "0"
+    assert domains(browser)["global"]["head"] == str(global_head)
+
+    # Selecting red lists its revisions (not the global domain's), newest first.
+    browser.find_element(By.CSS_SELECTOR, "#domains tr[data-domain='red'] button").click()
+    until(browser, lambda: browser.find_element(By.ID, "domain-detail").is_displayed(), "red's details")
+    listed = until(browser, lambda: [r.get_attribute("data-seq") for r in
+                                     browser.find_elements(By.CSS_SELECTOR, "#domain-revisions tr[data-seq]")],
+                   "red's revisions")  # fmt: skip
+    assert listed == ["2", "1"], listed
+    text = browser.find_element(By.ID, "domain-revisions").text
+    assert "red grows" in text and "red's first hosts" in text and "a global resolver" not in text, text
+    # Its diff names the global object red's group references.
+    browser.find_element(By.CSS_SELECTOR, "#domain-revisions tr[data-seq='1'] button").click()
+    item = until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#domain-diff li[data-object='group/resolvers']"),
+                 "the diff of red's group")[0]  # fmt: skip
+    assert "host g-dns" in item.text, item.text
+    # One server holds every replica of red: no changeover is offered, and the page says why.
+    assert not browser.find_element(By.ID, "domain-planned-form").is_displayed()
+    assert "No other replica of red" in browser.find_element(By.ID, "domain-planned-hint").text
+    violations = axe_violations(browser)
+    assert violations == [], json.dumps(violations, indent=1)
+
+    # Selecting blue shows its (empty) history instead.
+    browser.find_element(By.CSS_SELECTOR, "#domains tr[data-domain='blue'] button").click()
+    until(browser, lambda: "No revisions yet" in browser.find_element(By.ID, "domain-revisions").text,
+          "blue's empty history")  # fmt: skip
+    assert browser.find_element(By.ID, "domain-detail-title").text == "Domain blue"
+    # Deleted while selected: its row and its details go.
+    a.request("DELETE", "/v1/domains/blue")
+    until(browser, lambda: list(domains(browser)) == ["global", "red"], "blue deleted")
+    until(browser, lambda: not browser.find_element(By.ID, "domain-detail").is_displayed(), "blue's details gone")
+    assert js_errors(browser) == []
+
+
+def test_a_standby_replica_of_a_domain_offers_its_changeover_and_the_page_shows_the_outcome(cluster, browser):
+    c = cluster(2, "daemons", changeover_timeout_ms=1500)
+    a, b = c["a"], c["b"]
+    a.request("POST", "/v1/domains", {"name": "red", "on": ["a", "b"]})
+    # The registry reaches b with the global domain; b opens its replica of red as a Standby.
+    c.wait_for(lambda: {d["name"]: d for d in b.request("GET", "/v1/domains")["domains"]}
+               .get("red", {}).get("role") == "standby", what="b's replica of red")  # fmt: skip
+
+    sign_in(browser, b)
+    row = until(browser, lambda: domains(browser).get("red"), "red")
+    assert row["role"] == "standby" and "a, b" in row["text"], row
+    # Its other replica is listed, with its sync status once b's replica has heard of it.
+    assert browser.find_elements(By.CSS_SELECTOR, "#domains tr[data-domain='red'] li[data-peer='a']")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#domains tr[data-domain='red'] li[data-peer='b']")
+    browser.find_element(By.CSS_SELECTOR, "#domains tr[data-domain='red'] button").click()
+    form = browser.find_element(By.ID, "domain-planned-form")
+    until(browser, form.is_displayed, "red's changeover")
+    options = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "domain-planned-target")).options]
+    assert options == ["b"], "a Standby replica offers to take the role itself"
+    browser.find_element(By.ID, "domain-planned").click()
+    until(browser, browser.find_element(By.ID, "confirm").is_displayed, "the confirmation")
+    violations = axe_violations(browser)
+    assert violations == [], f"confirmation: {json.dumps(violations, indent=1)}"
+    text = confirm(browser, "Planned changeover of red to b")
+    assert "Other domains are not touched" in text, text
+    # Whatever the outcome, the page reports what the API did: done and b is red's Active, or
+    # the API's refusal as it came and nothing changed.
+    outcome = until(browser, lambda: browser.find_element(By.ID, "domain-action-result").text.startswith("Done")
+                    or browser.find_element(By.ID, "domain-action-error").text, "the changeover's outcome",
+                    timeout=30)  # fmt: skip
+    red = {d["name"]: d for d in b.request("GET", "/v1/domains")["domains"]}["red"]
+    if outcome is True:
+        assert "b is the Active of red" in browser.find_element(By.ID, "domain-action-result").text
+        assert red["role"] == "active", red
+    else:
+        assert "No changeover of red to b" in outcome and ": " in outcome, outcome
+        assert red["role"] == "standby", red
+    assert mgha_status(a)["node"]["role"] == "active", "a changeover of red leaves the global domain alone"
+    assert js_errors(browser, refused=["/changeover"]) == []
 
 
 def flip_everywhere(store: Path, needle: bytes) -> None:

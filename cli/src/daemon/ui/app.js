@@ -1,7 +1,8 @@
 // The status page's controller: sign-in, the live status stream (reconnecting when it drops),
 // and the actions (changeovers, collision resolutions), each behind a confirmation that says
 // what will happen. Lists that are not in the stream (revisions, collisions) are fetched again
-// when the stream shows that they changed.
+// when the stream shows that they changed; the domain list, whose heads the global domain's
+// stream does not carry, with the samples, at most twice a second.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -10,6 +11,11 @@ const $ = (id) => document.getElementById(id);
 const RECONNECT_MS = 1000;
 /** Revisions listed. */
 const REVISIONS_SHOWN = 10;
+/**
+ * The domain list is fetched at most this often: the samples of a busy Active (up to ten a
+ * second) ask the node for it no more often than the stream's own pace.
+ */
+const DOMAINS_EVERY_MS = 500;
 /** Objects fetched to resolve uids to names. */
 const NAMES_LIMIT = 100000;
 
@@ -21,7 +27,21 @@ const page = {
   names: null, // Map uid -> "type name", for the head `namesSeq`
   namesSeq: -1,
   busy: false, // an action is running
+  domains: null, // the last domain list (`DomainList.domains`)
+  domainsKey: "", // what the domain table was drawn from
+  domain: null, // the name of the selected domain
+  domainSeq: -1, // the head of the selected domain its revision list shows
+  domainNames: null, // { key, map }: uid -> "type name" for the selected domain at a head
 };
+
+/** Where one domain's routes are: every `/v1/…` route of it is under this prefix. */
+function domainPath(name) {
+  return `/v1/domains/${encodeURIComponent(name)}`;
+}
+
+/** Where each action's outcome is shown: the Actions panel, or the selected domain's. */
+const ACTIONS_OUT = { result: "action-result", error: "action-error" };
+const DOMAIN_OUT = { result: "domain-action-result", error: "domain-action-error" };
 
 // -- sign-in ----------------------------------------------------------------------------------
 
@@ -107,6 +127,7 @@ function onSample(sample) {
   charts.record(sample);
   charts.draw($("charts"), sample);
   updateActions(s);
+  refreshDomains();
   if (s.head.seq !== page.revisionsSeq) {
     page.revisionsSeq = s.head.seq;
     refreshRevisions();
@@ -146,6 +167,15 @@ function coalesced(load) {
 
 const refreshRevisions = coalesced(() => loadRevisions());
 const refreshCollisions = coalesced(() => loadCollisions());
+const refreshDomains = coalesced(async () => {
+  const started = Date.now();
+  await loadDomains();
+  const left = DOMAINS_EVERY_MS - (Date.now() - started);
+  if (left > 0) {
+    await new Promise((r) => setTimeout(r, left));
+  }
+});
+const refreshDomainRevisions = coalesced(() => loadDomainRevisions());
 
 async function loadRevisions() {
   try {
@@ -169,6 +199,139 @@ async function loadCollisions() {
   } catch (e) {
     const text = `Collisions unavailable: ${describeError(e)}`;
     $("collisions").replaceChildren(el("p", { class: "error", role: "alert", text }));
+  }
+}
+
+async function loadDomains() {
+  let list;
+  try {
+    list = (await api.get("/v1/domains")).domains;
+  } catch (e) {
+    page.domains = null;
+    page.domainsKey = "";
+    $("domains").hidden = true;
+    $("domain-detail").hidden = true;
+    $("domains-hint").textContent = "";
+    $("domains-error").textContent = `Domains unavailable: ${describeError(e)}`;
+    return;
+  }
+  $("domains-error").textContent = "";
+  showDomains(list);
+}
+
+/**
+ * Draws the domain list (again only when it changed, keeping the focus on the domain button
+ * that had it), and the selected domain: its changeover, and its revisions when its head moved.
+ */
+function showDomains(list) {
+  page.domains = list;
+  const several = list.length > 1;
+  if (page.domain !== null && (!several || !list.some((d) => d.name === page.domain))) {
+    // Deleted, or the global domain is left alone: the table that selects is gone.
+    selectDomain(null);
+  }
+  const key = `${page.domain}\n${JSON.stringify(list)}`;
+  if (key !== page.domainsKey) {
+    page.domainsKey = key;
+    const focused = document.activeElement && document.activeElement.closest("#domains tr[data-domain]");
+    const tbody = $("domains").tBodies[0];
+    const me = page.last ? page.last.status.node.name : "";
+    views.domains(tbody, several ? list : [], page.domain, me, selectDomain);
+    if (focused) {
+      const again = tbody.querySelector(`tr[data-domain="${CSS.escape(focused.dataset.domain)}"] button`);
+      if (again) {
+        again.focus();
+      }
+    }
+  }
+  $("domains").hidden = !several;
+  $("domains-hint").textContent = several
+    ? `${list.length} domains, each its own database with its own Active. Select one to see its revisions.`
+    : "One domain: global, the whole configuration of this cluster, shown by the panels below. " +
+      "`mgha domain create` adds more (docs/domains.md).";
+  const chosen = list.find((d) => d.name === page.domain);
+  $("domain-detail").hidden = !chosen;
+  if (!chosen) {
+    return;
+  }
+  updateDomainActions(chosen);
+  $("domain-revisions").hidden = !chosen.here;
+  if (chosen.here && chosen.head_seq !== page.domainSeq) {
+    page.domainSeq = chosen.head_seq;
+    refreshDomainRevisions();
+  }
+}
+
+/** Selects domain `name` (or none; selecting the selected one again closes it). */
+function selectDomain(name) {
+  page.domain = name === page.domain ? null : name;
+  page.domainSeq = -1;
+  page.domainNames = null;
+  $("domain-revisions").tBodies[0].replaceChildren();
+  $("domain-diff").replaceChildren();
+  $("domain-diff-error").textContent = "";
+  $("domain-action-result").textContent = "";
+  $("domain-action-error").replaceChildren();
+  if (page.domain !== null) {
+    $("domain-detail-title").textContent = `Domain ${page.domain}`;
+    $("domain-revisions-caption").textContent = `The latest revisions of domain ${page.domain}, newest first`;
+    $("domain-planned-label").textContent = `Planned changeover of ${page.domain} to`;
+  }
+  page.domainsKey = "";
+  if (page.domains) {
+    showDomains(page.domains);
+  }
+}
+
+async function loadDomainRevisions() {
+  const name = page.domain;
+  if (name === null) {
+    return;
+  }
+  try {
+    const list = await api.get(`${domainPath(name)}/revisions?limit=${REVISIONS_SHOWN}`);
+    if (page.domain === name) {
+      views.revisions($("domain-revisions").tBodies[0], list.revisions, (from, to) => showDomainDiff(name, from, to));
+    }
+  } catch (e) {
+    if (page.domain === name) {
+      $("domain-diff-error").textContent = `Revisions of ${name} unavailable: ${describeError(e)}`;
+    }
+  }
+}
+
+/**
+ * uid -> "type name" of a domain's objects and of the global ones (which its objects may
+ * reference), fetched once per head of both.
+ */
+async function domainNames(name) {
+  const d = page.domains && page.domains.find((x) => x.name === name);
+  const key = `${name}/${d ? d.head_seq : ""}/${page.last ? page.last.status.head.seq : ""}`;
+  if (page.domainNames === null || page.domainNames.key !== key) {
+    const [own, global] = await Promise.all([api.get(`${domainPath(name)}/objects?limit=${NAMES_LIMIT}`), names()]);
+    const map = new Map(global);
+    for (const o of own.objects) {
+      map.set(o.uid.toLowerCase(), `${o.type} ${o.name}`);
+    }
+    page.domainNames = { key, map };
+  }
+  return page.domainNames.map;
+}
+
+async function showDomainDiff(name, from, to) {
+  $("domain-diff-error").textContent = "";
+  try {
+    const [diff, known] = await Promise.all([api.get(`${domainPath(name)}/diff?from=${from}&to=${to}`), domainNames(name)]);
+    if (page.domain !== name) {
+      return;
+    }
+    $("domain-diff").replaceChildren(
+      el("h4", { text: `Diff of ${name} from revision ${from} to revision ${to}` }),
+      views.objectDiffs(diff.objects, withDiffNames(known, diff.objects), "No object differs.")
+    );
+  } catch (e) {
+    $("domain-diff").replaceChildren();
+    $("domain-diff-error").textContent = `No diff: ${describeError(e)}`;
   }
 }
 
@@ -254,32 +417,75 @@ function updateActions(s) {
     : "Only a Standby can be forced Active; open this page on a Standby for that.";
 }
 
-function showError(what, e) {
-  $("action-result").textContent = "";
-  $("action-error").replaceChildren(
+/**
+ * The selected domain's planned changeover: offered when this server holds a replica that can
+ * hand over (an Active with other replicas) or take over (a Standby), as the Actions panel
+ * offers the global domain's.
+ */
+function updateDomainActions(d) {
+  const me = page.last ? page.last.status.node.name : "";
+  const peers = d.peers || [];
+  const candidates = !d.here ? []
+    : d.role === "active" ? byName(peers).map((p) => p.name)
+      : [me].concat(byName(peers).filter((p) => p.role !== "active").map((p) => p.name));
+  const select = $("domain-planned-target");
+  const current = Array.from(select.options).map((o) => o.value);
+  if (current.join("\n") !== candidates.join("\n")) {
+    const chosen = select.value;
+    select.replaceChildren(...candidates.map((n) => el("option", { value: n, text: n })));
+    if (candidates.includes(chosen)) {
+      select.value = chosen;
+    }
+  }
+  $("domain-planned-form").hidden = candidates.length === 0;
+  $("domain-planned").disabled = page.busy;
+  $("domain-planned-hint").textContent = !d.here
+    ? `This server holds no replica of ${d.name}: open this page on ${d.replicas.join(" or ")} to see its ` +
+      "revisions and change it over."
+    : candidates.length === 0
+      ? `No other replica of ${d.name} to hand over to: only ${d.replicas.join(", ")} holds it.`
+      : `The Active of ${d.name}${d.active ? ` (${d.active})` : ""} stops taking publishes to it, brings the ` +
+        "chosen replica to its head, and hands the Active role over. No revision is lost; other domains are not touched.";
+}
+
+/** The buttons of every action, enabled or not as `page.busy` says. */
+function updateAllActions() {
+  if (page.last) {
+    updateActions(page.last.status);
+  }
+  const chosen = page.domains && page.domains.find((d) => d.name === page.domain);
+  if (chosen) {
+    updateDomainActions(chosen);
+  }
+}
+
+function showError(what, e, out) {
+  const to = out || ACTIONS_OUT;
+  $(to.result).textContent = "";
+  $(to.error).replaceChildren(
     el("p", {}, el("strong", { text: `${what}. ` }), "The API answered: ",
       el("code", { class: "api-error", text: describeError(e) }))
   );
 }
 
-/** Runs one action, with the page's buttons disabled meanwhile; shows its result or refusal. */
-async function act(running, what, call, done) {
+/**
+ * Runs one action, with the page's buttons disabled meanwhile; shows its result or refusal
+ * where `out` says (the Actions panel by default).
+ */
+async function act(running, what, call, done, out) {
+  const to = out || ACTIONS_OUT;
   page.busy = true;
-  if (page.last) {
-    updateActions(page.last.status);
-  }
-  $("action-error").replaceChildren();
-  $("action-result").textContent = running;
+  updateAllActions();
+  $(to.error).replaceChildren();
+  $(to.result).textContent = running;
   try {
     const result = await call();
-    $("action-result").textContent = done(result);
+    $(to.result).textContent = done(result);
   } catch (e) {
-    showError(what, e);
+    showError(what, e, to);
   } finally {
     page.busy = false;
-    if (page.last) {
-      updateActions(page.last.status);
-    }
+    updateAllActions();
     page.collisionsKey = "";
   }
 }
@@ -329,6 +535,31 @@ async function plannedChangeover(event) {
   }
   await act(`Changeover to ${to} running…`, `No changeover to ${to}`, () => api.post("/v1/changeover", { to }),
     (r) => `Done: ${r.active} is the Active at epoch ${epochText(r.epoch)} (took ${r.took_ms} ms).`);
+}
+
+async function domainChangeover(event) {
+  event.preventDefault();
+  const name = page.domain;
+  const to = $("domain-planned-target").value;
+  const d = page.domains && page.domains.find((x) => x.name === name);
+  if (!d || !to) {
+    return;
+  }
+  const active = d.active || `the Active of ${name}`;
+  const ok = await confirmAction(`Planned changeover of ${name} to ${to}`, [
+    `${active} stops taking publishes to ${name}, brings the replica on ${to} to its head, then ${to} becomes ` +
+      `the Active of ${name} at its next epoch and ${active} follows it as a Standby.`,
+    `Publishes to ${name} are refused for the moment of the handover; none is lost. If the changeover cannot ` +
+      "finish in time, it is called off and nothing changes. Other domains are not touched.",
+  ], `Change ${name} over to ${to}`, false);
+  if (!ok) {
+    return;
+  }
+  await act(`Changeover of ${name} to ${to} running…`, `No changeover of ${name} to ${to}`,
+    () => api.post(`${domainPath(name)}/changeover`, { to }),
+    (r) => `Done: ${r.active} is the Active of ${name} at epoch ${epochText(r.epoch)} (took ${r.took_ms} ms).`,
+    DOMAIN_OUT);
+  refreshDomains();
 }
 
 async function forcedChangeover() {
@@ -401,6 +632,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("planned-form").addEventListener("submit", plannedChangeover);
   $("forced").addEventListener("click", forcedChangeover);
+  $("domain-planned-form").addEventListener("submit", domainChangeover);
   $("diff-form").addEventListener("submit", (e) => {
     e.preventDefault();
     showDiff(Number($("diff-from").value), Number($("diff-to").value));

@@ -202,6 +202,53 @@ const views = {
     box.replaceChildren(el("h3", { text: "Automatic failover" }), facts, rows.length ? table : null);
   },
 
+  /**
+   * The domain table (`DomainList`): one row per domain, the global one first, with this
+   * server's replica (role, head, objects) and every other replica's sync status as this
+   * replica sees it, in the server table's vocabulary. The domain's name is the button that
+   * selects it (`selected` names the one shown). `me` is this server's name: every other
+   * replica the registry names is listed, "not known yet" until this replica has heard of it.
+   */
+  domains(tbody, list, selected, me, onSelect) {
+    const rows = list.map((d) => {
+      const pick = views.button(d.name, `${d.name}: show its revisions`, () => onSelect(d.name), "link");
+      pick.setAttribute("aria-pressed", d.name === selected ? "true" : "false");
+      const seen = new Map((d.peers || []).map((p) => [p.name, p]));
+      const names = d.replicas.filter((n) => n !== me);
+      for (const p of seen.keys()) {
+        if (!names.includes(p)) {
+          names.push(p);
+        }
+      }
+      const peers = names.sort().map((n) => {
+        const p = seen.get(n);
+        return el("li", { "data-peer": n, "data-status": p ? p.status : "unknown" },
+          el("span", { class: "peer-name", text: n }), " ",
+          p ? badge(STATUS_TEXT, p.status) : el("span", { class: "badge idle", text: "? not known yet" }),
+          p && !p.connected ? el("span", { class: "tag", text: "not connected" }) : null);
+      });
+      const others = d.here
+        ? peers.length ? el("ul", { class: "peers" }, ...peers) : el("span", { class: "hint", text: "none" })
+        : el("span", { class: "hint", text: "not seen from here" });
+      return el("tr", {
+        "data-domain": d.name,
+        "data-role": d.role || "none",
+        "data-head": d.head_seq === undefined || d.head_seq === null ? "" : String(d.head_seq),
+        "data-objects": d.objects === undefined || d.objects === null ? "" : String(d.objects),
+        "data-active": d.active || "",
+        class: d.name === selected ? "selected" : null,
+      },
+      el("th", { scope: "row" }, pick, d.global ? el("span", { class: "tag", text: "on every server" }) : null),
+      el("td", { text: d.replicas.join(", ") }),
+      el("td", { text: d.active || "not known" }),
+      el("td", {}, d.here ? badge(ROLE_TEXT, d.role) : el("span", { class: "badge idle", text: "no replica here" })),
+      el("td", { text: d.here ? String(d.head_seq) : "—" }),
+      el("td", { text: d.here ? String(d.objects) : "—" }),
+      el("td", {}, others));
+    });
+    tbody.replaceChildren(...rows);
+  },
+
   /** The revision list, each row with a button that diffs it against its parent. */
   revisions(tbody, list, onDiff) {
     const rows = list.map((r) => el("tr", { "data-seq": r.seq },

@@ -104,6 +104,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The seams [`Store::set_globals`] set: the other database references may name, and the
+/// databases that reference this one.
+pub type GlobalsSeams = (Option<Arc<dyn Globals>>, Option<Arc<dyn Users>>);
+
 impl Store {
     /// Creates a new, empty store at `path` for `node`. Fails if a store is already there.
     pub fn create(path: &Path, node: &NodeState) -> Result<Store> {
@@ -195,7 +199,7 @@ impl Store {
     }
 
     /// What [`Store::set_globals`] set, to carry over to a store that replaces this one.
-    pub fn globals(&self) -> (Option<Arc<dyn Globals>>, Option<Arc<dyn Users>>) {
+    pub fn globals(&self) -> GlobalsSeams {
         (
             self.globals.read().unwrap_or_else(|p| p.into_inner()).clone(),
             self.users.read().unwrap_or_else(|p| p.into_inner()).clone(),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use mgha_core::limits::STORE_WRITE_PROBE_BYTES;
 use mgha_core::{Error, Result, Uid};
+use mgha_sync::failover::Holder;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
@@ -25,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::state::{ArbiterState, CmdResponse, TypeConfig};
+use super::state::{ArbiterState, CmdResponse, DomainState, TypeConfig};
 
 /// The file under the data directory.
 pub const RAFT_FILE: &str = "raft.redb";
@@ -57,14 +58,35 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-/// The applied state as this voter sees it, with local times of change.
+/// When one domain's holder and reports last changed, as this voter saw it apply them.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// When (holder, renewals) last changed here.
+    pub holder_at: Instant,
+    /// When each node's report last arrived at a new log index here.
+    pub reports_at: HashMap<Uid, (u64, Instant)>,
+}
+
+impl Seen {
+    fn new(now: Instant) -> Seen {
+        Seen { holder_at: now, reports_at: HashMap::new() }
+    }
+}
+
+/// The applied state as this voter sees it, with local times of change per domain (`None`: the
+/// global domain). A domain first seen here counts as changed at that moment, so staleness is
+/// never judged from before this voter could have seen a renewal.
 #[derive(Clone, Debug)]
 pub struct View {
     pub machine: Machine,
-    /// When (holder, renewals) last changed here.
-    pub holder_seen_at: Instant,
-    /// When each node's report last arrived at a new log index here.
-    pub report_seen_at: HashMap<Uid, (u64, Instant)>,
+    pub seen: HashMap<Option<Uid>, Seen>,
+}
+
+/// One domain's applied state and when it last changed here: what `observe` reads.
+#[derive(Clone, Debug)]
+pub struct DomainView {
+    pub state: DomainState,
+    pub seen: Seen,
 }
 
 /// What the state machine shares with the arbiter.
@@ -79,9 +101,23 @@ impl Shared {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the current view.
-    pub fn view(&self) -> View {
-        self.lock().clone()
+    /// A copy of the applied machine.
+    pub fn machine(&self) -> Machine {
+        self.lock().machine.clone()
+    }
+
+    /// The holder of `domain` now.
+    pub fn holder(&self, domain: Option<Uid>) -> Option<Holder> {
+        self.lock().machine.state.holder_of(domain)
+    }
+
+    /// A copy of one domain's state and times, without copying the others'.
+    pub fn domain_view(&self, domain: Option<Uid>) -> DomainView {
+        let view = self.lock();
+        let state = view.machine.state.domain(domain);
+        // Every domain in the state has its times (see `note`); one never named changed never.
+        let seen = view.seen.get(&domain).cloned().unwrap_or_else(|| Seen::new(Instant::now()));
+        DomainView { state, seen }
     }
 
     /// Waits until the entry at `index` is applied here, until `deadline`.
@@ -94,7 +130,15 @@ impl Shared {
     /// it lacks of the view before is applied again by Raft, and then noted as usual.
     fn reset(&self, machine: Machine) {
         let index = machine.last_applied.map_or(0, |l| l.index);
-        self.lock().machine = machine;
+        {
+            let mut view = self.lock();
+            view.machine = machine;
+            let now = Instant::now();
+            let View { machine, seen } = &mut *view;
+            for (domain, ..) in machine.state.each_domain() {
+                seen.entry(domain).or_insert_with(|| Seen::new(now));
+            }
+        }
         self.applied.send_replace(index);
     }
 
@@ -104,14 +148,16 @@ impl Shared {
         let index = machine.last_applied.map_or(0, |l| l.index);
         {
             let mut view = self.lock();
-            let (old, new) = (&view.machine.state, &machine.state);
-            if (old.holder, old.renewals) != (new.holder, new.renewals) {
-                view.holder_seen_at = now;
-            }
-            for (node, reported) in &new.reports {
-                let seen = view.report_seen_at.get(node).map(|(i, _)| *i);
-                if seen != Some(reported.index) {
-                    view.report_seen_at.insert(*node, (reported.index, now));
+            let View { machine: old, seen } = &mut *view;
+            for (domain, holder, renewals, reports) in machine.state.each_domain() {
+                let seen = seen.entry(domain).or_insert_with(|| Seen::new(now));
+                if (old.state.holder_of(domain), old.state.renewals_of(domain)) != (holder, renewals) {
+                    seen.holder_at = now;
+                }
+                for (node, reported) in reports {
+                    if seen.reports_at.get(node).map(|(i, _)| *i) != Some(reported.index) {
+                        seen.reports_at.insert(*node, (reported.index, now));
+                    }
                 }
             }
             view.machine = machine;
@@ -166,14 +212,17 @@ fn put_meta(db: &Database, items: &[(&str, Vec<u8>)], durable: bool) -> std::res
     txn.commit().map_err(io_err)
 }
 
+/// Every domain of `machine` as changed now: a voter that just started has seen no renewal.
+fn initial_seen(machine: &Machine) -> HashMap<Option<Uid>, Seen> {
+    let now = Instant::now();
+    machine.state.each_domain().map(|(domain, ..)| (domain, Seen::new(now))).collect()
+}
+
 /// Opens (or creates) the store in `dir`.
 pub async fn open(dir: &Path) -> Result<(LogStore, StateMachine, Arc<Shared>)> {
     let (db, machine) = open_db(dir).await?;
     let (applied, _) = watch::channel(machine.last_applied.map_or(0, |l| l.index));
-    let shared = Arc::new(Shared {
-        view: Mutex::new(View { machine, holder_seen_at: Instant::now(), report_seen_at: HashMap::new() }),
-        applied,
-    });
+    let shared = Arc::new(Shared { view: Mutex::new(View { seen: initial_seen(&machine), machine }), applied });
     let db = Arc::new(db);
     Ok((LogStore { db: db.clone() }, StateMachine { db, shared: shared.clone() }, shared))
 }
@@ -404,7 +453,7 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let machine = self.shared.view().machine;
+        let machine = self.shared.machine();
         let data = encode(&machine).map_err(StorageIOError::read_state_machine)?;
         let snapshot_id = match machine.last_applied {
             Some(last) => format!("{}-{}-{}", last.leader_id, last.index, rand::random::<u32>()),
@@ -427,7 +476,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = StateMachine;
 
     async fn applied_state(&mut self) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
-        let machine = self.shared.view().machine;
+        let machine = self.shared.machine();
         Ok((machine.last_applied, machine.membership))
     }
 
@@ -436,7 +485,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut machine = self.shared.view().machine;
+        let mut machine = self.shared.machine();
         let mut answers = Vec::new();
         for entry in entries {
             machine.last_applied = Some(entry.log_id);

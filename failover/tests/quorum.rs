@@ -322,6 +322,40 @@ async fn domains_of_one_group_have_their_own_holders_epochs_and_staleness() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_voter_rebuilds_every_domain_from_its_log() {
+    let _serial = serial().await;
+    let ca = ca();
+    let m = members(&ca, &["a", "b", "c"]);
+    let mut arb = start_all(&m).await;
+    let domain = Uid::new_random();
+    let a_in_domain = arb[0].for_domain(domain);
+    let e1 = acquire_first(a_in_domain.as_ref(), m[0].report()).await;
+    let eg = acquire_first(&arb[1], m[1].report()).await;
+    let (held, global) = (Holder { node_id: m[0].node_id, epoch: e1 }, Holder { node_id: m[1].node_id, epoch: eg });
+    for _ in 0..5 {
+        eventually(Duration::from_secs(3), || a_in_domain.renew(held)).await;
+    }
+
+    // c restarts from its data dir: its applied state comes back from its snapshot and log.
+    let c = arb.pop().expect("three");
+    c.close().await;
+    let c = start(&m[2], &m).await;
+    let c_in_domain = c.for_domain(domain);
+    let seen = eventually(Duration::from_secs(3), || c_in_domain.observe(m[2].report())).await;
+    assert_eq!((seen.holder, seen.highest_epoch), (Some(held), e1));
+    let seen = eventually(Duration::from_secs(1), || c.observe(m[2].report())).await;
+    assert_eq!(seen.holder, Some(global));
+
+    // With b gone, a and the restarted c still decide in both domains.
+    arb[1].close().await;
+    eventually(Duration::from_secs(3), || a_in_domain.renew(held)).await;
+    let seen = eventually(Duration::from_secs(1), || c.observe(m[2].report())).await;
+    assert_eq!(seen.holder, Some(global));
+    arb[0].close().await;
+    c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_majority_decides_without_one_member_and_not_without_two() {
     let _serial = serial().await;
     let ca = ca();

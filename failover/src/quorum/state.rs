@@ -56,6 +56,17 @@ pub enum CmdKind {
     Transfer { from: Holder, to: Uid, epoch: u64 },
 }
 
+impl CmdKind {
+    /// The node whose report the command records, if it records one.
+    pub fn reporter(&self) -> Option<Uid> {
+        match self {
+            CmdKind::Report { report } => Some(report.node_id),
+            CmdKind::Acquire { me, .. } => Some(me.node_id),
+            CmdKind::Renew { .. } | CmdKind::Transfer { .. } => None,
+        }
+    }
+}
+
 /// The answer to one applied log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CmdResponse {
@@ -164,6 +175,15 @@ impl ArbiterState {
             Some(d) => self.domains.get(&d).map_or(0, |s| s.renewals),
             None => self.renewals,
         }
+    }
+
+    /// The log index of `node`'s latest report in one domain.
+    pub fn reported_index(&self, domain: Option<Uid>, node: Uid) -> Option<u64> {
+        let reports = match domain {
+            Some(d) => &self.domains.get(&d)?.reports,
+            None => &self.reports,
+        };
+        reports.get(&node).map(|r| r.index)
     }
 
     /// Every domain's (holder, renewals) and reports, the global one first as `None`.

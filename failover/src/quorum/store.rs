@@ -1,5 +1,5 @@
 //! Durable Raft storage of one voter, in one redb file (`DATA_DIR/raft.redb`): the log, the
-//! vote, the committed and purged log ids, the applied state machine and the last snapshot. Every
+//! vote, the committed and purged log ids, and the last snapshot with its applied state. Every
 //! write is a redb transaction with immediate durability (fsync) before openraft is told it is
 //! done, so a restarted voter (the witness included) keeps its vote and never votes twice in a
 //! term. The applied state is also shared in memory with the arbiter, with the local instants at
@@ -44,7 +44,10 @@ const PROBE: &str = "write_probe";
 type NodeId = u64;
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
 
-/// The applied state machine, as persisted after every applied batch.
+/// The applied state machine, as persisted with every snapshot (built or installed). Applied
+/// entries change it in memory only: after a restart Raft applies the log since the last
+/// snapshot again (a thousand entries at most), so a batch costs no write however many domains
+/// the state holds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Machine {
     pub last_applied: Option<LogId<NodeId>>,
@@ -142,7 +145,49 @@ impl Shared {
         self.applied.send_replace(index);
     }
 
-    /// Installs a new applied machine: notes what changed and when, then wakes waiters.
+    /// Applies committed entries to the machine in place, noting what changed in the domains
+    /// they name and when, then wakes waiters. Costs what the entries touch, not the whole state.
+    fn apply(&self, entries: impl IntoIterator<Item = Entry<TypeConfig>>) -> Vec<CmdResponse> {
+        let now = Instant::now();
+        let mut answers = Vec::new();
+        let index = {
+            let mut view = self.lock();
+            let View { machine, seen } = &mut *view;
+            for entry in entries {
+                machine.last_applied = Some(entry.log_id);
+                answers.push(match entry.payload {
+                    EntryPayload::Blank => CmdResponse::None,
+                    EntryPayload::Normal(cmd) => {
+                        let state = &mut machine.state;
+                        let before = (state.holder_of(cmd.domain), state.renewals_of(cmd.domain));
+                        let answer = state.apply(&cmd, entry.log_id.index);
+                        let seen = seen.entry(cmd.domain).or_insert_with(|| Seen::new(now));
+                        if (state.holder_of(cmd.domain), state.renewals_of(cmd.domain)) != before {
+                            seen.holder_at = now;
+                        }
+                        if let Some(node) = cmd.kind.reporter() {
+                            if let Some(index) = state.reported_index(cmd.domain, node) {
+                                if seen.reports_at.get(&node).map(|(i, _)| *i) != Some(index) {
+                                    seen.reports_at.insert(node, (index, now));
+                                }
+                            }
+                        }
+                        answer
+                    }
+                    EntryPayload::Membership(m) => {
+                        machine.membership = StoredMembership::new(Some(entry.log_id), m);
+                        CmdResponse::None
+                    }
+                });
+            }
+            machine.last_applied.map_or(0, |l| l.index)
+        };
+        self.applied.send_replace(index);
+        answers
+    }
+
+    /// Installs a new applied machine (a snapshot): notes what changed and when, then wakes
+    /// waiters.
     fn install(&self, machine: Machine) {
         let now = Instant::now();
         let index = machine.last_applied.map_or(0, |l| l.index);
@@ -435,19 +480,12 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Persists `machine` (and `snapshot`, when given) in one transaction, then shows it.
-    async fn persist(&self, machine: Machine, snapshot: Option<&StoredSnapshot>) -> std::result::Result<(), AnyError> {
-        let mut items = vec![(MACHINE, encode(&machine)?)];
-        if let Some(s) = snapshot {
-            items.push((SNAPSHOT, encode(s)?));
-        }
-        // Applied state is lazy (the log it came from is durable); an installed snapshot is not,
-        // since the log it replaces may be gone.
-        let durable = snapshot.is_some();
+    /// Persists `machine` and its `snapshot` durably in one transaction: the log it stands for
+    /// may be purged from then on.
+    async fn persist(&self, machine: &Machine, snapshot: &StoredSnapshot) -> std::result::Result<(), AnyError> {
+        let items = vec![(MACHINE, encode(machine)?), (SNAPSHOT, encode(snapshot)?)];
         let db = self.db.clone();
-        blocking(move || put_meta(&db, &items, durable)).await?;
-        self.shared.install(machine);
-        Ok(())
+        blocking(move || put_meta(&db, &items, true)).await
     }
 }
 
@@ -459,15 +497,15 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             Some(last) => format!("{}-{}-{}", last.leader_id, last.index, rand::random::<u32>()),
             None => format!("--{}", rand::random::<u32>()),
         };
-        let meta = SnapshotMeta { last_log_id: machine.last_applied, last_membership: machine.membership, snapshot_id };
+        let meta = SnapshotMeta {
+            last_log_id: machine.last_applied,
+            last_membership: machine.membership.clone(),
+            snapshot_id,
+        };
         let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
-        let bytes = encode(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
-        let db = self.db.clone();
-        // Durable, and with it every lazy commit of applied state before it: the log is purged
-        // only up to a snapshot, never past the durable applied state.
-        blocking(move || put_meta(&db, &[(SNAPSHOT, bytes)], true))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        // Durable, with the applied state it holds: the log is purged only up to a snapshot,
+        // never past the durable applied state.
+        self.persist(&machine, &stored).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -485,21 +523,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut machine = self.shared.machine();
-        let mut answers = Vec::new();
-        for entry in entries {
-            machine.last_applied = Some(entry.log_id);
-            answers.push(match entry.payload {
-                EntryPayload::Blank => CmdResponse::None,
-                EntryPayload::Normal(cmd) => machine.state.apply(&cmd, entry.log_id.index),
-                EntryPayload::Membership(m) => {
-                    machine.membership = StoredMembership::new(Some(entry.log_id), m);
-                    CmdResponse::None
-                }
-            });
-        }
-        self.persist(machine, None).await.map_err(StorageIOError::write_state_machine)?;
-        Ok(answers)
+        Ok(self.shared.apply(entries))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -518,9 +542,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let machine: Machine = decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), e))?;
         let stored = StoredSnapshot { meta: meta.clone(), data };
-        self.persist(machine, Some(&stored))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e).into())
+        self.persist(&machine, &stored).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        self.shared.install(machine);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {

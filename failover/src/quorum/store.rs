@@ -118,7 +118,8 @@ impl Shared {
     pub fn domain_view(&self, domain: Option<Uid>) -> DomainView {
         let view = self.lock();
         let state = view.machine.state.domain(domain);
-        // Every domain in the state has its times (see `note`); one never named changed never.
+        // Every domain in the state has its times (`apply`, `install`, `reset`); one never named
+        // has no holder, so its times do not matter.
         let seen = view.seen.get(&domain).cloned().unwrap_or_else(|| Seen::new(Instant::now()));
         DomainView { state, seen }
     }

@@ -180,6 +180,16 @@ impl EtcdBackend {
     pub fn for_domain(&self, domain: Uid) -> Arc<EtcdArbiter> {
         Arc::new(self.global.for_domain(domain))
     }
+
+    /// Deletes every key of `domain` (a domain deleted from the cluster, whose drivers have
+    /// stopped); a hold lease of it lapses by itself.
+    pub async fn forget_domain(&self, domain: Uid) -> Result<()> {
+        let arbiter = self.global.for_domain(domain);
+        let prefix = format!("{}/domains/{domain}/", arbiter.shared.prefix);
+        let mut kv = arbiter.shared.client.kv_client();
+        let delete = kv.delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix()));
+        arbiter.bounded("forget", async { delete.await.map(|_| ()).map_err(etcd_error("forget")) }).await
+    }
 }
 
 fn arbiter_error(msg: impl std::fmt::Display) -> Error {

@@ -21,13 +21,18 @@ use mgha_sync::failover::{Arbiter, FailoverTiming};
 /// A server's arbiters: one backend (a Raft node, an etcd client and lease) and an [`Arbiter`] for
 /// each domain it hosts, each with its own holder, epochs and reports. The global domain's is the
 /// server's own handle: closing it releases the backend, so it is closed last.
+#[async_trait::async_trait]
 pub trait DomainArbiters: Send + Sync + 'static {
     /// The arbiter of the cluster's first (global) domain.
     fn global(&self) -> Arc<dyn Arbiter>;
     /// The arbiter of another domain, by its id. Cheap; closing it leaves the backend running.
     fn for_domain(&self, domain: Uid) -> Arc<dyn Arbiter>;
+    /// Drops what the arbiter keeps of a domain deleted from the cluster, once no server runs
+    /// its driver any more (its id is never reused); the global domain is never forgotten.
+    async fn forget_domain(&self, domain: Uid) -> Result<()>;
 }
 
+#[async_trait::async_trait]
 impl DomainArbiters for Arc<quorum::QuorumArbiter> {
     fn global(&self) -> Arc<dyn Arbiter> {
         self.clone()
@@ -36,9 +41,14 @@ impl DomainArbiters for Arc<quorum::QuorumArbiter> {
     fn for_domain(&self, domain: Uid) -> Arc<dyn Arbiter> {
         quorum::QuorumArbiter::for_domain(self, domain)
     }
+
+    async fn forget_domain(&self, domain: Uid) -> Result<()> {
+        quorum::QuorumArbiter::forget_domain(self, domain).await
+    }
 }
 
 #[cfg(feature = "etcd")]
+#[async_trait::async_trait]
 impl DomainArbiters for etcd::EtcdBackend {
     fn global(&self) -> Arc<dyn Arbiter> {
         etcd::EtcdBackend::global(self)
@@ -46,6 +56,10 @@ impl DomainArbiters for etcd::EtcdBackend {
 
     fn for_domain(&self, domain: Uid) -> Arc<dyn Arbiter> {
         etcd::EtcdBackend::for_domain(self, domain)
+    }
+
+    async fn forget_domain(&self, domain: Uid) -> Result<()> {
+        etcd::EtcdBackend::forget_domain(self, domain).await
     }
 }
 

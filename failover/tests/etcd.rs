@@ -310,6 +310,7 @@ async fn a_hung_etcd_fails_every_call_within_the_call_timeout() {
 /// One server's arbiters of the global domain and two others, over one backend.
 struct Server {
     report: Report,
+    backend: EtcdBackend,
     global: Arc<EtcdArbiter>,
     one: Arc<EtcdArbiter>,
     two: Arc<EtcdArbiter>,
@@ -323,7 +324,7 @@ impl Server {
         let report =
             Report { node_id, name: name.into(), tag, role: Role::Standby, epoch: 0, head_seq: 7, writable: true };
         let (global, one, two) = (backend.global(), backend.for_domain(domains.0), backend.for_domain(domains.1));
-        Server { report, global, one, two }
+        Server { report, backend, global, one, two }
     }
 
     fn holder(&self, epoch: u64) -> Holder {
@@ -384,6 +385,14 @@ async fn domains_of_one_backend_hold_and_lapse_on_their_own() {
     assert!(b.two.renew(b.holder(e2)).await.is_err(), "b's hold of two is over");
     let one = b.one.observe(&b.report).await.expect("observe one");
     assert_eq!((one.holder, one.highest_epoch), (Some(a.holder(e1)), e1));
+
+    // A deleted domain is forgotten: every key under its prefix goes, the others' stay.
+    b.backend.forget_domain(domains.1).await.expect("forgets two");
+    let left = raw.get(format!("{PREFIX}/domains/{}/", domains.1), Some(etcd_client::GetOptions::new().with_prefix()));
+    assert!(left.await.expect("reads").kvs().is_empty(), "two's keys are gone");
+    let gone = a.two.observe(&a.report).await.expect("observe two");
+    assert_eq!((gone.holder, gone.highest_epoch), (None, 0));
+    a.one.renew(a.holder(e1)).await.expect("a still holds one");
 
     // Closing a domain's handle removes only that domain's report; the server's own handle
     // revokes the shared node lease, and with it the reports in every domain.

@@ -314,6 +314,12 @@ async fn domains_of_one_group_have_their_own_holders_epochs_and_staleness() {
     let seen2 = d2[0].observe(m[0].report()).await.expect("observes two");
     assert!(seen2.reports.iter().any(|r| r.name == "b"), "b's report in two: {:?}", seen2.reports);
 
+    // A deleted domain is forgotten: its holder and epochs go, the others' stay.
+    arb[1].forget_domain(two).await.expect("forgets two");
+    let gone = d2[0].observe(m[0].report()).await.expect("observes two");
+    assert_eq!((gone.holder, gone.highest_epoch), (None, 0));
+    d1[0].renew(h1).await.expect("a still holds one");
+
     // Closing a domain's handle leaves the server's Raft node running.
     d1[0].close().await;
     arb[0].observe(m[0].report()).await.expect("the global domain still answers");

@@ -48,6 +48,15 @@ impl ServerArbiter {
         }
         self.backend.for_domain(domain)
     }
+
+    /// Drops what the arbiter keeps of `domain` once it is deleted from the cluster and no
+    /// server runs its driver any more. The global domain is never forgotten.
+    pub async fn forget_domain(&self, domain: Uid) -> Result<()> {
+        if domain == self.cluster_id {
+            return Err(mgha_core::Error::InvalidArgument("the cluster's first domain is never deleted".into()).into());
+        }
+        Ok(self.backend.forget_domain(domain).await?)
+    }
 }
 
 /// Starts this node's side of the arbiter for the global domain, or None in manual mode. A node

@@ -177,6 +177,18 @@ impl QuorumArbiter {
         Arc::new(QuorumArbiter { node: self.node.clone(), domain: Some(domain), owner: false })
     }
 
+    /// Drops the state of `domain` (a domain deleted from the cluster, whose drivers have
+    /// stopped): its holder, epochs and reports. Domain ids are never reused, so the epochs of
+    /// a deleted domain fence nothing any more; without this the state would keep every domain
+    /// that ever existed.
+    pub async fn forget_domain(&self, domain: Uid) -> Result<()> {
+        let deadline = self.deadline();
+        match self.node.core.write(Some(domain), CmdKind::Forget, deadline).await?.0 {
+            CmdResponse::Forgotten(_) => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     fn deadline(&self) -> tokio::time::Instant {
         tokio::time::Instant::now() + self.node.core.call_timeout
     }

@@ -54,6 +54,8 @@ pub enum CmdKind {
     Acquire { me: Report, expected: Option<Holder>, highest_known: u64 },
     /// A planned changeover: `to` holds the role at `epoch`, if `from` still holds it.
     Transfer { from: Holder, to: Uid, epoch: u64 },
+    /// The domain was deleted from the cluster: its state goes (the global domain's never does).
+    Forget,
 }
 
 impl CmdKind {
@@ -62,7 +64,7 @@ impl CmdKind {
         match self {
             CmdKind::Report { report } => Some(report.node_id),
             CmdKind::Acquire { me, .. } => Some(me.node_id),
-            CmdKind::Renew { .. } | CmdKind::Transfer { .. } => None,
+            CmdKind::Renew { .. } | CmdKind::Transfer { .. } | CmdKind::Forget => None,
         }
     }
 }
@@ -77,6 +79,8 @@ pub enum CmdResponse {
     Acquired(Option<u64>),
     /// `Err` says why the transfer was refused.
     Transferred(Result<(), String>),
+    /// Whether the domain had a state to forget.
+    Forgotten(bool),
 }
 
 /// A node's latest report and the log index it arrived at.
@@ -120,6 +124,10 @@ impl ArbiterState {
             return answer.clone();
         }
         let answer = match cmd.domain {
+            Some(domain) if cmd.kind == CmdKind::Forget => {
+                CmdResponse::Forgotten(self.domains.remove(&domain).is_some())
+            }
+            None if cmd.kind == CmdKind::Forget => CmdResponse::Forgotten(false),
             Some(domain) => match self.domains.get_mut(&domain) {
                 Some(state) => state.apply(&cmd.kind, index),
                 None => {
@@ -253,6 +261,8 @@ impl DomainState {
                 self.highest_epoch = *new_epoch;
                 CmdResponse::Transferred(Ok(()))
             }
+            // Handled by `ArbiterState::apply`, which owns the map of domains.
+            CmdKind::Forget => CmdResponse::Forgotten(false),
         }
     }
 
@@ -445,5 +455,19 @@ mod tests {
         let per_domain = bytes / mgha_core::limits::DOMAINS_MAX;
         eprintln!("{bytes} bytes, {per_domain} per domain");
         assert!(per_domain <= STATE_BYTES_PER_DOMAIN_MAX, "{per_domain} bytes per domain");
+    }
+
+    #[test]
+    fn a_deleted_domain_is_forgotten_and_the_global_one_never() {
+        let mut s = ArbiterState::default();
+        let a = report(1);
+        let domain = Uid::new_random();
+        s.apply(&cmd_in(domain, CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 0 }), 1);
+        s.apply(&cmd(CmdKind::Acquire { me: a, expected: None, highest_known: 0 }), 2);
+        assert_eq!(s.apply(&cmd_in(domain, CmdKind::Forget), 3), CmdResponse::Forgotten(true));
+        assert!(s.domains.is_empty());
+        assert_eq!(s.apply(&cmd_in(domain, CmdKind::Forget), 4), CmdResponse::Forgotten(false));
+        assert_eq!(s.apply(&cmd(CmdKind::Forget), 5), CmdResponse::Forgotten(false));
+        assert!(s.holder.is_some(), "the global domain keeps its holder");
     }
 }

@@ -338,14 +338,20 @@ async fn a_restarted_voter_rebuilds_every_domain_from_its_log() {
     let e1 = acquire_first(a_in_domain.as_ref(), m[0].report()).await;
     let eg = acquire_first(&arb[1], m[1].report()).await;
     let (held, global) = (Holder { node_id: m[0].node_id, epoch: e1 }, Holder { node_id: m[1].node_id, epoch: eg });
-    for _ in 0..5 {
-        eventually(Duration::from_secs(3), || a_in_domain.renew(held)).await;
+    // Past the snapshot threshold (1000 entries): every voter snapshots its state, and keeps
+    // applying entries after it.
+    for _ in 0..140 {
+        let r = || eventually(Duration::from_secs(3), || a_in_domain.renew(held));
+        tokio::join!(r(), r(), r(), r(), r(), r(), r(), r());
     }
 
     // c restarts from its data dir: its applied state comes back from its snapshot and log.
     let c = arb.pop().expect("three");
     c.close().await;
     let c = start(&m[2], &m).await;
+    let status = c.status().await;
+    let me = status.members.iter().find(|s| s.name == "c").expect("listed");
+    assert!(!me.detail.contains("snapshot -"), "c restarted from a snapshot: {}", me.detail);
     let c_in_domain = c.for_domain(domain);
     let seen = eventually(Duration::from_secs(3), || c_in_domain.observe(m[2].report())).await;
     assert_eq!((seen.holder, seen.highest_epoch), (Some(held), e1));

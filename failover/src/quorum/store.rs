@@ -36,6 +36,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "purged";
+/// The applied state as versions before domains wrote it after every batch; read at open if
+/// present, and removed by the next snapshot, which holds the applied state since.
 const MACHINE: &str = "machine";
 const SNAPSHOT: &str = "snapshot";
 /// The record a write probe commits and removes (`reopen`).
@@ -44,7 +46,7 @@ const PROBE: &str = "write_probe";
 type NodeId = u64;
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
 
-/// The applied state machine, as persisted with every snapshot (built or installed). Applied
+/// The applied state machine, as persisted in every snapshot (built or installed). Applied
 /// entries change it in memory only: after a restart Raft applies the log since the last
 /// snapshot again (a thousand entries at most), so a batch costs no write however many domains
 /// the state holds.
@@ -314,8 +316,14 @@ async fn open_db(dir: &Path) -> Result<(Database, Machine)> {
     txn.open_table(LOG)?;
     txn.open_table(META)?;
     txn.commit()?;
-    let machine: Machine =
-        get_meta(&db, MACHINE).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?.unwrap_or_default();
+    let corrupt = |e: AnyError| Error::Corrupt(format!("{}: {e}", path.display()));
+    let machine = match get_meta::<Machine>(&db, MACHINE).map_err(corrupt)? {
+        Some(machine) => machine,
+        None => match get_meta::<StoredSnapshot>(&db, SNAPSHOT).map_err(corrupt)? {
+            Some(snapshot) => decode(&snapshot.data).map_err(corrupt)?,
+            None => Machine::default(),
+        },
+    };
     Ok((db, machine))
 }
 
@@ -481,12 +489,22 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Persists `machine` and its `snapshot` durably in one transaction: the log it stands for
-    /// may be purged from then on.
-    async fn persist(&self, machine: &Machine, snapshot: &StoredSnapshot) -> std::result::Result<(), AnyError> {
-        let items = vec![(MACHINE, encode(machine)?), (SNAPSHOT, encode(snapshot)?)];
+    /// Persists `snapshot` (which holds the applied state) durably: the log it stands for may be
+    /// purged from then on. An applied state of an older version goes in the same transaction,
+    /// so that the store is opened from the snapshot.
+    async fn persist(&self, snapshot: &StoredSnapshot) -> std::result::Result<(), AnyError> {
+        let bytes = encode(snapshot)?;
         let db = self.db.clone();
-        blocking(move || put_meta(&db, &items, true)).await
+        blocking(move || {
+            let txn = db.begin_write().map_err(io_err)?;
+            {
+                let mut table = txn.open_table(META).map_err(io_err)?;
+                table.insert(SNAPSHOT, bytes.as_slice()).map_err(io_err)?;
+                table.remove(MACHINE).map_err(io_err)?;
+            }
+            txn.commit().map_err(io_err)
+        })
+        .await
     }
 }
 
@@ -506,7 +524,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
         // Durable, with the applied state it holds: the log is purged only up to a snapshot,
         // never past the durable applied state.
-        self.persist(&machine, &stored).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        self.persist(&stored).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -543,7 +561,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let machine: Machine = decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), e))?;
         let stored = StoredSnapshot { meta: meta.clone(), data };
-        self.persist(&machine, &stored).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        self.persist(&stored).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
         self.shared.install(machine);
         Ok(())
     }
@@ -553,5 +571,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stored: Option<StoredSnapshot> =
             blocking(move || get_meta(&db, SNAPSHOT)).await.map_err(|e| StorageIOError::read_snapshot(None, e))?;
         Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder() -> Holder {
+        Holder { node_id: Uid::new_random(), epoch: 5 << 16 | 1 }
+    }
+
+    #[tokio::test]
+    async fn a_store_opens_from_an_older_applied_state_then_from_its_snapshot() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (old, newer) = (holder(), holder());
+        {
+            // A store of a version that wrote its applied state after every batch.
+            let (db, _) = open_db(dir.path()).await.expect("opens");
+            let mut machine = Machine::default();
+            machine.state.holder = Some(old);
+            put_meta(&db, &[(MACHINE, encode(&machine).expect("encodes"))], true).expect("writes");
+        }
+        let (_, mut sm, shared) = open(dir.path()).await.expect("opens");
+        assert_eq!(shared.holder(None), Some(old), "the older applied state is read");
+
+        // A snapshot holds the applied state from then on, and the older record goes.
+        let mut machine = Machine::default();
+        machine.state.holder = Some(newer);
+        let data = encode(&machine).expect("encodes");
+        let meta =
+            SnapshotMeta { last_log_id: None, last_membership: StoredMembership::default(), snapshot_id: "s".into() };
+        sm.install_snapshot(&meta, Box::new(Cursor::new(data))).await.expect("installs");
+        drop((sm, shared));
+        let (_, _, shared) = open(dir.path()).await.expect("opens again");
+        assert_eq!(shared.holder(None), Some(newer), "opened from the snapshot");
     }
 }

@@ -11,6 +11,10 @@
 //! - `<prefix>/reports/<node_id>`: the node's latest [`Report`] as JSON, under its *node lease*, so
 //!   the reports of dead nodes vanish by themselves.
 //!
+//! Every domain of the cluster but the global one has the same three keys under
+//! `<prefix>/domains/<domain id>` ([`EtcdBackend::for_domain`]); the global domain keeps the keys
+//! right under the prefix, so an etcd written before domains stays valid.
+//!
 //! # Leases
 //!
 //! Both leases have a TTL of `ceil(failover_after_ms / 1000)` seconds (etcd TTLs are whole seconds,
@@ -19,7 +23,10 @@
 //! lease is granted by [`Arbiter::acquire`] and kept alive only by [`Arbiter::renew`]. Two leases,
 //! not one, because every node reports at every heartbeat: with one lease a node that keeps
 //! reporting would keep its leader key alive after it stopped renewing (a fenced or handed-over
-//! Active), and no Standby would ever see the holder stale.
+//! Active), and no Standby would ever see the holder stale. For the same reason a server has one
+//! client and one node lease for all its domains ([`EtcdBackend`]; `observe` in any domain keeps
+//! it alive, at most one keep-alive per half heartbeat) but one hold lease per domain it holds: a
+//! hold must lapse when *that* domain's renewals stop, whatever its other domains do.
 //!
 //! Safety margin: a keep-alive makes etcd expire the lease no sooner than TTL after etcd received
 //! it, hence no sooner than TTL ≥ `failover_after_ms` after the keep-alive was *sent*, and every
@@ -56,14 +63,16 @@
 //! - `status()`: per endpoint, the Status RPC (version, member, leader, raft term and index in
 //!   `detail`) and a linearizable read of the leader key; `has_quorum` = some endpoint answered
 //!   that read.
-//! - `close()`: revokes the node lease, so our report disappears at once. The hold lease is left
+//! - `close()`: the server's own (global) handle revokes the node lease, so its reports in every
+//!   domain disappear at once; a domain's handle deletes its report in that domain only. The hold lease is left
 //!   to lapse: the driver closes at shutdown while the engine may still publish until its own
 //!   lease runs out, and a Standby must not take over before that; a clean stop of the Active
 //!   therefore fails over after the TTL, like a crash.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp};
@@ -118,21 +127,69 @@ impl Keys {
     }
 }
 
-/// An [`Arbiter`] backed by an etcd cluster (v3 API).
-pub struct EtcdArbiter {
+/// What every domain's arbiter of one server shares: the connections to etcd and the node lease
+/// that carries the server's reports.
+struct Shared {
     node_id: Uid,
     endpoints: Vec<String>,
-    keys: Keys,
+    /// The cluster's prefix: the global domain's keys, and `<prefix>/domains/<id>` for the others.
+    prefix: String,
     ttl_s: i64,
     call_timeout: Duration,
+    /// A keep-alive of the node lease sent less than this ago is enough for another report.
+    keep_alive_every: Duration,
     /// Balanced over every endpoint; cloning shares the connections.
     client: Client,
     /// One client per endpoint, for `status`.
     members: Vec<(String, Client)>,
-    /// Carries our report; kept alive by `observe`.
+    /// Carries our reports in every domain; kept alive by `observe`.
     node_lease: AtomicI64,
+    /// When the last keep-alive of the node lease that etcd answered was sent.
+    node_lease_kept: Mutex<Option<Instant>>,
+}
+
+/// An [`Arbiter`] backed by an etcd cluster (v3 API), for one domain of this server.
+pub struct EtcdArbiter {
+    shared: Arc<Shared>,
+    keys: Keys,
     /// Carries the leader key while we hold it; kept alive only by `renew`. [`NO_LEASE`]: none.
+    /// One per domain: a hold must lapse when that domain's renewals stop, whatever the others do.
     hold_lease: AtomicI64,
+    /// Whether `close` revokes the node lease: only the server's own (global) handle does.
+    owner: bool,
+}
+
+/// The etcd arbiters of one server: one client and one node lease for all its domains.
+pub struct EtcdBackend {
+    global: Arc<EtcdArbiter>,
+}
+
+impl EtcdBackend {
+    /// Connects as [`EtcdArbiter::connect`] does; `cfg.prefix` is the cluster's prefix.
+    pub async fn connect(cfg: EtcdConfig) -> Result<EtcdBackend> {
+        Ok(EtcdBackend { global: Arc::new(EtcdArbiter::connect(cfg).await?) })
+    }
+
+    /// The arbiter of the global domain (the keys right under the prefix, as before domains).
+    /// Closing it revokes the node lease of every domain: it is closed last, at shutdown.
+    pub fn global(&self) -> Arc<EtcdArbiter> {
+        self.global.clone()
+    }
+
+    /// The arbiter of another domain, under `<prefix>/domains/<domain>`.
+    pub fn for_domain(&self, domain: Uid) -> Arc<EtcdArbiter> {
+        Arc::new(self.global.for_domain(domain))
+    }
+
+    /// Deletes every key of `domain` (a domain deleted from the cluster, whose drivers have
+    /// stopped); a hold lease of it lapses by itself.
+    pub async fn forget_domain(&self, domain: Uid) -> Result<()> {
+        let arbiter = self.global.for_domain(domain);
+        let prefix = format!("{}/domains/{domain}/", arbiter.shared.prefix);
+        let mut kv = arbiter.shared.client.kv_client();
+        let delete = kv.delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix()));
+        arbiter.bounded("forget", async { delete.await.map(|_| ()).map_err(etcd_error("forget")) }).await
+    }
 }
 
 fn arbiter_error(msg: impl std::fmt::Display) -> Error {
@@ -221,46 +278,69 @@ impl EtcdArbiter {
             tokio::time::sleep(Duration::from_millis(CONNECT_RETRY_MS)).await;
         };
         tracing::debug!(endpoints = ?cfg.endpoints, prefix, ttl_s, lease = node_lease, "etcd arbiter connected");
-        Ok(EtcdArbiter {
+        let shared = Shared {
             node_id: cfg.node_id,
             endpoints: cfg.endpoints.clone(),
-            keys: Keys::new(prefix),
+            prefix: prefix.to_string(),
             ttl_s,
             call_timeout,
+            keep_alive_every: Duration::from_millis(cfg.timing.heartbeat_ms / 2),
             client,
             members,
             node_lease: AtomicI64::new(node_lease),
+            node_lease_kept: Mutex::new(Some(Instant::now())),
+        };
+        Ok(EtcdArbiter {
+            shared: Arc::new(shared),
+            keys: Keys::new(prefix),
             hold_lease: AtomicI64::new(NO_LEASE),
+            owner: true,
         })
+    }
+
+    /// The arbiter of another domain of this server, sharing this one's client and node lease,
+    /// with keys under `<prefix>/domains/<domain>` and a hold lease of its own. Closing it
+    /// removes its report and leaves the node lease alone.
+    pub fn for_domain(&self, domain: Uid) -> EtcdArbiter {
+        let prefix = format!("{}/domains/{domain}", self.shared.prefix);
+        EtcdArbiter {
+            shared: self.shared.clone(),
+            keys: Keys::new(&prefix),
+            hold_lease: AtomicI64::new(NO_LEASE),
+            owner: false,
+        }
     }
 
     /// The TTL of our leases, in seconds.
     pub fn lease_ttl_s(&self) -> i64 {
-        self.ttl_s
+        self.shared.ttl_s
     }
 
     /// Runs one arbiter call under the call timeout, so a hung etcd never blocks the driver.
     async fn bounded<T>(&self, what: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(self.call_timeout, call).await {
+        match tokio::time::timeout(self.shared.call_timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(arbiter_error(format_args!(
                 "{what}: etcd ({}) did not answer within {} ms",
-                self.endpoints.join(", "),
-                self.call_timeout.as_millis()
+                self.shared.endpoints.join(", "),
+                self.shared.call_timeout.as_millis()
             ))),
         }
     }
 
     fn check_me(&self, node_id: Uid, what: &str) -> Result<()> {
-        if node_id == self.node_id {
+        if node_id == self.shared.node_id {
             return Ok(());
         }
-        Err(Error::InvalidArgument(format!("etcd arbiter of node {}: {what} for another node {node_id}", self.node_id)))
+        Err(Error::InvalidArgument(format!(
+            "etcd arbiter of node {}: {what} for another node {node_id}",
+            self.shared.node_id
+        )))
     }
 
     /// One keep-alive round trip. The stream is dropped at once: every call sends its own.
     async fn keep_alive(&self, lease: i64) -> Result<KeepAlive> {
-        match self.client.lease_client().keep_alive(lease).await {
+        match self.shared.client.lease_client().keep_alive(lease).await {
             Ok(_) => Ok(KeepAlive::Alive),
             // The client reports a TTL-0 answer (etcd does not know the lease) this way.
             Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(KeepAlive::Lapsed),
@@ -269,20 +349,42 @@ impl EtcdArbiter {
     }
 
     async fn grant(&self) -> Result<i64> {
-        let lease = self.client.lease_client().grant(self.ttl_s, None).await.map_err(etcd_error("lease grant"))?;
+        let lease = self
+            .shared
+            .client
+            .lease_client()
+            .grant(self.shared.ttl_s, None)
+            .await
+            .map_err(etcd_error("lease grant"))?;
         Ok(lease.id())
     }
 
-    /// The node lease, kept alive just now (or granted afresh if it lapsed).
+    /// The node lease, kept alive within the last half heartbeat (by this domain's call or
+    /// another's), or granted afresh if it lapsed. A report needs no more: the lease only makes
+    /// the reports of a dead server vanish, and every domain of a server shares it.
     async fn node_lease_alive(&self) -> Result<i64> {
-        let lease = self.node_lease.load(Ordering::SeqCst);
+        let shared = &self.shared;
+        let lease = shared.node_lease.load(Ordering::SeqCst);
+        let kept = *shared.node_lease_kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.is_some_and(|at| at.elapsed() < shared.keep_alive_every) {
+            return Ok(lease);
+        }
+        let sent = Instant::now();
         if let KeepAlive::Alive = self.keep_alive(lease).await? {
+            *shared.node_lease_kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent);
             return Ok(lease);
         }
         let fresh = self.grant().await?;
         tracing::info!(lapsed = lease, fresh, "etcd arbiter: node lease lapsed; granted a new one");
-        self.node_lease.store(fresh, Ordering::SeqCst);
+        // Another domain's call may have granted one meanwhile: either lease carries reports.
+        shared.node_lease.store(fresh, Ordering::SeqCst);
+        *shared.node_lease_kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent);
         Ok(fresh)
+    }
+
+    /// After a failed report: the next call keeps the node lease alive (or replaces it) first.
+    fn node_lease_doubtful(&self) {
+        *self.shared.node_lease_kept.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// The hold lease, kept alive just now (or granted afresh if there is none or it lapsed).
@@ -299,7 +401,7 @@ impl EtcdArbiter {
     }
 
     async fn txn(&self, what: &'static str, txn: Txn) -> Result<TxnResponse> {
-        self.client.kv_client().txn(txn).await.map_err(etcd_error(what))
+        self.shared.client.kv_client().txn(txn).await.map_err(etcd_error(what))
     }
 
     /// Reads the leader and the epoch key in one linearizable transaction.
@@ -367,7 +469,13 @@ impl EtcdArbiter {
             TxnOp::get(self.keys.epoch.as_str(), None),
             TxnOp::get(self.keys.reports.as_str(), Some(GetOptions::new().with_prefix().with_limit(REPORTS_MAX))),
         ]);
-        let resp = self.txn("observe", txn).await?;
+        let resp = match self.txn("observe", txn).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.node_lease_doubtful();
+                return Err(e);
+            }
+        };
         let holder = range_kvs(&resp, 1)?.first().map(parse_holder).transpose()?;
         let (stored, _) = parse_epoch(range_kvs(&resp, 2)?.first())?;
         let mut reports = Vec::new();
@@ -506,11 +614,11 @@ impl Arbiter for EtcdArbiter {
 
     async fn status(&self) -> ArbiterStatus {
         let mut probes = JoinSet::new();
-        for (index, (endpoint, client)) in self.members.iter().enumerate() {
-            let probe = probe(endpoint.clone(), client.clone(), self.keys.leader.clone(), self.call_timeout);
+        for (index, (endpoint, client)) in self.shared.members.iter().enumerate() {
+            let probe = probe(endpoint.clone(), client.clone(), self.keys.leader.clone(), self.shared.call_timeout);
             probes.spawn(async move { (index, probe.await) });
         }
-        let mut answers = Vec::with_capacity(self.members.len());
+        let mut answers = Vec::with_capacity(self.shared.members.len());
         while let Some(joined) = probes.join_next().await {
             match joined {
                 Ok(answer) => answers.push(answer),
@@ -527,13 +635,30 @@ impl Arbiter for EtcdArbiter {
         }
     }
 
-    /// Revokes the node lease, so our report disappears at once. The hold lease is left to lapse:
-    /// revoking it would let a Standby take over while this node's engine may still publish
-    /// until its own lease (`fence_after_ms` after the last renewal) runs out.
+    /// The server's own handle revokes the node lease, so its reports in every domain disappear
+    /// at once; a domain's handle (the domain left this server, or the server stops) deletes its
+    /// report. The hold lease is left to lapse: revoking it would let a Standby take over while
+    /// this node's engine may still publish until its own lease (`fence_after_ms` after the last
+    /// renewal) runs out.
     async fn close(&self) {
-        let lease = self.node_lease.load(Ordering::SeqCst);
-        let mut leases = self.client.lease_client();
-        match tokio::time::timeout(self.call_timeout, leases.revoke(lease)).await {
+        let timeout = self.shared.call_timeout;
+        if !self.owner {
+            let mut kv = self.shared.client.kv_client();
+            let key = self.keys.report(self.shared.node_id);
+            match tokio::time::timeout(timeout, kv.delete(key, None)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(prefix = %self.keys.reports, "etcd arbiter: deleting our report at close: {e}")
+                }
+                Err(_) => {
+                    tracing::debug!(prefix = %self.keys.reports, "etcd arbiter: deleting our report at close timed out")
+                }
+            }
+            return;
+        }
+        let lease = self.shared.node_lease.load(Ordering::SeqCst);
+        let mut leases = self.shared.client.lease_client();
+        match tokio::time::timeout(timeout, leases.revoke(lease)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::debug!(lease, "etcd arbiter: revoking the node lease at close: {e}"),
             Err(_) => tracing::debug!(lease, "etcd arbiter: revoking the node lease at close timed out"),

@@ -3,11 +3,12 @@
 //! temporary directory, and kills it when done.
 #![cfg(feature = "etcd")]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mgha_core::roles::machine::epoch;
 use mgha_core::{Role, Uid};
-use mgha_failover::etcd::{EtcdArbiter, EtcdConfig};
+use mgha_failover::etcd::{EtcdArbiter, EtcdBackend, EtcdConfig};
 use mgha_sync::failover::{Arbiter, FailoverTiming, Holder, HolderState, Report};
 use mgha_tests::etcd::Etcd;
 
@@ -304,4 +305,104 @@ async fn a_hung_etcd_fails_every_call_within_the_call_timeout() {
     // Resumed within the lease, the holder renews again.
     etcd.signal("-CONT");
     a.arbiter.renew(a.holder(granted)).await.expect("renew after etcd resumed");
+}
+
+/// One server's arbiters of the global domain and two others, over one backend.
+struct Server {
+    report: Report,
+    backend: EtcdBackend,
+    global: Arc<EtcdArbiter>,
+    one: Arc<EtcdArbiter>,
+    two: Arc<EtcdArbiter>,
+}
+
+impl Server {
+    async fn connect(etcd: &Etcd, name: &str, tag: u16, domains: (Uid, Uid)) -> Server {
+        let node_id = Uid::new_random();
+        let cfg = EtcdConfig { endpoints: vec![etcd.client.clone()], prefix: PREFIX.into(), timing: TIMING, node_id };
+        let backend = EtcdBackend::connect(cfg).await.expect("connect to etcd");
+        let report =
+            Report { node_id, name: name.into(), tag, role: Role::Standby, epoch: 0, head_seq: 7, writable: true };
+        let (global, one, two) = (backend.global(), backend.for_domain(domains.0), backend.for_domain(domains.1));
+        Server { report, backend, global, one, two }
+    }
+
+    fn holder(&self, epoch: u64) -> Holder {
+        Holder { node_id: self.report.node_id, epoch }
+    }
+}
+
+const PREFIX: &str = "/mgha/domains-cluster";
+
+#[tokio::test]
+async fn domains_of_one_backend_hold_and_lapse_on_their_own() {
+    let etcd = Etcd::start();
+    let domains = (Uid::new_random(), Uid::new_random());
+    let a = Server::connect(&etcd, "a", 1, domains).await;
+    let b = Server::connect(&etcd, "b", 2, domains).await;
+
+    // a holds one, b holds two: each domain starts its own epochs.
+    let e1 = a.one.acquire(&a.report, None, 0).await.expect("acquire").expect("a takes one");
+    let e2 = b.two.acquire(&b.report, None, 0).await.expect("acquire").expect("b takes two");
+    assert_eq!((e1, e2), (epoch::first(1), epoch::first(2)));
+    assert!(a.two.renew(a.holder(e1)).await.is_err(), "the holder of one does not hold two");
+    let global = a.global.observe(&a.report).await.expect("observe");
+    assert_eq!((global.holder, global.highest_epoch), (None, 0), "the global domain is untouched");
+
+    // The keys of a domain sit under `<prefix>/domains/<id>`.
+    let mut raw = etcd_client::Client::connect([etcd.client.as_str()], None).await.expect("connects");
+    let key = format!("{PREFIX}/domains/{}/leader", domains.0);
+    let leader = raw.get(key.as_str(), None).await.expect("reads");
+    let stored: Holder = serde_json::from_slice(leader.kvs()[0].value()).expect("a holder");
+    assert_eq!(stored, a.holder(e1));
+    assert!(raw.get(format!("{PREFIX}/leader"), None).await.expect("reads").kvs().is_empty());
+
+    // a renews one every heartbeat, b keeps reporting in two but stops renewing it: a renewal
+    // in one must not keep two's hold alive, nor the other way round.
+    let last_renewal_of_two = Instant::now();
+    b.two.renew(b.holder(e2)).await.expect("b renews two once");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let lapsed = loop {
+        a.one.renew(a.holder(e1)).await.expect("a renews one");
+        b.two.observe(&b.report).await.expect("b reports in two");
+        let one = b.one.observe(&b.report).await.expect("observe one");
+        assert!(!one.stale && one.holder == Some(a.holder(e1)), "one lapsed: {one:?}");
+        let two = a.two.observe(&a.report).await.expect("observe two");
+        if two.stale {
+            break two;
+        }
+        assert!(Instant::now() < deadline, "two never lapsed: {two:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let held_for = last_renewal_of_two.elapsed();
+    assert!(held_for >= Duration::from_millis(TIMING.failover_after_ms), "stale after only {held_for:?}");
+    assert_eq!(lapsed.highest_epoch, e2);
+    assert!(lapsed.reports.iter().any(|r| r.node_id == b.report.node_id), "b reports in two: {lapsed:?}");
+
+    // a takes two over above b's epoch; one keeps its holder and epoch.
+    let e3 = a.two.acquire(&a.report, None, lapsed.highest_epoch).await.expect("acquire").expect("a takes two");
+    assert!(e3 > e2);
+    assert!(b.two.renew(b.holder(e2)).await.is_err(), "b's hold of two is over");
+    let one = b.one.observe(&b.report).await.expect("observe one");
+    assert_eq!((one.holder, one.highest_epoch), (Some(a.holder(e1)), e1));
+
+    // A deleted domain is forgotten: every key under its prefix goes, the others' stay.
+    b.backend.forget_domain(domains.1).await.expect("forgets two");
+    let left = raw.get(format!("{PREFIX}/domains/{}/", domains.1), Some(etcd_client::GetOptions::new().with_prefix()));
+    assert!(left.await.expect("reads").kvs().is_empty(), "two's keys are gone");
+    let gone = a.two.observe(&a.report).await.expect("observe two");
+    assert_eq!((gone.holder, gone.highest_epoch), (None, 0));
+    a.one.renew(a.holder(e1)).await.expect("a still holds one");
+
+    // Closing a domain's handle removes only that domain's report; the server's own handle
+    // revokes the shared node lease, and with it the reports in every domain.
+    a.one.observe(&a.report).await.expect("a reports in one");
+    a.one.close().await;
+    let one = b.one.observe(&b.report).await.expect("observe one");
+    assert!(!one.reports.iter().any(|r| r.node_id == a.report.node_id), "a's report left one: {one:?}");
+    let two = b.two.observe(&b.report).await.expect("observe two");
+    assert!(two.reports.iter().any(|r| r.node_id == a.report.node_id), "a still reports in two: {two:?}");
+    a.global.close().await;
+    let two = b.two.observe(&b.report).await.expect("observe two");
+    assert!(!two.reports.iter().any(|r| r.node_id == a.report.node_id), "a's reports went with its lease: {two:?}");
 }

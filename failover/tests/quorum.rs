@@ -1,6 +1,7 @@
 //! The quorum arbiter for real: three voters in this process (data nodes, or two and a witness)
 //! running openraft over mutual TLS on loopback, with certificates of a cluster CA made here.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mgha_core::roles::machine::epoch;
@@ -128,7 +129,7 @@ where
 /// The first acquire of a fresh group, retried until the group has elected its leader. A try
 /// that timed out may still have committed: then this member holds the role already, at the
 /// epoch the arbiter shows.
-async fn acquire_first(arbiter: &QuorumArbiter, me: &Report) -> u64 {
+async fn acquire_first(arbiter: &dyn Arbiter, me: &Report) -> u64 {
     let start = Instant::now();
     loop {
         match arbiter.acquire(me, None, 0).await {
@@ -252,6 +253,118 @@ async fn a_silent_holder_goes_stale_and_is_replaced_at_a_higher_epoch() {
     let lost = arb[2].acquire(m[2].report(), Some(old), e1).await.expect("answers");
     assert_eq!(lost, None, "c expected the old holder: it lost the race");
     close_all(&arb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_of_one_group_have_their_own_holders_epochs_and_staleness() {
+    let _serial = serial().await;
+    let ca = ca();
+    let m = members(&ca, &["a", "b", "c"]);
+    let arb = start_all(&m).await;
+    let (one, two) = (Uid::new_random(), Uid::new_random());
+    let d1: Vec<Arc<dyn Arbiter>> = arb.iter().map(|a| a.for_domain(one)).collect();
+    let d2: Vec<Arc<dyn Arbiter>> = arb.iter().map(|a| a.for_domain(two)).collect();
+
+    // a holds domain one, b holds domain two: each at its own first epoch.
+    let e1 = acquire_first(d1[0].as_ref(), m[0].report()).await;
+    // The hold of two begins when its acquire does: staleness is timed from there.
+    let hold_of_two_began = Instant::now();
+    let e2 = acquire_first(d2[1].as_ref(), m[1].report()).await;
+    assert_eq!(e1, epoch::next(0, m[0].tag));
+    assert_eq!(e2, epoch::next(0, m[1].tag), "domain two's epochs do not follow domain one's");
+    let (h1, h2) = (Holder { node_id: m[0].node_id, epoch: e1 }, Holder { node_id: m[1].node_id, epoch: e2 });
+    assert_eq!(d1[1].acquire(m[1].report(), None, 0).await.expect("answers"), None, "one has a holder");
+    assert!(d2[0].renew(h1).await.is_err(), "the holder of one does not hold two");
+    assert!(arb[0].renew(h1).await.is_err(), "nor the global domain");
+    let global = arb[2].observe(m[2].report()).await.expect("observes");
+    assert_eq!((global.holder, global.highest_epoch), (None, 0), "the global domain is untouched");
+
+    // a keeps renewing one; b falls silent in two. c sees two go stale and one stay fresh.
+    let stale_at = loop {
+        d1[0].renew(h1).await.expect("a renews one");
+        let seen1 = d1[2].observe(m[2].report()).await.expect("observes one");
+        assert_eq!(seen1.holder, Some(h1));
+        assert!(!seen1.stale, "a renewing holder of one went stale");
+        let seen2 = d2[2].observe(m[2].report()).await.expect("observes two");
+        assert_eq!(seen2.holder, Some(h2));
+        if seen2.stale {
+            break Instant::now();
+        }
+        assert!(hold_of_two_began.elapsed() < Duration::from_secs(6), "two never went stale");
+        tokio::time::sleep(Duration::from_millis(TIMING.heartbeat_ms)).await;
+    };
+    let silent = stale_at.duration_since(hold_of_two_began);
+    assert!(silent >= Duration::from_millis(TIMING.failover_after_ms), "stale after only {silent:?}");
+
+    // c takes two over; one keeps its holder and epoch.
+    let e3 = d2[2].acquire(m[2].report(), Some(h2), e2).await.expect("answers").expect("c takes over two");
+    assert!(e3 > e2);
+    assert!(d2[1].renew(h2).await.is_err(), "b's hold of two is over");
+    d1[0].renew(h1).await.expect("a still holds one");
+    let seen1 = d1[1].observe(m[1].report()).await.expect("observes one");
+    assert_eq!((seen1.holder, seen1.highest_epoch), (Some(h1), e1));
+    let status = d2[0].status().await;
+    assert_eq!(status.holder, Some(Holder { node_id: m[2].node_id, epoch: e3 }));
+
+    // Reports stay in their domain: b reports in two, never in the global domain.
+    d2[1].observe(m[1].report()).await.expect("b observes two");
+    let global = arb[0].observe(m[0].report()).await.expect("observes");
+    let reporters: Vec<&str> = global.reports.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(reporters, ["a"]);
+    let seen2 = d2[0].observe(m[0].report()).await.expect("observes two");
+    assert!(seen2.reports.iter().any(|r| r.name == "b"), "b's report in two: {:?}", seen2.reports);
+
+    // A deleted domain is forgotten: its holder and epochs go, the others' stay.
+    arb[1].forget_domain(two).await.expect("forgets two");
+    let gone = d2[0].observe(m[0].report()).await.expect("observes two");
+    assert_eq!((gone.holder, gone.highest_epoch), (None, 0));
+    d1[0].renew(h1).await.expect("a still holds one");
+
+    // Closing a domain's handle leaves the server's Raft node running.
+    d1[0].close().await;
+    arb[0].observe(m[0].report()).await.expect("the global domain still answers");
+    d2[0].observe(m[0].report()).await.expect("so do the other domains");
+    close_all(&arb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_voter_rebuilds_every_domain_from_its_log() {
+    let _serial = serial().await;
+    let ca = ca();
+    let m = members(&ca, &["a", "b", "c"]);
+    let mut arb = start_all(&m).await;
+    let domain = Uid::new_random();
+    let a_in_domain = arb[0].for_domain(domain);
+    let e1 = acquire_first(a_in_domain.as_ref(), m[0].report()).await;
+    let eg = acquire_first(&arb[1], m[1].report()).await;
+    let (held, global) = (Holder { node_id: m[0].node_id, epoch: e1 }, Holder { node_id: m[1].node_id, epoch: eg });
+    // Past the snapshot threshold (1000 entries): every voter snapshots its state, and keeps
+    // applying entries after it.
+    for _ in 0..140 {
+        let r = || eventually(Duration::from_secs(3), || a_in_domain.renew(held));
+        tokio::join!(r(), r(), r(), r(), r(), r(), r(), r());
+    }
+
+    // c restarts from its data dir: its applied state comes back from its snapshot and log.
+    let c = arb.pop().expect("three");
+    c.close().await;
+    let c = start(&m[2], &m).await;
+    let status = c.status().await;
+    let me = status.members.iter().find(|s| s.name == "c").expect("listed");
+    assert!(!me.detail.contains("snapshot -"), "c restarted from a snapshot: {}", me.detail);
+    let c_in_domain = c.for_domain(domain);
+    let seen = eventually(Duration::from_secs(3), || c_in_domain.observe(m[2].report())).await;
+    assert_eq!((seen.holder, seen.highest_epoch), (Some(held), e1));
+    let seen = eventually(Duration::from_secs(1), || c.observe(m[2].report())).await;
+    assert_eq!(seen.holder, Some(global));
+
+    // With b gone, a and the restarted c still decide in both domains.
+    arb[1].close().await;
+    eventually(Duration::from_secs(3), || a_in_domain.renew(held)).await;
+    let seen = eventually(Duration::from_secs(1), || c.observe(m[2].report())).await;
+    assert_eq!(seen.holder, Some(global));
+    arb[0].close().await;
+    c.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

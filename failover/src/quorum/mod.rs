@@ -8,6 +8,9 @@
 //! - `net.rs`: the mutual-TLS transport between voters.
 //! - `node.rs`: one voter: Raft, its listener, writes through the leader.
 //!
+//! One Raft group arbitrates every domain of its servers: each command names its domain, and the
+//! state keeps a holder, epochs and reports per domain ([`QuorumArbiter::for_domain`]).
+//!
 //! Staleness is timed by each observer's own monotonic clock: a holder is stale for a node once
 //! that node has seen no change of (holder, renewal count) for `failover_after_ms`. A renewal is
 //! applied on a node only after it committed, so no node sees a holder stale sooner than
@@ -20,6 +23,7 @@ mod store;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -136,14 +140,23 @@ pub fn check_config(cfg: &QuorumConfig, data_nodes: usize) -> Result<()> {
     }
 }
 
-/// The quorum arbiter of a data node.
+/// The quorum arbiter of a data node, for one domain. The handle [`QuorumArbiter::start`]
+/// returns is the server's own and arbitrates the global domain; [`QuorumArbiter::for_domain`]
+/// gives cheap handles for the server's other domains, all over the same Raft node.
 pub struct QuorumArbiter {
-    node: Node,
+    node: Arc<Node>,
+    /// `None`: the global domain.
+    domain: Option<Uid>,
+    /// Whether `close` stops the Raft node: only the server's own handle does.
+    owner: bool,
 }
 
 impl std::fmt::Debug for QuorumArbiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "QuorumArbiter({})", self.node.core.name)
+        match self.domain {
+            None => write!(f, "QuorumArbiter({})", self.node.core.name),
+            Some(d) => write!(f, "QuorumArbiter({}, domain {d})", self.node.core.name),
+        }
     }
 }
 
@@ -154,7 +167,26 @@ impl QuorumArbiter {
         check_config(&cfg, data_nodes)?;
         let node = Node::start(&cfg).await?;
         tracing::info!(name = %cfg.name, listen = %cfg.listen, voters = cfg.members.len(), "quorum arbiter started");
-        Ok(QuorumArbiter { node })
+        Ok(QuorumArbiter { node: Arc::new(node), domain: None, owner: true })
+    }
+
+    /// The arbiter of another domain of this server (not the global one, which is this handle):
+    /// its own holder, epochs and reports, through the same Raft group. Closing it leaves the
+    /// Raft node running; closing the handle of [`QuorumArbiter::start`] stops it for all.
+    pub fn for_domain(&self, domain: Uid) -> Arc<dyn Arbiter> {
+        Arc::new(QuorumArbiter { node: self.node.clone(), domain: Some(domain), owner: false })
+    }
+
+    /// Drops the state of `domain` (a domain deleted from the cluster, whose drivers have
+    /// stopped): its holder, epochs and reports. Domain ids are never reused, so the epochs of
+    /// a deleted domain fence nothing any more; without this the state would keep every domain
+    /// that ever existed.
+    pub async fn forget_domain(&self, domain: Uid) -> Result<()> {
+        let deadline = self.deadline();
+        match self.node.core.write(Some(domain), CmdKind::Forget, deadline).await?.0 {
+            CmdResponse::Forgotten(_) => Ok(()),
+            other => Err(unexpected(other)),
+        }
     }
 
     fn deadline(&self) -> tokio::time::Instant {
@@ -163,7 +195,7 @@ impl QuorumArbiter {
 
     async fn write(&self, kind: CmdKind) -> Result<(CmdResponse, u64, tokio::time::Instant)> {
         let deadline = self.deadline();
-        let (answer, index) = self.node.core.write(kind, deadline).await?;
+        let (answer, index) = self.node.core.write(self.domain, kind, deadline).await?;
         Ok((answer, index, deadline))
     }
 }
@@ -181,7 +213,7 @@ impl Arbiter for QuorumArbiter {
                 reason: format!(
                     "the renewal of {}: the holder is now {}",
                     describe(Some(holder)),
-                    describe(self.node.core.shared.view().machine.state.holder)
+                    describe(self.node.core.shared.holder(self.domain))
                 ),
             }
             .into()),
@@ -198,15 +230,16 @@ impl Arbiter for QuorumArbiter {
         if !core.shared.wait_applied(index, deadline).await {
             return Err(Error::Peer(format!("arbiter: this member did not apply log {index} in time")));
         }
-        let view = core.shared.view();
+        let view = core.shared.domain_view(self.domain);
         let now = Instant::now();
         let window = Duration::from_millis(core.timing.failover_after_ms);
-        let state = view.machine.state;
+        let state = view.state;
         let reports = state
             .reports
             .values()
             .filter(|r| {
-                view.report_seen_at
+                view.seen
+                    .reports_at
                     .get(&r.report.node_id)
                     .is_some_and(|(index, at)| *index == r.index && now.duration_since(*at) < window)
             })
@@ -214,7 +247,7 @@ impl Arbiter for QuorumArbiter {
             .collect();
         Ok(HolderState {
             holder: state.holder,
-            stale: state.holder.is_none() || now.duration_since(view.holder_seen_at) >= window,
+            stale: state.holder.is_none() || now.duration_since(view.seen.holder_at) >= window,
             highest_epoch: state.highest_epoch,
             reports,
         })
@@ -270,12 +303,14 @@ impl Arbiter for QuorumArbiter {
             kind: "quorum".into(),
             members,
             has_quorum: metrics.current_leader.is_some() && (committed || leader_acked),
-            holder: core.shared.view().machine.state.holder,
+            holder: core.shared.holder(self.domain),
         }
     }
 
     async fn close(&self) {
-        self.node.close().await;
+        if self.owner {
+            self.node.close().await;
+        }
     }
 }
 

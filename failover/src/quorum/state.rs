@@ -1,6 +1,11 @@
-//! The replicated state of the quorum arbiter and the commands that change it: who holds the
-//! Active role at which epoch, how often it renewed, and the nodes' latest reports. `apply` is a
-//! pure function of the state and one committed command, so every voter reaches the same state.
+//! The replicated state of the quorum arbiter and the commands that change it: per domain, who
+//! holds the Active role at which epoch, how often it renewed, and the nodes' latest reports.
+//! `apply` is a pure function of the state and one committed command, so every voter reaches the
+//! same state.
+//!
+//! One Raft group serves every domain of a set of servers. A command names its domain; `None`
+//! is the cluster's first (global) domain, whose state sits in the top-level fields exactly as
+//! before domains existed, so a Raft log or snapshot written then still reads and applies.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -11,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(
     /// The Raft types of the arbiter: node ids are `u64` (from the member names), nodes carry
-    /// their address, snapshots are bytes in memory (the state is a few kilobytes).
+    /// their address, snapshots are bytes in memory (a few hundred bytes per domain).
     pub TypeConfig:
         D = Cmd,
         R = CmdResponse,
@@ -20,14 +25,22 @@ openraft::declare_raft_types!(
         SnapshotData = std::io::Cursor<Vec<u8>>,
 );
 
-/// How many recent command ids the state remembers, so a write retried after a lost answer is
-/// answered as the first attempt was instead of being applied twice.
+/// How many recent command ids the state remembers at least, so a write retried after a lost
+/// answer is answered as the first attempt was instead of being applied twice.
 pub const RECENT_OPS_MAX: usize = 256;
+/// And this many more per domain besides the global one: a write is retried only within its
+/// call timeout (half a heartbeat), in which each domain commits a renewal and one report per
+/// replica, so the window stays wider than a retry whatever the number of domains.
+pub const RECENT_OPS_PER_DOMAIN: usize = 8;
 
-/// A client write: a random id (for retries) and what to do.
+/// A client write: a random id (for retries), the domain it is about and what to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cmd {
     pub op: u64,
+    /// The domain; `None` (and an entry written before domains existed) is the global domain.
+    /// Left out of the encoding when `None`, so a global command is encoded as it always was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Uid>,
     pub kind: CmdKind,
 }
 
@@ -41,6 +54,19 @@ pub enum CmdKind {
     Acquire { me: Report, expected: Option<Holder>, highest_known: u64 },
     /// A planned changeover: `to` holds the role at `epoch`, if `from` still holds it.
     Transfer { from: Holder, to: Uid, epoch: u64 },
+    /// The domain was deleted from the cluster: its state goes (the global domain's never does).
+    Forget,
+}
+
+impl CmdKind {
+    /// The node whose report the command records, if it records one.
+    pub fn reporter(&self) -> Option<Uid> {
+        match self {
+            CmdKind::Report { report } => Some(report.node_id),
+            CmdKind::Acquire { me, .. } => Some(me.node_id),
+            CmdKind::Renew { .. } | CmdKind::Transfer { .. } | CmdKind::Forget => None,
+        }
+    }
 }
 
 /// The answer to one applied log entry.
@@ -53,6 +79,8 @@ pub enum CmdResponse {
     Acquired(Option<u64>),
     /// `Err` says why the transfer was refused.
     Transferred(Result<(), String>),
+    /// Whether the domain had a state to forget.
+    Forgotten(bool),
 }
 
 /// A node's latest report and the log index it arrived at.
@@ -62,7 +90,19 @@ pub struct Reported {
     pub index: u64,
 }
 
-/// What the arbiter knows; identical on every voter at the same log index.
+/// What the arbiter knows of one domain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainState {
+    pub holder: Option<Holder>,
+    pub highest_epoch: u64,
+    /// Bumped by every accepted renewal: observers time the holder by when this last changed.
+    pub renewals: u64,
+    pub reports: BTreeMap<Uid, Reported>,
+}
+
+/// What the arbiter knows; identical on every voter at the same log index. The global domain's
+/// state is the top-level fields (the shape this state had before domains, kept so that existing
+/// logs and snapshots stay valid); every other domain's is in `domains`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArbiterState {
     pub holder: Option<Holder>,
@@ -70,8 +110,11 @@ pub struct ArbiterState {
     /// Bumped by every accepted renewal: observers time the holder by when this last changed.
     pub renewals: u64,
     pub reports: BTreeMap<Uid, Reported>,
-    /// The answers to the last [`RECENT_OPS_MAX`] commands, by id.
+    /// The answers to the last commands, by id (see [`RECENT_OPS_PER_DOMAIN`]).
     recent: VecDeque<(u64, CmdResponse)>,
+    /// Every domain but the global one, by domain id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub domains: BTreeMap<Uid, DomainState>,
 }
 
 impl ArbiterState {
@@ -80,15 +123,102 @@ impl ArbiterState {
         if let Some((_, answer)) = self.recent.iter().find(|(op, _)| *op == cmd.op) {
             return answer.clone();
         }
-        let answer = self.apply_kind(&cmd.kind, index);
-        if self.recent.len() >= RECENT_OPS_MAX {
+        let answer = match cmd.domain {
+            Some(domain) if cmd.kind == CmdKind::Forget => {
+                CmdResponse::Forgotten(self.domains.remove(&domain).is_some())
+            }
+            None if cmd.kind == CmdKind::Forget => CmdResponse::Forgotten(false),
+            Some(domain) => match self.domains.get_mut(&domain) {
+                Some(state) => state.apply(&cmd.kind, index),
+                None => {
+                    // A refused renewal or transfer of a domain never named leaves no entry.
+                    let mut fresh = DomainState::default();
+                    let answer = fresh.apply(&cmd.kind, index);
+                    if fresh != DomainState::default() {
+                        self.domains.insert(domain, fresh);
+                    }
+                    answer
+                }
+            },
+            None => {
+                let mut global = self.take_global();
+                let answer = global.apply(&cmd.kind, index);
+                self.put_global(global);
+                answer
+            }
+        };
+        // Deterministic: the number of domains is part of the state.
+        let recent_max = RECENT_OPS_MAX + RECENT_OPS_PER_DOMAIN * self.domains.len();
+        while self.recent.len() >= recent_max {
             self.recent.pop_front();
         }
         self.recent.push_back((cmd.op, answer.clone()));
         answer
     }
 
-    fn apply_kind(&mut self, kind: &CmdKind, index: u64) -> CmdResponse {
+    /// A copy of one domain's state (`None`: the global domain); empty for a domain never named.
+    pub fn domain(&self, domain: Option<Uid>) -> DomainState {
+        match domain {
+            Some(d) => self.domains.get(&d).cloned().unwrap_or_default(),
+            None => DomainState {
+                holder: self.holder,
+                highest_epoch: self.highest_epoch,
+                renewals: self.renewals,
+                reports: self.reports.clone(),
+            },
+        }
+    }
+
+    /// The holder of one domain.
+    pub fn holder_of(&self, domain: Option<Uid>) -> Option<Holder> {
+        match domain {
+            Some(d) => self.domains.get(&d).and_then(|s| s.holder),
+            None => self.holder,
+        }
+    }
+
+    /// The accepted renewals of one domain.
+    pub fn renewals_of(&self, domain: Option<Uid>) -> u64 {
+        match domain {
+            Some(d) => self.domains.get(&d).map_or(0, |s| s.renewals),
+            None => self.renewals,
+        }
+    }
+
+    /// The log index of `node`'s latest report in one domain.
+    pub fn reported_index(&self, domain: Option<Uid>, node: Uid) -> Option<u64> {
+        let reports = match domain {
+            Some(d) => &self.domains.get(&d)?.reports,
+            None => &self.reports,
+        };
+        reports.get(&node).map(|r| r.index)
+    }
+
+    /// Every domain's (holder, renewals) and reports, the global one first as `None`.
+    pub fn each_domain(&self) -> impl Iterator<Item = (Option<Uid>, Option<Holder>, u64, &BTreeMap<Uid, Reported>)> {
+        std::iter::once((None, self.holder, self.renewals, &self.reports))
+            .chain(self.domains.iter().map(|(d, s)| (Some(*d), s.holder, s.renewals, &s.reports)))
+    }
+
+    fn take_global(&mut self) -> DomainState {
+        DomainState {
+            holder: self.holder.take(),
+            highest_epoch: self.highest_epoch,
+            renewals: self.renewals,
+            reports: std::mem::take(&mut self.reports),
+        }
+    }
+
+    fn put_global(&mut self, global: DomainState) {
+        self.holder = global.holder;
+        self.highest_epoch = global.highest_epoch;
+        self.renewals = global.renewals;
+        self.reports = global.reports;
+    }
+}
+
+impl DomainState {
+    fn apply(&mut self, kind: &CmdKind, index: u64) -> CmdResponse {
         match kind {
             CmdKind::Renew { holder } => {
                 let accepted = self.holder == Some(*holder);
@@ -131,6 +261,8 @@ impl ArbiterState {
                 self.highest_epoch = *new_epoch;
                 CmdResponse::Transferred(Ok(()))
             }
+            // Handled by `ArbiterState::apply`, which owns the map of domains.
+            CmdKind::Forget => CmdResponse::Forgotten(false),
         }
     }
 
@@ -165,7 +297,11 @@ mod tests {
     }
 
     fn cmd(kind: CmdKind) -> Cmd {
-        Cmd { op: rand::random(), kind }
+        Cmd { op: rand::random(), domain: None, kind }
+    }
+
+    fn cmd_in(domain: Uid, kind: CmdKind) -> Cmd {
+        Cmd { op: rand::random(), domain: Some(domain), kind }
     }
 
     #[test]
@@ -211,5 +347,127 @@ mod tests {
         assert_eq!(s.holder, Some(Holder { node_id: to, epoch: e2 }));
         let again = s.apply(&cmd(CmdKind::Transfer { from, to, epoch: epoch::next(e2, 2) }), 4);
         assert!(matches!(again, CmdResponse::Transferred(Err(_))));
+    }
+
+    #[test]
+    fn domains_have_their_own_holders_epochs_and_renewals() {
+        let mut s = ArbiterState::default();
+        let (a, b) = (report(1), report(2));
+        let (d1, d2) = (Uid::new_random(), Uid::new_random());
+        let CmdResponse::Acquired(Some(e1)) =
+            s.apply(&cmd_in(d1, CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 7 << 16 }), 1)
+        else {
+            panic!("a acquires in d1")
+        };
+        // d2 and the global domain have no holder yet: b acquires d2 at its first epoch.
+        let in_d2 = s.apply(&cmd_in(d2, CmdKind::Acquire { me: b.clone(), expected: None, highest_known: 0 }), 2);
+        assert_eq!(in_d2, CmdResponse::Acquired(Some(epoch::next(0, 2))));
+        assert_eq!(s.holder, None, "the global domain is untouched");
+        assert_eq!(s.highest_epoch, 0);
+        let held1 = Holder { node_id: a.node_id, epoch: e1 };
+        assert_eq!(s.apply(&cmd_in(d1, CmdKind::Renew { holder: held1 }), 3), CmdResponse::Renewed(true));
+        assert_eq!(s.domain(Some(d1)).renewals, 1);
+        assert_eq!(s.domain(Some(d2)).renewals, 0, "a renewal in d1 is not one in d2");
+        // The holder of d1 is not the holder of d2 nor of the global domain.
+        assert_eq!(s.apply(&cmd_in(d2, CmdKind::Renew { holder: held1 }), 4), CmdResponse::Renewed(false));
+        assert_eq!(s.apply(&cmd(CmdKind::Renew { holder: held1 }), 5), CmdResponse::Renewed(false));
+        assert_eq!(s.domain(Some(d1)).reports.len(), 1);
+        assert!(s.domain(None).reports.is_empty(), "reports stay in their domain");
+        // A refused renewal of a domain never named leaves no state behind.
+        let unknown = Uid::new_random();
+        assert_eq!(s.apply(&cmd_in(unknown, CmdKind::Renew { holder: held1 }), 6), CmdResponse::Renewed(false));
+        assert!(!s.domains.contains_key(&unknown));
+    }
+
+    /// The state and the commands exactly as they were encoded before domains existed.
+    #[derive(Serialize)]
+    struct StateBeforeDomains {
+        holder: Option<Holder>,
+        highest_epoch: u64,
+        renewals: u64,
+        reports: BTreeMap<Uid, Reported>,
+        recent: VecDeque<(u64, CmdResponse)>,
+    }
+
+    #[derive(Serialize)]
+    struct CmdBeforeDomains {
+        op: u64,
+        kind: CmdKind,
+    }
+
+    #[test]
+    fn a_state_and_log_from_before_domains_are_the_global_domain() {
+        let a = report(1);
+        let holder = Holder { node_id: a.node_id, epoch: epoch::next(3 << 16, 1) };
+        let old = StateBeforeDomains {
+            holder: Some(holder),
+            highest_epoch: holder.epoch,
+            renewals: 41,
+            reports: [(a.node_id, Reported { report: a.clone(), index: 9 })].into(),
+            recent: [(5, CmdResponse::Renewed(true))].into(),
+        };
+        let bytes = rmp_serde::to_vec_named(&old).expect("encodes");
+        let mut state: ArbiterState = rmp_serde::from_slice(&bytes).expect("today's state reads it");
+        assert_eq!(state.holder, Some(holder));
+        assert_eq!(state.domain(None).renewals, 41);
+        assert_eq!(state.domain(None).reports[&a.node_id].index, 9);
+        assert!(state.domains.is_empty());
+        // Without other domains the state encodes exactly as it did.
+        assert_eq!(rmp_serde::to_vec_named(&state).expect("encodes"), bytes);
+
+        // An old log entry is a command of the global domain, and answers as it did.
+        let old_cmd = CmdBeforeDomains { op: 77, kind: CmdKind::Renew { holder } };
+        let old_bytes = rmp_serde::to_vec_named(&old_cmd).expect("encodes");
+        let cmd: Cmd = rmp_serde::from_slice(&old_bytes).expect("reads");
+        assert_eq!(cmd.domain, None);
+        assert_eq!(rmp_serde::to_vec_named(&cmd).expect("encodes"), old_bytes, "a global command encodes as before");
+        assert_eq!(state.apply(&cmd, 10), CmdResponse::Renewed(true));
+        assert_eq!(state.renewals, 42);
+        // A retried id from before still gets its first answer.
+        assert_eq!(
+            state.apply(&Cmd { op: 5, domain: None, kind: CmdKind::Renew { holder } }, 11),
+            CmdResponse::Renewed(true)
+        );
+        assert_eq!(state.renewals, 42);
+    }
+
+    /// What one domain adds to the state at most, with three replicas reporting (docs/failover.md
+    /// gives the cost of domains from it).
+    const STATE_BYTES_PER_DOMAIN_MAX: usize = 1024;
+
+    #[test]
+    fn the_state_of_the_most_domains_stays_small() {
+        let mut s = ArbiterState::default();
+        let nodes = [report(1), report(2), report(3)];
+        for i in 0..mgha_core::limits::DOMAINS_MAX as u64 {
+            let domain = Uid::new_random();
+            for (n, r) in nodes.iter().enumerate() {
+                let mut r = r.clone();
+                (r.epoch, r.head_seq) = (u64::MAX, u64::MAX);
+                s.apply(&cmd_in(domain, CmdKind::Report { report: r }), 4 * i + n as u64);
+            }
+            s.apply(
+                &cmd_in(domain, CmdKind::Acquire { me: nodes[0].clone(), expected: None, highest_known: 0 }),
+                4 * i + 3,
+            );
+        }
+        let bytes = rmp_serde::to_vec_named(&s).expect("encodes").len();
+        let per_domain = bytes / mgha_core::limits::DOMAINS_MAX;
+        eprintln!("{bytes} bytes, {per_domain} per domain");
+        assert!(per_domain <= STATE_BYTES_PER_DOMAIN_MAX, "{per_domain} bytes per domain");
+    }
+
+    #[test]
+    fn a_deleted_domain_is_forgotten_and_the_global_one_never() {
+        let mut s = ArbiterState::default();
+        let a = report(1);
+        let domain = Uid::new_random();
+        s.apply(&cmd_in(domain, CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 0 }), 1);
+        s.apply(&cmd(CmdKind::Acquire { me: a, expected: None, highest_known: 0 }), 2);
+        assert_eq!(s.apply(&cmd_in(domain, CmdKind::Forget), 3), CmdResponse::Forgotten(true));
+        assert!(s.domains.is_empty());
+        assert_eq!(s.apply(&cmd_in(domain, CmdKind::Forget), 4), CmdResponse::Forgotten(false));
+        assert_eq!(s.apply(&cmd(CmdKind::Forget), 5), CmdResponse::Forgotten(false));
+        assert!(s.holder.is_some(), "the global domain keeps its holder");
     }
 }

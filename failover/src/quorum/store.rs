@@ -1,5 +1,5 @@
 //! Durable Raft storage of one voter, in one redb file (`DATA_DIR/raft.redb`): the log, the
-//! vote, the committed and purged log ids, the applied state machine and the last snapshot. Every
+//! vote, the committed and purged log ids, and the last snapshot with its applied state. Every
 //! write is a redb transaction with immediate durability (fsync) before openraft is told it is
 //! done, so a restarted voter (the witness included) keeps its vote and never votes twice in a
 //! term. The applied state is also shared in memory with the arbiter, with the local instants at
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use mgha_core::limits::STORE_WRITE_PROBE_BYTES;
 use mgha_core::{Error, Result, Uid};
+use mgha_sync::failover::Holder;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
@@ -25,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::state::{ArbiterState, CmdResponse, TypeConfig};
+use super::state::{ArbiterState, CmdResponse, DomainState, TypeConfig};
 
 /// The file under the data directory.
 pub const RAFT_FILE: &str = "raft.redb";
@@ -35,6 +36,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "purged";
+/// The applied state as versions before domains wrote it after every batch; read at open if
+/// present, and removed by the next snapshot, which holds the applied state since.
 const MACHINE: &str = "machine";
 const SNAPSHOT: &str = "snapshot";
 /// The record a write probe commits and removes (`reopen`).
@@ -43,7 +46,10 @@ const PROBE: &str = "write_probe";
 type NodeId = u64;
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
 
-/// The applied state machine, as persisted after every applied batch.
+/// The applied state machine, as persisted in every snapshot (built or installed). Applied
+/// entries change it in memory only: after a restart Raft applies the log since the last
+/// snapshot again (a thousand entries at most), so a batch costs no write however many domains
+/// the state holds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Machine {
     pub last_applied: Option<LogId<NodeId>>,
@@ -57,14 +63,35 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-/// The applied state as this voter sees it, with local times of change.
+/// When one domain's holder and reports last changed, as this voter saw it apply them.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// When (holder, renewals) last changed here.
+    pub holder_at: Instant,
+    /// When each node's report last arrived at a new log index here.
+    pub reports_at: HashMap<Uid, (u64, Instant)>,
+}
+
+impl Seen {
+    fn new(now: Instant) -> Seen {
+        Seen { holder_at: now, reports_at: HashMap::new() }
+    }
+}
+
+/// The applied state as this voter sees it, with local times of change per domain (`None`: the
+/// global domain). A domain first seen here counts as changed at that moment, so staleness is
+/// never judged from before this voter could have seen a renewal.
 #[derive(Clone, Debug)]
 pub struct View {
     pub machine: Machine,
-    /// When (holder, renewals) last changed here.
-    pub holder_seen_at: Instant,
-    /// When each node's report last arrived at a new log index here.
-    pub report_seen_at: HashMap<Uid, (u64, Instant)>,
+    pub seen: HashMap<Option<Uid>, Seen>,
+}
+
+/// One domain's applied state and when it last changed here: what `observe` reads.
+#[derive(Clone, Debug)]
+pub struct DomainView {
+    pub state: DomainState,
+    pub seen: Seen,
 }
 
 /// What the state machine shares with the arbiter.
@@ -79,9 +106,24 @@ impl Shared {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the current view.
-    pub fn view(&self) -> View {
-        self.lock().clone()
+    /// A copy of the applied machine.
+    pub fn machine(&self) -> Machine {
+        self.lock().machine.clone()
+    }
+
+    /// The holder of `domain` now.
+    pub fn holder(&self, domain: Option<Uid>) -> Option<Holder> {
+        self.lock().machine.state.holder_of(domain)
+    }
+
+    /// A copy of one domain's state and times, without copying the others'.
+    pub fn domain_view(&self, domain: Option<Uid>) -> DomainView {
+        let view = self.lock();
+        let state = view.machine.state.domain(domain);
+        // Every domain in the state has its times (`apply`, `install`, `reset`); one never named
+        // has no holder, so its times do not matter.
+        let seen = view.seen.get(&domain).cloned().unwrap_or_else(|| Seen::new(Instant::now()));
+        DomainView { state, seen }
     }
 
     /// Waits until the entry at `index` is applied here, until `deadline`.
@@ -94,24 +136,76 @@ impl Shared {
     /// it lacks of the view before is applied again by Raft, and then noted as usual.
     fn reset(&self, machine: Machine) {
         let index = machine.last_applied.map_or(0, |l| l.index);
-        self.lock().machine = machine;
+        {
+            let mut view = self.lock();
+            view.machine = machine;
+            let now = Instant::now();
+            let View { machine, seen } = &mut *view;
+            for (domain, ..) in machine.state.each_domain() {
+                seen.entry(domain).or_insert_with(|| Seen::new(now));
+            }
+        }
         self.applied.send_replace(index);
     }
 
-    /// Installs a new applied machine: notes what changed and when, then wakes waiters.
+    /// Applies committed entries to the machine in place, noting what changed in the domains
+    /// they name and when, then wakes waiters. Costs what the entries touch, not the whole state.
+    fn apply(&self, entries: impl IntoIterator<Item = Entry<TypeConfig>>) -> Vec<CmdResponse> {
+        let now = Instant::now();
+        let mut answers = Vec::new();
+        let index = {
+            let mut view = self.lock();
+            let View { machine, seen } = &mut *view;
+            for entry in entries {
+                machine.last_applied = Some(entry.log_id);
+                answers.push(match entry.payload {
+                    EntryPayload::Blank => CmdResponse::None,
+                    EntryPayload::Normal(cmd) => {
+                        let state = &mut machine.state;
+                        let before = (state.holder_of(cmd.domain), state.renewals_of(cmd.domain));
+                        let answer = state.apply(&cmd, entry.log_id.index);
+                        let seen = seen.entry(cmd.domain).or_insert_with(|| Seen::new(now));
+                        if (state.holder_of(cmd.domain), state.renewals_of(cmd.domain)) != before {
+                            seen.holder_at = now;
+                        }
+                        if let Some(node) = cmd.kind.reporter() {
+                            if let Some(index) = state.reported_index(cmd.domain, node) {
+                                if seen.reports_at.get(&node).map(|(i, _)| *i) != Some(index) {
+                                    seen.reports_at.insert(node, (index, now));
+                                }
+                            }
+                        }
+                        answer
+                    }
+                    EntryPayload::Membership(m) => {
+                        machine.membership = StoredMembership::new(Some(entry.log_id), m);
+                        CmdResponse::None
+                    }
+                });
+            }
+            machine.last_applied.map_or(0, |l| l.index)
+        };
+        self.applied.send_replace(index);
+        answers
+    }
+
+    /// Installs a new applied machine (a snapshot): notes what changed and when, then wakes
+    /// waiters.
     fn install(&self, machine: Machine) {
         let now = Instant::now();
         let index = machine.last_applied.map_or(0, |l| l.index);
         {
             let mut view = self.lock();
-            let (old, new) = (&view.machine.state, &machine.state);
-            if (old.holder, old.renewals) != (new.holder, new.renewals) {
-                view.holder_seen_at = now;
-            }
-            for (node, reported) in &new.reports {
-                let seen = view.report_seen_at.get(node).map(|(i, _)| *i);
-                if seen != Some(reported.index) {
-                    view.report_seen_at.insert(*node, (reported.index, now));
+            let View { machine: old, seen } = &mut *view;
+            for (domain, holder, renewals, reports) in machine.state.each_domain() {
+                let seen = seen.entry(domain).or_insert_with(|| Seen::new(now));
+                if (old.state.holder_of(domain), old.state.renewals_of(domain)) != (holder, renewals) {
+                    seen.holder_at = now;
+                }
+                for (node, reported) in reports {
+                    if seen.reports_at.get(node).map(|(i, _)| *i) != Some(reported.index) {
+                        seen.reports_at.insert(*node, (reported.index, now));
+                    }
                 }
             }
             view.machine = machine;
@@ -166,14 +260,17 @@ fn put_meta(db: &Database, items: &[(&str, Vec<u8>)], durable: bool) -> std::res
     txn.commit().map_err(io_err)
 }
 
+/// Every domain of `machine` as changed now: a voter that just started has seen no renewal.
+fn initial_seen(machine: &Machine) -> HashMap<Option<Uid>, Seen> {
+    let now = Instant::now();
+    machine.state.each_domain().map(|(domain, ..)| (domain, Seen::new(now))).collect()
+}
+
 /// Opens (or creates) the store in `dir`.
 pub async fn open(dir: &Path) -> Result<(LogStore, StateMachine, Arc<Shared>)> {
     let (db, machine) = open_db(dir).await?;
     let (applied, _) = watch::channel(machine.last_applied.map_or(0, |l| l.index));
-    let shared = Arc::new(Shared {
-        view: Mutex::new(View { machine, holder_seen_at: Instant::now(), report_seen_at: HashMap::new() }),
-        applied,
-    });
+    let shared = Arc::new(Shared { view: Mutex::new(View { seen: initial_seen(&machine), machine }), applied });
     let db = Arc::new(db);
     Ok((LogStore { db: db.clone() }, StateMachine { db, shared: shared.clone() }, shared))
 }
@@ -219,8 +316,14 @@ async fn open_db(dir: &Path) -> Result<(Database, Machine)> {
     txn.open_table(LOG)?;
     txn.open_table(META)?;
     txn.commit()?;
-    let machine: Machine =
-        get_meta(&db, MACHINE).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?.unwrap_or_default();
+    let corrupt = |e: AnyError| Error::Corrupt(format!("{}: {e}", path.display()));
+    let machine = match get_meta::<Machine>(&db, MACHINE).map_err(corrupt)? {
+        Some(machine) => machine,
+        None => match get_meta::<StoredSnapshot>(&db, SNAPSHOT).map_err(corrupt)? {
+            Some(snapshot) => decode(&snapshot.data).map_err(corrupt)?,
+            None => Machine::default(),
+        },
+    };
     Ok((db, machine))
 }
 
@@ -386,39 +489,42 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Persists `machine` (and `snapshot`, when given) in one transaction, then shows it.
-    async fn persist(&self, machine: Machine, snapshot: Option<&StoredSnapshot>) -> std::result::Result<(), AnyError> {
-        let mut items = vec![(MACHINE, encode(&machine)?)];
-        if let Some(s) = snapshot {
-            items.push((SNAPSHOT, encode(s)?));
-        }
-        // Applied state is lazy (the log it came from is durable); an installed snapshot is not,
-        // since the log it replaces may be gone.
-        let durable = snapshot.is_some();
+    /// Persists `snapshot` (which holds the applied state) durably: the log it stands for may be
+    /// purged from then on. An applied state of an older version goes in the same transaction,
+    /// so that the store is opened from the snapshot.
+    async fn persist(&self, snapshot: &StoredSnapshot) -> std::result::Result<(), AnyError> {
+        let bytes = encode(snapshot)?;
         let db = self.db.clone();
-        blocking(move || put_meta(&db, &items, durable)).await?;
-        self.shared.install(machine);
-        Ok(())
+        blocking(move || {
+            let txn = db.begin_write().map_err(io_err)?;
+            {
+                let mut table = txn.open_table(META).map_err(io_err)?;
+                table.insert(SNAPSHOT, bytes.as_slice()).map_err(io_err)?;
+                table.remove(MACHINE).map_err(io_err)?;
+            }
+            txn.commit().map_err(io_err)
+        })
+        .await
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let machine = self.shared.view().machine;
+        let machine = self.shared.machine();
         let data = encode(&machine).map_err(StorageIOError::read_state_machine)?;
         let snapshot_id = match machine.last_applied {
             Some(last) => format!("{}-{}-{}", last.leader_id, last.index, rand::random::<u32>()),
             None => format!("--{}", rand::random::<u32>()),
         };
-        let meta = SnapshotMeta { last_log_id: machine.last_applied, last_membership: machine.membership, snapshot_id };
+        let meta = SnapshotMeta {
+            last_log_id: machine.last_applied,
+            last_membership: machine.membership.clone(),
+            snapshot_id,
+        };
         let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
-        let bytes = encode(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
-        let db = self.db.clone();
-        // Durable, and with it every lazy commit of applied state before it: the log is purged
-        // only up to a snapshot, never past the durable applied state.
-        blocking(move || put_meta(&db, &[(SNAPSHOT, bytes)], true))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        // Durable, with the applied state it holds: the log is purged only up to a snapshot,
+        // never past the durable applied state.
+        self.persist(&stored).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -427,7 +533,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = StateMachine;
 
     async fn applied_state(&mut self) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
-        let machine = self.shared.view().machine;
+        let machine = self.shared.machine();
         Ok((machine.last_applied, machine.membership))
     }
 
@@ -436,21 +542,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut machine = self.shared.view().machine;
-        let mut answers = Vec::new();
-        for entry in entries {
-            machine.last_applied = Some(entry.log_id);
-            answers.push(match entry.payload {
-                EntryPayload::Blank => CmdResponse::None,
-                EntryPayload::Normal(cmd) => machine.state.apply(&cmd, entry.log_id.index),
-                EntryPayload::Membership(m) => {
-                    machine.membership = StoredMembership::new(Some(entry.log_id), m);
-                    CmdResponse::None
-                }
-            });
-        }
-        self.persist(machine, None).await.map_err(StorageIOError::write_state_machine)?;
-        Ok(answers)
+        Ok(self.shared.apply(entries))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -469,9 +561,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let machine: Machine = decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), e))?;
         let stored = StoredSnapshot { meta: meta.clone(), data };
-        self.persist(machine, Some(&stored))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e).into())
+        self.persist(&stored).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        self.shared.install(machine);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
@@ -479,5 +571,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stored: Option<StoredSnapshot> =
             blocking(move || get_meta(&db, SNAPSHOT)).await.map_err(|e| StorageIOError::read_snapshot(None, e))?;
         Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder() -> Holder {
+        Holder { node_id: Uid::new_random(), epoch: 5 << 16 | 1 }
+    }
+
+    #[tokio::test]
+    async fn a_store_opens_from_an_older_applied_state_then_from_its_snapshot() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (old, newer) = (holder(), holder());
+        {
+            // A store of a version that wrote its applied state after every batch.
+            let (db, _) = open_db(dir.path()).await.expect("opens");
+            let mut machine = Machine::default();
+            machine.state.holder = Some(old);
+            put_meta(&db, &[(MACHINE, encode(&machine).expect("encodes"))], true).expect("writes");
+        }
+        let (_, mut sm, shared) = open(dir.path()).await.expect("opens");
+        assert_eq!(shared.holder(None), Some(old), "the older applied state is read");
+
+        // A snapshot holds the applied state from then on, and the older record goes.
+        let mut machine = Machine::default();
+        machine.state.holder = Some(newer);
+        let data = encode(&machine).expect("encodes");
+        let meta =
+            SnapshotMeta { last_log_id: None, last_membership: StoredMembership::default(), snapshot_id: "s".into() };
+        sm.install_snapshot(&meta, Box::new(Cursor::new(data))).await.expect("installs");
+        drop((sm, shared));
+        let (_, _, shared) = open(dir.path()).await.expect("opens again");
+        assert_eq!(shared.holder(None), Some(newer), "opened from the snapshot");
     }
 }

@@ -59,12 +59,6 @@ impl ServerArbiter {
     }
 }
 
-/// Starts this node's side of the arbiter for the global domain, or None in manual mode. A node
-/// that hosts other domains uses [`start_server`] and gives each domain its own arbiter.
-pub async fn start(engine: &Arc<Engine>, config: &NodeConfig) -> Result<Option<Arc<dyn Arbiter>>> {
-    Ok(start_server(engine, config).await?.map(|server| server.global()))
-}
-
 /// Starts this server's arbiter backend (`engine` is the global domain's), or None in manual
 /// mode.
 pub async fn start_server(engine: &Arc<Engine>, config: &NodeConfig) -> Result<Option<ServerArbiter>> {

@@ -70,6 +70,9 @@ pub struct Node {
     domains: Arc<Domains>,
     /// Set once the task that keeps the replicas in line with the registry runs.
     reconciler: OnceLock<()>,
+    /// With automatic failover: this server's arbiter backend, which hands every domain its own
+    /// arbiter.
+    arbiter: OnceLock<crate::arbiter::ServerArbiter>,
 }
 
 impl std::fmt::Debug for Node {
@@ -144,6 +147,7 @@ impl Node {
         Ok(Node {
             domains,
             reconciler: OnceLock::new(),
+            arbiter: OnceLock::new(),
             handle: runtime.handle().clone(),
             engine: RwLock::new(Some(Arc::new(engine))),
             config,
@@ -192,9 +196,10 @@ impl Node {
             key: "listen",
             source: Box::new(source),
         })?;
-        match crate::arbiter::start(&engine, &self.config).await {
+        match crate::arbiter::start_server(&engine, &self.config).await {
             Ok(Some(arbiter)) => {
-                runtime.enable_failover(arbiter, self.config.failover, self.config.failover_timing());
+                runtime.enable_failover(arbiter.global(), self.config.failover, self.config.failover_timing());
+                let _ = self.arbiter.set(arbiter);
                 tracing::info!(
                     mode = %self.config.failover,
                     heartbeat_ms = self.config.heartbeat_ms,

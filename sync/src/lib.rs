@@ -13,6 +13,7 @@ mod conn;
 pub mod failover;
 mod forward;
 pub mod join;
+mod link;
 pub mod membership;
 pub mod pki;
 pub mod plan;

@@ -251,7 +251,10 @@ async fn follow(
                         pending = Some(reply);
                     }
                     Some(PeerCmd::Send(m)) => outbox.send(m).await.map_err(peer_err)?,
-                    Some(PeerCmd::Promote { .. }) | None => {}
+                    Some(PeerCmd::Promote { .. }) => {}
+                    // The runtime let go of this session (a newer one replaced it, or the
+                    // Active is no longer a member of the domain): it ends here.
+                    None => return Ok(()),
                 }
                 continue;
             }

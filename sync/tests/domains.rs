@@ -315,3 +315,31 @@ async fn a_removed_domain_is_refused_and_its_sessions_end() {
     a.runtime.shutdown().await;
     b.runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_follows_only_while_its_domain_lists_the_active() {
+    let (a, b) = two_servers().await;
+    let red = Uid::new_random();
+    let red_a = replica(&a, red, "red", true);
+    let red_b = replica(&b, red, "red", false);
+    red_a.publish("admin", &hosts("r", 1)).expect("publish");
+    converged(&red_a, &red_b).await;
+    // b's list of red names only b now: it lets go of a and dials it no more.
+    let a_id = a.engine.node().expect("node").node_id;
+    let all = members(&b.engine.store()).expect("members");
+    let only_b: Vec<_> = all.iter().filter(|m| m.node_id != a_id).cloned().collect();
+    assert!(set_domain_members(&red_b.store(), &only_b).expect("list set"));
+    b.runtime.members_changed(red).expect("members changed");
+    wait_until("b no longer shows a in red", || red_b.status().map(|s| s.peers.is_empty()).unwrap_or(false)).await;
+    red_a.publish("admin", &hosts("r-apart", 1)).expect("publish");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(red_b.store().head().expect("head").seq, 1, "b does not follow a member it does not list");
+    // Listed again: b dials a and catches up; the first domain never stopped.
+    assert!(set_domain_members(&red_b.store(), &all).expect("list set"));
+    b.runtime.members_changed(red).expect("members changed");
+    converged(&red_a, &red_b).await;
+    converged(&a.engine, &b.engine).await;
+    assert_eq!((a.runtime.links(), b.runtime.links()), (1, 1));
+    a.runtime.shutdown().await;
+    b.runtime.shutdown().await;
+}

@@ -70,7 +70,9 @@ impl Link {
         !self.done.load(Ordering::SeqCst) && !self.requests.is_closed()
     }
 
+    /// Asks the driver to close the link; no stream is opened on it from now on.
     fn close(&self) {
+        self.done.store(true, Ordering::SeqCst);
         let _ = self.requests.try_send(Request::Close);
     }
 
@@ -315,11 +317,7 @@ async fn drive(
     let timeout_ms = server.cfg.peer_timeout_ms.max(100);
     let mut ticker = tokio::time::interval(Duration::from_millis((timeout_ms / 4).max(10)));
     let mut pending: Option<oneshot::Sender<Result<yamux::Stream>>> = None;
-    let mut closing = false;
     let why = std::future::poll_fn(|cx| {
-        if closing {
-            return conn.poll_close(cx).map(|_| "closed by this server".to_string());
-        }
         while ticker.poll_tick(cx).is_ready() {
             let now = mono_ms();
             let quiet = now.saturating_sub(link.heard_ms.load(Ordering::SeqCst));
@@ -332,9 +330,11 @@ async fn drive(
             if pending.is_none() {
                 match requests.poll_recv(cx) {
                     Poll::Ready(Some(Request::Open(tx))) => pending = Some(tx),
+                    // Closed at once, not gracefully: dropping the connection while it is
+                    // active ends (and wakes) every stream on it, whose sessions then dial
+                    // again; the peer sees the socket close and ends its side alike.
                     Poll::Ready(Some(Request::Close)) | Poll::Ready(None) => {
-                        closing = true;
-                        return conn.poll_close(cx).map(|_| "closed by this server".to_string());
+                        return Poll::Ready("closed by this server".to_string());
                     }
                     Poll::Pending => break,
                 }
@@ -368,6 +368,8 @@ async fn drive(
     })
     .await;
     link.done.store(true, Ordering::SeqCst);
+    // Dropped while active, the connection ends and wakes every stream still open on it.
+    drop(conn);
     if let Some(tx) = pending.take() {
         let _ = tx.send(Err(Error::Peer(format!("the link ended: {why}"))));
     }

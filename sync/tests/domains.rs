@@ -264,31 +264,46 @@ async fn a_stream_for_a_domain_not_hosted_is_refused_naming_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crossing_links_converge_to_one() {
-    let (a, b) = two_servers().await;
-    // Both servers dial at once for many domains: any links that cross end as one.
-    let mut domains = Vec::new();
-    for i in 0..6 {
-        let id = Uid::new_random();
+async fn links_dialed_at_once_converge_to_one() {
+    let (mut a, mut b) = two_servers().await;
+    let ids: Vec<Uid> = (0..6).map(|_| Uid::new_random()).collect();
+    // Domain i is Active on a when i is even, on b otherwise: both sides dial.
+    let mut replicas = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
         let on_a = i % 2 == 0;
-        let x = replica(&a, id, &format!("d{i}"), on_a);
-        let y = replica(&b, id, &format!("d{i}"), !on_a);
-        domains.push(if on_a { (x, y) } else { (y, x) });
+        let x = replica(&a, *id, &format!("d{i}"), on_a);
+        let y = replica(&b, *id, &format!("d{i}"), !on_a);
+        replicas.push((x, y));
     }
-    for (i, (active, _)) in domains.iter().enumerate() {
-        active.publish("admin", &hosts(&format!("d{i}-"), 1)).expect("publish");
+    for round in 0..3 {
+        // Both servers start again at the same moment, each dialing the other for every
+        // domain at once: links that cross end as one.
+        let (a_addr, b_addr) = (a.runtime.local_addr().to_string(), b.runtime.local_addr().to_string());
+        a.runtime.shutdown().await;
+        b.runtime.shutdown().await;
+        let (ra, rb) = tokio::join!(start(a.engine.clone(), &a_addr), start(b.engine.clone(), &b_addr));
+        (a.runtime, b.runtime) = (ra, rb);
+        for (id, (x, y)) in ids.iter().zip(&replicas) {
+            a.runtime.add_domain(*id, x.clone()).expect("domain added");
+            b.runtime.add_domain(*id, y.clone()).expect("domain added");
+        }
+        for (i, (x, y)) in replicas.iter().enumerate() {
+            let active = if i % 2 == 0 { x } else { y };
+            active.publish("admin", &hosts(&format!("d{i}-{round}-"), 1)).expect("publish");
+        }
+        for (x, y) in &replicas {
+            converged(x, y).await;
+        }
+        wait_until("one live link on each side", || a.runtime.links() == 1 && b.runtime.links() == 1).await;
     }
-    for (active, standby) in &domains {
-        converged(active, standby).await;
-    }
-    wait_until("one live link on each side", || a.runtime.links() == 1 && b.runtime.links() == 1).await;
     // And it stays one: the next publishes use it, no new link is set up.
     let established = (a.runtime.links_established(), b.runtime.links_established());
-    for (i, (active, _)) in domains.iter().enumerate() {
+    for (i, (x, y)) in replicas.iter().enumerate() {
+        let active = if i % 2 == 0 { x } else { y };
         active.publish("admin", &hosts(&format!("again{i}-"), 1)).expect("publish");
     }
-    for (active, standby) in &domains {
-        converged(active, standby).await;
+    for (x, y) in &replicas {
+        converged(x, y).await;
     }
     assert_eq!((a.runtime.links_established(), b.runtime.links_established()), established);
     assert_eq!((a.runtime.links(), b.runtime.links()), (1, 1));

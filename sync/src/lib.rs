@@ -4,6 +4,7 @@
 //! The engine (crate `mgha-core`) knows none of this: it reports commits and role changes through
 //! its [`Replication`](mgha_core::Replication) trait, which [`state::SyncState`] implements.
 
+mod accept;
 mod active;
 mod branch;
 mod changeover;

@@ -355,7 +355,7 @@ async fn drive(
                     let stream = LinkStream::new(stream, link.streams.clone());
                     let server2 = server.clone();
                     server.spawn_tracked(async move {
-                        if let Err(e) = super::runtime::handle_stream(server2, peer, stream).await {
+                        if let Err(e) = super::accept::handle_stream(server2, peer, stream).await {
                             tracing::info!(%peer, error = %e, "peer session refused or ended");
                         }
                     });

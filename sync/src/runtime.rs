@@ -251,10 +251,12 @@ fn check_replicated(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
-/// Shows every member of the domain but this node as unreachable until it answers.
-fn show_members(engine: &Engine, me: Uid) -> Result<()> {
+/// Shows every member of the domain but this node as unreachable until it answers: all of them
+/// when the domain starts (what an earlier run left in the peer table is stale), only those not
+/// shown yet when its member list changed (`fresh` false).
+fn show_members(engine: &Engine, me: Uid, fresh: bool) -> Result<()> {
     for m in members(&engine.store())? {
-        if m.node_id != me && !engine.sync().peers().iter().any(|p| p.node_id == m.node_id) {
+        if m.node_id != me && (fresh || !engine.sync().peers().iter().any(|p| p.node_id == m.node_id)) {
             engine.sync().update_peer(m.node_id, |p| {
                 p.name = m.name.clone();
                 p.listen = m.listen.clone();
@@ -282,7 +284,7 @@ impl SyncRuntime {
         let node = engine.node()?;
         let me = Member::new(node.node_id, &node.name, &advertised, node.designation, node.tag);
         set_own_record(&engine.store(), me)?;
-        show_members(&engine, node.node_id)?;
+        show_members(&engine, node.node_id, true)?;
         let (tx, rx) = watch::channel(false);
         let server = Arc::new(Server {
             tls,
@@ -335,7 +337,7 @@ impl SyncRuntime {
         if *self.server.shutdown.borrow() {
             return Err(Error::InvalidArgument("the sync runtime is shutting down".into()));
         }
-        show_members(&engine, node.node_id)?;
+        show_members(&engine, node.node_id, true)?;
         let ctx = {
             let mut domains = self.server.domains.lock().unwrap_or_else(|p| p.into_inner());
             if domains.contains_key(&domain) {
@@ -375,7 +377,7 @@ impl SyncRuntime {
     /// end at their next turn).
     pub fn members_changed(&self, domain: Uid) -> Result<()> {
         let ctx = self.ctx(domain)?;
-        show_members(&ctx.engine, self.server.node_id)?;
+        show_members(&ctx.engine, self.server.node_id, false)?;
         forget_non_members(&ctx)?;
         ensure_dialers(&ctx)?;
         ctx.members_version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

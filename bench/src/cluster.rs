@@ -95,11 +95,13 @@ pub(super) struct Pair {
     ra: SyncRuntime,
     rb: SyncRuntime,
     b_listen: String,
+    /// What the Standby advertises: a return route of the proxy, when proxied.
+    b_advertise: Option<String>,
 }
 
 /// A pair, with the Active's peer port behind the test kit's fault proxy when `proxied` (which
-/// counts the bytes each way and can delay them): the Active advertises the proxy, so the
-/// Standby reaches it only through there.
+/// counts the bytes each way and can delay them): the Active advertises the proxy, and the
+/// Standby a return route of it, so their one link crosses the proxy whichever of them dials it.
 pub(super) async fn pair(dir: &Path, proxied: bool) -> anyhow::Result<(Pair, Option<FaultProxy>)> {
     let a_listen = free_addr()?;
     let proxy = if proxied { Some(FaultProxy::start(a_listen.parse()?)?) } else { None };
@@ -111,8 +113,13 @@ pub(super) async fn pair(dir: &Path, proxied: bool) -> anyhow::Result<(Pair, Opt
     let b_listen = free_addr()?;
     let peer = advertise.unwrap_or_else(|| a_listen.clone());
     let b = Arc::new(join_secondary(&dir.join("b"), "b", &peer, &key, &b_listen, EngineOptions::default()).await?);
-    let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, None)).await?;
-    let p = Pair { a, b, ra, rb, b_listen };
+    let b_advertise = match &proxy {
+        Some(p) => Some(p.add_return_route(b_listen.parse()?)?.to_string()),
+        None => None,
+    };
+    let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, b_advertise.clone()))
+        .await?;
+    let p = Pair { a, b, ra, rb, b_listen, b_advertise };
     p.converge(Duration::from_secs(30)).await?;
     Ok((p, proxy))
 }
@@ -395,7 +402,7 @@ pub(super) async fn catch_up_ms(dir: &Path, n: usize, delay_ms: Option<u64>) -> 
     let first = p.a.clone();
     tokio::task::spawn_blocking(move || first.publish("bench", &hosts([1_999_999], 1))).await??;
     p.converge(Duration::from_secs(30)).await?;
-    let Pair { a, b, ra, rb, b_listen } = p;
+    let Pair { a, b, ra, rb, b_listen, b_advertise } = p;
     rb.shutdown().await;
     let publisher = a.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -412,8 +419,9 @@ pub(super) async fn catch_up_ms(dir: &Path, n: usize, delay_ms: Option<u64>) -> 
         proxy.set_delay_ms(ms);
     }
     let t = Instant::now();
-    let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, None)).await?;
-    let p = Pair { a, b, ra, rb, b_listen };
+    let rb = SyncRuntime::start(b.clone(), TlsFiles::new(&dir.join("b")), sync_config(&b_listen, b_advertise.clone()))
+        .await?;
+    let p = Pair { a, b, ra, rb, b_listen, b_advertise };
     p.converge(Duration::from_secs(600)).await?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     p.stop().await;

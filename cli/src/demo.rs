@@ -62,7 +62,8 @@ fn tour(base: &Path) -> anyhow::Result<()> {
     let p = primary_dir.display().to_string();
 
     heading(1, "Create the cluster: its Primary holds the cluster CA");
-    // The peers reach the Primary through a fault proxy, so that step 10 can cut it off.
+    // The peers reach the Primary through a fault proxy (and it them, by return routes), so
+    // that step 10 can cut it off.
     let listen = commands::init::free_loopback_addr()?;
     let proxy = FaultProxy::start(listen).context("starting the fault proxy")?;
     let (listen, advertise) = (listen.to_string(), proxy.addr().to_string());
@@ -82,8 +83,33 @@ fn tour(base: &Path) -> anyhow::Result<()> {
         shell(&format!("KEY=$(mgha join-key --data-dir {p} --expires 10m)"));
         key = mgha(&["join-key", "--data-dir", &p, "--expires", "10m"])?.trim().to_string();
         outln!("# {}… (valid once, for 10 minutes)", key.get(..16).unwrap_or(&key));
-        shell(&format!("mgha join --data-dir {d} --name {name} --peer {} --key $KEY", primary.listen()));
-        out!("{}", mgha(&["join", "--data-dir", &d, "--name", name, "--peer", primary.listen(), "--key", &key])?);
+        // Two servers share one link, which either may dial: the Primary reaches this one
+        // through a return route of the same proxy, so that step 10 cuts it off both ways.
+        let own = commands::init::free_loopback_addr()?;
+        let route = proxy.add_return_route(own).context("a return route of the fault proxy")?;
+        let (own, route) = (own.to_string(), route.to_string());
+        shell(&format!(
+            "mgha join --data-dir {d} --name {name} --peer {} --key $KEY --listen {own} --advertise {route}",
+            primary.listen()
+        ));
+        out!(
+            "{}",
+            mgha(&[
+                "join",
+                "--data-dir",
+                &d,
+                "--name",
+                name,
+                "--peer",
+                primary.listen(),
+                "--key",
+                &key,
+                "--listen",
+                &own,
+                "--advertise",
+                &route
+            ])?
+        );
         let mut node = Node::load(&dir)?;
         shell(&format!("mgha run --data-dir {d} &"));
         node.start()?;

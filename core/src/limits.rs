@@ -17,12 +17,16 @@ pub const CHANGESET_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub const MESSAGE_BYTES_MAX: usize = 4096;
 /// Longest author name, in bytes.
 pub const AUTHOR_BYTES_MAX: usize = 256;
-/// Most connections open at once on a node's peer port (members, joiners, and whoever else
-/// connects): a cluster has a handful of members, each with one or two connections.
+/// Most connections open at once on a node's peer port (links from member servers, joiners,
+/// and whoever else connects): a cluster has a handful of members, each with one link.
 pub const PEER_CONNECTIONS_MAX: usize = 256;
 /// Most domains in a cluster (the global one included): the registry, the replicas a server
 /// holds, and the domain sessions multiplexed over one peer connection are bounded by it.
 pub const DOMAINS_MAX: usize = 4096;
+/// Most streams open at once on one link between two servers: each domain they both replicate
+/// has a session dialed by either side.
+pub const STREAMS_PER_LINK_MAX: usize = 2 * DOMAINS_MAX;
+const _: () = assert!(STREAMS_PER_LINK_MAX >= 2 * DOMAINS_MAX);
 /// Most source addresses whose join attempts are counted at once (`joins_per_minute` applies
 /// per source); when all are within their minute, a new source is refused until one ends.
 pub const JOIN_SOURCES_MAX: usize = 4096;

@@ -40,7 +40,7 @@ where
     let peer_id = hello.node_id;
     let (rd, wr) = tokio::io::split(stream);
     let Reader { task: reader, inbox: mut rx, acks, heard } = spawn_reader(rd);
-    let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
+    let timeout = Duration::from_millis(ctx.server.cfg.peer_timeout_ms.max(100));
     let dog = Arc::new(Watchdog::new(hello.name.clone(), timeout, heard));
     let mut wr = Watched::new(wr, dog.clone());
     let (session, mut cmds) = ctx.registry.register(peer_id);
@@ -101,9 +101,9 @@ async fn serve<W: AsyncWrite + Unpin>(
     let engine = &ctx.engine;
     let peer_id = hello.node_id;
     let mut heads = engine.sync().subscribe();
-    if ctx.files.has_ca_key() {
+    if ctx.server.files.has_ca_key() {
         // Lets any Secondary be promoted to Primary if this one is lost for good.
-        let pem = ctx.files.read(&ctx.files.ca_key())?;
+        let pem = ctx.server.files.read(&ctx.server.files.ca_key())?;
         write_msg(wr, &Msg::CaKey { pem }).await.map_err(peer_err)?;
     }
     let (status, plan) = plan_for(ctx, wr, rx, hello).await?;
@@ -132,7 +132,7 @@ async fn serve<W: AsyncWrite + Unpin>(
         }
     };
 
-    let heartbeat = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
+    let heartbeat = Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10));
     let mut ticker = tokio::time::interval(heartbeat);
     let mut shutdown = ctx.shutdown.clone();
     // A node that handed its role away ends its sessions at once, so that its Standbys go and
@@ -245,7 +245,7 @@ async fn plan_for<W: AsyncWrite + Unpin>(
     let (ours, floor, peer) = (store.head()?, store.floor()?, hello.head);
     let peer_id_at_ours = if peer.seq > ours.seq {
         write_msg(wr, &Msg::IdAt { seq: ours.seq }).await.map_err(peer_err)?;
-        wait_id_reply(rx, ours.seq, Duration::from_millis(ctx.cfg.peer_timeout_ms)).await?
+        wait_id_reply(rx, ours.seq, Duration::from_millis(ctx.server.cfg.peer_timeout_ms)).await?
     } else {
         None
     };

@@ -58,7 +58,7 @@ pub(crate) async fn fetch<W: AsyncWrite + Unpin>(
     rx: &mut Inbox,
     hello: &Hello,
 ) -> Result<u64> {
-    let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(1000));
+    let timeout = Duration::from_millis(ctx.server.cfg.peer_timeout_ms.max(1000));
     let store = ctx.engine.store();
     let (ours, floor) = (store.head()?, store.floor()?);
     let peer = hello.head;

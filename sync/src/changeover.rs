@@ -183,7 +183,7 @@ async fn lead(ctx: &Arc<Ctx>, member: &Member, deadline: Instant) -> Result<u64>
     let _handover = HandoverGuard { ctx, planned };
     tracing::info!(target = %member.name, "planned changeover: publishes fenced, waiting for the target");
     let mut promoted = ctx.promoted.subscribe();
-    let resend_every = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
+    let resend_every = Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10));
     let mut sent: Option<(u64, Instant)> = None;
     loop {
         if let Some(outcome) = engine.role_machine().planned_outcome(&planned, sent.is_some(), mgha_core::mono_ms()) {
@@ -319,10 +319,10 @@ async fn transfer_at_arbiter(
                 return Err(err);
             }
         }
-        if Instant::now() + Duration::from_millis(ctx.cfg.heartbeat_ms) >= deadline {
+        if Instant::now() + Duration::from_millis(ctx.server.cfg.heartbeat_ms) >= deadline {
             return Err(err);
         }
-        tokio::time::sleep(Duration::from_millis(ctx.cfg.heartbeat_ms / 2)).await;
+        tokio::time::sleep(Duration::from_millis(ctx.server.cfg.heartbeat_ms / 2)).await;
     }
 }
 

@@ -84,14 +84,14 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest, source: IpAddr) -> Result<JoinReply> {
-    if !ctx.joins.lock().unwrap_or_else(|p| p.into_inner()).allow(source) {
+    if !ctx.server.joins.lock().unwrap_or_else(|p| p.into_inner()).allow(source) {
         return Err(Error::Peer("too many join attempts; retry in a minute".into()));
     }
     if req.protocol != PROTOCOL_VERSION {
         return Err(Error::Peer(format!("protocol version {}, this node speaks {PROTOCOL_VERSION}", req.protocol)));
     }
     // Only the Primary admits members (a Secondary holds the CA key only to be promoted).
-    if !ctx.files.has_ca_key() || ctx.engine.node()?.designation != Designation::Primary {
+    if !ctx.server.files.has_ca_key() || ctx.engine.node()?.designation != Designation::Primary {
         return Err(Error::Peer("this node is not the primary; join through the primary".into()));
     }
     // The key before anything else: without a valid key, a caller learns nothing, member names
@@ -112,8 +112,8 @@ async fn decide(ctx: &std::sync::Arc<Ctx>, req: JoinRequest, source: IpAddr) -> 
         .await
         .map_err(|e| Error::Peer(e.to_string()))??;
     let node_id = Uid::new_random();
-    let ca_pem = ctx.files.read(&ctx.files.ca_cert())?;
-    let ca_key = ctx.files.read(&ctx.files.ca_key())?;
+    let ca_pem = ctx.server.files.read(&ctx.server.files.ca_cert())?;
+    let ca_key = ctx.server.files.read(&ctx.server.files.ca_key())?;
     if req.witness {
         // A witness needs only the CA's trust: it is no member (no node dials it), and its
         // certificate carries no node id, so the sync layer refuses it.

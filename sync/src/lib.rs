@@ -4,6 +4,7 @@
 //! The engine (crate `mgha-core`) knows none of this: it reports commits and role changes through
 //! its [`Replication`](mgha_core::Replication) trait, which [`state::SyncState`] implements.
 
+mod accept;
 mod active;
 mod branch;
 mod changeover;
@@ -13,6 +14,7 @@ mod conn;
 pub mod failover;
 mod forward;
 pub mod join;
+mod link;
 pub mod membership;
 pub mod pki;
 pub mod plan;

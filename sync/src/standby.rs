@@ -12,9 +12,9 @@ use tokio::sync::oneshot;
 use super::branch;
 use super::compress::Compressed;
 use super::conn::{spawn_reader, spawn_writer, Ack, Counted, Heard, Inbox, Outbox, PeerCmd, Reader};
-use super::pki::node_id_of;
+use super::link;
 use super::plan::SyncStatus;
-use super::runtime::{self, check_hello, connect_member, learn_members, our_hello, role_event, Ctx};
+use super::runtime::{self, check_hello, learn_members, our_hello, role_event, Ctx};
 use super::wire::{read_msg, write_msg, Hello, Member, Msg, WireError};
 use mgha_core::engine::SNAPSHOT_FILE;
 use mgha_core::error::{Error, Result};
@@ -42,15 +42,10 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
         if *shutdown.borrow() {
             return;
         }
-        // A member removed meanwhile is dialed no more.
-        let removed = super::runtime::blocking(&ctx.engine, {
-            let id = member.node_id;
-            move |e| super::membership::is_removed(&e.store(), id)
-        })
-        .await;
-        if removed.unwrap_or(false) {
-            super::runtime::stop_dialing(&ctx, member.node_id);
-            tracing::info!(peer = %member.name, "member removed: no longer dialed");
+        // A member removed meanwhile (or no longer of this domain) is dialed no more.
+        if runtime::left(&ctx, member.node_id).await.unwrap_or(false) {
+            runtime::stop_dialing(&ctx, member.node_id);
+            tracing::info!(peer = %member.name, domain = %ctx.domain, "no longer a member: no longer dialed");
             return;
         }
         let active = ctx.engine.role().0 == Role::Active;
@@ -79,16 +74,12 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
 
 async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     tracing::trace!(peer = %member.name, addr = %member.listen, "dialing");
-    let mut tls = connect_member(ctx, &member.listen).await?;
-    let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-    let node_id = node_id_of(&cert.ok_or_else(|| Error::Peer("peer sent no certificate".into()))?)?;
-    if super::membership::is_removed(&ctx.engine.store(), node_id)? {
-        return Err(Error::Peer(format!("{} answers with the certificate of a removed member", member.listen)));
-    }
+    // A stream of the link to the member's server (dialed now if there is none).
+    let (node_id, mut tls) = link::open_stream(&ctx.server, member.node_id, &member.listen).await?;
     let ours = our_hello(ctx)?;
     let sent_damaged = ours.damaged;
     write_msg(&mut tls, &Msg::Hello(ours)).await.map_err(peer_err)?;
-    let handshake = Duration::from_millis(ctx.cfg.handshake_timeout_ms);
+    let handshake = Duration::from_millis(ctx.server.cfg.handshake_timeout_ms);
     let hello = match tokio::time::timeout(handshake, read_msg(&mut tls)).await {
         Err(_) => return Err(Error::Peer("no hello in time".into())),
         Ok(Ok(Some(Msg::Hello(h)))) => h,
@@ -139,8 +130,8 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     let (rd, wr) = tokio::io::split(tls);
     let Reader { task: reader, inbox: mut rx, heard, .. } = spawn_reader(rd);
     heard.note_active_head(hello.head.seq);
-    let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
-    let heartbeat = Duration::from_millis(ctx.cfg.heartbeat_ms.max(10));
+    let timeout = Duration::from_millis(ctx.server.cfg.peer_timeout_ms.max(100));
+    let heartbeat = Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10));
     let outbox = spawn_writer(wr, hello.name.clone(), heard.clone(), heartbeat, timeout);
     let (session, mut cmds) = ctx.registry.register(hello.node_id);
     *ctx.upstream.lock().unwrap_or_else(|p| p.into_inner()) = Some(hello.node_id);
@@ -226,8 +217,8 @@ async fn follow(
     hello: &Hello,
     sent_damaged: bool,
 ) -> Result<()> {
-    let timeout = Duration::from_millis(ctx.cfg.peer_timeout_ms.max(100));
-    let mut ticker = tokio::time::interval(Duration::from_millis(ctx.cfg.heartbeat_ms.max(10)));
+    let timeout = Duration::from_millis(ctx.server.cfg.peer_timeout_ms.max(100));
+    let mut ticker = tokio::time::interval(Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10)));
     let mut shutdown = ctx.shutdown.clone();
     let mut snapshot: Option<SnapshotBuilder> = None;
     let mut pending: Option<oneshot::Sender<Result<u64>>> = None;
@@ -260,7 +251,10 @@ async fn follow(
                         pending = Some(reply);
                     }
                     Some(PeerCmd::Send(m)) => outbox.send(m).await.map_err(peer_err)?,
-                    Some(PeerCmd::Promote { .. }) | None => {}
+                    Some(PeerCmd::Promote { .. }) => {}
+                    // The runtime let go of this session (a newer one replaced it, or the
+                    // Active is no longer a member of the domain): it ends here.
+                    None => return Ok(()),
                 }
                 continue;
             }
@@ -421,8 +415,8 @@ async fn follow(
                 continue;
             }
             Msg::CaKey { pem } => {
-                if !ctx.files.has_ca_key() {
-                    ctx.files.write(&ctx.files.ca_key(), &pem, true)?;
+                if !ctx.server.files.has_ca_key() {
+                    ctx.server.files.write(&ctx.server.files.ca_key(), &pem, true)?;
                     tracing::info!("received the cluster CA key (this secondary can be promoted to primary)");
                 }
                 continue;

@@ -19,7 +19,7 @@ use mgha_core::store::HistoryRecord;
 /// far behind it is. 4: a full sync carries the history (the floor, and every revision with its
 /// undo record above it), and after the hellos frames travel as blocks, small ones deflated
 /// (`compress.rs`).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 pub use mgha_core::limits::{
     FRAME_BYTES_MAX, FRAME_DEPTH_MAX, FRAME_VALUES_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
 };
@@ -83,11 +83,14 @@ impl Member {
     }
 }
 
-/// The first message each side sends on an authenticated connection.
+/// The first message each side sends on a domain's stream of a link.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
     pub protocol: u32,
     pub cluster_id: Uid,
+    /// The domain this stream's session is about (the first domain's id is the cluster id):
+    /// the acceptor routes the stream by it.
+    pub domain: Uid,
     pub node_id: Uid,
     pub name: String,
     pub designation: Designation,
@@ -157,6 +160,13 @@ pub struct JoinReply {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
     Hello(Hello),
+    /// The first message each side sends on an authenticated connection: it opens a link, over
+    /// which every domain's sessions then run as multiplexed streams (docs/protocol.md).
+    Link {
+        protocol: u32,
+        cluster_id: Uid,
+        node_id: Uid,
+    },
     /// The sender refuses the connection or request, and says why.
     Refuse {
         reason: String,

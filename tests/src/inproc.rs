@@ -47,7 +47,8 @@ impl Node {
 /// A Primary and its Secondaries.
 pub struct Cluster {
     pub nodes: Vec<Node>,
-    /// In front of the Primary's peer port, when asked for.
+    /// In front of the Primary's peer port (and, by return routes, of the Secondaries'), when
+    /// asked for.
     pub proxy: Option<FaultProxy>,
     /// Applied to every node's [`test_sync_config`].
     tune: fn(&mut SyncConfig),
@@ -55,7 +56,8 @@ pub struct Cluster {
 
 impl Cluster {
     /// A Primary plus `secondaries` Secondaries; with `proxied`, everyone reaches the Primary
-    /// through a fault proxy.
+    /// through a fault proxy, and the Primary reaches everyone through it too (a return route per
+    /// Secondary): a pair of servers shares one link, which either may dial.
     pub async fn start(secondaries: usize, proxied: bool, options: EngineOptions) -> Cluster {
         Cluster::start_tuned(secondaries, proxied, options, |_| {}).await
     }
@@ -102,10 +104,16 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let listen = free_addr();
         let key = issue_join_key(&self.nodes[0].engine, 60_000).expect("key").to_string();
+        // The address the others are told from the join on: a return route when proxied.
+        let advertise = self
+            .proxy
+            .as_ref()
+            .map(|p| p.add_return_route(listen.parse().expect("addr")).expect("return route").to_string());
+        let told = advertise.clone().unwrap_or_else(|| listen.clone());
         let engine = Arc::new(
-            join_secondary(dir.path(), name, &self.primary_addr(), &key, &listen, options).await.expect("joins"),
+            join_secondary(dir.path(), name, &self.primary_addr(), &key, &told, options).await.expect("joins"),
         );
-        let mut cfg = test_sync_config(&listen, None);
+        let mut cfg = test_sync_config(&listen, advertise);
         (self.tune)(&mut cfg);
         let runtime = SyncRuntime::start(engine.clone(), TlsFiles::new(dir.path()), cfg).await.expect("secondary runs");
         self.nodes.push(Node { engine, runtime: Some(runtime), listen, dir });
@@ -114,6 +122,15 @@ impl Cluster {
 
     pub fn engine(&self, i: usize) -> &Arc<Engine> {
         &self.nodes[i].engine
+    }
+
+    /// The address node `i` advertises to its peers, when it is not its listen address (a
+    /// return route of the proxy): to start it again as it was.
+    pub fn advertise_of(&self, i: usize) -> Option<String> {
+        let node = &self.nodes[i];
+        let me = node.engine.node().expect("node").node_id;
+        let members = mgha_sync::membership::members(&node.engine.store()).expect("members");
+        members.into_iter().find(|m| m.node_id == me).map(|m| m.listen).filter(|l| *l != node.listen)
     }
 
     /// Waits until every node has the same head, then checks every store end to end.

@@ -1,7 +1,8 @@
 //! A fault-injecting TCP proxy for tests and the benchmark: it forwards connections to a target,
 //! counts the bytes it forwards, and can delay bytes (a long link: latency without a throughput
 //! cap), drop every connection, cut connections after a number of bytes (mid-frame), and
-//! partition (refuse and drop) until healed. Plain threads, so any test can use it.
+//! partition (refuse and drop) until healed, on its own address and on return routes towards the
+//! proxied server's peers. Plain threads, so any test can use it.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -45,8 +46,22 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
-        std::thread::spawn(move || accept_loop(listener, target, s));
+        std::thread::spawn(move || accept_loop(listener, target, s, false));
         Ok(FaultProxy { addr, shared })
+    }
+
+    /// Another entry into this proxy, for the connections the proxied server dials to a peer at
+    /// `target`: two servers share one link, which either of them may dial, so a peer that
+    /// advertises this address is reached through the proxy too. Every fault applies to it, and
+    /// its bytes count the other way round (towards `target` is from the proxied server).
+    /// Returns the address to advertise for `target`.
+    pub fn add_return_route(&self, target: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let s = self.shared.clone();
+        std::thread::spawn(move || accept_loop(listener, target, s, true));
+        Ok(addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -95,7 +110,9 @@ impl Drop for FaultProxy {
     }
 }
 
-fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
+/// `reverse`: a return route (see [`FaultProxy::add_return_route`]), whose bytes count the other
+/// way round.
+fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>, reverse: bool) {
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((client, _)) => {
@@ -118,9 +135,9 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
                 }
                 if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
                     let sh = shared.clone();
-                    std::thread::spawn(move || pump(client, server, cut, sh, true));
+                    std::thread::spawn(move || pump(client, server, cut, sh, !reverse));
                     let sh = shared.clone();
-                    std::thread::spawn(move || pump(s2, c2, None, sh, false));
+                    std::thread::spawn(move || pump(s2, c2, None, sh, reverse));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),

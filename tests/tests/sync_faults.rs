@@ -43,7 +43,7 @@ async fn catch_up_over_a_delayed_link_applies_every_revision() {
     assert_eq!(head.seq, from + 3_000);
 
     proxy.set_delay_ms(20);
-    let cfg = test_sync_config(&c.nodes[1].listen, None);
+    let cfg = test_sync_config(&c.nodes[1].listen, c.advertise_of(1));
     let runtime =
         SyncRuntime::start(c.engine(1).clone(), TlsFiles::new(c.nodes[1].dir.path()), cfg).await.expect("restarts");
     c.nodes[1].runtime = Some(runtime);

@@ -95,9 +95,36 @@ async fn wrong_protocol_version_is_refused_with_a_reason() {
     let member = MemberTls::load(&c.nodes[1].files()).expect("tls");
     let node = c.engine(1).node().expect("node");
     let mut s = member_connect(&member, &c.primary_addr()).await.expect("member connects");
+    let link = Msg::Link { protocol: PROTOCOL_VERSION + 98, cluster_id: node.cluster_id, node_id: node.node_id };
+    write_msg(&mut s, &link).await.expect("write");
+    let reason = refusal(&mut s).await.expect("refused");
+    assert!(reason.contains("protocol version"), "{reason}");
+    still_replicates(&c, "v").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_claiming_another_node_is_refused() {
+    let c = Cluster::start(2, false, EngineOptions::default()).await;
+    let member = MemberTls::load(&c.nodes[1].files()).expect("tls");
+    let other = c.engine(2).node().expect("node");
+    let mut s = member_connect(&member, &c.primary_addr()).await.expect("member connects");
+    let link = Msg::Link { protocol: PROTOCOL_VERSION, cluster_id: other.cluster_id, node_id: other.node_id };
+    write_msg(&mut s, &link).await.expect("write");
+    let reason = refusal(&mut s).await.expect("refused");
+    assert!(reason.contains("certificate"), "{reason}");
+    still_replicates(&c, "n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_skips_the_link_message_is_refused() {
+    let c = Cluster::start(1, false, EngineOptions::default()).await;
+    let member = MemberTls::load(&c.nodes[1].files()).expect("tls");
+    let node = c.engine(1).node().expect("node");
+    let mut s = member_connect(&member, &c.primary_addr()).await.expect("member connects");
     let hello = Hello {
-        protocol: PROTOCOL_VERSION + 98,
+        protocol: PROTOCOL_VERSION,
         cluster_id: node.cluster_id,
+        domain: node.cluster_id,
         node_id: node.node_id,
         name: node.name,
         designation: node.designation,
@@ -110,33 +137,8 @@ async fn wrong_protocol_version_is_refused_with_a_reason() {
     };
     write_msg(&mut s, &Msg::Hello(hello)).await.expect("write");
     let reason = refusal(&mut s).await.expect("refused");
-    assert!(reason.contains("protocol version"), "{reason}");
-    still_replicates(&c, "v").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hello_claiming_another_node_is_refused() {
-    let c = Cluster::start(2, false, EngineOptions::default()).await;
-    let member = MemberTls::load(&c.nodes[1].files()).expect("tls");
-    let other = c.engine(2).node().expect("node");
-    let mut s = member_connect(&member, &c.primary_addr()).await.expect("member connects");
-    let hello = Hello {
-        protocol: PROTOCOL_VERSION,
-        cluster_id: other.cluster_id,
-        node_id: other.node_id,
-        name: other.name,
-        designation: other.designation,
-        role: other.role,
-        epoch: other.epoch,
-        head: Default::default(),
-        listen: String::new(),
-        members: vec![],
-        damaged: false,
-    };
-    write_msg(&mut s, &Msg::Hello(hello)).await.expect("write");
-    let reason = refusal(&mut s).await.expect("refused");
-    assert!(reason.contains("certificate"), "{reason}");
-    still_replicates(&c, "n").await;
+    assert!(reason.contains("link"), "{reason}");
+    still_replicates(&c, "l").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

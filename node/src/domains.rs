@@ -243,6 +243,9 @@ pub struct Changes {
     pub removed: Vec<Arc<Replica>>,
     /// Domains whose member list changed (a replica moved).
     pub members_changed: Vec<Uid>,
+    /// Every domain the registry holds now (a removed replica of one not among them was
+    /// deleted, not moved).
+    pub registered: Vec<Uid>,
 }
 
 /// The replicas this server holds, kept in line with the registry.
@@ -292,7 +295,7 @@ impl Domains {
         let me = global.node()?;
         let registry = registry(global)?;
         let members = mgha_sync::membership::members(&global.store())?;
-        let mut changes = Changes::default();
+        let mut changes = Changes { registered: registry.iter().map(|e| e.id).collect(), ..Changes::default() };
         let wanted: BTreeMap<&str, &Entry> =
             registry.iter().filter(|e| e.replicas.contains(&me.name)).map(|e| (e.name.as_str(), e)).collect();
         // Replicas no longer placed here (or of a domain deleted and created again under the

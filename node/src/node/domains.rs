@@ -24,6 +24,18 @@ pub const DOMAIN_BACKUPS_DIR: &str = "backups";
 
 type SyncSlot = Arc<tokio::sync::RwLock<Option<SyncRuntime>>>;
 
+/// What a reconcile needs of the node, held by its task.
+#[derive(Clone)]
+struct Reconciler {
+    domains: Arc<Domains>,
+    sync: SyncSlot,
+    handle: tokio::runtime::Handle,
+    scrub_ms: u64,
+    /// With automatic failover: the server's arbiter backend and its mode and timing.
+    failover:
+        Option<(crate::arbiter::ServerArbiter, mgha_sync::failover::FailoverMode, mgha_sync::failover::FailoverTiming)>,
+}
+
 impl Node {
     /// The engine of domain `name` on this server (`global`: the node's own engine).
     pub fn domain(&self, name: &str) -> Result<Arc<Engine>> {
@@ -168,8 +180,7 @@ impl Node {
         let replica = self.replica(domain)?;
         let sync = self.sync.read().await;
         let runtime = sync.as_ref().ok_or_else(super::no_peers)?;
-        let _ = (runtime, replica, target);
-        Err(super::no_peers()) /*LINK Ok(runtime.changeover_in(replica.id, target).await?)*/
+        Ok(runtime.changeover_in(replica.id, target).await?)
     }
 
     /// A forced changeover of domain `domain`: this server's Standby replica becomes its Active.
@@ -182,12 +193,7 @@ impl Node {
         if sync.is_none() {
             return Err(super::no_peers());
         }
-        let forced = tokio::task::spawn_blocking(move || {
-            sync.as_ref().map(|s| {
-                let _ = (s, &replica);
-                Err::<u64, mgha_core::Error>(mgha_core::Error::Changeover(mgha_core::ChangeoverError::NoPeers))
-            } /*LINK s.force_changeover_in(replica.id)*/)
-        });
+        let forced = tokio::task::spawn_blocking(move || sync.as_ref().map(|s| s.force_changeover_in(replica.id)));
         let epoch = forced.await.map_err(|e| Error::Unusable(format!("the changeover task failed: {e}")))?;
         Ok(epoch.ok_or_else(super::no_peers)??)
     }
@@ -300,16 +306,14 @@ impl Node {
         let (globals, _) = global.store().globals();
         global.store().set_globals(globals, Some(users));
         self.reconcile_now().await?;
-        let (domains, sync, global) = (self.domains.clone(), self.sync.clone(), global);
-        let scrub_ms = self.config.scrub_interval_ms;
-        let handle = self.handle.clone();
+        let reconciler = self.reconciler();
         let mut heads = global.sync().subscribe();
         let weak = Arc::downgrade(&global);
         drop(global);
         self.handle.spawn(async move {
             while heads.changed().await.is_ok() {
                 let Some(global) = weak.upgrade() else { return };
-                if let Err(e) = reconcile(&domains, &global, &sync, &handle, scrub_ms).await {
+                if let Err(e) = reconcile(&reconciler, &global).await {
                     tracing::error!(error = %e, "cannot bring this server's domains in line with the registry; will try again");
                 }
             }
@@ -319,37 +323,55 @@ impl Node {
 
     /// Reconciles at once (after a registry change made here), so the caller sees its effect.
     async fn reconcile_now(&self) -> Result<()> {
-        reconcile(&self.domains, &self.engine()?, &self.sync, &self.handle, self.config.scrub_interval_ms).await
+        reconcile(&self.reconciler(), &self.engine()?).await
+    }
+
+    fn reconciler(&self) -> Reconciler {
+        Reconciler {
+            domains: self.domains.clone(),
+            sync: self.sync.clone(),
+            handle: self.handle.clone(),
+            scrub_ms: self.config.scrub_interval_ms,
+            failover: self.arbiter.get().map(|a| (a.clone(), self.config.failover, self.config.failover_timing())),
+        }
     }
 }
 
 /// One reconcile of `domains` with the registry of `global`, followed by the sync runtime: new
 /// replicas are served and followed, removed ones stop and are archived, moved ones dial their
 /// new members.
-async fn reconcile(
-    domains: &Arc<Domains>,
-    global: &Arc<Engine>,
-    sync: &SyncSlot,
-    handle: &tokio::runtime::Handle,
-    scrub_ms: u64,
-) -> Result<()> {
+async fn reconcile(r: &Reconciler, global: &Arc<Engine>) -> Result<()> {
+    let Reconciler { domains, sync, handle, scrub_ms, failover } = r;
     let (d, g) = (domains.clone(), global.clone());
     let changes = blocking(move || d.reconcile(&g)).await?;
     let runtime = sync.read().await;
     for replica in &changes.added {
-        crate::scrub::start(handle, &replica.engine, scrub_ms);
+        crate::scrub::start(handle, &replica.engine, *scrub_ms);
         if let Some(runtime) = runtime.as_ref() {
-            let _ = runtime; /*LINK runtime.add_domain(replica.id, replica.engine.clone())?;*/
+            runtime.add_domain(replica.id, replica.engine.clone())?;
+            // Each domain fails over on its own, with its own arbiter from the server's backend.
+            if let Some((arbiter, mode, timing)) = failover {
+                runtime.enable_failover_in(replica.id, arbiter.for_domain(replica.id), *mode, *timing)?;
+            }
         }
     }
     for id in &changes.members_changed {
         if let Some(runtime) = runtime.as_ref() {
-            let _ = (runtime, id); /*LINK runtime.members_changed(*id)?;*/
+            runtime.members_changed(*id)?;
         }
     }
     for replica in changes.removed {
         if let Some(runtime) = runtime.as_ref() {
-            let _ = runtime; /*LINK runtime.remove_domain(replica.id).await;*/
+            runtime.remove_domain(replica.id).await;
+        }
+        // A domain deleted from the registry is forgotten by the arbiter too, so its state
+        // holds only live domains.
+        if let Some((arbiter, _, _)) = failover {
+            if !changes.registered.contains(&replica.id) {
+                if let Err(e) = arbiter.forget_domain(replica.id).await {
+                    tracing::warn!(domain = %replica.name, error = %e, "the arbiter did not forget the deleted domain");
+                }
+            }
         }
         let d = domains.clone();
         if let Err(e) = blocking(move || d.archive(replica)).await {

@@ -131,9 +131,9 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
 
     log("throughput: one domain, then spread");
     let actives = active_servers(&apis)?;
-    let one = throughput(&apis, &actives, &[domain(0)], scale.throughput_s)?;
+    let one = throughput(&apis, &actives, &[domain(0)], "one-", scale.throughput_s)?;
     let spread: Vec<String> = (0..scale.spread.min(scale.domains)).map(domain).collect();
-    let many = throughput(&apis, &actives, &spread, scale.throughput_s)?;
+    let many = throughput(&apis, &actives, &spread, "spread-", scale.throughput_s)?;
     rows.push(Row::new(
         "domains_publish_one",
         format!("{CLIENTS} clients, {BATCH} objects per revision, one domain"),
@@ -256,9 +256,10 @@ fn start_servers(scratch: &Path, exe: &Path, timing: FailoverTiming) -> anyhow::
     for s in servers.iter_mut() {
         s.start()?;
     }
-    wait_until("the global domain to be synchronized", || {
+    wait_until("the global domain to be synchronized, a holding the arbiter's lease", || {
         let s = servers[0].api.status().context("a does not answer")?;
-        Ok(s["peers"].as_array().is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["status"] == "synchronized")))
+        Ok(s["peers"].as_array().is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["status"] == "synchronized"))
+            && s["failover"]["lease_left_ms"].as_u64().is_some_and(|l| l > 0))
     })?;
     Ok(servers)
 }
@@ -296,8 +297,16 @@ fn active_servers(apis: &[Api]) -> anyhow::Result<BTreeMap<String, usize>> {
     Ok(out)
 }
 
+/// Waits until every domain has its Active, holding its arbiter's lease.
 fn wait_all_active(apis: &[Api], domains: usize) -> anyhow::Result<()> {
-    wait_until("every domain to have its Active", || Ok(active_servers(apis)?.len() == domains))
+    wait_until("every domain to have its Active", || Ok(active_servers(apis)?.len() == domains))?;
+    for (d, server) in active_servers(apis)? {
+        wait_until(&format!("the Active of {d} to hold its lease"), || {
+            let s = apis[server].get(&format!("/v1/domains/{d}/status"))?;
+            Ok(s["failover"]["lease_left_ms"].as_u64().is_some_and(|l| l > 0))
+        })?;
+    }
+    Ok(())
 }
 
 /// Waits until every replica of every domain has its Active's head.
@@ -333,7 +342,7 @@ fn fill(apis: &[Api], scale: DomainScale) -> anyhow::Result<()> {
                         };
                         for start in (0..scale.objects).step_by(BATCH) {
                             let n = BATCH.min(scale.objects - start);
-                            publish_batch(&apis[server], &d, start, n)?;
+                            publish_batch(&apis[server], &d, "h", start, n)?;
                         }
                     }
                 })
@@ -343,11 +352,11 @@ fn fill(apis: &[Api], scale: DomainScale) -> anyhow::Result<()> {
     })
 }
 
-/// One revision of `n` hosts, `h{start}..`, in `domain` through `api`.
-fn publish_batch(api: &Api, domain: &str, start: usize, n: usize) -> anyhow::Result<()> {
+/// One revision of `n` hosts, `{prefix}{start}..`, in `domain` through `api`.
+fn publish_batch(api: &Api, domain: &str, prefix: &str, start: usize, n: usize) -> anyhow::Result<()> {
     let changes: Vec<Value> = (start..start + n)
         .map(|i| {
-            json!({"op": "put", "type": "host", "name": format!("h{i}"),
+            json!({"op": "put", "type": "host", "name": format!("{prefix}{i}"),
                 "fields": {"ipv4-address": format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)}})
         })
         .collect();
@@ -361,6 +370,7 @@ fn throughput(
     apis: &[Api],
     actives: &BTreeMap<String, usize>,
     domains: &[String],
+    prefix: &str,
     seconds: u64,
 ) -> anyhow::Result<f64> {
     let stop = AtomicBool::new(false);
@@ -375,7 +385,7 @@ fn throughput(
                     while !stop.load(Ordering::Relaxed) {
                         let d = &domains[k % domains.len()];
                         let server = *actives.get(d).context("a domain without an Active")?;
-                        publish_batch(&apis[server], d, 1_000_000 + k * BATCH, BATCH)?;
+                        publish_batch(&apis[server], d, prefix, k * BATCH, BATCH)?;
                         done.fetch_add(BATCH, Ordering::Relaxed);
                         k += CLIENTS;
                     }

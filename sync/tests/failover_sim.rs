@@ -34,9 +34,19 @@ const NODES: usize = 3;
 /// What a node asked the arbiter.
 #[derive(Clone, Debug)]
 enum Call {
-    Renew { holder: Holder, started_local: u64 },
+    Renew {
+        holder: Holder,
+        started_local: u64,
+    },
     Observe,
-    Acquire { expected: Option<Holder>, highest: u64, started_local: u64 },
+    /// `counter`: the arbiter's counter at the observation the campaign decided on; an acquire
+    /// is refused when the holder renewed since (the quorum arbiter's `CmdKind::Acquire`).
+    Acquire {
+        expected: Option<Holder>,
+        highest: u64,
+        started_local: u64,
+        counter: Option<u64>,
+    },
 }
 
 /// The arbiter's answer.
@@ -183,8 +193,8 @@ impl Sim {
                 Answer::Renewed(ok)
             }
             Call::Observe => Answer::Observed(a.clone()),
-            Call::Acquire { expected, highest, .. } => {
-                if a.holder != *expected {
+            Call::Acquire { expected, highest, counter, .. } => {
+                if a.holder != *expected || counter.is_some_and(|c| c != a.counter) {
                     return Answer::Acquired(None);
                 }
                 let e = mgha_core::roles::machine::epoch::next((*highest).max(a.highest_epoch), me.tag);
@@ -250,6 +260,7 @@ impl Sim {
                             expected: None,
                             highest: state.highest_epoch.max(me.epoch),
                             started_local: local,
+                            counter: Some(s.counter),
                         }),
                         ActiveDecision::Renew => self.fence_if_lease_ran_out(i, local),
                     }
@@ -259,7 +270,8 @@ impl Sim {
                         plan::standby_decision(&me, &state, observed_for, 0, &self.timing)
                     {
                         let highest = state.highest_epoch.max(me.epoch);
-                        self.nodes[i].queue.push(Call::Acquire { expected, highest, started_local: local });
+                        let counter = Some(s.counter);
+                        self.nodes[i].queue.push(Call::Acquire { expected, highest, started_local: local, counter });
                     }
                 }
             }

@@ -147,6 +147,9 @@ pub struct QuorumArbiter {
     node: Arc<Node>,
     /// `None`: the global domain.
     domain: Option<Uid>,
+    /// The holder and its renewal count at this handle's last observation: an acquire that
+    /// expects that holder also expects no renewal since (see `CmdKind::Acquire`).
+    observed: std::sync::Mutex<Option<(Option<Holder>, u64)>>,
     /// Whether `close` stops the Raft node: only the server's own handle does.
     owner: bool,
 }
@@ -167,14 +170,19 @@ impl QuorumArbiter {
         check_config(&cfg, data_nodes)?;
         let node = Node::start(&cfg).await?;
         tracing::info!(name = %cfg.name, listen = %cfg.listen, voters = cfg.members.len(), "quorum arbiter started");
-        Ok(QuorumArbiter { node: Arc::new(node), domain: None, owner: true })
+        Ok(QuorumArbiter { node: Arc::new(node), domain: None, owner: true, observed: Default::default() })
     }
 
     /// The arbiter of another domain of this server (not the global one, which is this handle):
     /// its own holder, epochs and reports, through the same Raft group. Closing it leaves the
     /// Raft node running; closing the handle of [`QuorumArbiter::start`] stops it for all.
     pub fn for_domain(&self, domain: Uid) -> Arc<dyn Arbiter> {
-        Arc::new(QuorumArbiter { node: self.node.clone(), domain: Some(domain), owner: false })
+        Arc::new(QuorumArbiter {
+            node: self.node.clone(),
+            domain: Some(domain),
+            owner: false,
+            observed: Default::default(),
+        })
     }
 
     /// Drops the state of `domain` (a domain deleted from the cluster, whose drivers have
@@ -234,6 +242,7 @@ impl Arbiter for QuorumArbiter {
         let now = Instant::now();
         let window = Duration::from_millis(core.timing.failover_after_ms);
         let state = view.state;
+        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.holder, state.renewals));
         let reports = state
             .reports
             .values()
@@ -254,7 +263,9 @@ impl Arbiter for QuorumArbiter {
     }
 
     async fn acquire(&self, me: &Report, expected: Option<Holder>, highest_known: u64) -> Result<Option<u64>> {
-        match self.write(CmdKind::Acquire { me: me.clone(), expected, highest_known }).await?.0 {
+        let observed = *self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        let renewals = observed.filter(|(holder, _)| *holder == expected).map(|(_, r)| r);
+        match self.write(CmdKind::Acquire { me: me.clone(), expected, highest_known, renewals }).await?.0 {
             CmdResponse::Acquired(epoch) => Ok(epoch),
             other => Err(unexpected(other)),
         }

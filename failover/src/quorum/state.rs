@@ -50,8 +50,17 @@ pub enum CmdKind {
     Renew { holder: Holder },
     /// A node's heartbeat report.
     Report { report: Report },
-    /// `me` becomes the holder at the next epoch, if the holder is still `expected`.
-    Acquire { me: Report, expected: Option<Holder>, highest_known: u64 },
+    /// `me` becomes the holder at the next epoch, if the holder is still `expected` and, when
+    /// `renewals` is given, has not renewed since the observation that found it stale: a holder
+    /// that came back and renewed in between keeps the role (its new lease runs), so that two
+    /// nodes never publish at once.
+    Acquire {
+        me: Report,
+        expected: Option<Holder>,
+        highest_known: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renewals: Option<u64>,
+    },
     /// A planned changeover: `to` holds the role at `epoch`, if `from` still holds it.
     Transfer { from: Holder, to: Uid, epoch: u64 },
     /// The domain was deleted from the cluster: its state goes (the global domain's never does).
@@ -231,9 +240,9 @@ impl DomainState {
                 self.record(report, index);
                 CmdResponse::Reported
             }
-            CmdKind::Acquire { me, expected, highest_known } => {
+            CmdKind::Acquire { me, expected, highest_known, renewals } => {
                 self.record(me, index);
-                if self.holder != *expected {
+                if self.holder != *expected || renewals.is_some_and(|r| r != self.renewals) {
                     return CmdResponse::Acquired(None);
                 }
                 let granted = epoch::next((*highest_known).max(self.highest_epoch), me.tag);
@@ -305,16 +314,42 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_that_renewed_since_it_was_found_stale_keeps_the_role() {
+        let mut s = ArbiterState::default();
+        let (a, b) = (report(1), report(2));
+        let a_id = a.node_id;
+        let CmdResponse::Acquired(Some(e1)) =
+            s.apply(&cmd(CmdKind::Acquire { me: a, expected: None, highest_known: 0, renewals: None }), 1)
+        else {
+            panic!("a acquires")
+        };
+        let held = Holder { node_id: a_id, epoch: e1 };
+        // b observed the hold stale at renewal count 0; a came back and renewed before b's
+        // acquire committed: b does not take over, and a's new lease stands alone.
+        let seen = s.renewals;
+        assert_eq!(s.apply(&cmd(CmdKind::Renew { holder: held }), 2), CmdResponse::Renewed(true));
+        let late = CmdKind::Acquire { me: b.clone(), expected: Some(held), highest_known: e1, renewals: Some(seen) };
+        assert_eq!(s.apply(&cmd(late), 3), CmdResponse::Acquired(None));
+        assert_eq!(s.holder, Some(held));
+        // Observed again, still stale and unrenewed: now b takes over.
+        let now = CmdKind::Acquire { me: b, expected: Some(held), highest_known: e1, renewals: Some(s.renewals) };
+        assert!(matches!(s.apply(&cmd(now), 4), CmdResponse::Acquired(Some(_))));
+    }
+
+    #[test]
     fn only_the_expected_holder_is_replaced() {
         let mut s = ArbiterState::default();
         let (a, b) = (report(1), report(2));
-        let first = s.apply(&cmd(CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 0 }), 1);
+        let first =
+            s.apply(&cmd(CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 0, renewals: None }), 1);
         let CmdResponse::Acquired(Some(e1)) = first else { panic!("a acquires: {first:?}") };
         assert_eq!(e1, epoch::next(0, 1));
-        let lost = s.apply(&cmd(CmdKind::Acquire { me: b.clone(), expected: None, highest_known: 0 }), 2);
+        let lost =
+            s.apply(&cmd(CmdKind::Acquire { me: b.clone(), expected: None, highest_known: 0, renewals: None }), 2);
         assert_eq!(lost, CmdResponse::Acquired(None));
         let held = Holder { node_id: a.node_id, epoch: e1 };
-        let took = s.apply(&cmd(CmdKind::Acquire { me: b, expected: Some(held), highest_known: 9 << 16 }), 3);
+        let took =
+            s.apply(&cmd(CmdKind::Acquire { me: b, expected: Some(held), highest_known: 9 << 16, renewals: None }), 3);
         assert_eq!(took, CmdResponse::Acquired(Some(epoch::next(9 << 16, 2))));
         assert_eq!(s.apply(&cmd(CmdKind::Renew { holder: held }), 4), CmdResponse::Renewed(false));
     }
@@ -323,7 +358,7 @@ mod tests {
     fn a_retried_command_gets_the_first_answer() {
         let mut s = ArbiterState::default();
         let a = report(1);
-        let c = cmd(CmdKind::Acquire { me: a, expected: None, highest_known: 0 });
+        let c = cmd(CmdKind::Acquire { me: a, expected: None, highest_known: 0, renewals: None });
         let first = s.apply(&c, 1);
         assert!(matches!(first, CmdResponse::Acquired(Some(_))));
         assert_eq!(s.apply(&c, 2), first);
@@ -334,7 +369,7 @@ mod tests {
         let mut s = ArbiterState::default();
         let a = report(1);
         let CmdResponse::Acquired(Some(e1)) =
-            s.apply(&cmd(CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 0 }), 1)
+            s.apply(&cmd(CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 0, renewals: None }), 1)
         else {
             panic!("acquires")
         };
@@ -354,13 +389,17 @@ mod tests {
         let mut s = ArbiterState::default();
         let (a, b) = (report(1), report(2));
         let (d1, d2) = (Uid::new_random(), Uid::new_random());
-        let CmdResponse::Acquired(Some(e1)) =
-            s.apply(&cmd_in(d1, CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 7 << 16 }), 1)
-        else {
+        let CmdResponse::Acquired(Some(e1)) = s.apply(
+            &cmd_in(d1, CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 7 << 16, renewals: None }),
+            1,
+        ) else {
             panic!("a acquires in d1")
         };
         // d2 and the global domain have no holder yet: b acquires d2 at its first epoch.
-        let in_d2 = s.apply(&cmd_in(d2, CmdKind::Acquire { me: b.clone(), expected: None, highest_known: 0 }), 2);
+        let in_d2 = s.apply(
+            &cmd_in(d2, CmdKind::Acquire { me: b.clone(), expected: None, highest_known: 0, renewals: None }),
+            2,
+        );
         assert_eq!(in_d2, CmdResponse::Acquired(Some(epoch::next(0, 2))));
         assert_eq!(s.holder, None, "the global domain is untouched");
         assert_eq!(s.highest_epoch, 0);
@@ -447,7 +486,10 @@ mod tests {
                 s.apply(&cmd_in(domain, CmdKind::Report { report: r }), 4 * i + n as u64);
             }
             s.apply(
-                &cmd_in(domain, CmdKind::Acquire { me: nodes[0].clone(), expected: None, highest_known: 0 }),
+                &cmd_in(
+                    domain,
+                    CmdKind::Acquire { me: nodes[0].clone(), expected: None, highest_known: 0, renewals: None },
+                ),
                 4 * i + 3,
             );
         }
@@ -462,8 +504,11 @@ mod tests {
         let mut s = ArbiterState::default();
         let a = report(1);
         let domain = Uid::new_random();
-        s.apply(&cmd_in(domain, CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 0 }), 1);
-        s.apply(&cmd(CmdKind::Acquire { me: a, expected: None, highest_known: 0 }), 2);
+        s.apply(
+            &cmd_in(domain, CmdKind::Acquire { me: a.clone(), expected: None, highest_known: 0, renewals: None }),
+            1,
+        );
+        s.apply(&cmd(CmdKind::Acquire { me: a, expected: None, highest_known: 0, renewals: None }), 2);
         assert_eq!(s.apply(&cmd_in(domain, CmdKind::Forget), 3), CmdResponse::Forgotten(true));
         assert!(s.domains.is_empty());
         assert_eq!(s.apply(&cmd_in(domain, CmdKind::Forget), 4), CmdResponse::Forgotten(false));

@@ -169,6 +169,26 @@ fn domains_live_on_subsets_with_their_own_actives_over_one_connection_per_pair()
     wait_domain_converged("emea", &b, &[&a]);
     assert_eq!(host_names(&a, "emea").len(), 103);
 
+    // A global object used by apac, which a (the global domain's Active) holds no replica of:
+    // a asks a server that does before the object goes.
+    let global = scratch.file(
+        "global.json",
+        r#"{"changes": [{"op": "put", "type": "host", "name": "g-ntp", "fields": {"ipv4-address": "10.0.0.123"}}]}"#,
+    );
+    ok(&["apply", "-d", a.d(), support::s(&global)]);
+    wait_converged(&a, &[&b, &c]);
+    let uses = scratch.file(
+        "uses.json",
+        r#"{"changes": [{"op": "put", "type": "group", "name": "time", "fields": {"members": ["g-ntp"]}}]}"#,
+    );
+    ok(&["apply", "-d", b.d(), "--domain", "apac", support::s(&uses)]);
+    let delete = scratch.file("del.json", r#"{"changes": [{"op": "delete", "type": "host", "name": "g-ntp"}]}"#);
+    let err = fails(&["apply", "-d", a.d(), support::s(&delete)], 4);
+    assert!(err.contains("domain 'apac'") && err.contains("group 'time'"), "{err}");
+    let unuse = scratch.file("unuse.json", r#"{"changes": [{"op": "delete", "type": "group", "name": "time"}]}"#);
+    ok(&["apply", "-d", b.d(), "--domain", "apac", support::s(&unuse)]);
+    ok(&["apply", "-d", a.d(), support::s(&delete)]);
+
     let list = ok_json(&["domain", "list", "-d", c.d(), "--json"]);
     let names: Vec<&str> =
         list["domains"].as_array().expect("domains").iter().filter_map(|d| d["name"].as_str()).collect();

@@ -422,10 +422,47 @@ impl mgha_core::store::Globals for GlobalView {
 const REFERRERS_NAMED: usize = 3;
 
 /// The domains that reference the global domain's objects, asked before one goes: every domain
-/// of the registry, through this server's replica of it.
+/// of the registry, through this server's replica of it, or else by asking a server that holds
+/// one over the peer link.
 pub struct DomainUsers {
     pub global: std::sync::Weak<Engine>,
     pub domains: std::sync::Weak<Domains>,
+    /// The sync runtime that asks other servers, and the runtime it runs on.
+    pub sync: std::sync::Weak<tokio::sync::RwLock<Option<mgha_sync::SyncRuntime>>>,
+    pub handle: tokio::runtime::Handle,
+}
+
+impl DomainUsers {
+    /// Asks the servers that hold `entry` (this one excepted), the first that answers.
+    fn ask(&self, me: &str, entry: &Entry, uids: &[Uid]) -> mgha_core::Result<Vec<(Uid, Vec<String>)>> {
+        let Some(sync) = self.sync.upgrade() else {
+            return Err(unasked(entry, "this server runs without peers"));
+        };
+        let mut last = String::from("no other server holds it");
+        for server in entry.replicas.iter().filter(|s| *s != me) {
+            let asked = self.handle.block_on(async {
+                match sync.read().await.as_ref() {
+                    Some(runtime) => runtime.ask_uses(server, entry.id, uids.to_vec()).await,
+                    None => Err(mgha_core::Error::Peer("this server runs without peers".into())),
+                }
+            });
+            match asked {
+                Ok(used) => return Ok(used),
+                Err(e) => last = format!("{server}: {e}"),
+            }
+        }
+        Err(unasked(entry, &last))
+    }
+}
+
+/// Why a delete of global objects cannot be checked against domain `entry`.
+fn unasked(entry: &Entry, why: &str) -> mgha_core::Error {
+    mgha_core::Error::Peer(format!(
+        "cannot tell whether domain '{}' uses the objects deleted: no server holding it answered ({why}); \
+         try again once one of {} is reachable",
+        entry.name,
+        entry.replicas.join(", ")
+    ))
 }
 
 impl mgha_core::store::Users for DomainUsers {
@@ -434,30 +471,27 @@ impl mgha_core::store::Users for DomainUsers {
             return Ok(Vec::new());
         };
         let registry = registry(&global).map_err(|e| mgha_core::Error::Peer(e.to_string()))?;
+        // The store's record, not `Engine::node`: this runs inside the global domain's commit,
+        // under its role lock.
+        let me = global.store().node()?.name;
         let mut used = Vec::new();
-        let mut unasked = Vec::new();
         for entry in &registry {
-            let Some(replica) = domains.get(&entry.name).filter(|r| r.id == entry.id) else {
-                unasked.push(entry);
-                continue;
-            };
-            let store = replica.engine.store();
-            for uid in uids {
-                let by = store.referrers(uid, REFERRERS_NAMED)?;
-                if !by.is_empty() {
-                    used.push((*uid, format!("domain '{}' ({})", entry.name, by.join(", "))));
+            let found: Vec<(Uid, Vec<String>)> = match domains.get(&entry.name).filter(|r| r.id == entry.id) {
+                Some(replica) => {
+                    let store = replica.engine.store();
+                    let mut found = Vec::new();
+                    for uid in uids {
+                        let by = store.referrers(uid, REFERRERS_NAMED)?;
+                        if !by.is_empty() {
+                            found.push((*uid, by));
+                        }
+                    }
+                    found
                 }
-            }
-        }
-        if used.is_empty() {
-            if let Some(entry) = unasked.first() {
-                return Err(mgha_core::Error::Peer(format!(
-                    "domain '{}' has no replica on this server (its replicas are on {}), so whether it uses the \
-                     objects deleted cannot be checked here; delete them while this server holds a replica of every \
-                     domain that might",
-                    entry.name,
-                    entry.replicas.join(", ")
-                )));
+                None => self.ask(&me, entry, uids)?,
+            };
+            for (uid, by) in found {
+                used.push((uid, format!("domain '{}' ({})", entry.name, by.join(", "))));
             }
         }
         Ok(used)

@@ -114,9 +114,13 @@ pub(crate) async fn handle_stream(server: Arc<Server>, peer: Uid, mut stream: Li
         .await
         .map_err(|_| Error::Peer("no hello in time".into()))?
         .map_err(|e| Error::Peer(e.to_string()))?;
-    let Some(Msg::Hello(hello)) = first else {
-        let _ = write_msg(&mut stream, &Msg::Refuse { reason: "expected hello".into() }).await;
-        return Err(Error::Peer(format!("node {peer} did not start a stream with hello")));
+    let hello = match first {
+        Some(Msg::Hello(hello)) => hello,
+        Some(Msg::AskUses { domain, uids }) => return answer_uses(&server, stream, domain, uids).await,
+        _ => {
+            let _ = write_msg(&mut stream, &Msg::Refuse { reason: "expected hello".into() }).await;
+            return Err(Error::Peer(format!("node {peer} did not start a stream with hello")));
+        }
     };
     let Some(ctx) = server.domain(hello.domain) else {
         let reason = format!("domain {} is not hosted on this server", hello.domain);
@@ -134,6 +138,33 @@ pub(crate) async fn handle_stream(server: Arc<Server>, peer: Uid, mut stream: Li
             tracing::info!(%peer, error = %e, "peer session ended");
         }
     });
+    Ok(())
+}
+
+/// Most referrers named per uid in an answer to `AskUses`.
+const USES_NAMED: usize = 3;
+
+/// Answers whether this server's replica of `domain` references any of `uids`, and closes the
+/// stream.
+async fn answer_uses(server: &Arc<Server>, mut stream: LinkStream, domain: Uid, uids: Vec<Uid>) -> Result<()> {
+    let Some(ctx) = server.domain(domain) else {
+        let reason = format!("domain {domain} is not hosted on this server");
+        let _ = write_msg(&mut stream, &Msg::Refuse { reason: reason.clone() }).await;
+        return Err(Error::Peer(reason));
+    };
+    let used = blocking(&ctx.engine, move |e| {
+        let store = e.store();
+        let mut used = Vec::new();
+        for uid in uids {
+            let by = store.referrers(&uid, USES_NAMED)?;
+            if !by.is_empty() {
+                used.push((uid, by));
+            }
+        }
+        Ok(used)
+    })
+    .await?;
+    write_msg(&mut stream, &Msg::Uses { used }).await.map_err(|e| Error::Peer(e.to_string()))?;
     Ok(())
 }
 

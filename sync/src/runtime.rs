@@ -451,6 +451,32 @@ impl SyncRuntime {
         Ok(removed)
     }
 
+    /// Asks the member named `server` whether its replica of `domain` references any of `uids`
+    /// (objects of the global domain about to be deleted): for each one referenced, a few of
+    /// the objects that do. Bounded by the handshake timeout.
+    pub async fn ask_uses(&self, server: &str, domain: Uid, uids: Vec<Uid>) -> Result<Vec<(Uid, Vec<String>)>> {
+        let global = self.server.global()?;
+        let member = members(&global.store())?
+            .into_iter()
+            .find(|m| m.name == server)
+            .ok_or_else(|| Error::NotFound(format!("member '{server}'")))?;
+        let within = Duration::from_millis(self.server.cfg.handshake_timeout_ms);
+        let asked = async {
+            let (_, mut stream) = super::link::open_stream(&self.server, member.node_id, &member.listen).await?;
+            super::wire::write_msg(&mut stream, &super::wire::Msg::AskUses { domain, uids })
+                .await
+                .map_err(|e| Error::Peer(e.to_string()))?;
+            match super::wire::read_msg(&mut stream).await.map_err(|e| Error::Peer(e.to_string()))? {
+                Some(super::wire::Msg::Uses { used }) => Ok(used),
+                Some(super::wire::Msg::Refuse { reason }) => Err(Error::Peer(format!("{server} refused: {reason}"))),
+                other => Err(Error::Peer(format!("{server} answered {other:?}"))),
+            }
+        };
+        tokio::time::timeout(within, asked)
+            .await
+            .map_err(|_| Error::Peer(format!("{server} did not answer in time")))?
+    }
+
     /// A forced changeover of the first domain: this Standby becomes Active. Returns the new
     /// epoch.
     pub fn force_changeover(&self) -> Result<u64> {

@@ -217,6 +217,17 @@ pub enum Msg {
     },
     JoinRequest(JoinRequest),
     JoinReply(JoinReply),
+    /// The first message of a stream that asks whether this server's replica of `domain`
+    /// references any of `uids` (objects of the global domain about to be deleted).
+    AskUses {
+        domain: Uid,
+        uids: Vec<Uid>,
+    },
+    /// The answer: for each of the uids that objects of the domain reference, a few of them
+    /// (`group 'web'`).
+    Uses {
+        used: Vec<(Uid, Vec<String>)>,
+    },
     /// The Active asks the receiver to become Active at `epoch`, if its head is `head`.
     Promote {
         epoch: u64,

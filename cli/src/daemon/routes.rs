@@ -306,8 +306,12 @@ pub async fn metrics(
     if let (Some(node), true) = (state.node.clone(), &*state.domain == mgha_node::domains::GLOBAL_DOMAIN) {
         let list = tokio::task::spawn_blocking(move || node.domains())
             .await
-            .map_err(|e| ApiError::internal(format!("domain list task failed: {e}")))??;
-        super::metrics::render_domains(&mut text, &list);
+            .map_err(|e| ApiError::internal(format!("domain list task failed: {e}")))?;
+        // A store that serves no data (a damaged Standby's, quarantined until it heals) still
+        // has its metrics, which say so; its domain rows come back once it reads again.
+        if let Ok(list) = list {
+            super::metrics::render_domains(&mut text, &list);
+        }
     }
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }

@@ -301,11 +301,20 @@ impl Node {
         }
         let global = self.engine()?;
         // The global domain asks every domain before one of its objects they use goes.
-        let users: Arc<dyn mgha_core::store::Users> =
-            Arc::new(domains::DomainUsers { global: Arc::downgrade(&global), domains: Arc::downgrade(&self.domains) });
+        let users: Arc<dyn mgha_core::store::Users> = Arc::new(domains::DomainUsers {
+            global: Arc::downgrade(&global),
+            domains: Arc::downgrade(&self.domains),
+            sync: Arc::downgrade(&self.sync),
+            handle: self.handle.clone(),
+        });
         let (globals, _) = global.store().globals();
         global.store().set_globals(globals, Some(users));
-        self.reconcile_now().await?;
+        // A global store that cannot be read now (a damaged Standby's, quarantined until a full
+        // sync heals it) keeps no domain from starting later: the task below reconciles at every
+        // move of the global head.
+        if let Err(e) = self.reconcile_now().await {
+            tracing::error!(error = %e, "cannot bring this server's domains in line with the registry now; will try again");
+        }
         let reconciler = self.reconciler();
         let mut heads = global.sync().subscribe();
         let weak = Arc::downgrade(&global);

@@ -78,6 +78,9 @@ pub struct BenchArgs {
     /// --scenario failover: the etcd executable for the etcd mode (skipped when it does not run).
     #[arg(long, value_name = "PATH", default_value = "etcd")]
     pub etcd_bin: PathBuf,
+    /// --scenario domains: how many domains (default 1,000; 12 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4095))]
+    pub domains: Option<u64>,
     /// Directory of the example plugins' .wasm files, which scripts/build-plugins builds and
     /// prints. Without it a full run skips the plugin figures.
     #[arg(long, value_name = "DIR", env = plugins::PLUGINS_DIR_ENV)]
@@ -295,7 +298,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.elapsed_s += started.elapsed().as_secs_f64();
     }
     if args.scenario == Scenario::Domains {
-        let ds = if args.quick { domains::DomainScale::quick() } else { domains::DomainScale::full() };
+        let mut ds = if args.quick { domains::DomainScale::quick() } else { domains::DomainScale::full() };
+        if let Some(n) = args.domains {
+            ds.domains = n as usize;
+        }
         let started = std::time::Instant::now();
         domains::run(scratch.path(), &mgha_exe(), ds, &mut report.rows)?;
         report.elapsed_s += started.elapsed().as_secs_f64();

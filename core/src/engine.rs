@@ -284,6 +284,7 @@ impl Engine {
     /// can commit between them and the commit.
     fn publish_changes(&self, author: &str, changeset: &ChangeSet, session: Option<u64>) -> Result<Revision> {
         changeset.check()?;
+        self.check_users_elsewhere(&changeset.changes)?;
         self.publish_with(author, &changeset.message, |store, meta| {
             self.check_unlocked(store, &changeset.changes, session)?;
             if let Some(id) = session {
@@ -560,6 +561,7 @@ impl Engine {
         for c in changesets {
             c.check()?;
             refuse_managed(&c.changes)?;
+            self.check_users_elsewhere(&c.changes)?;
             validate_text("message", &c.message)?;
         }
         let mut revs = Vec::new();
@@ -638,6 +640,44 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+impl Engine {
+    /// Asks the databases held elsewhere ([`crate::store::Users::users_elsewhere`]) whether
+    /// they use an object these changes delete, before any lock is taken: the answer may come
+    /// over the network. (Inside the commit, the databases held here are asked again.)
+    fn check_users_elsewhere(&self, changes: &[ChangeInput]) -> Result<()> {
+        let store = self.store();
+        let Some(users) = store.globals().1 else {
+            return Ok(());
+        };
+        let mut deleted: Vec<(Uid, &str, String)> = Vec::new();
+        for change in changes {
+            let ChangeInput::Delete { type_name, name, uid } = change else { continue };
+            if crate::model::schema::MANAGED_TYPES.contains(&type_name.as_str()) {
+                continue;
+            }
+            let found = match (uid, name) {
+                (Some(u), _) => Uid::parse(u).and_then(|u| store.get_by_uid(&u).ok().flatten()),
+                (None, Some(n)) => store.uid_of(type_name, n)?.and_then(|u| store.get_by_uid(&u).ok().flatten()),
+                (None, None) => None,
+            };
+            if let Some(o) = found.filter(|o| &o.type_name == type_name) {
+                deleted.push((o.uid, type_name.as_str(), o.name));
+            }
+        }
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<Uid> = deleted.iter().map(|(u, _, _)| *u).collect();
+        let used = users.users_elsewhere(&uids)?;
+        let Some((uid, _)) = used.first() else {
+            return Ok(());
+        };
+        let (_, type_name, name) = deleted.iter().find(|(u, _, _)| u == uid).unwrap_or(&deleted[0]);
+        let who: Vec<&str> = used.iter().filter(|(u, _)| u == uid).map(|(_, w)| w.as_str()).collect();
+        Err(Error::StillReferenced { type_name: type_name.to_string(), name: name.clone(), used_by: who.join(", ") })
     }
 }
 

@@ -169,6 +169,10 @@ impl mgha_core::store::Users for UsedBy {
         }
         Ok(out)
     }
+
+    fn users_elsewhere(&self, _: &[mgha_core::Uid]) -> mgha_core::Result<Vec<(mgha_core::Uid, String)>> {
+        Ok(Vec::new())
+    }
 }
 
 #[test]

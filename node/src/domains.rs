@@ -465,19 +465,22 @@ fn unasked(entry: &Entry, why: &str) -> mgha_core::Error {
     ))
 }
 
-impl mgha_core::store::Users for DomainUsers {
-    fn users(&self, uids: &[Uid]) -> mgha_core::Result<Vec<(Uid, String)>> {
+impl DomainUsers {
+    /// Who uses `uids` among the registry's domains: those with a replica here when `here`,
+    /// else those without one (asked of a server that holds one).
+    fn find(&self, uids: &[Uid], here: bool) -> mgha_core::Result<Vec<(Uid, String)>> {
         let (Some(global), Some(domains)) = (self.global.upgrade(), self.domains.upgrade()) else {
             return Ok(Vec::new());
         };
         let registry = registry(&global).map_err(|e| mgha_core::Error::Peer(e.to_string()))?;
-        // The store's record, not `Engine::node`: this runs inside the global domain's commit,
-        // under its role lock.
+        // The store's record, not `Engine::node`: this may run inside the global domain's
+        // commit, under its role lock.
         let me = global.store().node()?.name;
         let mut used = Vec::new();
         for entry in &registry {
-            let found: Vec<(Uid, Vec<String>)> = match domains.get(&entry.name).filter(|r| r.id == entry.id) {
-                Some(replica) => {
+            let replica = domains.get(&entry.name).filter(|r| r.id == entry.id);
+            let found: Vec<(Uid, Vec<String>)> = match (replica, here) {
+                (Some(replica), true) => {
                     let store = replica.engine.store();
                     let mut found = Vec::new();
                     for uid in uids {
@@ -488,12 +491,25 @@ impl mgha_core::store::Users for DomainUsers {
                     }
                     found
                 }
-                None => self.ask(&me, entry, uids)?,
+                (None, false) => self.ask(&me, entry, uids)?,
+                _ => continue,
             };
             for (uid, by) in found {
                 used.push((uid, format!("domain '{}' ({})", entry.name, by.join(", "))));
             }
         }
         Ok(used)
+    }
+}
+
+impl mgha_core::store::Users for DomainUsers {
+    fn users(&self, uids: &[Uid]) -> mgha_core::Result<Vec<(Uid, String)>> {
+        self.find(uids, true)
+    }
+
+    /// Called by a publish from a plain thread or the blocking pool (every front end publishes
+    /// there), never on the runtime's workers, which drive the answer over the network.
+    fn users_elsewhere(&self, uids: &[Uid]) -> mgha_core::Result<Vec<(Uid, String)>> {
+        self.find(uids, false)
     }
 }

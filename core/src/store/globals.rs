@@ -17,9 +17,14 @@ pub trait Globals: Send + Sync {
 
 /// Other databases whose objects may reference this store's.
 pub trait Users: Send + Sync {
-    /// For each of `uids` that some other database references, a description of who does
-    /// (`domain 'emea'`); an error when one that might cannot be asked.
+    /// For each of `uids` that another database this process holds references, a description
+    /// of who does (`domain 'emea' (group 'web')`). Called inside the commit, under the
+    /// publishing engine's locks: it must read local stores only, never wait on a network.
     fn users(&self, uids: &[Uid]) -> Result<Vec<(Uid, String)>>;
+
+    /// The same for the databases held elsewhere (asked over the network), called by a publish
+    /// before it takes any lock; an error when one that might use them cannot be asked.
+    fn users_elsewhere(&self, uids: &[Uid]) -> Result<Vec<(Uid, String)>>;
 }
 
 /// Where a commit's object versions come from: a local publish (an admin's changes, a revert, a

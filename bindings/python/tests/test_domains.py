@@ -55,7 +55,7 @@ def test_two_domains_of_one_node_keep_their_objects_and_revisions_apart(tmp_engi
         node.domain("green")
     # One server holds every Active already: nothing to spread, and no other server to move to.
     assert node.rebalance() == []
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(NotFound):
         node.move_domain("red", "solo", "nowhere")
 
 

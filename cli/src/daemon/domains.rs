@@ -66,6 +66,7 @@ pub async fn create(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Delete a domain that holds objects (a backup of this server's replica is written first).
     #[serde(default)]

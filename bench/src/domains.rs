@@ -403,15 +403,18 @@ fn throughput(
                         // On its Active as last seen; if that one moved (a failover under load),
                         // on whichever server takes it.
                         let order = std::iter::once(first).chain((0..apis.len()).filter(|&i| i != first));
-                        let mut published = false;
+                        let mut why = Vec::new();
                         for server in order {
-                            if publish_batch(&apis[server], d, prefix, k * BATCH, BATCH).is_ok() {
-                                published = true;
-                                break;
+                            match publish_batch(&apis[server], d, prefix, k * BATCH, BATCH) {
+                                Ok(()) => {
+                                    why.clear();
+                                    break;
+                                }
+                                Err(e) => why.push(e.to_string()),
                             }
                         }
-                        if !published {
-                            bail!("no server took a publish into {d}");
+                        if !why.is_empty() {
+                            bail!("no server took a publish into {d}: {}", why.join("; "));
                         }
                         done.fetch_add(BATCH, Ordering::Relaxed);
                         k += CLIENTS;

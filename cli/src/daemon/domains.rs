@@ -51,7 +51,9 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<DomainList>, Api
         (status = 201, description = "The new domain", body = DomainBody),
         (status = 400, description = "A bad name, or replicas that cannot be placed", body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 409, description = "A domain of that name exists", body = ErrorBody),
+        (status = 404, description = "A server named in `on` is not a member of the cluster", body = ErrorBody),
+        (status = 409, description = "A domain of that name exists, or the servers cannot take it (too few \
+            healthy, the first not connected)", body = ErrorBody),
         (status = 503, description = "This server is not the global domain's Active", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,

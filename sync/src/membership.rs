@@ -134,6 +134,10 @@ pub fn member_records(store: &Store) -> Result<Vec<Member>> {
 /// replica of it, as the node library places them (no merge: the registry decides). Returns
 /// whether the list changed.
 pub fn set_domain_members(store: &Store, list: &[Member]) -> Result<bool> {
+    // Asked at every move of the global head: an unchanged list costs a read, not a commit.
+    if member_records(store)? == list {
+        return Ok(false);
+    }
     store.meta_update(META_MEMBERS, |held: &mut Vec<Member>| {
         if held.as_slice() == list {
             return Ok(false);

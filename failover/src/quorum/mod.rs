@@ -197,6 +197,40 @@ impl QuorumArbiter {
         }
     }
 
+    /// The voters and their health, and whether a majority answers: the same for every domain
+    /// of the server, so [`Arbiter::status`] asks once per heartbeat for all of them.
+    async fn members(&self) -> (Vec<mgha_sync::failover::ArbiterMember>, bool) {
+        let core = &self.node.core;
+        let metrics = core.raft().metrics().borrow().clone();
+        let mut members = core.member_views();
+        // A follower hears only from the leader; the leader sees every voter.
+        if let Some(peer) = metrics.current_leader.filter(|l| *l != core.id).and_then(|l| core.peers.by_id.get(&l)) {
+            if let Ok(net::Reply::Status(view)) = peer.client.call(&net::Request::Status, core.call_timeout).await {
+                for m in &mut members {
+                    if m.name == core.name {
+                        continue;
+                    }
+                    if let Some(seen) = view.iter().find(|v| v.name == m.name) {
+                        m.healthy = seen.healthy;
+                        m.detail = if m.name == peer.name {
+                            seen.detail.clone()
+                        } else {
+                            format!("{} (as the leader {} sees it)", seen.detail, peer.name)
+                        };
+                    }
+                }
+            }
+        }
+        for m in members.iter_mut().filter(|m| m.name == core.name) {
+            m.detail.push_str(" (this member)");
+        }
+        let window = Duration::from_millis(core.timing.failover_after_ms);
+        let leader_acked = metrics.current_leader == Some(core.id)
+            && metrics.millis_since_quorum_ack.is_some_and(|ms| ms < core.timing.failover_after_ms);
+        let committed = core.last_commit().is_some_and(|t| t.elapsed() < window);
+        (members, metrics.current_leader.is_some() && (committed || leader_acked))
+    }
+
     fn deadline(&self) -> tokio::time::Instant {
         tokio::time::Instant::now() + self.node.core.call_timeout
     }
@@ -283,39 +317,9 @@ impl Arbiter for QuorumArbiter {
 
     async fn status(&self) -> ArbiterStatus {
         let core = &self.node.core;
-        let metrics = core.raft().metrics().borrow().clone();
-        let mut members = core.member_views();
-        // A follower hears only from the leader; the leader sees every voter.
-        if let Some(peer) = metrics.current_leader.filter(|l| *l != core.id).and_then(|l| core.peers.by_id.get(&l)) {
-            if let Ok(net::Reply::Status(view)) = peer.client.call(&net::Request::Status, core.call_timeout).await {
-                for m in &mut members {
-                    if m.name == core.name {
-                        continue;
-                    }
-                    if let Some(seen) = view.iter().find(|v| v.name == m.name) {
-                        m.healthy = seen.healthy;
-                        m.detail = if m.name == peer.name {
-                            seen.detail.clone()
-                        } else {
-                            format!("{} (as the leader {} sees it)", seen.detail, peer.name)
-                        };
-                    }
-                }
-            }
-        }
-        for m in members.iter_mut().filter(|m| m.name == core.name) {
-            m.detail.push_str(" (this member)");
-        }
-        let window = Duration::from_millis(core.timing.failover_after_ms);
-        let leader_acked = metrics.current_leader == Some(core.id)
-            && metrics.millis_since_quorum_ack.is_some_and(|ms| ms < core.timing.failover_after_ms);
-        let committed = core.last_commit().is_some_and(|t| t.elapsed() < window);
-        ArbiterStatus {
-            kind: "quorum".into(),
-            members,
-            has_quorum: metrics.current_leader.is_some() && (committed || leader_acked),
-            holder: core.shared.holder(self.domain),
-        }
+        let (members, has_quorum) =
+            core.status_cache.get_or_refresh(Duration::from_millis(core.timing.heartbeat_ms), || self.members()).await;
+        ArbiterStatus { kind: "quorum".into(), members, has_quorum, holder: core.shared.holder(self.domain) }
     }
 
     async fn close(&self) {

@@ -16,8 +16,8 @@ use openraft::error::Fatal;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::net::{self, Handler, Network, Peers, Reply, Request, WriteReply};
 use super::state::{Cmd, CmdKind, CmdResponse, TypeConfig};
@@ -38,6 +38,7 @@ pub fn raft_config(timing: &FailoverTiming) -> Result<Config> {
         // a test of `state.rs`): one chunk for a few domains, a few chunks at `DOMAINS_MAX`.
         snapshot_max_chunk_size: (net::FRAME_BYTES_MAX / 4) as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+        max_payload_entries: PAYLOAD_ENTRIES_MAX,
         max_in_snapshot_log_to_keep: 100,
         ..Default::default()
     };
@@ -51,6 +52,15 @@ pub fn call_timeout(timing: &FailoverTiming) -> Duration {
 
 /// How often a voter whose storage failed tries whether it can write again.
 const REVIVE_RETRY: Duration = Duration::from_secs(1);
+
+/// The most commands one log entry carries, and the most entries one append sends: together,
+/// with every command under [`CMD_BYTES_MAX`], an append stays under half a frame.
+const BATCH_MAX: usize = 128;
+const PAYLOAD_ENTRIES_MAX: u64 = 32;
+/// An upper bound of one encoded command (a report's node name is at most
+/// `mgha_core::limits::NAME_BYTES_MAX` bytes), pinned by a test of this module.
+pub const CMD_BYTES_MAX: usize = 1024;
+const _: () = assert!(BATCH_MAX * CMD_BYTES_MAX * PAYLOAD_ENTRIES_MAX as usize <= net::FRAME_BYTES_MAX);
 
 /// What the listener and the arbiter share.
 pub struct Core {
@@ -68,6 +78,93 @@ pub struct Core {
     pub timing: FailoverTiming,
     pub call_timeout: Duration,
     last_commit: Mutex<Option<Instant>>,
+    batcher: Batcher,
+    pub status_cache: StatusCache,
+}
+
+/// The server-wide part of the arbiter's status (the voters' health, whether a majority
+/// answers), kept for a while: every domain's driver asks for it, and a follower asks the
+/// leader over the network.
+#[derive(Default)]
+pub struct StatusCache {
+    last: tokio::sync::Mutex<Option<(Instant, Vec<ArbiterMember>, bool)>>,
+}
+
+impl StatusCache {
+    /// The status at most `max_age` old, from `refresh` when the kept one is older. Callers that
+    /// come while one refreshes wait for its answer rather than ask again.
+    pub async fn get_or_refresh<F, Fut>(&self, max_age: Duration, refresh: F) -> (Vec<ArbiterMember>, bool)
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = (Vec<ArbiterMember>, bool)>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, members, quorum)) = &*last {
+            if at.elapsed() < max_age {
+                return (members.clone(), *quorum);
+            }
+        }
+        let (members, quorum) = refresh().await;
+        *last = Some((Instant::now(), members.clone(), quorum));
+        (members, quorum)
+    }
+}
+
+/// A write waiting to be committed, and where its answer goes.
+struct Queued {
+    cmd: Cmd,
+    deadline: tokio::time::Instant,
+    reply: oneshot::Sender<Result<(CmdResponse, u64)>>,
+}
+
+/// Group commit of a voter's writes. While entries are being committed, the writes that arrive
+/// wait; then all of them go at once, as one [`CmdKind::Batch`] entry per [`BATCH_MAX`]. The
+/// failover drivers of a server's domains tick together, so a server with a thousand domains
+/// commits a few entries per heartbeat rather than two per domain, and pays each Raft entry,
+/// fsync and round trip once for all of them.
+#[derive(Default)]
+struct Batcher {
+    queue: Mutex<Vec<Queued>>,
+    wake: Notify,
+}
+
+impl Batcher {
+    fn push(&self, queued: Queued) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(queued);
+        self.wake.notify_one();
+    }
+
+    /// Every write waiting whose caller still waits for it.
+    fn take(&self) -> Vec<Queued> {
+        let mut queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let now = tokio::time::Instant::now();
+        // A caller that gave up must not find its write committed after all.
+        queued.retain(|q| !q.reply.is_closed() && q.deadline > now);
+        queued
+    }
+}
+
+/// Commits the batcher's writes until `stop`; a write left waiting then fails at once.
+async fn run_batches(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = core.batcher.wake.notified() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            drop(core.batcher.take());
+            return;
+        }
+        let mut queued = core.batcher.take();
+        let mut chunks = JoinSet::new();
+        while !queued.is_empty() {
+            let rest = queued.split_off(queued.len().min(BATCH_MAX));
+            let chunk = std::mem::replace(&mut queued, rest);
+            let core = core.clone();
+            chunks.spawn(async move { core.commit_batch(chunk).await });
+        }
+        while chunks.join_next().await.is_some() {}
+    }
 }
 
 /// A running voter.
@@ -76,6 +173,7 @@ pub struct Node {
     stop: watch::Sender<bool>,
     server: Mutex<Option<JoinHandle<()>>>,
     keeper: Mutex<Option<JoinHandle<()>>>,
+    batcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Node {
@@ -106,11 +204,20 @@ impl Node {
             timing: cfg.timing,
             call_timeout: call_timeout(&cfg.timing),
             last_commit: Mutex::new(None),
+            batcher: Batcher::default(),
+            status_cache: StatusCache::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(net::serve(listener, tls.server.clone(), core.clone(), stop_rx.clone()));
-        let keeper = tokio::spawn(keep_alive(core.clone(), stop_rx));
-        let node = Node { core, stop, server: Mutex::new(Some(server)), keeper: Mutex::new(Some(keeper)) };
+        let keeper = tokio::spawn(keep_alive(core.clone(), stop_rx.clone()));
+        let batcher = tokio::spawn(run_batches(core.clone(), stop_rx));
+        let node = Node {
+            core,
+            stop,
+            server: Mutex::new(Some(server)),
+            keeper: Mutex::new(Some(keeper)),
+            batcher: Mutex::new(Some(batcher)),
+        };
         if let Err(e) = node.initialize().await {
             node.close().await;
             return Err(e);
@@ -138,7 +245,7 @@ impl Node {
     pub async fn close(&self) {
         self.stop.send_replace(true);
         // The keeper first: once it has returned, it restarts no Raft behind this close.
-        for task in [&self.keeper, &self.server] {
+        for task in [&self.keeper, &self.batcher, &self.server] {
             let task = task.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(task) = task {
                 let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
@@ -256,25 +363,41 @@ impl Core {
     }
 
     /// Commits one command through the leader, before `deadline`; the answer and its log index.
-    /// `domain` is the domain the command is about (`None`: the global domain).
+    /// `domain` is the domain the command is about (`None`: the global domain). Commands that
+    /// fall due together, from any of the server's domains, are committed as one log entry
+    /// ([`Batcher`]).
     pub async fn write(
         &self,
         domain: Option<Uid>,
         kind: CmdKind,
         deadline: tokio::time::Instant,
     ) -> Result<(CmdResponse, u64)> {
-        let cmd = Cmd { op: rand::random(), domain, kind };
+        let (reply, answer) = oneshot::channel();
+        self.batcher.push(Queued { cmd: Cmd { op: rand::random(), domain, kind }, deadline, reply });
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Peer("arbiter: the voter stopped before the write committed".into())),
+            Err(_) => Err(self.timed_out("it waited behind other writes")),
+        }
+    }
+
+    fn timed_out(&self, why: &str) -> Error {
+        Error::Peer(format!(
+            "arbiter: no majority of the {} voters committed the write within {} ms ({why})",
+            self.voters.len(),
+            self.call_timeout.as_millis()
+        ))
+    }
+
+    /// Commits `cmd` (one command or a batch) through the leader, before `deadline`.
+    async fn commit(&self, cmd: Cmd, deadline: tokio::time::Instant) -> Result<(CmdResponse, u64)> {
         let raft = self.raft();
         let mut metrics = raft.metrics();
         let mut last_error = String::from("no leader elected");
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                return Err(Error::Peer(format!(
-                    "arbiter: no majority of the {} voters committed the write within {} ms ({last_error})",
-                    self.voters.len(),
-                    self.call_timeout.as_millis()
-                )));
+                return Err(self.timed_out(&last_error));
             }
             let leader = metrics.borrow_and_update().current_leader;
             match leader {
@@ -306,6 +429,44 @@ impl Core {
             let pause = left.min(Duration::from_millis(20));
             if let Ok(Err(_)) = tokio::time::timeout(pause, metrics.changed()).await {
                 tokio::time::sleep(pause).await;
+            }
+        }
+    }
+
+    /// Commits `chunk` as one entry (a batch, unless it is a single write) and answers each
+    /// caller: the batch's answers in order, all at the entry's index.
+    async fn commit_batch(&self, chunk: Vec<Queued>) {
+        let Some(deadline) = chunk.iter().map(|q| q.deadline).max() else {
+            return;
+        };
+        if let [_] = chunk.as_slice() {
+            if let Some(q) = chunk.into_iter().next() {
+                let _ = q.reply.send(self.commit(q.cmd, deadline).await);
+            }
+            return;
+        }
+        let (cmds, replies): (Vec<Cmd>, Vec<_>) = chunk.into_iter().map(|q| (q.cmd, q.reply)).unzip();
+        let n = cmds.len();
+        let batch = Cmd { op: rand::random(), domain: None, kind: CmdKind::Batch { cmds } };
+        match self.commit(batch, deadline).await {
+            Ok((CmdResponse::Batch(answers), index)) if answers.len() == n => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok((answer, index)));
+                }
+            }
+            Ok((other, _)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(Error::Peer(format!("arbiter: unexpected answer to a batch: {other:?}"))));
+                }
+            }
+            Err(e) => {
+                let why = match &e {
+                    Error::Peer(m) => m.clone(),
+                    other => other.to_string(),
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(Error::Peer(why.clone())));
+                }
             }
         }
     }

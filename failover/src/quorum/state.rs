@@ -65,6 +65,11 @@ pub enum CmdKind {
     Transfer { from: Holder, to: Uid, epoch: u64 },
     /// The domain was deleted from the cluster: its state goes (the global domain's never does).
     Forget,
+    /// Several commands, of any domains, committed as one log entry and applied in order: how a
+    /// server sends the renewals and reports of all its domains that fall due together (see
+    /// `node::Batcher`). The entry's `op` answers a retry of the whole; the commands' own ops
+    /// are not remembered. A batch inside a batch is refused.
+    Batch { cmds: Vec<Cmd> },
 }
 
 impl CmdKind {
@@ -73,7 +78,17 @@ impl CmdKind {
         match self {
             CmdKind::Report { report } => Some(report.node_id),
             CmdKind::Acquire { me, .. } => Some(me.node_id),
-            CmdKind::Renew { .. } | CmdKind::Transfer { .. } | CmdKind::Forget => None,
+            CmdKind::Renew { .. } | CmdKind::Transfer { .. } | CmdKind::Forget | CmdKind::Batch { .. } => None,
+        }
+    }
+}
+
+impl Cmd {
+    /// The commands this entry applies: its own, or those of its batch.
+    pub fn parts(&self) -> &[Cmd] {
+        match &self.kind {
+            CmdKind::Batch { cmds } => cmds,
+            _ => std::slice::from_ref(self),
         }
     }
 }
@@ -90,6 +105,10 @@ pub enum CmdResponse {
     Transferred(Result<(), String>),
     /// Whether the domain had a state to forget.
     Forgotten(bool),
+    /// The answers to a batch's commands, in its order.
+    Batch(Vec<CmdResponse>),
+    /// A command the state does not apply (a batch inside a batch).
+    Refused(String),
 }
 
 /// A node's latest report and the log index it arrived at.
@@ -132,7 +151,25 @@ impl ArbiterState {
         if let Some((_, answer)) = self.recent.iter().find(|(op, _)| *op == cmd.op) {
             return answer.clone();
         }
-        let answer = match cmd.domain {
+        let answer = match &cmd.kind {
+            CmdKind::Batch { cmds } => CmdResponse::Batch(cmds.iter().map(|c| self.apply_one(c, index)).collect()),
+            _ => self.apply_one(cmd, index),
+        };
+        // Deterministic: the number of domains is part of the state.
+        let recent_max = RECENT_OPS_MAX + RECENT_OPS_PER_DOMAIN * self.domains.len();
+        while self.recent.len() >= recent_max {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((cmd.op, answer.clone()));
+        answer
+    }
+
+    /// Applies one command that is not a batch, without remembering its answer.
+    fn apply_one(&mut self, cmd: &Cmd, index: u64) -> CmdResponse {
+        if matches!(cmd.kind, CmdKind::Batch { .. }) {
+            return CmdResponse::Refused("a batch inside a batch".into());
+        }
+        match cmd.domain {
             Some(domain) if cmd.kind == CmdKind::Forget => {
                 CmdResponse::Forgotten(self.domains.remove(&domain).is_some())
             }
@@ -155,14 +192,7 @@ impl ArbiterState {
                 self.put_global(global);
                 answer
             }
-        };
-        // Deterministic: the number of domains is part of the state.
-        let recent_max = RECENT_OPS_MAX + RECENT_OPS_PER_DOMAIN * self.domains.len();
-        while self.recent.len() >= recent_max {
-            self.recent.pop_front();
         }
-        self.recent.push_back((cmd.op, answer.clone()));
-        answer
     }
 
     /// A copy of one domain's state (`None`: the global domain); empty for a domain never named.
@@ -270,8 +300,9 @@ impl DomainState {
                 self.highest_epoch = *new_epoch;
                 CmdResponse::Transferred(Ok(()))
             }
-            // Handled by `ArbiterState::apply`, which owns the map of domains.
+            // Handled by `ArbiterState::apply`, which owns the map of domains and unpacks batches.
             CmdKind::Forget => CmdResponse::Forgotten(false),
+            CmdKind::Batch { .. } => CmdResponse::Refused("a batch inside a batch".into()),
         }
     }
 
@@ -362,6 +393,58 @@ mod tests {
         let first = s.apply(&c, 1);
         assert!(matches!(first, CmdResponse::Acquired(Some(_))));
         assert_eq!(s.apply(&c, 2), first);
+    }
+
+    #[test]
+    fn a_batch_applies_its_commands_in_order_across_domains_and_once() {
+        let mut s = ArbiterState::default();
+        let (a, b) = (report(1), report(2));
+        let d = Uid::new_random();
+        let acquire =
+            |me: &Report| CmdKind::Acquire { me: me.clone(), expected: None, highest_known: 0, renewals: None };
+        let batch = cmd(CmdKind::Batch {
+            cmds: vec![
+                cmd(acquire(&a)),
+                cmd_in(d, acquire(&b)),
+                // In order: b's acquire of d above is applied first, so a's finds a holder.
+                cmd_in(d, acquire(&a)),
+                cmd_in(d, CmdKind::Report { report: a.clone() }),
+            ],
+        });
+        let CmdResponse::Batch(answers) = s.apply(&batch, 7) else { panic!("a batch answers with a batch") };
+        assert!(matches!(answers[0], CmdResponse::Acquired(Some(_))));
+        assert!(matches!(answers[1], CmdResponse::Acquired(Some(_))));
+        assert_eq!(answers[2], CmdResponse::Acquired(None));
+        assert_eq!(answers[3], CmdResponse::Reported);
+        assert_eq!(s.holder_of(None).map(|h| h.node_id), Some(a.node_id));
+        assert_eq!(s.holder_of(Some(d)).map(|h| h.node_id), Some(b.node_id));
+        assert_eq!(s.reported_index(Some(d), a.node_id), Some(7));
+        // A retry of the whole entry is answered as the first time and changes nothing.
+        let before = s.clone();
+        assert_eq!(s.apply(&batch, 8), CmdResponse::Batch(answers));
+        assert_eq!(s, before);
+        // A batch inside a batch is refused, and its commands are not applied.
+        let nested = cmd(CmdKind::Batch { cmds: vec![cmd(CmdKind::Batch { cmds: vec![cmd(acquire(&b))] })] });
+        let CmdResponse::Batch(answers) = s.apply(&nested, 9) else { panic!("a batch answers with a batch") };
+        assert!(matches!(answers[0], CmdResponse::Refused(_)));
+        assert_eq!(s.holder_of(None).map(|h| h.node_id), Some(a.node_id));
+    }
+
+    #[test]
+    fn a_command_stays_under_its_bound_with_the_longest_name() {
+        let mut me = report(1);
+        me.name = "n".repeat(mgha_core::limits::NAME_BYTES_MAX);
+        me.epoch = u64::MAX;
+        me.head_seq = u64::MAX;
+        let kind = CmdKind::Acquire {
+            me,
+            expected: Some(Holder { node_id: Uid::new_random(), epoch: u64::MAX }),
+            highest_known: u64::MAX,
+            renewals: Some(u64::MAX),
+        };
+        let one = cmd_in(Uid::new_random(), kind);
+        let bytes = rmp_serde::to_vec_named(&one).expect("encodes").len();
+        assert!(bytes <= crate::quorum::node::CMD_BYTES_MAX, "{bytes} bytes");
     }
 
     #[test]

@@ -162,16 +162,22 @@ impl Shared {
                     EntryPayload::Blank => CmdResponse::None,
                     EntryPayload::Normal(cmd) => {
                         let state = &mut machine.state;
-                        let before = (state.holder_of(cmd.domain), state.renewals_of(cmd.domain));
+                        let before: Vec<_> = cmd
+                            .parts()
+                            .iter()
+                            .map(|part| (state.holder_of(part.domain), state.renewals_of(part.domain)))
+                            .collect();
                         let answer = state.apply(&cmd, entry.log_id.index);
-                        let seen = seen.entry(cmd.domain).or_insert_with(|| Seen::new(now));
-                        if (state.holder_of(cmd.domain), state.renewals_of(cmd.domain)) != before {
-                            seen.holder_at = now;
-                        }
-                        if let Some(node) = cmd.kind.reporter() {
-                            if let Some(index) = state.reported_index(cmd.domain, node) {
-                                if seen.reports_at.get(&node).map(|(i, _)| *i) != Some(index) {
-                                    seen.reports_at.insert(node, (index, now));
+                        for (part, before) in cmd.parts().iter().zip(before) {
+                            let seen = seen.entry(part.domain).or_insert_with(|| Seen::new(now));
+                            if (state.holder_of(part.domain), state.renewals_of(part.domain)) != before {
+                                seen.holder_at = now;
+                            }
+                            if let Some(node) = part.kind.reporter() {
+                                if let Some(index) = state.reported_index(part.domain, node) {
+                                    if seen.reports_at.get(&node).map(|(i, _)| *i) != Some(index) {
+                                        seen.reports_at.insert(node, (index, now));
+                                    }
                                 }
                             }
                         }

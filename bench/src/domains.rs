@@ -37,15 +37,17 @@ pub struct DomainScale {
     pub spread: usize,
     /// Seconds each throughput measurement runs.
     pub throughput_s: u64,
+    /// The failover heartbeat; the timeout is five of them.
+    pub heartbeat_ms: u64,
 }
 
 impl DomainScale {
     pub fn full() -> DomainScale {
-        DomainScale { domains: 1000, objects: 1000, spread: 100, throughput_s: 10 }
+        DomainScale { domains: 1000, objects: 1000, spread: 100, throughput_s: 10, heartbeat_ms: 1000 }
     }
 
     pub fn quick() -> DomainScale {
-        DomainScale { domains: 12, objects: 100, spread: 6, throughput_s: 2 }
+        DomainScale { domains: 12, objects: 100, spread: 6, throughput_s: 2, heartbeat_ms: 1000 }
     }
 }
 
@@ -62,8 +64,15 @@ const WAIT: Duration = Duration::from_secs(300);
 pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let started = Instant::now();
     let log = |what: &str| eprintln!("[domains {:>6.1} s] {what}", started.elapsed().as_secs_f64());
-    let timing = FailoverTiming::default();
-    log("three servers with quorum failover");
+    let timing = FailoverTiming {
+        heartbeat_ms: scale.heartbeat_ms,
+        failover_after_ms: 5 * scale.heartbeat_ms,
+        ..FailoverTiming::default()
+    };
+    log(&format!(
+        "three servers with quorum failover (heartbeat {} ms, failover after {} ms)",
+        timing.heartbeat_ms, timing.failover_after_ms
+    ));
     let mut servers = start_servers(scratch, exe, timing)?;
     let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
 
@@ -94,7 +103,8 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
     for (pid, before) in &cpu {
         let used = (cpu_ticks(*pid)? - before) as f64 / ticks_per_s;
         rss.push(peak_rss_mib(*pid)?);
-        rows.push(
+        measured(
+            rows,
             Row::new(
                 "domains_idle_cpu",
                 format!("idle CPU of a server with {} domains, pid {pid}", scale.domains),
@@ -104,7 +114,8 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
             .goal(Goal::AtMost(2.0)),
         );
     }
-    rows.push(
+    measured(
+        rows,
         Row::new(
             "domains_peak_rss",
             format!("peak RSS of the largest server, {} domains x {} objects", scale.domains, scale.objects),
@@ -123,7 +134,8 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
     // The restarted server votes in the arbiter again: every Active holds its lease before the
     // throughput is measured.
     wait_all_active(&apis, scale.domains)?;
-    rows.push(
+    measured(
+        rows,
         Row::new(
             "domains_start_ms",
             format!("start of a server with {} domains to all synchronized", scale.domains),
@@ -138,13 +150,17 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
     let one = throughput(&apis, &actives, &[domain(0)], "one-", scale.throughput_s)?;
     let spread: Vec<String> = (0..scale.spread.min(scale.domains)).map(domain).collect();
     let many = throughput(&apis, &actives, &spread, "spread-", scale.throughput_s)?;
-    rows.push(Row::new(
-        "domains_publish_one",
-        format!("{CLIENTS} clients, {BATCH} objects per revision, one domain"),
-        one,
-        Unit::ObjectsPerSecond,
-    ));
-    rows.push(
+    measured(
+        rows,
+        Row::new(
+            "domains_publish_one",
+            format!("{CLIENTS} clients, {BATCH} objects per revision, one domain"),
+            one,
+            Unit::ObjectsPerSecond,
+        ),
+    );
+    measured(
+        rows,
         Row::new(
             "domains_publish_spread",
             format!("{CLIENTS} clients, {BATCH} objects per revision, over {} domains", spread.len()),
@@ -179,7 +195,8 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
         std::thread::sleep(Duration::from_millis(20));
     }
     let worst = taken.values().cloned().fold(0.0, f64::max);
-    rows.push(
+    measured(
+        rows,
         Row::new(
             "domains_failover_ms",
             format!("SIGKILL of a server: the last of its {} domains with a new Active", lost_domains.len()),
@@ -199,7 +216,8 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
     let acked = load.stop();
     wait_synchronized(&apis, scale.domains)?;
     let lost = lost_publishes(&apis, &acked)?;
-    rows.push(
+    measured(
+        rows,
         Row::new(
             "domains_rebalance_ms",
             format!("rebalance of {} domains ({moves} changeovers), under load", scale.domains),
@@ -208,7 +226,8 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
         )
         .goal(Goal::AtMost(10_000.0)),
     );
-    rows.push(
+    measured(
+        rows,
         Row::new(
             "domains_lost",
             format!("acknowledged publishes lost over the SIGKILL and the rebalance ({} acknowledged)", acked.len()),
@@ -222,6 +241,12 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
     }
     log("done");
     Ok(())
+}
+
+/// Keeps a row, and says it at once: a run that stops later still shows what it measured.
+fn measured(rows: &mut Vec<Row>, row: Row) {
+    eprintln!("  measured: {}: {}", row.figure, row.unit.format(row.value));
+    rows.push(row);
 }
 
 fn domain(i: usize) -> String {
@@ -253,7 +278,9 @@ fn start_servers(scratch: &Path, exe: &Path, timing: FailoverTiming) -> anyhow::
             cfg.quorum_listen = Some(listen);
             cfg.quorum_members = members;
             cfg.sync_standbys = 1;
+            // The heartbeat also paces the peers' pings: their timeout scales with it.
             cfg.heartbeat_ms = timing.heartbeat_ms;
+            cfg.peer_timeout_ms = cfg.peer_timeout_ms.max(5 * timing.heartbeat_ms);
             cfg.failover_after_ms = timing.failover_after_ms;
         })?;
     }

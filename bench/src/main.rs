@@ -81,6 +81,10 @@ pub struct BenchArgs {
     /// --scenario domains: how many domains (default 1,000; 12 with --quick).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4095))]
     pub domains: Option<u64>,
+    /// --scenario domains: the servers' failover heartbeat (default 1,000 ms); the failover
+    /// timeout is five heartbeats, as by default.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub heartbeat_ms: Option<u64>,
     /// Directory of the example plugins' .wasm files, which scripts/build-plugins builds and
     /// prints. Without it a full run skips the plugin figures.
     #[arg(long, value_name = "DIR", env = plugins::PLUGINS_DIR_ENV)]
@@ -301,6 +305,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let mut ds = if args.quick { domains::DomainScale::quick() } else { domains::DomainScale::full() };
         if let Some(n) = args.domains {
             ds.domains = n as usize;
+        }
+        if let Some(ms) = args.heartbeat_ms {
+            ds.heartbeat_ms = ms;
         }
         let started = std::time::Instant::now();
         domains::run(scratch.path(), &mgha_exe(), ds, &mut report.rows)?;

@@ -83,7 +83,7 @@ impl Unit {
         }
     }
 
-    fn format(self, v: f64) -> String {
+    pub fn format(self, v: f64) -> String {
         let n = match self {
             Unit::ObjectsPerSecond | Unit::PerSecond => thousands(v.round() as u64),
             Unit::Milliseconds if v < 10.0 => format!("{v:.3}"),

@@ -21,6 +21,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -36,6 +37,12 @@ pub const BLOCK_OUT_MAX: usize = BLOCK_IN_MAX + 1024;
 /// Smallest block (length prefixes included) sent deflated.
 const DEFLATE_MIN: usize = 96;
 const DEFLATED: u32 = 1 << 31;
+/// A writer that deflated nothing for this long frees its compression context (a few hundred
+/// KiB), and a new one starts with the next block to deflate. The reader needs no word of it:
+/// the new context's blocks continue the same deflate stream and refer back only to what the
+/// new context sent. A server with many domains keeps a stream per domain and peer, most of
+/// them idle, so this is most of its memory.
+const DEFLATE_IDLE: Duration = Duration::from_secs(10);
 const _: () = assert!(FRAME_BYTES_MAX + 4 < DEFLATED as usize, "a raw block's length must leave the flag bit free");
 
 /// A peer stream whose frames are sent and received as blocks.
@@ -53,7 +60,9 @@ impl<S> Compressed<S> {
 
 /// The sending side: reads the frame boundaries from the frames' own length prefixes.
 struct Writer {
-    deflate: Compress,
+    /// Made at the first block to deflate, freed after [`DEFLATE_IDLE`] without one.
+    deflate: Option<Box<Compress>>,
+    deflated_at: Option<Instant>,
     /// The length prefix of the next frame, as far as it has come.
     prefix: [u8; 4],
     prefix_len: usize,
@@ -73,7 +82,8 @@ struct Writer {
 impl Writer {
     fn new() -> Writer {
         Writer {
-            deflate: Compress::new(Compression::fast(), false),
+            deflate: None,
+            deflated_at: None,
             prefix: [0; 4],
             prefix_len: 0,
             frame: Vec::new(),
@@ -109,18 +119,22 @@ impl Writer {
             self.out.extend_from_slice(&(self.pending.len() as u32).to_be_bytes());
             self.out.extend_from_slice(&self.pending);
             self.pending.clear();
+            // Pings pass here on an idle stream: the moment to free what it does not use.
+            self.free_if_idle();
             return Ok(());
         }
         let start = self.out.len();
         self.out.extend_from_slice(&[0; 4]);
-        let before_in = self.deflate.total_in();
+        self.deflated_at = Some(Instant::now());
+        let deflate = self.deflate.get_or_insert_with(|| Box::new(Compress::new(Compression::fast(), false)));
+        let before_in = deflate.total_in();
         loop {
-            let consumed = (self.deflate.total_in() - before_in) as usize;
+            let consumed = (deflate.total_in() - before_in) as usize;
             self.out.reserve(BLOCK_IN_MAX / 4 + 64);
-            self.deflate
+            deflate
                 .compress_vec(&self.pending[consumed..], &mut self.out, FlushCompress::Sync)
                 .map_err(|e| io::Error::other(format!("deflate: {e}")))?;
-            let done = (self.deflate.total_in() - before_in) as usize == self.pending.len();
+            let done = (deflate.total_in() - before_in) as usize == self.pending.len();
             // A sync flush is complete once the input is consumed and the output was not full.
             if done && self.out.len() < self.out.capacity() {
                 break;
@@ -131,11 +145,24 @@ impl Writer {
         self.pending.clear();
         Ok(())
     }
+
+    /// Frees the compression context and the buffers' room after [`DEFLATE_IDLE`] without a
+    /// deflated block.
+    fn free_if_idle(&mut self) {
+        if self.deflated_at.is_some_and(|at| at.elapsed() >= DEFLATE_IDLE) {
+            self.deflate = None;
+            self.deflated_at = None;
+            self.pending = Vec::new();
+            self.frame.shrink_to(64);
+        }
+    }
 }
 
 /// The receiving side.
 struct Reader {
-    inflate: Decompress,
+    /// Made at the first deflated block: the side of a stream that only receives small raw
+    /// frames (acks, pings) never needs one.
+    inflate: Option<Box<Decompress>>,
     header: [u8; 4],
     header_len: usize,
     /// A deflated block being read whole.
@@ -150,7 +177,7 @@ struct Reader {
 impl Reader {
     fn new() -> Reader {
         Reader {
-            inflate: Decompress::new(false),
+            inflate: None,
             header: [0; 4],
             header_len: 0,
             block: Vec::new(),
@@ -166,19 +193,20 @@ impl Reader {
         self.plain_pos = 0;
         // Room for one byte more than allowed: a block that fills it is over the limit.
         self.plain.reserve_exact(BLOCK_IN_MAX + 1);
-        let before_in = self.inflate.total_in();
+        let inflate = self.inflate.get_or_insert_with(|| Box::new(Decompress::new(false)));
+        let before_in = inflate.total_in();
         loop {
-            let consumed = (self.inflate.total_in() - before_in) as usize;
+            let consumed = (inflate.total_in() - before_in) as usize;
             let room = BLOCK_IN_MAX + 1 - self.plain.len();
             let mut chunk = Vec::with_capacity(room);
-            self.inflate
+            inflate
                 .decompress_vec(&self.block[consumed..], &mut chunk, FlushDecompress::Sync)
                 .map_err(|e| invalid(format!("a deflated block does not inflate: {e}")))?;
             self.plain.extend_from_slice(&chunk);
             if self.plain.len() > BLOCK_IN_MAX {
                 return Err(invalid(format!("a deflated block inflates beyond {BLOCK_IN_MAX} bytes")));
             }
-            let consumed = (self.inflate.total_in() - before_in) as usize;
+            let consumed = (inflate.total_in() - before_in) as usize;
             if consumed == self.block.len() && chunk.len() < room {
                 break;
             }
@@ -186,7 +214,7 @@ impl Reader {
                 return Err(invalid("a deflated block stops inflating before its end".into()));
             }
         }
-        self.block.clear();
+        self.block = Vec::new();
         self.block_len = 0;
         Ok(())
     }
@@ -287,6 +315,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Compressed<S> {
                 let n = buf.remaining().min(this.r.plain.len() - this.r.plain_pos);
                 buf.put_slice(&this.r.plain[this.r.plain_pos..this.r.plain_pos + n]);
                 this.r.plain_pos += n;
+                if this.r.plain_pos == this.r.plain.len() {
+                    // Room for a whole block is taken again at the next one; an idle stream keeps none.
+                    this.r.plain = Vec::new();
+                    this.r.plain_pos = 0;
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.r.raw_left > 0 {
@@ -401,6 +434,44 @@ mod tests {
         let mut wire = Vec::new();
         b.read_to_end(&mut wire).await.expect("read");
         assert!(wire.len() < 100 * f.len() / 2, "{} bytes for {}", wire.len(), 100 * f.len());
+    }
+
+    /// A writer idle for long frees its context at the next small raw block (a ping) and makes a
+    /// new one at the next block to deflate; the reader, told nothing, reads every frame, and
+    /// the side that only read raw blocks never made a context.
+    #[tokio::test]
+    async fn a_context_freed_when_idle_is_made_again_and_the_reader_follows() {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut w = Compressed::new(a);
+        let mut r = Compressed::new(b);
+        let ping = frame(8, 0);
+        let big = frame(400, 1);
+        let mut expected = Vec::new();
+        for round in 0..3u8 {
+            for i in 0..5u8 {
+                let f = frame(300 + usize::from(i), round * 10 + i);
+                w.write_all(&f).await.expect("write");
+                w.flush().await.expect("flush");
+                expected.extend_from_slice(&f);
+            }
+            assert!(w.w.deflate.is_some(), "deflating made a context");
+            // As if the last deflated block was long ago: the next ping frees the context.
+            w.w.deflated_at = Instant::now().checked_sub(DEFLATE_IDLE);
+            w.write_all(&ping).await.expect("write");
+            w.flush().await.expect("flush");
+            expected.extend_from_slice(&ping);
+            assert!(w.w.deflate.is_none(), "an idle context is freed");
+            // The same text again, compressed by the new context against nothing before it.
+            w.write_all(&big).await.expect("write");
+            w.flush().await.expect("flush");
+            expected.extend_from_slice(&big);
+        }
+        drop(w);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.expect("read");
+        assert!(got == expected, "the bytes differ");
+        assert!(r.r.inflate.is_some(), "deflated blocks made the reader's context");
+        assert!(r.w.deflate.is_none(), "the reader wrote nothing and made no context");
     }
 
     /// Frames written as a run and flushed once share blocks: they arrive whole and in order,

@@ -40,6 +40,7 @@ pub async fn run(
         active_since_ms: None,
         arbiter_status: None,
         ticks: 0,
+        identity: None,
     };
     let mut events = d.engine.sync().events();
     loop {
@@ -72,6 +73,8 @@ struct Driver {
     active_since_ms: Option<u64>,
     arbiter_status: Option<ArbiterStatus>,
     ticks: u32,
+    /// The first report: its identity (id, name, tag) serves every later one.
+    identity: Option<Report>,
 }
 
 /// What one tick learned, for the status.
@@ -84,7 +87,11 @@ struct Outcome {
 impl Driver {
     async fn tick(&mut self) -> Role {
         self.probe_store().await;
-        let outcome = match Report::of(&self.engine) {
+        let report = match &self.identity {
+            Some(me) => Ok(Report::again(&self.engine, me.node_id, me.name.clone(), me.tag)),
+            None => Report::of(&self.engine).inspect(|me| self.identity = Some(me.clone())),
+        };
+        let outcome = match report {
             Ok(me) if me.role == Role::Active => {
                 self.active_since_ms.get_or_insert_with(mono_ms);
                 self.as_active(me).await

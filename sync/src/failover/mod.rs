@@ -21,16 +21,22 @@ impl Report {
     /// What the node of `engine` tells the arbiter about itself now.
     pub fn of(engine: &mgha_core::engine::Engine) -> mgha_core::Result<Report> {
         let node = engine.node()?;
+        Ok(Report::again(engine, node.node_id, node.name, node.tag))
+    }
+
+    /// The same for a node whose identity (id, name, tag: fixed for the life of a store) the
+    /// caller already read: no read of the store, for the failover driver's every tick.
+    pub fn again(engine: &mgha_core::engine::Engine, node_id: mgha_core::Uid, name: String, tag: u16) -> Report {
         let (role, epoch) = engine.role();
-        Ok(Report {
-            node_id: node.node_id,
-            name: node.name,
-            tag: node.tag,
+        Report {
+            node_id,
+            name,
+            tag,
             role,
             epoch,
             head_seq: engine.sync().head().seq,
             writable: engine.store_fault().is_none(),
-        })
+        }
     }
 }
 

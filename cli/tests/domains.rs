@@ -146,9 +146,17 @@ fn domains_live_on_subsets_with_their_own_actives_over_one_connection_per_pair()
     let err = fails(&["apply", "-d", b.d(), "--domain", "emea", support::s(&file)], EXIT_READ_ONLY);
     assert!(err.contains("'a'"), "{err}");
 
-    // One connection per pair of servers carries every domain.
-    for (x, y) in [(&a, &b), (&b, &c), (&a, &c)] {
-        assert_eq!(peer_connections(x, y), 1, "{} <-> {}", x.name, y.name);
+    // One connection per pair of servers carries every domain. (A dial that crossed another
+    // is dropped by the tie-break, so a moment with two is allowed; staying at two is not.)
+    let pairs = [(&a, &b), (&b, &c), (&a, &c)];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let counts: Vec<usize> = pairs.iter().map(|(x, y)| peer_connections(x, y)).collect();
+        if counts.iter().all(|&n| n == 1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "connections per pair (a-b, b-c, a-c): {counts:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 
     // A planned changeover of emea to b while apac keeps publishing on b.

@@ -7,10 +7,10 @@
 
 use std::ffi::c_char;
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use mgha_core::backup::{restore_backup, verify_backup, write_backup, BackupSummary};
+use mgha_core::backup::{restore_backup, verify_backup, BackupSummary};
 
 use crate::args::{text, Out};
 use crate::engine::{core_of, mgha_engine};
@@ -35,18 +35,6 @@ fn verify_file(path: &Path) -> FfiResult<BackupSummary> {
     Ok(verify_backup(path, &mut input, &mut |_| {})?)
 }
 
-/// Writes, syncs and verifies `partial`, then renames it to `path`.
-fn write_verified(core: &mgha_core::Engine, path: &Path, partial: &Path) -> FfiResult<()> {
-    let file = mgha_core::private::create_file(partial).map_err(|e| FfiError::from(e).context(partial))?;
-    let mut writer = BufWriter::new(file);
-    write_backup(&core.store(), &mut writer, &mut |_| {})?;
-    let file = writer.into_inner().map_err(|e| FfiError::from(e.into_error()).context(partial))?;
-    file.sync_all().map_err(|e| FfiError::from(e).context(partial))?;
-    verify_file(partial)?;
-    std::fs::rename(partial, path).map_err(|e| FfiError::from(e).context(path))?;
-    Ok(())
-}
-
 /// Writes an online, consistent backup of the engine's store to `path`, which must not exist.
 /// Publishes go on meanwhile; the backup holds the state and retained history at one revision.
 #[no_mangle]
@@ -55,15 +43,8 @@ pub unsafe extern "C" fn mgha_engine_backup(engine: *const mgha_engine, path: *c
         let core = core_of(engine)?;
         // SAFETY: a C string valid for the call (API contract).
         let path = PathBuf::from(unsafe { text(path, "path") }?);
-        if path.exists() {
-            return Err(FfiError::invalid(format!("{} already exists; a backup never replaces a file", path.display())));
-        }
-        let partial = mgha_core::private::temp_path(&path);
-        let result = write_verified(&core, &path, &partial);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&partial);
-        }
-        result
+        mgha_node::backup::write_verified_backup(&core, &path)?;
+        Ok(())
     })
 }
 

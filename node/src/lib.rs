@@ -20,6 +20,7 @@
 
 pub mod arbiter;
 pub mod archive;
+pub mod backup;
 pub mod config;
 pub mod contract;
 pub mod domains;

@@ -2,8 +2,6 @@
 //! (registry changes published in the global domain, on its Active), changeovers per domain,
 //! rebalancing, and the task that keeps this server's replicas in line with the registry.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mgha_core::engine::Engine;
@@ -131,7 +129,11 @@ impl Node {
                     let engine = replica.engine.clone();
                     let path = dir.join(format!("domain-{name}-{}.mghabak", mgha_core::now_ms()));
                     let written = path.clone();
-                    blocking(move || write_verified_backup(&engine, &dir, &written)).await?;
+                    blocking(move || {
+                        mgha_core::private::create_dir(&dir)?;
+                        crate::backup::write_verified_backup(&engine, &written).map(drop)
+                    })
+                    .await?;
                     Some(path.display().to_string())
                 } else {
                     None
@@ -435,24 +437,6 @@ fn active_of(engine: &Engine) -> Option<String> {
         return engine.node().ok().map(|n| n.name);
     }
     engine.sync().active_hint()
-}
-
-/// Writes a verified backup of `engine`'s store to `path` (through a temporary file beside it,
-/// so a file under that name is always a whole, checked backup).
-fn write_verified_backup(engine: &Engine, dir: &Path, path: &Path) -> Result<()> {
-    mgha_core::private::create_dir(dir)?;
-    let partial: PathBuf = mgha_core::private::temp_path(path);
-    let file = mgha_core::private::create_file(&partial)?;
-    let mut writer = std::io::BufWriter::new(file);
-    mgha_core::backup::write_backup(&engine.store(), &mut writer, &mut |_| {})?;
-    writer.flush()?;
-    let file = writer.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    let mut input = std::io::BufReader::new(std::fs::File::open(&partial)?);
-    mgha_core::backup::verify_backup(&partial, &mut input, &mut |_| {})?;
-    std::fs::rename(&partial, path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 /// Runs engine work that may write durably on the blocking pool.

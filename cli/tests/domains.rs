@@ -3,13 +3,15 @@
 //! connection per pair of servers whatever the number of domains; a planned changeover of one
 //! domain while another keeps publishing on another server; a replica moved to another server
 //! (a full sync of that domain only); per-domain backup and restore; deletion refused while a
-//! domain holds objects. Each test has its own temp dir and free ports, and guards that kill
-//! every process it started.
+//! domain holds objects; a collision in one domain (a forced changeover while its Active is cut
+//! off) merged there while another domain on the same servers keeps publishing, untouched. Each
+//! test has its own temp dir and free ports, and guards that kill every process it started.
 
 mod support;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
+use support::publisher::{Api, Publisher};
 use support::*;
 
 const EXIT_INVALID: i32 = 3;
@@ -311,4 +313,124 @@ fn domains_reference_global_objects_which_cannot_go_while_used() {
     ok(&["apply", "-d", a.d(), "--domain", "emea", support::s(&drop_group)]);
     let err = fails(&["apply", "-d", a.d(), support::s(&delete)], 4);
     assert!(err.contains("domain 'apac'") && !err.contains("emea"), "apac still uses it: {err}");
+}
+
+/// The collision branches of `domain` on `node` that are still open.
+fn open_collisions(node: &Node, domain: &str) -> Vec<Value> {
+    let list = ok_json(&["collision", "show", "-d", node.d(), "--domain", domain, "--json"]);
+    list["collisions"].as_array().expect("a list").iter().filter(|c| c["status"] == "open").cloned().collect()
+}
+
+/// Every revision of `domain` on `node`, newest first.
+fn revisions(node: &Node, domain: &str) -> Vec<Value> {
+    let list = ok_json(&["revisions", "-d", node.d(), "--domain", domain, "-n", "100000", "--json"]);
+    list["revisions"].as_array().expect("a list").clone()
+}
+
+#[test]
+fn a_collision_in_one_domain_is_merged_there_while_the_others_are_unaffected() {
+    let scratch = Scratch::new();
+    let (mut a, pa) = scratch.init_behind_proxy("a");
+    a.fast_timers();
+    a.start();
+    let (mut b, pb) = scratch.join_behind_proxy(&a, "b");
+    b.fast_timers();
+    b.start();
+    wait_peers_synchronized(&a, &["b"]);
+    // emea led by a, apac by b, on the same two servers and over the same link.
+    ok(&["domain", "create", "-d", a.d(), "emea", "--on", "a,b"]);
+    ok(&["domain", "create", "-d", a.d(), "apac", "--on", "b,a"]);
+    wait_domain_converged("emea", &a, &[&b]);
+    wait_domain_converged("apac", &b, &[&a]);
+    publish(&scratch, &a, "emea", "e-base", 3);
+    publish(&scratch, &b, "apac", "p-base", 3);
+    wait_domain_converged("emea", &a, &[&b]);
+    wait_domain_converged("apac", &b, &[&a]);
+    let apac_epoch = status_in(&b, "apac")["node"]["epoch"].clone();
+    let apac_before = revisions(&b, "apac");
+
+    // apac keeps publishing on b through everything below.
+    let apac_load = Publisher::start_in(Some("apac"), "p", vec![Api::of(&b)]);
+    wait_until("publishes into apac", || apac_load.count() >= 2);
+
+    // a and b cut apart: emea's Active a keeps publishing, not knowing that b is forced to take
+    // emea over and publishes there too. emea's history forks; apac's and the global domain's
+    // do not, since neither changes its Active.
+    pa.partition();
+    pb.partition();
+    let cut_off = Publisher::start_in(Some("emea"), "cut", vec![Api::of(&a)]);
+    wait_until("the cut-off active of emea to publish", || cut_off.count() >= 2);
+    let forced = ok_json(&["changeover", "-d", b.d(), "--domain", "emea", "--force", "--yes", "--json"]);
+    assert_eq!((forced["active"].as_str(), forced["forced"].as_bool()), (Some("b"), Some(true)), "{forced}");
+    publish(&scratch, &b, "emea", "e-new", 2);
+    wait_until("the cut-off active of emea to publish more", || cut_off.count() >= 4);
+    let cut_off = cut_off.stop();
+    assert_eq!(status_in(&a, "emea")["node"]["role"], "active", "a never learned while apart");
+    pa.heal();
+    pb.heal();
+
+    // The fork is a collision of emea only, kept on b, its Active.
+    wait_until("a to step down in emea and its branch to be kept", || {
+        status_in(&a, "emea")["node"]["role"] == "standby" && !open_collisions(&b, "emea").is_empty()
+    });
+    let branch = open_collisions(&b, "emea").remove(0);
+    assert_eq!(branch["node"], "a", "{branch}");
+    assert_eq!(branch["revisions"].as_u64(), Some(cut_off.len() as u64), "every unsynced revision: {branch}");
+    assert_eq!(status_in(&b, "emea")["collisions_open"], 1);
+    for n in [&a, &b] {
+        for domain in ["apac", "global"] {
+            let list = ok_json(&["collision", "show", "-d", n.d(), "--domain", domain, "--json"]);
+            assert_eq!(list["collisions"], serde_json::json!([]), "{domain} on {}", n.name);
+            assert_eq!(status_in(n, domain)["collisions_open"], 0, "{domain} on {}", n.name);
+        }
+    }
+    assert_eq!(status_in(&b, "apac")["node"]["role"], "active");
+    assert_eq!(status_in(&a, "global")["node"]["role"], "active");
+
+    // Merged in emea: both sides' hosts there, on both servers, and the branch resolved.
+    let id = branch["id"].to_string();
+    let merged = ok_json(&["collision", "resolve", "-d", b.d(), "--domain", "emea", &id, "--merge", "--json"]);
+    assert!(!merged["revision"].is_null(), "a merge publishes a revision: {merged}");
+    let apac_acked = apac_load.stop();
+    wait_domain_converged("emea", &b, &[&a]);
+    wait_domain_converged("apac", &b, &[&a]);
+    for n in [&a, &b] {
+        let held = host_names(n, "emea");
+        let want = cut_off
+            .iter()
+            .cloned()
+            .chain((0..3).map(|i| format!("e-base-{i}")))
+            .chain(["e-new-0".into(), "e-new-1".into()]);
+        let missing: Vec<String> = want.filter(|h| !held.contains(h)).collect();
+        assert!(missing.is_empty(), "emea on {} lacks {missing:?}", n.name);
+        assert!(held.iter().all(|h| h.starts_with("e-") || h.starts_with("cut-")), "only emea's hosts: {held:?}");
+    }
+    assert!(open_collisions(&b, "emea").is_empty());
+    let list = ok_json(&["collision", "show", "-d", b.d(), "--domain", "emea", "--json"]);
+    let kept = list["collisions"].as_array().expect("a list").iter().find(|c| c["id"] == branch["id"]).cloned();
+    assert_eq!(kept.map(|c| c["status"].clone()), Some(Value::from("resolved")), "{list}");
+    assert_eq!(status_in(&b, "emea")["collisions_open"], 0);
+
+    // apac: every acknowledged publish on both servers, no collision, and one unbroken chain at
+    // the epoch it started with, the same on both, its older revisions as they were.
+    for n in [&a, &b] {
+        let held = host_names(n, "apac");
+        let missing: Vec<&String> = apac_acked.iter().filter(|h| !held.contains(*h)).collect();
+        assert!(missing.is_empty(), "apac on {} lacks acknowledged publishes {missing:?}", n.name);
+        assert!(held.iter().all(|h| h.starts_with("p-")), "only apac's hosts: {held:?}");
+        assert_eq!(status_in(n, "apac")["node"]["epoch"], apac_epoch, "apac's epoch did not move");
+        assert!(open_collisions(n, "apac").is_empty());
+    }
+    let chain = revisions(&b, "apac");
+    assert_eq!(chain, revisions(&a, "apac"), "the same history on both servers");
+    assert!(chain.len() >= apac_before.len() + apac_acked.len(), "one revision per acknowledged publish");
+    assert_eq!(chain[chain.len() - apac_before.len()..], apac_before[..], "the older revisions are unchanged");
+    for pair in chain.windows(2) {
+        assert_eq!(pair[0]["parent"], pair[1]["id"], "an unbroken chain");
+        assert_eq!(pair[0]["seq"].as_u64(), pair[1]["seq"].as_u64().map(|s| s + 1));
+    }
+    let last = chain.last().expect("revisions");
+    assert_eq!(last["seq"], 1);
+    let epochs: BTreeSet<u64> = chain.iter().filter_map(|r| r["epoch"].as_u64()).collect();
+    assert_eq!(epochs.len(), 1, "every revision of apac at one epoch: {epochs:?}");
 }

@@ -28,6 +28,11 @@ impl Api {
 
     /// Publishes one host; `Ok` once acknowledged, else the error code (or "unreachable").
     pub fn publish_host(&self, name: &str, i: usize) -> Result<(), String> {
+        self.publish_host_in(None, name, i)
+    }
+
+    /// Publishes one host in `domain` (the global domain when `None`); as [`Api::publish_host`].
+    pub fn publish_host_in(&self, domain: Option<&str>, name: &str, i: usize) -> Result<(), String> {
         let agent = ureq::Agent::config_builder()
             .proxy(None)
             .http_status_as_error(false)
@@ -37,7 +42,10 @@ impl Api {
         let body = serde_json::json!({"changes": [{"op": "put", "type": "host", "name": name,
             "fields": {"ipv4-address": format!("10.60.{}.{}", i / 256 % 256, i % 256)}}]});
         let mut resp = match agent
-            .post(format!("http://{}/v1/publish", self.admin))
+            .post(match domain {
+                Some(d) => format!("http://{}/v1/domains/{d}/publish", self.admin),
+                None => format!("http://{}/v1/publish", self.admin),
+            })
             .header("authorization", format!("Bearer {}", self.token))
             .send_json(body)
         {
@@ -62,6 +70,12 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn start(prefix: &str, nodes: Vec<Api>) -> Publisher {
+        Publisher::start_in(None, prefix, nodes)
+    }
+
+    /// A publisher into `domain` (the global domain when `None`).
+    pub fn start_in(domain: Option<&str>, prefix: &str, nodes: Vec<Api>) -> Publisher {
+        let domain = domain.map(String::from);
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let (stopped, acks, prefix) = (stop.clone(), acked.clone(), prefix.to_string());
@@ -74,7 +88,7 @@ impl Publisher {
                 for n in &nodes {
                     let name = format!("{prefix}-{i}");
                     i += 1;
-                    match n.publish_host(&name, i) {
+                    match n.publish_host_in(domain.as_deref(), &name, i) {
                         Ok(()) => {
                             acks.lock().expect("lock").push(name);
                             done = true;

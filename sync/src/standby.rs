@@ -431,10 +431,16 @@ async fn follow(
 /// Keeps a damaged store, as it is, before a full sync replaces it: a second name for the file
 /// (a hard link, no copy) in `DIR/archive/`, which stays when the snapshot takes the live name.
 /// A backup cannot be written from it: its records fail their seals.
+/// A full sync that was cut off after this leaves the damaged store live, and the next one
+/// finds it already set aside (the archive is the same file): it is not linked again.
 fn set_aside_damaged(engine: &mgha_core::engine::Engine) -> Result<()> {
     let dir = engine.dir().join("archive");
     mgha_core::private::create_dir(&dir)?;
     let live = engine.dir().join(mgha_core::store::STORE_FILE);
+    if let Some(kept) = engine.archived().filter(|kept| same_file(kept, &live)) {
+        tracing::info!(path = %kept.display(), "the damaged store is already set aside; healing by a full sync from the active");
+        return Ok(());
+    }
     let path = dir.join(format!("{}-damaged.redb", mgha_core::now_ms()));
     std::fs::hard_link(&live, &path)?;
     std::fs::File::open(&dir)?.sync_all()?;
@@ -442,6 +448,22 @@ fn set_aside_damaged(engine: &mgha_core::engine::Engine) -> Result<()> {
     tracing::warn!(path = %path.display(), %damage, "the damaged store is set aside; healing by a full sync from the active");
     engine.set_archived(path);
     Ok(())
+}
+
+/// Whether two paths name the same file (one inode of one device).
+#[cfg(unix)]
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Elsewhere the damaged store is linked again at each try: kept twice, never lost.
+#[cfg(not(unix))]
+fn same_file(_: &std::path::Path, _: &std::path::Path) -> bool {
+    false
 }
 
 /// Keeps a backup of this node's store before a snapshot replaces a diverged history.

@@ -23,22 +23,7 @@ fn toml_list(items: &[String]) -> String {
 /// while the daemon does not answer or holds no replica of it yet.
 fn domain_status(node: &Node, domain: &str) -> Option<Value> {
     node.daemon.as_ref()?;
-    let token = std::fs::read_to_string(node.dir.join("admin.token")).ok()?;
-    let agent = ureq::Agent::config_builder()
-        .proxy(None)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent();
-    let mut resp = agent
-        .get(format!("http://{}/v1/domains/{domain}/status", node.admin()))
-        .header("authorization", format!("Bearer {}", token.trim()))
-        .call()
-        .ok()?;
-    if resp.status() != 200 {
-        return None;
-    }
-    resp.body_mut().read_json().ok()
+    node.http_json(&format!("/v1/domains/{domain}/status"))
 }
 
 /// (role, epoch) of a server's replica of `domain`, while it answers.

@@ -279,10 +279,21 @@ impl Node {
 
     /// The daemon's status over HTTP, or `None` while it does not answer.
     pub fn http_status(&self) -> Option<Value> {
+        self.http_json("/v1/status")
+    }
+
+    /// The JSON answer of `GET path` on the daemon's admin API, or `None` while it does not
+    /// answer or answers other than 200.
+    pub fn http_json(&self, path: &str) -> Option<Value> {
         let token = std::fs::read_to_string(self.dir.join("admin.token")).ok()?;
-        let agent = ureq::Agent::config_builder().proxy(None).http_status_as_error(false).build().new_agent();
+        let agent = ureq::Agent::config_builder()
+            .proxy(None)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .new_agent();
         let mut resp = agent
-            .get(format!("http://{}/v1/status", self.admin()))
+            .get(format!("http://{}{path}", self.admin()))
             .header("authorization", format!("Bearer {}", token.trim()))
             .call()
             .ok()?;

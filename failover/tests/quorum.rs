@@ -695,21 +695,5 @@ async fn the_writes_of_many_domains_made_together_share_log_entries() {
         let seen = arbiter.observe(m[0].report()).await.expect("observes");
         assert_eq!(seen.holder, Some(Holder { node_id: m[0].node_id, epoch: granted[d] }));
     }
-    // Another member's peek (no write) shows the same once it applied the entries, and its
-    // acquire on what it peeked is refused: the holder is not stale.
-    let (d, _) = &domains[0];
-    let b_in_d = arb[1].for_domain(*d);
-    let held = Some(Holder { node_id: m[0].node_id, epoch: granted[d] });
-    let peeked = eventually(Duration::from_secs(3), || async {
-        let state = b_in_d.peek().await.expect("the quorum arbiter keeps a view");
-        if state.holder == held {
-            Ok(state)
-        } else {
-            Err(mgha_core::Error::Peer(format!("not applied yet: {:?}", state.holder)))
-        }
-    })
-    .await;
-    assert!(!peeked.stale);
-    assert_eq!(b_in_d.acquire(m[1].report(), None, 0).await.expect("committed"), None);
     close_all(&arb).await;
 }

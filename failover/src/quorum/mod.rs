@@ -231,34 +231,6 @@ impl QuorumArbiter {
         (members, metrics.current_leader.is_some() && (committed || leader_acked))
     }
 
-    /// The holder and fresh reports of this handle's domain as this voter applied them, timed
-    /// by its own clock; notes the holder and renewal count for a later `acquire`.
-    fn local_state(&self) -> HolderState {
-        let core = &self.node.core;
-        let view = core.shared.domain_view(self.domain);
-        let now = Instant::now();
-        let window = Duration::from_millis(core.timing.failover_after_ms);
-        let state = view.state;
-        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.holder, state.renewals));
-        let reports = state
-            .reports
-            .values()
-            .filter(|r| {
-                view.seen
-                    .reports_at
-                    .get(&r.report.node_id)
-                    .is_some_and(|(index, at)| *index == r.index && now.duration_since(*at) < window)
-            })
-            .map(|r| r.report.clone())
-            .collect();
-        HolderState {
-            holder: state.holder,
-            stale: state.holder.is_none() || now.duration_since(view.seen.holder_at) >= window,
-            highest_epoch: state.highest_epoch,
-            reports,
-        }
-    }
-
     fn deadline(&self) -> tokio::time::Instant {
         tokio::time::Instant::now() + self.node.core.call_timeout
     }
@@ -300,11 +272,28 @@ impl Arbiter for QuorumArbiter {
         if !core.shared.wait_applied(index, deadline).await {
             return Err(Error::Peer(format!("arbiter: this member did not apply log {index} in time")));
         }
-        Ok(self.local_state())
-    }
-
-    async fn peek(&self) -> Option<HolderState> {
-        Some(self.local_state())
+        let view = core.shared.domain_view(self.domain);
+        let now = Instant::now();
+        let window = Duration::from_millis(core.timing.failover_after_ms);
+        let state = view.state;
+        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.holder, state.renewals));
+        let reports = state
+            .reports
+            .values()
+            .filter(|r| {
+                view.seen
+                    .reports_at
+                    .get(&r.report.node_id)
+                    .is_some_and(|(index, at)| *index == r.index && now.duration_since(*at) < window)
+            })
+            .map(|r| r.report.clone())
+            .collect();
+        Ok(HolderState {
+            holder: state.holder,
+            stale: state.holder.is_none() || now.duration_since(view.seen.holder_at) >= window,
+            highest_epoch: state.highest_epoch,
+            reports,
+        })
     }
 
     async fn acquire(&self, me: &Report, expected: Option<Holder>, highest_known: u64) -> Result<Option<u64>> {

@@ -68,15 +68,6 @@ pub trait Arbiter: Send + Sync + 'static {
     /// Records this node's report and reads the holder and the other reports.
     async fn observe(&self, me: &Report) -> Result<HolderState>;
 
-    /// The holder and reports as this node last learned them, without a write to the arbiter
-    /// and without a report: what a Standby looks at between two observations, at no cost to
-    /// the arbiter. It may lag the arbiter; a campaign it leads to is still decided by
-    /// `acquire`'s conditions. `None` when the backend keeps no such view: the driver then
-    /// observes.
-    async fn peek(&self) -> Option<HolderState> {
-        None
-    }
-
     /// Makes `me` the holder at a new epoch, above `highest_known` and above every epoch the
     /// arbiter granted, if and only if the holder is still `expected` (None: there is no holder).
     /// Returns the new epoch, or None when another node won or the holder changed meanwhile.

@@ -41,7 +41,6 @@ pub async fn run(
         arbiter_status: None,
         ticks: 0,
         identity: None,
-        observed_ok: false,
     };
     let mut events = d.engine.sync().events();
     loop {
@@ -76,8 +75,6 @@ struct Driver {
     ticks: u32,
     /// The first report: its identity (id, name, tag) serves every later one.
     identity: Option<Report>,
-    /// Whether this Standby's last observation succeeded (see `as_standby`).
-    observed_ok: bool,
 }
 
 /// What one tick learned, for the status.
@@ -248,27 +245,12 @@ impl Driver {
 
     async fn as_standby(&mut self, me: Report) -> Outcome {
         let mut outcome = Outcome::default();
-        // A Standby ticks twice per heartbeat; it reports (a write to the arbiter) at every
-        // other tick and in between looks at what its arbiter member last learned, which costs
-        // the arbiter nothing. Its report stays fresh (the window is the failover timeout, at
-        // least three heartbeats), and an expired hold is still seen within half a heartbeat.
-        // While its observations fail it observes at every tick: its view is then not worth a
-        // peek, and the error stays in its status until a write succeeds.
-        let peek = self.ticks % 2 == 1 && self.observed_ok;
-        let peeked = if peek { self.arbiter.peek().await } else { None };
-        let state = match peeked {
-            Some(state) => state,
-            None => match self.arbiter.observe(&me).await {
-                Ok(s) => {
-                    self.observed_ok = true;
-                    s
-                }
-                Err(e) => {
-                    self.observed_ok = false;
-                    outcome.error = Some(e.to_string());
-                    return outcome;
-                }
-            },
+        let state = match self.arbiter.observe(&me).await {
+            Ok(s) => s,
+            Err(e) => {
+                outcome.error = Some(e.to_string());
+                return outcome;
+            }
         };
         if self.engine.damage().is_some() {
             // Never a failover target with a damaged store: it heals by a full sync first.

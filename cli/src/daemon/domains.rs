@@ -17,7 +17,7 @@ use tower::ServiceExt;
 use utoipa::IntoParams;
 
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery};
-use super::server::AppState;
+use super::server::{on_blocking_pool, AppState};
 use crate::api::*;
 
 /// The node behind the state, or the refusal of a daemon serving an engine alone (the handler
@@ -29,20 +29,12 @@ fn node_of(state: &AppState) -> Result<Arc<Node>, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidArgument, "this daemon serves one engine, without domains"))
 }
 
-/// Runs node work that may write durably on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> mgha_node::Result<T> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("domain task failed: {e}")))?
-        .map_err(ApiError::from)
-}
-
 /// Every domain of the cluster, the global one first, as this server sees it.
 #[utoipa::path(get, path = "/v1/domains", operation_id = "listDomains", tag = "domains",
     responses((status = 200, body = DomainList), (status = 401, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<DomainList>, ApiError> {
     let node = node_of(&state)?;
-    Ok(Json(blocking(move || node.domains()).await?))
+    Ok(Json(on_blocking_pool(move || node.domains()).await?))
 }
 
 /// Creates a domain, on the global domain's Active.
@@ -162,7 +154,7 @@ async fn route_scoped(state: AppState, domain: String, req: Request) -> Result<R
     } else {
         let n = node.clone();
         let name = domain.clone();
-        let engine = blocking(move || n.domain(&name)).await?;
+        let engine = on_blocking_pool(move || n.domain(&name)).await?;
         let mut routers = state.scoped.routers.lock().unwrap_or_else(|p| p.into_inner());
         match routers.get(&domain).filter(|(e, _)| Arc::ptr_eq(e, &engine)) {
             Some((_, r)) => r.clone(),

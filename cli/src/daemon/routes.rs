@@ -304,9 +304,7 @@ pub async fn metrics(
     // The server's own metrics (not a domain's, `/v1/domains/{domain}/metrics`) add a row per
     // domain replica it holds.
     if let (Some(node), true) = (state.node.clone(), &*state.domain == mgha_node::domains::GLOBAL_DOMAIN) {
-        let list = tokio::task::spawn_blocking(move || node.domains())
-            .await
-            .map_err(|e| ApiError::internal(format!("domain list task failed: {e}")))?;
+        let list = super::server::on_blocking_pool(move || Ok::<_, ApiError>(node.domains())).await?;
         // A store that serves no data (a damaged Standby's, quarantined until it heals) still
         // has its metrics, which say so; its domain rows come back once it reads again.
         if let Ok(list) = list {

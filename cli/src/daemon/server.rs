@@ -90,10 +90,7 @@ impl AppState {
         F: FnOnce(&Engine) -> mgha_core::Result<T> + Send + 'static,
     {
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || f(&engine))
-            .await
-            .map_err(|e| ApiError::internal(format!("engine task failed: {e}")))?
-            .map_err(ApiError::from)
+        on_blocking_pool(move || f(&engine)).await
     }
 
     /// The status document: the node's own (its settings included) when there is a node, else
@@ -104,10 +101,7 @@ impl AppState {
             Some(node) => {
                 let node = node.clone();
                 let domain = self.domain.clone();
-                tokio::task::spawn_blocking(move || node.domain_status(&domain))
-                    .await
-                    .map_err(|e| ApiError::internal(format!("status task failed: {e}")))?
-                    .map_err(ApiError::from)
+                on_blocking_pool(move || node.domain_status(&domain)).await
             }
             None => self.run(StatusBody::of).await,
         }
@@ -320,6 +314,19 @@ impl StopSignals {
             _ = self.int.recv() => "SIGINT",
         }
     }
+}
+
+/// Runs synchronous engine or node work (which may wait for an fsync) on the blocking pool, off
+/// the async workers; a task that panicked is an internal error.
+pub async fn on_blocking_pool<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("a blocking task failed: {e}")))?
+        .map_err(Into::into)
 }
 
 #[cfg(test)]

@@ -286,13 +286,7 @@ impl Node {
     /// answer or answers other than 200.
     pub fn http_json(&self, path: &str) -> Option<Value> {
         let token = std::fs::read_to_string(self.dir.join("admin.token")).ok()?;
-        let agent = ureq::Agent::config_builder()
-            .proxy(None)
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .new_agent();
-        let mut resp = agent
+        let mut resp = http_agent()
             .get(format!("http://{}{path}", self.admin()))
             .header("authorization", format!("Bearer {}", token.trim()))
             .call()
@@ -417,4 +411,15 @@ pub fn wait_peers_synchronized(leader: &Node, peers: &[&str]) {
             })
         })
     });
+}
+
+/// An HTTP client for a daemon's admin API: no proxy, every status an answer (not an error),
+/// and no call longer than 10 s.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .proxy(None)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent()
 }

@@ -33,12 +33,7 @@ impl Api {
 
     /// Publishes one host in `domain` (the global domain when `None`); as [`Api::publish_host`].
     pub fn publish_host_in(&self, domain: Option<&str>, name: &str, i: usize) -> Result<(), String> {
-        let agent = ureq::Agent::config_builder()
-            .proxy(None)
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .new_agent();
+        let agent = super::http_agent();
         let body = serde_json::json!({"changes": [{"op": "put", "type": "host", "name": name,
             "fields": {"ipv4-address": format!("10.60.{}.{}", i / 256 % 256, i % 256)}}]});
         let mut resp = match agent

@@ -392,19 +392,27 @@ async function showCollisionDiff(branch, item) {
 
 // -- actions ----------------------------------------------------------------------------------
 
+/**
+ * Gives `select` the options `names`, only when they changed (a refresh must not close an open
+ * list), and keeps the chosen one while it is still offered.
+ */
+function setOptions(select, names) {
+  const current = Array.from(select.options).map((o) => o.value);
+  if (current.join("\n") === names.join("\n")) {
+    return;
+  }
+  const chosen = select.value;
+  select.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
+  if (names.includes(chosen)) {
+    select.value = chosen;
+  }
+}
+
 function updateActions(s) {
-  const select = $("planned-target");
   const candidates = s.node.role === "active"
     ? s.peers.map((p) => p.name)
     : [s.node.name].concat(s.peers.filter((p) => p.role !== "active").map((p) => p.name));
-  const current = Array.from(select.options).map((o) => o.value);
-  if (current.join("\n") !== candidates.join("\n")) {
-    const chosen = select.value;
-    select.replaceChildren(...candidates.map((n) => el("option", { value: n, text: n })));
-    if (candidates.includes(chosen)) {
-      select.value = chosen;
-    }
-  }
+  setOptions($("planned-target"), candidates);
   $("planned").disabled = page.busy || candidates.length === 0;
   $("planned-hint").textContent = candidates.length === 0
     ? "No Standby to hand over to."
@@ -428,15 +436,7 @@ function updateDomainActions(d) {
   const candidates = !d.here ? []
     : d.role === "active" ? byName(peers).map((p) => p.name)
       : [me].concat(byName(peers).filter((p) => p.role !== "active").map((p) => p.name));
-  const select = $("domain-planned-target");
-  const current = Array.from(select.options).map((o) => o.value);
-  if (current.join("\n") !== candidates.join("\n")) {
-    const chosen = select.value;
-    select.replaceChildren(...candidates.map((n) => el("option", { value: n, text: n })));
-    if (candidates.includes(chosen)) {
-      select.value = chosen;
-    }
-  }
+  setOptions($("domain-planned-target"), candidates);
   $("domain-planned-form").hidden = candidates.length === 0;
   $("domain-planned").disabled = page.busy;
   $("domain-planned-hint").textContent = !d.here

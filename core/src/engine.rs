@@ -485,6 +485,26 @@ impl Engine {
         self.lock_roles().clone()
     }
 
+    /// [`Engine::role_event`] when it can be done at once, without waiting or writing: the role
+    /// lock is free, and the event changes neither role nor epoch and records nothing (a lease
+    /// renewal, every heartbeat of every Active domain). `None` otherwise: the caller then runs
+    /// [`Engine::role_event`], off the async workers.
+    pub fn role_event_at_once(&self, event: &RoleEvent) -> Option<Vec<RoleAction>> {
+        let mut guard = match self.roles.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let mut next = guard.clone();
+        let actions = next.handle(event.clone());
+        let persists = actions.iter().any(|a| matches!(a, RoleAction::Persist { .. }));
+        if persists || (guard.role, guard.epoch) != (next.role, next.epoch) {
+            return None;
+        }
+        *guard = next;
+        Some(actions)
+    }
+
     /// Feeds the role machine, durably records any new role and epoch before the change takes
     /// effect, and returns the actions for the caller (the sync runtime) to carry out.
     pub fn role_event(&self, event: RoleEvent) -> Result<Vec<RoleAction>> {

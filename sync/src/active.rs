@@ -133,7 +133,7 @@ async fn serve<W: AsyncWrite + Unpin>(
     };
 
     let heartbeat = Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10));
-    let mut ticker = tokio::time::interval(heartbeat);
+    let mut ticker = super::grid::interval(heartbeat);
     let mut shutdown = ctx.shutdown.clone();
     // A node that handed its role away ends its sessions at once, so that its Standbys go and
     // follow the new Active without waiting for a heartbeat.

@@ -228,7 +228,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     stall: Duration,
 ) -> std::result::Result<(), WireError> {
     {
-        let mut ticker = tokio::time::interval(heartbeat);
+        let mut ticker = super::grid::interval(heartbeat);
         let mut last_write = Instant::now();
         let mut acks_open = true;
         let mut sent = None;

@@ -13,6 +13,7 @@ pub mod compress;
 mod conn;
 pub mod failover;
 mod forward;
+mod grid;
 pub mod join;
 mod link;
 pub mod membership;

@@ -315,7 +315,7 @@ async fn drive(
     mut requests: mpsc::Receiver<Request>,
 ) {
     let timeout_ms = server.cfg.peer_timeout_ms.max(100);
-    let mut ticker = tokio::time::interval(Duration::from_millis((timeout_ms / 4).max(10)));
+    let mut ticker = super::grid::interval(Duration::from_millis((timeout_ms / 4).max(10)));
     let mut pending: Option<oneshot::Sender<Result<yamux::Stream>>> = None;
     let why = std::future::poll_fn(|cx| {
         while ticker.poll_tick(cx).is_ready() {

@@ -739,5 +739,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Feeds the role machine from async code: the event may persist a new role and epoch.
 pub(crate) async fn role_event(engine: &Arc<Engine>, event: RoleEvent) -> Result<Vec<RoleAction>> {
+    if let Some(actions) = engine.role_event_at_once(&event) {
+        return Ok(actions);
+    }
     blocking(engine, move |e| e.role_event(event)).await
 }

@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use super::branch;
 use super::compress::Compressed;
 use super::conn::{spawn_reader, spawn_writer, Ack, Counted, Heard, Inbox, Outbox, PeerCmd, Reader};
+use super::grid;
 use super::link;
 use super::plan::SyncStatus;
 use super::runtime::{self, check_hello, learn_members, our_hello, role_event, Ctx};
@@ -42,17 +43,19 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
         if *shutdown.borrow() {
             return;
         }
-        // A member removed meanwhile (or no longer of this domain) is dialed no more.
-        if runtime::left(&ctx, member.node_id).await.unwrap_or(false) {
-            runtime::stop_dialing(&ctx, member.node_id);
-            tracing::info!(peer = %member.name, domain = %ctx.domain, "no longer a member: no longer dialed");
-            return;
-        }
         let active = ctx.engine.role().0 == Role::Active;
         let mut answered = false;
         let members_version = ctx.members_version.load(std::sync::atomic::Ordering::SeqCst);
         let tell_members = active && members_version != told;
         if tell_members || runtime::contact_needed(&ctx, &member, active) {
+            // A member removed meanwhile (or no longer of this domain) is dialed no more. Asked
+            // only before a contact: while an Active serves the member, a removal ends that
+            // session (`forget_removed`, `forget_non_members`) and the next turn asks.
+            if runtime::left(&ctx, member.node_id).await.unwrap_or(false) {
+                runtime::stop_dialing(&ctx, member.node_id);
+                tracing::info!(peer = %member.name, domain = %ctx.domain, "no longer a member: no longer dialed");
+                return;
+            }
             match contact(&ctx, &member).await {
                 Ok(()) => {
                     answered = true;
@@ -62,9 +65,11 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, member: Member) {
             }
         }
         let wait = runtime::dial_pause(&ctx, &member, active, answered);
+        // An Active's loops turn every heartbeat, on the server's grid (see `grid`).
+        let until = if active { grid::next(wait) } else { tokio::time::Instant::now() + wait };
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep_until(until) => {}
             // A role change, or an Active we do not follow dialing us: look again now.
             Ok(()) = roles.changed() => {}
             _ = ctx.wake_dialers.notified() => {}
@@ -218,7 +223,7 @@ async fn follow(
     sent_damaged: bool,
 ) -> Result<()> {
     let timeout = Duration::from_millis(ctx.server.cfg.peer_timeout_ms.max(100));
-    let mut ticker = tokio::time::interval(Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10)));
+    let mut ticker = super::grid::interval(Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10)));
     let mut shutdown = ctx.shutdown.clone();
     let mut snapshot: Option<SnapshotBuilder> = None;
     let mut pending: Option<oneshot::Sender<Result<u64>>> = None;

@@ -665,3 +665,26 @@ fn a_store_whose_header_is_damaged_is_corrupt_not_an_io_error() {
     let e = Store::open(&path).expect_err("a damaged header is refused");
     assert_eq!(e.code(), crate::ErrorCode::Corrupt, "{e}");
 }
+
+#[test]
+fn a_renewal_applies_at_once_and_a_role_change_does_not() {
+    let (_dir, engine) = new_engine();
+    engine.set_arbitrated();
+    let (role, epoch) = engine.role();
+    assert_eq!(role, Role::Active);
+    let cs = ChangeSet { message: "m".into(), changes: vec![host("h", "10.0.0.1")] };
+    assert!(engine.publish("admin", &cs).is_err(), "an arbitrated Active without a lease publishes nothing");
+    let until_ms = crate::mono_ms() + 60_000;
+    let renewed = crate::roles::Event::Renewed { epoch, until_ms };
+    assert!(engine.role_event_at_once(&renewed).is_some(), "a renewal needs no wait and no write");
+    assert_eq!(engine.role_machine().lease_until_ms, Some(until_ms));
+    engine.publish("admin", &cs).expect("the renewed lease lets it publish");
+
+    // A step-down changes the role and is recorded: never at once.
+    let higher = crate::roles::machine::epoch::next(epoch, 1);
+    let seen = crate::roles::Event::PeerSeen { peer: crate::Uid::new_random(), role: Role::Active, epoch: higher };
+    assert!(engine.role_event_at_once(&seen).is_none());
+    assert_eq!(engine.role(), (Role::Active, epoch), "nothing changed");
+    engine.role_event(seen).expect("step down");
+    assert_eq!(engine.node().expect("node").role, Role::Standby);
+}

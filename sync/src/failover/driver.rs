@@ -52,7 +52,7 @@ pub async fn run(
         };
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = tokio::time::sleep(Duration::from_millis(until_next(mono_ms(), pause))) => {}
+            _ = tokio::time::sleep_until(crate::grid::next(Duration::from_millis(pause))) => {}
             // Any engine event wakes it: a role change (a planned changeover landed here) is acted on at once.
             _ = events.recv() => {}
         }
@@ -305,30 +305,7 @@ impl Driver {
     }
 }
 
-/// How long until the next multiple of `pause` on the process's monotonic clock. Every driver of
-/// a server (one per domain) ticks on the same grid, so that their arbiter calls fall due
-/// together and a backend can commit them as one (the quorum arbiter batches them).
-fn until_next(now_ms: u64, pause: u64) -> u64 {
-    let pause = pause.max(1);
-    pause - now_ms % pause
-}
-
 /// The name of a holder, from the reports.
 fn name_of(state: &HolderState, holder: Holder) -> Option<String> {
     state.reports.iter().find(|r| r.node_id == holder.node_id).map(|r| r.name.clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::until_next;
-
-    #[test]
-    fn drivers_tick_on_a_shared_grid() {
-        assert_eq!(until_next(0, 500), 500);
-        assert_eq!(until_next(1_234, 500), 266);
-        assert_eq!(until_next(1_499, 500), 1);
-        // Two drivers started apart wake at the same instant.
-        assert_eq!(1_100 + until_next(1_100, 500), 1_420 + until_next(1_420, 500));
-        assert_eq!(until_next(7, 0), 1);
-    }
 }

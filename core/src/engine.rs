@@ -66,6 +66,9 @@ pub struct EngineOptions {
     /// I/O errors injected into the store's writes and syncs, for tests of how a node survives
     /// a failing disk ([`StorageFaults`]); `None` (always, outside tests) reaches the file as is.
     pub storage_faults: Option<Arc<StorageFaults>>,
+    /// The size of the store's page cache ([`crate::limits::STORE_CACHE_BYTES`] unless the node
+    /// holds many domains: [`crate::limits::domain_store_cache_bytes`]).
+    pub store_cache_bytes: usize,
 }
 
 impl Default for EngineOptions {
@@ -76,6 +79,7 @@ impl Default for EngineOptions {
             sync_timeout_ms: 0,
             session_idle_timeout_ms: crate::session::SESSION_IDLE_TIMEOUT_MS_DEFAULT,
             storage_faults: None,
+            store_cache_bytes: crate::limits::STORE_CACHE_BYTES,
         }
     }
 }
@@ -129,7 +133,8 @@ impl Engine {
         replication: Arc<dyn Replication>,
     ) -> Result<Engine> {
         crate::private::create_dir(dir)?;
-        let store = Store::create_with(&dir.join(STORE_FILE), node, options.storage_faults.clone())?;
+        let store =
+            Store::create_with(&dir.join(STORE_FILE), node, options.storage_faults.clone(), options.store_cache_bytes)?;
         Engine::with_store(dir, store, options, replication)
     }
 
@@ -145,7 +150,7 @@ impl Engine {
         if partial.exists() {
             std::fs::remove_file(&partial)?;
         }
-        let store = Store::open_with(&dir.join(STORE_FILE), options.storage_faults.clone())?;
+        let store = Store::open_with(&dir.join(STORE_FILE), options.storage_faults.clone(), options.store_cache_bytes)?;
         // Every front end opens through here: nothing is served from a store whose head records
         // are damaged. A Standby opens anyway, serving none of its data, to heal by a full sync
         // from its Active; anything else is refused, saying what to do.
@@ -601,13 +606,14 @@ impl Engine {
     pub fn install_snapshot(&self, snapshot: &Path) -> Result<Head> {
         let mut guard = self.store.write().unwrap_or_else(|p| p.into_inner());
         {
-            let incoming = Store::open_with(snapshot, self.options.storage_faults.clone())?;
+            let incoming =
+                Store::open_with(snapshot, self.options.storage_faults.clone(), self.options.store_cache_bytes)?;
             guard.copy_local_meta(&incoming)?;
         }
         let live = self.dir.join(STORE_FILE);
         std::fs::rename(snapshot, &live)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
-        let store = Store::open_with(&live, self.options.storage_faults.clone())?;
+        let store = Store::open_with(&live, self.options.storage_faults.clone(), self.options.store_cache_bytes)?;
         let (globals, users) = guard.globals();
         store.set_globals(globals, users);
         let head = store.head()?;

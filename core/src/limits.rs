@@ -112,8 +112,21 @@ pub const SNAPSHOT_LOAD_QUEUE_CHUNKS: usize = 2;
 pub const SNAPSHOT_NAMES_SORT_BYTES: usize = 16 * 1024 * 1024;
 /// Full-sync frames encoded by the sender's reading thread and waiting for the socket.
 pub const SNAPSHOT_FRAMES_AHEAD: usize = 2;
-/// redb page cache; bounded so resident memory does not follow database size.
+/// redb page cache of a store, at most; bounded so resident memory does not follow database
+/// size. The first domain's store (a single-domain server's only one) has all of it.
 pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// The page caches of a server's other domain stores, together: each gets its share, between
+/// [`DOMAIN_STORE_CACHE_BYTES_MIN`] and [`STORE_CACHE_BYTES`], so that a server's memory does not
+/// grow with domains times their size (redb keeps every page it wrote in its cache, up to the
+/// cache's size).
+pub const DOMAIN_STORES_CACHE_BYTES: usize = 128 * 1024 * 1024;
+/// The smallest page cache of a domain store.
+pub const DOMAIN_STORE_CACHE_BYTES_MIN: usize = 64 * 1024;
+
+/// The page cache of each domain store of a server holding `domains` of them.
+pub fn domain_store_cache_bytes(domains: usize) -> usize {
+    (DOMAIN_STORES_CACHE_BYTES / domains.max(1)).clamp(DOMAIN_STORE_CACHE_BYTES_MIN, STORE_CACHE_BYTES)
+}
 /// Records the background scrub verifies per read snapshot; short snapshots keep old pages
 /// reclaimable while it walks a large store.
 pub const SCRUB_BATCH_RECORDS: usize = 1024;
@@ -125,3 +138,17 @@ pub const STORE_WRITE_PROBE_BYTES: usize = 1024 * 1024;
 /// How long a store that a failed write closed, and that could not be reopened, waits before it
 /// tries to reopen again: each attempt runs redb's recovery over the whole file.
 pub const STORE_REOPEN_RETRY_MS: u64 = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_stores_share_one_cache_budget_within_bounds() {
+        assert_eq!(domain_store_cache_bytes(0), STORE_CACHE_BYTES, "no domain is one domain");
+        assert_eq!(domain_store_cache_bytes(1), STORE_CACHE_BYTES, "one domain gets the most a store may have");
+        assert_eq!(domain_store_cache_bytes(16), DOMAIN_STORES_CACHE_BYTES / 16);
+        assert!(domain_store_cache_bytes(100) * 100 <= DOMAIN_STORES_CACHE_BYTES);
+        assert_eq!(domain_store_cache_bytes(4096), DOMAIN_STORE_CACHE_BYTES_MIN, "never below the floor");
+    }
+}

@@ -403,7 +403,7 @@ impl NodeConfig {
             sync_standbys: self.sync_standbys,
             sync_timeout_ms: self.sync_timeout_ms,
             session_idle_timeout_ms: self.session_idle_timeout_ms,
-            storage_faults: None,
+            ..EngineOptions::default()
         }
     }
 

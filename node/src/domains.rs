@@ -313,7 +313,7 @@ impl Domains {
             }
             let replica = match self.get(&entry.name) {
                 Some(r) => r,
-                None => match self.open_or_create(&me, entry) {
+                None => match self.open_or_create(&me, entry, wanted.len()) {
                     Ok(r) => {
                         self.held.write().unwrap_or_else(|p| p.into_inner()).insert(entry.name.clone(), r.clone());
                         changes.added.push(r.clone());
@@ -346,10 +346,17 @@ impl Domains {
         self.dir.join(DOMAINS_DIR).join(name)
     }
 
-    fn open_or_create(&self, me: &NodeState, entry: &Entry) -> Result<Arc<Replica>> {
+    /// Opens this server's replica of `entry`, one of the `held` domains placed here (the
+    /// global one aside), or creates it.
+    fn open_or_create(&self, me: &NodeState, entry: &Entry, held: usize) -> Result<Arc<Replica>> {
         let dir = self.dir_of(&entry.name);
+        // The domains' page caches share one budget: the more domains, the smaller each.
+        let options = EngineOptions {
+            store_cache_bytes: mgha_core::limits::domain_store_cache_bytes(held),
+            ..self.options.clone()
+        };
         if dir.join(mgha_core::store::STORE_FILE).exists() {
-            let engine = mgha_sync::open_engine(&dir, self.options.clone())?;
+            let engine = mgha_sync::open_engine(&dir, options.clone())?;
             let id = engine.store().meta_get::<Uid>(META_DOMAIN_ID)?;
             if id == Some(entry.id) {
                 return Ok(Arc::new(Replica { id: entry.id, name: entry.name.clone(), engine: Arc::new(engine) }));
@@ -369,7 +376,7 @@ impl Domains {
             tag: me.tag,
         };
         mgha_core::private::create_dir(&dir)?;
-        let engine = mgha_sync::create_engine(&dir, &node, self.options.clone())?;
+        let engine = mgha_sync::create_engine(&dir, &node, options)?;
         engine.store().meta_update(META_DOMAIN_ID, |id: &mut Option<Uid>| {
             *id = Some(entry.id);
             Ok(())

@@ -20,6 +20,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,41 @@ const DEFLATED: u32 = 1 << 31;
 /// them idle, so this is most of its memory.
 const DEFLATE_IDLE: Duration = Duration::from_secs(10);
 const _: () = assert!(FRAME_BYTES_MAX + 4 < DEFLATED as usize, "a raw block's length must leave the flag bit free");
+/// Compression contexts alive at once in this process (about 260 KiB each). A server with many
+/// domains may have a stream per domain and peer sending at once (a fill of every domain, a
+/// catch-up after a restart): past this many, a writer without a context sends its blocks raw
+/// until one is freed, so memory does not grow with the number of domains.
+pub const DEFLATE_CONTEXTS_MAX: usize = 128;
+
+/// A bound on the compression contexts alive at once.
+struct Budget {
+    live: AtomicUsize,
+    max: usize,
+}
+
+/// The process's budget.
+static CONTEXTS: Budget = Budget { live: AtomicUsize::new(0), max: DEFLATE_CONTEXTS_MAX };
+
+/// A writer's compression context, holding its place in a budget.
+struct DeflateContext {
+    deflate: Compress,
+    budget: &'static Budget,
+}
+
+impl DeflateContext {
+    /// A new context, if the budget has room.
+    fn take(budget: &'static Budget) -> Option<Box<DeflateContext>> {
+        let taken =
+            budget.live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < budget.max).then_some(n + 1));
+        taken.ok().map(|_| Box::new(DeflateContext { deflate: Compress::new(Compression::fast(), false), budget }))
+    }
+}
+
+impl Drop for DeflateContext {
+    fn drop(&mut self) {
+        self.budget.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// A peer stream whose frames are sent and received as blocks.
 pub struct Compressed<S> {
@@ -60,8 +96,10 @@ impl<S> Compressed<S> {
 
 /// The sending side: reads the frame boundaries from the frames' own length prefixes.
 struct Writer {
-    /// Made at the first block to deflate, freed after [`DEFLATE_IDLE`] without one.
-    deflate: Option<Box<Compress>>,
+    /// Made at the first block to deflate (budget allowing), freed after [`DEFLATE_IDLE`]
+    /// without one.
+    deflate: Option<Box<DeflateContext>>,
+    budget: &'static Budget,
     deflated_at: Option<Instant>,
     /// The length prefix of the next frame, as far as it has come.
     prefix: [u8; 4],
@@ -83,6 +121,7 @@ impl Writer {
     fn new() -> Writer {
         Writer {
             deflate: None,
+            budget: &CONTEXTS,
             deflated_at: None,
             prefix: [0; 4],
             prefix_len: 0,
@@ -115,18 +154,24 @@ impl Writer {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if self.pending.len() < DEFLATE_MIN {
-            self.out.extend_from_slice(&(self.pending.len() as u32).to_be_bytes());
-            self.out.extend_from_slice(&self.pending);
-            self.pending.clear();
-            // Pings pass here on an idle stream: the moment to free what it does not use.
-            self.free_if_idle();
-            return Ok(());
+        if self.deflate.is_none() && self.pending.len() >= DEFLATE_MIN {
+            self.deflate = DeflateContext::take(self.budget);
         }
+        let deflate = match &mut self.deflate {
+            Some(context) if self.pending.len() >= DEFLATE_MIN => &mut context.deflate,
+            _ => {
+                // Too small to gain, or no context to be had: raw.
+                self.out.extend_from_slice(&(self.pending.len() as u32).to_be_bytes());
+                self.out.extend_from_slice(&self.pending);
+                self.pending.clear();
+                // Pings pass here on an idle stream: the moment to free what it does not use.
+                self.free_if_idle();
+                return Ok(());
+            }
+        };
         let start = self.out.len();
         self.out.extend_from_slice(&[0; 4]);
         self.deflated_at = Some(Instant::now());
-        let deflate = self.deflate.get_or_insert_with(|| Box::new(Compress::new(Compression::fast(), false)));
         let before_in = deflate.total_in();
         loop {
             let consumed = (deflate.total_in() - before_in) as usize;
@@ -434,6 +479,47 @@ mod tests {
         let mut wire = Vec::new();
         b.read_to_end(&mut wire).await.expect("read");
         assert!(wire.len() < 100 * f.len() / 2, "{} bytes for {}", wire.len(), 100 * f.len());
+    }
+
+    /// Past the budget of contexts a writer sends its blocks raw, takes a context once one is
+    /// freed, and the reader reads every frame either way.
+    #[tokio::test]
+    async fn a_writer_past_the_budget_sends_raw_until_a_context_is_free() {
+        let budget: &'static Budget = Box::leak(Box::new(Budget { live: AtomicUsize::new(0), max: 1 }));
+        let (a1, b1) = tokio::io::duplex(1 << 20);
+        let (a2, b2) = tokio::io::duplex(1 << 20);
+        let (mut w1, mut w2) = (Compressed::new(a1), Compressed::new(a2));
+        w1.w.budget = budget;
+        w2.w.budget = budget;
+        let (mut expected1, mut expected2) = (Vec::new(), Vec::new());
+        for i in 0..20u8 {
+            let f = frame(300, i);
+            for (w, expected) in [(&mut w1, &mut expected1), (&mut w2, &mut expected2)] {
+                w.write_all(&f).await.expect("write");
+                w.flush().await.expect("flush");
+                expected.extend_from_slice(&f);
+            }
+        }
+        assert!(w1.w.deflate.is_some() && w2.w.deflate.is_none(), "the first writer holds the one context");
+        assert_eq!(budget.live.load(Ordering::Acquire), 1);
+        // The first writer goes idle and frees its context at its next ping; the second takes it.
+        w1.w.deflated_at = Instant::now().checked_sub(DEFLATE_IDLE);
+        let ping = frame(8, 0);
+        w1.write_all(&ping).await.expect("write");
+        w1.flush().await.expect("flush");
+        expected1.extend_from_slice(&ping);
+        let f = frame(300, 99);
+        w2.write_all(&f).await.expect("write");
+        w2.flush().await.expect("flush");
+        expected2.extend_from_slice(&f);
+        assert!(w1.w.deflate.is_none() && w2.w.deflate.is_some(), "the freed context went to the second");
+        drop((w1, w2));
+        assert_eq!(budget.live.load(Ordering::Acquire), 0, "a dropped writer gives its context back");
+        for (b, expected) in [(b1, expected1), (b2, expected2)] {
+            let mut got = Vec::new();
+            Compressed::new(b).read_to_end(&mut got).await.expect("read");
+            assert!(got == expected, "the bytes differ");
+        }
     }
 
     /// A writer idle for long frees its context at the next small raw block (a ping) and makes a

@@ -42,7 +42,7 @@ pub enum NodeEvent {
 }
 
 /// Events kept for slow receivers before the oldest are dropped.
-const EVENTS_QUEUE_MAX: usize = 1024;
+const EVENTS_QUEUE_MAX: usize = 128;
 
 impl std::fmt::Debug for SyncState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

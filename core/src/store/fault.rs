@@ -208,7 +208,7 @@ impl Store {
                 tracing::debug!(error = %e, "closing the failed store handle");
             }
         }
-        match open_db(&self.path, false, self.faults.as_ref()) {
+        match open_db(&self.path, false, self.faults.as_ref(), self.cache_bytes) {
             Ok(db) => *slot = Some(db),
             Err(e) => {
                 drop(slot);

@@ -65,6 +65,8 @@ pub struct Store {
     reopens: std::sync::atomic::AtomicU64,
     /// Faults injected into the file's writes and syncs (`inject.rs`), kept across reopens.
     faults: Option<Arc<StorageFaults>>,
+    /// The size of redb's page cache, kept across reopens.
+    cache_bytes: usize,
     /// Set when the store failed its quick check at open and was opened anyway, on a Standby
     /// that heals by a full sync: its data is not served ([`Store::quarantine`]).
     quarantine: Mutex<Option<String>>,
@@ -111,19 +113,25 @@ pub type GlobalsSeams = (Option<Arc<dyn Globals>>, Option<Arc<dyn Users>>);
 impl Store {
     /// Creates a new, empty store at `path` for `node`. Fails if a store is already there.
     pub fn create(path: &Path, node: &NodeState) -> Result<Store> {
-        Store::create_with(path, node, None)
+        Store::create_with(path, node, None, STORE_CACHE_BYTES)
     }
 
-    /// [`Store::create`], with `faults` injected into the file's writes and syncs when given.
-    pub fn create_with(path: &Path, node: &NodeState, faults: Option<Arc<StorageFaults>>) -> Result<Store> {
+    /// [`Store::create`], with `faults` injected into the file's writes and syncs when given,
+    /// and a page cache of `cache_bytes`.
+    pub fn create_with(
+        path: &Path,
+        node: &NodeState,
+        faults: Option<Arc<StorageFaults>>,
+        cache_bytes: usize,
+    ) -> Result<Store> {
         if path.exists() {
             return Err(Error::InvalidArgument(format!("{} already exists", path.display())));
         }
         // redb initializes an empty file in place: creating it first gives it its private mode
         // from the first byte.
         drop(crate::private::create_file(path)?);
-        let db = open_db(path, true, faults.as_ref()).map_err(|e| map_open_error(path, e))?;
-        let store = Store::from_db(db, path, faults);
+        let db = open_db(path, true, faults.as_ref(), cache_bytes).map_err(|e| map_open_error(path, e))?;
+        let store = Store::from_db(db, path, faults, cache_bytes);
         let txn = store.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -145,19 +153,20 @@ impl Store {
 
     /// Opens an existing store. A second process opening the same file gets [`Error::InUse`].
     pub fn open(path: &Path) -> Result<Store> {
-        Store::open_with(path, None)
+        Store::open_with(path, None, STORE_CACHE_BYTES)
     }
 
-    /// [`Store::open`], with `faults` injected into the file's writes and syncs when given.
-    pub fn open_with(path: &Path, faults: Option<Arc<StorageFaults>>) -> Result<Store> {
+    /// [`Store::open`], with `faults` injected into the file's writes and syncs when given, and
+    /// a page cache of `cache_bytes`.
+    pub fn open_with(path: &Path, faults: Option<Arc<StorageFaults>>, cache_bytes: usize) -> Result<Store> {
         if !path.exists() {
             return Err(Error::NotFound(format!("store at {}", path.display())));
         }
         // redb reads its header and the allocator state at open: a damaged one may panic there.
-        let db = catch_unwind(AssertUnwindSafe(|| open_db(path, false, faults.as_ref())))
+        let db = catch_unwind(AssertUnwindSafe(|| open_db(path, false, faults.as_ref(), cache_bytes)))
             .map_err(|payload| Error::Corrupt(format!("{}: {}", path.display(), engine_panic(payload.as_ref()))))?
             .map_err(|e| map_open_error(path, e))?;
-        let store = Store::from_db(db, path, faults);
+        let store = Store::from_db(db, path, faults, cache_bytes);
         let format = store.meta_raw(META_FORMAT)?;
         let version = format
             .as_deref()
@@ -172,7 +181,7 @@ impl Store {
         Ok(store)
     }
 
-    fn from_db(db: Database, path: &Path, faults: Option<Arc<StorageFaults>>) -> Store {
+    fn from_db(db: Database, path: &Path, faults: Option<Arc<StorageFaults>>, cache_bytes: usize) -> Store {
         Store {
             db: RwLock::new(Some(db)),
             path: path.to_path_buf(),
@@ -182,6 +191,7 @@ impl Store {
             writer: Mutex::new(()),
             reopens: Default::default(),
             faults,
+            cache_bytes,
             quarantine: Mutex::new(None),
             is_quarantined: Default::default(),
             faults_recorded: Default::default(),
@@ -356,18 +366,25 @@ fn engine_panic(payload: &(dyn std::any::Any + Send)) -> String {
     format!("the storage engine failed on a damaged page ({message})")
 }
 
-fn builder() -> redb::Builder {
+fn builder(cache_bytes: usize) -> redb::Builder {
     let mut b = Database::builder();
-    b.set_cache_size(STORE_CACHE_BYTES);
+    b.set_cache_size(cache_bytes);
     b
 }
 
 /// Opens (or creates) the database at `path`, behind `faults` when given.
-fn open_db(path: &Path, create: bool, faults: Option<&Arc<StorageFaults>>) -> Result<Database, redb::DatabaseError> {
+fn open_db(
+    path: &Path,
+    create: bool,
+    faults: Option<&Arc<StorageFaults>>,
+    cache_bytes: usize,
+) -> Result<Database, redb::DatabaseError> {
     match (faults, create) {
-        (None, true) => builder().create(path),
-        (None, false) => builder().open(path),
-        (Some(faults), _) => builder().create_with_backend(inject::FaultyBackend::open(path, create, faults)?),
+        (None, true) => builder(cache_bytes).create(path),
+        (None, false) => builder(cache_bytes).open(path),
+        (Some(faults), _) => {
+            builder(cache_bytes).create_with_backend(inject::FaultyBackend::open(path, create, faults)?)
+        }
     }
 }
 

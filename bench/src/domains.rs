@@ -208,7 +208,8 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
 
     log("the killed server back; rebalance under load");
     servers[victim].start()?;
-    wait_synchronized(&apis, scale.domains)?;
+    // Under load the heads move between the three listings: each Standby's own word is asked.
+    wait_following(&apis, scale.domains)?;
     let rebalanced = Instant::now();
     let plan = post(&apis[0], "/v1/rebalance", &json!({}))?;
     let rebalance_ms = rebalanced.elapsed().as_secs_f64() * 1000.0;
@@ -355,6 +356,30 @@ fn wait_synchronized(apis: &[Api], domains: usize) -> anyhow::Result<()> {
         }
         Ok(heads.len() == domains
             && heads.values().all(|h| h.len() == apis.len() && h.iter().all(|s| s.is_some() && *s == h[0])))
+    })
+}
+
+/// Waits until every domain has a replica on every server and each Standby replica is connected
+/// to its Active and synchronized with it, as the Standby reports: under load, when the heads
+/// of three listings taken one after the other cannot agree.
+fn wait_following(apis: &[Api], domains: usize) -> anyhow::Result<()> {
+    wait_until("every standby to follow its active, synchronized", || {
+        let mut replicas: BTreeMap<String, usize> = BTreeMap::new();
+        for api in apis {
+            let Ok(list) = list(api) else { return Ok(false) };
+            for d in list {
+                let following = d["peers"].as_array().is_some_and(|peers| {
+                    peers
+                        .iter()
+                        .any(|p| p["role"] == "active" && p["status"] == "synchronized" && p["connected"] == true)
+                });
+                if d["role"] != "active" && !following {
+                    return Ok(false);
+                }
+                *replicas.entry(d["name"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+            }
+        }
+        Ok(replicas.len() == domains && replicas.values().all(|n| *n == apis.len()))
     })
 }
 

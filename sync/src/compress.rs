@@ -45,11 +45,11 @@ const DEFLATED: u32 = 1 << 31;
 /// them idle, so this is most of its memory.
 const DEFLATE_IDLE: Duration = Duration::from_secs(10);
 const _: () = assert!(FRAME_BYTES_MAX + 4 < DEFLATED as usize, "a raw block's length must leave the flag bit free");
-/// Compression contexts alive at once in this process (about 260 KiB each). A server with many
+/// Compression contexts alive at once in this process (about 430 KiB each). A server with many
 /// domains may have a stream per domain and peer sending at once (a fill of every domain, a
 /// catch-up after a restart): past this many, a writer without a context sends its blocks raw
 /// until one is freed, so memory does not grow with the number of domains.
-pub const DEFLATE_CONTEXTS_MAX: usize = 128;
+pub const DEFLATE_CONTEXTS_MAX: usize = 32;
 
 /// A bound on the compression contexts alive at once.
 struct Budget {

@@ -490,11 +490,16 @@ impl Engine {
         self.lock_roles().clone()
     }
 
-    /// [`Engine::role_event`] when it can be done at once, without waiting or writing: the role
-    /// lock is free, and the event changes neither role nor epoch and records nothing (a lease
-    /// renewal, every heartbeat of every Active domain). `None` otherwise: the caller then runs
-    /// [`Engine::role_event`], off the async workers.
+    /// [`Engine::role_event`] for a lease renewal (every heartbeat of every Active domain) when
+    /// it can be done at once, without waiting or writing: the role lock is free and the renewal
+    /// changes neither role nor epoch. A renewal only moves the lease, so it needs no flush of
+    /// what was committed before it. Any other event may (a planned changeover starts from the
+    /// head every committed revision is in), so it gets `None`, as does a renewal that would
+    /// change more: the caller then runs [`Engine::role_event`], off the async workers.
     pub fn role_event_at_once(&self, event: &RoleEvent) -> Option<Vec<RoleAction>> {
+        if !matches!(event, RoleEvent::Renewed { .. }) {
+            return None;
+        }
         let mut guard = match self.roles.try_lock() {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),

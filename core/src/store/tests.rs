@@ -680,6 +680,18 @@ fn a_renewal_applies_at_once_and_a_role_change_does_not() {
     assert_eq!(engine.role_machine().lease_until_ms, Some(until_ms));
     engine.publish("admin", &cs).expect("the renewed lease lets it publish");
 
+    // A planned changeover keeps role and epoch but starts from the head every committed
+    // revision is in: never at once.
+    let changeover = crate::roles::Event::ChangeoverTo {
+        target: crate::Uid::new_random(),
+        target_tag: 2,
+        target_connected: true,
+        now_ms: crate::mono_ms(),
+        timeout_ms: 1_000,
+    };
+    assert!(engine.role_event_at_once(&changeover).is_none());
+    assert!(engine.role_machine().handover.is_none(), "no changeover began");
+
     // A step-down changes the role and is recorded: never at once.
     let higher = crate::roles::machine::epoch::next(epoch, 1);
     let seen = crate::roles::Event::PeerSeen { peer: crate::Uid::new_random(), role: Role::Active, epoch: higher };

@@ -20,12 +20,7 @@ fn revisions(n: &Node) -> Value {
 #[test]
 fn a_diverged_node_keeps_the_history_and_its_archive_is_browsable() {
     let scratch = Scratch::new();
-    let (mut a, pa) = scratch.init_behind_proxy("a");
-    a.fast_timers();
-    a.start();
-    let (mut b, pb) = scratch.join_behind_proxy(&a, "b");
-    b.fast_timers();
-    b.start();
+    let (mut a, pa, b, pb) = scratch.pair_behind_proxies();
     for i in 0..3 {
         ok(&["apply", "-d", a.d(), s(&scratch.file(&format!("h{i}.json"), &hosts(&format!("h{i}"), 2)))]);
     }

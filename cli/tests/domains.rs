@@ -330,12 +330,7 @@ fn revisions(node: &Node, domain: &str) -> Vec<Value> {
 #[test]
 fn a_collision_in_one_domain_is_merged_there_while_the_others_are_unaffected() {
     let scratch = Scratch::new();
-    let (mut a, pa) = scratch.init_behind_proxy("a");
-    a.fast_timers();
-    a.start();
-    let (mut b, pb) = scratch.join_behind_proxy(&a, "b");
-    b.fast_timers();
-    b.start();
+    let (a, pa, b, pb) = scratch.pair_behind_proxies();
     wait_peers_synchronized(&a, &["b"]);
     // emea led by a, apac by b, on the same two servers and over the same link.
     ok(&["domain", "create", "-d", a.d(), "emea", "--on", "a,b"]);

@@ -100,12 +100,7 @@ fn planned_changeover_under_load_loses_nothing() {
 fn forced_changeover_keeps_every_cut_off_revision_in_the_branch() {
     let started = Instant::now();
     let scratch = Scratch::new();
-    let (mut a, pa) = scratch.init_behind_proxy("a");
-    a.fast_timers();
-    a.start();
-    let (mut b, pb) = scratch.join_behind_proxy(&a, "b");
-    b.fast_timers();
-    b.start();
+    let (mut a, pa, mut b, pb) = scratch.pair_behind_proxies();
     let nodes = [&a, &b];
     let mut active = 0;
     for round in 0..ROUNDS {

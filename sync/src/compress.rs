@@ -1,9 +1,11 @@
 //! Compression of a peer connection once the hellos crossed (docs/protocol.md, "Blocks").
 //!
 //! Small frames (revisions of a few objects, acks, pings) repeat the same keys, type names,
-//! authors and messages, so they are deflated with one compression context per direction that
-//! lives as long as the connection: each block is compressed against everything sent before
-//! it, and flushed at its end so the peer can decode it at once. A block holds the small frames
+//! authors and messages, so they are deflated with one compression context per direction: each
+//! block is compressed against everything that context sent before it, and flushed at its end
+//! so the peer can decode it at once. A writer frees its context when idle and makes none when
+//! the process's budget of contexts is spent (it then sends raw); the reader needs no word of
+//! either. A block holds the small frames
 //! written between two flushes of the stream, up to [`BLOCK_IN_MAX`]: one frame when the caller
 //! flushes after each (a live push), a run of them when it flushes after a run (a catch-up's
 //! burst), which then costs one deflate flush, one TLS record and one write instead of one each. A one-host revision shrinks to
@@ -38,11 +40,10 @@ pub const BLOCK_OUT_MAX: usize = BLOCK_IN_MAX + 1024;
 /// Smallest block (length prefixes included) sent deflated.
 const DEFLATE_MIN: usize = 96;
 const DEFLATED: u32 = 1 << 31;
-/// A writer that deflated nothing for this long frees its compression context (a few hundred
-/// KiB), and a new one starts with the next block to deflate. The reader needs no word of it:
-/// the new context's blocks continue the same deflate stream and refer back only to what the
-/// new context sent. A server with many domains keeps a stream per domain and peer, most of
-/// them idle, so this is most of its memory.
+/// A writer that deflated nothing for this long frees its compression context, giving its place
+/// in the budget ([`DEFLATE_CONTEXTS_MAX`]) to a stream that sends, and a new one starts with
+/// the next block to deflate. The reader needs no word of it: the new context's blocks continue
+/// the same deflate stream and refer back only to what the new context sent.
 const DEFLATE_IDLE: Duration = Duration::from_secs(10);
 const _: () = assert!(FRAME_BYTES_MAX + 4 < DEFLATED as usize, "a raw block's length must leave the flag bit free");
 /// Compression contexts alive at once in this process (about 430 KiB each). A server with many

@@ -223,7 +223,7 @@ async fn follow(
     sent_damaged: bool,
 ) -> Result<()> {
     let timeout = Duration::from_millis(ctx.server.cfg.peer_timeout_ms.max(100));
-    let mut ticker = super::grid::interval(Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10)));
+    let mut ticker = grid::interval(Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10)));
     let mut shutdown = ctx.shutdown.clone();
     let mut snapshot: Option<SnapshotBuilder> = None;
     let mut pending: Option<oneshot::Sender<Result<u64>>> = None;

@@ -176,6 +176,18 @@ impl Scratch {
         ]);
         (Node::new(dir, name), proxy)
     }
+
+    /// A running Primary `a` and Secondary `b`, each with fast timers and reached by the other
+    /// only through its fault proxy: the pair a test cuts apart to make them diverge.
+    pub fn pair_behind_proxies(&self) -> (Node, FaultProxy, Node, FaultProxy) {
+        let (mut a, pa) = self.init_behind_proxy("a");
+        a.fast_timers();
+        a.start();
+        let (mut b, pb) = self.join_behind_proxy(&a, "b");
+        b.fast_timers();
+        b.start();
+        (a, pa, b, pb)
+    }
 }
 
 /// A node's data directory and, while it runs, its daemon.

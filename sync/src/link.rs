@@ -283,8 +283,8 @@ fn start(
     permit: Option<OwnedSemaphorePermit>,
 ) -> Arc<Link> {
     let heard_ms = Arc::new(AtomicU64::new(mono_ms()));
-    let socket = Heard { inner: tls, heard_ms: heard_ms.clone() }.compat();
-    let conn = yamux::Connection::new(socket, yamux_config(), mode);
+    let (socket, cork) = Heard::new(tls, heard_ms.clone());
+    let conn = yamux::Connection::new(socket.compat(), yamux_config(), mode);
     let (requests, rx) = mpsc::channel(OPEN_REQUESTS_MAX);
     let link = Arc::new(Link {
         id: server.links.next_id.fetch_add(1, Ordering::Relaxed),
@@ -296,7 +296,7 @@ fn start(
         opened_ms: Arc::new(AtomicU64::new(0)),
     });
     server.links.established.fetch_add(1, Ordering::SeqCst);
-    let driver = drive(server.clone(), peer, link.clone(), conn, rx);
+    let driver = drive(server.clone(), peer, link.clone(), conn, cork, rx);
     server.spawn_tracked(async move {
         let _permit = permit;
         driver.await
@@ -306,12 +306,14 @@ fn start(
 
 /// Runs a link's yamux connection: opens the streams asked for, hands each inbound stream to
 /// the domain routing of [`super::runtime`], and drops the link when the peer falls silent for
-/// the peer timeout while a stream is in use (an idle link has nothing to hear).
+/// the peer timeout while a stream is in use (an idle link has nothing to hear). Whenever the
+/// connection has nothing more to do, it writes what yamux gathered in the [`Cork`] at once.
 async fn drive(
     server: Arc<Server>,
     peer: Uid,
     link: Arc<Link>,
     mut conn: yamux::Connection<Compat<Heard>>,
+    cork: Cork,
     mut requests: mpsc::Receiver<Request>,
 ) {
     let timeout_ms = server.cfg.peer_timeout_ms.max(100);
@@ -362,7 +364,14 @@ async fn drive(
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(format!("link error: {e}")),
                 Poll::Ready(None) => return Poll::Ready("closed by the peer".to_string()),
-                Poll::Pending => return Poll::Pending,
+                // Every frame this turn queued goes out now, in as few writes as TLS needs; a
+                // socket that cannot take them all wakes this task when it can.
+                Poll::Pending => {
+                    return match cork.write_out(cx) {
+                        Poll::Ready(Err(e)) => Poll::Ready(format!("link error: {e}")),
+                        Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+                    }
+                }
             }
         }
     })
@@ -377,35 +386,108 @@ async fn drive(
     tracing::debug!(%peer, %why, "link ended");
 }
 
-/// The TLS stream of a link, noting when a byte was last read: a link is alive while its peer
-/// speaks.
-pub(crate) struct Heard {
-    inner: TlsStream,
+/// Bytes of yamux frames a link gathers before it writes them even without waiting for its
+/// driver: a turn of the driver that queues more than this writes as it goes.
+const CORK_BYTES_MAX: usize = 64 * 1024;
+
+/// The socket under a link's yamux connection: the TLS stream, noting when a byte was last read
+/// (a link is alive while its peer speaks), and gathering writes. yamux writes each frame's
+/// header and body apart and flushes after every frame; written as they come, a thousand domains'
+/// pings cost two TLS records and two system calls each. `Heard` keeps them in one buffer
+/// instead, and the link's driver writes the buffer out ([`Cork::write_out`]) each time the
+/// connection has nothing more to do, so that the frames of one turn share records and calls.
+pub(crate) struct Heard<T = TlsStream> {
+    socket: Arc<Mutex<Socket<T>>>,
+}
+
+/// The driver's handle on the writes a [`Heard`] gathered.
+pub(crate) struct Cork<T = TlsStream> {
+    socket: Arc<Mutex<Socket<T>>>,
+}
+
+struct Socket<T> {
+    inner: T,
+    /// Written by yamux, not yet to `inner`.
+    out: Vec<u8>,
     heard_ms: Arc<AtomicU64>,
 }
 
-impl AsyncRead for Heard {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+impl<T: AsyncWrite + Unpin> Socket<T> {
+    /// Writes the gathered bytes to `inner` and flushes it.
+    fn write_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.out.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => drop(self.out.drain(..n)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+}
+
+impl<T> Heard<T> {
+    pub(crate) fn new(inner: T, heard_ms: Arc<AtomicU64>) -> (Heard<T>, Cork<T>) {
+        let socket = Arc::new(Mutex::new(Socket { inner, out: Vec::new(), heard_ms }));
+        (Heard { socket: socket.clone() }, Cork { socket })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Socket<T>> {
+        self.socket.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Cork<T> {
+    /// Writes out what the connection gathered; Pending (this task woken later) while the socket
+    /// cannot take it all.
+    pub(crate) fn write_out(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.socket.lock().unwrap_or_else(|p| p.into_inner()).write_out(cx)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Heard<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let mut socket = self.lock();
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let polled = Pin::new(&mut socket.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.heard_ms.store(mono_ms(), Ordering::SeqCst);
+            socket.heard_ms.store(mono_ms(), Ordering::SeqCst);
         }
         polled
     }
 }
 
-impl AsyncWrite for Heard {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+impl<T: AsyncWrite + Unpin> AsyncWrite for Heard<T> {
+    /// Gathers `data`; writes the gathered bytes first when they reached [`CORK_BYTES_MAX`].
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let mut socket = self.lock();
+        if socket.out.len() >= CORK_BYTES_MAX {
+            match socket.write_out(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if socket.out.len() >= CORK_BYTES_MAX => return Poll::Pending,
+                Poll::Ready(Ok(())) | Poll::Pending => {}
+            }
+        }
+        let n = data.len().min(CORK_BYTES_MAX - socket.out.len());
+        socket.out.extend_from_slice(&data[..n]);
+        Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    /// Ready at once below [`CORK_BYTES_MAX`]: the driver writes out when its turn ends, which is
+    /// as soon as a flush here could.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut socket = self.lock();
+        if socket.out.len() >= CORK_BYTES_MAX {
+            return socket.write_out(cx);
+        }
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut socket = self.lock();
+        std::task::ready!(socket.write_out(cx))?;
+        Pin::new(&mut socket.inner).poll_shutdown(cx)
     }
 }
 
@@ -451,6 +533,34 @@ impl AsyncWrite for LinkStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_link_socket_gathers_writes_until_its_driver_writes_them_out() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let (mut socket, cork) = Heard::new(near, Arc::new(AtomicU64::new(0)));
+        for frame in [&b"header"[..], b"body", b"ping"] {
+            socket.write_all(frame).await.expect("gathers");
+            socket.flush().await.expect("a flush below the cap is free");
+        }
+        let mut buf = [0u8; 64];
+        let early = tokio::time::timeout(Duration::from_millis(50), far.read(&mut buf)).await;
+        assert!(early.is_err(), "nothing reached the peer before the driver wrote out");
+        std::future::poll_fn(|cx| cork.write_out(cx)).await.expect("writes out");
+        let n = far.read(&mut buf).await.expect("reads");
+        assert_eq!(&buf[..n], b"headerbodyping", "one write, in order");
+
+        // Past the cap, writes go out as they come, without the driver, and none is lost.
+        let big: Vec<u8> = (0..3 * CORK_BYTES_MAX).map(|i| i as u8).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; big.len()];
+            far.read_exact(&mut got).await.map(|_| got)
+        });
+        let sent: Vec<u8> = (0..3 * CORK_BYTES_MAX).map(|i| i as u8).collect();
+        socket.write_all(&sent).await.expect("writes through the cap");
+        std::future::poll_fn(|cx| cork.write_out(cx)).await.expect("writes out the rest");
+        assert_eq!(reader.await.expect("joins").expect("reads all"), sent);
+    }
 
     #[test]
     fn crossing_links_keep_the_one_dialed_by_the_smaller_node_id() {

@@ -155,6 +155,10 @@ pub struct EtcdArbiter {
     /// Carries the leader key while we hold it; kept alive only by `renew`. [`NO_LEASE`]: none.
     /// One per domain: a hold must lapse when that domain's renewals stop, whatever the others do.
     hold_lease: AtomicI64,
+    /// The report this handle last put and the node lease it went under: `observe` puts it again
+    /// only when it changed or the lease did (a lapsed lease took the key with it), so an idle
+    /// domain's look is one read.
+    reported: Mutex<Option<(Report, i64)>>,
     /// Whether `close` revokes the node lease: only the server's own (global) handle does.
     owner: bool,
 }
@@ -294,6 +298,7 @@ impl EtcdArbiter {
             shared: Arc::new(shared),
             keys: Keys::new(prefix),
             hold_lease: AtomicI64::new(NO_LEASE),
+            reported: Mutex::new(None),
             owner: true,
         })
     }
@@ -307,6 +312,7 @@ impl EtcdArbiter {
             shared: self.shared.clone(),
             keys: Keys::new(&prefix),
             hold_lease: AtomicI64::new(NO_LEASE),
+            reported: Mutex::new(None),
             owner: false,
         }
     }
@@ -462,28 +468,49 @@ impl EtcdArbiter {
 
     async fn observe_inner(&self, me: &Report) -> Result<HolderState> {
         let lease = self.node_lease_alive().await?;
-        let report = serde_json::to_string(me).map_err(|e| arbiter_error(format_args!("encoding the report: {e}")))?;
-        let txn = Txn::new().and_then([
-            TxnOp::put(self.keys.report(me.node_id), report, Some(PutOptions::new().with_lease(lease))),
+        let unchanged = self
+            .reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|(report, under)| report == me && *under == lease);
+        let mut ops = Vec::with_capacity(4);
+        if !unchanged {
+            ops.push(self.report_put(me, lease)?);
+        }
+        let first_read = ops.len();
+        ops.extend([
             TxnOp::get(self.keys.leader.as_str(), None),
             TxnOp::get(self.keys.epoch.as_str(), None),
             TxnOp::get(self.keys.reports.as_str(), Some(GetOptions::new().with_prefix().with_limit(REPORTS_MAX))),
         ]);
-        let resp = match self.txn("observe", txn).await {
+        let resp = match self.txn("observe", Txn::new().and_then(ops)).await {
             Ok(resp) => resp,
             Err(e) => {
                 self.node_lease_doubtful();
+                *self.reported.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 return Err(e);
             }
         };
-        let holder = range_kvs(&resp, 1)?.first().map(parse_holder).transpose()?;
-        let (stored, _) = parse_epoch(range_kvs(&resp, 2)?.first())?;
+        if !unchanged {
+            *self.reported.lock().unwrap_or_else(|p| p.into_inner()) = Some((me.clone(), lease));
+        }
+        let holder = range_kvs(&resp, first_read)?.first().map(parse_holder).transpose()?;
+        let (stored, _) = parse_epoch(range_kvs(&resp, first_read + 1)?.first())?;
         let mut reports = Vec::new();
-        for kv in range_kvs(&resp, 3)? {
+        let read = range_kvs(&resp, first_read + 2)?;
+        let complete = (read.len() as i64) < REPORTS_MAX;
+        for kv in read {
             match serde_json::from_slice::<Report>(kv.value()) {
                 Ok(report) => reports.push(report),
                 Err(e) => tracing::warn!(key = ?kv.key_str(), "etcd arbiter: skipping a malformed report: {e}"),
             }
+        }
+        if unchanged && complete && !reports.contains(me) {
+            // Our report went without its lease (the domain's keys were deleted, by `forget` or
+            // by hand): put it back now rather than stay unseen until it changes.
+            self.put_report(me, lease).await?;
+            reports.push(me.clone());
         }
         Ok(HolderState {
             stale: holder.is_none(),
@@ -491,6 +518,24 @@ impl EtcdArbiter {
             holder,
             reports,
         })
+    }
+
+    /// The put of this node's report under the node lease `lease`.
+    fn report_put(&self, me: &Report, lease: i64) -> Result<TxnOp> {
+        let report = serde_json::to_string(me).map_err(|e| arbiter_error(format_args!("encoding the report: {e}")))?;
+        Ok(TxnOp::put(self.keys.report(me.node_id), report, Some(PutOptions::new().with_lease(lease))))
+    }
+
+    /// Puts this node's report under the node lease `lease`.
+    async fn put_report(&self, me: &Report, lease: i64) -> Result<()> {
+        let put = self.report_put(me, lease)?;
+        if let Err(e) = self.txn("observe", Txn::new().and_then([put])).await {
+            self.node_lease_doubtful();
+            *self.reported.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Err(e);
+        }
+        *self.reported.lock().unwrap_or_else(|p| p.into_inner()) = Some((me.clone(), lease));
+        Ok(())
     }
 
     async fn acquire_inner(&self, me: &Report, expected: Option<Holder>, highest_known: u64) -> Result<Option<u64>> {

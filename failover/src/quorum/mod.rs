@@ -150,6 +150,12 @@ pub struct QuorumArbiter {
     /// The holder and its renewal count at this handle's last observation: an acquire that
     /// expects that holder also expects no renewal since (see `CmdKind::Acquire`).
     observed: std::sync::Mutex<Option<(Option<Holder>, u64)>>,
+    /// The report this handle last committed, and when that write began: `observe` writes a
+    /// report only when it changed or is due again ([`report_due`]).
+    reported: std::sync::Mutex<Option<(Report, Instant)>>,
+    /// The highest log index of this handle's committed writes: `observe` reads the state only
+    /// once this member applied it, so a node always sees its own writes.
+    written: std::sync::atomic::AtomicU64,
     /// Whether `close` stops the Raft node: only the server's own handle does.
     owner: bool,
 }
@@ -170,19 +176,25 @@ impl QuorumArbiter {
         check_config(&cfg, data_nodes)?;
         let node = Node::start(&cfg).await?;
         tracing::info!(name = %cfg.name, listen = %cfg.listen, voters = cfg.members.len(), "quorum arbiter started");
-        Ok(QuorumArbiter { node: Arc::new(node), domain: None, owner: true, observed: Default::default() })
+        Ok(QuorumArbiter::handle(Arc::new(node), None, true))
     }
 
     /// The arbiter of another domain of this server (not the global one, which is this handle):
     /// its own holder, epochs and reports, through the same Raft group. Closing it leaves the
     /// Raft node running; closing the handle of [`QuorumArbiter::start`] stops it for all.
     pub fn for_domain(&self, domain: Uid) -> Arc<dyn Arbiter> {
-        Arc::new(QuorumArbiter {
-            node: self.node.clone(),
-            domain: Some(domain),
-            owner: false,
+        Arc::new(QuorumArbiter::handle(self.node.clone(), Some(domain), false))
+    }
+
+    fn handle(node: Arc<Node>, domain: Option<Uid>, owner: bool) -> QuorumArbiter {
+        QuorumArbiter {
+            node,
+            domain,
+            owner,
             observed: Default::default(),
-        })
+            reported: Default::default(),
+            written: Default::default(),
+        }
     }
 
     /// Drops the state of `domain` (a domain deleted from the cluster, whose drivers have
@@ -238,7 +250,47 @@ impl QuorumArbiter {
     async fn write(&self, kind: CmdKind) -> Result<(CmdResponse, u64, tokio::time::Instant)> {
         let deadline = self.deadline();
         let (answer, index) = self.node.core.write(self.domain, kind, deadline).await?;
+        self.written.fetch_max(index, std::sync::atomic::Ordering::SeqCst);
         Ok((answer, index, deadline))
+    }
+
+    /// Commits `me` as this node's report when it is due ([`report_due`]); a failed write is
+    /// due again at the next call.
+    /// Otherwise takes a read barrier ([`node::Core::barrier`]), so that the look that follows
+    /// sees every write committed before it, as the report's own write would have.
+    async fn report(&self, me: &Report) -> Result<()> {
+        let due = {
+            let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            report_due(reported.as_ref(), me, Instant::now(), &self.node.core.timing)
+        };
+        if !due {
+            let index = self.node.core.barrier(self.deadline()).await?;
+            self.written.fetch_max(index, std::sync::atomic::Ordering::SeqCst);
+            return Ok(());
+        }
+        let began = Instant::now();
+        match self.write(CmdKind::Report { report: me.clone() }).await?.0 {
+            CmdResponse::Reported => {
+                *self.reported.lock().unwrap_or_else(|p| p.into_inner()) = Some((me.clone(), began));
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Whether a node's report must be committed again: it changed since the last one committed
+/// (`last`, with when that write began), or the last one is a third of the failover timeout old.
+/// Observers count a report only while it arrived within the failover timeout (by their own
+/// clock), so a node that reports nothing new still shows among the candidates, and an idle
+/// domain costs its arbiter a renewal per heartbeat and a report every few, not a report at
+/// every look.
+pub fn report_due(last: Option<&(Report, Instant)>, me: &Report, now: Instant, timing: &FailoverTiming) -> bool {
+    match last {
+        Some((report, at)) => {
+            report != me || now.duration_since(*at) >= Duration::from_millis(timing.failover_after_ms / 3)
+        }
+        None => true,
     }
 }
 
@@ -264,12 +316,10 @@ impl Arbiter for QuorumArbiter {
     }
 
     async fn observe(&self, me: &Report) -> Result<HolderState> {
-        let (answer, index, deadline) = self.write(CmdKind::Report { report: me.clone() }).await?;
-        if answer != CmdResponse::Reported {
-            return Err(unexpected(answer));
-        }
+        self.report(me).await?;
         let core = &self.node.core;
-        if !core.shared.wait_applied(index, deadline).await {
+        let index = self.written.load(std::sync::atomic::Ordering::SeqCst);
+        if !core.shared.wait_applied(index, self.deadline()).await {
             return Err(Error::Peer(format!("arbiter: this member did not apply log {index} in time")));
         }
         let view = core.shared.domain_view(self.domain);
@@ -277,6 +327,10 @@ impl Arbiter for QuorumArbiter {
         let window = Duration::from_millis(core.timing.failover_after_ms);
         let state = view.state;
         *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.holder, state.renewals));
+        if !state.reports.contains_key(&me.node_id) {
+            // The domain's state was forgotten since this node reported: report at the next look.
+            *self.reported.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         let reports = state
             .reports
             .values()
@@ -367,5 +421,37 @@ mod tests {
     fn node_ids_are_stable() {
         assert_eq!(node_id("a"), node_id("a"));
         assert_ne!(node_id("a"), node_id("b"));
+    }
+
+    #[test]
+    fn a_report_is_committed_when_it_changed_or_ages_and_not_at_every_look() {
+        let timing = FailoverTiming::default();
+        let me = Report {
+            node_id: Uid::new_random(),
+            name: "a".into(),
+            tag: 1,
+            role: mgha_core::Role::Standby,
+            epoch: 1,
+            head_seq: 10,
+            writable: true,
+        };
+        let t0 = Instant::now();
+        let later = |ms| t0 + Duration::from_millis(ms);
+        assert!(report_due(None, &me, t0, &timing), "the first report");
+        let last = (me.clone(), t0);
+        assert!(!report_due(Some(&last), &me, later(timing.heartbeat_ms), &timing));
+        let refresh = timing.failover_after_ms / 3;
+        assert!(!report_due(Some(&last), &me, later(refresh - 1), &timing));
+        assert!(report_due(Some(&last), &me, later(refresh), &timing), "aged: observers must keep seeing it");
+        // Refreshed well inside the window in which observers count a report.
+        assert!(2 * refresh < timing.failover_after_ms);
+        for changed in [
+            Report { head_seq: 11, ..me.clone() },
+            Report { role: mgha_core::Role::Active, ..me.clone() },
+            Report { epoch: 2, ..me.clone() },
+            Report { writable: false, ..me.clone() },
+        ] {
+            assert!(report_due(Some(&last), &changed, later(1), &timing), "{changed:?}");
+        }
     }
 }

@@ -110,9 +110,10 @@ impl StatusCache {
     }
 }
 
-/// A write waiting to be committed, and where its answer goes.
+/// A write waiting to be committed, and where its answer goes. A write without a command is a
+/// read barrier: it is answered with the index of the entry it went with.
 struct Queued {
-    cmd: Cmd,
+    cmd: Option<Cmd>,
     deadline: tokio::time::Instant,
     reply: oneshot::Sender<Result<(CmdResponse, u64)>>,
 }
@@ -372,8 +373,21 @@ impl Core {
         kind: CmdKind,
         deadline: tokio::time::Instant,
     ) -> Result<(CmdResponse, u64)> {
+        self.queue(Some(Cmd { op: rand::random(), domain, kind }), deadline).await
+    }
+
+    /// A read barrier: the log index of an entry committed after this call began, so that a read
+    /// of this member's state once it applied that index sees every write committed before the
+    /// call, through any member. Barriers ride on the entry of the writes that fall due with
+    /// them, or share one empty entry: the looks of a thousand domains cost one entry, not one
+    /// each.
+    pub async fn barrier(&self, deadline: tokio::time::Instant) -> Result<u64> {
+        Ok(self.queue(None, deadline).await?.1)
+    }
+
+    async fn queue(&self, cmd: Option<Cmd>, deadline: tokio::time::Instant) -> Result<(CmdResponse, u64)> {
         let (reply, answer) = oneshot::channel();
-        self.batcher.push(Queued { cmd: Cmd { op: rand::random(), domain, kind }, deadline, reply });
+        self.batcher.push(Queued { cmd, deadline, reply });
         match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Peer("arbiter: the voter stopped before the write committed".into())),
@@ -439,23 +453,31 @@ impl Core {
         let Some(deadline) = chunk.iter().map(|q| q.deadline).max() else {
             return;
         };
-        if let [_] = chunk.as_slice() {
-            if let Some(q) = chunk.into_iter().next() {
-                let _ = q.reply.send(self.commit(q.cmd, deadline).await);
+        if let [Queued { cmd: Some(_), .. }] = chunk.as_slice() {
+            if let Some(Queued { cmd: Some(cmd), reply, .. }) = chunk.into_iter().next() {
+                let _ = reply.send(self.commit(cmd, deadline).await);
             }
             return;
         }
-        let (cmds, replies): (Vec<Cmd>, Vec<_>) = chunk.into_iter().map(|q| (q.cmd, q.reply)).unzip();
+        let mut cmds = Vec::with_capacity(chunk.len());
+        let mut replies = Vec::with_capacity(chunk.len());
+        for q in chunk {
+            // Each reply with the position of its command's answer; a barrier has none.
+            replies.push((q.reply, q.cmd.is_some().then_some(cmds.len())));
+            cmds.extend(q.cmd);
+        }
         let n = cmds.len();
+        // Only barriers: an empty batch, which every version applies as nothing.
         let batch = Cmd { op: rand::random(), domain: None, kind: CmdKind::Batch { cmds } };
         match self.commit(batch, deadline).await {
             Ok((CmdResponse::Batch(answers), index)) if answers.len() == n => {
-                for (reply, answer) in replies.into_iter().zip(answers) {
+                for (reply, at) in replies {
+                    let answer = at.map_or(CmdResponse::None, |i| answers[i].clone());
                     let _ = reply.send(Ok((answer, index)));
                 }
             }
             Ok((other, _)) => {
-                for reply in replies {
+                for (reply, _) in replies {
                     let _ = reply.send(Err(Error::Peer(format!("arbiter: unexpected answer to a batch: {other:?}"))));
                 }
             }
@@ -464,7 +486,7 @@ impl Core {
                     Error::Peer(m) => m.clone(),
                     other => other.to_string(),
                 };
-                for reply in replies {
+                for (reply, _) in replies {
                     let _ = reply.send(Err(Error::Peer(why.clone())));
                 }
             }

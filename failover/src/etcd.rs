@@ -513,6 +513,8 @@ impl EtcdArbiter {
             reports.push(me.clone());
         }
         Ok(HolderState {
+            // The hold lapses with its lease, on etcd's clock: when is not known here.
+            stale_in_ms: None,
             stale: holder.is_none(),
             highest_epoch: stored.max(holder.map_or(0, |h| h.epoch)),
             holder,

@@ -224,7 +224,7 @@ impl Sim {
             .filter(|(_, at)| self.now.saturating_sub(*at) < self.timing.failover_after_ms)
             .map(|(r, _)| r.clone())
             .collect();
-        HolderState { holder: s.holder, stale, highest_epoch: s.highest_epoch, reports }
+        HolderState { holder: s.holder, stale, highest_epoch: s.highest_epoch, reports, stale_in_ms: None }
     }
 
     fn start_call(&mut self, i: usize, call: Call) {

@@ -342,11 +342,14 @@ impl Arbiter for QuorumArbiter {
             })
             .map(|r| r.report.clone())
             .collect();
+        let held_for = now.duration_since(view.seen.holder_at);
+        let stale = state.holder.is_none() || held_for >= window;
         Ok(HolderState {
             holder: state.holder,
-            stale: state.holder.is_none() || now.duration_since(view.seen.holder_at) >= window,
+            stale,
             highest_epoch: state.highest_epoch,
             reports,
+            stale_in_ms: (!stale).then(|| window.saturating_sub(held_for).as_millis() as u64),
         })
     }
 

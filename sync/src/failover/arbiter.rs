@@ -56,6 +56,10 @@ pub struct HolderState {
     pub highest_epoch: u64,
     /// The latest report of every node that reported within the failover timeout.
     pub reports: Vec<Report>,
+    /// How long after this observation the holder turns stale if it renews no more, by the
+    /// observer's clock. `None` when the backend cannot tell, or the holder is stale already:
+    /// the driver then looks twice per heartbeat ([`super::plan::standby_pause`]).
+    pub stale_in_ms: Option<u64>,
 }
 
 /// The third vote. Every call is bounded in time by the backend (well under the heartbeat).

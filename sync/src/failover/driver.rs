@@ -41,18 +41,26 @@ pub async fn run(
         arbiter_status: None,
         ticks: 0,
         identity: None,
+        next_look: plan::standby_pause(None, &timing),
     };
     let mut events = d.engine.sync().events();
     loop {
         let role = d.tick().await;
-        // A Standby looks twice per heartbeat, so that it notices an expired hold soon after.
-        let pause = match role {
-            Role::Active => d.timing.heartbeat_ms,
-            Role::Standby => (d.timing.heartbeat_ms / 2).max(1),
+        let wake = match role {
+            Role::Active => crate::grid::next(Duration::from_millis(d.timing.heartbeat_ms)),
+            // A Standby looks when the hold would turn stale, so that it notices at once.
+            Role::Standby => {
+                let pause = d.next_look;
+                let on_grid = crate::grid::next(Duration::from_millis(pause.grid_ms));
+                match pause.at_most_ms {
+                    Some(ms) => on_grid.min(tokio::time::Instant::now() + Duration::from_millis(ms)),
+                    None => on_grid,
+                }
+            }
         };
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = tokio::time::sleep_until(crate::grid::next(Duration::from_millis(pause))) => {}
+            _ = tokio::time::sleep_until(wake) => {}
             // Any engine event wakes it: a role change (a planned changeover landed here) is acted on at once.
             _ = events.recv() => {}
         }
@@ -75,6 +83,8 @@ struct Driver {
     ticks: u32,
     /// The first report: its identity (id, name, tag) serves every later one.
     identity: Option<Report>,
+    /// When this Standby looks next, from what its last look found.
+    next_look: plan::Pause,
 }
 
 /// What one tick learned, for the status.
@@ -245,7 +255,9 @@ impl Driver {
 
     async fn as_standby(&mut self, me: Report) -> Outcome {
         let mut outcome = Outcome::default();
-        let state = match self.arbiter.observe(&me).await {
+        let looked = self.arbiter.observe(&me).await;
+        self.next_look = plan::standby_pause(looked.as_ref().ok(), &self.timing);
+        let state = match looked {
             Ok(s) => s,
             Err(e) => {
                 outcome.error = Some(e.to_string());
@@ -258,7 +270,9 @@ impl Driver {
                 Some("this node's store is damaged; it heals by a full sync before it may take over".into());
             return outcome;
         }
-        let known_head = self.engine.sync().peers().iter().map(|p| p.head.seq).max().unwrap_or(0);
+        // Only a candidate needs the peers' heads: no copy of the peer table at every idle look.
+        let known_head =
+            if state.stale { self.engine.sync().peers().iter().map(|p| p.head.seq).max().unwrap_or(0) } else { 0 };
         let observed_for = mono_ms().saturating_sub(self.started_ms);
         match plan::standby_decision(&me, &state, observed_for, known_head, &self.timing) {
             StandbyDecision::Wait(reason) => outcome.waiting = Some(reason.to_string()),

@@ -13,6 +13,31 @@ pub fn lease_until(started_ms: u64, timing: &FailoverTiming) -> u64 {
     started_ms.saturating_add(timing.fence_after_ms())
 }
 
+/// When a Standby looks at the arbiter next: at the next point of the heartbeat grid
+/// (`grid_ms`), or `at_most_ms` from now if that comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pause {
+    pub grid_ms: u64,
+    pub at_most_ms: Option<u64>,
+}
+
+/// How long a Standby waits before its next look, given its last one (`None`: it failed). While
+/// the holder renews, once per heartbeat, and at the instant the last look says the hold turns
+/// stale if that comes first: an expired hold is noticed at once, and an idle domain costs one
+/// look per heartbeat. A backend that cannot tell when the hold turns stale, a hold already
+/// stale (the candidates are deciding) or a failed look: every half heartbeat.
+pub fn standby_pause(last: Option<&HolderState>, timing: &FailoverTiming) -> Pause {
+    let half = Pause { grid_ms: (timing.heartbeat_ms / 2).max(1), at_most_ms: None };
+    match last {
+        Some(s) if !s.stale => match s.stale_in_ms {
+            // A millisecond past the instant: the look then finds the hold stale.
+            Some(ms) => Pause { grid_ms: timing.heartbeat_ms.max(1), at_most_ms: Some(ms.saturating_add(1)) },
+            None => half,
+        },
+        _ => half,
+    }
+}
+
 /// What an Active does after it observed the arbiter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ActiveDecision {
@@ -132,7 +157,7 @@ mod tests {
     }
 
     fn stale(reports: Vec<Report>, holder: Option<Holder>) -> HolderState {
-        HolderState { holder, stale: true, highest_epoch: 1, reports }
+        HolderState { holder, stale: true, highest_epoch: 1, reports, stale_in_ms: None }
     }
 
     #[test]
@@ -193,6 +218,19 @@ mod tests {
         let state = stale(vec![b.clone(), full.clone()], None);
         assert_eq!(standby_decision(&full, &state, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::CannotWrite));
         assert_eq!(standby_decision(&b, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: None });
+    }
+
+    #[test]
+    fn a_standby_looks_once_a_heartbeat_and_when_the_hold_turns_stale() {
+        let t = FailoverTiming::default();
+        let alive = |stale_in_ms| HolderState { stale_in_ms, ..HolderState::default() };
+        assert_eq!(standby_pause(Some(&alive(Some(4_200))), &t), Pause { grid_ms: 1000, at_most_ms: Some(4_201) });
+        assert_eq!(standby_pause(Some(&alive(Some(0))), &t), Pause { grid_ms: 1000, at_most_ms: Some(1) });
+        let half = Pause { grid_ms: 500, at_most_ms: None };
+        assert_eq!(standby_pause(Some(&alive(None)), &t), half, "a backend that cannot tell");
+        let stale = HolderState { stale: true, stale_in_ms: Some(5), ..HolderState::default() };
+        assert_eq!(standby_pause(Some(&stale), &t), half, "the candidates are deciding");
+        assert_eq!(standby_pause(None, &t), half, "the last look failed");
     }
 
     #[test]

@@ -56,7 +56,10 @@ const CLIENTS: usize = 16;
 /// Objects per revision in the throughput measurements.
 const BATCH: usize = 100;
 /// Seconds of idle over which CPU is measured.
-const IDLE_S: u64 = 5;
+const IDLE_S: u64 = 10;
+/// Seconds left to settle between the last domain synchronized and the idle window: the fill's
+/// last reports, acknowledgements and arbiter entries are not idle work.
+const SETTLE_S: u64 = 3;
 /// How long to wait for anything before the run fails.
 const WAIT: Duration = Duration::from_secs(300);
 
@@ -90,6 +93,7 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
     fill(&apis, scale)?;
     wait_synchronized(&apis, scale.domains)?;
 
+    std::thread::sleep(Duration::from_secs(SETTLE_S));
     log("idle: memory and CPU");
     let mut rss = Vec::new();
     let mut resident = Vec::new();

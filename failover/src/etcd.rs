@@ -650,6 +650,16 @@ impl Arbiter for EtcdArbiter {
         self.bounded("observe", self.observe_inner(me)).await
     }
 
+    /// Due when it changed or never went, or when the node lease that carries it is due for a
+    /// keep-alive (a look keeps it alive; a server whose every domain is Active looks only then).
+    fn report_due(&self, me: &Report) -> bool {
+        let kept = *self.shared.node_lease_kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.is_none_or(|at| at.elapsed() >= self.shared.keep_alive_every) {
+            return true;
+        }
+        !self.reported.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|(report, _)| report == me)
+    }
+
     async fn acquire(&self, me: &Report, expected: Option<Holder>, highest_known: u64) -> Result<Option<u64>> {
         self.check_me(me.node_id, "acquire")?;
         self.bounded("acquire", self.acquire_inner(me, expected, highest_known)).await

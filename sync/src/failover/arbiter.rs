@@ -84,6 +84,15 @@ pub trait Arbiter: Send + Sync + 'static {
     /// The arbiter's members and their health.
     async fn status(&self) -> ArbiterStatus;
 
+    /// Whether `observe(me)` would write `me` as this node's report (it changed, or the last
+    /// one ages). An Active whose renewal just succeeded holds the role at its epoch, so it
+    /// observes only to report; without a report due it skips the look. By default a backend
+    /// always reports.
+    fn report_due(&self, me: &Report) -> bool {
+        let _ = me;
+        true
+    }
+
     /// Releases what this node holds (an etcd lease, a Raft node) at shutdown.
     async fn close(&self) {}
 }

@@ -164,6 +164,11 @@ impl Driver {
                 Ok(()) => {
                     let until = plan::lease_until(started, &self.timing);
                     let _ = role_event(&self.engine, Event::Renewed { epoch: me.epoch, until_ms: until }).await;
+                    // The renewal succeeded only because this node holds the role at its epoch:
+                    // the look below could only say so again, and is for the report.
+                    if !self.arbiter.report_due(&me) {
+                        return outcome;
+                    }
                 }
                 Err(e) => outcome.error = Some(e.to_string()),
             }

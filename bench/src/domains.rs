@@ -107,7 +107,7 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
     let ticks_per_s = 100.0;
     for (pid, before) in &cpu {
         let used = (cpu_ticks(*pid)? - before) as f64 / ticks_per_s;
-        rss.push(peak_rss_mib(*pid)?);
+        rss.push(status_mib(*pid, "VmHWM")?);
         resident.push(status_mib(*pid, "VmRSS")?);
         measured(
             rows,
@@ -568,12 +568,7 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
 }
 
-/// Peak resident memory of a process (VmHWM), in MiB.
-fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    status_mib(pid, "VmHWM")
-}
-
-/// One memory figure of a process's status (`VmHWM`, `VmRSS`), in MiB.
+/// One memory figure of a process's status (`VmHWM` its peak, `VmRSS` now), in MiB.
 fn status_mib(pid: u32, key: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib = super::machine::status_kib(&status, key).with_context(|| format!("no {key}"))?;

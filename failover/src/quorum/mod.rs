@@ -254,18 +254,11 @@ impl QuorumArbiter {
         Ok((answer, index, deadline))
     }
 
-    /// Whether `me` is due to be committed ([`report_due`]).
-    fn due(&self, me: &Report) -> bool {
-        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-        report_due(reported.as_ref(), me, Instant::now(), &self.node.core.timing)
-    }
-
     /// Commits `me` as this node's report when it is due ([`report_due`]); a failed write is
-    /// due again at the next call.
-    /// Otherwise takes a read barrier ([`node::Core::barrier`]), so that the look that follows
+    /// due again at the next call. Otherwise takes a read barrier ([`node::Core::barrier`]), so that the look that follows
     /// sees every write committed before it, as the report's own write would have.
     async fn report(&self, me: &Report) -> Result<()> {
-        if !self.due(me) {
+        if !Arbiter::report_due(self, me) {
             let index = self.node.core.barrier(self.deadline()).await?;
             self.written.fetch_max(index, std::sync::atomic::Ordering::SeqCst);
             return Ok(());
@@ -356,7 +349,8 @@ impl Arbiter for QuorumArbiter {
     }
 
     fn report_due(&self, me: &Report) -> bool {
-        self.due(me)
+        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        report_due(reported.as_ref(), me, Instant::now(), &self.node.core.timing)
     }
 
     async fn acquire(&self, me: &Report, expected: Option<Holder>, highest_known: u64) -> Result<Option<u64>> {

@@ -25,7 +25,7 @@ use mgha_node::NodeConfig;
 use mgha_sync::failover::{FailoverMode, FailoverTiming};
 use serde_json::{json, Value};
 
-use super::failover::procs::{free_addrs, mgha, path_str, Api, Node};
+use super::failover::procs::{free_addrs, mgha, path_str, refused_code, Api, Node};
 use super::report::{Goal, Row, Unit};
 
 /// How big the scenario is.
@@ -412,9 +412,10 @@ fn fill(apis: &[Api], scale: DomainScale) -> anyhow::Result<()> {
                         let Some((d, server)) = next.lock().unwrap_or_else(|p| p.into_inner()).next() else {
                             return Ok(());
                         };
+                        let mut home = server;
                         for start in (0..scale.objects).step_by(BATCH) {
                             let n = BATCH.min(scale.objects - start);
-                            publish_batch(&apis[server], &d, "h", start, n)?;
+                            home = publish_batch(apis, home, &d, "h", start, n)?;
                         }
                     }
                 })
@@ -424,8 +425,20 @@ fn fill(apis: &[Api], scale: DomainScale) -> anyhow::Result<()> {
     })
 }
 
-/// One revision of `n` hosts, `{prefix}{start}..`, in `domain` through `api`.
-fn publish_batch(api: &Api, domain: &str, prefix: &str, start: usize, n: usize) -> anyhow::Result<()> {
+/// One revision of `n` hosts, `{prefix}{start}..`, in `domain`, on its Active: first on
+/// `apis[home]`, where it was last seen; the server that took it.
+///
+/// An Active whose lease renewal is late under load refuses publishes until its next renewal,
+/// and one that lost its lease is a Standby now (a failover under load): both answer
+/// `read-only`. A client then tries every server, and again shortly, as one would.
+fn publish_batch(
+    apis: &[Api],
+    home: usize,
+    domain: &str,
+    prefix: &str,
+    start: usize,
+    n: usize,
+) -> anyhow::Result<usize> {
     let changes: Vec<Value> = (start..start + n)
         .map(|i| {
             json!({"op": "put", "type": "host", "name": format!("{prefix}{i}"),
@@ -433,17 +446,22 @@ fn publish_batch(api: &Api, domain: &str, prefix: &str, start: usize, n: usize) 
         })
         .collect();
     let body = json!({"message": "fill", "changes": changes});
-    // An Active whose lease renewal is late under load refuses publishes until its next renewal:
-    // a client tries again, as one would.
+    let path = format!("/v1/domains/{domain}/publish");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match api.post(&format!("/v1/domains/{domain}/publish"), &body) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.to_string().contains("not confirmed as the active") && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50));
+        let order = std::iter::once(home).chain((0..apis.len()).filter(|&i| i != home));
+        let mut why = Vec::new();
+        for server in order {
+            match apis[server].post(&path, &body) {
+                Ok(_) => return Ok(server),
+                Err(e) if refused_code(&e) == Some("read-only") => why.push(e.to_string()),
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
+        if Instant::now() >= deadline {
+            bail!("no server took a publish into {domain} within 30 s: {}", why.join("; "));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -468,22 +486,7 @@ fn throughput(
                     while !stop.load(Ordering::Relaxed) {
                         let d = &domains[k % domains.len()];
                         let first = *actives.get(d).context("a domain without an Active")?;
-                        // On its Active as last seen; if that one moved (a failover under load),
-                        // on whichever server takes it.
-                        let order = std::iter::once(first).chain((0..apis.len()).filter(|&i| i != first));
-                        let mut why = Vec::new();
-                        for server in order {
-                            match publish_batch(&apis[server], d, prefix, k * BATCH, BATCH) {
-                                Ok(()) => {
-                                    why.clear();
-                                    break;
-                                }
-                                Err(e) => why.push(e.to_string()),
-                            }
-                        }
-                        if !why.is_empty() {
-                            bail!("no server took a publish into {d}: {}", why.join("; "));
-                        }
+                        publish_batch(apis, first, d, prefix, k * BATCH, BATCH)?;
                         done.fetch_add(BATCH, Ordering::Relaxed);
                         k += CLIENTS;
                     }

@@ -20,6 +20,29 @@ use mgha_node::{token, NodeConfig};
 use mgha_tests::etcd::Etcd;
 use mgha_tests::process::ChildGuard;
 
+/// An answer of the admin API that is not a success. Callers branch on its `code` (the API's
+/// error code), never on the message.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    what: String,
+    pub status: u16,
+    pub code: String,
+    pub answer: Value,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} {}", self.what, self.status, self.answer)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The API error code of `e`, when the API refused the request (not when it did not answer).
+pub(crate) fn refused_code(e: &anyhow::Error) -> Option<&str> {
+    e.downcast_ref::<Refused>().map(|r| r.code.as_str())
+}
+
 /// Runs `mgha ARGS` to completion; its standard output.
 pub(crate) fn mgha(exe: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(exe)
@@ -94,7 +117,7 @@ impl Api {
         Ok(Api { name: name.into(), base: format!("http://{}", config.require_admin()?), token, agent })
     }
 
-    /// POSTs a JSON body; the JSON answer, or an error naming the status and body.
+    /// POSTs a JSON body; the JSON answer, or a [`Refused`] error when the API refuses it.
     pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let mut resp = self
             .agent
@@ -105,7 +128,14 @@ impl Api {
         let status = resp.status();
         let answer: Value = resp.body_mut().with_config().limit(1 << 30).read_json().unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!("POST {path} on {}: {status} {answer}", self.name);
+            let code = answer["error"]["code"].as_str().unwrap_or("unreadable").to_string();
+            return Err(Refused {
+                what: format!("POST {path} on {}", self.name),
+                status: status.as_u16(),
+                code,
+                answer,
+            }
+            .into());
         }
         Ok(answer)
     }

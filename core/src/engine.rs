@@ -611,14 +611,13 @@ impl Engine {
     pub fn install_snapshot(&self, snapshot: &Path) -> Result<Head> {
         let mut guard = self.store.write().unwrap_or_else(|p| p.into_inner());
         {
-            let incoming =
-                Store::open_with(snapshot, self.options.storage_faults.clone(), self.options.store_cache_bytes)?;
+            let incoming = Store::open_with(snapshot, self.options.storage_faults.clone(), guard.cache_bytes())?;
             guard.copy_local_meta(&incoming)?;
         }
         let live = self.dir.join(STORE_FILE);
         std::fs::rename(snapshot, &live)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
-        let store = Store::open_with(&live, self.options.storage_faults.clone(), self.options.store_cache_bytes)?;
+        let store = Store::open_with(&live, self.options.storage_faults.clone(), guard.cache_bytes())?;
         let (globals, users) = guard.globals();
         store.set_globals(globals, users);
         let head = store.head()?;

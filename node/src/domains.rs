@@ -312,7 +312,10 @@ impl Domains {
                 continue;
             }
             let replica = match self.get(&entry.name) {
-                Some(r) => r,
+                Some(r) => {
+                    share_cache(&r, wanted.len());
+                    r
+                }
                 None => match self.open_or_create(&me, entry, wanted.len()) {
                     Ok(r) => {
                         self.held.write().unwrap_or_else(|p| p.into_inner()).insert(entry.name.clone(), r.clone());
@@ -518,5 +521,23 @@ impl mgha_core::store::Users for DomainUsers {
     /// there), never on the runtime's workers, which drive the answer over the network.
     fn users_elsewhere(&self, uids: &[Uid]) -> mgha_core::Result<Vec<(Uid, String)>> {
         self.find(uids, false)
+    }
+}
+
+/// Gives `replica`'s page cache its share of the budget for `held` domains, when the share it
+/// has is well off: a store opened while this server held few domains has a larger one, and
+/// without this the shares of domains created one after the other add up to many times the
+/// budget. A store that is busy now keeps its cache until a later registry change.
+fn share_cache(replica: &Replica, held: usize) {
+    let share = mgha_core::limits::domain_store_cache_bytes(held);
+    let store = replica.engine.store();
+    let has = store.cache_bytes();
+    if has <= share + share / 2 && has >= share / 2 {
+        return;
+    }
+    match store.resize_cache(share) {
+        Ok(true) => tracing::debug!(domain = %replica.name, from = has, to = share, "resized the domain's page cache"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(domain = %replica.name, error = %e, "could not resize the domain's page cache"),
     }
 }

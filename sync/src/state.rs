@@ -20,6 +20,7 @@ use mgha_core::Replication;
 /// Shared replication state of one engine.
 pub struct SyncState {
     heads: watch::Sender<Head>,
+    /// The newest revision committed here, until every peer holds it ([`SyncState::cached`]).
     last: Mutex<Option<Arc<Revision>>>,
     peers: Mutex<BTreeMap<Uid, PeerStatus>>,
     acked: Condvar,
@@ -93,7 +94,8 @@ impl SyncState {
         *self.heads.borrow()
     }
 
-    /// The newest revision committed here, if it is `seq` (saves a store read on the hot path).
+    /// The newest revision committed here, if it is `seq` and a peer may still need it (saves a
+    /// store read on the hot path).
     pub fn cached(&self, seq: u64) -> Option<Arc<Revision>> {
         lock(&self.last).as_ref().filter(|r| r.seq == seq).cloned()
     }
@@ -121,6 +123,13 @@ impl SyncState {
         let before = entry.status;
         f(entry);
         let (after, name) = (entry.status, entry.name.clone());
+        // The newest revision is kept decoded for the streams that send it: once every peer
+        // holds it, it only takes memory (a server with many idle domains kept one each).
+        let mut last = lock(&self.last);
+        if last.as_ref().is_some_and(|r| peers.values().all(|p| p.head.seq >= r.seq)) {
+            *last = None;
+        }
+        drop(last);
         drop(peers);
         if before != after {
             self.emit(NodeEvent::SyncStatusChanged { peer: node_id, name, status: after });

@@ -10,6 +10,7 @@
 //! while nothing else commits.
 
 use redb::{Database, ReadTransaction, TableDefinition, WriteTransaction};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -34,6 +35,28 @@ impl std::ops::Deref for Txn<'_> {
 impl std::ops::DerefMut for Txn<'_> {
     fn deref_mut(&mut self) -> &mut WriteTransaction {
         &mut self.txn
+    }
+}
+
+/// A read transaction of the store, counted while it lives ([`Store::begin_read`]).
+pub(crate) struct ReadTxn<'a> {
+    txn: ReadTransaction,
+    _live: LiveRead<'a>,
+}
+
+impl std::ops::Deref for ReadTxn<'_> {
+    type Target = ReadTransaction;
+    fn deref(&self) -> &ReadTransaction {
+        &self.txn
+    }
+}
+
+/// One live read transaction in the store's count; dropped after the transaction (field order).
+struct LiveRead<'a>(&'a AtomicUsize);
+
+impl Drop for LiveRead<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -63,9 +86,74 @@ impl Store {
         self.fault.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
+    /// Begins a read transaction, counted while it lives (see [`Store::resize_cache`]).
+    pub(crate) fn begin_read(&self) -> Result<ReadTxn<'_>> {
         use redb::ReadableDatabase;
-        self.with_db(|db| db.begin_read())
+        // Counted under the database lock, which a resize holds exclusively: it sees every reader.
+        let txn = self.with_db(|db| {
+            let txn = db.begin_read()?;
+            self.live_reads.fetch_add(1, Ordering::SeqCst);
+            Ok(txn)
+        })?;
+        Ok(ReadTxn { txn, _live: LiveRead(&self.live_reads) })
+    }
+
+    /// The size of redb's page cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Gives redb's page cache `bytes` from now on, which takes closing the database and opening
+    /// it again. That happens only while no transaction is alive, after a durable commit, so
+    /// that no reader fails and no commit is lost (unlike a reopen after a failed write, it
+    /// drops nothing that group commit waits for). Returns whether the cache has that size now;
+    /// `false` when the store is busy (the caller tries again later) or cannot write.
+    pub fn resize_cache(&self, bytes: usize) -> Result<bool> {
+        if self.cache_bytes() == bytes {
+            return Ok(true);
+        }
+        let writer = match self.writer.try_lock() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+        };
+        let mut slot = match self.db.try_write() {
+            Ok(s) => s,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+        };
+        if self.live_reads.load(Ordering::SeqCst) > 0 || self.broken().is_some() || self.fault().is_some() {
+            return Ok(false);
+        }
+        let Some(db) = slot.as_ref() else { return Ok(false) };
+        // What a closed handle did not make durable may be gone at the open: everything is, first.
+        if let Err(e) = db.begin_write().map_err(Error::from).and_then(|txn| txn.commit().map_err(Error::from)) {
+            if let Some(kind) = write_fault_kind(&e) {
+                self.record_fault(kind, &e);
+            }
+            return Err(e);
+        }
+        if let Some(db) = slot.take() {
+            if let Err(e) = db.close() {
+                tracing::debug!(error = %e, "closing the store to resize its cache");
+            }
+        }
+        self.cache_bytes.store(bytes, Ordering::Relaxed);
+        match open_db(&self.path, false, self.faults.as_ref(), bytes) {
+            Ok(db) => *slot = Some(db),
+            Err(e) => {
+                drop(slot);
+                return Err(self.reopen_failed(map_open_error(&self.path, e)));
+            }
+        }
+        drop(slot);
+        drop(writer);
+        // Verified as at any open before anything of it is used.
+        if let Err(e) = self.quick_check() {
+            *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+            return Err(self.reopen_failed(e));
+        }
+        Ok(true)
     }
 
     /// Begins a write transaction. It holds the store's writer lock until it commits or drops,
@@ -208,7 +296,7 @@ impl Store {
                 tracing::debug!(error = %e, "closing the failed store handle");
             }
         }
-        match open_db(&self.path, false, self.faults.as_ref(), self.cache_bytes) {
+        match open_db(&self.path, false, self.faults.as_ref(), self.cache_bytes()) {
             Ok(db) => *slot = Some(db),
             Err(e) => {
                 drop(slot);

@@ -65,8 +65,10 @@ pub struct Store {
     reopens: std::sync::atomic::AtomicU64,
     /// Faults injected into the file's writes and syncs (`inject.rs`), kept across reopens.
     faults: Option<Arc<StorageFaults>>,
-    /// The size of redb's page cache, kept across reopens.
-    cache_bytes: usize,
+    /// The size of redb's page cache, kept across reopens ([`Store::resize_cache`] changes it).
+    cache_bytes: std::sync::atomic::AtomicUsize,
+    /// Read transactions alive now (`fault.rs`): a cache resize waits until there are none.
+    live_reads: std::sync::atomic::AtomicUsize,
     /// Set when the store failed its quick check at open and was opened anyway, on a Standby
     /// that heals by a full sync: its data is not served ([`Store::quarantine`]).
     quarantine: Mutex<Option<String>>,
@@ -191,7 +193,8 @@ impl Store {
             writer: Mutex::new(()),
             reopens: Default::default(),
             faults,
-            cache_bytes,
+            cache_bytes: std::sync::atomic::AtomicUsize::new(cache_bytes),
+            live_reads: std::sync::atomic::AtomicUsize::new(0),
             quarantine: Mutex::new(None),
             is_quarantined: Default::default(),
             faults_recorded: Default::default(),

@@ -700,3 +700,30 @@ fn a_renewal_applies_at_once_and_a_role_change_does_not() {
     engine.role_event(seen).expect("step down");
     assert_eq!(engine.node().expect("node").role, Role::Standby);
 }
+
+#[test]
+fn a_cache_resize_waits_for_readers_and_keeps_every_commit() {
+    let (dir, store) = new_store();
+    publish(&store, vec![host("a", "10.0.0.1")]).expect("publish a");
+    // Committed without durability, as group commit commits: visible, durable only later.
+    let b = Store::deferring_durability(|| publish(&store, vec![host("b", "10.0.0.2")])).expect("publish b");
+    let (before, reopens) = (store.cache_bytes(), store.reopens());
+
+    let reader = store.begin_read().expect("read");
+    assert!(!store.resize_cache(before / 2).expect("resize"), "a live reader keeps the cache as it is");
+    assert_eq!(store.cache_bytes(), before);
+    drop(reader);
+
+    assert!(store.resize_cache(before / 2).expect("resize"));
+    assert_eq!(store.cache_bytes(), before / 2);
+    // Not a reopen after a failure: group commit keeps waiting for what it queued.
+    assert_eq!(store.reopens(), reopens);
+    assert_eq!(store.head().expect("head"), b.head());
+    assert_eq!(store.get("host", "b").expect("b").fields.get("ipv4-address"), Some(&json!("10.0.0.2")));
+    publish(&store, vec![host("c", "10.0.0.3")]).expect("a publish after the resize");
+    assert!(store.resize_cache(before / 2).expect("the same size again"), "nothing to do");
+
+    drop(store);
+    let store = Store::open(&dir.path().join(STORE_FILE)).expect("open");
+    assert_eq!(store.head().expect("head").seq, b.seq + 1);
+}

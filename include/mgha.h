@@ -342,6 +342,17 @@ mgha_status mgha_engine_domain_move(const struct mgha_engine *engine,
                                     const char *to,
                                     char **out_json);
 
+// Sets how many of its newest revisions the domain `name` keeps, on the global domain's Active,
+// and writes the domain as `mgha_engine_domains_json` shows one to `out_json`. `0` makes it
+// follow each server's `retain_revisions` again. Every server applies it to its replica; an
+// Active keeping fewer revisions than before purges the older ones at once (the objects stay).
+// `MGHA_NOT_FOUND`: no such domain. `MGHA_INVALID_ARGUMENT`: `"global"` (its retention is each
+// server's `retain_revisions`).
+mgha_status mgha_engine_domain_set_retention(const struct mgha_engine *engine,
+                                             const char *name,
+                                             uint64_t retain_revisions,
+                                             char **out_json);
+
 // Every domain of the cluster, the global one first, as this server sees it, as JSON
 // `{"domains": [{"name", "id", "global", "replicas", "here", "role", "epoch", "active",
 // "head_seq", "objects", "peers"}]}` (`GET /v1/domains`), freed with `mgha_string_free`.

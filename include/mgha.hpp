@@ -283,6 +283,11 @@ class Engine {
     return detail::string_out(
         [&](char** out) { return mgha_engine_domain_move(get(), name.c_str(), from.c_str(), to.c_str(), out); });
   }
+  // `retain_revisions` 0: each server's `retain_revisions` again.
+  std::string domain_set_retention_json(const std::string& name, std::uint64_t retain_revisions) const {
+    return detail::string_out(
+        [&](char** out) { return mgha_engine_domain_set_retention(get(), name.c_str(), retain_revisions, out); });
+  }
   std::string rebalance_json() const {
     return detail::string_out([&](char** out) { return mgha_engine_rebalance_json(get(), out); });
   }

@@ -429,3 +429,39 @@ fn a_collision_in_one_domain_is_merged_there_while_the_others_are_unaffected() {
     let epochs: BTreeSet<u64> = chain.iter().filter_map(|r| r["epoch"].as_u64()).collect();
     assert_eq!(epochs.len(), 1, "every revision of apac at one epoch: {epochs:?}");
 }
+
+#[test]
+fn each_domain_keeps_the_revisions_it_is_given() {
+    let scratch = Scratch::new();
+    let mut a = scratch.init("a");
+    a.fast_timers();
+    a.start();
+    ok(&["domain", "create", "-d", a.d(), "short", "--on", "a", "--retain-revisions", "50"]);
+    ok(&["domain", "create", "-d", a.d(), "long", "--on", "a"]);
+    let retention = |name: &str| {
+        let list = ok_json(&["domain", "list", "-d", a.d(), "--json"]);
+        list["domains"].as_array().expect("a list").iter().find(|d| d["name"] == name).expect(name)["retain_revisions"]
+            .clone()
+    };
+    assert_eq!(retention("short"), 50);
+    assert_eq!(retention("long"), Value::Null, "the servers' setting");
+    wait_until("both domains to be active on a", || {
+        ["short", "long"].iter().all(|d| status_in(&a, d)["node"]["role"] == "active")
+    });
+    for i in 0..10 {
+        publish(&scratch, &a, "short", &format!("s{i}"), 1);
+        publish(&scratch, &a, "long", &format!("l{i}"), 1);
+    }
+
+    // Fewer than before: the Active purges at once; the other domain keeps its history.
+    let set = ok_json(&["domain", "retain", "-d", a.d(), "short", "3", "--json"]);
+    assert_eq!(set["retain_revisions"], 3, "{set}");
+    assert_eq!(revisions(&a, "short").len(), 3);
+    assert_eq!(revisions(&a, "long").len(), 10);
+    assert_eq!(host_names(&a, "short").len(), 10, "purging history keeps every object");
+
+    ok(&["domain", "retain", "-d", a.d(), "short", "--servers-setting"]);
+    assert_eq!(retention("short"), Value::Null);
+    fails(&["domain", "retain", "-d", a.d(), "global", "3"], EXIT_INVALID);
+    fails(&["domain", "retain", "-d", a.d(), "nowhere", "3"], EXIT_NOT_FOUND);
+}

@@ -99,6 +99,9 @@ pub struct Engine {
     archived: Mutex<Option<PathBuf>>,
     /// Local revisions committed but not yet durable, sharing one fsync (group_commit.rs).
     group: GroupCommit,
+    /// The revisions kept ([`Engine::set_retain_revisions`]); 0 keeps every one. Starts as
+    /// [`EngineOptions::retain_revisions`].
+    retain: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -195,12 +198,36 @@ impl Engine {
             store: RwLock::new(Arc::new(store)),
             dir: dir.to_path_buf(),
             sessions: Mutex::new(Sessions::new(options.session_idle_timeout_ms)),
+            retain: std::sync::atomic::AtomicU64::new(options.retain_revisions.unwrap_or(0)),
             options,
             replication,
             damage: Mutex::new(None),
             archived: Mutex::new(None),
             group: GroupCommit::default(),
         })
+    }
+
+    /// How many of the newest revisions this engine keeps when it purges (after its local
+    /// publishes); `None` keeps every one.
+    pub fn retain_revisions(&self) -> Option<u64> {
+        Some(self.retain.load(std::sync::atomic::Ordering::Relaxed)).filter(|n| *n > 0)
+    }
+
+    /// Keeps the newest `keep` revisions from now on (`None`: every one). A smaller number than
+    /// before purges at once on an Active (an old revision is history the operator asked to let
+    /// go of); a Standby purges as it publishes once it is Active.
+    pub fn set_retain_revisions(&self, keep: Option<u64>) -> Result<()> {
+        if keep == Some(0) {
+            return Err(Error::InvalidArgument("a domain keeps at least one revision".into()));
+        }
+        let before = self.retain.swap(keep.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        let fewer = keep.is_some_and(|k| before == 0 || k < before);
+        if fewer && self.role().0 == crate::node::Role::Active {
+            if let Some(k) = keep {
+                self.store().purge(k)?;
+            }
+        }
+        Ok(())
     }
 
     /// What replicates this engine ([`Detached`] when nothing does).
@@ -663,7 +690,7 @@ impl Engine {
         let seq = rev.seq;
         let head = rev.head();
         self.replication.committed(Some(rev), head);
-        if let Some(keep) = self.options.retain_revisions {
+        if let Some(keep) = self.retain_revisions() {
             if seq.is_multiple_of(PURGE_EVERY_REVISIONS) {
                 if let Err(e) = self.store().purge(keep) {
                     tracing::warn!(error = %e, "purge of old revisions failed; will retry");

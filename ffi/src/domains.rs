@@ -8,7 +8,7 @@
 
 use std::ffi::c_char;
 
-use mgha_node::contract::DomainCreateBody;
+use mgha_node::contract::{DomainCreateBody, DomainRetentionBody};
 
 use crate::args::{text, Out};
 use crate::engine::{mgha_engine, outside_async_runtime, ENGINES};
@@ -106,6 +106,32 @@ pub unsafe extern "C" fn mgha_engine_domain_delete(
         let node = handle.node();
         // SAFETY: `out_json` is NULL or writable for the call (API contract).
         unsafe { json_out(out_json, || Ok(node.block_on(node.delete_domain(name, force != 0))??)) }
+    })
+}
+
+/// Sets how many of its newest revisions the domain `name` keeps, on the global domain's Active,
+/// and writes the domain as `mgha_engine_domains_json` shows one to `out_json`. `0` makes it
+/// follow each server's `retain_revisions` again. Every server applies it to its replica; an
+/// Active keeping fewer revisions than before purges the older ones at once (the objects stay).
+/// `MGHA_NOT_FOUND`: no such domain. `MGHA_INVALID_ARGUMENT`: `"global"` (its retention is each
+/// server's `retain_revisions`).
+#[no_mangle]
+pub unsafe extern "C" fn mgha_engine_domain_set_retention(
+    engine: *const mgha_engine,
+    name: *const c_char,
+    retain_revisions: u64,
+    out_json: *mut *mut c_char,
+) -> mgha_status {
+    ffi_boundary!(status: {
+        let handle = ENGINES.get(engine)?;
+        // SAFETY: a C string valid for the call (API contract).
+        let name = unsafe { text(name, "name") }?;
+        outside_async_runtime("mgha_engine_domain_set_retention")?;
+        handle.global()?;
+        let node = handle.node();
+        let body = DomainRetentionBody { retain_revisions: Some(retain_revisions).filter(|n| *n > 0) };
+        // SAFETY: `out_json` is NULL or writable for the call (API contract).
+        unsafe { json_out(out_json, || Ok(node.block_on(node.set_domain_retention(name, body))??)) }
     })
 }
 

@@ -56,7 +56,7 @@ pub enum DomainError {
     /// A delete without `force` of a domain that holds objects.
     #[error("domain '{name}' holds {objects} objects; delete them first, or delete with --force (a backup is written first)")]
     NotEmpty { name: String, objects: u64 },
-    /// The global domain cannot be created, deleted or moved.
+    /// The global domain cannot be created, deleted, moved or given a retention of its own.
     #[error("'{GLOBAL_DOMAIN}' is the cluster's first domain, on every server; it cannot be {what}")]
     Global { what: &'static str },
     /// A delete asked of a server that holds no replica, so cannot tell whether the domain
@@ -113,6 +113,8 @@ pub struct Entry {
     /// 1 when created, one more at every change of its replicas: only a server that finds the
     /// domain at generation 1 and itself first creates its replica Active.
     pub generation: u64,
+    /// The revisions the domain keeps; `None`: each server's `retain_revisions` applies.
+    pub retain_revisions: Option<u64>,
 }
 
 impl Entry {
@@ -125,7 +127,8 @@ impl Entry {
             .map(|v| v.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()?;
         let generation = object.fields.get("generation").and_then(Value::as_u64).unwrap_or(1);
-        Some(Entry { id: object.uid, name: object.name.clone(), replicas, generation })
+        let retain_revisions = object.fields.get("retain_revisions").and_then(Value::as_u64);
+        Some(Entry { id: object.uid, name: object.name.clone(), replicas, generation, retain_revisions })
     }
 
     /// The registry object's fields.
@@ -133,6 +136,9 @@ impl Entry {
         let mut fields = Map::new();
         fields.insert("replicas".into(), json!(self.replicas));
         fields.insert("generation".into(), json!(self.generation));
+        if let Some(keep) = self.retain_revisions {
+            fields.insert("retain_revisions".into(), json!(keep));
+        }
         fields
     }
 }
@@ -179,15 +185,22 @@ fn publish(global: &Engine, author: &str, message: String, change: ChangeInput) 
 }
 
 /// Records a new domain on `replicas` (names of cluster members; the first creates it Active).
-pub fn record(global: &Engine, author: &str, name: &str, replicas: Vec<String>) -> Result<Entry> {
+pub fn record(
+    global: &Engine,
+    author: &str,
+    name: &str,
+    replicas: Vec<String>,
+    retain_revisions: Option<u64>,
+) -> Result<Entry> {
     check_name(name)?;
+    check_retention(retain_revisions)?;
     if name == GLOBAL_DOMAIN {
         return Err(DomainError::Global { what: "created again" }.into());
     }
     if registry(global)?.iter().any(|e| e.name == name) {
         return Err(DomainError::Exists { name: name.to_string() }.into());
     }
-    let draft = Entry { id: Uid::new_random(), name: name.to_string(), replicas, generation: 1 };
+    let draft = Entry { id: Uid::new_random(), name: name.to_string(), replicas, generation: 1, retain_revisions };
     let change = ChangeInput::Put {
         type_name: DOMAIN_TYPE.into(),
         name: name.into(),
@@ -198,20 +211,46 @@ pub fn record(global: &Engine, author: &str, name: &str, replicas: Vec<String>) 
     entry(global, name)
 }
 
+/// Records how many revisions domain `name` keeps (`None`: each server's `retain_revisions`).
+pub fn record_retention(global: &Engine, author: &str, name: &str, retain_revisions: Option<u64>) -> Result<Entry> {
+    check_retention(retain_revisions)?;
+    let mut e = entry(global, name)?;
+    let shown = |n: Option<u64>| n.map_or("the servers' setting".to_string(), |n| format!("{n} revisions"));
+    let message = format!("domain {name}: keeps {} (was {})", shown(retain_revisions), shown(e.retain_revisions));
+    e.retain_revisions = retain_revisions;
+    rewrite(global, author, message, &e)
+}
+
+/// Publishes `e` as domain `e.name`'s registry entry, with `message`; the entry as recorded.
+fn rewrite(global: &Engine, author: &str, message: String, e: &Entry) -> Result<Entry> {
+    let change = ChangeInput::Put {
+        type_name: DOMAIN_TYPE.into(),
+        name: e.name.clone(),
+        uid: Some(e.id.to_string()),
+        fields: e.fields(),
+    };
+    publish(global, author, message, change)?;
+    entry(global, &e.name)
+}
+
+/// A domain keeps at least one revision (its head).
+fn check_retention(retain_revisions: Option<u64>) -> Result<()> {
+    if retain_revisions == Some(0) {
+        return Err(mgha_core::Error::InvalidArgument(
+            "retain_revisions must be at least 1 (leave it out to follow the servers' setting)".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Records new replicas for domain `name` (a replica moved or added), one generation on.
 pub fn record_replicas(global: &Engine, author: &str, name: &str, replicas: Vec<String>) -> Result<Entry> {
     let mut e = entry(global, name)?;
     let message = format!("domain {name}: replicas {} -> {}", e.replicas.join(", "), replicas.join(", "));
     e.replicas = replicas;
     e.generation += 1;
-    let change = ChangeInput::Put {
-        type_name: DOMAIN_TYPE.into(),
-        name: name.into(),
-        uid: Some(e.id.to_string()),
-        fields: e.fields(),
-    };
-    publish(global, author, message, change)?;
-    entry(global, name)
+    rewrite(global, author, message, &e)
 }
 
 /// Removes domain `name` from the registry: every server archives its replica.
@@ -311,9 +350,15 @@ impl Domains {
                 tracing::error!(error = %e, "the registry names a domain that cannot be held here");
                 continue;
             }
+            let keep = entry.retain_revisions.or(self.options.retain_revisions);
             let replica = match self.get(&entry.name) {
                 Some(r) => {
                     share_cache(&r, wanted.len());
+                    if r.engine.retain_revisions() != keep {
+                        if let Err(e) = r.engine.set_retain_revisions(keep) {
+                            tracing::warn!(domain = %entry.name, error = %e, "could not apply the domain's retention");
+                        }
+                    }
                     r
                 }
                 None => match self.open_or_create(&me, entry, wanted.len()) {
@@ -356,6 +401,7 @@ impl Domains {
         // The domains' page caches share one budget: the more domains, the smaller each.
         let options = EngineOptions {
             store_cache_bytes: mgha_core::limits::domain_store_cache_bytes(held),
+            retain_revisions: entry.retain_revisions.or(self.options.retain_revisions),
             ..self.options.clone()
         };
         if dir.join(mgha_core::store::STORE_FILE).exists() {

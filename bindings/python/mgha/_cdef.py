@@ -105,6 +105,10 @@ mgha_status mgha_engine_domain_move(const struct mgha_engine *engine,
                                     const char *from,
                                     const char *to,
                                     char **out_json);
+mgha_status mgha_engine_domain_set_retention(const struct mgha_engine *engine,
+                                             const char *name,
+                                             uint64_t retain_revisions,
+                                             char **out_json);
 mgha_status mgha_engine_domains_json(const struct mgha_engine *engine, char **out);
 mgha_status mgha_engine_get_json(const struct mgha_engine *engine,
                                  const char *type_name,

@@ -256,16 +256,23 @@ class Engine:
         return list(json_out(lib().mgha_engine_domains_json, self._handle())["domains"])
 
     def create_domain(
-        self, name: str, replicas: Optional[int] = None, on: Optional[Sequence[str]] = None
+        self,
+        name: str,
+        replicas: Optional[int] = None,
+        on: Optional[Sequence[str]] = None,
+        retain_revisions: Optional[int] = None,
     ) -> Dict[str, Any]:
         """Creates a domain (on the global domain's Active): on the servers ``on`` names (the
-        first Active), or on ``replicas`` servers (default 2) that hold the fewest. Returns it
-        as :meth:`domains` shows it. :class:`~mgha.Conflict` when the name is taken."""
+        first Active), or on ``replicas`` servers (default 2) that hold the fewest; keeping its
+        newest ``retain_revisions`` revisions (default: each server's ``retain_revisions``).
+        Returns it as :meth:`domains` shows it. :class:`~mgha.Conflict` when the name is taken."""
         request: Dict[str, Any] = {"name": name}
         if replicas is not None:
             request["replicas"] = replicas
         if on is not None:
             request["on"] = list(on)
+        if retain_revisions is not None:
+            request["retain_revisions"] = retain_revisions
         text = c_text(json.dumps(request), "request")
         return json_out(lib().mgha_engine_domain_create, self._handle(), text)
 
@@ -274,6 +281,16 @@ class Engine:
         (:class:`~mgha.Conflict`) while it holds objects unless ``force``, which writes a
         verified backup first (``backup``: its path). Every replica's store is archived."""
         return json_out(lib().mgha_engine_domain_delete, self._handle(), c_text(name, "name"), 1 if force else 0)
+
+    def set_domain_retention(self, name: str, retain_revisions: Optional[int]) -> Dict[str, Any]:
+        """Sets how many of its newest revisions the domain ``name`` keeps (``None``: each
+        server's ``retain_revisions`` again); an Active keeping fewer than before purges the
+        older history at once. Returns the domain as :meth:`domains` shows it."""
+        if retain_revisions is not None and retain_revisions < 1:
+            raise ValueError("retain_revisions must be at least 1, or None")
+        return json_out(
+            lib().mgha_engine_domain_set_retention, self._handle(), c_text(name, "name"), retain_revisions or 0
+        )
 
     def move_domain(self, name: str, from_: str, to: str) -> Dict[str, Any]:
         """Moves the domain ``name``'s replica from server ``from_`` to server ``to`` (not its

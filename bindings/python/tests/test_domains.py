@@ -87,3 +87,20 @@ def test_domain_handles_fail_cleanly_once_the_node_is_closed(tmp_engine):
         lab.get("host", "web1")
     lab.close()
     assert lab.closed
+
+
+def test_a_domain_keeps_the_revisions_it_is_given(tmp_engine):
+    node = tmp_engine
+    assert node.create_domain("short", retain_revisions=50)["retain_revisions"] == 50
+    with node.domain("short") as short:
+        for i in range(6):
+            short.publish(changes(host(f"h{i}", f"10.0.3.{i}")))
+        assert len(short.revisions()) == 6
+        assert node.set_domain_retention("short", 2)["retain_revisions"] == 2
+        assert [rev["seq"] for rev in short.revisions()] == [6, 5]
+        assert len(short.list("host")) == 6
+    assert "retain_revisions" not in node.set_domain_retention("short", None)
+    with pytest.raises(InvalidArgument):
+        node.set_domain_retention("global", 3)
+    with pytest.raises(ValueError):
+        node.set_domain_retention("short", 0)

@@ -1,4 +1,4 @@
-//! `mgha domain create|list|delete|move|rebalance`: the cluster's domains. Creating, deleting
+//! `mgha domain create|list|delete|move|retain|rebalance`: the cluster's domains. Creating, deleting
 //! and moving change the registry in the global domain, so they run on its Active; `list` and
 //! `rebalance` run anywhere. Every data command reaches one domain with `--domain NAME`.
 
@@ -27,6 +27,8 @@ pub enum DomainCommand {
     Delete(DeleteArgs),
     /// Move a domain's replica from one server to another (a full sync of that domain only).
     Move(MoveArgs),
+    /// Set how many of its newest revisions a domain keeps (older history is purged).
+    Retain(RetainArgs),
     /// Spread the domains' Actives evenly over the healthy servers (planned changeovers).
     Rebalance(ReadArgs),
 }
@@ -44,6 +46,25 @@ pub struct CreateArgs {
     /// The servers that hold a replica, by name; the first is where the domain starts Active.
     #[arg(long, value_name = "SERVER,...", value_delimiter = ',')]
     pub on: Option<Vec<String>>,
+    /// How many of its newest revisions the domain keeps (default: each server's
+    /// retain_revisions).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub retain_revisions: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RetainArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The domain's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// How many of its newest revisions it keeps from now on.
+    #[arg(value_name = "N", value_parser = clap::value_parser!(u64).range(1..), required_unless_present = "servers_setting")]
+    pub revisions: Option<u64>,
+    /// Follow each server's retain_revisions again.
+    #[arg(long = "servers-setting", conflicts_with = "revisions")]
+    pub servers_setting: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -81,6 +102,7 @@ pub fn domain(args: &DomainArgs) -> anyhow::Result<()> {
         DomainCommand::List(a) => list(a),
         DomainCommand::Delete(a) => delete(a),
         DomainCommand::Move(a) => move_replica(a),
+        DomainCommand::Retain(a) => retain(a),
         DomainCommand::Rebalance(a) => rebalance(a),
     }
 }
@@ -91,7 +113,12 @@ fn daemon(read: &ReadArgs) -> anyhow::Result<Remote> {
 }
 
 fn create(args: &CreateArgs) -> anyhow::Result<()> {
-    let body = DomainCreateBody { name: args.name.clone(), replicas: args.replicas, on: args.on.clone() };
+    let body = DomainCreateBody {
+        name: args.name.clone(),
+        replicas: args.replicas,
+        on: args.on.clone(),
+        retain_revisions: args.retain_revisions,
+    };
     let created: DomainBody = daemon(&args.read)?
         .send("POST", "/v1/domains", None, Some(serde_json::to_vec(&body)?))
         .with_context(|| format!("cannot create domain '{}'", args.name))?;
@@ -99,6 +126,22 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
         return output::json(&created);
     }
     outln!("domain '{}' created on {}", created.name, created.replicas.join(", "));
+    Ok(())
+}
+
+fn retain(args: &RetainArgs) -> anyhow::Result<()> {
+    let body = crate::api::DomainRetentionBody { retain_revisions: args.revisions };
+    let path = format!("/v1/domains/{}/retention", crate::client::encode(&args.name));
+    let domain: DomainBody = daemon(&args.read)?
+        .send("POST", &path, None, Some(serde_json::to_vec(&body)?))
+        .with_context(|| format!("cannot set the retention of domain '{}'", args.name))?;
+    if args.read.json {
+        return output::json(&domain);
+    }
+    match domain.retain_revisions {
+        Some(n) => outln!("domain '{}' keeps its newest {n} revisions", domain.name),
+        None => outln!("domain '{}' keeps what each server's retain_revisions says", domain.name),
+    }
     Ok(())
 }
 

@@ -108,6 +108,25 @@ pub async fn move_replica(
     Ok(Json(node.move_replica(&name, &body.from, &body.to).await?))
 }
 
+/// Sets how many of its newest revisions a domain keeps, on the global domain's Active. Every
+/// server applies it to its replica; an Active keeping fewer than before purges at once.
+#[utoipa::path(post, path = "/v1/domains/{domain}/retention", operation_id = "setDomainRetention", tag = "domains",
+    params(("domain" = String, Path, description = "The domain's name")), request_body = DomainRetentionBody,
+    responses(
+        (status = 200, description = "The domain, with its retention", body = DomainBody),
+        (status = 400, description = "The global domain, or a retention of 0", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such domain", body = ErrorBody),
+        (status = 503, description = "This server is not the global domain's Active", body = ErrorBody)))]
+pub async fn set_retention(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<DomainRetentionBody>,
+) -> Result<Json<DomainBody>, ApiError> {
+    let node = node_of(&state)?;
+    Ok(Json(node.set_domain_retention(&name, body).await?))
+}
+
 /// Spreads the domains' Actives evenly over the healthy servers by planned changeovers.
 #[utoipa::path(post, path = "/v1/rebalance", operation_id = "rebalanceDomains", tag = "domains",
     responses((status = 200, description = "Each planned changeover and how it went", body = RebalanceBody),

@@ -47,6 +47,7 @@ use crate::api::ErrorBody;
         domains::create,
         domains::delete,
         domains::move_replica,
+        domains::set_retention,
         domains::rebalance,
         collisions::list_collisions,
         collisions::diff_collision,

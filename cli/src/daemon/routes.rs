@@ -77,6 +77,7 @@ pub fn table() -> Vec<Route> {
         post("/v1/domains", domains::create),
         delete("/v1/domains/{domain}", domains::delete),
         post("/v1/domains/{domain}/move", domains::move_replica),
+        post("/v1/domains/{domain}/retention", domains::set_retention),
         post("/v1/rebalance", domains::rebalance),
         get("/v1/collisions", collisions::list_collisions),
         get("/v1/collisions/{id}/diff", collisions::diff_collision),

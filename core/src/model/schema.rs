@@ -292,10 +292,15 @@ fn builtin_types() -> Vec<TypeSchema> {
         ),
         ty("system-setting", vec![required("value", Any)], vec![]),
         // A domain of the cluster: the servers that hold a replica of it (the first where it
-        // was created Active), and how often they changed.
+        // was created Active), how often they changed, and the revisions it keeps (absent: each
+        // server's `retain_revisions`).
         ty(
             "domain",
-            vec![required("replicas", List { item: Box::new(String) }), f("generation", int(1, i64::MAX))],
+            vec![
+                required("replicas", List { item: Box::new(String) }),
+                f("generation", int(1, i64::MAX)),
+                f("retain_revisions", int(1, i64::MAX)),
+            ],
             vec![],
         ),
     ]

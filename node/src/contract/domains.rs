@@ -18,6 +18,10 @@ pub struct DomainBody {
     pub replicas: Vec<String>,
     /// Whether this server holds a replica.
     pub here: bool,
+    /// How many of its newest revisions the domain keeps, when it has a number of its own
+    /// (absent: each server's `retain_revisions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_revisions: Option<u64>,
     /// This server's replica: `active` or `standby` (absent when it holds none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -69,6 +73,19 @@ pub struct DomainCreateBody {
     pub replicas: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on: Option<Vec<String>>,
+    /// How many of its newest revisions the domain keeps (at least 1); absent: each server's
+    /// `retain_revisions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_revisions: Option<u64>,
+}
+
+/// `PUT /v1/domains/{domain}/retention`: how many of its newest revisions a domain keeps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainRetentionBody {
+    /// At least 1; `null` (or absent): each server's `retain_revisions` applies again.
+    #[serde(default)]
+    pub retain_revisions: Option<u64>,
 }
 
 /// What deleting a domain did.

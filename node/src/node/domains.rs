@@ -9,8 +9,8 @@ use mgha_sync::{EngineExt, SyncRuntime};
 
 use super::Node;
 use crate::contract::{
-    DomainBody, DomainCreateBody, DomainDeletedBody, DomainList, DomainPeerBody, RebalanceBody, RebalanceMoveBody,
-    SettingsBody, StatusBody,
+    DomainBody, DomainCreateBody, DomainDeletedBody, DomainList, DomainPeerBody, DomainRetentionBody, RebalanceBody,
+    RebalanceMoveBody, SettingsBody, StatusBody,
 };
 use crate::domains::{self, DomainError, Domains, Entry, GLOBAL_DOMAIN, REGISTRY_AUTHOR};
 use crate::error::{Error, Result};
@@ -61,12 +61,14 @@ impl Node {
         list[0].global = true;
         for entry in domains::registry(&global)? {
             let replica = self.domains.get(&entry.name).filter(|r| r.id == entry.id);
-            list.push(domain_body(
+            let mut body = domain_body(
                 &entry.name,
                 entry.id.to_string(),
                 entry.replicas.clone(),
                 replica.as_ref().map(|r| &r.engine),
-            )?);
+            )?;
+            body.retain_revisions = entry.retain_revisions;
+            list.push(body);
         }
         Ok(DomainList { domains: list })
     }
@@ -99,11 +101,28 @@ impl Node {
                 (None, None) => DOMAIN_REPLICAS_DEFAULT.min(members.len().max(1)),
             };
             let replicas = crate::placement::choose_replicas(&servers, &placed, count, body.on.as_deref())?;
-            domains::record(&g, &author, &name, replicas)
+            domains::record(&g, &author, &name, replicas, body.retain_revisions)
         })
         .await?;
         self.reconcile_now().await?;
         self.domain_body_of(&body.name)
+    }
+
+    /// Sets how many of its newest revisions domain `name` keeps (on the global domain's Active);
+    /// `None`: each server's `retain_revisions` again. Every server applies it to its replica as
+    /// the registry reaches it; an Active keeping fewer than before purges at once.
+    pub async fn set_domain_retention(&self, name: &str, body: DomainRetentionBody) -> Result<DomainBody> {
+        if name == GLOBAL_DOMAIN {
+            return Err(DomainError::Global {
+                what: "given a retention of its own: set retain_revisions in each server's config",
+            }
+            .into());
+        }
+        let global = self.engine()?;
+        let n = name.to_string();
+        blocking(move || domains::record_retention(&global, REGISTRY_AUTHOR, &n, body.retain_revisions)).await?;
+        self.reconcile_now().await?;
+        self.domain_body_of(name)
     }
 
     /// Deletes domain `name` (on the global domain's Active). Refused while this server's replica
@@ -400,6 +419,7 @@ fn domain_body(name: &str, id: String, replicas: Vec<String>, engine: Option<&Ar
         global: false,
         replicas,
         here: engine.is_some(),
+        retain_revisions: None,
         role: None,
         epoch: None,
         active: None,

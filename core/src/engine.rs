@@ -604,10 +604,14 @@ impl Engine {
     /// Applies a run of revisions received from the Active in one durable commit (Standby
     /// side); returns the head after the last. Nothing is reported before it is durable.
     pub fn apply_replicated_batch(&self, revs: Vec<Revision>) -> Result<Head> {
+        let first = revs.first().map(|r| r.seq);
         let mut applied = self.store().apply_replicated_batch(revs).inspect_err(|e| self.after_failed_commit(e))?;
         let last = applied.pop().ok_or_else(|| Error::InvalidArgument("no revision to apply".into()))?;
         let head = last.head();
         self.replication.committed(Some(Arc::new(last)), head);
+        // A Standby keeps the history its retention says, as its Active does: without this its
+        // store grew by every revision ever published.
+        self.purge_if_due(first.unwrap_or(head.seq)..=head.seq);
         Ok(head)
     }
 
@@ -690,12 +694,19 @@ impl Engine {
         let seq = rev.seq;
         let head = rev.head();
         self.replication.committed(Some(rev), head);
-        if let Some(keep) = self.retain_revisions() {
-            if seq.is_multiple_of(PURGE_EVERY_REVISIONS) {
-                if let Err(e) = self.store().purge(keep) {
-                    tracing::warn!(error = %e, "purge of old revisions failed; will retry");
-                }
-            }
+        self.purge_if_due(seq..=seq);
+    }
+
+    /// Purges the history beyond what this engine keeps, when the revisions `seqs` just
+    /// committed reach one of every [`PURGE_EVERY_REVISIONS`].
+    fn purge_if_due(&self, seqs: std::ops::RangeInclusive<u64>) {
+        let Some(keep) = self.retain_revisions() else { return };
+        let (from, to) = (*seqs.start(), *seqs.end());
+        if to / PURGE_EVERY_REVISIONS == from.saturating_sub(1) / PURGE_EVERY_REVISIONS {
+            return;
+        }
+        if let Err(e) = self.store().purge(keep) {
+            tracing::warn!(error = %e, "purge of old revisions failed; will retry");
         }
     }
 }

@@ -101,6 +101,21 @@ async fn a_full_sync_after_a_collision_keeps_the_history_on_the_diverged_node() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_keeps_only_the_history_its_retention_says() {
+    let options = EngineOptions { retain_revisions: Some(10), ..EngineOptions::default() };
+    let mut c = Cluster::start(0, false, options.clone()).await;
+    c.join_with("s1", options).await;
+    for i in 0..80 {
+        c.engine(0).publish("admin", &hosts(&format!("r{i}-"), 1, 0)).expect("publish");
+    }
+    c.converged(Duration::from_secs(20)).await;
+    let (active, standby) = (c.engine(0).store().floor().expect("floor"), c.engine(1).store().floor().expect("floor"));
+    assert_eq!(active.seq, 64 - 10, "the active purged at revision 64");
+    assert!(standby.seq >= 64 - 10, "the standby purged too (floor {})", standby.seq);
+    assert_eq!(all_revisions(c.engine(1)).len() as u64, 80 - standby.seq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_member_gets_the_actives_history_and_floor() {
     let options = EngineOptions { retain_revisions: Some(10), ..EngineOptions::default() };
     let mut c = Cluster::start(0, false, options).await;

@@ -163,9 +163,13 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
 
     log("throughput: one domain, then spread");
     let actives = active_servers(&apis)?;
+    let before = machine_ticks()?;
     let one = throughput(&apis, &actives, &[domain(0)], "one-", scale.throughput_s)?;
+    let between = machine_ticks()?;
+    let one_busy = busy_percent(before, between);
     let spread: Vec<String> = (0..scale.spread.min(scale.domains)).map(domain).collect();
     let many = throughput(&apis, &actives, &spread, "spread-", scale.throughput_s)?;
+    let many_busy = busy_percent(between, machine_ticks()?);
     measured(
         rows,
         Row::new(
@@ -185,6 +189,22 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
         )
         .goal(Goal::AtLeast(2.0 * one)),
     );
+    // Whether spreading could gain at all here: the three servers and the bench's clients
+    // share this machine's cores.
+    let spread_what = format!("{} domains", spread.len());
+    for (key, what, busy) in
+        [("domains_busy_one", "one domain", one_busy), ("domains_busy_spread", spread_what.as_str(), many_busy)]
+    {
+        measured(
+            rows,
+            Row::new(
+                key,
+                format!("the machine's CPU busy while publishing into {what} (all cores, clients included)"),
+                busy,
+                Unit::Percent,
+            ),
+        );
+    }
 
     log("SIGKILL of the server with a third of the Actives, under load");
     let load = Load::start(&apis, scale.domains.min(60));
@@ -569,6 +589,23 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let f: Vec<&str> = after.split_whitespace().collect();
     Ok(f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+}
+
+/// The machine's CPU time so far, in ticks: (busy, all), from the first line of `/proc/stat`.
+fn machine_ticks() -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("an empty /proc/stat")?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    let all: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    Ok((all - idle, all))
+}
+
+/// Percent of all cores busy between two [`machine_ticks`].
+fn busy_percent(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let all = after.1.saturating_sub(before.1).max(1);
+    100.0 * after.0.saturating_sub(before.0) as f64 / all as f64
 }
 
 /// One memory figure of a process's status (`VmHWM` its peak, `VmRSS` now), in MiB.

@@ -465,3 +465,37 @@ fn each_domain_keeps_the_revisions_it_is_given() {
     fails(&["domain", "retain", "-d", a.d(), "global", "3"], EXIT_INVALID);
     fails(&["domain", "retain", "-d", a.d(), "nowhere", "3"], EXIT_NOT_FOUND);
 }
+
+#[test]
+fn a_revert_of_the_global_domain_keeps_what_a_domain_elsewhere_uses() {
+    let scratch = Scratch::new();
+    let mut a = scratch.init("a");
+    a.fast_timers();
+    a.start();
+    let mut b = scratch.join(&a, "b");
+    b.fast_timers();
+    b.start();
+    wait_peers_synchronized(&a, &["b"]);
+    // A domain held on b only: a cannot ask its own stores whether it uses a global object.
+    ok(&["domain", "create", "-d", a.d(), "remote", "--on", "b"]);
+    let before = status_in(&a, "global")["head"]["seq"].as_u64().expect("a head");
+    let global = scratch.file(
+        "g.json",
+        r#"{"changes": [{"op": "put", "type": "host", "name": "g-ntp", "fields": {"ipv4-address": "10.0.0.123"}}]}"#,
+    );
+    ok(&["apply", "-d", a.d(), support::s(&global)]);
+    wait_until("b to hold the global object and the domain", || {
+        mgha(&["get", "-d", b.d(), "host", "g-ntp"]).status.success()
+            && status_in(&b, "remote")["node"]["role"] == "active"
+    });
+    let uses = scratch.file(
+        "uses.json",
+        r#"{"changes": [{"op": "put", "type": "group", "name": "ntp", "fields": {"members": ["g-ntp"]}}]}"#,
+    );
+    ok(&["apply", "-d", b.d(), "--domain", "remote", support::s(&uses)]);
+
+    // Reverting the global domain to before the object would delete it: refused, naming the user.
+    let err = fails(&["revert", "-d", a.d(), &before.to_string()], 4);
+    assert!(err.contains("domain 'remote'") && err.contains("group 'ntp'"), "{err}");
+    assert!(mgha(&["get", "-d", a.d(), "host", "g-ntp"]).status.success(), "the global object stays");
+}

@@ -680,6 +680,18 @@ impl Engine {
 
     /// Publishes a revision that restores the state after revision `to`.
     pub fn revert(&self, author: &str, to: u64) -> Result<Revision> {
+        // What did not exist at `to` goes: the databases held elsewhere are asked first, as for
+        // a publish's deletes (those held here are asked inside the commit).
+        if let Ok(span) = self.store().changed_since(to) {
+            let deleted = span
+                .iter()
+                .filter_map(|(uid, then, now)| match (then, now) {
+                    (None, Some(o)) => Some((*uid, o.type_name.as_str(), o.name.clone())),
+                    _ => None,
+                })
+                .collect();
+            self.check_deleted_elsewhere(deleted)?;
+        }
         self.publish_with(author, &format!("revert to revision {to}"), |store, meta| {
             // What the revert restores; an unknown or purged revision is refused by the revert.
             if let Ok(span) = store.changed_since(to) {
@@ -717,9 +729,9 @@ impl Engine {
     /// over the network. (Inside the commit, the databases held here are asked again.)
     fn check_users_elsewhere(&self, changes: &[ChangeInput]) -> Result<()> {
         let store = self.store();
-        let Some(users) = store.globals().1 else {
+        if store.globals().1.is_none() {
             return Ok(());
-        };
+        }
         let mut deleted: Vec<(Uid, &str, String)> = Vec::new();
         for change in changes {
             let ChangeInput::Delete { type_name, name, uid } = change else { continue };
@@ -735,6 +747,16 @@ impl Engine {
                 deleted.push((o.uid, type_name.as_str(), o.name));
             }
         }
+        self.check_deleted_elsewhere(deleted)
+    }
+
+    /// Refuses the deletion of objects (uid, type, name) that a database held elsewhere uses,
+    /// naming the first and who uses it. Registry objects are the node's own: not asked about.
+    fn check_deleted_elsewhere(&self, mut deleted: Vec<(Uid, &str, String)>) -> Result<()> {
+        deleted.retain(|(_, t, _)| !crate::model::schema::MANAGED_TYPES.contains(t));
+        let Some(users) = self.store().globals().1 else {
+            return Ok(());
+        };
         if deleted.is_empty() {
             return Ok(());
         }

@@ -136,6 +136,16 @@ impl Engine {
             }
         };
         let message = format!("resolve collision branch {id} from {} ({})", branch.node_name, how_name(&how));
+        // What the resolution deletes: the databases held elsewhere are asked first, as for a
+        // publish's deletes (those held here are asked inside the commit).
+        let store = self.store();
+        let gone: Vec<_> = targets
+            .iter()
+            .filter(|t| t.after.is_none())
+            .filter_map(|t| store.get_by_uid(&t.uid).ok().flatten())
+            .collect();
+        drop(store);
+        self.check_deleted_elsewhere(gone.iter().map(|o| (o.uid, o.type_name.as_str(), o.name.clone())).collect())?;
         let seq = if targets.is_empty() {
             None
         } else {

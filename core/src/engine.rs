@@ -752,7 +752,7 @@ impl Engine {
 
     /// Refuses the deletion of objects (uid, type, name) that a database held elsewhere uses,
     /// naming the first and who uses it. Registry objects are the node's own: not asked about.
-    fn check_deleted_elsewhere(&self, mut deleted: Vec<(Uid, &str, String)>) -> Result<()> {
+    pub(crate) fn check_deleted_elsewhere(&self, mut deleted: Vec<(Uid, &str, String)>) -> Result<()> {
         deleted.retain(|(_, t, _)| !crate::model::schema::MANAGED_TYPES.contains(t));
         let Some(users) = self.store().globals().1 else {
             return Ok(());

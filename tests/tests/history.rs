@@ -140,3 +140,47 @@ async fn a_new_member_gets_the_actives_history_and_floor() {
     assert_eq!(all_revisions(c.engine(joined)).len(), 30);
     c.engine(joined).store().diff(1, 2).expect("diff 1 2 on the new member");
 }
+
+/// Databases held on other servers, as the node asks them: `uid` is used by a group there.
+struct UsedElsewhere(mgha_core::Uid);
+
+impl mgha_core::store::Users for UsedElsewhere {
+    fn users(&self, _: &[mgha_core::Uid]) -> mgha_core::Result<Vec<(mgha_core::Uid, String)>> {
+        Ok(Vec::new())
+    }
+
+    fn users_elsewhere(&self, uids: &[mgha_core::Uid]) -> mgha_core::Result<Vec<(mgha_core::Uid, String)>> {
+        Ok(uids.iter().filter(|u| **u == self.0).map(|u| (*u, "domain 'x' (group 'g')".to_string())).collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolving_a_collision_does_not_delete_what_a_database_elsewhere_uses() {
+    let mut c = Cluster::start(1, true, EngineOptions::default()).await;
+    let proxy = c.proxy.take().expect("proxy");
+    c.engine(0).publish("admin", &hosts("h", 2, 0)).expect("publish");
+    c.converged(Duration::from_secs(10)).await;
+    proxy.partition();
+    c.nodes[1].runtime.as_ref().expect("running").force_changeover().expect("forced");
+    // Only the new Active has `fresh`: taking the old Active's branch deletes it.
+    c.engine(1).publish("admin", &hosts("fresh", 1, 0)).expect("new active publishes");
+    c.engine(0).publish("admin", &hosts("cut", 1, 0)).expect("old active publishes while cut off");
+    proxy.heal();
+    wait_for("the branch to be kept", Duration::from_secs(20), || {
+        c.engine(1).collisions().map(|b| !b.is_empty()).unwrap_or(false)
+    })
+    .await;
+    let branch = c.engine(1).collisions().expect("branches").remove(0);
+    let fresh = c.engine(1).store().uid_of("host", "fresh0").expect("read").expect("fresh0");
+    c.engine(1).store().set_globals(None, Some(std::sync::Arc::new(UsedElsewhere(fresh))));
+
+    let err = c.engine(1).resolve_collision(branch.id, ResolveHow::KeepBranch, "admin").expect_err("fresh0 is used");
+    assert!(
+        matches!(&err, mgha_core::Error::StillReferenced { name, used_by, .. } if name == "fresh0" && used_by.contains("domain 'x'")),
+        "{err}"
+    );
+    assert!(c.engine(1).store().get("host", "fresh0").is_ok(), "nothing was deleted");
+    c.engine(1).store().set_globals(None, None);
+    c.engine(1).resolve_collision(branch.id, ResolveHow::KeepBranch, "admin").expect("once no one uses it");
+    assert!(c.engine(1).store().get("host", "fresh0").is_err());
+}

@@ -251,7 +251,8 @@ class Engine:
 
     def domains(self) -> List[Dict[str, Any]]:
         """Every domain of the cluster, the global one first, as this server sees it: ``name``,
-        ``id``, ``global``, ``replicas``, ``here`` and, for a replica held here, ``role``,
+        ``id``, ``global``, ``replicas``, ``here``, ``retain_revisions`` when the domain has a
+        number of its own and, for a replica held here, ``role``,
         ``epoch``, ``active``, ``head_seq``, ``objects``, ``peers``."""
         return list(json_out(lib().mgha_engine_domains_json, self._handle())["domains"])
 

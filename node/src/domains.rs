@@ -294,6 +294,8 @@ pub struct Domains {
     held: RwLock<BTreeMap<String, Arc<Replica>>>,
     /// One reconcile at a time.
     reconciling: Mutex<()>,
+    /// The domains placed here at the last reconcile: the page-cache budget's divisor.
+    placed: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Domains {
@@ -306,7 +308,13 @@ impl Domains {
     /// The domains of the server whose data directory is `dir`; none held until
     /// [`Domains::reconcile`].
     pub fn new(dir: &Path, options: EngineOptions) -> Domains {
-        Domains { dir: dir.to_path_buf(), options, held: RwLock::default(), reconciling: Mutex::new(()) }
+        Domains {
+            dir: dir.to_path_buf(),
+            options,
+            held: RwLock::default(),
+            reconciling: Mutex::new(()),
+            placed: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     /// The replica of domain `name` held here.
@@ -337,6 +345,7 @@ impl Domains {
         let mut changes = Changes { registered: registry.iter().map(|e| e.id).collect(), ..Changes::default() };
         let wanted: BTreeMap<&str, &Entry> =
             registry.iter().filter(|e| e.replicas.contains(&me.name)).map(|e| (e.name.as_str(), e)).collect();
+        self.placed.store(wanted.len(), std::sync::atomic::Ordering::Relaxed);
         // Replicas no longer placed here (or of a domain deleted and created again under the
         // same name): archived, never deleted.
         let gone: Vec<Arc<Replica>> =
@@ -387,6 +396,16 @@ impl Domains {
             }
         }
         Ok(changes)
+    }
+
+    /// Gives every held store its share of the page-cache budget where a reconcile found it busy
+    /// (`share_cache`); run now and then, so that a store busy at every registry change gets
+    /// its share too.
+    pub fn share_caches(&self) {
+        let placed = self.placed.load(std::sync::atomic::Ordering::Relaxed);
+        for replica in self.all() {
+            share_cache(&replica, placed);
+        }
     }
 
     /// The directory of domain `name`'s replica on this server.

@@ -341,10 +341,23 @@ impl Node {
         let weak = Arc::downgrade(&global);
         drop(global);
         self.handle.spawn(async move {
-            while heads.changed().await.is_ok() {
-                let Some(global) = weak.upgrade() else { return };
-                if let Err(e) = reconcile(&reconciler, &global).await {
-                    tracing::error!(error = %e, "cannot bring this server's domains in line with the registry; will try again");
+            let mut shares = tokio::time::interval(CACHE_SHARES_EVERY);
+            shares.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    changed = heads.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let Some(global) = weak.upgrade() else { return };
+                        if let Err(e) = reconcile(&reconciler, &global).await {
+                            tracing::error!(error = %e, "cannot bring this server's domains in line with the registry; will try again");
+                        }
+                    }
+                    _ = shares.tick() => {
+                        let d = reconciler.domains.clone();
+                        let _ = tokio::task::spawn_blocking(move || d.share_caches()).await;
+                    }
                 }
             }
         });
@@ -458,6 +471,9 @@ fn active_of(engine: &Engine) -> Option<String> {
     }
     engine.sync().active_hint()
 }
+
+/// How often the stores a reconcile found busy are given their page-cache share again.
+const CACHE_SHARES_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runs engine work that may write durably on the blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -21,9 +21,7 @@ const EXIT_READ_ONLY: i32 = 7;
 
 /// Three servers: a (Primary), b and c, started, the global domain synchronized.
 fn three(scratch: &Scratch) -> (Node, Node, Node) {
-    let mut a = scratch.init("a");
-    a.fast_timers();
-    a.start();
+    let a = start_one(scratch, "a");
     let mut b = scratch.join(&a, "b");
     b.fast_timers();
     b.start();
@@ -256,9 +254,7 @@ fn a_replica_moves_backups_are_per_domain_and_deletion_keeps_the_data() {
 #[test]
 fn domains_reference_global_objects_which_cannot_go_while_used() {
     let scratch = Scratch::new();
-    let mut a = scratch.init("a");
-    a.fast_timers();
-    a.start();
+    let a = start_one(&scratch, "a");
     ok(&["domain", "create", "-d", a.d(), "emea", "--on", "a"]);
     ok(&["domain", "create", "-d", a.d(), "apac", "--on", "a"]);
     // Global objects: a host and a service every domain may use.
@@ -433,9 +429,7 @@ fn a_collision_in_one_domain_is_merged_there_while_the_others_are_unaffected() {
 #[test]
 fn each_domain_keeps_the_revisions_it_is_given() {
     let scratch = Scratch::new();
-    let mut a = scratch.init("a");
-    a.fast_timers();
-    a.start();
+    let a = start_one(&scratch, "a");
     ok(&["domain", "create", "-d", a.d(), "short", "--on", "a", "--retain-revisions", "50"]);
     ok(&["domain", "create", "-d", a.d(), "long", "--on", "a"]);
     let retention = |name: &str| {
@@ -469,13 +463,7 @@ fn each_domain_keeps_the_revisions_it_is_given() {
 #[test]
 fn a_revert_of_the_global_domain_keeps_what_a_domain_elsewhere_uses() {
     let scratch = Scratch::new();
-    let mut a = scratch.init("a");
-    a.fast_timers();
-    a.start();
-    let mut b = scratch.join(&a, "b");
-    b.fast_timers();
-    b.start();
-    wait_peers_synchronized(&a, &["b"]);
+    let (a, b) = start_pair(&scratch);
     // A domain held on b only: a cannot ask its own stores whether it uses a global object.
     ok(&["domain", "create", "-d", a.d(), "remote", "--on", "b"]);
     let before = status_in(&a, "global")["head"]["seq"].as_u64().expect("a head");

@@ -45,17 +45,6 @@ fn actives(nodes: &[&Node]) -> Vec<usize> {
     active
 }
 
-fn start_pair(scratch: &Scratch) -> (Node, Node) {
-    let mut a = scratch.init("a");
-    a.fast_timers();
-    a.start();
-    let mut b = scratch.join(&a, "b");
-    b.fast_timers();
-    b.start();
-    wait_peers_synchronized(&a, &["b"]);
-    (a, b)
-}
-
 #[test]
 fn planned_changeover_under_load_loses_nothing() {
     let scratch = Scratch::new();

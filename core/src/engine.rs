@@ -20,7 +20,9 @@ use crate::store::tables::name_key;
 use crate::store::{CommitMeta, StorageFaults, Store, STORE_FILE};
 
 mod health;
+mod retention;
 mod sessions;
+mod users;
 
 /// Where a full sync builds the incoming snapshot before it is swapped in.
 pub const SNAPSHOT_FILE: &str = "mgha.redb.sync";
@@ -119,9 +121,6 @@ pub const DAMAGED_AT_START_HELP: &str = "This node is not a standby, so it canno
      empty directory (`mgha join-key` on the primary, then `mgha join --name NAME ...`); keep this directory for \
      inspection.";
 
-/// Purge runs at most once per this many revisions, so it stays off the hot path.
-const PURGE_EVERY_REVISIONS: u64 = 64;
-
 impl Engine {
     /// Creates a node's store in `dir` (created if missing).
     pub fn create(dir: &Path, node: &NodeState, options: EngineOptions) -> Result<Engine> {
@@ -205,29 +204,6 @@ impl Engine {
             archived: Mutex::new(None),
             group: GroupCommit::default(),
         })
-    }
-
-    /// How many of the newest revisions this engine keeps when it purges (after its local
-    /// publishes); `None` keeps every one.
-    pub fn retain_revisions(&self) -> Option<u64> {
-        Some(self.retain.load(std::sync::atomic::Ordering::Relaxed)).filter(|n| *n > 0)
-    }
-
-    /// Keeps the newest `keep` revisions from now on (`None`: every one). A smaller number than
-    /// before purges at once on an Active (an old revision is history the operator asked to let
-    /// go of); a Standby purges as it publishes once it is Active.
-    pub fn set_retain_revisions(&self, keep: Option<u64>) -> Result<()> {
-        if keep == Some(0) {
-            return Err(Error::InvalidArgument("a domain keeps at least one revision".into()));
-        }
-        let before = self.retain.swap(keep.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
-        let fewer = keep.is_some_and(|k| before == 0 || k < before);
-        if fewer && self.role().0 == crate::node::Role::Active {
-            if let Some(k) = keep {
-                self.store().purge(k)?;
-            }
-        }
-        Ok(())
     }
 
     /// What replicates this engine ([`Detached`] when nothing does).
@@ -707,67 +683,6 @@ impl Engine {
         let head = rev.head();
         self.replication.committed(Some(rev), head);
         self.purge_if_due(seq..=seq);
-    }
-
-    /// Purges the history beyond what this engine keeps, when the revisions `seqs` just
-    /// committed reach one of every [`PURGE_EVERY_REVISIONS`].
-    fn purge_if_due(&self, seqs: std::ops::RangeInclusive<u64>) {
-        let Some(keep) = self.retain_revisions() else { return };
-        let (from, to) = (*seqs.start(), *seqs.end());
-        if to / PURGE_EVERY_REVISIONS == from.saturating_sub(1) / PURGE_EVERY_REVISIONS {
-            return;
-        }
-        if let Err(e) = self.store().purge(keep) {
-            tracing::warn!(error = %e, "purge of old revisions failed; will retry");
-        }
-    }
-}
-
-impl Engine {
-    /// Asks the databases held elsewhere ([`crate::store::Users::users_elsewhere`]) whether
-    /// they use an object these changes delete, before any lock is taken: the answer may come
-    /// over the network. (Inside the commit, the databases held here are asked again.)
-    fn check_users_elsewhere(&self, changes: &[ChangeInput]) -> Result<()> {
-        let store = self.store();
-        if store.globals().1.is_none() {
-            return Ok(());
-        }
-        let mut deleted: Vec<(Uid, &str, String)> = Vec::new();
-        for change in changes {
-            let ChangeInput::Delete { type_name, name, uid } = change else { continue };
-            if crate::model::schema::MANAGED_TYPES.contains(&type_name.as_str()) {
-                continue;
-            }
-            let found = match (uid, name) {
-                (Some(u), _) => Uid::parse(u).and_then(|u| store.get_by_uid(&u).ok().flatten()),
-                (None, Some(n)) => store.uid_of(type_name, n)?.and_then(|u| store.get_by_uid(&u).ok().flatten()),
-                (None, None) => None,
-            };
-            if let Some(o) = found.filter(|o| &o.type_name == type_name) {
-                deleted.push((o.uid, type_name.as_str(), o.name));
-            }
-        }
-        self.check_deleted_elsewhere(deleted)
-    }
-
-    /// Refuses the deletion of objects (uid, type, name) that a database held elsewhere uses,
-    /// naming the first and who uses it. Registry objects are the node's own: not asked about.
-    pub(crate) fn check_deleted_elsewhere(&self, mut deleted: Vec<(Uid, &str, String)>) -> Result<()> {
-        deleted.retain(|(_, t, _)| !crate::model::schema::MANAGED_TYPES.contains(t));
-        let Some(users) = self.store().globals().1 else {
-            return Ok(());
-        };
-        if deleted.is_empty() {
-            return Ok(());
-        }
-        let uids: Vec<Uid> = deleted.iter().map(|(u, _, _)| *u).collect();
-        let used = users.users_elsewhere(&uids)?;
-        let Some((uid, _)) = used.first() else {
-            return Ok(());
-        };
-        let (_, type_name, name) = deleted.iter().find(|(u, _, _)| u == uid).unwrap_or(&deleted[0]);
-        let who: Vec<&str> = used.iter().filter(|(u, _)| u == uid).map(|(_, w)| w.as_str()).collect();
-        Err(Error::StillReferenced { type_name: type_name.to_string(), name: name.clone(), used_by: who.join(", ") })
     }
 }
 

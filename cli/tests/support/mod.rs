@@ -413,6 +413,24 @@ pub fn wait_converged(leader: &Node, followers: &[&Node]) {
     });
 }
 
+/// Node `name`, initialized as a cluster's first and started with fast timers.
+pub fn start_one(scratch: &Scratch, name: &str) -> Node {
+    let mut node = scratch.init(name);
+    node.fast_timers();
+    node.start();
+    node
+}
+
+/// Nodes `a` (the Primary) and `b`, started with fast timers, `b` synchronized.
+pub fn start_pair(scratch: &Scratch) -> (Node, Node) {
+    let a = start_one(scratch, "a");
+    let mut b = scratch.join(&a, "b");
+    b.fast_timers();
+    b.start();
+    wait_peers_synchronized(&a, &["b"]);
+    (a, b)
+}
+
 /// Waits until the leader reports every one of `peers` synchronized at its head.
 pub fn wait_peers_synchronized(leader: &Node, peers: &[&str]) {
     wait_until("the peers to be reported synchronized", || {

@@ -179,7 +179,9 @@ impl Api {
             Err(_) => return Err("unreachable".into()),
         };
         if resp.status() == 201 {
-            return Ok(());
+            // Read to its end: an answer left unread keeps its connection out of the pool, and
+            // the next publish would open (and the daemon accept) a new one.
+            return resp.body_mut().read_to_vec().map(drop).map_err(|_| "unreadable".to_string());
         }
         let err: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
         Err(err["error"]["code"].as_str().unwrap_or("unreadable").to_string())

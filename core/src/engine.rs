@@ -71,6 +71,10 @@ pub struct EngineOptions {
     /// The size of the store's page cache ([`crate::limits::STORE_CACHE_BYTES`] unless the node
     /// holds many domains: [`crate::limits::domain_store_cache_bytes`]).
     pub store_cache_bytes: usize,
+    /// Local publishes become durable by an append to the store's publish log (one small
+    /// sequential write), checkpointed into the store in the background of later publishes.
+    /// `false` commits each flush to the store directly (for tests of the store's own writes).
+    pub publish_log: bool,
 }
 
 impl Default for EngineOptions {
@@ -82,6 +86,7 @@ impl Default for EngineOptions {
             session_idle_timeout_ms: crate::session::SESSION_IDLE_TIMEOUT_MS_DEFAULT,
             storage_faults: None,
             store_cache_bytes: crate::limits::STORE_CACHE_BYTES,
+            publish_log: true,
         }
     }
 }
@@ -137,6 +142,9 @@ impl Engine {
         crate::private::create_dir(dir)?;
         let store =
             Store::create_with(&dir.join(STORE_FILE), node, options.storage_faults.clone(), options.store_cache_bytes)?;
+        if options.publish_log {
+            store.start_log()?;
+        }
         Engine::with_store(dir, store, options, replication)
     }
 
@@ -153,6 +161,9 @@ impl Engine {
             std::fs::remove_file(&partial)?;
         }
         let store = Store::open_with(&dir.join(STORE_FILE), options.storage_faults.clone(), options.store_cache_bytes)?;
+        if options.publish_log {
+            store.start_log()?;
+        }
         // Every front end opens through here: nothing is served from a store whose head records
         // are damaged. A Standby opens anyway, serving none of its data, to heal by a full sync
         // from its Active; anything else is refused, saying what to do.
@@ -621,6 +632,8 @@ impl Engine {
             let incoming = Store::open_with(snapshot, self.options.storage_faults.clone(), guard.cache_bytes())?;
             guard.copy_local_meta(&incoming)?;
         }
+        // The log beside the file is the live store's: emptied, it passes to the new one.
+        guard.retire_log()?;
         let live = self.dir.join(STORE_FILE);
         std::fs::rename(snapshot, &live)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
@@ -702,11 +715,12 @@ fn uid_lock_key(uid: &Uid) -> String {
     format!("uid:{uid}")
 }
 
-/// The engine's side of group commit: the flush is one durable commit of the store, and a
+/// The engine's side of group commit: the flush is an append to the store's publish log (or a
+/// checkpoint of the store), and a
 /// revision made durable is announced to replication, in commit order.
 impl Flush for Engine {
-    fn flush(&self) -> Result<()> {
-        self.store().flush()
+    fn flush(&self, batch: &[Arc<Revision>], committed_at: u64) -> Result<()> {
+        self.store().make_durable(batch, committed_at)
     }
 
     fn announce(&self, batch: &[Arc<Revision>]) {

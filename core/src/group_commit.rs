@@ -1,7 +1,8 @@
 //! Group commit: local revisions commit one by one (each its own write transaction, validated
 //! and ordered under the role lock as before) without waiting for the disk, and concurrent
-//! publishers then share one fsync. The first publisher to wait becomes the flusher: one durable
-//! commit makes every revision committed so far durable, it tells replication of them in
+//! publishers then share one fsync. The first publisher to wait becomes the flusher: one append
+//! to the publish log (or one durable commit of the store, a checkpoint) makes every revision
+//! committed so far durable, it tells replication of them in
 //! order, and wakes the others, whose revisions it covered. A publish is still acknowledged
 //! only once its revision is durable, and replication (which ships only what it was told of)
 //! never sends a revision that is not durable here.
@@ -13,7 +14,9 @@ use crate::revision::Revision;
 
 /// What the flusher does: make everything committed so far durable, then announce `batch`.
 pub(crate) trait Flush {
-    fn flush(&self) -> Result<()>;
+    /// Makes `batch` (every revision committed and not yet durable, in commit order, made while
+    /// the store had been reopened `committed_at` times) durable.
+    fn flush(&self, batch: &[Arc<Revision>], committed_at: u64) -> Result<()>;
     fn announce(&self, batch: &[Arc<Revision>]);
     /// How many times the store was reopened after a failed write: a commit that was not
     /// durable before a reopen may be gone after it.
@@ -110,12 +113,11 @@ impl GroupCommit {
         st.flushing = true;
         let batch = std::mem::take(&mut st.pending);
         drop(st);
-        let result = io.flush();
+        let revisions: Vec<Arc<Revision>> = batch.iter().map(|(_, _, r)| r.clone()).collect();
+        let committed_at = batch.first().map_or_else(|| io.reopens(), |(_, r, _)| *r);
+        let result = io.flush(&revisions, committed_at);
         match &result {
-            Ok(()) => {
-                let revisions: Vec<Arc<Revision>> = batch.iter().map(|(_, _, r)| r.clone()).collect();
-                io.announce(&revisions);
-            }
+            Ok(()) => io.announce(&revisions),
             Err(e) => io.failed(e),
         }
         let reopens = io.reopens();
@@ -190,7 +192,7 @@ mod tests {
     }
 
     impl Flush for Disk {
-        fn flush(&self) -> Result<()> {
+        fn flush(&self, _: &[Arc<Revision>], _: u64) -> Result<()> {
             self.flushes.fetch_add(1, Ordering::SeqCst);
             if self.fail.load(Ordering::SeqCst) {
                 if self.reopen_on_failure.load(Ordering::SeqCst) {

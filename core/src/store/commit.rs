@@ -64,14 +64,6 @@ impl Store {
         f()
     }
 
-    /// Makes every commit so far durable: one durable (empty) commit, one fsync.
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.guard("flush", || {
-            let txn = self.begin_write()?;
-            self.commit_txn(txn)
-        })
-    }
-
     /// Validates `changes` and publishes them as one durable revision (deferred inside
     /// [`Store::deferring_durability`]).
     pub fn publish(&self, meta: &CommitMeta, changes: &[ChangeInput]) -> Result<Revision> {

@@ -133,6 +133,10 @@ impl Store {
             }
             return Err(e);
         }
+        if let Some(log) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            // Everything it held is durable in the file now.
+            log.reset()?;
+        }
         if let Some(db) = slot.take() {
             if let Err(e) = db.close() {
                 tracing::debug!(error = %e, "closing the store to resize its cache");
@@ -230,6 +234,17 @@ impl Store {
         }
     }
 
+    /// A write outside redb (the publish log) failed with `e`: recorded as a failed commit is,
+    /// and the database reopens on what is durable, as after one.
+    pub(super) fn commit_failed(&self, e: &Error) {
+        if let Some(kind) = write_fault_kind(e) {
+            self.record_fault(kind, e);
+            if let Err(reopen) = self.reopen() {
+                tracing::error!(error = %reopen, "could not reopen the store after a failed write");
+            }
+        }
+    }
+
     /// Reopens the database if `committed` failed to write.
     pub(super) fn reopen_after(&self, committed: &Result<()>) {
         if let Err(e) = committed {
@@ -307,6 +322,12 @@ impl Store {
         if let Err(e) = self.quick_check().and_then(|_| self.reload_plugins()) {
             // Nothing is served from a file that fails its verification, as `Engine::open`
             // would refuse it.
+            *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+            return Err(self.reopen_failed(e));
+        }
+        // The reopened handle holds what was durable in the file: what only the publish log
+        // held (acknowledged publishes) is applied again before anything reads or writes.
+        if let Err(e) = self.replay_log_held() {
             *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
             return Err(self.reopen_failed(e));
         }

@@ -83,6 +83,16 @@ impl StorageFaults {
         self.injected.load(Ordering::SeqCst)
     }
 
+    /// Counts one write down (the publish log's, as the store file's): `Err` when it is to fail.
+    pub(super) fn pass_write(&self) -> std::io::Result<()> {
+        self.pass(&self.writes_left, &self.writes_once)
+    }
+
+    /// Counts one sync down: `Err` when it is to fail.
+    pub(super) fn pass_sync(&self) -> std::io::Result<()> {
+        self.pass(&self.syncs_left, &self.syncs_once)
+    }
+
     /// Counts one call down; `Err` when it is to fail.
     fn pass(&self, left: &AtomicU64, once: &AtomicBool) -> std::io::Result<()> {
         let passed = left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {

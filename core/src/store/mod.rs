@@ -12,6 +12,7 @@ mod globals;
 pub(crate) mod history;
 mod inject;
 mod plugins;
+mod publish_log;
 mod read;
 pub mod record;
 mod replica;
@@ -40,6 +41,7 @@ pub use fault::write_fault_kind;
 pub(crate) use globals::Origin;
 pub use globals::{Globals, Users};
 pub use inject::StorageFaults;
+pub use publish_log::log_path;
 pub use scrub::{ScrubBatch, ScrubCursor};
 pub use snapshot::{HistoryRecord, SnapshotBuilder, SnapshotInfo, SnapshotPart};
 pub use space::{SpaceReport, TableSpace};
@@ -83,6 +85,9 @@ pub struct Store {
     /// that reference this one; set by whoever opened the store, kept across reopens.
     globals: RwLock<Option<Arc<dyn Globals>>>,
     users: RwLock<Option<Arc<dyn Users>>>,
+    /// Where local publishes become durable (`publish_log.rs`); `None` on a store no node
+    /// serves (one being built or checked) until it is opened with a log beside it.
+    log: Mutex<Option<publish_log::PublishLog>>,
 }
 
 impl Drop for Store {
@@ -91,6 +96,19 @@ impl Drop for Store {
     /// caught and logged here, so that closing a damaged store never unwinds into the caller
     /// (or aborts a thread that is already unwinding).
     fn drop(&mut self) {
+        // What only the publish log holds goes into the store file, so that the file alone is
+        // whole once the node stopped (the log would be applied at the next open otherwise).
+        if self.logged_revisions() > 0 {
+            match catch_unwind(AssertUnwindSafe(|| self.checkpoint())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(store = %self.path.display(), error = %e, "closing the store: no checkpoint (the publish log is applied at the next open)")
+                }
+                Err(_) => {
+                    tracing::error!(store = %self.path.display(), "closing the store: the checkpoint panicked (the publish log is applied at the next open)")
+                }
+            }
+        }
         let db = self.db.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(db))) {
             tracing::error!(
@@ -129,6 +147,7 @@ impl Store {
         if path.exists() {
             return Err(Error::InvalidArgument(format!("{} already exists", path.display())));
         }
+        Store::clear_log(path)?;
         // redb initializes an empty file in place: creating it first gives it its private mode
         // from the first byte.
         drop(crate::private::create_file(path)?);
@@ -180,6 +199,7 @@ impl Store {
         }
         store.format_current.store(version == FORMAT_VERSION, std::sync::atomic::Ordering::Relaxed);
         store.reload_plugins()?;
+        store.open_log()?;
         Ok(store)
     }
 
@@ -201,6 +221,7 @@ impl Store {
             format_current: Default::default(),
             globals: RwLock::new(None),
             users: RwLock::new(None),
+            log: Mutex::new(None),
         }
     }
 

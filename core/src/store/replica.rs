@@ -70,7 +70,7 @@ impl Store {
     }
 
     /// Checks and applies one replicated revision inside `txn`; returns it as applied.
-    fn apply_in(&self, txn: &WriteTransaction, rev: Revision) -> Result<Revision> {
+    pub(super) fn apply_in(&self, txn: &WriteTransaction, rev: Revision) -> Result<Revision> {
         let head: Head = read_head(txn)?;
         if rev.seq != head.seq + 1 || rev.parent != head.id {
             return Err(Error::Diverged(format!(
@@ -184,7 +184,7 @@ impl Store {
     }
 }
 
-fn read_head(txn: &WriteTransaction) -> Result<Head> {
+pub(super) fn read_head(txn: &WriteTransaction) -> Result<Head> {
     let meta = txn.open_table(META)?;
     let raw = meta.get(META_HEAD)?.ok_or_else(|| Error::Corrupt("meta record 'head' is missing".into()))?;
     decode(raw.value(), "head")

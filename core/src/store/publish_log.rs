@@ -1,0 +1,609 @@
+//! The publish log: where a local publish becomes durable. Group commit appends the revisions
+//! its flush covers to this file, as one frame, and fsyncs it: one sequential append instead of
+//! redb's durable commit, which writes every page the revisions dirtied and holds the store's
+//! writer through its fsync. The revisions themselves were committed to redb without waiting for
+//! the disk; a checkpoint (one durable redb commit) makes them durable there too, and empties the
+//! log. When the store opens, and when it reopens after a failed write, every revision the log
+//! holds past the durable head is applied again, checked as a Standby checks what the Active
+//! sends, before anything else reads or writes the store.
+//!
+//! The file, beside the store (`mgha.redb.log`): [`LOG_MAGIC`], then frames. A frame is
+//! [`FRAME_MAGIC`], the payload's length (u32 little-endian), the payload's blake3, then the
+//! payload: the number of revisions (u32), and each revision's length (u32) and encoding.
+//!
+//! A frame that is cut short or fails its hash ends the log when nothing intact follows it: an
+//! append that a crash interrupted, never acknowledged. An intact frame after a damaged one means
+//! the damage is in acknowledged revisions: the store refuses to open ([`Error::Corrupt`]) rather
+//! than drop them.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::inject::StorageFaults;
+use super::Store;
+use crate::error::{Error, Result};
+use crate::model::Hash;
+use crate::revision::Revision;
+
+/// The first bytes of a publish log.
+pub const LOG_MAGIC: &[u8; 8] = b"MGHAPLG1";
+/// The first bytes of each frame.
+const FRAME_MAGIC: &[u8; 4] = b"MPLF";
+/// Magic, length and hash.
+const FRAME_HEADER_BYTES: usize = 4 + 4 + 32;
+/// The largest frame payload the log takes: a batch holding more goes to the store directly, by a
+/// checkpoint ([`PublishLog::takes`]). Also bounds what a read of a damaged length allocates.
+pub const FRAME_PAYLOAD_MAX: usize = 4 << 20;
+/// A batch of more changes than this goes to the store directly (a checkpoint): large revisions
+/// gain nothing from the log, whose point is one small append per publish.
+const FRAME_CHANGES_MAX: usize = 4_096;
+/// A log longer than this is not one this store wrote (checkpoints keep it far shorter).
+const LOG_BYTES_MAX: u64 = 256 << 20;
+/// A checkpoint is due once the log holds this many bytes...
+pub const CHECKPOINT_BYTES: u64 = 8 << 20;
+/// ... or this many revisions: each leaves the pages it dirtied in redb's write buffer until
+/// the checkpoint writes them.
+pub const CHECKPOINT_REVISIONS: u64 = 2_000;
+
+/// The log of the store at `store`.
+pub fn log_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".log");
+    PathBuf::from(name)
+}
+
+/// An open publish log.
+#[derive(Debug)]
+pub(crate) struct PublishLog {
+    file: File,
+    path: PathBuf,
+    /// Bytes of intact frames (where the next append goes).
+    len: u64,
+    /// Revisions in those frames.
+    revisions: u64,
+    faults: Option<Arc<StorageFaults>>,
+}
+
+/// What a log holds, read and verified.
+#[derive(Debug)]
+pub(crate) struct LogContent {
+    pub revisions: Vec<Revision>,
+    /// Bytes of intact frames; what follows is a torn append.
+    pub len: u64,
+    pub torn: bool,
+}
+
+impl PublishLog {
+    /// Opens the log at `path`, creating an empty one when there is none, and reads it.
+    pub(crate) fn open(path: &Path, faults: Option<Arc<StorageFaults>>) -> Result<(PublishLog, Vec<Revision>)> {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Self::create(path, faults)?, Vec::new())),
+            Err(e) => return Err(io(e)),
+        };
+        let mut log = PublishLog { file, path: path.to_path_buf(), len: 0, revisions: 0, faults };
+        let content = log.read()?;
+        if content.torn {
+            tracing::warn!(log = %path.display(), at = content.len, "the publish log ends in an interrupted append: it is cut there");
+        }
+        log.len = content.len;
+        log.revisions = content.revisions.len() as u64;
+        Ok((log, content.revisions))
+    }
+
+    /// Creates an empty log at `path`, replacing whatever is there.
+    pub(crate) fn create(path: &Path, faults: Option<Arc<StorageFaults>>) -> Result<PublishLog> {
+        // Private from its first byte, as the store file is.
+        match crate::private::create_file(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
+        let mut log = PublishLog { file, path: path.to_path_buf(), len: 0, revisions: 0, faults };
+        log.reset()?;
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(log)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Revisions appended since the last reset.
+    pub(crate) fn revisions(&self) -> u64 {
+        self.revisions
+    }
+
+    /// Whether a checkpoint is due.
+    pub(crate) fn full(&self) -> bool {
+        self.len >= CHECKPOINT_BYTES || self.revisions >= CHECKPOINT_REVISIONS
+    }
+
+    /// Reads the whole log, verified; the revisions of its intact frames, in order.
+    pub(crate) fn read(&self) -> Result<LogContent> {
+        let size = self.file.metadata().map_err(io)?.len();
+        if size > LOG_BYTES_MAX {
+            return Err(self.damaged(format!("is {size} bytes, more than any log of this store")));
+        }
+        let mut bytes = vec![0u8; size as usize];
+        self.file.read_exact_at(&mut bytes, 0).map_err(io)?;
+        parse(&bytes).map_err(|why| self.damaged(why))
+    }
+
+    /// Appends `revisions` as one frame and makes it durable. On failure the log is as before
+    /// (the frame is cut off again when that still works; a torn frame is ignored anyway).
+    pub(crate) fn append(&mut self, revisions: &[Arc<Revision>]) -> Result<()> {
+        let frame = frame(revisions)?;
+        let written = self.write_at(&frame, self.len).and_then(|_| self.sync());
+        if let Err(e) = written {
+            let _ = self.file.set_len(self.len);
+            return Err(io(e));
+        }
+        self.len += frame.len() as u64;
+        self.revisions += revisions.len() as u64;
+        Ok(())
+    }
+
+    /// Empties the log (after a checkpoint made everything in it durable in the store).
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        let done = self
+            .write_at(LOG_MAGIC, 0)
+            .and_then(|_| self.check_write())
+            .and_then(|_| self.file.set_len(LOG_MAGIC.len() as u64))
+            .and_then(|_| self.sync());
+        done.map_err(io)?;
+        self.len = LOG_MAGIC.len() as u64;
+        self.revisions = 0;
+        Ok(())
+    }
+
+    fn write_at(&self, bytes: &[u8], at: u64) -> std::io::Result<()> {
+        self.check_write()?;
+        self.file.write_all_at(bytes, at)
+    }
+
+    fn check_write(&self) -> std::io::Result<()> {
+        match &self.faults {
+            Some(f) => f.pass_write(),
+            None => Ok(()),
+        }
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        if let Some(f) = &self.faults {
+            f.pass_sync()?;
+        }
+        self.file.sync_data()
+    }
+
+    fn damaged(&self, why: String) -> Error {
+        Error::Corrupt(format!("publish log {}: {why}", self.path.display()))
+    }
+}
+
+/// An I/O error of the log, as the store reports one of its file (a write fault).
+fn io(e: std::io::Error) -> Error {
+    Error::Storage(redb::Error::Io(e))
+}
+
+/// The frame of `revisions`.
+fn frame(revisions: &[Arc<Revision>]) -> Result<Vec<u8>> {
+    let mut payload = Vec::with_capacity(4 + revisions.len() * 512);
+    payload.extend_from_slice(&(revisions.len() as u32).to_le_bytes());
+    for r in revisions {
+        let encoded = r.encode();
+        payload.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&encoded);
+    }
+    if payload.len() > FRAME_PAYLOAD_MAX {
+        return Err(Error::TooLarge { what: "publish log frame".into(), size: payload.len(), max: FRAME_PAYLOAD_MAX });
+    }
+    let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
+    out.extend_from_slice(FRAME_MAGIC);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&Hash::of(&payload).0);
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// The payload of the intact frame at `at`, and where the next one starts.
+fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let header = bytes.get(at..at.checked_add(FRAME_HEADER_BYTES)?)?;
+    if &header[..4] != FRAME_MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+    if len > FRAME_PAYLOAD_MAX {
+        return None;
+    }
+    let start = at + FRAME_HEADER_BYTES;
+    let payload = bytes.get(start..start.checked_add(len)?)?;
+    (Hash::of(payload).0.as_slice() == &header[8..]).then_some((payload, start + len))
+}
+
+/// The revisions of one verified payload.
+fn revisions_of(payload: &[u8], at: usize) -> std::result::Result<Vec<Revision>, String> {
+    let bad = |why: &str| format!("the frame at byte {at} {why}");
+    let mut rest = payload;
+    let mut take = |n: usize| -> std::result::Result<&[u8], String> {
+        if rest.len() < n {
+            return Err(bad("is shorter than it says"));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad("has no count"))?) as usize;
+    let mut out = Vec::with_capacity(count.min(payload.len() / 4));
+    for _ in 0..count {
+        let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad("has no length"))?) as usize;
+        let rev = Revision::decode(take(len)?).map_err(|e| bad(&format!("holds an unreadable revision: {e}")))?;
+        out.push(rev);
+    }
+    if !rest.is_empty() {
+        return Err(bad("holds bytes after its revisions"));
+    }
+    Ok(out)
+}
+
+/// Parses a whole log file.
+fn parse(bytes: &[u8]) -> std::result::Result<LogContent, String> {
+    let magic = LOG_MAGIC.len();
+    if bytes.len() < magic {
+        // A log whose creation a crash cut short holds a part of the magic, or nothing.
+        if LOG_MAGIC.starts_with(bytes) || bytes.iter().all(|b| *b == 0) {
+            return Ok(LogContent { revisions: Vec::new(), len: 0, torn: false });
+        }
+        return Err("is not a publish log".into());
+    }
+    if &bytes[..magic] != LOG_MAGIC {
+        return Err("is not a publish log (its first bytes are not the log's)".into());
+    }
+    let mut revisions = Vec::new();
+    let mut at = magic;
+    while at < bytes.len() {
+        match frame_at(bytes, at) {
+            Some((payload, next)) => {
+                revisions.extend(revisions_of(payload, at)?);
+                at = next;
+            }
+            None => {
+                // A torn append is the last thing in the file; an intact frame after it is not.
+                if (at + 1..bytes.len()).any(|later| frame_at(bytes, later).is_some()) {
+                    return Err(format!("is damaged at byte {at}, and acknowledged revisions follow it"));
+                }
+                return Ok(LogContent { revisions, len: at as u64, torn: true });
+            }
+        }
+    }
+    Ok(LogContent { revisions, len: at as u64, torn: false })
+}
+
+/// Keeps a log this store cannot use (revisions of a history it no longer has) beside it, under
+/// a new name: it is never applied, and never deleted either.
+fn set_aside(path: &Path, why: &str) -> Result<()> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".stale-{}", crate::now_ms()));
+    let kept = PathBuf::from(name);
+    std::fs::rename(path, &kept).map_err(io)?;
+    tracing::warn!(log = %path.display(), kept = %kept.display(), "{why}: the publish log is kept aside, not applied");
+    Ok(())
+}
+
+impl Store {
+    /// Starts the publish log of a store a node serves (`Engine::create`, `Engine::open`): local
+    /// publishes become durable by an append to it from now on. A store opened with a log file
+    /// beside it has it already ([`Store::open_with`]).
+    pub(crate) fn start_log(&self) -> Result<()> {
+        let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(PublishLog::create(&log_path(&self.path), self.faults.clone())?);
+        }
+        Ok(())
+    }
+
+    /// At open: applies the log beside the store, if there is one, and keeps it.
+    pub(super) fn open_log(&self) -> Result<()> {
+        let path = log_path(&self.path);
+        if !path.exists() {
+            return Ok(());
+        }
+        let (log, _) = PublishLog::open(&path, self.faults.clone())?;
+        *self.log.lock().unwrap_or_else(|p| p.into_inner()) = Some(log);
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.replay_log_held()
+    }
+
+    /// At create: a log left beside the path by an earlier store is not this one's.
+    pub(super) fn clear_log(path: &Path) -> Result<()> {
+        let log = log_path(path);
+        match std::fs::metadata(&log) {
+            Ok(m) if m.len() > LOG_MAGIC.len() as u64 => set_aside(&log, "a new store is created at its place"),
+            Ok(_) => std::fs::remove_file(&log).map_err(io),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Applies every revision of the log past the store's durable head. The caller holds the
+    /// writer lock (an open, a reopen after a failed write), so no publish commits meanwhile.
+    /// Each revision is checked as a replicated one is (it follows the head, its before-hashes
+    /// match, it reproduces its id and state hash). They are committed without waiting for the
+    /// disk, as they were first: the log keeps them durable until the next checkpoint, so this
+    /// works on a disk that is full. A log whose first revision past the head does not follow it
+    /// holds a history this store no longer has: a copy is kept aside, and the log is emptied.
+    pub(super) fn replay_log_held(&self) -> Result<()> {
+        let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(log) = slot.as_mut() else { return Ok(()) };
+        let content = log.read()?;
+        log.len = content.len;
+        log.revisions = content.revisions.len() as u64;
+        if content.revisions.is_empty() {
+            return Ok(());
+        }
+        let mut plugins = false;
+        let mut stale = None;
+        {
+            let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+            let db = db.as_ref().ok_or_else(|| Error::Storage(redb::Error::DatabaseClosed))?;
+            let mut txn = db.begin_write()?;
+            txn.set_durability(redb::Durability::None).map_err(|e| Error::Storage(e.into()))?;
+            let head = super::replica::read_head(&txn)?;
+            let pending: Vec<Revision> = content.revisions.into_iter().filter(|r| r.seq > head.seq).collect();
+            match pending.first() {
+                None => {}
+                Some(first) if first.seq != head.seq + 1 || first.parent != head.id => {
+                    stale = Some(format!(
+                        "its revision {} does not follow the store's head {} ({})",
+                        first.seq,
+                        head.seq,
+                        head.id.short()
+                    ));
+                }
+                Some(_) => {
+                    let n = pending.len();
+                    for rev in pending {
+                        plugins |= rev.changes.iter().any(|c| c.type_name == crate::plugin::PLUGIN_TYPE);
+                        self.apply_in(&txn, rev).map_err(|e| match super::write_fault_kind(&e) {
+                            Some(_) => e,
+                            None => Error::Corrupt(format!(
+                                "publish log {}: a revision does not apply: {e}",
+                                log.path().display()
+                            )),
+                        })?;
+                    }
+                    txn.commit()?;
+                    tracing::info!(revisions = n, log = %log.path().display(), "applied the publish log's revisions to the store");
+                }
+            }
+        }
+        if let Some(why) = stale {
+            let path = log.path().to_path_buf();
+            let mut kept = path.as_os_str().to_owned();
+            kept.push(format!(".stale-{}", crate::now_ms()));
+            std::fs::copy(&path, PathBuf::from(kept)).map_err(io)?;
+            tracing::warn!(log = %path.display(), "{why}: a copy of the publish log is kept aside, not applied");
+            log.reset()?;
+        }
+        drop(slot);
+        if plugins {
+            self.reload_plugins()?;
+        }
+        Ok(())
+    }
+
+    /// Makes `batch` durable: the revisions group commit committed without waiting for the disk,
+    /// in commit order, made while the store had been reopened `committed_at` times. An append
+    /// to the log when it takes them; otherwise (a batch too large for a frame, a plugin change,
+    /// a log that is due for a checkpoint, no log) a checkpoint.
+    pub(crate) fn make_durable(&self, batch: &[Arc<Revision>], committed_at: u64) -> Result<()> {
+        self.guard("make_durable", || {
+            if committed_at != self.reopens() {
+                // Some were made on a handle closed since: gone with it (see group commit).
+                return Err(Error::Storage(redb::Error::DatabaseClosed));
+            }
+            let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            let loggable = |log: &PublishLog| {
+                !log.full()
+                    && batch.iter().map(|r| r.changes.len()).sum::<usize>() <= FRAME_CHANGES_MAX
+                    && !batch.iter().any(|r| r.changes.iter().any(|c| c.type_name == crate::plugin::PLUGIN_TYPE))
+            };
+            let appended = match slot.as_mut() {
+                Some(log) if loggable(log) => match log.append(batch) {
+                    // Too large after all: the store takes it.
+                    Err(Error::TooLarge { .. }) => None,
+                    other => Some(other),
+                },
+                _ => None,
+            };
+            drop(slot);
+            match appended {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => {
+                    // As after a failed commit: the fault is recorded, and the store reopens on
+                    // what is durable (the file and the log), dropping what was not.
+                    self.commit_failed(&e);
+                    Err(e)
+                }
+                None => self.checkpoint(),
+            }
+        })
+    }
+
+    /// One durable commit, which makes every commit so far durable in the store, then an empty
+    /// log. No append can come between the two: an appended revision is durable in the log only.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        self.guard("checkpoint", || {
+            let txn = self.begin_write()?;
+            let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            let committed = self.commit_recording(txn);
+            if committed.is_ok() {
+                if let Some(log) = slot.as_mut().filter(|l| l.len > LOG_MAGIC.len() as u64) {
+                    if let Err(e) = log.reset() {
+                        // Harmless: what it holds is in the store now, and is skipped at the next
+                        // open; the next checkpoint empties it.
+                        tracing::warn!(error = %e, "emptying the publish log after a checkpoint failed");
+                    }
+                }
+            }
+            drop(slot);
+            self.reopen_after(&committed);
+            committed
+        })
+    }
+
+    /// Revisions in the log that only it holds durably (until the next checkpoint).
+    pub fn logged_revisions(&self) -> u64 {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, PublishLog::revisions)
+    }
+
+    /// Before a full sync replaces the file: everything durable in the store and an empty log,
+    /// which this store no longer writes to (the store that replaces this one takes it over). A
+    /// store that cannot checkpoint (a damaged one, kept in the archive) leaves its log beside
+    /// it under a new name instead.
+    pub(crate) fn retire_log(&self) -> Result<()> {
+        let checkpointed = if self.logged_revisions() > 0 { self.checkpoint() } else { Ok(()) };
+        let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut log) = slot.take() else { return Ok(()) };
+        match checkpointed {
+            Ok(()) => log.reset(),
+            Err(e) => set_aside(log.path(), &format!("its store is replaced without a checkpoint ({e})")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changeset::{ChangeInput, ChangeSet};
+    use crate::engine::{Engine, EngineOptions};
+    use crate::node::NodeState;
+    use crate::store::STORE_FILE;
+
+    fn host(name: &str, i: usize) -> ChangeSet {
+        let fields = match serde_json::json!({"ipv4-address": format!("10.2.{}.{}", i / 250, i % 250)}) {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!("a JSON object literal"),
+        };
+        ChangeSet {
+            message: String::new(),
+            changes: vec![ChangeInput::Put { type_name: "host".into(), name: name.into(), uid: None, fields }],
+        }
+    }
+
+    /// The store file and its log as a crash leaves them: copied while the store is open.
+    fn crash_image(node: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        let file = node.join(STORE_FILE);
+        for from in [file.clone(), log_path(&file)] {
+            std::fs::copy(&from, to.join(from.file_name().expect("name"))).expect("copy");
+        }
+    }
+
+    #[test]
+    fn acknowledged_publishes_only_the_log_held_are_applied_at_the_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = dir.path().join("node");
+        let engine = Engine::create(&node, &NodeState::new_primary("a"), EngineOptions::default()).expect("create");
+        let revs: Vec<Revision> =
+            (0..20).map(|i| engine.publish("admin", &host(&format!("h{i}"), i)).expect("publish")).collect();
+        assert_eq!(engine.store().logged_revisions(), 20, "one-object publishes go to the log");
+        let image = dir.path().join("image");
+        crash_image(&node, &image);
+
+        // The file alone does not hold them: they were committed to it without the disk.
+        let file_only = dir.path().join("file-only");
+        std::fs::create_dir(&file_only).expect("mkdir");
+        std::fs::copy(image.join(STORE_FILE), file_only.join(STORE_FILE)).expect("copy");
+        let store = Store::open(&file_only.join(STORE_FILE)).expect("open");
+        assert!(store.head().expect("head").seq < revs[19].seq, "the test needs revisions only the log holds");
+        drop(store);
+
+        let reopened = Engine::open(&image, EngineOptions::default()).expect("open the crash image");
+        assert_eq!(reopened.store().head().expect("head"), revs[19].head());
+        reopened.check().expect("verifies");
+        assert_eq!(reopened.store().logged_revisions(), 20, "the log keeps them until a checkpoint");
+        for r in &revs {
+            assert_eq!(reopened.store().revision(r.seq).expect("revision").id, r.id);
+        }
+        drop(reopened);
+
+        // A clean close checkpoints: the file alone is whole.
+        drop(engine);
+        std::fs::remove_file(log_path(&node.join(STORE_FILE))).expect("no log needed");
+        let store = Store::open(&node.join(STORE_FILE)).expect("open");
+        assert_eq!(store.head().expect("head"), revs[19].head());
+    }
+
+    #[test]
+    fn a_torn_append_is_cut_and_damage_before_intact_frames_refuses_the_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = dir.path().join("node");
+        let engine = Engine::create(&node, &NodeState::new_primary("a"), EngineOptions::default()).expect("create");
+        let revs: Vec<Revision> =
+            (0..3).map(|i| engine.publish("admin", &host(&format!("h{i}"), i)).expect("publish")).collect();
+        let image = dir.path().join("image");
+        crash_image(&node, &image);
+        drop(engine);
+        let log = log_path(&image.join(STORE_FILE));
+        let whole = std::fs::read(&log).expect("read");
+
+        // The last frame cut short: an append a crash interrupted, never acknowledged.
+        let torn = dir.path().join("torn");
+        crash_image(&image, &torn);
+        let frame3 = whole.windows(4).rposition(|w| w == FRAME_MAGIC).expect("a frame");
+        std::fs::write(log_path(&torn.join(STORE_FILE)), &whole[..frame3 + 20]).expect("write");
+        let opened = Engine::open(&torn, EngineOptions::default()).expect("a torn tail is cut");
+        assert_eq!(opened.store().head().expect("head"), revs[1].head());
+        drop(opened);
+
+        // A flipped bit in the first frame, with intact frames after it: acknowledged revisions
+        // are damaged, and the store says so instead of dropping them.
+        let damaged = dir.path().join("damaged");
+        crash_image(&image, &damaged);
+        let mut bytes = whole.clone();
+        bytes[LOG_MAGIC.len() + FRAME_HEADER_BYTES + 10] ^= 0x01;
+        std::fs::write(log_path(&damaged.join(STORE_FILE)), &bytes).expect("write");
+        let e = Engine::open(&damaged, EngineOptions::default()).expect_err("damage before intact frames");
+        assert_eq!(e.code(), crate::error::ErrorCode::Corrupt, "{e}");
+        assert!(e.to_string().contains("publish log"), "{e}");
+    }
+
+    #[test]
+    fn a_log_of_another_history_is_kept_aside_not_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        let ea = Engine::create(&a, &NodeState::new_primary("a"), EngineOptions::default()).expect("create");
+        let eb = Engine::create(&b, &NodeState::new_primary("b"), EngineOptions::default()).expect("create");
+        ea.publish("admin", &host("first-a", 1)).expect("publish");
+        ea.publish("admin", &host("from-a", 1)).expect("publish");
+        eb.publish("admin", &host("from-b", 2)).expect("publish");
+        // Closed and opened again: revision 1 of b is in its file.
+        drop(eb);
+        let eb = Engine::open(&b, EngineOptions::default()).expect("open");
+        let image = dir.path().join("image");
+        crash_image(&b, &image);
+        let a_image = dir.path().join("a-image");
+        crash_image(&a, &a_image);
+        drop(eb);
+        drop(ea);
+        // b's store (at its durable revision 1) with a's log: revisions 1 and 2 of another
+        // history.
+        let a_log = std::fs::read(log_path(&a_image.join(STORE_FILE))).expect("read");
+        assert!(a_log.len() > LOG_MAGIC.len(), "a's log holds its publish");
+        std::fs::write(log_path(&image.join(STORE_FILE)), &a_log).expect("write");
+        let opened = Engine::open(&image, EngineOptions::default()).expect("opens");
+        assert!(opened.store().get("host", "from-a").is_err(), "another history's revision was applied");
+        let kept = std::fs::read_dir(&image)
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".log.stale-"))
+            .count();
+        assert_eq!(kept, 1, "the log is kept aside");
+    }
+}

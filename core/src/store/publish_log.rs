@@ -114,6 +114,15 @@ impl PublishLog {
         &self.path
     }
 
+    /// Whether `revisions` go into the log (else a checkpoint makes them durable): the log is not
+    /// due for a checkpoint, they are not too many changes for one frame, and none changes a
+    /// plugin (the plugins are reloaded after such a commit, before anything else is applied).
+    fn takes<'a>(&self, revisions: impl Iterator<Item = &'a Revision> + Clone) -> bool {
+        !self.full()
+            && revisions.clone().map(|r| r.changes.len()).sum::<usize>() <= FRAME_CHANGES_MAX
+            && !revisions.flat_map(|r| r.changes.iter()).any(|c| c.type_name == crate::plugin::PLUGIN_TYPE)
+    }
+
     /// Revisions appended since the last reset.
     pub(crate) fn revisions(&self) -> u64 {
         self.revisions
@@ -137,7 +146,8 @@ impl PublishLog {
 
     /// Appends `revisions` as one frame and makes it durable. On failure the log is as before
     /// (the frame is cut off again when that still works; a torn frame is ignored anyway).
-    pub(crate) fn append(&mut self, revisions: &[Arc<Revision>]) -> Result<()> {
+    pub(crate) fn append<'a>(&mut self, revisions: impl ExactSizeIterator<Item = &'a Revision>) -> Result<()> {
+        let count = revisions.len() as u64;
         let frame = frame(revisions)?;
         let written = self.write_at(&frame, self.len).and_then(|_| self.sync());
         if let Err(e) = written {
@@ -145,7 +155,7 @@ impl PublishLog {
             return Err(io(e));
         }
         self.len += frame.len() as u64;
-        self.revisions += revisions.len() as u64;
+        self.revisions += count;
         Ok(())
     }
 
@@ -192,7 +202,7 @@ fn io(e: std::io::Error) -> Error {
 }
 
 /// The frame of `revisions`.
-fn frame(revisions: &[Arc<Revision>]) -> Result<Vec<u8>> {
+fn frame<'a>(revisions: impl ExactSizeIterator<Item = &'a Revision>) -> Result<Vec<u8>> {
     let mut payload = Vec::with_capacity(4 + revisions.len() * 512);
     payload.extend_from_slice(&(revisions.len() as u32).to_le_bytes());
     for r in revisions {
@@ -407,17 +417,14 @@ impl Store {
                 return Err(Error::Storage(redb::Error::DatabaseClosed));
             }
             let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
-            let loggable = |log: &PublishLog| {
-                !log.full()
-                    && batch.iter().map(|r| r.changes.len()).sum::<usize>() <= FRAME_CHANGES_MAX
-                    && !batch.iter().any(|r| r.changes.iter().any(|c| c.type_name == crate::plugin::PLUGIN_TYPE))
-            };
             let appended = match slot.as_mut() {
-                Some(log) if loggable(log) => match log.append(batch) {
-                    // Too large after all: the store takes it.
-                    Err(Error::TooLarge { .. }) => None,
-                    other => Some(other),
-                },
+                Some(log) if log.takes(batch.iter().map(|r| r.as_ref())) => {
+                    match log.append(batch.iter().map(|r| r.as_ref())) {
+                        // Too large after all: the store takes it.
+                        Err(Error::TooLarge { .. }) => None,
+                        other => Some(other),
+                    }
+                }
                 _ => None,
             };
             drop(slot);
@@ -435,25 +442,63 @@ impl Store {
     }
 
     /// One durable commit, which makes every commit so far durable in the store, then an empty
-    /// log. No append can come between the two: an appended revision is durable in the log only.
+    /// log.
     pub(crate) fn checkpoint(&self) -> Result<()> {
         self.guard("checkpoint", || {
             let txn = self.begin_write()?;
-            let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
-            let committed = self.commit_recording(txn);
-            if committed.is_ok() {
-                if let Some(log) = slot.as_mut().filter(|l| l.len > LOG_MAGIC.len() as u64) {
-                    if let Err(e) = log.reset() {
-                        // Harmless: what it holds is in the store now, and is skipped at the next
-                        // open; the next checkpoint empties it.
-                        tracing::warn!(error = %e, "emptying the publish log after a checkpoint failed");
-                    }
+            self.commit_checkpoint(txn)
+        })
+    }
+
+    /// Commits `txn` durably, then empties the log: everything committed so far is durable in
+    /// the store. No append can come between the two (the log is held across both): an
+    /// appended revision would be durable in the log only.
+    pub(super) fn commit_checkpoint(&self, txn: super::fault::Txn<'_>) -> Result<()> {
+        let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let committed = self.commit_recording(txn);
+        if committed.is_ok() {
+            if let Some(log) = slot.as_mut().filter(|l| l.len > LOG_MAGIC.len() as u64) {
+                if let Err(e) = log.reset() {
+                    // Harmless: what it holds is in the store now, and is skipped at the next
+                    // open; the next checkpoint empties it.
+                    tracing::warn!(error = %e, "emptying the publish log after a checkpoint failed");
                 }
             }
-            drop(slot);
-            self.reopen_after(&committed);
-            committed
-        })
+        }
+        drop(slot);
+        self.reopen_after(&committed);
+        committed
+    }
+
+    /// Whether the log takes `revisions` (a Standby's run of replicated ones): see
+    /// [`PublishLog::takes`]. `false` without a log.
+    pub(super) fn log_takes(&self, revisions: &[Revision]) -> bool {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|l| l.takes(revisions.iter()))
+    }
+
+    /// Makes `revisions`, just committed without waiting for the disk while the store had been
+    /// reopened `committed_at` times, durable by one append to the log (by a checkpoint when
+    /// they do not fit a frame). A failed append is a failed commit (the store reopens on what
+    /// is durable).
+    pub(super) fn append_log(&self, revisions: &[Revision], committed_at: u64) -> Result<()> {
+        let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if committed_at != self.reopens() {
+            return Err(Error::Storage(redb::Error::DatabaseClosed));
+        }
+        let appended = match slot.as_mut() {
+            Some(log) => log.append(revisions.iter()),
+            None => Err(Error::Storage(redb::Error::DatabaseClosed)),
+        };
+        drop(slot);
+        match appended {
+            // Too large for a frame after all: the store takes it.
+            Err(Error::TooLarge { .. }) => self.checkpoint(),
+            Err(e) => {
+                self.commit_failed(&e);
+                Err(e)
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Revisions in the log that only it holds durably (until the next checkpoint).
@@ -537,6 +582,25 @@ mod tests {
         std::fs::remove_file(log_path(&node.join(STORE_FILE))).expect("no log needed");
         let store = Store::open(&node.join(STORE_FILE)).expect("open");
         assert_eq!(store.head().expect("head"), revs[19].head());
+    }
+
+    #[test]
+    fn the_runs_a_standby_applies_are_durable_in_its_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let active = Engine::create(&a, &NodeState::new_primary("a"), EngineOptions::default()).expect("create");
+        let standby = Engine::create(&b, &NodeState::new_primary("b"), EngineOptions::default()).expect("create");
+        let revs: Vec<Revision> =
+            (0..6).map(|i| active.publish("admin", &host(&format!("h{i}"), i)).expect("publish")).collect();
+        for run in revs.chunks(2) {
+            standby.apply_replicated_batch(run.to_vec()).expect("applies");
+        }
+        assert_eq!(standby.store().logged_revisions(), 6, "each run is one append");
+        let image = dir.path().join("image");
+        crash_image(&b, &image);
+        let reopened = Engine::open(&image, EngineOptions::default()).expect("open the crash image");
+        assert_eq!(reopened.store().head().expect("head"), revs[5].head());
+        reopened.check().expect("verifies");
     }
 
     #[test]

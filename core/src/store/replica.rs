@@ -22,12 +22,26 @@ impl Store {
     }
 
     /// Applies a run of the Active's revisions, each checked as [`Store::apply_replicated`]
-    /// checks one, in one durable commit: one fsync for the run instead of one per revision.
-    /// A revision that changes a plugin ends its commit there (the plugins are reloaded before
-    /// the next is validated). Returns the applied revisions; nothing of a commit that fails a
-    /// check is kept.
+    /// checks one, in one commit made durable once: one fsync for the run instead of one per
+    /// revision. On a store with a publish log that takes the run, the commit does not wait for
+    /// the disk and the run is appended to the log instead (`publish_log.rs`); otherwise it is a
+    /// durable commit, which is a checkpoint. A revision that changes a plugin ends its commit
+    /// there (the plugins are reloaded before the next is validated). Returns the applied
+    /// revisions once durable; nothing of a commit that fails a check is kept.
     pub fn apply_replicated_batch(&self, revs: Vec<Revision>) -> Result<Vec<Revision>> {
         self.guard("apply_replicated_batch", || {
+            if self.log_takes(&revs) {
+                let generation = self.reopens();
+                let mut txn = self.begin_write()?;
+                txn.set_durability(redb::Durability::None).map_err(|e| Error::Storage(e.into()))?;
+                let mut out = Vec::with_capacity(revs.len());
+                for rev in revs {
+                    out.push(self.apply_in(&txn, rev)?);
+                }
+                self.commit_txn(txn)?;
+                self.append_log(&out, generation)?;
+                return Ok(out);
+            }
             let mut out = Vec::with_capacity(revs.len());
             let mut txn = self.begin_write()?;
             let mut dirty = false;
@@ -43,7 +57,7 @@ impl Store {
                 out.push(applied);
             }
             if dirty {
-                self.commit_txn(txn)?;
+                self.commit_checkpoint(txn)?;
             }
             Ok(out)
         })

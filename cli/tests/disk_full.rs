@@ -16,6 +16,10 @@ use support::*;
 const FS_BYTES: u64 = 16 * 1024 * 1024;
 const HEARTBEAT_MS: u64 = 250;
 const FAILOVER_AFTER_MS: u64 = 2000;
+/// Comments of the hosts of the publish that meets the full disk: 400 of them make a revision
+/// larger than the space the publish log keeps ahead of its appends (at most 1 MiB), so it needs space
+/// the disk no longer has.
+const BIG_COMMENT_BYTES: usize = 4000;
 
 /// Mounts the small filesystem on `path` (the node's data directory), or prints why the test
 /// cannot run here.
@@ -81,7 +85,7 @@ fn a_full_disk_fails_publishes_with_io_and_publishing_resumes_without_a_restart(
     let pid = a.daemon.as_ref().map(|d| d.child.id());
 
     fs.fill(0).expect("fill the disk");
-    let big = big_hosts("big", 400, 2000);
+    let big = big_hosts("big", 400, BIG_COMMENT_BYTES);
     for attempt in 0..3 {
         let (code, body) = publish(&a, &big);
         assert_eq!(code, 500, "attempt {attempt}: {body}");
@@ -176,7 +180,7 @@ fn under_quorum_failover_a_full_active_hands_over_and_catches_up_as_a_standby_on
 
     // a's disk fills: its next publish fails, and it stops renewing its lease.
     fs.fill(0).expect("fill a's disk");
-    let (code, body) = publish(a, &big_hosts("big", 400, 2000));
+    let (code, body) = publish(a, &big_hosts("big", 400, BIG_COMMENT_BYTES));
     assert_eq!((code, &body["error"]["code"]), (500, &Value::from("io")), "{body}");
     wait_until("b or c to take over", || [b, c].iter().any(|n| status(n)["node"]["role"] == "active"));
     let new_active = if status(b)["node"]["role"] == "active" { b } else { c };
@@ -188,7 +192,7 @@ fn under_quorum_failover_a_full_active_hands_over_and_catches_up_as_a_standby_on
     );
 
     // The new Active publishes what a cannot store: a shows apply-failing with the cause.
-    let (code, body) = publish(new_active, &big_hosts("after", 400, 2000));
+    let (code, body) = publish(new_active, &big_hosts("after", 400, BIG_COMMENT_BYTES));
     assert_eq!(code, 201, "{body}");
     wait_logged("the new active to show a apply-failing, disk full", &[a, b, c], || {
         let s = status(new_active);

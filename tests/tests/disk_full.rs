@@ -36,6 +36,11 @@ fn mount_or_skip() -> Option<SmallFs> {
     }
 }
 
+/// Comments of the hosts of the publish that meets the full disk: 400 of them make a revision
+/// larger than the space the publish log keeps ahead of its appends (at most 1 MiB), so it needs space
+/// the disk no longer has.
+const BIG_COMMENT_BYTES: usize = 4000;
+
 #[test]
 fn a_full_disk_fails_publishes_cleanly_and_publishing_resumes_once_space_is_freed() {
     let Some(fs) = mount_or_skip() else {
@@ -47,7 +52,7 @@ fn a_full_disk_fails_publishes_cleanly_and_publishing_resumes_once_space_is_free
     fs.fill(0).expect("fill the filesystem");
 
     // A publish larger than anything the file has free: the write runs out of space.
-    let big = hosts("big", 400, 2000);
+    let big = hosts("big", 400, BIG_COMMENT_BYTES);
     let err = engine.publish("admin", &big).expect_err("the disk is full");
     assert_eq!(err.code(), ErrorCode::Io, "{err}");
     let fault = engine.store_fault().expect("the store records why it cannot write");

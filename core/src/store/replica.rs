@@ -31,8 +31,10 @@ impl Store {
     pub fn apply_replicated_batch(&self, revs: Vec<Revision>) -> Result<Vec<Revision>> {
         self.guard("apply_replicated_batch", || {
             if self.log_takes(&revs) {
-                let generation = self.reopens();
                 let mut txn = self.begin_write()?;
+                // After the begin, which may reopen a failed handle; no reopen comes while the
+                // transaction holds the writer.
+                let generation = self.reopens();
                 txn.set_durability(redb::Durability::None).map_err(|e| Error::Storage(e.into()))?;
                 let mut out = Vec::with_capacity(revs.len());
                 for rev in revs {

@@ -15,6 +15,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
     let config = NodeConfig::load(dir)?;
     super::init_logging(&config.log.to_string(), config.log_format);
+    raise_open_files_limit();
     config.require_admin()?;
     // The admin TLS files are checked before the node opens: a daemon that could not serve its
     // admin API must not start synchronizing first.
@@ -46,6 +47,22 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
 /// Allocations of this size and larger get pages of their own, returned to the system when freed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD_BYTES: libc::c_int = 256 * 1024;
+
+/// Raises the soft limit of open files to the hard one. Each domain a server holds keeps two
+/// files open (its store and its publish log), besides the peer and admin sockets: the usual soft
+/// limit of 1,024 does not hold a server of 1,000 domains, while the hard limit (systemd's is
+/// 524,288) does. A limit that cannot be raised stays as it is.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
+        if current < maximum {
+            if let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: Some(maximum), maximum: Some(maximum) }) {
+                tracing::debug!(error = %e, current, maximum, "the open files limit stays as it is");
+            }
+        }
+    }
+}
 
 /// Fixes glibc's mmap threshold at [`MMAP_THRESHOLD_BYTES`]. By default it starts at 128 KiB and
 /// each large buffer freed raises it (up to 32 MiB), after which large buffers (stream and snapshot buffers, a full sync's

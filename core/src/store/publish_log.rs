@@ -128,9 +128,10 @@ impl PublishLog {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io(e)),
         }
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
-        let mut log = PublishLog { file, path: path.to_path_buf(), len: 0, revisions: 0, generation: 0, size, faults };
+        // Truncated: frames of an earlier file would pass the hash of generation 1 again.
+        let file = OpenOptions::new().read(true).write(true).truncate(true).open(path).map_err(io)?;
+        let mut log =
+            PublishLog { file, path: path.to_path_buf(), len: 0, revisions: 0, generation: 0, size: 0, faults };
         log.reset()?;
         if let Some(dir) = path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
@@ -382,12 +383,17 @@ fn frame_of_earlier(bytes: &[u8], at: usize, generation: u64) -> bool {
 /// Keeps a log this store cannot use (revisions of a history it no longer has) beside it, under
 /// a new name: it is never applied, and never deleted either.
 fn set_aside(path: &Path, why: &str) -> Result<()> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".stale-{}", crate::now_ms()));
-    let kept = PathBuf::from(name);
+    let kept = stale_path(path);
     std::fs::rename(path, &kept).map_err(io)?;
     tracing::warn!(log = %path.display(), kept = %kept.display(), "{why}: the publish log is kept aside, not applied");
     Ok(())
+}
+
+/// The name a log kept aside takes: `mgha.redb.log.stale-MS`.
+fn stale_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".stale-{}", crate::now_ms()));
+    PathBuf::from(name)
 }
 
 impl Store {
@@ -408,10 +414,16 @@ impl Store {
         if !path.exists() {
             return Ok(());
         }
-        let (log, _) = PublishLog::open(&path, self.faults.clone())?;
-        *self.log.lock().unwrap_or_else(|p| p.into_inner()) = Some(log);
+        let (log, revisions) = PublishLog::open(&path, self.faults.clone())?;
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.replay_log_held()
+        let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let log = slot.insert(log);
+        let plugins = self.apply_logged(log, revisions)?;
+        drop(slot);
+        if plugins {
+            self.reload_plugins()?;
+        }
+        Ok(())
     }
 
     /// At create: a log left beside the path by an earlier store is not this one's.
@@ -439,8 +451,19 @@ impl Store {
         let content = log.read()?;
         log.len = content.len;
         log.revisions = content.revisions.len() as u64;
-        if content.revisions.is_empty() {
-            return Ok(());
+        let plugins = self.apply_logged(log, content.revisions)?;
+        drop(slot);
+        if plugins {
+            self.reload_plugins()?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::replay_log_held`] of `revisions`, the content of `log` just read; whether a
+    /// plugin changed (the caller reloads the plugins once it let go of the log).
+    fn apply_logged(&self, log: &mut PublishLog, revisions: Vec<Revision>) -> Result<bool> {
+        if revisions.is_empty() {
+            return Ok(false);
         }
         let mut plugins = false;
         let mut stale = None;
@@ -450,7 +473,7 @@ impl Store {
             let mut txn = db.begin_write()?;
             txn.set_durability(redb::Durability::None).map_err(|e| Error::Storage(e.into()))?;
             let head = super::replica::read_head(&txn)?;
-            let pending: Vec<Revision> = content.revisions.into_iter().filter(|r| r.seq > head.seq).collect();
+            let pending: Vec<Revision> = revisions.into_iter().filter(|r| r.seq > head.seq).collect();
             match pending.first() {
                 None => {}
                 Some(first) if first.seq != head.seq + 1 || first.parent != head.id => {
@@ -480,52 +503,17 @@ impl Store {
         }
         if let Some(why) = stale {
             let path = log.path().to_path_buf();
-            let mut kept = path.as_os_str().to_owned();
-            kept.push(format!(".stale-{}", crate::now_ms()));
-            std::fs::copy(&path, PathBuf::from(kept)).map_err(io)?;
+            std::fs::copy(&path, stale_path(&path)).map_err(io)?;
             tracing::warn!(log = %path.display(), "{why}: a copy of the publish log is kept aside, not applied");
             log.reset()?;
         }
-        drop(slot);
-        if plugins {
-            self.reload_plugins()?;
-        }
-        Ok(())
+        Ok(plugins)
     }
 
     /// Makes `batch` durable: the revisions group commit committed without waiting for the disk,
-    /// in commit order, made while the store had been reopened `committed_at` times. An append
-    /// to the log when it takes them; otherwise (a batch too large for a frame, a plugin change,
-    /// a log that is due for a checkpoint, no log) a checkpoint.
+    /// in commit order, made while the store had been reopened `committed_at` times.
     pub(crate) fn make_durable(&self, batch: &[Arc<Revision>], committed_at: u64) -> Result<()> {
-        self.guard("make_durable", || {
-            if committed_at != self.reopens() {
-                // Some were made on a handle closed since: gone with it (see group commit).
-                return Err(Error::Storage(redb::Error::DatabaseClosed));
-            }
-            let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
-            let appended = match slot.as_mut() {
-                Some(log) if log.takes(batch.iter().map(|r| r.as_ref())) => {
-                    match log.append(batch.iter().map(|r| r.as_ref())) {
-                        // Too large after all: the store takes it.
-                        Err(Error::TooLarge { .. }) => None,
-                        other => Some(other),
-                    }
-                }
-                _ => None,
-            };
-            drop(slot);
-            match appended {
-                Some(Ok(())) => Ok(()),
-                Some(Err(e)) => {
-                    // As after a failed commit: the fault is recorded, and the store reopens on
-                    // what is durable (the file and the log), dropping what was not.
-                    self.commit_failed(&e);
-                    Err(e)
-                }
-                None => self.checkpoint(),
-            }
-        })
+        self.guard("make_durable", || self.append_or_checkpoint(batch.iter().map(|r| r.as_ref()), committed_at))
     }
 
     /// One durable commit, which makes every commit so far durable in the store, then an empty
@@ -564,27 +552,34 @@ impl Store {
     }
 
     /// Makes `revisions`, just committed without waiting for the disk while the store had been
-    /// reopened `committed_at` times, durable by one append to the log (by a checkpoint when
-    /// they do not fit a frame). A failed append is a failed commit (the store reopens on what
-    /// is durable).
-    pub(super) fn append_log(&self, revisions: &[Revision], committed_at: u64) -> Result<()> {
+    /// reopened `committed_at` times, durable: an append to the log when it takes them;
+    /// otherwise (a batch too large for a frame, a plugin change, a log that is due for a
+    /// checkpoint, no log) a checkpoint. A failed append is a failed commit: the fault is
+    /// recorded, and the store reopens on what is durable (the file and the log), dropping what
+    /// was not.
+    pub(super) fn append_or_checkpoint<'a>(
+        &self,
+        revisions: impl ExactSizeIterator<Item = &'a Revision> + Clone,
+        committed_at: u64,
+    ) -> Result<()> {
         let mut slot = self.log.lock().unwrap_or_else(|p| p.into_inner());
         if committed_at != self.reopens() {
+            // Some were made on a handle closed since: gone with it (see group commit).
             return Err(Error::Storage(redb::Error::DatabaseClosed));
         }
         let appended = match slot.as_mut() {
-            Some(log) => log.append(revisions.iter()),
-            None => Err(Error::Storage(redb::Error::DatabaseClosed)),
+            Some(log) if log.takes(revisions.clone()) => Some(log.append(revisions)),
+            _ => None,
         };
         drop(slot);
         match appended {
+            Some(Ok(())) => Ok(()),
             // Too large for a frame after all: the store takes it.
-            Err(Error::TooLarge { .. }) => self.checkpoint(),
-            Err(e) => {
+            None | Some(Err(Error::TooLarge { .. })) => self.checkpoint(),
+            Some(Err(e)) => {
                 self.commit_failed(&e);
                 Err(e)
             }
-            Ok(()) => Ok(()),
         }
     }
 

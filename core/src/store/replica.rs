@@ -41,7 +41,7 @@ impl Store {
                     out.push(self.apply_in(&txn, rev)?);
                 }
                 self.commit_txn(txn)?;
-                self.append_log(&out, generation)?;
+                self.append_or_checkpoint(out.iter(), generation)?;
                 return Ok(out);
             }
             let mut out = Vec::with_capacity(revs.len());

@@ -3,11 +3,12 @@
 //! transaction, so a publish is all-or-nothing.
 
 use redb::{ReadableTable, WriteTransaction};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use super::record::{seal_history, seal_with};
 use super::tables::*;
-use super::{encode, get_named, get_object, object_from_record, Origin, Store};
+use super::{encode, get_object, lookup_name, object_from_record, Origin, Store};
 use crate::changeset::ChangeInput;
 use crate::error::{Error, Result};
 use crate::limits::{CHANGE_WIRE_VALUES, OBJECT_BYTES_MAX, REVISION_BYTES_MAX, REVISION_VALUES_MAX};
@@ -20,6 +21,9 @@ type RefKey = [u8; 32];
 
 /// The version a commit replaces, with its hash; `None` for a new object.
 type Replaced = Option<(Object, Hash)>;
+
+/// Stored versions read (and verified) earlier in the same write transaction, by uid.
+pub(super) type Stored = HashMap<Uid, Replaced>;
 
 /// The version an object is to have after a commit: `None` deletes it.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,8 +73,8 @@ impl Store {
     pub fn publish(&self, meta: &CommitMeta, changes: &[ChangeInput]) -> Result<Revision> {
         self.guard("publish", || {
             let txn = self.begin_write()?;
-            let targets = self.resolve(&txn, changes)?;
-            let rev = self.commit_targets(&txn, meta, targets)?;
+            let (targets, stored) = self.resolve(&txn, changes)?;
+            let rev = self.commit_resolved(&txn, meta, targets, Origin::Local, stored)?;
             self.commit_revision(txn, &rev)?;
             Ok(rev)
         })
@@ -88,7 +92,8 @@ impl Store {
 
     /// Turns administrator changes (names, optional uids) into object versions with every
     /// reference resolved to a uid.
-    pub(super) fn resolve(&self, txn: &WriteTransaction, changes: &[ChangeInput]) -> Result<Vec<Target>> {
+    /// Also gives the stored versions it read, for [`Store::commit_resolved`].
+    pub(super) fn resolve(&self, txn: &WriteTransaction, changes: &[ChangeInput]) -> Result<(Vec<Target>, Stored)> {
         let objects = txn.open_table(OBJECTS)?;
         let names = txn.open_table(NAMES)?;
         let mut overlay: HashMap<Uid, Option<Object>> = HashMap::new();
@@ -97,17 +102,42 @@ impl Store {
         let mut overlay_names: HashMap<String, Option<Uid>> = HashMap::new();
         let schemas = self.schemas();
 
+        // Each stored object this changeset looks at is read and verified once: the commit's
+        // first pass takes its replaced versions from here instead of reading them again.
+        let stored: RefCell<Stored> = RefCell::new(HashMap::new());
+        let read = |uid: &Uid| -> Result<Option<(String, String)>> {
+            if let Some(found) = stored.borrow().get(uid) {
+                return Ok(found.as_ref().map(|(o, _)| (o.type_name.clone(), o.name.clone())));
+            }
+            let found = match objects.get(uid.as_bytes().as_slice())? {
+                Some(raw) => Some(object_from_record(uid, raw.value())?),
+                None => None,
+            };
+            let names = found.as_ref().map(|(o, _)| (o.type_name.clone(), o.name.clone()));
+            stored.borrow_mut().insert(*uid, found);
+            Ok(names)
+        };
         let find_name = |overlay_names: &HashMap<String, Option<Uid>>, t: &str, n: &str| -> Result<Option<Uid>> {
-            match overlay_names.get(&name_key(t, n)) {
-                Some(found) => Ok(*found),
-                // Through the object, so that a damaged name index never resolves to another one.
-                None => Ok(get_named(&names, &objects, t, n)?.map(|o| o.uid)),
+            if let Some(found) = overlay_names.get(&name_key(t, n)) {
+                return Ok(*found);
+            }
+            let Some(uid) = lookup_name(&names, t, n)? else {
+                return Ok(None);
+            };
+            // Through the object, so that a damaged name index never resolves to another one.
+            match read(&uid)? {
+                Some((type_name, name)) if type_name == t && name == n => Ok(Some(uid)),
+                Some((type_name, name)) => {
+                    Err(Error::Corrupt(format!("name index: {t} '{n}' points at {type_name} '{name}' ({uid})")))
+                }
+                None => Err(Error::Corrupt(format!("name index: {t} '{n}' points at missing object {uid}"))),
             }
         };
-        let current = |overlay: &HashMap<Uid, Option<Object>>, uid: &Uid| -> Result<Option<Object>> {
+        // The type and name `uid` has at this point of the changeset.
+        let current = |overlay: &HashMap<Uid, Option<Object>>, uid: &Uid| -> Result<Option<(String, String)>> {
             match overlay.get(uid) {
-                Some(o) => Ok(o.clone()),
-                None => get_object(&objects, uid),
+                Some(o) => Ok(o.as_ref().map(|o| (o.type_name.clone(), o.name.clone()))),
+                None => read(uid),
             }
         };
 
@@ -129,16 +159,16 @@ impl Store {
                         Some(uid) => current(&overlay, &uid)?,
                         None => None,
                     };
-                    if let Some(cur) = cur {
-                        if &cur.type_name != type_name {
+                    if let Some((cur_type, cur_name)) = cur {
+                        if &cur_type != type_name {
                             return Err(Error::TypeChange {
-                                type_name: cur.type_name,
+                                type_name: cur_type,
                                 uid: uid.to_string(),
                                 new_type: type_name.clone(),
                             });
                         }
-                        if &cur.name != name {
-                            overlay_names.insert(name_key(type_name, &cur.name), None);
+                        if &cur_name != name {
+                            overlay_names.insert(name_key(type_name, &cur_name), None);
                         }
                     }
                     overlay_names.insert(name_key(type_name, name), Some(uid));
@@ -154,15 +184,15 @@ impl Store {
                         (None, None) => None,
                     };
                     let cur = match found {
-                        Some(u) => current(&overlay, &u)?,
+                        Some(u) => current(&overlay, &u)?.map(|c| (u, c)),
                         None => None,
                     };
-                    let Some(cur) = cur.filter(|c| &c.type_name == type_name) else {
+                    let Some((cur_uid, (_, cur_name))) = cur.filter(|(_, (t, _))| t == type_name) else {
                         return Err(Error::NotFound(change.label()));
                     };
-                    overlay_names.insert(name_key(type_name, &cur.name), None);
-                    if overlay.insert(cur.uid, None).is_none() {
-                        order.push(cur.uid);
+                    overlay_names.insert(name_key(type_name, &cur_name), None);
+                    if overlay.insert(cur_uid, None).is_none() {
+                        order.push(cur_uid);
                     }
                 }
             }
@@ -210,7 +240,8 @@ impl Store {
             })?;
             overlay.insert(*uid, Some(obj));
         }
-        Ok(order.into_iter().map(|uid| Target { after: overlay.remove(&uid).flatten(), uid }).collect())
+        let targets = order.into_iter().map(|uid| Target { after: overlay.remove(&uid).flatten(), uid }).collect();
+        Ok((targets, stored.into_inner()))
     }
 
     /// Finds the one object of an allowed type that `reference` (uid or name) designates.
@@ -221,14 +252,14 @@ impl Store {
         overlay: &HashMap<Uid, Option<Object>>,
         overlay_names: &HashMap<String, Option<Uid>>,
         find_name: &dyn Fn(&HashMap<String, Option<Uid>>, &str, &str) -> Result<Option<Uid>>,
-        current: &dyn Fn(&HashMap<Uid, Option<Object>>, &Uid) -> Result<Option<Object>>,
+        current: &dyn Fn(&HashMap<Uid, Option<Object>>, &Uid) -> Result<Option<(String, String)>>,
         types: &[String],
         reference: &str,
     ) -> std::result::Result<Result<Uid>, Option<String>> {
         let globals = self.globals().0;
         if let Some(uid) = Uid::parse(reference) {
             return match current(overlay, &uid) {
-                Ok(Some(o)) if types.contains(&o.type_name) => Ok(Ok(uid)),
+                Ok(Some((type_name, _))) if types.contains(&type_name) => Ok(Ok(uid)),
                 // Deleted by this changeset: the commit's integrity check names who still uses it.
                 Ok(None) if matches!(overlay.get(&uid), Some(None)) => Ok(Ok(uid)),
                 // Not here: an object of the global database, read-only.
@@ -290,6 +321,20 @@ impl Store {
         targets: Vec<Target>,
         origin: Origin,
     ) -> Result<Revision> {
+        self.commit_resolved(txn, meta, targets, origin, Stored::new())
+    }
+
+    /// [`Store::commit_targets_from`], taking the replaced versions that `stored` holds from it
+    /// rather than reading them again: `stored` must come from this transaction, with nothing
+    /// written since it was read.
+    pub(super) fn commit_resolved(
+        &self,
+        txn: &WriteTransaction,
+        meta: &CommitMeta,
+        targets: Vec<Target>,
+        origin: Origin,
+        mut stored: Stored,
+    ) -> Result<Revision> {
         self.guard("commit_targets", || {
             let mut meta_table = txn.open_table(META)?;
             let head: Head = match meta_table.get(META_HEAD)? {
@@ -311,9 +356,12 @@ impl Store {
             // keys its old version held, so that pass 2 inserts only the new ones.
             let mut effective: Vec<(Target, Replaced, HashSet<RefKey>)> = Vec::with_capacity(targets.len());
             for t in targets {
-                let before = match objects.get(t.uid.as_bytes().as_slice())? {
-                    Some(raw) => Some(object_from_record(&t.uid, raw.value())?),
-                    None => None,
+                let before = match stored.remove(&t.uid) {
+                    Some(known) => known,
+                    None => match objects.get(t.uid.as_bytes().as_slice())? {
+                        Some(raw) => Some(object_from_record(&t.uid, raw.value())?),
+                        None => None,
+                    },
                 };
                 if before.as_ref().map(|b| &b.0) == t.after.as_ref() {
                     continue;

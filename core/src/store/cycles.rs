@@ -9,7 +9,7 @@ use super::get_object;
 use crate::error::{Error, Result};
 use crate::model::schema::Schemas;
 use crate::model::validate::set_references;
-use crate::model::Uid;
+use crate::model::{Object, Uid};
 use crate::revision::Change;
 
 /// Refuses a commit whose final state (`objects`, with the new versions written) has a cycle
@@ -24,12 +24,29 @@ pub(super) fn check_cycles(
     // Objects fully walked and on no cycle: the graph does not change during the walk.
     let mut clear: HashSet<Uid> = HashSet::new();
     for change in changes {
-        if change.after.is_none() || clear.contains(&change.uid) {
+        let Some(after) = &change.after else { continue };
+        if clear.contains(&change.uid) {
             continue;
         }
-        walk(objects, schemas, change.uid, &mut clear)?;
+        // The version just written, as it is in memory: an object with no set-valued reference
+        // (a host, most of what a revision writes) is on no cycle, and is not read back.
+        let targets = targets_of(schemas, after);
+        if targets.is_empty() {
+            clear.insert(change.uid);
+            continue;
+        }
+        let label = format!("{} '{}'", after.type_name, after.name);
+        walk(objects, schemas, change.uid, label, targets, &mut clear)?;
     }
     Ok(())
+}
+
+/// The uids `object` refers to from set-valued fields.
+fn targets_of(schemas: &Schemas, object: &Object) -> Vec<Uid> {
+    match schemas.get(&object.type_name) {
+        Some(schema) => set_references(schema, &object.fields).into_iter().map(|(_, u)| u).collect(),
+        None => Vec::new(),
+    }
 }
 
 /// The uids `uid` refers to from set-valued fields, with how to name it.
@@ -41,20 +58,17 @@ fn edges(
     let Some(object) = get_object(objects, uid)? else {
         return Ok((uid.to_string(), Vec::new()));
     };
-    let label = format!("{} '{}'", object.type_name, object.name);
-    let targets = match schemas.get(&object.type_name) {
-        Some(schema) => set_references(schema, &object.fields).into_iter().map(|(_, u)| u).collect(),
-        None => Vec::new(),
-    };
-    Ok((label, targets))
+    Ok((format!("{} '{}'", object.type_name, object.name), targets_of(schemas, &object)))
 }
 
-/// Depth-first walk from `start` with an explicit stack (a deep chain of groups must not
-/// overflow the thread's stack).
+/// Depth-first walk from `start` (named `label`, referring to `targets`) with an explicit stack
+/// (a deep chain of groups must not overflow the thread's stack).
 fn walk(
     objects: &impl ReadableTable<&'static [u8], &'static [u8]>,
     schemas: &Schemas,
     start: Uid,
+    label: String,
+    targets: Vec<Uid>,
     clear: &mut HashSet<Uid>,
 ) -> Result<()> {
     struct Frame {
@@ -64,7 +78,6 @@ fn walk(
         next: usize,
     }
     let mut on_path: HashMap<Uid, usize> = HashMap::new();
-    let (label, targets) = edges(objects, schemas, &start)?;
     let mut stack = vec![Frame { uid: start, label, targets, next: 0 }];
     on_path.insert(start, 0);
     while let Some(top) = stack.last_mut() {

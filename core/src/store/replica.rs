@@ -77,8 +77,8 @@ impl Store {
             let mut out = Vec::with_capacity(changesets.len());
             for c in changesets {
                 let meta = CommitMeta { message: c.message.clone(), ..meta.clone() };
-                let targets = self.resolve(&txn, &c.changes)?;
-                out.push(self.commit_targets(&txn, &meta, targets)?);
+                let (targets, stored) = self.resolve(&txn, &c.changes)?;
+                out.push(self.commit_resolved(&txn, &meta, targets, super::Origin::Local, stored)?);
             }
             self.commit_txn(txn)?;
             Ok(out)

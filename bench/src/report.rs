@@ -40,6 +40,15 @@ impl Goal {
         }
     }
 
+    /// As a bound on measured / PostgreSQL's figure.
+    fn text_vs_pg(self) -> String {
+        match self {
+            Goal::AtLeast(g) => format!(">= {g} x PG"),
+            Goal::AtMost(g) => format!("<= {g} x PG"),
+            Goal::Between(lo, hi) => format!("{lo} .. {hi} x PG"),
+        }
+    }
+
     fn to_json(self) -> Value {
         match self {
             Goal::AtLeast(g) => json!({"at_least": g}),
@@ -115,11 +124,14 @@ pub struct Row {
     pub pg: Option<PgFigure>,
     /// ... and its value from `--pg`, in the same unit; None when not measured.
     pub reference: Option<f64>,
+    /// A goal on the row's figure over PostgreSQL's (the "vs PG" column): met or missed only
+    /// when `--pg` gave that figure.
+    pub pg_goal: Option<Goal>,
 }
 
 impl Row {
     pub fn new(key: &'static str, figure: impl Into<String>, value: f64, unit: Unit) -> Row {
-        Row { key, figure: figure.into(), value, unit, goal: None, pg: None, reference: None }
+        Row { key, figure: figure.into(), value, unit, goal: None, pg: None, reference: None, pg_goal: None }
     }
 
     pub fn goal(mut self, goal: Goal) -> Row {
@@ -133,8 +145,48 @@ impl Row {
         self
     }
 
+    /// A goal on measured / PostgreSQL's figure of the same run; [`Row::pg`] names the figure.
+    pub fn pg_goal(mut self, goal: Goal) -> Row {
+        self.pg_goal = Some(goal);
+        self
+    }
+
+    /// Measured over PostgreSQL's figure, when `--pg` gave it.
+    pub fn vs_pg(&self) -> Option<f64> {
+        self.reference.filter(|x| *x != 0.0).map(|x| self.value / x)
+    }
+
+    /// Whether every goal the row can be judged on is met: `None` when it has none, or only a
+    /// goal against PostgreSQL and no PostgreSQL figure.
     pub fn met(&self) -> Option<bool> {
-        self.goal.map(|g| g.met(self.value))
+        let own = self.goal.map(|g| g.met(self.value));
+        let against_pg = self.pg_goal.zip(self.vs_pg()).map(|(g, x)| g.met(x));
+        match (own, against_pg) {
+            (Some(a), Some(b)) => Some(a && b),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A goal against PostgreSQL that this run cannot judge (no `--pg`).
+    fn needs_pg(&self) -> bool {
+        self.pg_goal.is_some() && self.vs_pg().is_none()
+    }
+
+    /// measured / goal: against PostgreSQL's goal when it can be judged, else the row's own.
+    fn ratio(&self) -> Option<f64> {
+        match (self.pg_goal, self.vs_pg()) {
+            (Some(g), Some(x)) => g.ratio(x),
+            _ => self.goal.and_then(|g| g.ratio(self.value)),
+        }
+    }
+
+    fn goal_text(&self) -> Option<String> {
+        let own = self.goal.map(|g| g.text(self.unit));
+        let against_pg = self.pg_goal.map(|g| g.text_vs_pg());
+        match (own, against_pg) {
+            (Some(a), Some(b)) => Some(format!("{a}, {b}")),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -209,9 +261,14 @@ impl Report {
         for row in &cells {
             out.push_str(&line(row, &widths));
         }
-        let missed = self.rows.iter().filter(|r| r.met() == Some(false)).count();
-        let goals = self.rows.iter().filter(|r| r.goal.is_some()).count();
-        out.push_str(&format!("\n{} of {goals} goals met; ran in {:.1} s\n", goals - missed, self.elapsed_s));
+        let judged: Vec<bool> = self.rows.iter().filter_map(Row::met).collect();
+        let met = judged.iter().filter(|m| **m).count();
+        let unjudged = self.rows.iter().filter(|r| r.met().is_none() && r.needs_pg()).count();
+        out.push_str(&format!("\n{met} of {} goals met", judged.len()));
+        if unjudged > 0 {
+            out.push_str(&format!(" ({unjudged} more are ratios to PostgreSQL: pass --pg)"));
+        }
+        out.push_str(&format!("; ran in {:.1} s\n", self.elapsed_s));
         out
     }
 
@@ -226,9 +283,11 @@ impl Report {
                     "value": r.value,
                     "unit": r.unit.symbol(),
                     "goal": r.goal.map(Goal::to_json),
-                    "ratio": r.goal.and_then(|g| g.ratio(r.value)),
+                    "goal_vs_postgresql": r.pg_goal.map(Goal::to_json),
+                    "ratio": r.ratio(),
                     "met": r.met(),
                     "postgresql": r.reference,
+                    "vs_postgresql": r.vs_pg(),
                 })
             })
             .collect();
@@ -246,17 +305,18 @@ impl Report {
 
 fn cells(r: &Row) -> [String; 7] {
     let dash = || "-".to_string();
-    let ratio = r.goal.and_then(|g| g.ratio(r.value)).map_or_else(dash, |x| format!("{x:.2}"));
-    let vs_ref = r.reference.filter(|x| *x != 0.0).map_or_else(dash, |x| format!("{:.2}", r.value / x));
+    let ratio = r.ratio().map_or_else(dash, |x| format!("{x:.2}"));
+    let vs_ref = r.vs_pg().map_or_else(dash, |x| format!("{x:.2}"));
     let verdict = match r.met() {
         Some(true) => "ok",
         Some(false) => "MISSED",
+        None if r.needs_pg() => "needs --pg",
         None => "",
     };
     [
         r.figure.clone(),
         r.unit.format(r.value),
-        r.goal.map_or_else(dash, |g| g.text(r.unit)),
+        r.goal_text().unwrap_or_else(dash),
         ratio,
         match (r.reference, r.pg) {
             (Some(x), _) => r.unit.format(x),
@@ -309,5 +369,23 @@ mod tests {
         assert!(!Goal::AtLeast(50_000.0).met(49_999.0));
         assert!(!Goal::Between(0.5, 1.5).met(1.6));
         assert_eq!(Goal::AtLeast(2.0).ratio(3.0), Some(1.5));
+    }
+
+    #[test]
+    fn a_goal_against_postgresql_is_judged_only_with_its_figure() {
+        let row = Row::new("r", "rate", 120_000.0, Unit::ObjectsPerSecond)
+            .pg(PgFigure::Upsert100Rate)
+            .pg_goal(Goal::AtLeast(4.0));
+        assert_eq!(row.met(), None);
+        assert!(row.needs_pg());
+        let measured = Row { reference: Some(40_000.0), ..row.clone() };
+        assert_eq!(measured.vs_pg(), Some(3.0));
+        assert_eq!(measured.met(), Some(false));
+        assert_eq!(measured.ratio(), Some(0.75));
+        assert_eq!(Row { reference: Some(30_000.0), ..row.clone() }.met(), Some(true));
+        // Both goals must hold when the row has its own as well.
+        let both = Row { reference: Some(30_000.0), ..row.goal(Goal::AtLeast(200_000.0)) };
+        assert_eq!(both.met(), Some(false));
+        assert_eq!(both.goal_text().as_deref(), Some(">= 200,000 obj/s, >= 4 x PG"));
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use mgha_core::engine::Engine;
+use mgha_core::revision::Head;
 use mgha_sync::{EngineExt, SyncRuntime};
 
 use super::Node;
@@ -343,15 +344,28 @@ impl Node {
         self.handle.spawn(async move {
             let mut shares = tokio::time::interval(CACHE_SHARES_EVERY);
             shares.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // What the last reconcile that succeeded started from.
+            let mut seen: Option<Seen> = None;
             loop {
                 tokio::select! {
                     changed = heads.changed() => {
                         if changed.is_err() {
                             return;
                         }
+                        let head = *heads.borrow_and_update();
                         let Some(global) = weak.upgrade() else { return };
-                        if let Err(e) = reconcile(&reconciler, &global).await {
-                            tracing::error!(error = %e, "cannot bring this server's domains in line with the registry; will try again");
+                        if let Some(s) = seen.as_mut().filter(|s| !s.outdated_by(&global, head)) {
+                            // Nothing a reconcile depends on changed up to here: look from here next.
+                            s.head = head;
+                            continue;
+                        }
+                        let members = mgha_sync::membership::member_records(&global.store()).ok();
+                        match reconcile(&reconciler, &global).await {
+                            Ok(()) => seen = members.map(|members| Seen { head, members }),
+                            Err(e) => {
+                                seen = None;
+                                tracing::error!(error = %e, "cannot bring this server's domains in line with the registry; will try again");
+                            }
                         }
                     }
                     _ = shares.tick() => {
@@ -377,6 +391,50 @@ impl Node {
             scrub_ms: self.config.scrub_interval_ms,
             failover: self.arbiter.get().map(|a| (a.clone(), self.config.failover, self.config.failover_timing())),
         }
+    }
+}
+
+/// The global domain as a reconcile found it: its head, and the member list it holds.
+struct Seen {
+    head: Head,
+    members: Vec<mgha_sync::wire::Member>,
+}
+
+/// Revisions of the global domain looked through, at most, before reconciling anyway.
+const SKIP_SCAN_REVISIONS_MAX: u64 = 64;
+
+impl Seen {
+    /// Whether the global domain at `head` may ask for another reconcile: a revision since
+    /// that changes a domain entry, a history that does not follow on, or another member list.
+    /// On a server whose first domain takes publishes, most head moves are its own objects,
+    /// and a reconcile (the registry and every held replica looked at, on a blocking thread)
+    /// at each one cost more than the publish's own commit.
+    fn outdated_by(&self, global: &Engine, head: Head) -> bool {
+        if head == self.head {
+            return false;
+        }
+        if head.seq <= self.head.seq || head.seq - self.head.seq > SKIP_SCAN_REVISIONS_MAX {
+            return true;
+        }
+        let mut parent = self.head.id;
+        for seq in self.head.seq + 1..=head.seq {
+            // The newest is in memory; older ones (a batch applied at once) come from the store.
+            let rev = match global.sync().cached(seq) {
+                Some(rev) => rev,
+                None => match global.store().revision(seq) {
+                    Ok(rev) => Arc::new(rev),
+                    Err(_) => return true,
+                },
+            };
+            if rev.parent != parent || rev.changes.iter().any(|c| c.type_name == domains::DOMAIN_TYPE) {
+                return true;
+            }
+            parent = rev.id;
+        }
+        if parent != head.id {
+            return true;
+        }
+        mgha_sync::membership::member_records(&global.store()).map_or(true, |m| m != self.members)
     }
 }
 
@@ -478,4 +536,59 @@ const CACHE_SHARES_EVERY: std::time::Duration = std::time::Duration::from_secs(6
 /// Runs engine work that may write durably on the blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Unusable(format!("a domain task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mgha_core::engine::EngineOptions;
+    use mgha_core::model::Fields;
+    use mgha_core::{ChangeInput, ChangeSet};
+
+    fn host(name: &str) -> ChangeSet {
+        let mut fields = Fields::new();
+        fields.insert("ipv4-address".into(), serde_json::json!("10.0.0.1"));
+        let put = ChangeInput::Put { type_name: "host".into(), name: name.into(), uid: None, fields };
+        ChangeSet { message: format!("put {name}"), changes: vec![put] }
+    }
+
+    #[test]
+    fn only_a_domain_entry_a_rewound_head_or_new_members_ask_for_a_reconcile() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let global = mgha_sync::cluster::init_primary(dir.path(), "a", "127.0.0.1:1", EngineOptions::default())
+            .expect("a first server");
+        let head = global.store().head().expect("head");
+        let members = mgha_sync::membership::member_records(&global.store()).expect("members");
+        let seen = Seen { head, members: members.clone() };
+        assert!(!seen.outdated_by(&global, head));
+
+        // The domain's own objects, one revision and then several since the last look.
+        global.publish("t", &host("web1")).expect("publish");
+        let one = global.store().head().expect("head");
+        assert!(!seen.outdated_by(&global, one));
+        for name in ["web2", "web3", "web4"] {
+            global.publish("t", &host(name)).expect("publish");
+        }
+        let several = global.store().head().expect("head");
+        assert!(!seen.outdated_by(&global, several));
+        // A head that does not follow on from the one seen (another history).
+        assert!(seen.outdated_by(&global, Head { id: mgha_core::model::Hash([7; 32]), ..several }));
+        assert!(Seen { head: several, members: members.clone() }.outdated_by(&global, head));
+
+        // A domain entry among them.
+        domains::record(&global, "t", "red", vec!["a".into()], None).expect("records a domain");
+        global.publish("t", &host("web5")).expect("publish");
+        let after = global.store().head().expect("head");
+        assert!(seen.outdated_by(&global, after));
+        let past_it = Seen { head: after, members: members.clone() };
+        global.publish("t", &host("web6")).expect("publish");
+        assert!(!past_it.outdated_by(&global, global.store().head().expect("head")));
+
+        // Another member list, with no revision at all.
+        assert!(!members.is_empty(), "the first server is a member");
+        let other = Seen { head: after, members: Vec::new() };
+        let now = global.store().head().expect("head");
+        assert!(other.outdated_by(&global, now));
+        assert!(!Seen { head: now, members }.outdated_by(&global, now));
+    }
 }

@@ -450,11 +450,6 @@ pub(crate) fn object_from_record(uid: &Uid, record: &[u8]) -> Result<(Object, Ha
     Ok((o, hash))
 }
 
-/// The hash of the object a sealed record of `OBJECTS` holds, once verified, without decoding it.
-pub(crate) fn object_hash(uid: &Uid, record: &[u8]) -> Result<Hash> {
-    Ok(record::unseal(record, || format!("object {uid}"))?.1)
-}
-
 /// The revision a sealed record of `REVISIONS` holds under `seq`, once verified.
 pub(crate) fn revision_from_record(seq: u64, record: &[u8]) -> Result<Revision> {
     let what = || format!("revision {seq}");

@@ -6,7 +6,7 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::tables::*;
-use super::{decode, object_hash, revision_from_record, CommitMeta, Store, Target};
+use super::{decode, object_from_record, revision_from_record, CommitMeta, Store, Target};
 use crate::changeset::ChangeSet;
 use crate::error::{Error, Result};
 use crate::model::Hash;
@@ -97,14 +97,22 @@ impl Store {
             )));
         }
         let mut targets = Vec::with_capacity(rev.changes.len());
+        // The versions read here are the ones the commit replaces: it takes them from here.
+        let mut stored = super::commit::Stored::with_capacity(rev.changes.len());
         {
             let objects = txn.open_table(OBJECTS)?;
             for c in rev.changes {
-                let current = match objects.get(c.uid.as_bytes().as_slice())? {
-                    Some(v) => Some(object_hash(&c.uid, v.value())?),
-                    None => None,
+                let current = match stored.entry(c.uid) {
+                    std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(match objects.get(c.uid.as_bytes().as_slice())? {
+                            Some(v) => Some(object_from_record(&c.uid, v.value())?),
+                            None => None,
+                        })
+                    }
                 };
-                if current != c.before {
+                let current_hash = current.as_ref().map(|(_, h)| *h);
+                if current_hash != c.before {
                     return Err(Error::Diverged(format!(
                         "revision {}: {} {} is not in the state the Active changed",
                         rev.seq, c.type_name, c.uid
@@ -115,7 +123,7 @@ impl Store {
             }
         }
         let meta = CommitMeta { author: rev.author, message: rev.message, epoch: rev.epoch, time_ms: rev.time_ms };
-        let applied = self.commit_targets_from(txn, &meta, targets, super::Origin::Replicated)?;
+        let applied = self.commit_resolved(txn, &meta, targets, super::Origin::Replicated, stored)?;
         if applied.id != rev.id || applied.state_hash != rev.state_hash {
             return Err(Error::Diverged(format!(
                 "revision {} reproduces id {} and state {}, the Active sent {} and {}",

@@ -287,6 +287,13 @@ impl Engine {
     /// that an admin session holds locked (`Locked`, naming the session and its author).
     pub fn publish(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
         refuse_managed(&changeset.changes)?;
+        self.publish_changes(author, changeset.clone(), None)
+    }
+
+    /// [`Engine::publish`] of a changeset the caller gives up: its fields become the objects'
+    /// without a copy (a front end that parsed the changeset has no use for it after).
+    pub fn publish_owned(&self, author: &str, changeset: ChangeSet) -> Result<Revision> {
+        refuse_managed(&changeset.changes)?;
         self.publish_changes(author, changeset, None)
     }
 
@@ -294,22 +301,23 @@ impl Engine {
     /// ([`MANAGED_TYPES`](crate::model::schema::MANAGED_TYPES): the domain registry). For the
     /// node library, never for an admin's changeset.
     pub fn publish_managed(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
-        self.publish_changes(author, changeset, None)
+        self.publish_changes(author, changeset.clone(), None)
     }
 
     /// Publishes `changeset`, on behalf of session `session` when there is one: the locks of
     /// that session do not stand in its way, and every object it staged must be as it was when
     /// staged. Both checks run under the role lock, which every local commit holds, so nothing
     /// can commit between them and the commit.
-    fn publish_changes(&self, author: &str, changeset: &ChangeSet, session: Option<u64>) -> Result<Revision> {
+    fn publish_changes(&self, author: &str, changeset: ChangeSet, session: Option<u64>) -> Result<Revision> {
         changeset.check()?;
         self.check_users_elsewhere(&changeset.changes)?;
-        self.publish_with(author, &changeset.message, |store, meta| {
-            self.check_unlocked(store, &changeset.changes, session)?;
+        let ChangeSet { message, changes } = changeset;
+        self.publish_with(author, &message, |store, meta| {
+            self.check_unlocked(store, &changes, session)?;
             if let Some(id) = session {
                 self.check_unchanged(store, id)?;
             }
-            store.publish(meta, &changeset.changes)
+            store.publish_owned(meta, changes)
         })
     }
 

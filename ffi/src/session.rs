@@ -241,7 +241,7 @@ pub unsafe extern "C" fn mgha_engine_publish_json(
         let json = unsafe { text(changeset_json, "changeset_json") }?;
         let out = unsafe { Out::new(out_seq, "out_seq") }?;
         let changeset = ChangeSet::from_json(json.as_bytes())?;
-        out.set(core.publish(author, &changeset)?.seq);
+        out.set(core.publish_owned(author, changeset)?.seq);
         Ok(())
     })
 }

@@ -159,7 +159,7 @@ pub async fn publish(
     let rev = state
         .run_publish(move |e| {
             let cs = ChangeSet::from_json(&body)?;
-            e.publish(&author, &cs)
+            e.publish_owned(&author, cs)
         })
         .await?;
     tracing::info!(seq = rev.seq, changes = rev.changes.len(), author = %rev.author, "published");

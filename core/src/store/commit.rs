@@ -71,6 +71,12 @@ impl Store {
     /// Validates `changes` and publishes them as one durable revision (deferred inside
     /// [`Store::deferring_durability`]).
     pub fn publish(&self, meta: &CommitMeta, changes: &[ChangeInput]) -> Result<Revision> {
+        self.publish_owned(meta, changes.to_vec())
+    }
+
+    /// [`Store::publish`] of changes it may take apart: their fields become the objects'
+    /// without a copy.
+    pub fn publish_owned(&self, meta: &CommitMeta, changes: Vec<ChangeInput>) -> Result<Revision> {
         self.guard("publish", || {
             let txn = self.begin_write()?;
             let (targets, stored) = self.resolve(&txn, changes)?;
@@ -93,7 +99,7 @@ impl Store {
     /// Turns administrator changes (names, optional uids) into object versions with every
     /// reference resolved to a uid.
     /// Also gives the stored versions it read, for [`Store::commit_resolved`].
-    pub(super) fn resolve(&self, txn: &WriteTransaction, changes: &[ChangeInput]) -> Result<(Vec<Target>, Stored)> {
+    pub(super) fn resolve(&self, txn: &WriteTransaction, changes: Vec<ChangeInput>) -> Result<(Vec<Target>, Stored)> {
         let objects = txn.open_table(OBJECTS)?;
         let names = txn.open_table(NAMES)?;
         let mut overlay: HashMap<Uid, Option<Object>> = HashMap::new();
@@ -141,17 +147,17 @@ impl Store {
             }
         };
 
-        for (i, change) in changes.iter().enumerate() {
+        for (i, change) in changes.into_iter().enumerate() {
             let type_name = change.type_name();
             if schemas.get(type_name).is_none() {
                 return Err(Error::UnknownType(type_name.into()));
             }
             match change {
                 ChangeInput::Put { type_name, name, uid, fields } => {
-                    validate_name(type_name, name)?;
-                    let known = match uid {
+                    validate_name(&type_name, &name)?;
+                    let known = match &uid {
                         Some(s) => Some(parse_uid(i, s)?),
-                        None => find_name(&overlay_names, type_name, name)?,
+                        None => find_name(&overlay_names, &type_name, &name)?,
                     };
                     let uid = known.unwrap_or_else(Uid::new_ordered);
                     // A uid made just now names no stored object: there is nothing to read.
@@ -160,37 +166,38 @@ impl Store {
                         None => None,
                     };
                     if let Some((cur_type, cur_name)) = cur {
-                        if &cur_type != type_name {
+                        if cur_type != type_name {
                             return Err(Error::TypeChange {
                                 type_name: cur_type,
                                 uid: uid.to_string(),
-                                new_type: type_name.clone(),
+                                new_type: type_name,
                             });
                         }
-                        if &cur_name != name {
-                            overlay_names.insert(name_key(type_name, &cur_name), None);
+                        if cur_name != name {
+                            overlay_names.insert(name_key(&type_name, &cur_name), None);
                         }
                     }
-                    overlay_names.insert(name_key(type_name, name), Some(uid));
-                    let obj = Object { type_name: type_name.clone(), uid, name: name.clone(), fields: fields.clone() };
+                    overlay_names.insert(name_key(&type_name, &name), Some(uid));
+                    // The change's own fields: taken, not copied.
+                    let obj = Object { type_name, uid, name, fields };
                     if overlay.insert(uid, Some(obj)).is_none() {
                         order.push(uid);
                     }
                 }
                 ChangeInput::Delete { type_name, name, uid } => {
-                    let found = match (uid, name) {
+                    let found = match (&uid, &name) {
                         (Some(s), _) => Some(parse_uid(i, s)?),
-                        (None, Some(n)) => find_name(&overlay_names, type_name, n)?,
+                        (None, Some(n)) => find_name(&overlay_names, &type_name, n)?,
                         (None, None) => None,
                     };
                     let cur = match found {
                         Some(u) => current(&overlay, &u)?.map(|c| (u, c)),
                         None => None,
                     };
-                    let Some((cur_uid, (_, cur_name))) = cur.filter(|(_, (t, _))| t == type_name) else {
-                        return Err(Error::NotFound(change.label()));
+                    let Some((cur_uid, (_, cur_name))) = cur.filter(|(_, (t, _))| *t == type_name) else {
+                        return Err(Error::NotFound(ChangeInput::Delete { type_name, name, uid }.label()));
                     };
-                    overlay_names.insert(name_key(type_name, &cur_name), None);
+                    overlay_names.insert(name_key(&type_name, &cur_name), None);
                     if overlay.insert(cur_uid, None).is_none() {
                         order.push(cur_uid);
                     }

@@ -77,7 +77,7 @@ impl Store {
             let mut out = Vec::with_capacity(changesets.len());
             for c in changesets {
                 let meta = CommitMeta { message: c.message.clone(), ..meta.clone() };
-                let (targets, stored) = self.resolve(&txn, &c.changes)?;
+                let (targets, stored) = self.resolve(&txn, c.changes.clone())?;
                 out.push(self.commit_resolved(&txn, &meta, targets, super::Origin::Local, stored)?);
             }
             self.commit_txn(txn)?;

@@ -265,8 +265,10 @@ async fn status_shows_each_endpoint_and_the_holder() {
 
 #[tokio::test]
 async fn connect_names_the_endpoints_when_none_answers() {
+    // On 127.0.0.2: the other tests' servers (etcd among them) take free ports on 127.0.0.1, and
+    // one of them could take this port between its release here and the connect.
     let endpoint =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").to_string();
+        std::net::TcpListener::bind("127.0.0.2:0").and_then(|l| l.local_addr()).expect("a free port").to_string();
     let cfg = EtcdConfig {
         endpoints: vec![endpoint.clone()],
         prefix: "/mgha/x".into(),

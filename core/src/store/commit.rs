@@ -119,9 +119,9 @@ impl Store {
                 Some(raw) => Some(object_from_record(uid, raw.value())?),
                 None => None,
             };
-            let names = found.as_ref().map(|(o, _)| (o.type_name.clone(), o.name.clone()));
+            let type_and_name = found.as_ref().map(|(o, _)| (o.type_name.clone(), o.name.clone()));
             stored.borrow_mut().insert(*uid, found);
-            Ok(names)
+            Ok(type_and_name)
         };
         let find_name = |overlay_names: &HashMap<String, Option<Uid>>, t: &str, n: &str| -> Result<Option<Uid>> {
             if let Some(found) = overlay_names.get(&name_key(t, n)) {

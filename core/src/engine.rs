@@ -287,12 +287,13 @@ impl Engine {
     /// that an admin session holds locked (`Locked`, naming the session and its author).
     pub fn publish(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
         refuse_managed(&changeset.changes)?;
-        self.publish_changes(author, changeset.clone(), None)
+        self.publish_changes(author, changeset.clone(), None).map(Arc::unwrap_or_clone)
     }
 
     /// [`Engine::publish`] of a changeset the caller gives up: its fields become the objects'
-    /// without a copy (a front end that parsed the changeset has no use for it after).
-    pub fn publish_owned(&self, author: &str, changeset: ChangeSet) -> Result<Revision> {
+    /// without a copy (a front end that parsed the changeset has no use for it after), and the
+    /// revision comes back shared with replication rather than copied.
+    pub fn publish_owned(&self, author: &str, changeset: ChangeSet) -> Result<Arc<Revision>> {
         refuse_managed(&changeset.changes)?;
         self.publish_changes(author, changeset, None)
     }
@@ -301,18 +302,18 @@ impl Engine {
     /// ([`MANAGED_TYPES`](crate::model::schema::MANAGED_TYPES): the domain registry). For the
     /// node library, never for an admin's changeset.
     pub fn publish_managed(&self, author: &str, changeset: &ChangeSet) -> Result<Revision> {
-        self.publish_changes(author, changeset.clone(), None)
+        self.publish_changes(author, changeset.clone(), None).map(Arc::unwrap_or_clone)
     }
 
     /// Publishes `changeset`, on behalf of session `session` when there is one: the locks of
     /// that session do not stand in its way, and every object it staged must be as it was when
     /// staged. Both checks run under the role lock, which every local commit holds, so nothing
     /// can commit between them and the commit.
-    fn publish_changes(&self, author: &str, changeset: ChangeSet, session: Option<u64>) -> Result<Revision> {
+    fn publish_changes(&self, author: &str, changeset: ChangeSet, session: Option<u64>) -> Result<Arc<Revision>> {
         changeset.check()?;
         self.check_users_elsewhere(&changeset.changes)?;
         let ChangeSet { message, changes } = changeset;
-        self.publish_with(author, &message, |store, meta| {
+        self.publish_shared(author, &message, |store, meta| {
             self.check_unlocked(store, &changes, session)?;
             if let Some(id) = session {
                 self.check_unchanged(store, id)?;
@@ -441,6 +442,17 @@ impl Engine {
         message: &str,
         commit: impl FnOnce(&Store, &CommitMeta) -> Result<Revision>,
     ) -> Result<Revision> {
+        self.publish_shared(author, message, commit).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Engine::publish_with`], giving the revision as replication holds it: copied by
+    /// whoever needs it to themselves, not here (a revision can hold thousands of objects).
+    fn publish_shared(
+        &self,
+        author: &str,
+        message: &str,
+        commit: impl FnOnce(&Store, &CommitMeta) -> Result<Revision>,
+    ) -> Result<Arc<Revision>> {
         if author.len() > AUTHOR_BYTES_MAX {
             return Err(Error::TooLarge { what: "author".into(), size: author.len(), max: AUTHOR_BYTES_MAX });
         }
@@ -460,7 +472,8 @@ impl Engine {
             let store = self.store();
             let rev =
                 Store::deferring_durability(|| commit(&store, &meta)).inspect_err(|e| self.after_failed_commit(e))?;
-            let ticket = self.group.committed(Arc::new(rev.clone()), store.reopens());
+            let rev = Arc::new(rev);
+            let ticket = self.group.committed(rev.clone(), store.reopens());
             (rev, ticket)
         };
         self.group.wait_durable(ticket, self)?;

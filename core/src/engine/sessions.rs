@@ -77,7 +77,11 @@ impl Engine {
             let s = sessions.get(id)?;
             (s.author.clone(), s.changes.clone())
         };
-        let rev = self.publish_changes(&author, ChangeSet { message: message.into(), changes }, Some(id))?;
+        let rev = std::sync::Arc::unwrap_or_clone(self.publish_changes(
+            &author,
+            ChangeSet { message: message.into(), changes },
+            Some(id),
+        )?);
         self.lock_sessions().close(id)?;
         Ok(rev)
     }

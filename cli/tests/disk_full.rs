@@ -8,7 +8,7 @@
 
 mod support;
 
-use mgha_tests::smallfs::SmallFs;
+use mgha_tests::smallfs::{SmallFs, BIG_COMMENT_BYTES};
 use serde_json::Value;
 use support::*;
 
@@ -16,10 +16,6 @@ use support::*;
 const FS_BYTES: u64 = 16 * 1024 * 1024;
 const HEARTBEAT_MS: u64 = 250;
 const FAILOVER_AFTER_MS: u64 = 2000;
-/// Comments of the hosts of the publish that meets the full disk: 400 of them make a revision
-/// larger than the space the publish log keeps ahead of its appends (at most 1 MiB), so it needs space
-/// the disk no longer has.
-const BIG_COMMENT_BYTES: usize = 4000;
 
 /// Mounts the small filesystem on `path` (the node's data directory), or prints why the test
 /// cannot run here.

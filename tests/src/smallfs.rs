@@ -7,6 +7,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Comment bytes of each of 400 hosts in the publish that meets a full disk: such a revision is
+/// larger than the space a publish log keeps ahead of its appends (at most 1 MiB), so it needs
+/// space the disk no longer has.
+pub const BIG_COMMENT_BYTES: usize = 4000;
+
 /// File that [`SmallFs::fill`] writes and [`SmallFs::free`] deletes.
 const FILLER: &str = "filler";
 

@@ -7,7 +7,7 @@
 use mgha_core::engine::{Engine, EngineOptions};
 use mgha_core::status::WriteFaultKind;
 use mgha_core::{ChangeInput, ChangeSet, ErrorCode, NodeState};
-use mgha_tests::smallfs::SmallFs;
+use mgha_tests::smallfs::{SmallFs, BIG_COMMENT_BYTES};
 
 /// Size of the test's filesystem: a fresh store takes about 1.5 MiB of it.
 const FS_BYTES: u64 = 8 * 1024 * 1024;
@@ -35,11 +35,6 @@ fn mount_or_skip() -> Option<SmallFs> {
         }
     }
 }
-
-/// Comments of the hosts of the publish that meets the full disk: 400 of them make a revision
-/// larger than the space the publish log keeps ahead of its appends (at most 1 MiB), so it needs space
-/// the disk no longer has.
-const BIG_COMMENT_BYTES: usize = 4000;
 
 #[test]
 fn a_full_disk_fails_publishes_cleanly_and_publishing_resumes_once_space_is_freed() {

@@ -24,8 +24,8 @@ pub const PEER_CONNECTIONS_MAX: usize = 256;
 /// holds, and the domain sessions multiplexed over one peer connection are bounded by it.
 pub const DOMAINS_MAX: usize = 4096;
 /// Most streams open at once on one link between two servers: each domain they both replicate
-/// has a session dialed by either side.
-pub const STREAMS_PER_LINK_MAX: usize = 2 * DOMAINS_MAX;
+/// has a session dialed by either side, and the link has its beat stream.
+pub const STREAMS_PER_LINK_MAX: usize = 2 * DOMAINS_MAX + 1;
 const _: () = assert!(STREAMS_PER_LINK_MAX >= 2 * DOMAINS_MAX);
 /// Most source addresses whose join attempts are counted at once (`joins_per_minute` applies
 /// per source); when all are within their minute, a new source is refused until one ends.

@@ -117,6 +117,10 @@ pub(crate) async fn handle_stream(server: Arc<Server>, peer: Uid, mut stream: Li
     let hello = match first {
         Some(Msg::Hello(hello)) => hello,
         Some(Msg::AskUses { domain, uids }) => return answer_uses(&server, stream, domain, uids).await,
+        Some(Msg::Beat) => {
+            let heartbeat = Duration::from_millis(server.cfg.heartbeat_ms.max(10));
+            return link::beat(stream, heartbeat).await;
+        }
         _ => {
             let _ = write_msg(&mut stream, &Msg::Refuse { reason: "expected hello".into() }).await;
             return Err(Error::Peer(format!("node {peer} did not start a stream with hello")));
@@ -172,6 +176,7 @@ async fn answer_uses(server: &Arc<Server>, mut stream: LinkStream, domain: Uid, 
 async fn serve_stream(ctx: Arc<Ctx>, mut stream: LinkStream, hello: Hello) -> Result<()> {
     let ours = our_hello(&ctx)?;
     write_msg(&mut stream, &Msg::Hello(ours.clone())).await.map_err(|e| Error::Peer(e.to_string()))?;
+    let link_heard = stream.link_heard();
     // From here on the session's frames travel as blocks (docs/protocol.md), counted as sent.
     let stream = Compressed::new(Counted::new(stream, ctx.engine.sync().traffic(hello.node_id)));
     learn_members(&ctx, &hello).await?;
@@ -183,7 +188,7 @@ async fn serve_stream(ctx: Arc<Ctx>, mut stream: LinkStream, hello: Hello) -> Re
         }
     }
     if ours.role == Role::Active && hello.role == Role::Standby {
-        active::serve_standby(ctx, stream, hello).await
+        active::serve_standby(ctx, stream, hello, link_heard).await
     } else {
         Ok(())
     }

@@ -8,12 +8,13 @@
 
 use crate::EngineExt;
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::conn::{spawn_reader, Ack, Inbox, PeerCmd, Reader, Watchdog, Watched};
+use super::conn::{spawn_reader, Ack, Inbox, PeerCmd, Reader, Watchdog, Watched, IDLE_PING_HEARTBEATS};
 use super::plan::{decide, our_id_at, Facts, Plan, SyncStatus};
 use super::runtime::{role_event, Ctx};
 use super::wire::{
@@ -33,13 +34,14 @@ fn peer_err(e: WireError) -> Error {
 }
 
 /// Serves one Standby until the connection ends, this node stops being Active, or shutdown.
-pub(crate) async fn serve_standby<S>(ctx: Arc<Ctx>, stream: S, hello: Hello) -> Result<()>
+pub(crate) async fn serve_standby<S>(ctx: Arc<Ctx>, stream: S, hello: Hello, link_heard: Arc<AtomicU64>) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer_id = hello.node_id;
     let (rd, wr) = tokio::io::split(stream);
     let Reader { task: reader, inbox: mut rx, acks, heard } = spawn_reader(rd);
+    heard.hear_link(link_heard);
     let timeout = Duration::from_millis(ctx.server.cfg.peer_timeout_ms.max(100));
     let dog = Arc::new(Watchdog::new(hello.name.clone(), timeout, heard));
     let mut wr = Watched::new(wr, dog.clone());
@@ -133,7 +135,11 @@ async fn serve<W: AsyncWrite + Unpin>(
     };
 
     let heartbeat = Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10));
-    let mut ticker = super::grid::interval(heartbeat);
+    // Pings every heartbeat while revisions wait for acknowledgement, every
+    // `IDLE_PING_HEARTBEATS` while the session is idle; on the server's grid either way, so
+    // that the pings of many domains share the link's writes.
+    let idle = heartbeat * IDLE_PING_HEARTBEATS;
+    let mut next_ping = tokio::time::Instant::now();
     let mut shutdown = ctx.shutdown.clone();
     // A node that handed its role away ends its sessions at once, so that its Standbys go and
     // follow the new Active without waiting for a heartbeat.
@@ -146,6 +152,9 @@ async fn serve<W: AsyncWrite + Unpin>(
         }
         if next <= engine.sync().head().seq {
             send_revisions(ctx, wr, link, &mut next).await?;
+        }
+        if !link.inflight.is_empty() {
+            next_ping = next_ping.min(super::grid::next(heartbeat));
         }
         tokio::select! {
             biased;
@@ -214,7 +223,8 @@ async fn serve<W: AsyncWrite + Unpin>(
                     None => return Ok(()),
                 }
             }
-            _ = ticker.tick() => {
+            _ = tokio::time::sleep_until(next_ping) => {
+                next_ping = super::grid::next(if link.inflight.is_empty() { idle } else { heartbeat });
                 link.dog.check().map_err(Error::Peer)?;
                 let silent = link.dog.heard.silent_for().as_millis() as u64;
                 engine.sync().update_peer(peer_id, |p| p.last_contact_ms = mgha_core::now_ms().saturating_sub(silent));

@@ -35,6 +35,10 @@ pub(crate) const INBOX_BYTES_MAX: usize = 16 * 1024 * 1024;
 const INBOX_FRAMES_MAX: usize = 8192;
 /// Commands buffered for one connection task.
 const COMMANDS_MAX: usize = 16;
+/// An idle session (nothing sent and unacknowledged) pings its peer, and looks at its own
+/// deadlines, once every this many heartbeats instead of every heartbeat: the link's beats
+/// carry the liveness of the peer's server meanwhile (docs/protocol.md, "Links and streams").
+pub(crate) const IDLE_PING_HEARTBEATS: u32 = 10;
 /// Messages (other than acknowledgements) queued for the Standby's writer task.
 const OUTBOX_MESSAGES_MAX: usize = 16;
 
@@ -63,6 +67,11 @@ pub(crate) struct Heard {
     active_head: AtomicU64,
     /// The nonce of the last ping, echoed by the Standby's pongs.
     nonce: AtomicU64,
+    /// Woken by every ping: the Standby's writer answers it.
+    pinged: tokio::sync::Notify,
+    /// When a byte of the link under the session was last read ([`mgha_core::mono_ms`]), once
+    /// the session set it ([`Heard::hear_link`]).
+    link_ms: OnceLock<Arc<AtomicU64>>,
 }
 
 impl Heard {
@@ -71,12 +80,22 @@ impl Heard {
     }
 
     /// How long the peer has been silent while we were ready to read; zero while the reader
-    /// waits for the connection task to make room.
+    /// waits for the connection task to make room. On a link, the peer's server is heard on
+    /// any stream of it: the link's beats keep an idle session's peer heard.
     pub fn silent_for(&self) -> Duration {
         if self.blocked.load(Ordering::Relaxed) {
             return Duration::ZERO;
         }
-        Duration::from_millis(mono_ms().saturating_sub(self.at_ms.load(Ordering::Relaxed)))
+        let own = mono_ms().saturating_sub(self.at_ms.load(Ordering::Relaxed));
+        let link =
+            self.link_ms.get().map_or(u64::MAX, |at| mgha_core::mono_ms().saturating_sub(at.load(Ordering::Relaxed)));
+        Duration::from_millis(own.min(link))
+    }
+
+    /// Counts what is read on the session's link (`heard_ms` of [`super::link::LinkStream::link_heard`])
+    /// as the peer's voice.
+    pub fn hear_link(&self, heard_ms: Arc<AtomicU64>) {
+        let _ = self.link_ms.set(heard_ms);
     }
 
     pub fn note_active_head(&self, seq: u64) {
@@ -136,6 +155,7 @@ pub(crate) fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut rd: R) -> 
                 Ok(Some((Msg::Ping { nonce, head }, _))) => {
                     h.note_active_head(head);
                     h.nonce.store(nonce, Ordering::Relaxed);
+                    h.pinged.notify_one();
                     continue;
                 }
                 Ok(Some((m, len))) => {
@@ -198,8 +218,8 @@ impl Outbox {
 }
 
 /// The Standby's writer: sends acknowledgements (the newest only), queued messages, and a pong
-/// whenever nothing else went out for a heartbeat, so that the Active hears from a Standby that
-/// is busy applying. A write the Active takes no byte of for `stall` ends it.
+/// in answer to each of the Active's pings unless it wrote something else within half a
+/// heartbeat. A write the Active takes no byte of for `stall` ends it.
 pub(crate) fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
     wr: W,
     peer: String,
@@ -228,7 +248,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     stall: Duration,
 ) -> std::result::Result<(), WireError> {
     {
-        let mut ticker = super::grid::interval(heartbeat);
         let mut last_write = Instant::now();
         let mut acks_open = true;
         let mut sent = None;
@@ -247,8 +266,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     acks_open = changed.is_ok();
                     None
                 }
-                _ = ticker.tick() => {
-                    if last_write.elapsed() >= heartbeat {
+                // A ping is answered unless this side spoke within the last half heartbeat. A
+                // busy Standby whose reader waits for room reads no ping; the Active still hears
+                // its server through the link's beats.
+                _ = heard.pinged.notified() => {
+                    if last_write.elapsed() >= heartbeat / 2 {
                         let pong = Msg::Pong { nonce: heard.nonce.load(Ordering::Relaxed) };
                         write_frame_within(&mut wr, &encode_frame(&pong)?, stall).await?;
                         last_write = Instant::now();

@@ -82,7 +82,7 @@ impl Link {
         self.opened_ms.store(mono_ms(), Ordering::SeqCst);
         self.requests.send(Request::Open(tx)).await.map_err(|_| Error::Peer("the link closed".into()))?;
         let stream = rx.await.map_err(|_| Error::Peer("the link closed".into()))??;
-        Ok(LinkStream::new(stream, self.streams.clone()))
+        Ok(LinkStream::new(stream, self.streams.clone(), self.heard_ms.clone()))
     }
 }
 
@@ -301,7 +301,54 @@ fn start(
         let _permit = permit;
         driver.await
     });
-    server.links.adopt(server.node_id, peer, link)
+    let kept = server.links.adopt(server.node_id, peer, link.clone());
+    if matches!(mode, yamux::Mode::Client) && Arc::ptr_eq(&kept, &link) {
+        // The dialer opens the link's beat stream; the acceptor answers on it (`beat`).
+        let heartbeat = Duration::from_millis(server.cfg.heartbeat_ms.max(10));
+        server.spawn_tracked(async move {
+            let opened = link.open().await;
+            let ended = match opened {
+                Ok(mut stream) => match write_msg(&mut stream, &Msg::Beat).await {
+                    Ok(()) => beat(stream, heartbeat).await,
+                    Err(e) => Err(Error::Peer(e.to_string())),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "the link's beat stream ended");
+            }
+        });
+    }
+    kept
+}
+
+/// Runs a link's beat stream (docs/protocol.md, "Links and streams"): sends `Msg::Beat` every
+/// heartbeat and reads the peer's, until the stream or the link ends. The link's driver counts
+/// any byte read as the peer's voice, so a link whose sessions are idle is still heard, and the
+/// sessions on it ping each other rarely (`IDLE_PING_HEARTBEATS`).
+pub(crate) async fn beat(stream: LinkStream, heartbeat: Duration) -> Result<()> {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let send = async {
+        let mut ticker = super::grid::interval(heartbeat);
+        loop {
+            ticker.tick().await;
+            write_msg(&mut wr, &Msg::Beat).await.map_err(|e| Error::Peer(e.to_string()))?;
+        }
+    };
+    let hear = async {
+        loop {
+            match read_msg(&mut rd).await {
+                Ok(Some(Msg::Beat)) => {}
+                Ok(Some(other)) => return Err(Error::Peer(format!("expected a beat, got {other:?}"))),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Error::Peer(e.to_string())),
+            }
+        }
+    };
+    tokio::select! {
+        sent = send => sent,
+        heard = hear => heard,
+    }
 }
 
 /// Runs a link's yamux connection: opens the streams asked for, hands each inbound stream to
@@ -354,7 +401,7 @@ async fn drive(
         loop {
             match conn.poll_next_inbound(cx) {
                 Poll::Ready(Some(Ok(stream))) => {
-                    let stream = LinkStream::new(stream, link.streams.clone());
+                    let stream = LinkStream::new(stream, link.streams.clone(), link.heard_ms.clone());
                     let server2 = server.clone();
                     server.spawn_tracked(async move {
                         if let Err(e) = super::accept::handle_stream(server2, peer, stream).await {
@@ -495,12 +542,19 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Heard<T> {
 pub(crate) struct LinkStream {
     inner: Compat<yamux::Stream>,
     streams: Arc<AtomicUsize>,
+    heard_ms: Arc<AtomicU64>,
 }
 
 impl LinkStream {
-    fn new(stream: yamux::Stream, streams: Arc<AtomicUsize>) -> LinkStream {
+    fn new(stream: yamux::Stream, streams: Arc<AtomicUsize>, heard_ms: Arc<AtomicU64>) -> LinkStream {
         streams.fetch_add(1, Ordering::SeqCst);
-        LinkStream { inner: stream.compat(), streams }
+        LinkStream { inner: stream.compat(), streams, heard_ms }
+    }
+
+    /// When a byte of the link under this stream was last read ([`mono_ms`]): a session on the
+    /// stream hears its peer's server through any stream of the link, its beats included.
+    pub(crate) fn link_heard(&self) -> Arc<AtomicU64> {
+        self.heard_ms.clone()
     }
 }
 

@@ -11,7 +11,9 @@ use tokio::sync::oneshot;
 
 use super::branch;
 use super::compress::Compressed;
-use super::conn::{spawn_reader, spawn_writer, Ack, Counted, Heard, Inbox, Outbox, PeerCmd, Reader};
+use super::conn::{
+    spawn_reader, spawn_writer, Ack, Counted, Heard, Inbox, Outbox, PeerCmd, Reader, IDLE_PING_HEARTBEATS,
+};
 use super::grid;
 use super::link;
 use super::plan::SyncStatus;
@@ -99,6 +101,7 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     };
     check_hello(ctx, &hello, node_id).map_err(Error::Peer)?;
     // The peer sent its hello and switched: from here on frames travel as blocks, counted as sent.
+    let link_heard = tls.link_heard();
     let mut tls = Compressed::new(Counted::new(tls, ctx.engine.sync().traffic(hello.node_id)));
     // A Standby names the Active it is about to follow at once: the Active may count it as
     // synchronized as soon as the hellos crossed, and a publish refused here from then on must
@@ -134,6 +137,7 @@ async fn contact(ctx: &Arc<Ctx>, member: &Member) -> Result<()> {
     tracing::info!(active = %hello.name, "following the active");
     let (rd, wr) = tokio::io::split(tls);
     let Reader { task: reader, inbox: mut rx, heard, .. } = spawn_reader(rd);
+    heard.hear_link(link_heard);
     heard.note_active_head(hello.head.seq);
     let timeout = Duration::from_millis(ctx.server.cfg.peer_timeout_ms.max(100));
     let heartbeat = Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10));
@@ -223,7 +227,11 @@ async fn follow(
     sent_damaged: bool,
 ) -> Result<()> {
     let timeout = Duration::from_millis(ctx.server.cfg.peer_timeout_ms.max(100));
-    let mut ticker = grid::interval(Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10)));
+    // Its own deadline and the status are looked at every `IDLE_PING_HEARTBEATS`: every frame
+    // (and every acknowledgement, `ack` below) updates the status as it comes, and the link's
+    // beats keep the Active's server heard.
+    let every = Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10)) * IDLE_PING_HEARTBEATS;
+    let mut ticker = grid::interval(every);
     let mut shutdown = ctx.shutdown.clone();
     let mut snapshot: Option<SnapshotBuilder> = None;
     let mut pending: Option<oneshot::Sender<Result<u64>>> = None;

@@ -18,8 +18,9 @@ use mgha_core::store::HistoryRecord;
 /// a version and a removal mark, and pings carry the Active's head, so that a Standby knows how
 /// far behind it is. 4: a full sync carries the history (the floor, and every revision with its
 /// undo record above it), and after the hellos frames travel as blocks, small ones deflated
-/// (`compress.rs`).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// (`compress.rs`). 5: one link per pair of servers carries every domain's sessions as streams.
+/// 6: a link carries a beat stream, so that idle sessions ping rarely (docs/protocol.md).
+pub const PROTOCOL_VERSION: u32 = 6;
 pub use mgha_core::limits::{
     FRAME_BYTES_MAX, FRAME_DEPTH_MAX, FRAME_VALUES_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
 };
@@ -265,6 +266,9 @@ pub enum Msg {
     ApplyFailing {
         cause: String,
     },
+    /// The link's own liveness, on the one stream of a link that carries no session: each side
+    /// sends one every heartbeat, so that a link is heard while its sessions are idle.
+    Beat,
 }
 
 impl WireRevision {

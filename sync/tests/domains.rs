@@ -14,7 +14,7 @@ use mgha_sync::membership::{members, set_domain_members};
 use mgha_sync::pki::TlsFiles;
 use mgha_sync::tls::{member_server_name, MemberTls};
 use mgha_sync::wire::{read_msg, write_msg, Hello, Msg, PROTOCOL_VERSION};
-use mgha_sync::{SyncConfig, SyncRuntime};
+use mgha_sync::{EngineExt, SyncConfig, SyncRuntime};
 
 struct Server {
     engine: Arc<Engine>,
@@ -38,11 +38,15 @@ fn free_addr() -> String {
 }
 
 async fn start(engine: Arc<Engine>, listen: &str) -> SyncRuntime {
+    start_with(engine, cfg(listen)).await
+}
+
+async fn start_with(engine: Arc<Engine>, cfg: SyncConfig) -> SyncRuntime {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    SyncRuntime::start(engine.clone(), TlsFiles::new(engine.dir()), cfg(listen)).await.expect("runtime starts")
+    SyncRuntime::start(engine.clone(), TlsFiles::new(engine.dir()), cfg).await.expect("runtime starts")
 }
 
 /// Two servers of one cluster: `a` (the Primary) and `b`, synchronized in the first domain.
@@ -312,6 +316,42 @@ async fn links_dialed_at_once_converge_to_one() {
     }
     assert_eq!((a.runtime.links_established(), b.runtime.links_established()), established);
     assert_eq!((a.runtime.links(), b.runtime.links()), (1, 1));
+    a.runtime.shutdown().await;
+    b.runtime.shutdown().await;
+}
+
+/// An idle session pings its peer only once every ten heartbeats, less often than the peer
+/// timeout here; the link's beats keep the peer heard meanwhile, so neither the sessions nor the
+/// link are dropped while nothing is published, and the next publish goes out on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_stay_up_on_the_links_beats() {
+    let (mut a, mut b) = two_servers().await;
+    let quick = |listen: &str| SyncConfig { heartbeat_ms: 50, peer_timeout_ms: 300, ..cfg(listen) };
+    let (a_addr, b_addr) = (a.runtime.local_addr().to_string(), b.runtime.local_addr().to_string());
+    a.runtime.shutdown().await;
+    b.runtime.shutdown().await;
+    a.runtime = start_with(a.engine.clone(), quick(&a_addr)).await;
+    b.runtime = start_with(b.engine.clone(), quick(&b_addr)).await;
+    let red = Uid::new_random();
+    let red_a = replica(&a, red, "red", true);
+    let red_b = replica(&b, red, "red", false);
+    red_a.publish("admin", &hosts("r", 1)).expect("publish");
+    a.engine.publish("admin", &hosts("g", 1)).expect("publish");
+    converged(&red_a, &red_b).await;
+    converged(&a.engine, &b.engine).await;
+    let synchronized =
+        |e: &Engine| e.sync().peers().iter().any(|p| p.connected && p.status == mgha_sync::SyncStatus::Synchronized);
+    wait_until("both Actives see their Standby synchronized", || synchronized(&red_a) && synchronized(&a.engine)).await;
+    wait_until("one live link on each side", || a.runtime.links() == 1 && b.runtime.links() == 1).await;
+    let established = (a.runtime.links_established(), b.runtime.links_established());
+    // Six peer timeouts of idleness: the sessions ping every 500 ms, the link beats every 50 ms.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!((a.runtime.links_established(), b.runtime.links_established()), established, "no link was set up again");
+    assert_eq!((a.runtime.links(), b.runtime.links()), (1, 1));
+    assert!(synchronized(&red_a) && synchronized(&a.engine), "the sessions stayed up");
+    red_a.publish("admin", &hosts("r-after", 1)).expect("publish");
+    converged(&red_a, &red_b).await;
+    assert_eq!((a.runtime.links_established(), b.runtime.links_established()), established);
     a.runtime.shutdown().await;
     b.runtime.shutdown().await;
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mgha_core::limits::STORE_WRITE_PROBE_BYTES;
 use mgha_core::{Error, Result, Uid};
-use mgha_sync::failover::Holder;
+use mgha_sync::failover::{Holder, Report};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::state::{ArbiterState, CmdResponse, DomainState, TypeConfig};
+use super::state::{ArbiterState, CmdResponse, TypeConfig};
 
 /// The file under the data directory.
 pub const RAFT_FILE: &str = "raft.redb";
@@ -87,11 +87,18 @@ pub struct View {
     pub seen: HashMap<Option<Uid>, Seen>,
 }
 
-/// One domain's applied state and when it last changed here: what `observe` reads.
+/// What a look at one domain finds ([`Shared::look`]).
 #[derive(Clone, Debug)]
-pub struct DomainView {
-    pub state: DomainState,
-    pub seen: Seen,
+pub struct Look {
+    pub holder: Option<Holder>,
+    pub highest_epoch: u64,
+    pub renewals: u64,
+    /// Since the holder or its renewal count last changed here.
+    pub held_for: Duration,
+    /// Whether the looking node has a report in the domain.
+    pub me_reported: bool,
+    /// The reports that arrived within the window.
+    pub reports: Vec<Report>,
 }
 
 /// What the state machine shares with the arbiter.
@@ -116,14 +123,28 @@ impl Shared {
         self.lock().machine.state.holder_of(domain)
     }
 
-    /// A copy of one domain's state and times, without copying the others'.
-    pub fn domain_view(&self, domain: Option<Uid>) -> DomainView {
+    /// What a node's look at one domain finds, read under the lock without copying the
+    /// domain's state: the holder, epochs and renewals, how long since the holder last changed or
+    /// renewed here, whether `me` has a report, and the reports that arrived within `window`.
+    pub fn look(&self, domain: Option<Uid>, me: Uid, window: Duration) -> Look {
         let view = self.lock();
-        let state = view.machine.state.domain(domain);
+        let now = Instant::now();
+        let (holder, highest_epoch, renewals, reports) = view.machine.state.parts_of(domain);
         // Every domain in the state has its times (`apply`, `install`, `reset`); one never named
         // has no holder, so its times do not matter.
-        let seen = view.seen.get(&domain).cloned().unwrap_or_else(|| Seen::new(Instant::now()));
-        DomainView { state, seen }
+        let seen = view.seen.get(&domain);
+        let held_for = seen.map_or(Duration::ZERO, |s| now.duration_since(s.holder_at));
+        let fresh = reports
+            .into_iter()
+            .flatten()
+            .filter(|(node, r)| {
+                seen.and_then(|s| s.reports_at.get(node))
+                    .is_some_and(|(index, at)| *index == r.index && now.duration_since(*at) < window)
+            })
+            .map(|(_, r)| r.report.clone())
+            .collect();
+        let me_reported = reports.is_some_and(|r| r.contains_key(&me));
+        Look { holder, highest_epoch, renewals, held_for, me_reported, reports: fresh }
     }
 
     /// Waits until the entry at `index` is applied here, until `deadline`.

@@ -30,13 +30,6 @@ pub(crate) fn next(period: Duration) -> Instant {
     next_after(origin, Instant::now(), period)
 }
 
-/// The first instant on the grid of `period` later than `at`: a task that has nothing to do
-/// before `at` still wakes with the others.
-pub(crate) fn next_from(at: Instant, period: Duration) -> Instant {
-    let origin = origin();
-    next_after(origin, at, period)
-}
-
 /// A ticker of `period` whose first tick is at once and whose later ticks fall on the grid; a
 /// tick missed while the task was busy is skipped, and the ticks stay on the grid.
 pub(crate) fn interval(period: Duration) -> Interval {

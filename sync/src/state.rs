@@ -13,8 +13,8 @@ use super::plan::SyncStatus;
 use mgha_core::model::Uid;
 use mgha_core::node::{Designation, Role};
 use mgha_core::revision::{Head, Revision};
+use mgha_core::status::FailoverStatus;
 pub use mgha_core::status::PeerStatus;
-use mgha_core::status::{ArbiterStatus, FailoverStatus};
 use mgha_core::Replication;
 
 /// Shared replication state of one engine.
@@ -207,16 +207,8 @@ impl SyncState {
         lock(&self.failover).clone()
     }
 
-    /// Records what the failover driver saw. Without a new `arbiter` status (the driver checks
-    /// the arbiter's members only every few ticks), the one recorded before stays, in place: no
-    /// copy of the members at every tick of every domain.
-    pub(crate) fn set_failover(&self, mut status: FailoverStatus, arbiter: Option<ArbiterStatus>) {
-        let mut failover = lock(&self.failover);
-        status.arbiter = match arbiter {
-            Some(fresh) => Some(fresh),
-            None => failover.as_mut().and_then(|old| old.arbiter.take()),
-        };
-        *failover = Some(status);
+    pub(crate) fn set_failover(&self, status: FailoverStatus) {
+        *lock(&self.failover) = Some(status);
     }
 }
 

@@ -274,28 +274,19 @@ impl QuorumArbiter {
     }
 }
 
-/// How often a node's unchanged report is committed again: half the failover timeout. Observers
-/// count a report only while it arrived within the failover timeout (by their own clock), so a
-/// node that reports nothing new still shows among the candidates, with half the timeout to spare
-/// for the write; an idle domain costs its arbiter a renewal per heartbeat and a report every
-/// half timeout, not a report at every look.
-pub fn report_refresh(timing: &FailoverTiming) -> Duration {
-    Duration::from_millis(timing.failover_after_ms / 2)
-}
-
-/// How long from `now` until a node's report must be committed again (zero: now): at once when
-/// it changed since the last one committed (`last`, with when that write began) or none was,
-/// else [`report_refresh`] after the last write began.
-pub fn report_due_in(last: Option<&(Report, Instant)>, me: &Report, now: Instant, timing: &FailoverTiming) -> Duration {
-    match last {
-        Some((report, at)) if report == me => report_refresh(timing).saturating_sub(now.duration_since(*at)),
-        _ => Duration::ZERO,
-    }
-}
-
-/// Whether a node's report must be committed again ([`report_due_in`] is zero).
+/// Whether a node's report must be committed again: it changed since the last one committed
+/// (`last`, with when that write began), or the last one is a third of the failover timeout old.
+/// Observers count a report only while it arrived within the failover timeout (by their own
+/// clock), so a node that reports nothing new still shows among the candidates, and an idle
+/// domain costs its arbiter a renewal per heartbeat and a report every few, not a report at
+/// every look.
 pub fn report_due(last: Option<&(Report, Instant)>, me: &Report, now: Instant, timing: &FailoverTiming) -> bool {
-    report_due_in(last, me, now, timing).is_zero()
+    match last {
+        Some((report, at)) => {
+            report != me || now.duration_since(*at) >= Duration::from_millis(timing.failover_after_ms / 3)
+        }
+        None => true,
+    }
 }
 
 fn unexpected(answer: CmdResponse) -> Error {
@@ -326,31 +317,40 @@ impl Arbiter for QuorumArbiter {
         if !core.shared.wait_applied(index, self.deadline()).await {
             return Err(Error::Peer(format!("arbiter: this member did not apply log {index} in time")));
         }
+        let view = core.shared.domain_view(self.domain);
+        let now = Instant::now();
         let window = Duration::from_millis(core.timing.failover_after_ms);
-        let look = core.shared.look(self.domain, me.node_id, window);
-        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = Some((look.holder, look.renewals));
-        if !look.me_reported {
+        let state = view.state;
+        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.holder, state.renewals));
+        if !state.reports.contains_key(&me.node_id) {
             // The domain's state was forgotten since this node reported: report at the next look.
             *self.reported.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        let stale = look.holder.is_none() || look.held_for >= window;
+        let reports = state
+            .reports
+            .values()
+            .filter(|r| {
+                view.seen
+                    .reports_at
+                    .get(&r.report.node_id)
+                    .is_some_and(|(index, at)| *index == r.index && now.duration_since(*at) < window)
+            })
+            .map(|r| r.report.clone())
+            .collect();
+        let held_for = now.duration_since(view.seen.holder_at);
+        let stale = state.holder.is_none() || held_for >= window;
         Ok(HolderState {
-            holder: look.holder,
+            holder: state.holder,
             stale,
-            highest_epoch: look.highest_epoch,
-            reports: look.reports,
-            stale_in_ms: (!stale).then(|| window.saturating_sub(look.held_for).as_millis() as u64),
+            highest_epoch: state.highest_epoch,
+            reports,
+            stale_in_ms: (!stale).then(|| window.saturating_sub(held_for).as_millis() as u64),
         })
     }
 
     fn report_due(&self, me: &Report) -> bool {
         let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
         report_due(reported.as_ref(), me, Instant::now(), &self.node.core.timing)
-    }
-
-    fn report_due_in_ms(&self, me: &Report) -> Option<u64> {
-        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-        Some(report_due_in(reported.as_ref(), me, Instant::now(), &self.node.core.timing).as_millis() as u64)
     }
 
     async fn acquire(&self, me: &Report, expected: Option<Holder>, highest_known: u64) -> Result<Option<u64>> {
@@ -443,13 +443,11 @@ mod tests {
         assert!(report_due(None, &me, t0, &timing), "the first report");
         let last = (me.clone(), t0);
         assert!(!report_due(Some(&last), &me, later(timing.heartbeat_ms), &timing));
-        let refresh = report_refresh(&timing).as_millis() as u64;
+        let refresh = timing.failover_after_ms / 3;
         assert!(!report_due(Some(&last), &me, later(refresh - 1), &timing));
-        assert_eq!(report_due_in(Some(&last), &me, later(refresh - 300), &timing), Duration::from_millis(300));
         assert!(report_due(Some(&last), &me, later(refresh), &timing), "aged: observers must keep seeing it");
-        // Refreshed inside the window in which observers count a report, with a heartbeat and
-        // more to spare for the write.
-        assert!(refresh + timing.heartbeat_ms < timing.failover_after_ms);
+        // Refreshed well inside the window in which observers count a report.
+        assert!(2 * refresh < timing.failover_after_ms);
         for changed in [
             Report { head_seq: 11, ..me.clone() },
             Report { role: mgha_core::Role::Active, ..me.clone() },

@@ -196,7 +196,6 @@ impl ArbiterState {
     }
 
     /// A copy of one domain's state (`None`: the global domain); empty for a domain never named.
-    #[cfg(test)]
     pub fn domain(&self, domain: Option<Uid>) -> DomainState {
         match domain {
             Some(d) => self.domains.get(&d).cloned().unwrap_or_default(),
@@ -206,18 +205,6 @@ impl ArbiterState {
                 renewals: self.renewals,
                 reports: self.reports.clone(),
             },
-        }
-    }
-
-    /// One domain's holder, highest epoch, renewals and reports, borrowed (`None`: the global
-    /// domain); a domain never named has no holder and no reports.
-    pub fn parts_of(&self, domain: Option<Uid>) -> (Option<Holder>, u64, u64, Option<&BTreeMap<Uid, Reported>>) {
-        match domain {
-            Some(d) => match self.domains.get(&d) {
-                Some(s) => (s.holder, s.highest_epoch, s.renewals, Some(&s.reports)),
-                None => (None, 0, 0, None),
-            },
-            None => (self.holder, self.highest_epoch, self.renewals, Some(&self.reports)),
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mgha_core::limits::STORE_WRITE_PROBE_BYTES;
 use mgha_core::{Error, Result, Uid};
-use mgha_sync::failover::{Holder, Report};
+use mgha_sync::failover::Holder;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::state::{ArbiterState, CmdResponse, TypeConfig};
+use super::state::{ArbiterState, CmdResponse, DomainState, TypeConfig};
 
 /// The file under the data directory.
 pub const RAFT_FILE: &str = "raft.redb";
@@ -87,18 +87,11 @@ pub struct View {
     pub seen: HashMap<Option<Uid>, Seen>,
 }
 
-/// What a look at one domain finds ([`Shared::look`]).
+/// One domain's applied state and when it last changed here: what `observe` reads.
 #[derive(Clone, Debug)]
-pub struct Look {
-    pub holder: Option<Holder>,
-    pub highest_epoch: u64,
-    pub renewals: u64,
-    /// Since the holder or its renewal count last changed here.
-    pub held_for: Duration,
-    /// Whether the looking node has a report in the domain.
-    pub me_reported: bool,
-    /// The reports that arrived within the window.
-    pub reports: Vec<Report>,
+pub struct DomainView {
+    pub state: DomainState,
+    pub seen: Seen,
 }
 
 /// What the state machine shares with the arbiter.
@@ -123,28 +116,14 @@ impl Shared {
         self.lock().machine.state.holder_of(domain)
     }
 
-    /// What a node's look at one domain finds, read under the lock without copying the
-    /// domain's state: the holder, epochs and renewals, how long since the holder last changed or
-    /// renewed here, whether `me` has a report, and the reports that arrived within `window`.
-    pub fn look(&self, domain: Option<Uid>, me: Uid, window: Duration) -> Look {
+    /// A copy of one domain's state and times, without copying the others'.
+    pub fn domain_view(&self, domain: Option<Uid>) -> DomainView {
         let view = self.lock();
-        let now = Instant::now();
-        let (holder, highest_epoch, renewals, reports) = view.machine.state.parts_of(domain);
+        let state = view.machine.state.domain(domain);
         // Every domain in the state has its times (`apply`, `install`, `reset`); one never named
         // has no holder, so its times do not matter.
-        let seen = view.seen.get(&domain);
-        let held_for = seen.map_or(Duration::ZERO, |s| now.duration_since(s.holder_at));
-        let fresh = reports
-            .into_iter()
-            .flatten()
-            .filter(|(node, r)| {
-                seen.and_then(|s| s.reports_at.get(node))
-                    .is_some_and(|(index, at)| *index == r.index && now.duration_since(*at) < window)
-            })
-            .map(|(_, r)| r.report.clone())
-            .collect();
-        let me_reported = reports.is_some_and(|r| r.contains_key(&me));
-        Look { holder, highest_epoch, renewals, held_for, me_reported, reports: fresh }
+        let seen = view.seen.get(&domain).cloned().unwrap_or_else(|| Seen::new(Instant::now()));
+        DomainView { state, seen }
     }
 
     /// Waits until the entry at `index` is applied here, until `deadline`.

@@ -93,15 +93,6 @@ pub trait Arbiter: Send + Sync + 'static {
         true
     }
 
-    /// How long from now until `observe(me)` would write `me` as this node's report again (0:
-    /// it would now), if the backend can tell; `None` otherwise. With it, and with
-    /// [`HolderState::stale_in_ms`], an idle Standby looks only when one of the two falls due
-    /// ([`super::plan::standby_pause`]). By default a backend cannot tell.
-    fn report_due_in_ms(&self, me: &Report) -> Option<u64> {
-        let _ = me;
-        None
-    }
-
     /// Releases what this node holds (an etcd lease, a Raft node) at shutdown.
     async fn close(&self) {}
 }

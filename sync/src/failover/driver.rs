@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use super::arbiter::{Arbiter, Holder, HolderState, Report};
+use super::arbiter::{Arbiter, ArbiterStatus, Holder, HolderState, Report};
 use super::plan::{self, ActiveDecision, StandbyDecision};
 use super::{FailoverMode, FailoverStatus, FailoverTiming};
 use crate::runtime::role_event;
@@ -38,50 +38,31 @@ pub async fn run(
         timing,
         started_ms: mono_ms(),
         active_since_ms: None,
+        arbiter_status: None,
         ticks: 0,
         identity: None,
-        next_look: plan::standby_pause(None, None, &timing),
+        next_look: plan::standby_pause(None, &timing),
     };
     let mut events = d.engine.sync().events();
-    let mut heads = d.engine.sync().subscribe();
-    'driving: loop {
+    loop {
         let role = d.tick().await;
-        let pause = d.next_look;
-        let heartbeat = Duration::from_millis(d.timing.heartbeat_ms);
-        let (mut wake, mut quiet) = match role {
-            Role::Active => (crate::grid::next(heartbeat), false),
+        let wake = match role {
+            Role::Active => crate::grid::next(Duration::from_millis(d.timing.heartbeat_ms)),
             // A Standby looks when the hold would turn stale, so that it notices at once.
-            // An idle one skips the grid until its report is due (then on the grid, with the
-            // other domains' reports).
             Role::Standby => {
-                let now = tokio::time::Instant::now();
-                let grid = Duration::from_millis(pause.grid_ms);
-                let on_grid = match pause.quiet_ms {
-                    Some(ms) => crate::grid::next_from(now + Duration::from_millis(ms), grid),
-                    None => crate::grid::next(grid),
-                };
-                let wake = match pause.at_most_ms {
-                    Some(ms) => on_grid.min(now + Duration::from_millis(ms)),
+                let pause = d.next_look;
+                let on_grid = crate::grid::next(Duration::from_millis(pause.grid_ms));
+                match pause.at_most_ms {
+                    Some(ms) => on_grid.min(tokio::time::Instant::now() + Duration::from_millis(ms)),
                     None => on_grid,
-                };
-                (wake, pause.quiet_ms.is_some())
-            }
-        };
-        heads.borrow_and_update();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break 'driving,
-                _ = tokio::time::sleep_until(wake) => break,
-                // Any engine event wakes it: a role change (a planned changeover landed here) is acted on at once.
-                _ = events.recv() => break,
-                // A quiet Standby whose head moves has a new report to make: on the grid again.
-                changed = heads.changed(), if quiet => {
-                    quiet = false;
-                    if changed.is_ok() {
-                        wake = wake.min(crate::grid::next(Duration::from_millis(pause.grid_ms)));
-                    }
                 }
             }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep_until(wake) => {}
+            // Any engine event wakes it: a role change (a planned changeover landed here) is acted on at once.
+            _ = events.recv() => {}
         }
         if *shutdown.borrow() {
             break;
@@ -98,6 +79,7 @@ struct Driver {
     started_ms: u64,
     /// When this node last became Active (or the driver started on an Active).
     active_since_ms: Option<u64>,
+    arbiter_status: Option<ArbiterStatus>,
     ticks: u32,
     /// The first report: its identity (id, name, tag) serves every later one.
     identity: Option<Report>,
@@ -130,24 +112,24 @@ impl Driver {
             }
             Err(e) => Outcome { error: Some(e.to_string()), ..Outcome::default() },
         };
-        let arbiter_status =
-            if self.ticks.is_multiple_of(STATUS_EVERY) { Some(self.arbiter.status().await) } else { None };
+        if self.ticks.is_multiple_of(STATUS_EVERY) {
+            self.arbiter_status = Some(self.arbiter.status().await);
+        }
         self.ticks = self.ticks.wrapping_add(1);
         let machine = self.engine.role_machine();
         let lease_left_ms = match (machine.role, machine.lease_until_ms) {
             (Role::Active, Some(until)) => Some(until.saturating_sub(mono_ms())),
             _ => None,
         };
-        let status = FailoverStatus {
+        self.engine.sync().set_failover(FailoverStatus {
             mode: self.mode,
             heartbeat_ms: self.timing.heartbeat_ms,
             failover_after_ms: self.timing.failover_after_ms,
-            arbiter: None,
+            arbiter: self.arbiter_status.clone(),
             lease_left_ms,
             waiting: outcome.waiting,
             last_error: outcome.error,
-        };
-        self.engine.sync().set_failover(status, arbiter_status);
+        });
         machine.role
     }
 
@@ -279,7 +261,7 @@ impl Driver {
     async fn as_standby(&mut self, me: Report) -> Outcome {
         let mut outcome = Outcome::default();
         let looked = self.arbiter.observe(&me).await;
-        self.next_look = plan::standby_pause(looked.as_ref().ok(), self.arbiter.report_due_in_ms(&me), &self.timing);
+        self.next_look = plan::standby_pause(looked.as_ref().ok(), &self.timing);
         let state = match looked {
             Ok(s) => s,
             Err(e) => {

@@ -14,35 +14,24 @@ pub fn lease_until(started_ms: u64, timing: &FailoverTiming) -> u64 {
 }
 
 /// When a Standby looks at the arbiter next: at the next point of the heartbeat grid
-/// (`grid_ms`), or `at_most_ms` from now if that comes first. A quiet pause (`quiet_ms`) skips
-/// the grid's points before `quiet_ms` from now while the node's head does not move.
+/// (`grid_ms`), or `at_most_ms` from now if that comes first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pause {
     pub grid_ms: u64,
     pub at_most_ms: Option<u64>,
-    pub quiet_ms: Option<u64>,
 }
 
-/// How long a Standby waits before its next look, given its last one (`None`: it failed) and
-/// how long until its report is due again at the arbiter (`report_due_in_ms`, `None`: the
-/// backend cannot tell).
-///
-/// - The holder renews and the backend tells both when the hold turns stale and when the report
-///   is due: no look before the first of the two, the report's on the grid (so that the reports
-///   of a server's domains fall due together and share the arbiter's writes). Nothing else a look
-///   could find needs this node: it campaigns only for a stale hold, and its report changes only
-///   when its head moves (the driver then goes back to the grid).
-/// - The backend tells when the hold turns stale but not when the report is due: once per
-///   heartbeat, and at the instant the hold turns stale if that comes first.
-/// - A backend that cannot tell, a hold already stale (the candidates are deciding) or a failed
-///   look: every half heartbeat.
-pub fn standby_pause(last: Option<&HolderState>, report_due_in_ms: Option<u64>, timing: &FailoverTiming) -> Pause {
-    let half = Pause { grid_ms: (timing.heartbeat_ms / 2).max(1), at_most_ms: None, quiet_ms: None };
-    let grid_ms = timing.heartbeat_ms.max(1);
+/// How long a Standby waits before its next look, given its last one (`None`: it failed). While
+/// the holder renews, once per heartbeat, and at the instant the last look says the hold turns
+/// stale if that comes first: an expired hold is noticed at once, and an idle domain costs one
+/// look per heartbeat. A backend that cannot tell when the hold turns stale, a hold already
+/// stale (the candidates are deciding) or a failed look: every half heartbeat.
+pub fn standby_pause(last: Option<&HolderState>, timing: &FailoverTiming) -> Pause {
+    let half = Pause { grid_ms: (timing.heartbeat_ms / 2).max(1), at_most_ms: None };
     match last {
-        // A millisecond past the instant: the look then finds the hold stale.
         Some(s) if !s.stale => match s.stale_in_ms {
-            Some(ms) => Pause { grid_ms, at_most_ms: Some(ms.saturating_add(1)), quiet_ms: report_due_in_ms },
+            // A millisecond past the instant: the look then finds the hold stale.
+            Some(ms) => Pause { grid_ms: timing.heartbeat_ms.max(1), at_most_ms: Some(ms.saturating_add(1)) },
             None => half,
         },
         _ => half,
@@ -235,25 +224,13 @@ mod tests {
     fn a_standby_looks_once_a_heartbeat_and_when_the_hold_turns_stale() {
         let t = FailoverTiming::default();
         let alive = |stale_in_ms| HolderState { stale_in_ms, ..HolderState::default() };
-        let pause = |grid_ms, at_most_ms| Pause { grid_ms, at_most_ms, quiet_ms: None };
-        assert_eq!(standby_pause(Some(&alive(Some(4_200))), None, &t), pause(1000, Some(4_201)));
-        assert_eq!(standby_pause(Some(&alive(Some(0))), None, &t), pause(1000, Some(1)));
-        let half = pause(500, None);
-        assert_eq!(standby_pause(Some(&alive(None)), None, &t), half, "a backend that cannot tell");
-        assert_eq!(standby_pause(Some(&alive(None)), Some(300), &t), half, "nor when the hold turns stale");
+        assert_eq!(standby_pause(Some(&alive(Some(4_200))), &t), Pause { grid_ms: 1000, at_most_ms: Some(4_201) });
+        assert_eq!(standby_pause(Some(&alive(Some(0))), &t), Pause { grid_ms: 1000, at_most_ms: Some(1) });
+        let half = Pause { grid_ms: 500, at_most_ms: None };
+        assert_eq!(standby_pause(Some(&alive(None)), &t), half, "a backend that cannot tell");
         let stale = HolderState { stale: true, stale_in_ms: Some(5), ..HolderState::default() };
-        assert_eq!(standby_pause(Some(&stale), Some(300), &t), half, "the candidates are deciding");
-        assert_eq!(standby_pause(None, Some(300), &t), half, "the last look failed");
-    }
-
-    #[test]
-    fn an_idle_standby_looks_only_when_the_hold_turns_stale_or_its_report_is_due() {
-        let t = FailoverTiming::default();
-        let alive = |stale_in_ms| HolderState { stale_in_ms, ..HolderState::default() };
-        let quiet =
-            |at_most_ms, quiet_ms| Pause { grid_ms: 1000, at_most_ms: Some(at_most_ms), quiet_ms: Some(quiet_ms) };
-        assert_eq!(standby_pause(Some(&alive(Some(4_200))), Some(2_500), &t), quiet(4_201, 2_500));
-        assert_eq!(standby_pause(Some(&alive(Some(1_200))), Some(0), &t), quiet(1_201, 0), "a report due now");
+        assert_eq!(standby_pause(Some(&stale), &t), half, "the candidates are deciding");
+        assert_eq!(standby_pause(None, &t), half, "the last look failed");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! - **rebalance**: the killed server back, `POST /v1/rebalance` spreading the Actives again under
 //!   the same load, its time and publishes lost.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -365,16 +365,28 @@ fn active_servers(apis: &[Api]) -> anyhow::Result<BTreeMap<String, usize>> {
     Ok(out)
 }
 
-/// Waits until every domain has its Active, holding its arbiter's lease.
+/// Waits until every domain has its Active, holding its arbiter's lease. Where each Active is
+/// is read again at every pass: a domain whose Active moved meanwhile (a failover while a
+/// restarted server was still starting, say) is looked up where it is now, not waited for on
+/// the server that held it before.
 fn wait_all_active(apis: &[Api], domains: usize) -> anyhow::Result<()> {
     wait_until("every domain to have its Active", || Ok(active_servers(apis)?.len() == domains))?;
-    for (d, server) in active_servers(apis)? {
-        wait_until(&format!("the Active of {d} to hold its lease"), || {
+    let mut leased: BTreeSet<(String, usize)> = BTreeSet::new();
+    wait_until("every Active to hold its lease", || {
+        let mut all = true;
+        for (d, server) in active_servers(apis)? {
+            if leased.contains(&(d.clone(), server)) {
+                continue;
+            }
             let s = apis[server].get(&format!("/v1/domains/{d}/status"))?;
-            Ok(s["failover"]["lease_left_ms"].as_u64().is_some_and(|l| l > 0))
-        })?;
-    }
-    Ok(())
+            if s["failover"]["lease_left_ms"].as_u64().is_some_and(|l| l > 0) {
+                leased.insert((d, server));
+            } else {
+                all = false;
+            }
+        }
+        Ok(all)
+    })
 }
 
 /// Waits until every replica of every domain has its Active's head.

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use super::wire::{encode_frame, read_msg_sized, write_frame_within, Msg, WireError};
 use mgha_core::error::Result;
 use mgha_core::model::{Hash, Uid};
+use mgha_core::mono_ms;
 use mgha_core::revision::Head;
 
 /// Payload bytes of frames buffered between the reader task and the connection task: what a
@@ -41,12 +42,6 @@ const COMMANDS_MAX: usize = 16;
 pub(crate) const IDLE_PING_HEARTBEATS: u32 = 10;
 /// Messages (other than acknowledgements) queued for the Standby's writer task.
 const OUTBOX_MESSAGES_MAX: usize = 16;
-
-/// Milliseconds on a monotonic clock private to this process.
-fn mono_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
 
 /// A Standby's acknowledgement: it durably applied everything up to `seq`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,8 +64,8 @@ pub(crate) struct Heard {
     nonce: AtomicU64,
     /// Woken by every ping: the Standby's writer answers it.
     pinged: tokio::sync::Notify,
-    /// When a byte of the link under the session was last read ([`mgha_core::mono_ms`]), once
-    /// the session set it ([`Heard::hear_link`]).
+    /// When a byte of the link under the session was last read ([`mono_ms`], the link's clock
+    /// too), once the session set it ([`Heard::hear_link`]).
     link_ms: OnceLock<Arc<AtomicU64>>,
 }
 
@@ -86,10 +81,9 @@ impl Heard {
         if self.blocked.load(Ordering::Relaxed) {
             return Duration::ZERO;
         }
-        let own = mono_ms().saturating_sub(self.at_ms.load(Ordering::Relaxed));
-        let link =
-            self.link_ms.get().map_or(u64::MAX, |at| mgha_core::mono_ms().saturating_sub(at.load(Ordering::Relaxed)));
-        Duration::from_millis(own.min(link))
+        let own = self.at_ms.load(Ordering::Relaxed);
+        let last = self.link_ms.get().map_or(own, |link| own.max(link.load(Ordering::Relaxed)));
+        Duration::from_millis(mono_ms().saturating_sub(last))
     }
 
     /// Counts what is read on the session's link (`heard_ms` of [`super::link::LinkStream::link_heard`])

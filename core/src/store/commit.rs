@@ -314,26 +314,15 @@ impl Store {
         meta: &CommitMeta,
         targets: Vec<Target>,
     ) -> Result<Revision> {
-        self.commit_targets_from(txn, meta, targets, Origin::Local)
+        self.commit_resolved(txn, meta, targets, Origin::Local, Stored::new())
     }
 
-    /// [`Store::commit_targets`] of versions from `origin`: a replicated revision's references
+    /// [`Store::commit_targets`] of versions from `origin`, taking the replaced versions that
+    /// `stored` holds from it rather than reading them again: `stored` must come from this
+    /// transaction, with nothing written since it was read. A replicated revision's references
     /// to global objects were checked by the Active (this node's copy of the global database
     /// may not have them yet), and only a local publish asks the other databases (`Users`)
     /// whether an object they use may go.
-    pub(crate) fn commit_targets_from(
-        &self,
-        txn: &WriteTransaction,
-        meta: &CommitMeta,
-        targets: Vec<Target>,
-        origin: Origin,
-    ) -> Result<Revision> {
-        self.commit_resolved(txn, meta, targets, origin, Stored::new())
-    }
-
-    /// [`Store::commit_targets_from`], taking the replaced versions that `stored` holds from it
-    /// rather than reading them again: `stored` must come from this transaction, with nothing
-    /// written since it was read.
     pub(super) fn commit_resolved(
         &self,
         txn: &WriteTransaction,

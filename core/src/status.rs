@@ -115,6 +115,10 @@ pub struct ArbiterMember {
     pub name: String,
     pub address: String,
     pub healthy: bool,
+    /// Whether it leads the arbiter's own consensus (the Raft group's leader, or the etcd
+    /// cluster's), as this node learned last. Absent (false) from nodes that do not say.
+    #[serde(default)]
+    pub leader: bool,
     /// Free text: the Raft role and log index, the etcd version, the last error.
     pub detail: String,
 }

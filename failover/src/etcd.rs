@@ -609,6 +609,7 @@ async fn probe(
         tokio::time::timeout(timeout, client.status()),
         tokio::time::timeout(timeout, kv.get(leader_key, None))
     );
+    let leader = matches!(&status, Ok(Ok(s)) if s.header().is_some_and(|h| h.member_id() == s.leader()));
     let status = match status {
         Ok(Ok(s)) => Ok(format!(
             "etcd {}, member {:x}, leader {:x}, raft term {}, raft index {}",
@@ -635,7 +636,7 @@ async fn probe(
         detail.push_str(e);
     }
     let holder = read.ok();
-    (ArbiterMember { name: endpoint.clone(), address: endpoint, healthy, detail }, holder)
+    (ArbiterMember { name: endpoint.clone(), address: endpoint, healthy, leader, detail }, holder)
 }
 
 #[async_trait]

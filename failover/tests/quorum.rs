@@ -215,6 +215,15 @@ async fn first_acquire_wins_and_only_the_holder_renews() {
     assert_eq!(status.holder, Some(holder));
     assert_eq!(status.members.len(), 3);
     assert!(status.members.iter().all(|m| m.healthy), "{:?}", status.members);
+    // Every member's status names the same one leader, the one whose own view says it leads.
+    let mut leaders = Vec::new();
+    for a in &arb {
+        let named: Vec<String> = a.status().await.members.into_iter().filter(|m| m.leader).map(|m| m.name).collect();
+        assert_eq!(named.len(), 1, "{named:?}");
+        leaders.extend(named);
+    }
+    leaders.dedup();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
     close_all(&arb).await;
 }
 

@@ -100,7 +100,7 @@ pub struct StatusBody {
     pub store_fault: Option<StoreFaultBody>,
     /// Automatic failover (absent in manual mode): `mode`, `heartbeat_ms`, `failover_after_ms`,
     /// `arbiter` (`kind`, `has_quorum`, `holder`, `members` with `name`, `address`, `healthy`,
-    /// `detail`), `lease_left_ms` (an Active), `waiting` (a Standby), `last_error`.
+    /// `leader`, `detail`), `lease_left_ms` (an Active), `waiting` (a Standby), `last_error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub failover: Option<mgha_sync::failover::FailoverStatus>,

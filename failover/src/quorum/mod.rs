@@ -224,6 +224,7 @@ impl QuorumArbiter {
                     }
                     if let Some(seen) = view.iter().find(|v| v.name == m.name) {
                         m.healthy = seen.healthy;
+                        m.leader = seen.leader;
                         m.detail = if m.name == peer.name {
                             seen.detail.clone()
                         } else {

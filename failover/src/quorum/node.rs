@@ -540,7 +540,8 @@ impl Core {
                         index(metrics.snapshot),
                     );
                     let healthy = metrics.state != ServerState::Shutdown;
-                    return ArbiterMember { name: name.clone(), address: addr.clone(), healthy, detail };
+                    let leader = metrics.state == ServerState::Leader;
+                    return ArbiterMember { name: name.clone(), address: addr.clone(), healthy, leader, detail };
                 }
                 let health = self.peers.by_id.get(id).map(|p| p.health()).unwrap_or_default();
                 let recent = health.last_ok.is_some_and(|t| t.elapsed() < window);
@@ -554,7 +555,8 @@ impl Core {
                     (None, Some(t)) => detail.push_str(&format!(", last contact {} ms ago", t.elapsed().as_millis())),
                 }
                 let healthy = recent && health.last_error.is_none();
-                ArbiterMember { name: name.clone(), address: addr.clone(), healthy, detail }
+                let leader = metrics.current_leader == Some(*id);
+                ArbiterMember { name: name.clone(), address: addr.clone(), healthy, leader, detail }
             })
             .collect()
     }

@@ -215,6 +215,48 @@ fn kill_and_wait_for_takeover(c: &mut Cluster, active: usize, round: usize) -> (
     }
 }
 
+/// An Active cut from the arbiter past its lease, while its Standby was frozen and could not
+/// take over, takes the role back at a new epoch once it reaches the arbiter again, and its
+/// Standby follows it when it thaws. (That it does so at once, without waiting for its own hold
+/// to turn stale, is the rule of `plan::standby_decision`, pinned by its unit test and run
+/// under the invariants of `sync/tests/failover_sim.rs`.)
+#[test]
+fn quorum_a_fenced_active_takes_the_role_back_when_nobody_took_over() {
+    use rustix::process::Signal;
+    let c = Cluster::start(Mode::Quorum, true, 0);
+    let a = Api::of(&c.nodes[0]);
+    a.publish_host("before-cut", 1).expect("a publishes");
+    wait_peers_synchronized(&c.nodes[0], &["b"]);
+    let epoch = |n: &Node| n.http_status().and_then(|s| s["node"]["epoch"].as_u64());
+    let before = epoch(&c.nodes[0]).expect("a's epoch");
+    // b can neither campaign nor vote; cut from the witness too, a has no majority.
+    c.nodes[1].signal(Signal::STOP);
+    for p in &c.cut_a {
+        p.partition();
+    }
+    wait_until("a to fence itself", || role(&c.nodes[0]).as_deref() == Some("standby"));
+    assert_eq!(a.publish_host("fenced", 2).expect_err("a is fenced"), "read-only");
+    for p in &c.cut_a {
+        p.heal();
+    }
+    // With the witness, a has a majority again, and the arbiter still names it.
+    let mut i = 0;
+    wait_until("a to take publishes again", || {
+        i += 1;
+        a.publish_host(&format!("back-{i}"), i).is_ok()
+    });
+    let log = c.nodes[0].log();
+    assert!(log.contains("took the role back"), "a did not take its own hold back\n{}", c.logs());
+    assert!(!log.contains("automatic failover: the arbiter made this node active"), "{}", c.logs());
+    assert!(epoch(&c.nodes[0]).expect("a's epoch") > before, "a new epoch fences the old one");
+    c.nodes[1].signal(Signal::CONT);
+    wait_peers_synchronized(&c.nodes[0], &["b"]);
+    assert_eq!(role(&c.nodes[1]).as_deref(), Some("standby"), "{}", c.logs());
+    assert_eq!(role(&c.nodes[0]).as_deref(), Some("active"), "{}", c.logs());
+    let on_b = hosts_on(&c.nodes[1]);
+    assert!(on_b.contains("before-cut") && on_b.contains(&format!("back-{i}")), "b follows a: {on_b:?}");
+}
+
 fn sigkill_fails_over_and_the_old_active_rejoins(mode: Mode) {
     let mut c = Cluster::start(mode, false, 0);
     Api::of(&c.nodes[0]).publish_host("before", 1).expect("a publishes");

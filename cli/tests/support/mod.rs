@@ -361,6 +361,14 @@ impl Node {
         drop(self.daemon.take());
     }
 
+    /// Sends `signal` to the running daemon: `STOP` freezes it with its connections open (it
+    /// neither answers nor votes), `CONT` resumes it.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let daemon = self.daemon.as_ref().expect("running");
+        let pid = rustix::process::Pid::from_raw(daemon.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("signal");
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
     }

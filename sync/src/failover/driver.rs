@@ -288,7 +288,13 @@ impl Driver {
                     Ok(Some(epoch)) => {
                         let until = plan::lease_until(started, &self.timing);
                         let at_ms = mgha_core::now_ms();
+                        let reclaimed = expected.is_some_and(|h| h.node_id == me.node_id);
                         match role_event(&self.engine, Event::Elected { epoch, until_ms: until }).await {
+                            Ok(_) if reclaimed => tracing::warn!(
+                                epoch = %epoch::display(epoch),
+                                at_ms,
+                                "the arbiter still named this node: it took the role back after its lease ran out"
+                            ),
                             Ok(_) => tracing::warn!(
                                 epoch = %epoch::display(epoch),
                                 at_ms,

@@ -101,7 +101,9 @@ impl std::fmt::Display for WaitReason {
 
 /// A Standby's reading of the arbiter's state. `observed_for_ms` is how long this node has been
 /// observing; `known_head` is the highest head sequence it learned outside the arbiter (from
-/// the Active it followed).
+/// the Active it followed). A Standby that the arbiter still names as the holder at its own
+/// epoch is an Active that fenced itself when its renewals failed (say while the arbiter's
+/// Raft group elected a new leader): it campaigns at once to take the role back.
 pub fn standby_decision(
     me: &Report,
     state: &HolderState,
@@ -109,7 +111,8 @@ pub fn standby_decision(
     known_head: u64,
     timing: &FailoverTiming,
 ) -> StandbyDecision {
-    if !state.stale {
+    let reclaim = state.holder == Some(Holder { node_id: me.node_id, epoch: me.epoch });
+    if !state.stale && !reclaim {
         return StandbyDecision::Wait(WaitReason::HolderAlive);
     }
     if observed_for_ms < timing.failover_after_ms {
@@ -117,6 +120,14 @@ pub fn standby_decision(
     }
     if !me.writable {
         return StandbyDecision::Wait(WaitReason::CannotWrite);
+    }
+    if reclaim {
+        // This node fenced itself (its lease ran out: the arbiter did not answer in time) and
+        // the arbiter still names it at its epoch: nobody took over, so nobody published since
+        // its last revision, and no candidate can be more up to date. It takes the role back
+        // at a new epoch at once, instead of leaving its domain without an Active until a
+        // Standby sees the hold stale and takes over.
+        return StandbyDecision::Campaign { expected: state.holder };
     }
     let best_head = state.reports.iter().map(|r| r.head_seq).chain([known_head, me.head_seq]).max().unwrap_or(0);
     let behind = best_head.saturating_sub(me.head_seq);
@@ -196,6 +207,27 @@ mod tests {
             standby_decision(&b, &stale(vec![b.clone()], None), 100, 0, &t),
             StandbyDecision::Wait(WaitReason::WarmingUp)
         );
+    }
+
+    #[test]
+    fn an_active_that_fenced_itself_takes_the_role_back_while_the_arbiter_names_it() {
+        let t = FailoverTiming::default();
+        let a = Report { epoch: 7, ..report("a", 1, 10) };
+        let mine = Holder { node_id: a.node_id, epoch: 7 };
+        let ahead = report("b", 2, 12);
+        // The hold is not stale (it renewed recently) and a Standby with a higher head reported:
+        // neither matters, the arbiter's holder is this node at its epoch.
+        let fresh = HolderState { stale: false, ..stale(vec![a.clone(), ahead.clone()], Some(mine)) };
+        assert_eq!(standby_decision(&a, &fresh, 10_000, 0, &t), StandbyDecision::Campaign { expected: Some(mine) });
+        // Not at another epoch of its own (it stepped down to a later Active since), not before
+        // it watched a whole timeout, not with a store that cannot write.
+        let older = HolderState { holder: Some(Holder { epoch: 6, ..mine }), ..fresh.clone() };
+        assert_eq!(standby_decision(&a, &older, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::HolderAlive));
+        assert_eq!(standby_decision(&a, &fresh, 100, 0, &t), StandbyDecision::Wait(WaitReason::WarmingUp));
+        let full = Report { writable: false, ..a.clone() };
+        assert_eq!(standby_decision(&full, &fresh, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::CannotWrite));
+        // Another node's hold is left to the usual rules.
+        assert_eq!(standby_decision(&ahead, &fresh, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::HolderAlive));
     }
 
     #[test]

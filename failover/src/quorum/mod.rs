@@ -12,9 +12,12 @@
 //! state keeps a holder, epochs and reports per domain ([`QuorumArbiter::for_domain`]).
 //!
 //! Staleness is timed by each observer's own monotonic clock: a holder is stale for a node once
-//! that node has seen no change of (holder, renewal count) for `failover_after_ms`. A renewal is
-//! applied on a node only after it committed, so no node sees a holder stale sooner than
-//! `failover_after_ms` after the holder's last successful renewal began.
+//! that node has seen no change of (holder, renewal count) for `failover_after_ms`, counted from
+//! when the node stored the log entry of the last change (it applies the change once committed).
+//! An entry reaches a node only after the call that wrote it began, so no node sees a holder
+//! stale sooner than `failover_after_ms` after the holder's last successful renewal began; and a
+//! renewal that a killed leader sent but did not commit, committed by the next leader after the
+//! election, counts from when it arrived, not from the election.
 
 mod net;
 mod node;

@@ -5,7 +5,7 @@
 //! term. The applied state is also shared in memory with the arbiter, with the local instants at
 //! which it last changed (what staleness is timed by).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
@@ -63,10 +63,14 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-/// When one domain's holder and reports last changed, as this voter saw it apply them.
+/// When one domain's holder and reports last changed, as this voter saw them.
 #[derive(Clone, Debug)]
 pub struct Seen {
-    /// When (holder, renewals) last changed here.
+    /// When (holder, renewals) last changed here: when this voter stored the log entry of the
+    /// change (`Shared::stored`), which is after the call that made it began, though the change
+    /// is applied only once committed. A renewal that the killed leader had sent but not
+    /// committed, committed by its successor a second or two later, is counted from when it
+    /// arrived, not from the election.
     pub holder_at: Instant,
     /// When each node's report last arrived at a new log index here.
     pub reports_at: HashMap<Uid, (u64, Instant)>,
@@ -99,11 +103,48 @@ pub struct DomainView {
 pub struct Shared {
     view: Mutex<View>,
     applied: watch::Sender<u64>,
+    /// When this voter stored each log entry it has not applied yet, by index: entries applied,
+    /// truncated or covered by an installed snapshot leave.
+    stored: Mutex<BTreeMap<u64, Instant>>,
 }
 
 impl Shared {
+    fn new(machine: Machine, applied: watch::Sender<u64>) -> Shared {
+        Shared {
+            view: Mutex::new(View { seen: initial_seen(&machine), machine }),
+            applied,
+            stored: Mutex::new(BTreeMap::new()),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stored_times(&self) -> MutexGuard<'_, BTreeMap<u64, Instant>> {
+        self.stored.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that the entries at `indexes` arrive in this voter's log now (again, after a
+    /// truncation: the later arrival counts).
+    fn storing(&self, indexes: impl IntoIterator<Item = u64>) {
+        let now = Instant::now();
+        let mut stored = self.stored_times();
+        for index in indexes {
+            stored.insert(index, now);
+        }
+    }
+
+    /// Forgets the arrival of entries from `index` on (truncated from the log).
+    fn truncated(&self, index: u64) {
+        self.stored_times().split_off(&index);
+    }
+
+    /// Takes the arrival times of entries up to `index` (applied, or covered by a snapshot).
+    fn take_stored(&self, index: u64) -> BTreeMap<u64, Instant> {
+        let mut stored = self.stored_times();
+        let later = stored.split_off(&(index + 1));
+        std::mem::replace(&mut *stored, later)
     }
 
     /// A copy of the applied machine.
@@ -152,12 +193,16 @@ impl Shared {
     /// they name and when, then wakes waiters. Costs what the entries touch, not the whole state.
     fn apply(&self, entries: impl IntoIterator<Item = Entry<TypeConfig>>) -> Vec<CmdResponse> {
         let now = Instant::now();
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let stored = entries.last().map(|e| self.take_stored(e.log_id.index)).unwrap_or_default();
         let mut answers = Vec::new();
         let index = {
             let mut view = self.lock();
             let View { machine, seen } = &mut *view;
             for entry in entries {
                 machine.last_applied = Some(entry.log_id);
+                // An entry stored before this voter started is counted from now.
+                let at = stored.get(&entry.log_id.index).copied().unwrap_or(now).min(now);
                 answers.push(match entry.payload {
                     EntryPayload::Blank => CmdResponse::None,
                     EntryPayload::Normal(cmd) => {
@@ -169,9 +214,10 @@ impl Shared {
                             .collect();
                         let answer = state.apply(&cmd, entry.log_id.index);
                         for (part, before) in cmd.parts().iter().zip(before) {
-                            let seen = seen.entry(part.domain).or_insert_with(|| Seen::new(now));
+                            let seen = seen.entry(part.domain).or_insert_with(|| Seen::new(at));
                             if (state.holder_of(part.domain), state.renewals_of(part.domain)) != before {
-                                seen.holder_at = now;
+                                // Never back past a change this voter already counted.
+                                seen.holder_at = seen.holder_at.max(at);
                             }
                             if let Some(node) = part.kind.reporter() {
                                 if let Some(index) = state.reported_index(part.domain, node) {
@@ -200,6 +246,7 @@ impl Shared {
     fn install(&self, machine: Machine) {
         let now = Instant::now();
         let index = machine.last_applied.map_or(0, |l| l.index);
+        self.take_stored(index);
         {
             let mut view = self.lock();
             let View { machine: old, seen } = &mut *view;
@@ -276,9 +323,9 @@ fn initial_seen(machine: &Machine) -> HashMap<Option<Uid>, Seen> {
 pub async fn open(dir: &Path) -> Result<(LogStore, StateMachine, Arc<Shared>)> {
     let (db, machine) = open_db(dir).await?;
     let (applied, _) = watch::channel(machine.last_applied.map_or(0, |l| l.index));
-    let shared = Arc::new(Shared { view: Mutex::new(View { seen: initial_seen(&machine), machine }), applied });
+    let shared = Arc::new(Shared::new(machine, applied));
     let db = Arc::new(db);
-    Ok((LogStore { db: db.clone() }, StateMachine { db, shared: shared.clone() }, shared))
+    Ok((LogStore { db: db.clone(), shared: shared.clone() }, StateMachine { db, shared: shared.clone() }, shared))
 }
 
 /// Opens the store in `dir` again for a Raft instance that stopped on a storage failure (a full
@@ -300,7 +347,7 @@ pub async fn reopen(dir: &Path, shared: &Arc<Shared>) -> Result<(LogStore, State
     .map_err(|e| Error::Io(std::io::Error::other(format!("the arbiter's storage cannot write yet: {e}"))))?;
     shared.reset(machine);
     let db = Arc::new(db);
-    Ok((LogStore { db: db.clone() }, StateMachine { db, shared: shared.clone() }))
+    Ok((LogStore { db: db.clone(), shared: shared.clone() }, StateMachine { db, shared: shared.clone() }))
 }
 
 /// Opens (or creates) the database in `dir` and reads the applied state it holds.
@@ -337,6 +384,8 @@ async fn open_db(dir: &Path) -> Result<(Database, Machine)> {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// Where the arrival of each entry is noted.
+    shared: Arc<Shared>,
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -431,6 +480,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             encoded.push((entry.log_id.index, encode(&entry).map_err(StorageIOError::write_logs)?));
         }
+        self.shared.storing(encoded.iter().map(|(index, _)| *index));
         let db = self.db.clone();
         let written = blocking(move || {
             let txn = db.begin_write().map_err(io_err)?;
@@ -456,6 +506,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        self.shared.truncated(log_id.index);
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_write().map_err(io_err)?;
@@ -583,9 +634,58 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quorum::state::{Cmd, CmdKind};
+    use mgha_sync::failover::Report;
 
     fn holder() -> Holder {
         Holder { node_id: Uid::new_random(), epoch: 5 << 16 | 1 }
+    }
+
+    fn entry(index: u64, kind: CmdKind) -> Entry<TypeConfig> {
+        let log_id = LogId { leader_id: openraft::CommittedLeaderId::new(1, 1), index };
+        Entry { log_id, payload: EntryPayload::Normal(Cmd { op: index, domain: None, kind }) }
+    }
+
+    #[tokio::test]
+    async fn a_change_counts_from_when_its_entry_arrived_not_from_when_it_was_committed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_, _, shared) = open(dir.path()).await.expect("opens");
+        let h = holder();
+        let me = Report {
+            node_id: h.node_id,
+            name: "a".into(),
+            tag: 1,
+            role: mgha_core::Role::Standby,
+            epoch: 0,
+            head_seq: 0,
+            writable: true,
+        };
+        shared.apply([entry(1, CmdKind::Acquire { me, expected: None, highest_known: h.epoch, renewals: None })]);
+        let acquired_at = shared.lock().seen[&None].holder_at;
+        let holder = shared.holder(None).expect("a holder");
+
+        // A renewal arrives, and is committed (applied) only later, after an election, say.
+        shared.storing([2, 3]);
+        let arrived = Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        shared.apply([entry(2, CmdKind::Renew { holder })]);
+        let at = shared.lock().seen[&None].holder_at;
+        assert!(at > acquired_at && at <= arrived, "counted from its arrival");
+        assert!(Instant::now().duration_since(at) >= Duration::from_millis(50));
+
+        // An entry that left the log (truncated) and came again counts from its second arrival;
+        // one that arrived before this voter started counts from when it is applied.
+        shared.truncated(3);
+        std::thread::sleep(Duration::from_millis(10));
+        shared.storing([3]);
+        let again = Instant::now();
+        shared.apply([entry(3, CmdKind::Renew { holder })]);
+        let at3 = shared.lock().seen[&None].holder_at;
+        assert!(at3 > arrived && at3 <= again, "counted from the second arrival");
+        let before = Instant::now();
+        shared.apply([entry(4, CmdKind::Renew { holder })]);
+        assert!(shared.lock().seen[&None].holder_at >= before, "no arrival noted: counted from now");
+        assert!(shared.stored_times().is_empty(), "applied entries leave the record");
     }
 
     #[tokio::test]

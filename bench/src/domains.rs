@@ -10,8 +10,8 @@
 //!   over 100 domains at once;
 //! - **failover**: SIGKILL of the server holding a third of the Actives, the one that leads the
 //!   arbiter's Raft group, while a publisher writes into every domain; the time until each of
-//!   its domains has a new Active, how many of the other servers' domains moved, and
-//!   acknowledged publishes lost;
+//!   its domains has a new Active, the share of them one survivor took, how many of the other
+//!   servers' domains moved, and acknowledged publishes lost;
 //! - **rebalance**: the killed server back, `POST /v1/rebalance` spreading the Actives again under
 //!   the same load, its time and publishes lost.
 
@@ -266,6 +266,23 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
             Unit::Count,
         )
         .goal(Goal::AtMost(0.0)),
+    );
+    // Where the killed server's domains went: an even spread leaves half to each survivor.
+    let mut landed: BTreeMap<usize, usize> = BTreeMap::new();
+    for d in &lost_domains {
+        if let Some(server) = now.get(d) {
+            *landed.entry(*server).or_default() += 1;
+        }
+    }
+    let most = landed.values().copied().max().unwrap_or(0);
+    measured(
+        rows,
+        Row::new(
+            "domains_failover_most_on_one",
+            format!("SIGKILL of a server: the share of its {} domains that one survivor took", lost_domains.len()),
+            100.0 * most as f64 / lost_domains.len().max(1) as f64,
+            Unit::Percent,
+        ),
     );
 
     log("the killed server back; rebalance under load");

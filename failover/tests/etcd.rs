@@ -32,8 +32,7 @@ impl Node {
             node_id,
         };
         let arbiter = EtcdArbiter::connect(cfg).await.expect("connect to etcd");
-        let report =
-            Report { node_id, name: name.into(), tag, role: Role::Standby, epoch: 0, head_seq: 7, writable: true };
+        let report = standby_report(node_id, name, tag);
         Node { arbiter, report }
     }
 
@@ -319,13 +318,26 @@ struct Server {
     two: Arc<EtcdArbiter>,
 }
 
+/// What a Standby of `name` reports in these tests.
+fn standby_report(node_id: Uid, name: &str, tag: u16) -> Report {
+    Report {
+        node_id,
+        name: name.into(),
+        tag,
+        role: Role::Standby,
+        epoch: 0,
+        head_seq: 7,
+        writable: true,
+        ranks_per_domain: true,
+    }
+}
+
 impl Server {
     async fn connect(etcd: &Etcd, name: &str, tag: u16, domains: (Uid, Uid)) -> Server {
         let node_id = Uid::new_random();
         let cfg = EtcdConfig { endpoints: vec![etcd.client.clone()], prefix: PREFIX.into(), timing: TIMING, node_id };
         let backend = EtcdBackend::connect(cfg).await.expect("connect to etcd");
-        let report =
-            Report { node_id, name: name.into(), tag, role: Role::Standby, epoch: 0, head_seq: 7, writable: true };
+        let report = standby_report(node_id, name, tag);
         let (global, one, two) = (backend.global(), backend.for_domain(domains.0), backend.for_domain(domains.1));
         Server { report, backend, global, one, two }
     }

@@ -60,6 +60,7 @@ fn members(ca: &(String, String), names: &[&str]) -> Vec<Member> {
                 epoch: 0,
                 head_seq: 0,
                 writable: true,
+                ranks_per_domain: true,
             };
             let m = Member {
                 name: name.to_string(),
@@ -586,6 +587,7 @@ async fn a_witness_enrolls_with_a_join_key_and_votes_without_becoming_a_member()
         epoch: 0,
         head_seq: 0,
         writable: true,
+        ranks_per_domain: true,
     };
     let a = report("a", 0);
     m.insert(

@@ -511,8 +511,14 @@ impl SyncRuntime {
 fn enable_failover(ctx: &Arc<Ctx>, arbiter: Arc<dyn Arbiter>, mode: FailoverMode, timing: FailoverTiming) {
     ctx.engine.set_arbitrated();
     *ctx.arbiter.lock().unwrap_or_else(|p| p.into_inner()) = Some((arbiter.clone(), timing));
-    let driver =
-        tokio::spawn(crate::failover::driver::run(ctx.engine.clone(), arbiter, mode, timing, ctx.shutdown.clone()));
+    let driver = tokio::spawn(crate::failover::driver::run(
+        ctx.engine.clone(),
+        ctx.domain,
+        arbiter,
+        mode,
+        timing,
+        ctx.shutdown.clone(),
+    ));
     *ctx.driver.lock().unwrap_or_else(|p| p.into_inner()) = Some(driver);
 }
 

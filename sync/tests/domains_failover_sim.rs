@@ -191,6 +191,7 @@ impl Sim {
             epoch: rep.machine.epoch,
             head_seq: 0,
             writable: true,
+            ranks_per_domain: true,
         }
     }
 
@@ -289,9 +290,14 @@ impl Sim {
                     }
                 } else {
                     let observed_for = local.saturating_sub(self.domains[d].replicas[r].started_local);
-                    if let StandbyDecision::Campaign { expected } =
-                        plan::standby_decision(&me, &state, observed_for, 0, &self.timing)
-                    {
+                    if let StandbyDecision::Campaign { expected } = plan::standby_decision(
+                        Uid(uuid::Uuid::from_u128(d as u128 + 1)),
+                        &me,
+                        &state,
+                        observed_for,
+                        0,
+                        &self.timing,
+                    ) {
                         let highest = state.highest_epoch.max(me.epoch);
                         let renewals = s.counter;
                         let call = Call::Acquire { expected, renewals, highest, started_local: local };

@@ -166,6 +166,7 @@ impl Sim {
             epoch: n.machine.epoch,
             head_seq: 0,
             writable: true,
+            ranks_per_domain: true,
         }
     }
 
@@ -268,9 +269,14 @@ impl Sim {
                     }
                 } else {
                     let observed_for = local.saturating_sub(self.nodes[i].started_local);
-                    if let StandbyDecision::Campaign { expected } =
-                        plan::standby_decision(&me, &state, observed_for, 0, &self.timing)
-                    {
+                    if let StandbyDecision::Campaign { expected } = plan::standby_decision(
+                        Uid(uuid::Uuid::from_u128(7)),
+                        &me,
+                        &state,
+                        observed_for,
+                        0,
+                        &self.timing,
+                    ) {
                         if expected.is_some_and(|h| h.node_id == me.node_id) {
                             self.reclaims += 1;
                         }

@@ -441,6 +441,7 @@ mod tests {
             epoch: 1,
             head_seq: 10,
             writable: true,
+            ranks_per_domain: true,
         };
         let t0 = Instant::now();
         let later = |ms| t0 + Duration::from_millis(ms);

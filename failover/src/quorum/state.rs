@@ -333,6 +333,7 @@ mod tests {
             epoch: 0,
             head_seq: 0,
             writable: true,
+            ranks_per_domain: true,
         }
     }
 

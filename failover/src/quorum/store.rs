@@ -659,6 +659,7 @@ mod tests {
             epoch: 0,
             head_seq: 0,
             writable: true,
+            ranks_per_domain: true,
         };
         shared.apply([entry(1, CmdKind::Acquire { me, expected: None, highest_known: h.epoch, renewals: None })]);
         let acquired_at = shared.lock().seen[&None].holder_at;

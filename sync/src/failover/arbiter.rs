@@ -37,6 +37,12 @@ pub struct Report {
     /// node that cannot write does not take over, and does not stand in a better one's way.
     #[serde(default = "writable_by_default")]
     pub writable: bool,
+    /// Whether the node breaks ties between equally up-to-date candidates per domain
+    /// ([`super::plan::tie_rank`]) rather than by the smallest node id. False from a node that
+    /// does not say (an older version): while any reporting node does not, every node breaks
+    /// ties by the smallest id, so that all agree on one candidate.
+    #[serde(default)]
+    pub ranks_per_domain: bool,
 }
 
 /// A report from a node that does not say (an older version) could write.

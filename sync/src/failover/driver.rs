@@ -18,6 +18,7 @@ use mgha_core::node::Role;
 use mgha_core::roles::machine::epoch;
 use mgha_core::roles::{Action, Event};
 use mgha_core::status::SyncStatus;
+use mgha_core::Uid;
 
 /// Check the arbiter's members for `mgha status` every this many heartbeats.
 const STATUS_EVERY: u32 = 3;
@@ -25,6 +26,7 @@ const STATUS_EVERY: u32 = 3;
 /// Runs until `shutdown` turns true, then releases what the node holds at the arbiter.
 pub async fn run(
     engine: Arc<Engine>,
+    domain: Uid,
     arbiter: Arc<dyn Arbiter>,
     mode: FailoverMode,
     timing: FailoverTiming,
@@ -33,6 +35,7 @@ pub async fn run(
     engine.set_arbitrated();
     let mut d = Driver {
         engine,
+        domain,
         arbiter,
         mode,
         timing,
@@ -73,6 +76,8 @@ pub async fn run(
 
 struct Driver {
     engine: Arc<Engine>,
+    /// The domain's id (the cluster's for the first domain): its order of candidates.
+    domain: Uid,
     arbiter: Arc<dyn Arbiter>,
     mode: FailoverMode,
     timing: FailoverTiming,
@@ -279,7 +284,7 @@ impl Driver {
         let known_head =
             if state.stale { self.engine.sync().peers().iter().map(|p| p.head.seq).max().unwrap_or(0) } else { 0 };
         let observed_for = mono_ms().saturating_sub(self.started_ms);
-        match plan::standby_decision(&me, &state, observed_for, known_head, &self.timing) {
+        match plan::standby_decision(self.domain, &me, &state, observed_for, known_head, &self.timing) {
             StandbyDecision::Wait(reason) => outcome.waiting = Some(reason.to_string()),
             StandbyDecision::Campaign { expected } => {
                 let highest = self.highest_known(&state, me.epoch);

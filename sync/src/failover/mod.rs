@@ -36,6 +36,7 @@ impl Report {
             epoch,
             head_seq: engine.sync().head().seq,
             writable: engine.store_fault().is_none(),
+            ranks_per_domain: true,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use super::arbiter::{Holder, HolderState, Report};
 use super::FailoverTiming;
+use mgha_core::model::Uid;
 use mgha_core::node::Role;
 
 /// Until when (on the caller's monotonic clock) an Active may publish after a renewal that
@@ -79,7 +80,8 @@ pub enum WaitReason {
     /// This node has not watched the arbiter for a whole failover timeout yet, so it may not have
     /// seen every other candidate's report.
     WarmingUp,
-    /// Another reachable Standby is more up to date (or as up to date with a smaller id).
+    /// Another reachable Standby is more up to date (or as up to date and first in the domain's
+    /// order, [`tie_rank`]).
     BetterCandidate { name: String },
     /// This node is more than `max_lag_revisions` behind the most up-to-date node known.
     TooFarBehind { behind: u64 },
@@ -99,12 +101,27 @@ impl std::fmt::Display for WaitReason {
     }
 }
 
+/// How `node` ranks among equally up-to-date candidates to take over `domain`: a hash of both
+/// ids. Every node computes the same order for a domain, and the orders differ from domain to
+/// domain, so that the domains of a lost server spread over the servers left instead of all
+/// going to the one with the smallest id (which then held two thirds of the Actives of three
+/// servers, and a rebalance had twice the changeovers to make).
+pub fn tie_rank(domain: Uid, node: Uid) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(domain.as_bytes());
+    hasher.update(node.as_bytes());
+    let mut rank = [0u8; 8];
+    rank.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(rank)
+}
+
 /// A Standby's reading of the arbiter's state. `observed_for_ms` is how long this node has been
 /// observing; `known_head` is the highest head sequence it learned outside the arbiter (from
 /// the Active it followed). A Standby that the arbiter still names as the holder at its own
 /// epoch is an Active that fenced itself when its renewals failed (say while the arbiter's
 /// Raft group elected a new leader): it campaigns at once to take the role back.
 pub fn standby_decision(
+    domain: Uid,
     me: &Report,
     state: &HolderState,
     observed_for_ms: u64,
@@ -134,12 +151,18 @@ pub fn standby_decision(
     if behind > timing.max_lag_revisions {
         return StandbyDecision::Wait(WaitReason::TooFarBehind { behind });
     }
+    // Ties by the domain's own order, unless a node reports that it breaks them by id.
+    let per_domain = me.ranks_per_domain && state.reports.iter().all(|r| r.ranks_per_domain);
+    let precedence = |r: &Report| {
+        let rank = if per_domain { tie_rank(domain, r.node_id) } else { 0 };
+        (r.head_seq, rank, std::cmp::Reverse(r.node_id))
+    };
     if let Some(better) = state
         .reports
         .iter()
         .filter(|r| r.node_id != me.node_id && r.role == Role::Standby && r.writable)
         .filter(|r| Some(r.node_id) != state.holder.map(|h| h.node_id))
-        .find(|r| (r.head_seq, std::cmp::Reverse(r.node_id)) > (me.head_seq, std::cmp::Reverse(me.node_id)))
+        .find(|r| precedence(r) > precedence(me))
     {
         return StandbyDecision::Wait(WaitReason::BetterCandidate { name: better.name.clone() });
     }
@@ -164,8 +187,12 @@ mod tests {
             epoch: 1,
             head_seq: head,
             writable: true,
+            ranks_per_domain: false,
         }
     }
+
+    /// The domain the tests decide for.
+    const D: Uid = Uid(uuid::Uuid::from_u128(100));
 
     fn stale(reports: Vec<Report>, holder: Option<Holder>) -> HolderState {
         HolderState { holder, stale: true, highest_epoch: 1, reports, stale_in_ms: None }
@@ -187,14 +214,51 @@ mod tests {
         let old = Holder { node_id: uid(1), epoch: 1 };
         let state = stale(vec![b.clone(), c.clone()], Some(old));
         assert_eq!(
-            standby_decision(&b, &state, 10_000, 0, &t),
+            standby_decision(D, &b, &state, 10_000, 0, &t),
             StandbyDecision::Wait(WaitReason::BetterCandidate { name: "c".into() })
         );
-        assert_eq!(standby_decision(&c, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: Some(old) });
+        assert_eq!(standby_decision(D, &c, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: Some(old) });
         let c10 = report("c", 3, 10);
         let state = stale(vec![b.clone(), c10.clone()], None);
-        assert_eq!(standby_decision(&b, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: None });
-        assert!(matches!(standby_decision(&c10, &state, 10_000, 0, &t), StandbyDecision::Wait(_)));
+        assert_eq!(standby_decision(D, &b, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: None });
+        assert!(matches!(standby_decision(D, &c10, &state, 10_000, 0, &t), StandbyDecision::Wait(_)));
+    }
+
+    #[test]
+    fn ties_go_by_each_domains_own_order_so_that_a_lost_servers_domains_spread() {
+        let t = FailoverTiming::default();
+        let ranked = |name, id| Report { ranks_per_domain: true, ..report(name, id, 10) };
+        let (b, c) = (ranked("b", 2), ranked("c", 3));
+        let old = Holder { node_id: uid(1), epoch: 1 };
+        let state = stale(vec![b.clone(), c.clone()], Some(old));
+        let mut won_by_b = 0;
+        for d in 0..200u128 {
+            let domain = uid(1000 + d);
+            let (for_b, for_c) = (
+                standby_decision(domain, &b, &state, 10_000, 0, &t),
+                standby_decision(domain, &c, &state, 10_000, 0, &t),
+            );
+            // Exactly one of the two campaigns, the one of higher rank for this domain.
+            let b_first = tie_rank(domain, b.node_id) > tie_rank(domain, c.node_id);
+            assert_eq!(matches!(for_b, StandbyDecision::Campaign { .. }), b_first, "{d}");
+            assert_eq!(matches!(for_c, StandbyDecision::Campaign { .. }), !b_first, "{d}");
+            won_by_b += usize::from(b_first);
+        }
+        assert!((60..=140).contains(&won_by_b), "b won {won_by_b} of 200 ties");
+        // A higher head still comes first.
+        let ahead = Report { head_seq: 11, ..c.clone() };
+        let state = stale(vec![b.clone(), ahead.clone()], Some(old));
+        for d in 0..20u128 {
+            assert!(matches!(standby_decision(uid(1000 + d), &b, &state, 10_000, 0, &t), StandbyDecision::Wait(_)));
+        }
+        // While one reporting node breaks ties by id (an older version), everyone does: c, with
+        // the larger id, never campaigns against b.
+        let older = report("b", 2, 10);
+        let state = stale(vec![older, c.clone()], Some(old));
+        for d in 0..20u128 {
+            let decision = standby_decision(uid(1000 + d), &c, &state, 10_000, 0, &t);
+            assert_eq!(decision, StandbyDecision::Wait(WaitReason::BetterCandidate { name: "b".into() }));
+        }
     }
 
     #[test]
@@ -202,9 +266,9 @@ mod tests {
         let t = FailoverTiming::default();
         let b = report("b", 2, 10);
         let alive = HolderState { stale: false, ..stale(vec![b.clone()], None) };
-        assert_eq!(standby_decision(&b, &alive, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::HolderAlive));
+        assert_eq!(standby_decision(D, &b, &alive, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::HolderAlive));
         assert_eq!(
-            standby_decision(&b, &stale(vec![b.clone()], None), 100, 0, &t),
+            standby_decision(D, &b, &stale(vec![b.clone()], None), 100, 0, &t),
             StandbyDecision::Wait(WaitReason::WarmingUp)
         );
     }
@@ -218,16 +282,16 @@ mod tests {
         // The hold is not stale (it renewed recently) and a Standby with a higher head reported:
         // neither matters, the arbiter's holder is this node at its epoch.
         let fresh = HolderState { stale: false, ..stale(vec![a.clone(), ahead.clone()], Some(mine)) };
-        assert_eq!(standby_decision(&a, &fresh, 10_000, 0, &t), StandbyDecision::Campaign { expected: Some(mine) });
+        assert_eq!(standby_decision(D, &a, &fresh, 10_000, 0, &t), StandbyDecision::Campaign { expected: Some(mine) });
         // Not at another epoch of its own (it stepped down to a later Active since), not before
         // it watched a whole timeout, not with a store that cannot write.
         let older = HolderState { holder: Some(Holder { epoch: 6, ..mine }), ..fresh.clone() };
-        assert_eq!(standby_decision(&a, &older, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::HolderAlive));
-        assert_eq!(standby_decision(&a, &fresh, 100, 0, &t), StandbyDecision::Wait(WaitReason::WarmingUp));
+        assert_eq!(standby_decision(D, &a, &older, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::HolderAlive));
+        assert_eq!(standby_decision(D, &a, &fresh, 100, 0, &t), StandbyDecision::Wait(WaitReason::WarmingUp));
         let full = Report { writable: false, ..a.clone() };
-        assert_eq!(standby_decision(&full, &fresh, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::CannotWrite));
+        assert_eq!(standby_decision(D, &full, &fresh, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::CannotWrite));
         // Another node's hold is left to the usual rules.
-        assert_eq!(standby_decision(&ahead, &fresh, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::HolderAlive));
+        assert_eq!(standby_decision(D, &ahead, &fresh, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::HolderAlive));
     }
 
     #[test]
@@ -236,10 +300,10 @@ mod tests {
         let b = report("b", 2, 10);
         let state = stale(vec![b.clone()], None);
         assert_eq!(
-            standby_decision(&b, &state, 10_000, 16, &t),
+            standby_decision(D, &b, &state, 10_000, 16, &t),
             StandbyDecision::Wait(WaitReason::TooFarBehind { behind: 6 })
         );
-        assert_eq!(standby_decision(&b, &state, 10_000, 15, &t), StandbyDecision::Campaign { expected: None });
+        assert_eq!(standby_decision(D, &b, &state, 10_000, 15, &t), StandbyDecision::Campaign { expected: None });
     }
 
     #[test]
@@ -248,8 +312,8 @@ mod tests {
         let b = report("b", 2, 10);
         let full = Report { writable: false, ..report("c", 3, 12) };
         let state = stale(vec![b.clone(), full.clone()], None);
-        assert_eq!(standby_decision(&full, &state, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::CannotWrite));
-        assert_eq!(standby_decision(&b, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: None });
+        assert_eq!(standby_decision(D, &full, &state, 10_000, 0, &t), StandbyDecision::Wait(WaitReason::CannotWrite));
+        assert_eq!(standby_decision(D, &b, &state, 10_000, 0, &t), StandbyDecision::Campaign { expected: None });
     }
 
     #[test]

@@ -191,8 +191,9 @@ fn sigkill_of_a_server_moves_each_of_its_domains_and_loses_nothing() {
     };
     // The server to kill is not the arbiter's Raft leader: the loss of the leader holds up every
     // renewal, of every domain, until the two others elect a new one, and on a busy machine that
-    // election can outlast the lease, fencing the other domains' Actives too (docs/domains.md,
-    // "Failure"). Here the arbiter keeps deciding and only the killed server's domains move.
+    // election can outlast the lease, fencing the other domains' Actives too until they take
+    // their roles back at a new epoch (docs/domains.md, "Failure"). Here the arbiter keeps
+    // deciding, only the killed server's domains move, and the others keep their epochs.
     let v = (raft_leader(&nodes) + 1) % 3;
     let (o1, o2) = ((v + 1) % 3, (v + 2) % 3);
 

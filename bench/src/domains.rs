@@ -396,7 +396,6 @@ fn list(api: &Api) -> anyhow::Result<Vec<Value>> {
     Ok(body["domains"].as_array().cloned().unwrap_or_default().into_iter().filter(|d| d["global"] != true).collect())
 }
 
-/// Which server (index) holds each domain's Active.
 /// The server whose arbiter member leads the Raft group, as `api`'s server sees it.
 fn arbiter_leader(api: &Api, names: &[String]) -> anyhow::Result<usize> {
     let mut found = None;
@@ -412,6 +411,7 @@ fn arbiter_leader(api: &Api, names: &[String]) -> anyhow::Result<usize> {
     found.context("the arbiter named no leader")
 }
 
+/// Which server (index) holds each domain's Active.
 fn active_servers(apis: &[Api]) -> anyhow::Result<BTreeMap<String, usize>> {
     let mut out = BTreeMap::new();
     for (i, api) in apis.iter().enumerate() {

@@ -277,7 +277,7 @@ impl Sim {
                         0,
                         &self.timing,
                     ) {
-                        if expected.is_some_and(|h| h.node_id == me.node_id) {
+                        if plan::is_reclaim(&me, expected) {
                             self.reclaims += 1;
                         }
                         let highest = state.highest_epoch.max(me.epoch);

@@ -202,7 +202,7 @@ impl Shared {
             for entry in entries {
                 machine.last_applied = Some(entry.log_id);
                 // An entry stored before this voter started is counted from now.
-                let at = stored.get(&entry.log_id.index).copied().unwrap_or(now).min(now);
+                let at = stored.get(&entry.log_id.index).copied().unwrap_or(now);
                 answers.push(match entry.payload {
                     EntryPayload::Blank => CmdResponse::None,
                     EntryPayload::Normal(cmd) => {

@@ -293,7 +293,7 @@ impl Driver {
                     Ok(Some(epoch)) => {
                         let until = plan::lease_until(started, &self.timing);
                         let at_ms = mgha_core::now_ms();
-                        let reclaimed = expected.is_some_and(|h| h.node_id == me.node_id);
+                        let reclaimed = plan::is_reclaim(&me, expected);
                         match role_event(&self.engine, Event::Elected { epoch, until_ms: until }).await {
                             Ok(_) if reclaimed => tracing::warn!(
                                 epoch = %epoch::display(epoch),

@@ -115,6 +115,12 @@ pub fn tie_rank(domain: Uid, node: Uid) -> u64 {
     u64::from_le_bytes(rank)
 }
 
+/// Whether `holder`, as the arbiter names it, is `me` at its own epoch: then `me`, a Standby now,
+/// is the Active that fenced itself, and a campaign of it takes its own role back.
+pub fn is_reclaim(me: &Report, holder: Option<Holder>) -> bool {
+    holder == Some(Holder { node_id: me.node_id, epoch: me.epoch })
+}
+
 /// A Standby's reading of the arbiter's state. `observed_for_ms` is how long this node has been
 /// observing; `known_head` is the highest head sequence it learned outside the arbiter (from
 /// the Active it followed). A Standby that the arbiter still names as the holder at its own
@@ -128,7 +134,7 @@ pub fn standby_decision(
     known_head: u64,
     timing: &FailoverTiming,
 ) -> StandbyDecision {
-    let reclaim = state.holder == Some(Holder { node_id: me.node_id, epoch: me.epoch });
+    let reclaim = is_reclaim(me, state.holder);
     if !state.stale && !reclaim {
         return StandbyDecision::Wait(WaitReason::HolderAlive);
     }
@@ -157,12 +163,13 @@ pub fn standby_decision(
         let rank = if per_domain { tie_rank(domain, r.node_id) } else { 0 };
         (r.head_seq, rank, std::cmp::Reverse(r.node_id))
     };
+    let mine = precedence(me);
     if let Some(better) = state
         .reports
         .iter()
         .filter(|r| r.node_id != me.node_id && r.role == Role::Standby && r.writable)
         .filter(|r| Some(r.node_id) != state.holder.map(|h| h.node_id))
-        .find(|r| precedence(r) > precedence(me))
+        .find(|r| precedence(r) > mine)
     {
         return StandbyDecision::Wait(WaitReason::BetterCandidate { name: better.name.clone() });
     }

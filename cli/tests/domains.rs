@@ -4,7 +4,9 @@
 //! domain while another keeps publishing on another server; a replica moved to another server
 //! (a full sync of that domain only); per-domain backup and restore; deletion refused while a
 //! domain holds objects; a collision in one domain (a forced changeover while its Active is cut
-//! off) merged there while another domain on the same servers keeps publishing, untouched. Each
+//! off) merged there while another domain on the same servers keeps publishing, untouched; a
+//! rebalance asked on a server that is a Standby of every domain, which plans from the Actives'
+//! view and so gives every server its share. Each
 //! test has its own temp dir and free ports, and guards that kill every process it started.
 
 mod support;
@@ -486,4 +488,41 @@ fn a_revert_of_the_global_domain_keeps_what_a_domain_elsewhere_uses() {
     let err = fails(&["revert", "-d", a.d(), &before.to_string()], 4);
     assert!(err.contains("domain 'remote'") && err.contains("group 'ntp'"), "{err}");
     assert!(mgha(&["get", "-d", a.d(), "host", "g-ntp"]).status.success(), "the global object stays");
+}
+
+/// Whether the Active of `domain` on `active` sees every one of `followers` connected and
+/// synchronized.
+fn sees_synchronized(domain: &str, active: &Node, followers: &[&Node]) -> bool {
+    let lead = status_in(active, domain);
+    let peers = lead["peers"].as_array().cloned().unwrap_or_default();
+    lead["node"]["role"] == "active"
+        && followers.iter().all(|f| {
+            peers
+                .iter()
+                .any(|p| p["name"] == f.name.as_str() && p["status"] == "synchronized" && p["connected"] == true)
+        })
+}
+
+#[test]
+fn a_rebalance_asked_on_a_standby_spreads_the_actives_over_every_replica() {
+    let scratch = Scratch::new();
+    let (a, b, c) = three(&scratch);
+    let names: Vec<String> = (1..=6).map(|i| format!("d{i}")).collect();
+    for name in &names {
+        ok(&["domain", "create", "-d", a.d(), name, "--on", "a,b,c"]);
+    }
+    for name in &names {
+        wait_until(&format!("a to see b and c synchronized in {name}"), || sees_synchronized(name, &a, &[&b, &c]));
+    }
+    // Asked on b, a Standby of all six: only each domain's Active (a) sees c's replicas
+    // synchronized, and the plan is made from its view, so c gets its share too.
+    let plan = ok_json(&["domain", "rebalance", "-d", b.d(), "--json"]);
+    let moves = plan["moves"].as_array().expect("moves");
+    assert_eq!(moves.len(), 4, "{plan}\n{}", b.log());
+    assert!(moves.iter().all(|m| m["error"].is_null() && m["epoch"].is_u64()), "{plan}");
+    for (node, want) in [(&a, 2), (&b, 2), (&c, 2)] {
+        wait_until(&format!("{} to hold {want} Actives", node.name), || {
+            names.iter().filter(|d| status_in(node, d)["node"]["role"] == "active").count() == want
+        });
+    }
 }

@@ -117,6 +117,7 @@ pub(crate) async fn handle_stream(server: Arc<Server>, peer: Uid, mut stream: Li
     let hello = match first {
         Some(Msg::Hello(hello)) => hello,
         Some(Msg::AskUses { domain, uids }) => return answer_uses(&server, stream, domain, uids).await,
+        Some(Msg::AskEligible { domains }) => return answer_eligible(&server, stream, domains).await,
         Some(Msg::Beat) => {
             let heartbeat = Duration::from_millis(server.cfg.heartbeat_ms.max(10));
             return link::beat(stream, heartbeat).await;
@@ -169,6 +170,19 @@ async fn answer_uses(server: &Arc<Server>, mut stream: LinkStream, domain: Uid, 
     })
     .await?;
     write_msg(&mut stream, &Msg::Uses { used }).await.map_err(|e| Error::Peer(e.to_string()))?;
+    Ok(())
+}
+
+/// Answers, for each of `domains` whose Active is this server's replica, which replicas could
+/// take its role now, and closes the stream.
+async fn answer_eligible(server: &Arc<Server>, mut stream: LinkStream, domains: Vec<Uid>) -> Result<()> {
+    let eligible = domains
+        .into_iter()
+        .filter_map(|id| server.domain(id))
+        .filter(|ctx| ctx.engine.role().0 == Role::Active)
+        .map(|ctx| (ctx.domain, super::runtime::eligible_replicas(&ctx.engine)))
+        .collect();
+    write_msg(&mut stream, &Msg::Eligible { domains: eligible }).await.map_err(|e| Error::Peer(e.to_string()))?;
     Ok(())
 }
 

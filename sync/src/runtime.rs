@@ -20,7 +20,7 @@ use super::membership::{is_removed, member_records, members, merge_members, set_
 use super::pki::TlsFiles;
 use super::plan::SyncStatus;
 use super::tls::{member_server_name, MemberTls};
-use super::wire::{Hello, Member, PROTOCOL_VERSION};
+use super::wire::{read_msg, write_msg, Hello, Member, Msg, PROTOCOL_VERSION};
 use super::{changeover, join, standby};
 use crate::failover::{Arbiter, FailoverMode, FailoverTiming};
 use mgha_core::engine::Engine;
@@ -455,6 +455,25 @@ impl SyncRuntime {
     /// (objects of the global domain about to be deleted): for each one referenced, a few of
     /// the objects that do. Bounded by the handshake timeout.
     pub async fn ask_uses(&self, server: &str, domain: Uid, uids: Vec<Uid>) -> Result<Vec<(Uid, Vec<String>)>> {
+        match self.ask(server, &Msg::AskUses { domain, uids }).await? {
+            Msg::Uses { used } => Ok(used),
+            other => Err(Error::Peer(format!("{server} answered {other:?}"))),
+        }
+    }
+
+    /// Asks the member named `server`, for each of `domains` whose Active is its replica, which
+    /// replicas could take the Active role now ([`eligible_replicas`] there). Domains not Active
+    /// there are left out of the answer. Bounded by the handshake timeout.
+    pub async fn ask_eligible(&self, server: &str, domains: Vec<Uid>) -> Result<Vec<(Uid, Vec<String>)>> {
+        match self.ask(server, &Msg::AskEligible { domains }).await? {
+            Msg::Eligible { domains } => Ok(domains),
+            other => Err(Error::Peer(format!("{server} answered {other:?}"))),
+        }
+    }
+
+    /// Opens a stream to the member named `server`, writes `question` and reads the one answer,
+    /// within the handshake timeout. A refusal is an error naming the server and its reason.
+    async fn ask(&self, server: &str, question: &Msg) -> Result<Msg> {
         let global = self.server.global()?;
         let member = members(&global.store())?
             .into_iter()
@@ -463,13 +482,11 @@ impl SyncRuntime {
         let within = Duration::from_millis(self.server.cfg.handshake_timeout_ms);
         let asked = async {
             let (_, mut stream) = super::link::open_stream(&self.server, member.node_id, &member.listen).await?;
-            super::wire::write_msg(&mut stream, &super::wire::Msg::AskUses { domain, uids })
-                .await
-                .map_err(|e| Error::Peer(e.to_string()))?;
-            match super::wire::read_msg(&mut stream).await.map_err(|e| Error::Peer(e.to_string()))? {
-                Some(super::wire::Msg::Uses { used }) => Ok(used),
-                Some(super::wire::Msg::Refuse { reason }) => Err(Error::Peer(format!("{server} refused: {reason}"))),
-                other => Err(Error::Peer(format!("{server} answered {other:?}"))),
+            write_msg(&mut stream, question).await.map_err(|e| Error::Peer(e.to_string()))?;
+            match read_msg(&mut stream).await.map_err(|e| Error::Peer(e.to_string()))? {
+                Some(Msg::Refuse { reason }) => Err(Error::Peer(format!("{server} refused: {reason}"))),
+                Some(answer) => Ok(answer),
+                None => Err(Error::Peer(format!("{server} closed the stream without an answer"))),
             }
         };
         tokio::time::timeout(within, asked)
@@ -506,6 +523,24 @@ impl SyncRuntime {
         let tasks = std::mem::take(&mut *self.server.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         abort_all(tasks).await;
     }
+}
+
+/// The replicas of the domain `engine` holds that could take its Active role now, as this
+/// server sees them: its own unless damaged, and each peer replica connected and synchronized.
+/// Only a domain's Active sees every replica's status; a Standby sees its own and the Active's.
+pub fn eligible_replicas(engine: &Engine) -> Vec<String> {
+    let mut eligible = Vec::new();
+    if let Ok(me) = engine.node() {
+        if engine.damage().is_none() {
+            eligible.push(me.name);
+        }
+    }
+    for p in engine.sync().peers() {
+        if p.connected && p.status == SyncStatus::Synchronized {
+            eligible.push(p.name);
+        }
+    }
+    eligible
 }
 
 fn enable_failover(ctx: &Arc<Ctx>, arbiter: Arc<dyn Arbiter>, mode: FailoverMode, timing: FailoverTiming) {

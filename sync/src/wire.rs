@@ -19,8 +19,10 @@ use mgha_core::store::HistoryRecord;
 /// far behind it is. 4: a full sync carries the history (the floor, and every revision with its
 /// undo record above it), and after the hellos frames travel as blocks, small ones deflated
 /// (`compress.rs`). 5: one link per pair of servers carries every domain's sessions as streams.
-/// 6: a link carries a beat stream, so that idle sessions ping rarely (docs/protocol.md).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 6: a link carries a beat stream, so that idle sessions ping rarely (docs/protocol.md). 7: a
+/// server asks another which replicas of the domains Active there could take over
+/// (`AskEligible`).
+pub const PROTOCOL_VERSION: u32 = 7;
 pub use mgha_core::limits::{
     FRAME_BYTES_MAX, FRAME_DEPTH_MAX, FRAME_VALUES_MAX, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_OBJECTS,
 };
@@ -228,6 +230,18 @@ pub enum Msg {
     /// (`group 'web'`).
     Uses {
         used: Vec<(Uid, Vec<String>)>,
+    },
+    /// The first message of a stream that asks, for each of `domains` whose Active is the
+    /// receiver's replica, which replicas could take its Active role now (a rebalance asked on
+    /// another server plans from the Actives' views).
+    AskEligible {
+        domains: Vec<Uid>,
+    },
+    /// The answer: for each domain asked whose Active is here, the names of its replicas that
+    /// could take over now (see [`crate::runtime::eligible_replicas`]); a domain not hosted here,
+    /// or not Active here, is left out.
+    Eligible {
+        domains: Vec<(Uid, Vec<String>)>,
     },
     /// The Active asks the receiver to become Active at `epoch`, if its head is `head`.
     Promote {

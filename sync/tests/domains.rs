@@ -14,7 +14,7 @@ use mgha_sync::membership::{members, set_domain_members};
 use mgha_sync::pki::TlsFiles;
 use mgha_sync::tls::{member_server_name, MemberTls};
 use mgha_sync::wire::{read_msg, write_msg, Hello, Msg, PROTOCOL_VERSION};
-use mgha_sync::{EngineExt, SyncConfig, SyncRuntime};
+use mgha_sync::{EngineExt, SyncConfig, SyncRuntime, SyncStatus};
 
 struct Server {
     engine: Arc<Engine>,
@@ -180,6 +180,17 @@ async fn a_planned_changeover_moves_one_domain_only() {
     converged(&red_a, &red_b).await;
     converged(&blue_a, &blue_b).await;
     assert_eq!((a.runtime.links(), b.runtime.links()), (1, 1));
+    // Asked which replicas could take over, b answers for red only, the domain Active there,
+    // from its own view: itself and a, once a is synchronized again.
+    let unknown = Uid::new_random();
+    wait_until("b to see a synchronized in red", || {
+        red_b.sync().peers().iter().any(|p| p.name == "a" && p.connected && p.status == SyncStatus::Synchronized)
+    })
+    .await;
+    let answer = a.runtime.ask_eligible("b", vec![red, blue, unknown]).await.expect("b answers");
+    assert_eq!(answer, vec![(red, vec!["b".to_string(), "a".to_string()])]);
+    let nobody = a.runtime.ask_eligible("nobody", vec![red]).await;
+    assert!(matches!(nobody, Err(mgha_core::Error::NotFound(_))), "{nobody:?}");
     a.runtime.shutdown().await;
     b.runtime.shutdown().await;
 }

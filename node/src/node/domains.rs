@@ -2,9 +2,11 @@
 //! (registry changes published in the global domain, on its Active), changeovers per domain,
 //! rebalancing, and the task that keeps this server's replicas in line with the registry.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use mgha_core::engine::Engine;
+use mgha_core::model::Uid;
 use mgha_core::revision::Head;
 use mgha_sync::{EngineExt, SyncRuntime};
 
@@ -224,18 +226,31 @@ impl Node {
     /// one domain after another (each loses nothing: a planned changeover hands over only once
     /// the target has every revision). Asked of any server; it changes over only domains whose
     /// Active this server can reach through a replica it holds, and says for each move how it
-    /// went.
+    /// went. Which replicas of a domain could take over is the domain's Active's view, asked of
+    /// each server that holds Actives (one question per server); a server that does not answer
+    /// leaves this server's own view for its domains.
     pub async fn rebalance(&self) -> Result<RebalanceBody> {
         let global = self.engine()?;
         let registry = domains::registry(&global)?;
         let members = mgha_sync::membership::members(&global.store())?;
-        let servers = domains::placement_servers(&members, &self.healthy_servers()?);
-        // The domains this server holds a replica of: for them it knows the Active and which
-        // replicas are synchronized.
-        let placed: Vec<_> = registry
+        // The domains this server holds a replica of: for them it knows the Active.
+        let held: Vec<_> = registry
             .iter()
             .filter(|e| self.domains.get(&e.name).is_some_and(|r| r.id == e.id))
-            .map(|e| domains::placement_of(e, self.domain_active(e), Some(&self.eligible_replicas(e))))
+            .map(|e| (e, self.domain_active(e)))
+            .collect();
+        let mut eligible = self.eligible_at_actives(&held).await;
+        // Healthy: what this server reaches, and every server an Active found synchronized (a
+        // Standby of the global domain is connected to its Active only).
+        let mut healthy = self.healthy_servers()?;
+        healthy.extend(eligible.values().flatten().cloned());
+        let servers = domains::placement_servers(&members, &healthy);
+        let placed: Vec<_> = held
+            .into_iter()
+            .map(|(e, active)| {
+                let seen = eligible.remove(&e.id).unwrap_or_else(|| self.eligible_replicas(e));
+                domains::placement_of(e, active, Some(&seen))
+            })
             .collect();
         let mut moves = Vec::new();
         for m in crate::placement::rebalance(&servers, &placed) {
@@ -286,22 +301,45 @@ impl Node {
         active_of(&replica.engine)
     }
 
-    /// The replicas of `entry` that could take its Active role now, as this server sees them:
-    /// its own when it holds one and is not damaged, and each peer replica that is synchronized.
+    /// The replicas of `entry` that could take its Active role now, as this server sees them
+    /// (none when it holds no replica of it).
     fn eligible_replicas(&self, entry: &Entry) -> Vec<String> {
-        let Some(replica) = self.domains.get(&entry.name).filter(|r| r.id == entry.id) else {
-            return Vec::new();
-        };
-        let mut eligible = Vec::new();
-        if let Ok(me) = replica.engine.node() {
-            if replica.engine.damage().is_none() {
-                eligible.push(me.name);
+        match self.domains.get(&entry.name).filter(|r| r.id == entry.id) {
+            Some(replica) => mgha_sync::runtime::eligible_replicas(&replica.engine),
+            None => Vec::new(),
+        }
+    }
+
+    /// For the domains of `held` (each with the server this one sees as its Active), the
+    /// replicas that could take over as their Actives see them: this server's view for those
+    /// Active here, the answer of each other Active's server (asked all at once) for the rest.
+    /// Domains whose Active is unknown, or whose server did not answer, are left out.
+    async fn eligible_at_actives(&self, held: &[(&Entry, Option<String>)]) -> HashMap<Uid, Vec<String>> {
+        let me = self.engine().and_then(|g| Ok(g.node()?.name)).ok();
+        let mut eligible = HashMap::new();
+        let mut elsewhere: BTreeMap<String, Vec<Uid>> = BTreeMap::new();
+        for (entry, active) in held {
+            match active {
+                Some(server) if Some(server) == me.as_ref() => {
+                    eligible.insert(entry.id, self.eligible_replicas(entry));
+                }
+                Some(server) => elsewhere.entry(server.clone()).or_default().push(entry.id),
+                None => {}
             }
         }
-        for p in replica.engine.sync().peers() {
-            if p.connected && p.status == mgha_sync::SyncStatus::Synchronized {
-                eligible.push(p.name);
+        let sync = self.sync.read().await;
+        let Some(runtime) = sync.as_ref() else {
+            return eligible;
+        };
+        let asked = elsewhere.into_iter().map(|(server, ids)| async move {
+            let answer = runtime.ask_eligible(&server, ids).await;
+            if let Err(e) = &answer {
+                tracing::warn!(%server, error = %e, "rebalance: no answer on which replicas could take over; using this server's view");
             }
+            answer.unwrap_or_default()
+        });
+        for answer in futures_util::future::join_all(asked).await {
+            eligible.extend(answer);
         }
         eligible
     }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use mgha_core::engine::Engine;
 use mgha_core::model::Uid;
 use mgha_core::revision::Head;
@@ -20,6 +21,8 @@ use crate::error::{Error, Result};
 
 /// Replicas of a new domain when the caller names neither a count nor servers.
 pub const DOMAIN_REPLICAS_DEFAULT: usize = 2;
+/// Most planned changeovers a rebalance runs at once (each of a different domain).
+pub const REBALANCE_CONCURRENCY: usize = 8;
 /// Where a forced delete writes the backup of this server's replica, inside the data directory.
 pub const DOMAIN_BACKUPS_DIR: &str = "backups";
 
@@ -222,9 +225,9 @@ impl Node {
         Ok(epoch.ok_or_else(super::no_peers)??)
     }
 
-    /// Spreads the domains' Actives evenly over the healthy servers by planned changeovers,
-    /// one domain after another (each loses nothing: a planned changeover hands over only once
-    /// the target has every revision). Asked of any server; it changes over only domains whose
+    /// Spreads the domains' Actives evenly over the healthy servers by planned changeovers, up
+    /// to [`REBALANCE_CONCURRENCY`] at once (each loses nothing: a planned changeover hands over
+    /// only once the target has every revision). Asked of any server; it changes over only domains whose
     /// Active this server can reach through a replica it holds, and says for each move how it
     /// went. Which replicas of a domain could take over is the domain's Active's view, asked of
     /// each server that holds Actives (one question per server); a server that does not answer
@@ -252,26 +255,31 @@ impl Node {
                 domains::placement_of(e, active, Some(&seen))
             })
             .collect();
-        let mut moves = Vec::new();
-        for m in crate::placement::rebalance(&servers, &placed) {
-            // A domain with no Active known here gets one by failover or a forced changeover,
-            // never by a rebalance, which only hands over from a live Active.
-            let outcome = match &m.from {
-                None => Err(format!(
-                    "no Active of domain '{}' is known on this server: automatic failover, or a forced changeover \
-                     on '{}', gives it one",
-                    m.domain, m.to
-                )),
-                Some(_) => self.changeover_in(&m.domain, &m.to).await.map_err(|e| e.to_string()),
-            };
-            moves.push(RebalanceMoveBody {
-                domain: m.domain,
-                from: m.from,
-                to: m.to,
-                epoch: outcome.as_ref().ok().copied(),
-                error: outcome.err(),
-            });
-        }
+        // Up to REBALANCE_CONCURRENCY changeovers at once, each of its own domain; the moves
+        // are reported in the plan's order.
+        let moves = futures_util::stream::iter(crate::placement::rebalance(&servers, &placed))
+            .map(|m| async move {
+                // A domain with no Active known here gets one by failover or a forced changeover,
+                // never by a rebalance, which only hands over from a live Active.
+                let outcome = match &m.from {
+                    None => Err(format!(
+                        "no Active of domain '{}' is known on this server: automatic failover, or a forced \
+                         changeover on '{}', gives it one",
+                        m.domain, m.to
+                    )),
+                    Some(_) => self.changeover_in(&m.domain, &m.to).await.map_err(|e| e.to_string()),
+                };
+                RebalanceMoveBody {
+                    domain: m.domain,
+                    from: m.from,
+                    to: m.to,
+                    epoch: outcome.as_ref().ok().copied(),
+                    error: outcome.err(),
+                }
+            })
+            .buffered(REBALANCE_CONCURRENCY)
+            .collect()
+            .await;
         Ok(RebalanceBody { moves })
     }
 

@@ -255,31 +255,35 @@ impl Node {
                 domains::placement_of(e, active, Some(&seen))
             })
             .collect();
-        // Up to REBALANCE_CONCURRENCY changeovers at once, each of its own domain; the moves
-        // are reported in the plan's order.
-        let moves = futures_util::stream::iter(crate::placement::rebalance(&servers, &placed))
-            .map(|m| async move {
-                // A domain with no Active known here gets one by failover or a forced changeover,
-                // never by a rebalance, which only hands over from a live Active.
-                let outcome = match &m.from {
-                    None => Err(format!(
-                        "no Active of domain '{}' is known on this server: automatic failover, or a forced \
-                         changeover on '{}', gives it one",
-                        m.domain, m.to
-                    )),
-                    Some(_) => self.changeover_in(&m.domain, &m.to).await.map_err(|e| e.to_string()),
-                };
-                RebalanceMoveBody {
-                    domain: m.domain,
-                    from: m.from,
-                    to: m.to,
-                    epoch: outcome.as_ref().ok().copied(),
-                    error: outcome.err(),
-                }
-            })
-            .buffered(REBALANCE_CONCURRENCY)
-            .collect()
-            .await;
+        // Up to REBALANCE_CONCURRENCY changeovers at once, each of its own domain: a slow one
+        // holds up no other. The moves are reported in the plan's order.
+        let mut moves: Vec<(usize, RebalanceMoveBody)> =
+            futures_util::stream::iter(crate::placement::rebalance(&servers, &placed).into_iter().enumerate())
+                .map(|(i, m)| async move {
+                    // A domain with no Active known here gets one by failover or a forced
+                    // changeover, never by a rebalance, which only hands over from a live Active.
+                    let outcome = match &m.from {
+                        None => Err(format!(
+                            "no Active of domain '{}' is known on this server: automatic failover, or a \
+                             forced changeover on '{}', gives it one",
+                            m.domain, m.to
+                        )),
+                        Some(_) => self.changeover_in(&m.domain, &m.to).await.map_err(|e| e.to_string()),
+                    };
+                    let body = RebalanceMoveBody {
+                        domain: m.domain,
+                        from: m.from,
+                        to: m.to,
+                        epoch: outcome.as_ref().ok().copied(),
+                        error: outcome.err(),
+                    };
+                    (i, body)
+                })
+                .buffer_unordered(REBALANCE_CONCURRENCY)
+                .collect()
+                .await;
+        moves.sort_by_key(|(i, _)| *i);
+        let moves = moves.into_iter().map(|(_, m)| m).collect();
         Ok(RebalanceBody { moves })
     }
 

@@ -23,20 +23,31 @@ pub struct Pause {
 }
 
 /// How long a Standby waits before its next look, given its last one (`None`: it failed). While
-/// the holder renews, once per heartbeat, and at the instant the last look says the hold turns
-/// stale if that comes first: an expired hold is noticed at once, and an idle domain costs one
-/// look per heartbeat. A backend that cannot tell when the hold turns stale, a hold already
-/// stale (the candidates are deciding) or a failed look: every half heartbeat.
+/// the holder renews, every [`standby_look_ms`], and at the instant the last look says the hold
+/// turns stale if that comes first: an expired hold is noticed at once. A backend that cannot
+/// tell when the hold turns stale, a hold already stale (the candidates are deciding) or a failed
+/// look: every half heartbeat.
 pub fn standby_pause(last: Option<&HolderState>, timing: &FailoverTiming) -> Pause {
     let half = Pause { grid_ms: (timing.heartbeat_ms / 2).max(1), at_most_ms: None };
     match last {
         Some(s) if !s.stale => match s.stale_in_ms {
             // A millisecond past the instant: the look then finds the hold stale.
-            Some(ms) => Pause { grid_ms: timing.heartbeat_ms.max(1), at_most_ms: Some(ms.saturating_add(1)) },
+            Some(ms) => Pause { grid_ms: standby_look_ms(timing), at_most_ms: Some(ms.saturating_add(1)) },
             None => half,
         },
         _ => half,
     }
+}
+
+/// How often a Standby looks while the holder renews and its backend says when the hold turns
+/// stale: a third of `failover_after`, at least a heartbeat. More often finds nothing sooner
+/// (the look at the stale instant notices an expired hold); this often keeps the Standby's report
+/// fresh (it is counted while it arrived within `failover_after`, and is written again when a
+/// third of that old), and the candidates' reports current once the Active is gone: it stopped
+/// sending revisions `failover_after` before anyone may take over, and each candidate looked,
+/// and reported its head, at least twice since.
+pub fn standby_look_ms(timing: &FailoverTiming) -> u64 {
+    (timing.failover_after_ms / 3).max(timing.heartbeat_ms).max(1)
 }
 
 /// What an Active does after it observed the arbiter.
@@ -324,11 +335,14 @@ mod tests {
     }
 
     #[test]
-    fn a_standby_looks_once_a_heartbeat_and_when_the_hold_turns_stale() {
+    fn a_standby_looks_every_third_of_the_failover_timeout_and_when_the_hold_turns_stale() {
         let t = FailoverTiming::default();
         let alive = |stale_in_ms| HolderState { stale_in_ms, ..HolderState::default() };
-        assert_eq!(standby_pause(Some(&alive(Some(4_200))), &t), Pause { grid_ms: 1000, at_most_ms: Some(4_201) });
-        assert_eq!(standby_pause(Some(&alive(Some(0))), &t), Pause { grid_ms: 1000, at_most_ms: Some(1) });
+        assert_eq!(standby_pause(Some(&alive(Some(4_200))), &t), Pause { grid_ms: 1666, at_most_ms: Some(4_201) });
+        assert_eq!(standby_pause(Some(&alive(Some(0))), &t), Pause { grid_ms: 1666, at_most_ms: Some(1) });
+        // Never less than a heartbeat.
+        let tight = FailoverTiming { failover_after_ms: 3000, ..t };
+        assert_eq!(standby_look_ms(&tight), 1000);
         let half = Pause { grid_ms: 500, at_most_ms: None };
         assert_eq!(standby_pause(Some(&alive(None)), &t), half, "a backend that cannot tell");
         let stale = HolderState { stale: true, stale_in_ms: Some(5), ..HolderState::default() };

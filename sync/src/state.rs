@@ -207,8 +207,10 @@ impl SyncState {
         lock(&self.failover).clone()
     }
 
-    pub(crate) fn set_failover(&self, status: FailoverStatus) {
-        *lock(&self.failover) = Some(status);
+    /// Changes what the failover driver last saw in place (the arbiter's part, its members and
+    /// their names, is replaced only when the driver checked it again).
+    pub(crate) fn update_failover(&self, change: impl FnOnce(&mut Option<FailoverStatus>)) {
+        change(&mut lock(&self.failover));
     }
 }
 

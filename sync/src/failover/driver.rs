@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use super::arbiter::{Arbiter, ArbiterStatus, Holder, HolderState, Report};
+use super::arbiter::{Arbiter, Holder, HolderState, Report};
 use super::plan::{self, ActiveDecision, StandbyDecision};
 use super::{FailoverMode, FailoverStatus, FailoverTiming};
 use crate::runtime::role_event;
@@ -41,7 +41,6 @@ pub async fn run(
         timing,
         started_ms: mono_ms(),
         active_since_ms: None,
-        arbiter_status: None,
         ticks: 0,
         identity: None,
         next_look: plan::standby_pause(None, &timing),
@@ -84,7 +83,6 @@ struct Driver {
     started_ms: u64,
     /// When this node last became Active (or the driver started on an Active).
     active_since_ms: Option<u64>,
-    arbiter_status: Option<ArbiterStatus>,
     ticks: u32,
     /// The first report: its identity (id, name, tag) serves every later one.
     identity: Option<Report>,
@@ -117,23 +115,32 @@ impl Driver {
             }
             Err(e) => Outcome { error: Some(e.to_string()), ..Outcome::default() },
         };
-        if self.ticks.is_multiple_of(STATUS_EVERY) {
-            self.arbiter_status = Some(self.arbiter.status().await);
-        }
+        let checked = if self.ticks.is_multiple_of(STATUS_EVERY) { Some(self.arbiter.status().await) } else { None };
         self.ticks = self.ticks.wrapping_add(1);
         let machine = self.engine.role_machine();
         let lease_left_ms = match (machine.role, machine.lease_until_ms) {
             (Role::Active, Some(until)) => Some(until.saturating_sub(mono_ms())),
             _ => None,
         };
-        self.engine.sync().set_failover(FailoverStatus {
-            mode: self.mode,
-            heartbeat_ms: self.timing.heartbeat_ms,
-            failover_after_ms: self.timing.failover_after_ms,
-            arbiter: self.arbiter_status.clone(),
-            lease_left_ms,
-            waiting: outcome.waiting,
-            last_error: outcome.error,
+        // In place: a copy of the arbiter's members at every tick of every domain was a good
+        // part of an idle server's CPU.
+        let (mode, timing) = (self.mode, self.timing);
+        self.engine.sync().update_failover(|slot| {
+            let status = slot.get_or_insert_with(|| FailoverStatus {
+                mode,
+                heartbeat_ms: timing.heartbeat_ms,
+                failover_after_ms: timing.failover_after_ms,
+                arbiter: None,
+                lease_left_ms: None,
+                waiting: None,
+                last_error: None,
+            });
+            if checked.is_some() {
+                status.arbiter = checked;
+            }
+            status.lease_left_ms = lease_left_ms;
+            status.waiting = outcome.waiting;
+            status.last_error = outcome.error;
         });
         machine.role
     }

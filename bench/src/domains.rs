@@ -292,7 +292,13 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
     let rebalanced = Instant::now();
     let plan = post(&apis[0], "/v1/rebalance", &json!({}))?;
     let rebalance_ms = rebalanced.elapsed().as_secs_f64() * 1000.0;
-    let moves = plan["moves"].as_array().map(Vec::len).unwrap_or(0);
+    let planned = plan["moves"].as_array().cloned().unwrap_or_default();
+    let moves = planned.len();
+    let refused: Vec<&Value> = planned.iter().filter(|m| !m["error"].is_null()).collect();
+    if let Some(first) = refused.first() {
+        log(&format!("{} of the {moves} changeovers were refused; the first: {first}", refused.len()));
+    }
+    let refused = refused.len();
     let acked = load.stop();
     wait_synchronized(&apis, scale.domains)?;
     let lost = lost_publishes(&apis, &acked)?;
@@ -300,7 +306,7 @@ pub fn run(scratch: &Path, exe: &Path, scale: DomainScale, rows: &mut Vec<Row>) 
         rows,
         Row::new(
             "domains_rebalance_ms",
-            format!("rebalance of {} domains ({moves} changeovers), under load", scale.domains),
+            format!("rebalance of {} domains ({moves} changeovers, {refused} refused), under load", scale.domains),
             rebalance_ms,
             Unit::Milliseconds,
         )

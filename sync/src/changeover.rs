@@ -181,7 +181,7 @@ async fn lead(ctx: &Arc<Ctx>, member: &Member, deadline: Instant) -> Result<u64>
         return Err(ChangeoverError::Cancelled.into());
     };
     let _handover = HandoverGuard { ctx, planned };
-    tracing::info!(target = %member.name, "planned changeover: publishes fenced, waiting for the target");
+    tracing::info!(domain = %ctx.domain, target = %member.name, "planned changeover: publishes fenced, waiting for the target");
     let mut promoted = ctx.promoted.subscribe();
     let resend_every = Duration::from_millis(ctx.server.cfg.heartbeat_ms.max(10));
     let mut sent: Option<(u64, Instant)> = None;
@@ -190,7 +190,7 @@ async fn lead(ctx: &Arc<Ctx>, member: &Member, deadline: Instant) -> Result<u64>
             if outcome.is_ok() {
                 // Whichever path told us, publishes refused here from now on name the target.
                 engine.sync().set_active_hint(Some(member.name.clone()));
-                tracing::info!(new_active = %member.name, epoch = %epoch::display(planned.epoch), "planned changeover done");
+                tracing::info!(domain = %ctx.domain, new_active = %member.name, epoch = %epoch::display(planned.epoch), "planned changeover done");
             }
             return outcome.map_err(|f| error_of(ctx, member, f));
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::arbiter::{Arbiter, Holder, HolderState, Report};
-use super::plan::{self, ActiveDecision, StandbyDecision};
+use super::plan::{self, ActiveDecision, StandbyDecision, WaitReason};
 use super::{FailoverMode, FailoverStatus, FailoverTiming};
 use crate::runtime::role_event;
 use mgha_core::engine::Engine;
@@ -44,6 +44,7 @@ pub async fn run(
         ticks: 0,
         identity: None,
         next_look: plan::standby_pause(None, &timing),
+        stale_wait: None,
     };
     let mut events = d.engine.sync().events();
     loop {
@@ -88,6 +89,8 @@ struct Driver {
     identity: Option<Report>,
     /// When this Standby looks next, from what its last look found.
     next_look: plan::Pause,
+    /// Why this Standby last waited while the hold was stale (logged when it changes).
+    stale_wait: Option<std::mem::Discriminant<WaitReason>>,
 }
 
 /// What one tick learned, for the status.
@@ -292,8 +295,13 @@ impl Driver {
             if state.stale { self.engine.sync().peers().iter().map(|p| p.head.seq).max().unwrap_or(0) } else { 0 };
         let observed_for = mono_ms().saturating_sub(self.started_ms);
         match plan::standby_decision(self.domain, &me, &state, observed_for, known_head, &self.timing) {
-            StandbyDecision::Wait(reason) => outcome.waiting = Some(reason.to_string()),
+            StandbyDecision::Wait(reason) => {
+                // A domain just created has no holder yet: nothing to say then.
+                self.note_wait(state.stale && state.holder.is_some(), &reason);
+                outcome.waiting = Some(reason.to_string());
+            }
             StandbyDecision::Campaign { expected } => {
+                self.stale_wait = None;
                 let highest = self.highest_known(&state, me.epoch);
                 let started = mono_ms();
                 match self.arbiter.acquire(&me, expected, highest).await {
@@ -303,11 +311,13 @@ impl Driver {
                         let reclaimed = plan::is_reclaim(&me, expected);
                         match role_event(&self.engine, Event::Elected { epoch, until_ms: until }).await {
                             Ok(_) if reclaimed => tracing::warn!(
+                                domain = %self.domain,
                                 epoch = %epoch::display(epoch),
                                 at_ms,
                                 "the arbiter still named this node: it took the role back after its lease ran out"
                             ),
                             Ok(_) => tracing::warn!(
+                                domain = %self.domain,
                                 epoch = %epoch::display(epoch),
                                 at_ms,
                                 previous = ?expected.and_then(|h| name_of(&state, h)),
@@ -322,6 +332,20 @@ impl Driver {
             }
         }
         outcome
+    }
+
+    /// Logs why this Standby does not take over while an Active's hold is stale, once per kind
+    /// of reason: a domain left without an Active says in the log what it waits for.
+    fn note_wait(&mut self, stale: bool, reason: &WaitReason) {
+        if !stale {
+            self.stale_wait = None;
+            return;
+        }
+        let kind = std::mem::discriminant(reason);
+        if self.stale_wait != Some(kind) {
+            self.stale_wait = Some(kind);
+            tracing::info!(domain = %self.domain, reason = %reason, "the active's hold is stale; not taking over yet");
+        }
     }
 
     /// While this node's store has a fault, tries whether it can write again (off the async

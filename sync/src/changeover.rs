@@ -27,6 +27,9 @@ use mgha_core::roles::{Action, ChangeoverFailure, Event, PlannedChangeover};
 pub const FORWARD_MARGIN_MS: u64 = 2000;
 /// How often a wait looks again (for the target's session, the outcome, an upstream).
 const POLL_MS: u64 = 5;
+/// Most tries of a forced changeover's claim at the arbiter while the holder it saw only
+/// renews.
+const FORCE_ATTEMPTS_MAX: u32 = 5;
 
 /// The one changeover a node runs at a time, by target name.
 #[derive(Default)]
@@ -364,10 +367,23 @@ async fn force_at_arbiter(
     if me.role == Role::Active {
         return Err(ChangeoverError::AlreadyActive { name: me.name }.into());
     }
-    let state = arbiter.observe(&me).await?;
-    let highest = engine.sync().peers().iter().map(|p| p.epoch).max().unwrap_or(0).max(epoch).max(state.highest_epoch);
-    let Some(new) = arbiter.acquire(&me, state.holder, highest).await? else {
-        return Err(ChangeoverError::ArbiterHolderChanged.into());
+    // The acquire is granted only if the holder did not change since the look, renewals
+    // included: a live Active that only renewed meanwhile is the same holder, so look and try
+    // again; a different holder (another node took over) is the caller's to judge.
+    let mut state = arbiter.observe(&me).await?;
+    let mut attempts = 1;
+    let new = loop {
+        let highest =
+            engine.sync().peers().iter().map(|p| p.epoch).max().unwrap_or(0).max(epoch).max(state.highest_epoch);
+        if let Some(new) = arbiter.acquire(&me, state.holder, highest).await? {
+            break new;
+        }
+        let again = arbiter.observe(&me).await?;
+        if again.holder != state.holder || attempts >= FORCE_ATTEMPTS_MAX {
+            return Err(ChangeoverError::ArbiterHolderChanged.into());
+        }
+        attempts += 1;
+        state = again;
     };
     tracing::warn!(
         epoch = %epoch::display(new),

@@ -254,12 +254,7 @@ fn quorum_a_fenced_active_takes_the_role_back_when_nobody_took_over() {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let s = c.nodes[0].http_status();
-        let synced = s.as_ref().is_some_and(|s| {
-            s["peers"].as_array().into_iter().flatten().any(|p| {
-                p["name"] == "b" && p["status"] == "synchronized" && p["head"] == s["head"] && p["connected"] == true
-            })
-        });
-        if synced {
+        if s.as_ref().is_some_and(|s| peers_synchronized(s, &["b"])) {
             break;
         }
         assert!(

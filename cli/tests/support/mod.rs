@@ -442,13 +442,18 @@ pub fn start_pair(scratch: &Scratch) -> (Node, Node) {
 /// Waits until the leader reports every one of `peers` synchronized at its head.
 pub fn wait_peers_synchronized(leader: &Node, peers: &[&str]) {
     wait_until("the peers to be reported synchronized", || {
-        let Some(s) = leader.http_status() else { return false };
-        peers.iter().all(|name| {
-            s["peers"].as_array().into_iter().flatten().any(|p| {
-                p["name"] == *name && p["status"] == "synchronized" && p["head"] == s["head"] && p["connected"] == true
-            })
-        })
+        leader.http_status().is_some_and(|s| peers_synchronized(&s, peers))
     });
+}
+
+/// Whether the status `s` of a leader reports every one of `peers` connected and synchronized
+/// at its head.
+pub fn peers_synchronized(s: &Value, peers: &[&str]) -> bool {
+    peers.iter().all(|name| {
+        s["peers"].as_array().into_iter().flatten().any(|p| {
+            p["name"] == *name && p["status"] == "synchronized" && p["head"] == s["head"] && p["connected"] == true
+        })
+    })
 }
 
 /// An HTTP client for a daemon's admin API: no proxy, every status an answer (not an error),

@@ -39,15 +39,23 @@ fn status_in(node: &Node, domain: &str) -> Value {
     ok_json(&["status", "-d", node.d(), "--domain", domain, "--json"])
 }
 
+/// `mgha status --domain` of one server, or None while it holds no replica of `domain` yet (a
+/// domain just created reaches a server with the registry change).
+fn status_once_hosted(node: &Node, domain: &str) -> Option<Value> {
+    let out = mgha(&["status", "-d", node.d(), "--domain", domain, "--json"]);
+    if out.status.code() == Some(EXIT_NOT_FOUND) {
+        return None;
+    }
+    assert!(out.status.success(), "status of {domain} on {}: {}", node.name, String::from_utf8_lossy(&out.stderr));
+    Some(serde_json::from_slice(&out.stdout).expect("status JSON"))
+}
+
 /// Waits until every replica of `domain` has the head of its Active on `active`.
 fn wait_domain_converged(domain: &str, active: &Node, replicas: &[&Node]) {
     wait_until(&format!("the replicas of {domain} to converge"), || {
-        let lead = status_in(active, domain);
+        let Some(lead) = status_once_hosted(active, domain) else { return false };
         lead["node"]["role"] == "active"
-            && replicas.iter().all(|r| {
-                let s = ok_json(&["status", "-d", r.d(), "--domain", domain, "--json"]);
-                s["head"] == lead["head"]
-            })
+            && replicas.iter().all(|r| status_once_hosted(r, domain).is_some_and(|s| s["head"] == lead["head"]))
     });
 }
 
